@@ -1,0 +1,262 @@
+//! `/etc/diycloud/diycloud.toml`: every key optional, defaults compiled in,
+//! unknown keys and bad values are errors that name the key.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::model::limits::{Allocation, Cpu, GpuList, Size, Tasks};
+use crate::model::lockout::LockoutPolicy;
+use crate::model::time::parse_duration;
+use crate::password::{HashParams, PasswordPolicy};
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/diycloud/diycloud.toml";
+pub const DEFAULT_DB_PATH: &str = "/var/lib/diycloud/diycloud.db";
+
+/// The whole configuration, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub db: PathBuf,
+    pub hash: HashParams,
+    pub password: PasswordPolicy,
+    pub lockout: LockoutPolicy,
+    pub defaults: Allocation,
+    pub shell: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            db: PathBuf::from(DEFAULT_DB_PATH),
+            hash: HashParams::default(),
+            password: PasswordPolicy::default(),
+            lockout: LockoutPolicy::default(),
+            defaults: Allocation::default(),
+            shell: PathBuf::from("/bin/bash"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+// The file's shape. Values stay text here and are validated below, so an
+// error can say which key holds the bad value.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    db: Option<PathBuf>,
+    #[serde(default)]
+    password: RawPassword,
+    #[serde(default)]
+    lockout: RawLockout,
+    #[serde(default)]
+    defaults: RawDefaults,
+    #[serde(default)]
+    accounts: RawAccounts,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPassword {
+    memory_kib: Option<u32>,
+    iterations: Option<u32>,
+    parallelism: Option<u32>,
+    min_length: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLockout {
+    deny: Option<u32>,
+    fail_interval: Option<String>,
+    unlock_time: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    cpu: Option<NumberOrText>,
+    memory: Option<String>,
+    disk: Option<String>,
+    tasks: Option<NumberOrText>,
+    gpus: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAccounts {
+    shell: Option<PathBuf>,
+}
+
+/// `cpu = 1.5` and `cpu = "150%"` are both natural in TOML.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumberOrText {
+    Integer(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl NumberOrText {
+    fn text(&self) -> String {
+        match self {
+            NumberOrText::Integer(i) => i.to_string(),
+            NumberOrText::Float(f) => f.to_string(),
+            NumberOrText::Text(s) => s.clone(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads `path`. A missing file at the default path means "all defaults";
+    /// a missing file the admin named explicitly is an error.
+    pub fn load(path: &Path, explicit: bool) -> Result<Self, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                return Ok(Self::default());
+            }
+            Err(source) => return Err(ConfigError::Read { path: path.into(), source }),
+        };
+        Self::parse(&text).map_err(|message| ConfigError::Invalid { path: path.into(), message })
+    }
+
+    /// Parses the text of a config file.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| e.message().to_owned())?;
+        let mut config = Config::default();
+        if let Some(db) = raw.db {
+            if !db.is_absolute() {
+                return Err(format!("db: {} is not an absolute path", db.display()));
+            }
+            config.db = db;
+        }
+
+        let p = raw.password;
+        config.hash = HashParams {
+            memory_kib: p.memory_kib.unwrap_or(config.hash.memory_kib),
+            iterations: p.iterations.unwrap_or(config.hash.iterations),
+            parallelism: p.parallelism.unwrap_or(config.hash.parallelism),
+        };
+        crate::password::Hasher::new(config.hash).map_err(|e| format!("password: {e}"))?;
+        if let Some(min) = p.min_length {
+            config.password.min_length = min;
+        }
+
+        let l = raw.lockout;
+        config.lockout.deny = l.deny.unwrap_or(config.lockout.deny);
+        if let Some(d) = l.fail_interval {
+            config.lockout.fail_interval =
+                parse_duration(&d).map_err(|e| format!("lockout.fail_interval: {e}"))?;
+        }
+        if let Some(d) = l.unlock_time {
+            config.lockout.unlock_time =
+                parse_duration(&d).map_err(|e| format!("lockout.unlock_time: {e}"))?;
+        }
+
+        let d = raw.defaults;
+        let a = &mut config.defaults;
+        if let Some(v) = d.cpu {
+            a.cpu = v.text().parse::<Cpu>().map_err(|e| format!("defaults.cpu: {e}"))?;
+        }
+        if let Some(v) = d.memory {
+            a.memory = v.parse::<Size>().map_err(|e| format!("defaults.memory: {e}"))?;
+        }
+        if let Some(v) = d.disk {
+            a.disk = v.parse::<Size>().map_err(|e| format!("defaults.disk: {e}"))?;
+        }
+        if let Some(v) = d.tasks {
+            a.tasks = v.text().parse::<Tasks>().map_err(|e| format!("defaults.tasks: {e}"))?;
+        }
+        if let Some(v) = d.gpus {
+            a.gpus = v.parse::<GpuList>().map_err(|e| format!("defaults.gpus: {e}"))?;
+        }
+
+        if let Some(shell) = raw.accounts.shell {
+            if !shell.is_absolute() {
+                return Err(format!("accounts.shell: {} is not an absolute path", shell.display()));
+            }
+            config.shell = shell;
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_means_defaults() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn every_key() {
+        let c = Config::parse(
+            r#"
+            db = "/srv/users.db"
+            [password]
+            memory_kib = 65536
+            iterations = 3
+            parallelism = 2
+            min_length = 12
+            [lockout]
+            deny = 3
+            fail_interval = "5m"
+            unlock_time = "0"
+            [defaults]
+            cpu = 1.5
+            memory = "4G"
+            disk = "infinity"
+            tasks = 512
+            gpus = "all"
+            [accounts]
+            shell = "/bin/zsh"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.db, PathBuf::from("/srv/users.db"));
+        assert_eq!(c.hash, HashParams { memory_kib: 65536, iterations: 3, parallelism: 2 });
+        assert_eq!(c.password.min_length, 12);
+        assert_eq!(c.lockout, LockoutPolicy { deny: 3, fail_interval: 300, unlock_time: 0 });
+        assert_eq!(c.defaults.cpu, Cpu::Percent(150));
+        assert_eq!(c.defaults.memory, Size::Bytes(4 << 30));
+        assert_eq!(c.defaults.disk, Size::Infinity);
+        assert_eq!(c.defaults.tasks, Tasks::Count(512));
+        assert_eq!(c.defaults.gpus, GpuList::All);
+        assert_eq!(c.shell, PathBuf::from("/bin/zsh"));
+        assert_eq!(Config::parse("[defaults]\ncpu = \"150%\"").unwrap().defaults.cpu, Cpu::Percent(150));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        for (text, key) in [
+            ("colour = 1", "colour"),
+            ("[lockout]\ndenny = 3", "denny"),
+            ("[lockout]\nunlock_time = \"10 minutes\"", "lockout.unlock_time"),
+            ("[defaults]\nmemory = \"2Q\"", "defaults.memory"),
+            ("[defaults]\ncpu = 0", "defaults.cpu"),
+            ("[password]\nmemory_kib = 1", "password"),
+            ("db = \"relative.db\"", "db"),
+            ("[quota]\nfilesystems = []", "quota"),
+        ] {
+            let err = Config::parse(text).unwrap_err();
+            assert!(err.contains(key), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn missing_default_file_is_fine_but_missing_named_file_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nope.toml");
+        assert_eq!(Config::load(&path, false).unwrap(), Config::default());
+        assert!(Config::load(&path, true).unwrap_err().to_string().contains("nope.toml"));
+    }
+}

@@ -1,0 +1,445 @@
+//! Resource limits as an admin types them and systemd understands them.
+//!
+//! Every type here parses from the CLI/config syntax, prints back to the same
+//! canonical text (which is what the database stores), and rejects bad input
+//! with an error that names the rule.
+
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {what} {input:?}: {rule}")]
+pub struct LimitError {
+    what: &'static str,
+    input: String,
+    rule: &'static str,
+}
+
+impl LimitError {
+    fn new(what: &'static str, input: &str, rule: &'static str) -> Self {
+        let mut input = input.to_owned();
+        if input.len() > 64 {
+            let mut cut = 64;
+            while !input.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            input.truncate(cut);
+        }
+        Self { what, input, rule }
+    }
+}
+
+const INFINITY: &str = "infinity";
+
+// ---------------------------------------------------------------- sizes
+
+pub const SIZE_RULE: &str = "a size is a positive number with an optional unit K, M, G, T, P or E \
+     (base 1024), like 512M, 2G or 1.5T, or 'infinity'";
+
+/// A byte count in systemd's syntax (`512M`, `2G`, `1.5T`, base 1024) or `infinity`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Size {
+    Bytes(u64),
+    Infinity,
+}
+
+const UNITS: [(char, u32); 6] = [('K', 1), ('M', 2), ('G', 3), ('T', 4), ('P', 5), ('E', 6)];
+
+impl Size {
+    /// The value systemd wants for properties like `MemoryMax` (`u64::MAX` = infinity).
+    pub fn as_systemd_u64(self) -> u64 {
+        match self {
+            Size::Bytes(b) => b,
+            Size::Infinity => u64::MAX,
+        }
+    }
+}
+
+impl FromStr for Size {
+    type Err = LimitError;
+
+    fn from_str(s: &str) -> Result<Self, LimitError> {
+        let err = || LimitError::new("size", s, SIZE_RULE);
+        if s == INFINITY {
+            return Ok(Size::Infinity);
+        }
+        let (number, exponent) = match s.chars().last() {
+            Some(c) if c.is_ascii_alphabetic() => {
+                let (_, exp) = UNITS.iter().find(|(u, _)| *u == c).ok_or_else(err)?;
+                (&s[..s.len() - 1], *exp)
+            }
+            _ => (s, 0),
+        };
+        let multiplier = 1024u128.pow(exponent);
+        let bytes = parse_decimal_scaled(number, multiplier).ok_or_else(err)?;
+        match u64::try_from(bytes) {
+            Ok(b) if b > 0 && b < u64::MAX => Ok(Size::Bytes(b)),
+            _ => Err(err()),
+        }
+    }
+}
+
+/// Parses `123` or `1.5` (digits only, no sign) and multiplies by `multiplier`,
+/// rounding down, in exact integer arithmetic.
+fn parse_decimal_scaled(number: &str, multiplier: u128) -> Option<u128> {
+    let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
+    let digits_ok = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !digits_ok(whole) || !digits_ok(frac) || whole.len() > 20 || frac.len() > 18 {
+        return None;
+    }
+    if number.ends_with('.') {
+        return None;
+    }
+    let whole: u128 = whole.parse().ok()?;
+    let mut total = whole.checked_mul(multiplier)?;
+    if !frac.is_empty() {
+        let scale = 10u128.pow(frac.len() as u32);
+        let frac: u128 = frac.parse().ok()?;
+        total = total.checked_add(frac.checked_mul(multiplier)? / scale)?;
+    }
+    Some(total)
+}
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Size::Infinity => f.write_str(INFINITY),
+            Size::Bytes(b) => {
+                for (unit, exp) in UNITS.iter().rev() {
+                    let m = 1024u64.pow(*exp);
+                    if b % m == 0 {
+                        return write!(f, "{}{unit}", b / m);
+                    }
+                }
+                write!(f, "{b}")
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- CPU
+
+pub const CPU_RULE: &str = "CPU is a number of cores greater than 0 with at most 2 decimals \
+     (like 1.5), a whole percentage of one core (like 150%), or 'infinity'; at most 4096 cores";
+
+/// A CPU allowance, in hundredths of a core (systemd's `CPUQuota=` granularity).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cpu {
+    Percent(u32),
+    Infinity,
+}
+
+const MAX_CPU_PERCENT: u32 = 4096 * 100;
+
+impl Cpu {
+    /// `CPUQuotaPerSecUSec`: microseconds of CPU time per second of wall time.
+    pub fn quota_per_sec_usec(self) -> u64 {
+        match self {
+            Cpu::Percent(p) => u64::from(p) * 10_000,
+            Cpu::Infinity => u64::MAX,
+        }
+    }
+
+    /// Cores as a float, for storing in the `cpu_limit REAL` column (`None` = infinity).
+    pub fn cores(self) -> Option<f64> {
+        match self {
+            Cpu::Percent(p) => Some(f64::from(p) / 100.0),
+            Cpu::Infinity => None,
+        }
+    }
+
+    /// The inverse of [`Cpu::cores`]; values come from our own writes, so
+    /// rounding to the nearest hundredth is exact.
+    pub fn from_cores(cores: Option<f64>) -> Result<Self, LimitError> {
+        match cores {
+            None => Ok(Cpu::Infinity),
+            Some(c) if c.is_finite() && c > 0.0 && c <= f64::from(4096) => {
+                Ok(Cpu::Percent((c * 100.0).round() as u32))
+            }
+            Some(c) => Err(LimitError::new("CPU", &c.to_string(), CPU_RULE)),
+        }
+    }
+}
+
+impl FromStr for Cpu {
+    type Err = LimitError;
+
+    fn from_str(s: &str) -> Result<Self, LimitError> {
+        let err = || LimitError::new("CPU", s, CPU_RULE);
+        if s == INFINITY {
+            return Ok(Cpu::Infinity);
+        }
+        let percent = match s.strip_suffix('%') {
+            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p.len() < 10 => {
+                p.parse::<u32>().map_err(|_| err())?
+            }
+            Some(_) => return Err(err()),
+            None => {
+                let (_, frac) = s.split_once('.').unwrap_or((s, ""));
+                if frac.len() > 2 {
+                    return Err(err());
+                }
+                let hundredths = parse_decimal_scaled(s, 100).ok_or_else(err)?;
+                u32::try_from(hundredths).map_err(|_| err())?
+            }
+        };
+        if percent == 0 || percent > MAX_CPU_PERCENT {
+            return Err(err());
+        }
+        Ok(Cpu::Percent(percent))
+    }
+}
+
+impl fmt::Display for Cpu {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Cpu::Infinity => f.write_str(INFINITY),
+            Cpu::Percent(p) if p % 100 == 0 => write!(f, "{}", p / 100),
+            Cpu::Percent(p) if p % 10 == 0 => write!(f, "{}.{}", p / 100, (p % 100) / 10),
+            Cpu::Percent(p) => write!(f, "{}.{:02}", p / 100, p % 100),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- tasks
+
+pub const TASKS_RULE: &str =
+    "tasks is a whole number of processes and threads from 1 to 4294967295, or 'infinity'";
+
+/// The most processes and threads a user may run at once (`TasksMax`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tasks {
+    Count(u32),
+    Infinity,
+}
+
+impl Tasks {
+    pub fn as_systemd_u64(self) -> u64 {
+        match self {
+            Tasks::Count(n) => u64::from(n),
+            Tasks::Infinity => u64::MAX,
+        }
+    }
+}
+
+impl FromStr for Tasks {
+    type Err = LimitError;
+
+    fn from_str(s: &str) -> Result<Self, LimitError> {
+        if s == INFINITY {
+            return Ok(Tasks::Infinity);
+        }
+        match s.parse::<u32>() {
+            Ok(n) if n > 0 && s.bytes().all(|b| b.is_ascii_digit()) => Ok(Tasks::Count(n)),
+            _ => Err(LimitError::new("tasks", s, TASKS_RULE)),
+        }
+    }
+}
+
+impl fmt::Display for Tasks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Tasks::Count(n) => write!(f, "{n}"),
+            Tasks::Infinity => f.write_str(INFINITY),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- GPUs
+
+pub const GPU_RULE: &str = "a GPU list is 'none', 'all', or a comma-separated list without \
+     repeats of GPU indices (0-1023) and UUIDs (GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx or MIG-...)";
+
+/// Which GPUs a user may open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GpuList {
+    None,
+    All,
+    Some(Vec<GpuId>),
+}
+
+/// One GPU (or MIG instance) named by its index or its NVML UUID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GpuId {
+    Index(u16),
+    Uuid(String),
+}
+
+fn is_uuid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, len)| g.len() == len && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+impl FromStr for GpuId {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        if let Some(uuid) = s.strip_prefix("GPU-").or_else(|| s.strip_prefix("MIG-")) {
+            return if is_uuid(uuid) { Ok(GpuId::Uuid(s.to_owned())) } else { Err(()) };
+        }
+        match s.parse::<u16>() {
+            Ok(i) if i < 1024 && s.bytes().all(|b| b.is_ascii_digit()) => Ok(GpuId::Index(i)),
+            _ => Err(()),
+        }
+    }
+}
+
+impl fmt::Display for GpuId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GpuId::Index(i) => write!(f, "{i}"),
+            GpuId::Uuid(u) => f.write_str(u),
+        }
+    }
+}
+
+impl FromStr for GpuList {
+    type Err = LimitError;
+
+    fn from_str(s: &str) -> Result<Self, LimitError> {
+        let err = || LimitError::new("GPU list", s, GPU_RULE);
+        match s {
+            "none" => return Ok(GpuList::None),
+            "all" => return Ok(GpuList::All),
+            _ => {}
+        }
+        let mut ids: Vec<GpuId> = Vec::new();
+        for item in s.split(',') {
+            let id: GpuId = item.trim().parse().map_err(|_| err())?;
+            if ids.contains(&id) {
+                return Err(err());
+            }
+            ids.push(id);
+        }
+        Ok(GpuList::Some(ids))
+    }
+}
+
+impl fmt::Display for GpuList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GpuList::None => f.write_str("none"),
+            GpuList::All => f.write_str("all"),
+            GpuList::Some(ids) => {
+                let parts: Vec<String> = ids.iter().map(ToString::to_string).collect();
+                f.write_str(&parts.join(","))
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- allocation
+
+/// Everything a user is allowed: what session open will apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allocation {
+    pub cpu: Cpu,
+    pub memory: Size,
+    pub disk: Size,
+    pub tasks: Tasks,
+    pub gpus: GpuList,
+}
+
+impl Default for Allocation {
+    /// The built-in defaults for new users (DESIGN §5): 1 core, 2G, 5G, 4096 tasks, no GPU.
+    fn default() -> Self {
+        Self {
+            cpu: Cpu::Percent(100),
+            memory: Size::Bytes(2 << 30),
+            disk: Size::Bytes(5 << 30),
+            tasks: Tasks::Count(4096),
+            gpus: GpuList::None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_in_base_1024_and_print_canonically() {
+        let cases = [
+            ("512M", 512 << 20, "512M"),
+            ("2G", 2 << 30, "2G"),
+            ("1.5T", 3 << 39, "1536G"),
+            ("1024", 1024, "1K"),
+            ("1000", 1000, "1000"),
+            ("0.5K", 512, "512"),
+            ("15E", 15 << 60, "15E"),
+        ];
+        for (input, bytes, shown) in cases {
+            let size: Size = input.parse().unwrap();
+            assert_eq!(size, Size::Bytes(bytes), "{input}");
+            assert_eq!(size.to_string(), shown);
+            assert_eq!(shown.parse::<Size>().unwrap(), size, "round trip {shown}");
+        }
+        assert_eq!("infinity".parse::<Size>().unwrap().as_systemd_u64(), u64::MAX);
+    }
+
+    #[test]
+    fn bad_sizes_name_the_rule() {
+        for input in ["2Q", "-1G", "", "G", "0", "0M", "1.G", ".5G", "1,5G", "16E", "2g", "1e3", " 2G", "99999999999999999999999G"] {
+            let err = input.parse::<Size>().unwrap_err().to_string();
+            assert!(err.contains("K, M, G, T, P or E"), "{input}: {err}");
+        }
+    }
+
+    #[test]
+    fn cpu_accepts_cores_and_percent() {
+        let cases = [("1.5", 150, "1.5"), ("150%", 150, "1.5"), ("0.25", 25, "0.25"), ("2", 200, "2"), ("5%", 5, "0.05"), ("4096", 409_600, "4096")];
+        for (input, pct, shown) in cases {
+            let cpu: Cpu = input.parse().unwrap();
+            assert_eq!(cpu, Cpu::Percent(pct), "{input}");
+            assert_eq!(cpu.to_string(), shown);
+            assert_eq!(Cpu::from_cores(cpu.cores()).unwrap(), cpu);
+        }
+        assert_eq!("1.5".parse::<Cpu>().unwrap().quota_per_sec_usec(), 1_500_000);
+        assert_eq!("infinity".parse::<Cpu>().unwrap().cores(), None);
+    }
+
+    #[test]
+    fn bad_cpu_names_the_rule() {
+        for input in ["0", "0%", "-1", "1.555", "abc", "", "%", "1.5%", "4097", "1e2", "NaN", "inf"] {
+            let err = input.parse::<Cpu>().unwrap_err().to_string();
+            assert!(err.contains("number of cores"), "{input}: {err}");
+        }
+    }
+
+    #[test]
+    fn tasks_parse() {
+        assert_eq!("4096".parse::<Tasks>().unwrap(), Tasks::Count(4096));
+        assert_eq!("infinity".parse::<Tasks>().unwrap().as_systemd_u64(), u64::MAX);
+        for input in ["0", "-5", "+5", "1.5", "4294967296", "lots"] {
+            let err = input.parse::<Tasks>().unwrap_err().to_string();
+            assert!(err.contains("whole number"), "{input}: {err}");
+        }
+    }
+
+    #[test]
+    fn gpu_lists() {
+        let uuid = "GPU-8f6a2c1e-1111-2222-3333-444455556666";
+        let list: GpuList = format!("0,{uuid},3").parse().unwrap();
+        assert_eq!(
+            list,
+            GpuList::Some(vec![GpuId::Index(0), GpuId::Uuid(uuid.into()), GpuId::Index(3)])
+        );
+        assert_eq!(list.to_string(), format!("0,{uuid},3"));
+        assert_eq!("none".parse::<GpuList>().unwrap(), GpuList::None);
+        assert_eq!("all".parse::<GpuList>().unwrap(), GpuList::All);
+        for input in ["", "0,0", "gpu0", "-1", "1024", "all,0", "0,", "GPU-xyz", "0;1", "MIG-1234"] {
+            let err = input.parse::<GpuList>().unwrap_err().to_string();
+            assert!(err.contains("'none', 'all'"), "{input}: {err}");
+        }
+    }
+
+    #[test]
+    fn huge_input_is_cut_in_the_message() {
+        let err = "9".repeat(1 << 20).parse::<Size>().unwrap_err().to_string();
+        assert!(err.len() < 400);
+    }
+}

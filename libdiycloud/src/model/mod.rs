@@ -1,0 +1,16 @@
+//! The pure core: users, limits, dates and the lockout policy.
+//!
+//! Nothing in here does I/O or reads the clock; callers pass "now" in, so every
+//! rule is testable without sleeping or touching the system.
+
+pub mod limits;
+pub mod lockout;
+pub mod time;
+pub mod user;
+pub mod username;
+
+pub use limits::{Allocation, Cpu, GpuList, LimitError, Size, Tasks};
+pub use lockout::{FailureState, LockoutPolicy};
+pub use time::{Date, Timestamp};
+pub use user::{Role, User};
+pub use username::{Username, UsernameError};

@@ -1,0 +1,402 @@
+//! Users, their allocations and the audit log.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde_json::{json, Value};
+
+use super::{Store, StoreError, Tx};
+use crate::model::limits::{Allocation, Cpu};
+use crate::model::lockout::FailureState;
+use crate::model::time::{Date, Timestamp};
+use crate::model::user::{Role, User};
+use crate::model::username::Username;
+
+/// Everything needed to create a user.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub username: Username,
+    pub password_hash: String,
+    pub role: Role,
+    pub email: Option<String>,
+    pub full_name: Option<String>,
+    pub expires: Option<Date>,
+    pub allocation: Allocation,
+    pub uid: Option<u32>,
+    pub owns_system_account: bool,
+}
+
+/// A partial update: `None` leaves a field as it is; for the optional
+/// profile fields, `Some(None)` clears them.
+#[derive(Debug, Clone, Default)]
+pub struct UserChanges {
+    pub role: Option<Role>,
+    pub email: Option<Option<String>>,
+    pub full_name: Option<Option<String>>,
+    pub expires: Option<Option<Date>>,
+    pub active: Option<bool>,
+    pub cpu: Option<Cpu>,
+    pub memory: Option<crate::model::Size>,
+    pub disk: Option<crate::model::Size>,
+    pub tasks: Option<crate::model::Tasks>,
+    pub gpus: Option<crate::model::GpuList>,
+}
+
+impl UserChanges {
+    pub fn is_empty(&self) -> bool {
+        self.role.is_none()
+            && self.email.is_none()
+            && self.full_name.is_none()
+            && self.expires.is_none()
+            && self.active.is_none()
+            && self.cpu.is_none()
+            && self.memory.is_none()
+            && self.disk.is_none()
+            && self.tasks.is_none()
+            && self.gpus.is_none()
+    }
+}
+
+/// One line of the audit log.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AuditEntry {
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub username: String,
+    pub detail: Value,
+}
+
+const SELECT_USER: &str = "SELECT u.username, u.uid, u.owns_system_account, u.role, u.email, \
+     u.full_name, u.is_active, u.expires_on, u.created_at, u.updated_at, u.last_login, \
+     u.password_changed_at, u.failed_logins, u.failure_window_start, u.locked_at, \
+     a.cpu_limit, a.mem_limit, a.disk_quota, a.tasks_limit, a.gpus, u.password_hash \
+     FROM users u JOIN resource_allocations a ON a.user_id = u.id";
+
+/// A row as SQLite hands it over, before validation.
+struct RawUser {
+    username: String,
+    uid: Option<u32>,
+    owns_system_account: bool,
+    role: String,
+    email: Option<String>,
+    full_name: Option<String>,
+    active: bool,
+    expires: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+    last_login: Option<i64>,
+    password_changed_at: Option<i64>,
+    failed_logins: u32,
+    failure_window_start: Option<i64>,
+    locked_at: Option<i64>,
+    cpu: Option<f64>,
+    memory: String,
+    disk: String,
+    tasks: String,
+    gpus: String,
+    password_hash: String,
+}
+
+impl RawUser {
+    fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            username: row.get(0)?,
+            uid: row.get(1)?,
+            owns_system_account: row.get(2)?,
+            role: row.get(3)?,
+            email: row.get(4)?,
+            full_name: row.get(5)?,
+            active: row.get(6)?,
+            expires: row.get(7)?,
+            created_at: row.get(8)?,
+            updated_at: row.get(9)?,
+            last_login: row.get(10)?,
+            password_changed_at: row.get(11)?,
+            failed_logins: row.get(12)?,
+            failure_window_start: row.get(13)?,
+            locked_at: row.get(14)?,
+            cpu: row.get(15)?,
+            memory: row.get(16)?,
+            disk: row.get(17)?,
+            tasks: row.get(18)?,
+            gpus: row.get(19)?,
+            password_hash: row.get(20)?,
+        })
+    }
+
+    /// Validates the stored text; a record someone edited by hand into
+    /// nonsense is reported, never guessed at.
+    fn into_user(self, path: &Path) -> Result<(User, String), StoreError> {
+        let username = self.username.clone();
+        let corrupt = |field: &'static str, message: String| StoreError::Corrupt {
+            path: path.into(),
+            username: username.clone(),
+            field,
+            message,
+        };
+        let allocation = Allocation {
+            cpu: Cpu::from_cores(self.cpu).map_err(|e| corrupt("cpu_limit", e.to_string()))?,
+            memory: self.memory.parse().map_err(|e: crate::model::LimitError| corrupt("mem_limit", e.to_string()))?,
+            disk: self.disk.parse().map_err(|e: crate::model::LimitError| corrupt("disk_quota", e.to_string()))?,
+            tasks: self.tasks.parse().map_err(|e: crate::model::LimitError| corrupt("tasks_limit", e.to_string()))?,
+            gpus: self.gpus.parse().map_err(|e: crate::model::LimitError| corrupt("gpus", e.to_string()))?,
+        };
+        let user = User {
+            username: Username::parse(&self.username).map_err(|e| corrupt("username", e.to_string()))?,
+            uid: self.uid,
+            owns_system_account: self.owns_system_account,
+            role: self.role.parse().map_err(|e: crate::model::user::RoleError| corrupt("role", e.to_string()))?,
+            email: self.email,
+            full_name: self.full_name,
+            active: self.active,
+            expires: self
+                .expires
+                .map(|d| d.parse())
+                .transpose()
+                .map_err(|e: crate::model::time::TimeError| corrupt("expires_on", e.to_string()))?,
+            created_at: Timestamp(self.created_at),
+            updated_at: Timestamp(self.updated_at),
+            last_login: self.last_login.map(Timestamp),
+            password_changed_at: self.password_changed_at.map(Timestamp),
+            failures: FailureState {
+                count: self.failed_logins,
+                window_start: self.failure_window_start.map(Timestamp),
+                locked_at: self.locked_at.map(Timestamp),
+            },
+            allocation,
+        };
+        Ok((user, self.password_hash))
+    }
+}
+
+fn find(conn: &Connection, path: &Path, name: &str) -> Result<Option<(User, String)>, StoreError> {
+    let sqlite = |source| StoreError::Sqlite { path: path.into(), source };
+    let raw = conn
+        .prepare_cached(&format!("{SELECT_USER} WHERE u.username = ?1"))
+        .and_then(|mut stmt| stmt.query_row([name], RawUser::from_row).optional())
+        .map_err(sqlite)?;
+    raw.map(|r| r.into_user(path)).transpose()
+}
+
+impl Store {
+    /// The user named `name`, if the database has one.
+    pub fn user(&self, name: &str) -> Result<Option<User>, StoreError> {
+        Ok(find(&self.conn, &self.path, name)?.map(|(user, _)| user))
+    }
+
+    /// The user and their password hash: for the login path only.
+    pub fn credentials(&self, name: &str) -> Result<Option<(User, String)>, StoreError> {
+        find(&self.conn, &self.path, name)
+    }
+
+    /// Every user, by name.
+    pub fn users(&self) -> Result<Vec<User>, StoreError> {
+        let rows = self
+            .conn
+            .prepare(&format!("{SELECT_USER} ORDER BY u.username"))
+            .and_then(|mut stmt| {
+                stmt.query_map([], RawUser::from_row)?.collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(|e| self.sqlite(e))?;
+        rows.into_iter().map(|r| r.into_user(&self.path).map(|(u, _)| u)).collect()
+    }
+
+    /// The newest `limit` audit entries about `name`, oldest first.
+    pub fn audit_log(&self, name: &str, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut entries = self
+            .conn
+            .prepare(
+                "SELECT at, actor, action, username, detail FROM audit_log \
+                 WHERE username = ?1 ORDER BY id DESC LIMIT ?2",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map(params![name, limit], |row| {
+                    let detail: String = row.get(4)?;
+                    Ok(AuditEntry {
+                        at: Timestamp(row.get(0)?).to_string(),
+                        actor: row.get(1)?,
+                        action: row.get(2)?,
+                        username: row.get(3)?,
+                        detail: serde_json::from_str(&detail).unwrap_or(Value::String(detail)),
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(|e| self.sqlite(e))?;
+        entries.reverse();
+        Ok(entries)
+    }
+}
+
+impl Tx<'_> {
+    /// The user and their hash, read inside this transaction.
+    pub fn credentials(&self, name: &str) -> Result<Option<(User, String)>, StoreError> {
+        find(&self.tx, &self.path, name)
+    }
+
+    pub fn user(&self, name: &str) -> Result<User, StoreError> {
+        self.credentials(name)?
+            .map(|(user, _)| user)
+            .ok_or_else(|| StoreError::UserNotFound(name.into()))
+    }
+
+    pub fn insert_user(&self, new: &NewUser, now: Timestamp) -> Result<User, StoreError> {
+        let name = new.username.as_str();
+        let exists: bool = self
+            .tx
+            .query_row("SELECT EXISTS(SELECT 1 FROM users WHERE username = ?1)", [name], |r| r.get(0))
+            .map_err(|e| self.sqlite(e))?;
+        if exists {
+            return Err(StoreError::UserExists(name.into()));
+        }
+        self.tx
+            .execute(
+                "INSERT INTO users (username, password_hash, email, full_name, uid, \
+                 owns_system_account, created_at, updated_at, password_changed_at, role, expires_on) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7, ?8, ?9)",
+                params![
+                    name,
+                    new.password_hash,
+                    new.email,
+                    new.full_name,
+                    new.uid,
+                    new.owns_system_account,
+                    now.0,
+                    new.role.to_string(),
+                    new.expires.map(|d| d.to_string()),
+                ],
+            )
+            .map_err(|e| self.sqlite(e))?;
+        let a = &new.allocation;
+        self.tx
+            .execute(
+                "INSERT INTO resource_allocations (user_id, cpu_limit, mem_limit, disk_quota, tasks_limit, gpus) \
+                 VALUES (last_insert_rowid(), ?1, ?2, ?3, ?4, ?5)",
+                params![a.cpu.cores(), a.memory.to_string(), a.disk.to_string(), a.tasks.to_string(), a.gpus.to_string()],
+            )
+            .map_err(|e| self.sqlite(e))?;
+        self.user(name)
+    }
+
+    /// Applies `changes`, touching only the columns they name (so concurrent
+    /// updates of other fields, or a login's failure count, are never lost).
+    /// Returns the changed fields and their new values, for the audit log.
+    pub fn update_user(&self, name: &str, changes: &UserChanges, now: Timestamp) -> Result<Value, StoreError> {
+        let mut user_sets: Vec<(&str, rusqlite::types::Value)> = Vec::new();
+        let mut alloc_sets: Vec<(&str, rusqlite::types::Value)> = Vec::new();
+        let mut detail = serde_json::Map::new();
+        use rusqlite::types::Value as Sql;
+        let text = |s: &Option<String>| s.clone().map_or(Sql::Null, Sql::Text);
+        if let Some(role) = changes.role {
+            user_sets.push(("role", Sql::Text(role.to_string())));
+            detail.insert("role".into(), json!(role.to_string()));
+        }
+        if let Some(email) = &changes.email {
+            user_sets.push(("email", text(email)));
+            detail.insert("email".into(), json!(email));
+        }
+        if let Some(full_name) = &changes.full_name {
+            user_sets.push(("full_name", text(full_name)));
+            detail.insert("full_name".into(), json!(full_name));
+        }
+        if let Some(expires) = changes.expires {
+            let shown = expires.map(|d| d.to_string());
+            user_sets.push(("expires_on", text(&shown)));
+            detail.insert("expires".into(), json!(shown));
+        }
+        if let Some(active) = changes.active {
+            user_sets.push(("is_active", Sql::Integer(i64::from(active))));
+            detail.insert("active".into(), json!(active));
+        }
+        if let Some(cpu) = changes.cpu {
+            alloc_sets.push(("cpu_limit", cpu.cores().map_or(Sql::Null, Sql::Real)));
+            detail.insert("cpu".into(), json!(cpu.to_string()));
+        }
+        for (column, key, value) in [
+            ("mem_limit", "memory", changes.memory.map(|v| v.to_string())),
+            ("disk_quota", "disk", changes.disk.map(|v| v.to_string())),
+            ("tasks_limit", "tasks", changes.tasks.map(|v| v.to_string())),
+            ("gpus", "gpus", changes.gpus.as_ref().map(|v| v.to_string())),
+        ] {
+            if let Some(value) = value {
+                detail.insert(key.into(), json!(value));
+                alloc_sets.push((column, Sql::Text(value)));
+            }
+        }
+
+        user_sets.push(("updated_at", Sql::Integer(now.0)));
+        let user_id: i64 = self
+            .tx
+            .query_row("SELECT id FROM users WHERE username = ?1", [name], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.sqlite(e))?
+            .ok_or_else(|| StoreError::UserNotFound(name.into()))?;
+        for (table, key, sets) in [("users", "id", user_sets), ("resource_allocations", "user_id", alloc_sets)] {
+            if sets.is_empty() {
+                continue;
+            }
+            let assignments: Vec<String> =
+                sets.iter().enumerate().map(|(i, (col, _))| format!("{col} = ?{}", i + 2)).collect();
+            let sql = format!("UPDATE {table} SET {} WHERE {key} = ?1", assignments.join(", "));
+            let mut values: Vec<rusqlite::types::Value> = vec![Sql::Integer(user_id)];
+            values.extend(sets.into_iter().map(|(_, v)| v));
+            self.tx
+                .execute(&sql, rusqlite::params_from_iter(values))
+                .map_err(|e| self.sqlite(e))?;
+        }
+        Ok(Value::Object(detail))
+    }
+
+    pub fn set_password_hash(&self, name: &str, hash: &str, now: Timestamp) -> Result<(), StoreError> {
+        self.update_one(
+            "UPDATE users SET password_hash = ?2, password_changed_at = ?3, updated_at = ?3 WHERE username = ?1",
+            params![name, hash, now.0],
+            name,
+        )
+    }
+
+    pub fn set_uid(&self, name: &str, uid: u32) -> Result<(), StoreError> {
+        self.update_one("UPDATE users SET uid = ?2 WHERE username = ?1", params![name, uid], name)
+    }
+
+    /// Stores the failure bookkeeping computed by the lockout policy.
+    pub fn set_failures(&self, name: &str, state: &FailureState) -> Result<(), StoreError> {
+        self.update_one(
+            "UPDATE users SET failed_logins = ?2, failure_window_start = ?3, locked_at = ?4 WHERE username = ?1",
+            params![name, state.count, state.window_start.map(|t| t.0), state.locked_at.map(|t| t.0)],
+            name,
+        )
+    }
+
+    /// A successful login: the failure count starts over.
+    pub fn record_login(&self, name: &str, now: Timestamp) -> Result<(), StoreError> {
+        self.update_one(
+            "UPDATE users SET last_login = ?2, failed_logins = 0, failure_window_start = NULL, \
+             locked_at = NULL WHERE username = ?1",
+            params![name, now.0],
+            name,
+        )
+    }
+
+    pub fn delete_user(&self, name: &str) -> Result<(), StoreError> {
+        self.update_one("DELETE FROM users WHERE username = ?1", params![name], name)
+    }
+
+    pub fn audit(&self, now: Timestamp, actor: &str, action: &str, username: &str, detail: &Value) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "INSERT INTO audit_log (at, actor, action, username, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![now.0, actor, action, username, detail.to_string()],
+            )
+            .map(|_| ())
+            .map_err(|e| self.sqlite(e))
+    }
+
+    fn update_one(&self, sql: &str, params: impl rusqlite::Params, name: &str) -> Result<(), StoreError> {
+        match self.tx.execute(sql, params).map_err(|e| self.sqlite(e))? {
+            0 => Err(StoreError::UserNotFound(name.into())),
+            _ => Ok(()),
+        }
+    }
+}
