@@ -40,7 +40,10 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config {path}: {message}")]
     Invalid { path: PathBuf, message: String },
 }
@@ -122,9 +125,17 @@ impl Config {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
                 return Ok(Self::default());
             }
-            Err(source) => return Err(ConfigError::Read { path: path.into(), source }),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.into(),
+                    source,
+                })
+            }
         };
-        Self::parse(&text).map_err(|message| ConfigError::Invalid { path: path.into(), message })
+        Self::parse(&text).map_err(|message| ConfigError::Invalid {
+            path: path.into(),
+            message,
+        })
     }
 
     /// Parses the text of a config file.
@@ -163,24 +174,39 @@ impl Config {
         let d = raw.defaults;
         let a = &mut config.defaults;
         if let Some(v) = d.cpu {
-            a.cpu = v.text().parse::<Cpu>().map_err(|e| format!("defaults.cpu: {e}"))?;
+            a.cpu = v
+                .text()
+                .parse::<Cpu>()
+                .map_err(|e| format!("defaults.cpu: {e}"))?;
         }
         if let Some(v) = d.memory {
-            a.memory = v.parse::<Size>().map_err(|e| format!("defaults.memory: {e}"))?;
+            a.memory = v
+                .parse::<Size>()
+                .map_err(|e| format!("defaults.memory: {e}"))?;
         }
         if let Some(v) = d.disk {
-            a.disk = v.parse::<Size>().map_err(|e| format!("defaults.disk: {e}"))?;
+            a.disk = v
+                .parse::<Size>()
+                .map_err(|e| format!("defaults.disk: {e}"))?;
         }
         if let Some(v) = d.tasks {
-            a.tasks = v.text().parse::<Tasks>().map_err(|e| format!("defaults.tasks: {e}"))?;
+            a.tasks = v
+                .text()
+                .parse::<Tasks>()
+                .map_err(|e| format!("defaults.tasks: {e}"))?;
         }
         if let Some(v) = d.gpus {
-            a.gpus = v.parse::<GpuList>().map_err(|e| format!("defaults.gpus: {e}"))?;
+            a.gpus = v
+                .parse::<GpuList>()
+                .map_err(|e| format!("defaults.gpus: {e}"))?;
         }
 
         if let Some(shell) = raw.accounts.shell {
             if !shell.is_absolute() {
-                return Err(format!("accounts.shell: {} is not an absolute path", shell.display()));
+                return Err(format!(
+                    "accounts.shell: {} is not an absolute path",
+                    shell.display()
+                ));
             }
             config.shell = shell;
         }
@@ -223,16 +249,36 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.db, PathBuf::from("/srv/users.db"));
-        assert_eq!(c.hash, HashParams { memory_kib: 65536, iterations: 3, parallelism: 2 });
+        assert_eq!(
+            c.hash,
+            HashParams {
+                memory_kib: 65536,
+                iterations: 3,
+                parallelism: 2
+            }
+        );
         assert_eq!(c.password.min_length, 12);
-        assert_eq!(c.lockout, LockoutPolicy { deny: 3, fail_interval: 300, unlock_time: 0 });
+        assert_eq!(
+            c.lockout,
+            LockoutPolicy {
+                deny: 3,
+                fail_interval: 300,
+                unlock_time: 0
+            }
+        );
         assert_eq!(c.defaults.cpu, Cpu::Percent(150));
         assert_eq!(c.defaults.memory, Size::Bytes(4 << 30));
         assert_eq!(c.defaults.disk, Size::Infinity);
         assert_eq!(c.defaults.tasks, Tasks::Count(512));
         assert_eq!(c.defaults.gpus, GpuList::All);
         assert_eq!(c.shell, PathBuf::from("/bin/zsh"));
-        assert_eq!(Config::parse("[defaults]\ncpu = \"150%\"").unwrap().defaults.cpu, Cpu::Percent(150));
+        assert_eq!(
+            Config::parse("[defaults]\ncpu = \"150%\"")
+                .unwrap()
+                .defaults
+                .cpu,
+            Cpu::Percent(150)
+        );
     }
 
     #[test]
@@ -240,7 +286,10 @@ mod tests {
         for (text, key) in [
             ("colour = 1", "colour"),
             ("[lockout]\ndenny = 3", "denny"),
-            ("[lockout]\nunlock_time = \"10 minutes\"", "lockout.unlock_time"),
+            (
+                "[lockout]\nunlock_time = \"10 minutes\"",
+                "lockout.unlock_time",
+            ),
             ("[defaults]\nmemory = \"2Q\"", "defaults.memory"),
             ("[defaults]\ncpu = 0", "defaults.cpu"),
             ("[password]\nmemory_kib = 1", "password"),
@@ -257,6 +306,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nope.toml");
         assert_eq!(Config::load(&path, false).unwrap(), Config::default());
-        assert!(Config::load(&path, true).unwrap_err().to_string().contains("nope.toml"));
+        assert!(Config::load(&path, true)
+            .unwrap_err()
+            .to_string()
+            .contains("nope.toml"));
     }
 }

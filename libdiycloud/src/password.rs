@@ -92,9 +92,16 @@ const DUMMY_SALT: &[u8] = b"diycloud-dummy-salt";
 
 impl Hasher {
     pub fn new(params: HashParams) -> Result<Self, PasswordError> {
-        let params = Params::new(params.memory_kib, params.iterations, params.parallelism, None)
-            .map_err(PasswordError::Params)?;
-        Ok(Self { argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params) })
+        let params = Params::new(
+            params.memory_kib,
+            params.iterations,
+            params.parallelism,
+            None,
+        )
+        .map_err(PasswordError::Params)?;
+        Ok(Self {
+            argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
+        })
     }
 
     /// A PHC string (`$argon2id$v=19$m=...`) for a new password, with a random salt.
@@ -121,7 +128,9 @@ impl Hasher {
     pub fn dummy_verify(&self) {
         let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
         // The result is deliberately thrown away: only the time spent matters.
-        let _ = self.argon2.hash_password_into(b"not a password", DUMMY_SALT, &mut out);
+        let _ = self
+            .argon2
+            .hash_password_into(b"not a password", DUMMY_SALT, &mut out);
     }
 }
 
@@ -131,7 +140,12 @@ mod tests {
 
     /// Cheap parameters: these tests check logic, not cost.
     fn fast() -> Hasher {
-        Hasher::new(HashParams { memory_kib: 64, iterations: 1, parallelism: 1 }).unwrap()
+        Hasher::new(HashParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        })
+        .unwrap()
     }
 
     #[test]
@@ -147,7 +161,9 @@ mod tests {
     #[test]
     fn verify_uses_the_parameters_stored_in_the_hash() {
         let phc = fast().hash("pw-123456").unwrap();
-        assert!(Hasher::new(HashParams::default()).unwrap().verify(b"pw-123456", &phc));
+        assert!(Hasher::new(HashParams::default())
+            .unwrap()
+            .verify(b"pw-123456", &phc));
     }
 
     #[test]
@@ -169,12 +185,20 @@ mod tests {
         assert_eq!(p.check(b"short"), Err(PolicyViolation::TooShort(8)));
         assert_eq!(p.check(&vec![b'a'; 1 << 20]), Err(PolicyViolation::TooLong));
         assert_eq!(p.check(b"\xff\xfeabcdefgh"), Err(PolicyViolation::NotUtf8));
-        assert_eq!(p.check(b"abcdefgh\n"), Err(PolicyViolation::ControlCharacter));
+        assert_eq!(
+            p.check(b"abcdefgh\n"),
+            Err(PolicyViolation::ControlCharacter)
+        );
         assert_eq!(p.check("pässwörd".as_bytes()), Ok("pässwörd"));
     }
 
     #[test]
     fn bad_params_are_an_error() {
-        assert!(Hasher::new(HashParams { memory_kib: 1, iterations: 0, parallelism: 0 }).is_err());
+        assert!(Hasher::new(HashParams {
+            memory_kib: 1,
+            iterations: 0,
+            parallelism: 0
+        })
+        .is_err());
     }
 }

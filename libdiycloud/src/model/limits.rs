@@ -84,7 +84,12 @@ impl FromStr for Size {
 fn parse_decimal_scaled(number: &str, multiplier: u128) -> Option<u128> {
     let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
     let digits_ok = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
-    if whole.is_empty() || !digits_ok(whole) || !digits_ok(frac) || whole.len() > 20 || frac.len() > 18 {
+    if whole.is_empty()
+        || !digits_ok(whole)
+        || !digits_ok(frac)
+        || whole.len() > 20
+        || frac.len() > 18
+    {
         return None;
     }
     if number.ends_with('.') {
@@ -279,7 +284,11 @@ impl FromStr for GpuId {
 
     fn from_str(s: &str) -> Result<Self, ()> {
         if let Some(uuid) = s.strip_prefix("GPU-").or_else(|| s.strip_prefix("MIG-")) {
-            return if is_uuid(uuid) { Ok(GpuId::Uuid(s.to_owned())) } else { Err(()) };
+            return if is_uuid(uuid) {
+                Ok(GpuId::Uuid(s.to_owned()))
+            } else {
+                Err(())
+            };
         }
         match s.parse::<u16>() {
             Ok(i) if i < 1024 && s.bytes().all(|b| b.is_ascii_digit()) => Ok(GpuId::Index(i)),
@@ -378,12 +387,30 @@ mod tests {
             assert_eq!(size.to_string(), shown);
             assert_eq!(shown.parse::<Size>().unwrap(), size, "round trip {shown}");
         }
-        assert_eq!("infinity".parse::<Size>().unwrap().as_systemd_u64(), u64::MAX);
+        assert_eq!(
+            "infinity".parse::<Size>().unwrap().as_systemd_u64(),
+            u64::MAX
+        );
     }
 
     #[test]
     fn bad_sizes_name_the_rule() {
-        for input in ["2Q", "-1G", "", "G", "0", "0M", "1.G", ".5G", "1,5G", "16E", "2g", "1e3", " 2G", "99999999999999999999999G"] {
+        for input in [
+            "2Q",
+            "-1G",
+            "",
+            "G",
+            "0",
+            "0M",
+            "1.G",
+            ".5G",
+            "1,5G",
+            "16E",
+            "2g",
+            "1e3",
+            " 2G",
+            "99999999999999999999999G",
+        ] {
             let err = input.parse::<Size>().unwrap_err().to_string();
             assert!(err.contains("K, M, G, T, P or E"), "{input}: {err}");
         }
@@ -391,20 +418,32 @@ mod tests {
 
     #[test]
     fn cpu_accepts_cores_and_percent() {
-        let cases = [("1.5", 150, "1.5"), ("150%", 150, "1.5"), ("0.25", 25, "0.25"), ("2", 200, "2"), ("5%", 5, "0.05"), ("4096", 409_600, "4096")];
+        let cases = [
+            ("1.5", 150, "1.5"),
+            ("150%", 150, "1.5"),
+            ("0.25", 25, "0.25"),
+            ("2", 200, "2"),
+            ("5%", 5, "0.05"),
+            ("4096", 409_600, "4096"),
+        ];
         for (input, pct, shown) in cases {
             let cpu: Cpu = input.parse().unwrap();
             assert_eq!(cpu, Cpu::Percent(pct), "{input}");
             assert_eq!(cpu.to_string(), shown);
             assert_eq!(Cpu::from_cores(cpu.cores()).unwrap(), cpu);
         }
-        assert_eq!("1.5".parse::<Cpu>().unwrap().quota_per_sec_usec(), 1_500_000);
+        assert_eq!(
+            "1.5".parse::<Cpu>().unwrap().quota_per_sec_usec(),
+            1_500_000
+        );
         assert_eq!("infinity".parse::<Cpu>().unwrap().cores(), None);
     }
 
     #[test]
     fn bad_cpu_names_the_rule() {
-        for input in ["0", "0%", "-1", "1.555", "abc", "", "%", "1.5%", "4097", "1e2", "NaN", "inf"] {
+        for input in [
+            "0", "0%", "-1", "1.555", "abc", "", "%", "1.5%", "4097", "1e2", "NaN", "inf",
+        ] {
             let err = input.parse::<Cpu>().unwrap_err().to_string();
             assert!(err.contains("number of cores"), "{input}: {err}");
         }
@@ -413,7 +452,10 @@ mod tests {
     #[test]
     fn tasks_parse() {
         assert_eq!("4096".parse::<Tasks>().unwrap(), Tasks::Count(4096));
-        assert_eq!("infinity".parse::<Tasks>().unwrap().as_systemd_u64(), u64::MAX);
+        assert_eq!(
+            "infinity".parse::<Tasks>().unwrap().as_systemd_u64(),
+            u64::MAX
+        );
         for input in ["0", "-5", "+5", "1.5", "4294967296", "lots"] {
             let err = input.parse::<Tasks>().unwrap_err().to_string();
             assert!(err.contains("whole number"), "{input}: {err}");
@@ -426,12 +468,18 @@ mod tests {
         let list: GpuList = format!("0,{uuid},3").parse().unwrap();
         assert_eq!(
             list,
-            GpuList::Some(vec![GpuId::Index(0), GpuId::Uuid(uuid.into()), GpuId::Index(3)])
+            GpuList::Some(vec![
+                GpuId::Index(0),
+                GpuId::Uuid(uuid.into()),
+                GpuId::Index(3)
+            ])
         );
         assert_eq!(list.to_string(), format!("0,{uuid},3"));
         assert_eq!("none".parse::<GpuList>().unwrap(), GpuList::None);
         assert_eq!("all".parse::<GpuList>().unwrap(), GpuList::All);
-        for input in ["", "0,0", "gpu0", "-1", "1024", "all,0", "0,", "GPU-xyz", "0;1", "MIG-1234"] {
+        for input in [
+            "", "0,0", "gpu0", "-1", "1024", "all,0", "0,", "GPU-xyz", "0;1", "MIG-1234",
+        ] {
             let err = input.parse::<GpuList>().unwrap_err().to_string();
             assert!(err.contains("'none', 'all'"), "{input}: {err}");
         }

@@ -17,7 +17,11 @@ pub struct LockoutPolicy {
 
 impl Default for LockoutPolicy {
     fn default() -> Self {
-        Self { deny: 5, fail_interval: 15 * 60, unlock_time: 10 * 60 }
+        Self {
+            deny: 5,
+            fail_interval: 15 * 60,
+            unlock_time: 10 * 60,
+        }
     }
 }
 
@@ -45,10 +49,16 @@ impl LockoutPolicy {
     /// The state after one more wrong password at `now`.
     pub fn after_failure(&self, state: &FailureState, now: Timestamp) -> FailureState {
         // An expired lock or a stale window starts a fresh count.
-        let stale_window = state.window_start.is_none_or(|start| now >= start.plus(self.fail_interval));
+        let stale_window = state
+            .window_start
+            .is_none_or(|start| now >= start.plus(self.fail_interval));
         let expired_lock = state.locked_at.is_some() && !self.is_locked(state, now);
         let mut next = if expired_lock || (stale_window && state.locked_at.is_none()) {
-            FailureState { count: 0, window_start: Some(now), locked_at: None }
+            FailureState {
+                count: 0,
+                window_start: Some(now),
+                locked_at: None,
+            }
         } else {
             *state
         };
@@ -69,12 +79,16 @@ impl LockoutPolicy {
 mod tests {
     use super::*;
 
-    const POLICY: LockoutPolicy = LockoutPolicy { deny: 3, fail_interval: 900, unlock_time: 600 };
+    const POLICY: LockoutPolicy = LockoutPolicy {
+        deny: 3,
+        fail_interval: 900,
+        unlock_time: 600,
+    };
 
     fn fail_times(policy: &LockoutPolicy, times: &[i64]) -> FailureState {
-        times
-            .iter()
-            .fold(FailureState::default(), |s, t| policy.after_failure(&s, Timestamp(*t)))
+        times.iter().fold(FailureState::default(), |s, t| {
+            policy.after_failure(&s, Timestamp(*t))
+        })
     }
 
     #[test]
@@ -104,12 +118,22 @@ mod tests {
     #[test]
     fn a_failure_after_the_lock_expired_starts_over() {
         let s = fail_times(&POLICY, &[0, 1, 2, 2000]);
-        assert_eq!(s, FailureState { count: 1, window_start: Some(Timestamp(2000)), locked_at: None });
+        assert_eq!(
+            s,
+            FailureState {
+                count: 1,
+                window_start: Some(Timestamp(2000)),
+                locked_at: None
+            }
+        );
     }
 
     #[test]
     fn unlock_time_zero_locks_until_an_admin_unlocks() {
-        let policy = LockoutPolicy { unlock_time: 0, ..POLICY };
+        let policy = LockoutPolicy {
+            unlock_time: 0,
+            ..POLICY
+        };
         let s = fail_times(&policy, &[0, 1, 2]);
         assert!(policy.is_locked(&s, Timestamp(10_000_000)));
     }

@@ -32,7 +32,11 @@ pub struct TimeError {
 
 impl TimeError {
     fn new(what: &'static str, input: &str, rule: &'static str) -> Self {
-        Self { what, input: input.chars().take(40).collect(), rule }
+        Self {
+            what,
+            input: input.chars().take(40).collect(),
+            rule,
+        }
     }
 }
 
@@ -92,7 +96,8 @@ impl FromStr for Date {
             }
         };
         let (year, month, day) = (num(0..4)? as i32, num(5..7)? as u8, num(8..10)? as u8);
-        if year < 1970 || !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+        if year < 1970 || !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month)
+        {
             return Err(err());
         }
         Ok(Date { year, month, day })
@@ -108,11 +113,18 @@ impl fmt::Display for Date {
 impl Timestamp {
     pub fn date(self) -> Date {
         let (year, month, day) = civil_from_days(self.0.div_euclid(86_400));
-        Date { year: year as i32, month, day }
+        Date {
+            year: year as i32,
+            month,
+            day,
+        }
     }
 
     pub fn plus(self, seconds: u64) -> Timestamp {
-        Timestamp(self.0.saturating_add(i64::try_from(seconds).unwrap_or(i64::MAX)))
+        Timestamp(
+            self.0
+                .saturating_add(i64::try_from(seconds).unwrap_or(i64::MAX)),
+        )
     }
 }
 
@@ -120,7 +132,14 @@ impl fmt::Display for Timestamp {
     /// RFC 3339 in UTC, like `2026-11-25T22:05:38Z`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let secs = self.0.rem_euclid(86_400);
-        write!(f, "{}T{:02}:{:02}:{:02}Z", self.date(), secs / 3600, secs / 60 % 60, secs % 60)
+        write!(
+            f,
+            "{}T{:02}:{:02}:{:02}Z",
+            self.date(),
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        )
     }
 }
 
@@ -166,19 +185,38 @@ mod tests {
 
     #[test]
     fn dates_round_trip_through_timestamps() {
-        for s in ["1970-01-01", "2000-02-29", "2026-11-25", "2027-01-31", "2100-12-31"] {
+        for s in [
+            "1970-01-01",
+            "2000-02-29",
+            "2026-11-25",
+            "2027-01-31",
+            "2100-12-31",
+        ] {
             let d: Date = s.parse().unwrap();
             assert_eq!(d.to_string(), s);
             assert_eq!(d.start().date(), d);
             assert_eq!(d.start().plus(86_399).date(), d);
         }
-        assert_eq!("1970-01-02".parse::<Date>().unwrap().start(), Timestamp(86_400));
+        assert_eq!(
+            "1970-01-02".parse::<Date>().unwrap().start(),
+            Timestamp(86_400)
+        );
         assert_eq!(Timestamp(1_700_000_000).to_string(), "2023-11-14T22:13:20Z");
     }
 
     #[test]
     fn bad_dates_name_the_format() {
-        for s in ["2026-13-01", "2026-02-29", "26-01-01", "2026/01/01", "2026-1-1", "tomorrow", "", "1969-12-31", "2026-01-0x"] {
+        for s in [
+            "2026-13-01",
+            "2026-02-29",
+            "26-01-01",
+            "2026/01/01",
+            "2026-1-1",
+            "tomorrow",
+            "",
+            "1969-12-31",
+            "2026-01-0x",
+        ] {
             let err = s.parse::<Date>().unwrap_err().to_string();
             assert!(err.contains("YYYY-MM-DD"), "{s}: {err}");
         }
@@ -193,7 +231,13 @@ mod tests {
         assert_eq!(format_duration(900), "15m");
         assert_eq!(format_duration(90), "90s");
         for s in ["15", "m", "-1m", "1.5h", "15min", "99999999999999999999d"] {
-            assert!(parse_duration(s).unwrap_err().to_string().contains("whole number"), "{s}");
+            assert!(
+                parse_duration(s)
+                    .unwrap_err()
+                    .to_string()
+                    .contains("whole number"),
+                "{s}"
+            );
         }
     }
 }

@@ -31,9 +31,7 @@ impl Username {
             .skip(1)
             .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'));
         if !first_ok || !rest_ok || bytes.len() > 32 {
-            return Err(UsernameError::Invalid {
-                shown: shown(name),
-            });
+            return Err(UsernameError::Invalid { shown: shown(name) });
         }
         Ok(Self(name.to_owned()))
     }
@@ -90,9 +88,23 @@ mod tests {
 
     #[test]
     fn rejects_everything_else_naming_the_rule() {
-        for name in ["../x", "Root", &"a".repeat(40), "a;b", "", "1abc", "-x", "a b", "é", "a\0b"] {
+        for name in [
+            "../x",
+            "Root",
+            &"a".repeat(40),
+            "a;b",
+            "",
+            "1abc",
+            "-x",
+            "a b",
+            "é",
+            "a\0b",
+        ] {
             let err = Username::parse(name).unwrap_err();
-            assert!(err.to_string().contains("at most 32 characters"), "{name}: {err}");
+            assert!(
+                err.to_string().contains("at most 32 characters"),
+                "{name}: {err}"
+            );
         }
     }
 
@@ -107,7 +119,9 @@ mod tests {
 
     #[test]
     fn long_names_are_cut_in_messages() {
-        let err = Username::parse(&"X".repeat(100_000)).unwrap_err().to_string();
+        let err = Username::parse(&"X".repeat(100_000))
+            .unwrap_err()
+            .to_string();
         assert!(err.len() < 300, "{}", err.len());
     }
 }

@@ -36,11 +36,22 @@ pub enum StoreError {
     #[error("database {path} has schema version {found}, older than this build's {SCHEMA_VERSION}: run `slicectl init` to migrate it")]
     Outdated { path: PathBuf, found: u32 },
     #[error("database {path}: {source}")]
-    Sqlite { path: PathBuf, source: rusqlite::Error },
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
     #[error("cannot create database {path}: {source}")]
-    Create { path: PathBuf, source: std::io::Error },
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("database {path}: the record of user {username} has an invalid {field}: {message}")]
-    Corrupt { path: PathBuf, username: String, field: &'static str, message: String },
+    Corrupt {
+        path: PathBuf,
+        username: String,
+        field: &'static str,
+        message: String,
+    },
     #[error("user {0} already exists")]
     UserExists(String),
     #[error("no such user: {0}")]
@@ -75,21 +86,39 @@ impl Store {
         match store.user_version()? {
             SCHEMA_VERSION => Ok(store),
             0 => Err(StoreError::NotInitialised(path.into())),
-            found if found > SCHEMA_VERSION => Err(StoreError::TooNew { path: path.into(), found }),
-            found => Err(StoreError::Outdated { path: path.into(), found }),
+            found if found > SCHEMA_VERSION => Err(StoreError::TooNew {
+                path: path.into(),
+                found,
+            }),
+            found => Err(StoreError::Outdated {
+                path: path.into(),
+                found,
+            }),
         }
     }
 
     /// Creates the database (file 0600 in a 0700 directory) or brings an
     /// older one up to date. Safe to run any number of times.
     pub fn init(path: &Path) -> Result<(Self, InitReport), StoreError> {
-        let create_err = |source| StoreError::Create { path: path.into(), source };
+        let create_err = |source| StoreError::Create {
+            path: path.into(),
+            source,
+        };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             if !dir.exists() {
-                DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(create_err)?;
+                DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(create_err)?;
             }
         }
-        let created = match OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        let created = match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
             Ok(_) => true,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
             Err(e) => return Err(create_err(e)),
@@ -97,7 +126,10 @@ impl Store {
         let mut store = Self::connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         let from_version = store.user_version()?;
         if from_version > SCHEMA_VERSION {
-            return Err(StoreError::TooNew { path: path.into(), found: from_version });
+            return Err(StoreError::TooNew {
+                path: path.into(),
+                found: from_version,
+            });
         }
         store
             .conn
@@ -109,17 +141,30 @@ impl Store {
             let tx = store
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|source| StoreError::Sqlite { path: path.clone(), source })?;
+                .map_err(|source| StoreError::Sqlite {
+                    path: path.clone(),
+                    source,
+                })?;
             tx.execute_batch(sql)
                 .and_then(|()| tx.pragma_update(None, "user_version", version))
                 .and_then(|()| tx.commit())
                 .map_err(|source| StoreError::Sqlite { path, source })?;
         }
-        Ok((store, InitReport { created, from_version, to_version: SCHEMA_VERSION }))
+        Ok((
+            store,
+            InitReport {
+                created,
+                from_version,
+                to_version: SCHEMA_VERSION,
+            },
+        ))
     }
 
     fn connect(path: &Path, flags: OpenFlags) -> Result<Self, StoreError> {
-        let sqlite = |source| StoreError::Sqlite { path: path.into(), source };
+        let sqlite = |source| StoreError::Sqlite {
+            path: path.into(),
+            source,
+        };
         let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .map_err(sqlite)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite)?;
@@ -127,7 +172,10 @@ impl Store {
         // commits, never consistency) and keeps fsync off the login path.
         conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
             .map_err(sqlite)?;
-        Ok(Self { conn, path: path.into() })
+        Ok(Self {
+            conn,
+            path: path.into(),
+        })
     }
 
     fn user_version(&self) -> Result<u32, StoreError> {
@@ -141,7 +189,10 @@ impl Store {
     }
 
     fn sqlite(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite { path: self.path.clone(), source }
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
     }
 
     /// Runs `f` inside one `BEGIN IMMEDIATE` transaction: committed when `f`
@@ -154,10 +205,16 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|source| StoreError::Sqlite { path: path.clone(), source })?;
+            .map_err(|source| StoreError::Sqlite {
+                path: path.clone(),
+                source,
+            })?;
         let tx = Tx { tx, path };
         let value = f(&tx)?;
-        tx.tx.commit().map_err(|source| StoreError::Sqlite { path: tx.path.clone(), source })?;
+        tx.tx.commit().map_err(|source| StoreError::Sqlite {
+            path: tx.path.clone(),
+            source,
+        })?;
         Ok(value)
     }
 }
@@ -170,7 +227,10 @@ pub struct Tx<'a> {
 
 impl Tx<'_> {
     fn sqlite(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite { path: self.path.clone(), source }
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
     }
 }
 

@@ -31,12 +31,26 @@ fn init_creates_private_files_and_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state/diycloud.db");
     let (_, report) = Store::init(&path).unwrap();
-    assert_eq!(report, InitReport { created: true, from_version: 0, to_version: SCHEMA_VERSION });
+    assert_eq!(
+        report,
+        InitReport {
+            created: true,
+            from_version: 0,
+            to_version: SCHEMA_VERSION
+        }
+    );
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&path), 0o600);
     assert_eq!(mode(path.parent().unwrap()), 0o700);
     let (_, again) = Store::init(&path).unwrap();
-    assert_eq!(again, InitReport { created: false, from_version: SCHEMA_VERSION, to_version: SCHEMA_VERSION });
+    assert_eq!(
+        again,
+        InitReport {
+            created: false,
+            from_version: SCHEMA_VERSION,
+            to_version: SCHEMA_VERSION
+        }
+    );
     Store::open(&path).unwrap();
 }
 
@@ -49,7 +63,10 @@ fn open_refuses_missing_empty_corrupt_and_newer_databases() {
 
     let empty = dir.path().join("empty.db");
     std::fs::write(&empty, b"").unwrap();
-    assert!(matches!(Store::open(&empty), Err(StoreError::NotInitialised(_))));
+    assert!(matches!(
+        Store::open(&empty),
+        Err(StoreError::NotInitialised(_))
+    ));
 
     let corrupt = dir.path().join("corrupt.db");
     std::fs::write(&corrupt, vec![0x5a; 8192]).unwrap();
@@ -58,17 +75,31 @@ fn open_refuses_missing_empty_corrupt_and_newer_databases() {
 
     let newer = dir.path().join("newer.db");
     Store::init(&newer).unwrap();
-    Connection::open(&newer).unwrap().pragma_update(None, "user_version", 99).unwrap();
-    assert!(matches!(Store::open(&newer), Err(StoreError::TooNew { found: 99, .. })));
-    assert!(matches!(Store::init(&newer), Err(StoreError::TooNew { found: 99, .. })));
+    Connection::open(&newer)
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    assert!(matches!(
+        Store::open(&newer),
+        Err(StoreError::TooNew { found: 99, .. })
+    ));
+    assert!(matches!(
+        Store::init(&newer),
+        Err(StoreError::TooNew { found: 99, .. })
+    ));
 
-    assert!(Store::open(dir.path()).is_err(), "a directory is not a database");
+    assert!(
+        Store::open(dir.path()).is_err(),
+        "a directory is not a database"
+    );
 }
 
 #[test]
 fn users_round_trip() {
     let (_dir, mut store) = fresh();
-    let created = store.write(|tx| tx.insert_user(&new_user("alice"), Timestamp(100))).unwrap();
+    let created = store
+        .write(|tx| tx.insert_user(&new_user("alice"), Timestamp(100)))
+        .unwrap();
     assert_eq!(created.username.as_str(), "alice");
     assert_eq!(created.allocation, Allocation::default());
     assert_eq!(created.created_at, Timestamp(100));
@@ -85,9 +116,17 @@ fn users_round_trip() {
 #[test]
 fn update_touches_only_named_fields() {
     let (_dir, mut store) = fresh();
-    store.write(|tx| tx.insert_user(&new_user("alice"), Timestamp(100))).unwrap();
-    let failures = FailureState { count: 3, window_start: Some(Timestamp(5)), locked_at: None };
-    store.write(|tx| tx.set_failures("alice", &failures)).unwrap();
+    store
+        .write(|tx| tx.insert_user(&new_user("alice"), Timestamp(100)))
+        .unwrap();
+    let failures = FailureState {
+        count: 3,
+        window_start: Some(Timestamp(5)),
+        locked_at: None,
+    };
+    store
+        .write(|tx| tx.set_failures("alice", &failures))
+        .unwrap();
     let changes = UserChanges {
         cpu: Some(Cpu::Infinity),
         memory: Some(Size::Bytes(1 << 30)),
@@ -95,8 +134,13 @@ fn update_touches_only_named_fields() {
         role: Some(Role::Admin),
         ..Default::default()
     };
-    let detail = store.write(|tx| tx.update_user("alice", &changes, Timestamp(200))).unwrap();
-    assert_eq!(detail, serde_json::json!({"cpu": "infinity", "memory": "1G", "email": null, "role": "admin"}));
+    let detail = store
+        .write(|tx| tx.update_user("alice", &changes, Timestamp(200)))
+        .unwrap();
+    assert_eq!(
+        detail,
+        serde_json::json!({"cpu": "infinity", "memory": "1G", "email": null, "role": "admin"})
+    );
     let user = store.user("alice").unwrap().unwrap();
     assert_eq!(user.allocation.cpu, Cpu::Infinity);
     assert_eq!(user.allocation.memory, Size::Bytes(1 << 30));
@@ -115,8 +159,16 @@ fn a_failed_write_leaves_nothing_behind() {
     let (_dir, mut store) = fresh();
     let result: Result<(), StoreError> = store.write(|tx| {
         tx.insert_user(&new_user("alice"), Timestamp(1))?;
-        tx.audit(Timestamp(1), "test", "user.add", "alice", &serde_json::json!({}))?;
-        Err(StoreError::UserNotFound("simulated failure after the insert".into()))
+        tx.audit(
+            Timestamp(1),
+            "test",
+            "user.add",
+            "alice",
+            &serde_json::json!({}),
+        )?;
+        Err(StoreError::UserNotFound(
+            "simulated failure after the insert".into(),
+        ))
     });
     assert!(result.is_err());
     assert!(store.user("alice").unwrap().is_none());
@@ -129,31 +181,53 @@ fn delete_cascades_and_audit_survives() {
     store
         .write(|tx| {
             tx.insert_user(&new_user("alice"), Timestamp(1))?;
-            tx.audit(Timestamp(1), "root", "user.add", "alice", &serde_json::json!({"role": "user"}))
+            tx.audit(
+                Timestamp(1),
+                "root",
+                "user.add",
+                "alice",
+                &serde_json::json!({"role": "user"}),
+            )
         })
         .unwrap();
     store
         .write(|tx| {
             tx.delete_user("alice")?;
-            tx.audit(Timestamp(2), "root", "user.del", "alice", &serde_json::json!({}))
+            tx.audit(
+                Timestamp(2),
+                "root",
+                "user.del",
+                "alice",
+                &serde_json::json!({}),
+            )
         })
         .unwrap();
     assert!(store.user("alice").unwrap().is_none());
     let allocations: i64 = store
         .conn
-        .query_row("SELECT COUNT(*) FROM resource_allocations", [], |r| r.get(0))
+        .query_row("SELECT COUNT(*) FROM resource_allocations", [], |r| {
+            r.get(0)
+        })
         .unwrap();
     assert_eq!(allocations, 0);
     let log = store.audit_log("alice", 10).unwrap();
-    assert_eq!(log.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["user.add", "user.del"]);
+    assert_eq!(
+        log.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+        ["user.add", "user.del"]
+    );
     assert_eq!(log[0].detail, serde_json::json!({"role": "user"}));
 }
 
 #[test]
 fn hand_edited_nonsense_is_reported_not_guessed() {
     let (_dir, mut store) = fresh();
-    store.write(|tx| tx.insert_user(&new_user("alice"), Timestamp(1))).unwrap();
-    store.conn.execute("UPDATE resource_allocations SET mem_limit = 'lots'", []).unwrap();
+    store
+        .write(|tx| tx.insert_user(&new_user("alice"), Timestamp(1)))
+        .unwrap();
+    store
+        .conn
+        .execute("UPDATE resource_allocations SET mem_limit = 'lots'", [])
+        .unwrap();
     let err = store.user("alice").unwrap_err().to_string();
     assert!(err.contains("mem_limit"), "{err}");
 }
@@ -161,9 +235,14 @@ fn hand_edited_nonsense_is_reported_not_guessed() {
 #[test]
 fn parallel_writers_lose_no_failure_count() {
     let (dir, mut store) = fresh();
-    store.write(|tx| tx.insert_user(&new_user("alice"), Timestamp(1))).unwrap();
+    store
+        .write(|tx| tx.insert_user(&new_user("alice"), Timestamp(1)))
+        .unwrap();
     let path = dir.path().join("sub/diycloud.db");
-    let policy = LockoutPolicy { deny: 0, ..Default::default() };
+    let policy = LockoutPolicy {
+        deny: 0,
+        ..Default::default()
+    };
     let threads: Vec<_> = (0..8)
         .map(|_| {
             let path = path.clone();
@@ -173,7 +252,10 @@ fn parallel_writers_lose_no_failure_count() {
                     store
                         .write(|tx| {
                             let (user, _) = tx.credentials("alice")?.unwrap();
-                            tx.set_failures("alice", &policy.after_failure(&user.failures, Timestamp(10)))
+                            tx.set_failures(
+                                "alice",
+                                &policy.after_failure(&user.failures, Timestamp(10)),
+                            )
                         })
                         .unwrap();
                 }

@@ -137,41 +137,59 @@ impl RawUser {
         };
         let allocation = Allocation {
             cpu: Cpu::from_cores(self.cpu).map_err(|e| corrupt("cpu_limit", e.to_string()))?,
-            memory: self.memory.parse().map_err(|e: crate::model::LimitError| corrupt("mem_limit", e.to_string()))?,
-            disk: self.disk.parse().map_err(|e: crate::model::LimitError| corrupt("disk_quota", e.to_string()))?,
-            tasks: self.tasks.parse().map_err(|e: crate::model::LimitError| corrupt("tasks_limit", e.to_string()))?,
-            gpus: self.gpus.parse().map_err(|e: crate::model::LimitError| corrupt("gpus", e.to_string()))?,
+            memory: self
+                .memory
+                .parse()
+                .map_err(|e: crate::model::LimitError| corrupt("mem_limit", e.to_string()))?,
+            disk: self
+                .disk
+                .parse()
+                .map_err(|e: crate::model::LimitError| corrupt("disk_quota", e.to_string()))?,
+            tasks: self
+                .tasks
+                .parse()
+                .map_err(|e: crate::model::LimitError| corrupt("tasks_limit", e.to_string()))?,
+            gpus: self
+                .gpus
+                .parse()
+                .map_err(|e: crate::model::LimitError| corrupt("gpus", e.to_string()))?,
         };
-        let user = User {
-            username: Username::parse(&self.username).map_err(|e| corrupt("username", e.to_string()))?,
-            uid: self.uid,
-            owns_system_account: self.owns_system_account,
-            role: self.role.parse().map_err(|e: crate::model::user::RoleError| corrupt("role", e.to_string()))?,
-            email: self.email,
-            full_name: self.full_name,
-            active: self.active,
-            expires: self
-                .expires
-                .map(|d| d.parse())
-                .transpose()
-                .map_err(|e: crate::model::time::TimeError| corrupt("expires_on", e.to_string()))?,
-            created_at: Timestamp(self.created_at),
-            updated_at: Timestamp(self.updated_at),
-            last_login: self.last_login.map(Timestamp),
-            password_changed_at: self.password_changed_at.map(Timestamp),
-            failures: FailureState {
-                count: self.failed_logins,
-                window_start: self.failure_window_start.map(Timestamp),
-                locked_at: self.locked_at.map(Timestamp),
-            },
-            allocation,
-        };
+        let user =
+            User {
+                username: Username::parse(&self.username)
+                    .map_err(|e| corrupt("username", e.to_string()))?,
+                uid: self.uid,
+                owns_system_account: self.owns_system_account,
+                role: self
+                    .role
+                    .parse()
+                    .map_err(|e: crate::model::user::RoleError| corrupt("role", e.to_string()))?,
+                email: self.email,
+                full_name: self.full_name,
+                active: self.active,
+                expires: self.expires.map(|d| d.parse()).transpose().map_err(
+                    |e: crate::model::time::TimeError| corrupt("expires_on", e.to_string()),
+                )?,
+                created_at: Timestamp(self.created_at),
+                updated_at: Timestamp(self.updated_at),
+                last_login: self.last_login.map(Timestamp),
+                password_changed_at: self.password_changed_at.map(Timestamp),
+                failures: FailureState {
+                    count: self.failed_logins,
+                    window_start: self.failure_window_start.map(Timestamp),
+                    locked_at: self.locked_at.map(Timestamp),
+                },
+                allocation,
+            };
         Ok((user, self.password_hash))
     }
 }
 
 fn find(conn: &Connection, path: &Path, name: &str) -> Result<Option<(User, String)>, StoreError> {
-    let sqlite = |source| StoreError::Sqlite { path: path.into(), source };
+    let sqlite = |source| StoreError::Sqlite {
+        path: path.into(),
+        source,
+    };
     let raw = conn
         .prepare_cached(&format!("{SELECT_USER} WHERE u.username = ?1"))
         .and_then(|mut stmt| stmt.query_row([name], RawUser::from_row).optional())
@@ -196,10 +214,13 @@ impl Store {
             .conn
             .prepare(&format!("{SELECT_USER} ORDER BY u.username"))
             .and_then(|mut stmt| {
-                stmt.query_map([], RawUser::from_row)?.collect::<rusqlite::Result<Vec<_>>>()
+                stmt.query_map([], RawUser::from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
             })
             .map_err(|e| self.sqlite(e))?;
-        rows.into_iter().map(|r| r.into_user(&self.path).map(|(u, _)| u)).collect()
+        rows.into_iter()
+            .map(|r| r.into_user(&self.path).map(|(u, _)| u))
+            .collect()
     }
 
     /// The newest `limit` audit entries about `name`, oldest first.
@@ -245,7 +266,11 @@ impl Tx<'_> {
         let name = new.username.as_str();
         let exists: bool = self
             .tx
-            .query_row("SELECT EXISTS(SELECT 1 FROM users WHERE username = ?1)", [name], |r| r.get(0))
+            .query_row(
+                "SELECT EXISTS(SELECT 1 FROM users WHERE username = ?1)",
+                [name],
+                |r| r.get(0),
+            )
             .map_err(|e| self.sqlite(e))?;
         if exists {
             return Err(StoreError::UserExists(name.into()));
@@ -282,7 +307,12 @@ impl Tx<'_> {
     /// Applies `changes`, touching only the columns they name (so concurrent
     /// updates of other fields, or a login's failure count, are never lost).
     /// Returns the changed fields and their new values, for the audit log.
-    pub fn update_user(&self, name: &str, changes: &UserChanges, now: Timestamp) -> Result<Value, StoreError> {
+    pub fn update_user(
+        &self,
+        name: &str,
+        changes: &UserChanges,
+        now: Timestamp,
+    ) -> Result<Value, StoreError> {
         let mut user_sets: Vec<(&str, rusqlite::types::Value)> = Vec::new();
         let mut alloc_sets: Vec<(&str, rusqlite::types::Value)> = Vec::new();
         let mut detail = serde_json::Map::new();
@@ -328,17 +358,28 @@ impl Tx<'_> {
         user_sets.push(("updated_at", Sql::Integer(now.0)));
         let user_id: i64 = self
             .tx
-            .query_row("SELECT id FROM users WHERE username = ?1", [name], |r| r.get(0))
+            .query_row("SELECT id FROM users WHERE username = ?1", [name], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(|e| self.sqlite(e))?
             .ok_or_else(|| StoreError::UserNotFound(name.into()))?;
-        for (table, key, sets) in [("users", "id", user_sets), ("resource_allocations", "user_id", alloc_sets)] {
+        for (table, key, sets) in [
+            ("users", "id", user_sets),
+            ("resource_allocations", "user_id", alloc_sets),
+        ] {
             if sets.is_empty() {
                 continue;
             }
-            let assignments: Vec<String> =
-                sets.iter().enumerate().map(|(i, (col, _))| format!("{col} = ?{}", i + 2)).collect();
-            let sql = format!("UPDATE {table} SET {} WHERE {key} = ?1", assignments.join(", "));
+            let assignments: Vec<String> = sets
+                .iter()
+                .enumerate()
+                .map(|(i, (col, _))| format!("{col} = ?{}", i + 2))
+                .collect();
+            let sql = format!(
+                "UPDATE {table} SET {} WHERE {key} = ?1",
+                assignments.join(", ")
+            );
             let mut values: Vec<rusqlite::types::Value> = vec![Sql::Integer(user_id)];
             values.extend(sets.into_iter().map(|(_, v)| v));
             self.tx
@@ -348,7 +389,12 @@ impl Tx<'_> {
         Ok(Value::Object(detail))
     }
 
-    pub fn set_password_hash(&self, name: &str, hash: &str, now: Timestamp) -> Result<(), StoreError> {
+    pub fn set_password_hash(
+        &self,
+        name: &str,
+        hash: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         self.update_one(
             "UPDATE users SET password_hash = ?2, password_changed_at = ?3, updated_at = ?3 WHERE username = ?1",
             params![name, hash, now.0],
@@ -357,7 +403,11 @@ impl Tx<'_> {
     }
 
     pub fn set_uid(&self, name: &str, uid: u32) -> Result<(), StoreError> {
-        self.update_one("UPDATE users SET uid = ?2 WHERE username = ?1", params![name, uid], name)
+        self.update_one(
+            "UPDATE users SET uid = ?2 WHERE username = ?1",
+            params![name, uid],
+            name,
+        )
     }
 
     /// Stores the failure bookkeeping computed by the lockout policy.
@@ -383,7 +433,14 @@ impl Tx<'_> {
         self.update_one("DELETE FROM users WHERE username = ?1", params![name], name)
     }
 
-    pub fn audit(&self, now: Timestamp, actor: &str, action: &str, username: &str, detail: &Value) -> Result<(), StoreError> {
+    pub fn audit(
+        &self,
+        now: Timestamp,
+        actor: &str,
+        action: &str,
+        username: &str,
+        detail: &Value,
+    ) -> Result<(), StoreError> {
         self.tx
             .execute(
                 "INSERT INTO audit_log (at, actor, action, username, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -393,7 +450,12 @@ impl Tx<'_> {
             .map_err(|e| self.sqlite(e))
     }
 
-    fn update_one(&self, sql: &str, params: impl rusqlite::Params, name: &str) -> Result<(), StoreError> {
+    fn update_one(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        name: &str,
+    ) -> Result<(), StoreError> {
         match self.tx.execute(sql, params).map_err(|e| self.sqlite(e))? {
             0 => Err(StoreError::UserNotFound(name.into())),
             _ => Ok(()),

@@ -1,0 +1,211 @@
+//! The login use case, shared by the PAM module and (later) the REST API:
+//! check a password with lockout and audit, check whether an account may be
+//! used, change a password.
+
+use serde_json::json;
+
+use crate::config::Config;
+use crate::model::lockout::LockoutPolicy;
+use crate::model::time::Timestamp;
+use crate::model::user::User;
+use crate::model::username::Username;
+use crate::password::{Hasher, PasswordError, PolicyViolation};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+}
+
+/// What a password check found. Callers must not tell the client which
+/// failure it was; the variants exist for the log.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoginOutcome {
+    Success(Box<User>),
+    /// Not in the database (or not even a valid name).
+    UnknownUser,
+    /// Wrong password; counted. `locked_now` when this failure locked the account.
+    WrongPassword {
+        failures: u32,
+        locked_now: bool,
+    },
+    /// Locked by earlier failures; the password was not accepted, right or not.
+    Locked,
+    /// Disabled by an admin.
+    Inactive,
+}
+
+/// Whether an authenticated user may use their account now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountStatus {
+    Active,
+    Disabled,
+    Expired,
+    Unknown,
+}
+
+/// What a password change came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PasswordChange {
+    Changed,
+    /// The old password did not check out (see the inner outcome for why).
+    Denied(LoginOutcome),
+    /// The new password breaks the policy; the message is for the user.
+    Refused(PolicyViolation),
+}
+
+/// The login path: one per PAM hook call or API request.
+pub struct Authenticator<'a> {
+    store: &'a mut Store,
+    hasher: Hasher,
+    lockout: LockoutPolicy,
+    config: &'a Config,
+    /// Who acts, for the audit log: `pam:sshd`, `root`, ...
+    actor: String,
+}
+
+impl<'a> Authenticator<'a> {
+    pub fn new(
+        store: &'a mut Store,
+        config: &'a Config,
+        actor: impl Into<String>,
+    ) -> Result<Self, AuthError> {
+        Ok(Self {
+            store,
+            hasher: Hasher::new(config.hash)?,
+            lockout: config.lockout,
+            config,
+            actor: actor.into(),
+        })
+    }
+
+    /// Checks `password` for `name` at `now`. A success records the login and
+    /// clears the failure count; a wrong password is counted and may lock the
+    /// account. Every path costs one argon2 run, so timing tells nothing.
+    pub fn login(
+        &mut self,
+        name: &str,
+        password: &[u8],
+        now: Timestamp,
+    ) -> Result<LoginOutcome, AuthError> {
+        self.check(name, password, now, true)
+    }
+
+    /// Like [`Authenticator::login`] but without recording a login: for
+    /// confirming the current password before a change.
+    pub fn confirm(
+        &mut self,
+        name: &str,
+        password: &[u8],
+        now: Timestamp,
+    ) -> Result<LoginOutcome, AuthError> {
+        self.check(name, password, now, false)
+    }
+
+    fn check(
+        &mut self,
+        name: &str,
+        password: &[u8],
+        now: Timestamp,
+        is_login: bool,
+    ) -> Result<LoginOutcome, AuthError> {
+        let found = match Username::parse(name) {
+            Ok(_) => self.store.credentials(name)?,
+            Err(_) => None,
+        };
+        let Some((user, hash)) = found else {
+            self.hasher.dummy_verify();
+            return Ok(LoginOutcome::UnknownUser);
+        };
+        let matches = self.hasher.verify(password, &hash);
+        if !user.active {
+            return Ok(LoginOutcome::Inactive);
+        }
+        if self.lockout.is_locked(&user.failures, now) {
+            return Ok(LoginOutcome::Locked);
+        }
+
+        // The bookkeeping re-reads the row inside the write transaction: other
+        // logins may have counted failures (or locked it) since we looked.
+        let lockout = self.lockout;
+        let actor = self.actor.as_str();
+        self.store.write(|tx| {
+            let (current, _) = tx
+                .credentials(name)?
+                .ok_or_else(|| StoreError::UserNotFound(name.into()))?;
+            if lockout.is_locked(&current.failures, now) {
+                return Ok(LoginOutcome::Locked);
+            }
+            if matches {
+                if is_login {
+                    tx.record_login(name, now)?;
+                }
+                return Ok(LoginOutcome::Success(Box::new(current)));
+            }
+            let after = lockout.after_failure(&current.failures, now);
+            tx.set_failures(name, &after)?;
+            let locked_now = LockoutPolicy::newly_locked(&current.failures, &after);
+            if locked_now {
+                tx.audit(
+                    now,
+                    actor,
+                    "user.lock",
+                    name,
+                    &json!({"failures": after.count}),
+                )?;
+            }
+            Ok(LoginOutcome::WrongPassword {
+                failures: after.count,
+                locked_now,
+            })
+        })
+    }
+
+    /// Whether `name` may use the account at `now` (PAM's account stage).
+    pub fn account_status(&self, name: &str, now: Timestamp) -> Result<AccountStatus, AuthError> {
+        if Username::parse(name).is_err() {
+            return Ok(AccountStatus::Unknown);
+        }
+        Ok(match self.store.user(name)? {
+            None => AccountStatus::Unknown,
+            Some(user) if !user.active => AccountStatus::Disabled,
+            Some(user) if user.is_expired(now) => AccountStatus::Expired,
+            Some(_) => AccountStatus::Active,
+        })
+    }
+
+    /// The user's own password change: the old password must check out (a
+    /// wrong one counts as a failed login), the new one must pass the policy.
+    pub fn change_password(
+        &mut self,
+        name: &str,
+        old: &[u8],
+        new: &[u8],
+        now: Timestamp,
+    ) -> Result<PasswordChange, AuthError> {
+        match self.confirm(name, old, now)? {
+            LoginOutcome::Success(_) => {}
+            denied => return Ok(PasswordChange::Denied(denied)),
+        }
+        if old == new {
+            return Ok(PasswordChange::Refused(PolicyViolation::Unchanged));
+        }
+        let new = match self.config.password.check(new) {
+            Ok(text) => text,
+            Err(violation) => return Ok(PasswordChange::Refused(violation)),
+        };
+        let hash = self.hasher.hash(new)?;
+        let actor = self.actor.as_str();
+        self.store.write(|tx| {
+            tx.set_password_hash(name, &hash, now)?;
+            tx.audit(now, actor, "user.passwd", name, &json!({"by": "self"}))
+        })?;
+        Ok(PasswordChange::Changed)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,255 @@
+use super::*;
+use crate::model::{Allocation, Date, Role};
+use crate::password::HashParams;
+use crate::store::{NewUser, UserChanges};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Store,
+    config: Config,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _) = Store::init(&dir.path().join("db")).unwrap();
+    let config = Config {
+        hash: HashParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        },
+        lockout: LockoutPolicy {
+            deny: 3,
+            fail_interval: 900,
+            unlock_time: 600,
+        },
+        ..Config::default()
+    };
+    let hash = Hasher::new(config.hash)
+        .unwrap()
+        .hash("right password")
+        .unwrap();
+    store
+        .write(|tx| {
+            tx.insert_user(
+                &NewUser {
+                    username: Username::parse("alice").unwrap(),
+                    password_hash: hash,
+                    role: Role::User,
+                    email: None,
+                    full_name: None,
+                    expires: None,
+                    allocation: Allocation::default(),
+                    uid: None,
+                    owns_system_account: false,
+                },
+                Timestamp(0),
+            )
+        })
+        .unwrap();
+    Fixture {
+        _dir: dir,
+        store,
+        config,
+    }
+}
+
+impl Fixture {
+    fn login(&mut self, name: &str, pw: &str, at: i64) -> LoginOutcome {
+        Authenticator::new(&mut self.store, &self.config, "test")
+            .unwrap()
+            .login(name, pw.as_bytes(), Timestamp(at))
+            .unwrap()
+    }
+
+    fn modify(&mut self, changes: UserChanges) {
+        self.store
+            .write(|tx| tx.update_user("alice", &changes, Timestamp(1)))
+            .unwrap();
+    }
+}
+
+#[test]
+fn right_wrong_and_unknown() {
+    let mut f = fixture();
+    assert!(matches!(
+        f.login("alice", "right password", 10),
+        LoginOutcome::Success(_)
+    ));
+    assert_eq!(
+        f.store.user("alice").unwrap().unwrap().last_login,
+        Some(Timestamp(10))
+    );
+    assert_eq!(
+        f.login("alice", "wrong", 11),
+        LoginOutcome::WrongPassword {
+            failures: 1,
+            locked_now: false
+        }
+    );
+    assert_eq!(
+        f.login("bob", "right password", 12),
+        LoginOutcome::UnknownUser
+    );
+    assert_eq!(
+        f.login("../x", "right password", 12),
+        LoginOutcome::UnknownUser
+    );
+    assert_eq!(
+        f.login("alice", "", 13),
+        LoginOutcome::WrongPassword {
+            failures: 2,
+            locked_now: false
+        }
+    );
+}
+
+#[test]
+fn lockout_refuses_the_right_password_until_it_expires() {
+    let mut f = fixture();
+    f.login("alice", "wrong", 100);
+    f.login("alice", "wrong", 101);
+    assert_eq!(
+        f.login("alice", "wrong", 102),
+        LoginOutcome::WrongPassword {
+            failures: 3,
+            locked_now: true
+        }
+    );
+    assert_eq!(
+        f.login("alice", "right password", 103),
+        LoginOutcome::Locked
+    );
+    assert_eq!(
+        f.login("alice", "right password", 701),
+        LoginOutcome::Locked
+    );
+    assert!(matches!(
+        f.login("alice", "right password", 702),
+        LoginOutcome::Success(_)
+    ));
+    let log = f.store.audit_log("alice", 10).unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].action, "user.lock");
+}
+
+#[test]
+fn success_resets_the_count() {
+    let mut f = fixture();
+    f.login("alice", "wrong", 100);
+    f.login("alice", "wrong", 101);
+    assert!(matches!(
+        f.login("alice", "right password", 102),
+        LoginOutcome::Success(_)
+    ));
+    assert_eq!(
+        f.login("alice", "wrong", 103),
+        LoginOutcome::WrongPassword {
+            failures: 1,
+            locked_now: false
+        }
+    );
+}
+
+#[test]
+fn disabled_and_expired_accounts() {
+    let mut f = fixture();
+    let auth_status = |f: &mut Fixture, at: i64| {
+        Authenticator::new(&mut f.store, &f.config, "t")
+            .unwrap()
+            .account_status("alice", Timestamp(at))
+            .unwrap()
+    };
+    assert_eq!(auth_status(&mut f, 0), AccountStatus::Active);
+    let expiry: Date = "1970-01-02".parse().unwrap();
+    f.modify(UserChanges {
+        expires: Some(Some(expiry)),
+        ..Default::default()
+    });
+    assert_eq!(auth_status(&mut f, 86_399), AccountStatus::Active);
+    assert_eq!(auth_status(&mut f, 86_400), AccountStatus::Expired);
+    f.modify(UserChanges {
+        active: Some(false),
+        ..Default::default()
+    });
+    assert_eq!(auth_status(&mut f, 0), AccountStatus::Disabled);
+    assert_eq!(
+        f.login("alice", "right password", 5),
+        LoginOutcome::Inactive
+    );
+    let status = Authenticator::new(&mut f.store, &f.config, "t")
+        .unwrap()
+        .account_status("nobody-here", Timestamp(0));
+    assert_eq!(status.unwrap(), AccountStatus::Unknown);
+}
+
+#[test]
+fn password_change() {
+    let mut f = fixture();
+    let mut auth = Authenticator::new(&mut f.store, &f.config, "pam:passwd").unwrap();
+    let now = Timestamp(50);
+    assert!(matches!(
+        auth.change_password("alice", b"wrong", b"new password 1", now)
+            .unwrap(),
+        PasswordChange::Denied(LoginOutcome::WrongPassword { .. })
+    ));
+    assert_eq!(
+        auth.change_password("alice", b"right password", b"short", now)
+            .unwrap(),
+        PasswordChange::Refused(PolicyViolation::TooShort(8))
+    );
+    assert_eq!(
+        auth.change_password("alice", b"right password", b"right password", now)
+            .unwrap(),
+        PasswordChange::Refused(PolicyViolation::Unchanged)
+    );
+    assert_eq!(
+        auth.change_password("alice", b"right password", b"new password 1", now)
+            .unwrap(),
+        PasswordChange::Changed
+    );
+    assert!(matches!(
+        f.login("alice", "new password 1", 60),
+        LoginOutcome::Success(_)
+    ));
+    assert!(matches!(
+        f.login("alice", "right password", 61),
+        LoginOutcome::WrongPassword { .. }
+    ));
+    let log = f.store.audit_log("alice", 10).unwrap();
+    assert_eq!(
+        (log[0].action.as_str(), log[0].actor.as_str()),
+        ("user.passwd", "pam:passwd")
+    );
+}
+
+#[test]
+fn an_unknown_user_costs_as_much_as_a_wrong_password() {
+    let mut f = fixture();
+    f.config.hash = HashParams::default();
+    let hash = Hasher::new(f.config.hash)
+        .unwrap()
+        .hash("right password")
+        .unwrap();
+    f.store
+        .write(|tx| tx.set_password_hash("alice", &hash, Timestamp(0)))
+        .unwrap();
+    f.config.lockout.deny = 0;
+    let time = |f: &mut Fixture, name: &str| {
+        let mut samples: Vec<_> = (0..7)
+            .map(|_| {
+                let start = std::time::Instant::now();
+                f.login(name, "wrong", 1);
+                start.elapsed()
+            })
+            .collect();
+        samples.sort();
+        samples[3].as_secs_f64()
+    };
+    let (known, unknown) = (time(&mut f, "alice"), time(&mut f, "mallory"));
+    let ratio = unknown / known;
+    assert!(
+        (0.7..1.3).contains(&ratio),
+        "unknown {unknown:.4}s vs known {known:.4}s"
+    );
+}

@@ -1,0 +1,185 @@
+//! Distribution facts (the "distribution abstraction layer") and the system
+//! account adapter: where PAM modules live, and `useradd`/`userdel`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Which family of distribution we run on, from `/etc/os-release`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Debian,
+    RedHat,
+    Suse,
+    Arch,
+    Other,
+}
+
+impl Family {
+    /// Reads `ID` and `ID_LIKE` from the text of `/etc/os-release`.
+    pub fn from_os_release(text: &str) -> Self {
+        let ids: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("ID=").or_else(|| l.strip_prefix("ID_LIKE=")))
+            .flat_map(|v| v.trim_matches('"').split_whitespace())
+            .collect();
+        let has = |names: &[&str]| ids.iter().any(|id| names.contains(id));
+        if has(&["debian", "ubuntu"]) {
+            Family::Debian
+        } else if has(&["rhel", "fedora", "centos"]) {
+            Family::RedHat
+        } else if has(&["suse", "opensuse"]) {
+            Family::Suse
+        } else if has(&["arch"]) {
+            Family::Arch
+        } else {
+            Family::Other
+        }
+    }
+
+    /// This machine's family.
+    pub fn detect() -> Self {
+        std::fs::read_to_string("/etc/os-release")
+            .or_else(|_| std::fs::read_to_string("/usr/lib/os-release"))
+            .map(|t| Self::from_os_release(&t))
+            .unwrap_or(Family::Other)
+    }
+
+    /// Where libpam looks for modules.
+    pub fn pam_module_dir(self, arch: &str) -> PathBuf {
+        match self {
+            Family::Debian => PathBuf::from(format!("/lib/{arch}-linux-gnu/security")),
+            Family::RedHat | Family::Suse if arch == "x86_64" || arch == "aarch64" => {
+                PathBuf::from("/usr/lib64/security")
+            }
+            _ => PathBuf::from("/usr/lib/security"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("system account {0} already exists: pass --no-system-account to link it instead")]
+    Exists(String),
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("{program} failed ({status}): {stderr}")]
+    Failed {
+        program: String,
+        status: String,
+        stderr: String,
+    },
+    #[error("{0} created the account, but it cannot be looked up")]
+    Vanished(String),
+    #[error("cannot look up system account {name}: {source}")]
+    Lookup { name: String, source: nix::Error },
+}
+
+/// The uid of the system account `name`, if there is one.
+pub fn system_uid(name: &str) -> Result<Option<u32>, AccountError> {
+    nix::unistd::User::from_name(name)
+        .map(|u| u.map(|u| u.uid.as_raw()))
+        .map_err(|source| AccountError::Lookup {
+            name: name.into(),
+            source,
+        })
+}
+
+/// Creates a system account with the distribution's `useradd`: home from
+/// /etc/skel, a locked shadow password (diycloud checks the password), the
+/// configured shell. Returns its uid.
+pub fn create_system_account(
+    name: &str,
+    full_name: Option<&str>,
+    shell: &Path,
+) -> Result<u32, AccountError> {
+    if system_uid(name)?.is_some() {
+        return Err(AccountError::Exists(name.into()));
+    }
+    let mut cmd = Command::new("useradd");
+    cmd.args(["--create-home", "--user-group", "--shell"])
+        .arg(shell);
+    if let Some(full_name) = full_name {
+        cmd.arg("--comment").arg(full_name);
+    }
+    run(cmd.arg("--").arg(name), "useradd")?;
+    system_uid(name)?.ok_or_else(|| AccountError::Vanished("useradd".into()))
+}
+
+/// Removes a system account (and its home and mail spool with `remove_home`).
+/// An account that is already gone is not an error.
+pub fn delete_system_account(name: &str, remove_home: bool) -> Result<(), AccountError> {
+    if system_uid(name)?.is_none() {
+        return Ok(());
+    }
+    let mut cmd = Command::new("userdel");
+    if remove_home {
+        cmd.arg("--remove");
+    }
+    run(cmd.arg("--").arg(name), "userdel")
+}
+
+fn run(cmd: &mut Command, program: &str) -> Result<(), AccountError> {
+    // useradd/userdel live in /usr/sbin, which a non-login root shell may lack.
+    let path = std::env::var("PATH").unwrap_or_default();
+    cmd.env("PATH", format!("/usr/sbin:/sbin:{path}"));
+    let out = cmd.output().map_err(|source| AccountError::Spawn {
+        program: program.into(),
+        source,
+    })?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(AccountError::Failed {
+        program: program.into(),
+        status: out.status.to_string(),
+        stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_from_os_release() {
+        let debian = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\n";
+        let ubuntu = "ID=ubuntu\nID_LIKE=debian\n";
+        let rocky = "ID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\n";
+        let leap = "ID=\"opensuse-leap\"\nID_LIKE=\"suse opensuse\"\n";
+        assert_eq!(Family::from_os_release(debian), Family::Debian);
+        assert_eq!(Family::from_os_release(ubuntu), Family::Debian);
+        assert_eq!(Family::from_os_release(rocky), Family::RedHat);
+        assert_eq!(Family::from_os_release(leap), Family::Suse);
+        assert_eq!(Family::from_os_release("ID=arch\n"), Family::Arch);
+        assert_eq!(Family::from_os_release(""), Family::Other);
+    }
+
+    #[test]
+    fn pam_module_dirs() {
+        assert_eq!(
+            Family::Debian.pam_module_dir("x86_64"),
+            PathBuf::from("/lib/x86_64-linux-gnu/security")
+        );
+        assert_eq!(
+            Family::Debian.pam_module_dir("aarch64"),
+            PathBuf::from("/lib/aarch64-linux-gnu/security")
+        );
+        assert_eq!(
+            Family::RedHat.pam_module_dir("x86_64"),
+            PathBuf::from("/usr/lib64/security")
+        );
+        assert_eq!(
+            Family::Arch.pam_module_dir("x86_64"),
+            PathBuf::from("/usr/lib/security")
+        );
+    }
+
+    #[test]
+    fn looks_up_real_accounts() {
+        assert_eq!(system_uid("root").unwrap(), Some(0));
+        assert_eq!(system_uid("no-such-user-here").unwrap(), None);
+    }
+}

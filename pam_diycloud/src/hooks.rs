@@ -1,0 +1,332 @@
+//! The hooks. Auth and account fail closed: any doubt (bad arguments, an
+//! unreadable config or database) denies, with the reason in syslog and
+//! nothing specific said to the client.
+
+use std::ffi::CStr;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use libdiycloud::auth::{AccountStatus, Authenticator, LoginOutcome, PasswordChange};
+use libdiycloud::config::{Config, DEFAULT_CONFIG_PATH};
+use libdiycloud::model::Timestamp;
+use libdiycloud::store::Store;
+use pam::constants::{PamFlag, PamResultCode, PAM_ERROR_MSG, PAM_SILENT};
+use pam::conv::Conv;
+use pam::items::Service;
+use pam::module::PamHandle;
+
+use crate::ffi::{self, LOG_DEBUG, LOG_ERR, LOG_INFO, LOG_NOTICE, LOG_WARNING};
+use crate::options::Options;
+
+use PamResultCode::*;
+
+// libpam's chauthtok phases (security/_pam_types.h).
+const PAM_PRELIM_CHECK: PamFlag = 0x4000;
+const PAM_UPDATE_AUTHTOK: PamFlag = 0x2000;
+
+/// Everything a hook needs, set up once per call.
+struct Call<'h> {
+    pamh: &'h mut PamHandle,
+    options: Options,
+    flags: PamFlag,
+    user: String,
+}
+
+/// The clock is read here, at the entry point, and passed down.
+fn now() -> Timestamp {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Timestamp(i64::try_from(secs).unwrap_or(i64::MAX))
+}
+
+impl<'h> Call<'h> {
+    fn start(
+        pamh: &'h mut PamHandle,
+        args: &[&CStr],
+        flags: PamFlag,
+    ) -> Result<Self, PamResultCode> {
+        let options = Options::try_from(args).map_err(|e| {
+            ffi::syslog(pamh, LOG_ERR, &format!("bad module arguments: {e}"));
+            PAM_SERVICE_ERR
+        })?;
+        let user = match pamh.get_user(None) {
+            Ok(user) => user,
+            Err(code) => {
+                ffi::syslog(pamh, LOG_ERR, "cannot get the user name");
+                return Err(code);
+            }
+        };
+        Ok(Self {
+            pamh,
+            options,
+            flags,
+            user,
+        })
+    }
+
+    fn log(&self, priority: std::ffi::c_int, message: &str) {
+        ffi::syslog(self.pamh, priority, message);
+    }
+
+    fn debug(&self, message: &str) {
+        if self.options.debug {
+            self.log(LOG_DEBUG, message);
+        }
+    }
+
+    /// Tells the user something, unless the application asked for silence.
+    fn tell(&self, message: &str) {
+        if self.flags & PAM_SILENT != 0 {
+            return;
+        }
+        if let Ok(Some(conv)) = self.pamh.get_item::<Conv>() {
+            // A client that cannot show the message changes nothing.
+            let _ = conv.send(PAM_ERROR_MSG, message);
+        }
+    }
+
+    /// `pam:<service>`, the actor recorded in the audit log.
+    fn actor(&self) -> String {
+        let service = match self.pamh.get_item::<Service>() {
+            Ok(Some(Service(name))) => name.to_string_lossy().into_owned(),
+            _ => "unknown".into(),
+        };
+        format!("pam:{service}")
+    }
+
+    /// Loads the config and opens the database named by the arguments.
+    fn open(&self) -> Result<(Config, Store), String> {
+        let (path, explicit) = match &self.options.config {
+            Some(path) => (path.as_path(), true),
+            None => (Path::new(DEFAULT_CONFIG_PATH), false),
+        };
+        let config = Config::load(path, explicit).map_err(|e| e.to_string())?;
+        let db = self.options.db.as_deref().unwrap_or(&config.db);
+        let store = Store::open(db).map_err(|e| e.to_string())?;
+        self.debug(&format!("using database {}", db.display()));
+        Ok((config, store))
+    }
+
+    /// Root and other system accounts must keep working when our database
+    /// is broken: for them an unavailable database means "not ours".
+    fn unavailable(&self, why: &str) -> PamResultCode {
+        self.log(LOG_ERR, &format!("user database unavailable: {why}"));
+        if self.user == "root" {
+            PAM_IGNORE
+        } else {
+            PAM_AUTHINFO_UNAVAIL
+        }
+    }
+}
+
+pub fn authenticate(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResultCode {
+    let call = match Call::start(pamh, args, flags) {
+        Ok(call) => call,
+        Err(code) => return code,
+    };
+    // Ask for the password before looking anything up, so an unknown user
+    // sees exactly the same conversation as a known one.
+    let password = match ffi::get_authtok(call.pamh, ffi::PAM_AUTHTOK) {
+        Ok(password) => password,
+        Err(code) => {
+            call.debug(&format!("no password obtained ({code:?})"));
+            return code;
+        }
+    };
+    let (config, mut store) = match call.open() {
+        Ok(opened) => opened,
+        Err(why) => {
+            call.log(LOG_ERR, &format!("user database unavailable: {why}"));
+            return PAM_AUTHINFO_UNAVAIL;
+        }
+    };
+    let outcome = Authenticator::new(&mut store, &config, call.actor())
+        .and_then(|mut auth| auth.login(&call.user, &password, now()));
+    let user = &call.user;
+    match outcome {
+        Ok(LoginOutcome::Success(_)) => {
+            call.log(LOG_INFO, &format!("authentication success for {user}"));
+            PAM_SUCCESS
+        }
+        Ok(LoginOutcome::UnknownUser) => {
+            // Not logging the name: a mistyped user name is often a password.
+            call.log(
+                LOG_NOTICE,
+                "authentication failure: user not in the database",
+            );
+            PAM_USER_UNKNOWN
+        }
+        Ok(LoginOutcome::WrongPassword {
+            failures,
+            locked_now,
+        }) => {
+            call.log(
+                LOG_NOTICE,
+                &format!("authentication failure for {user}: wrong password ({failures} in a row)"),
+            );
+            if locked_now {
+                call.log(
+                    LOG_WARNING,
+                    &format!("{user} is now locked after {failures} failures"),
+                );
+            }
+            PAM_AUTH_ERR
+        }
+        Ok(LoginOutcome::Locked) => {
+            call.log(
+                LOG_NOTICE,
+                &format!(
+                    "authentication refused for {user}: account locked after repeated failures"
+                ),
+            );
+            PAM_AUTH_ERR
+        }
+        Ok(LoginOutcome::Inactive) => {
+            call.log(
+                LOG_NOTICE,
+                &format!("authentication refused for {user}: account disabled"),
+            );
+            PAM_AUTH_ERR
+        }
+        Err(e) => {
+            call.log(LOG_ERR, &format!("authentication failure for {user}: {e}"));
+            PAM_AUTHINFO_UNAVAIL
+        }
+    }
+}
+
+pub fn setcred(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResultCode {
+    let call = match Call::start(pamh, args, flags) {
+        Ok(call) => call,
+        Err(code) => return code,
+    };
+    // setcred grants nothing of ours yet: it only says whether the user is ours.
+    match call
+        .open()
+        .and_then(|(_, store)| store.user(&call.user).map_err(|e| e.to_string()))
+    {
+        Ok(Some(_)) => PAM_SUCCESS,
+        Ok(None) => PAM_IGNORE,
+        Err(why) => {
+            call.log(
+                LOG_ERR,
+                &format!("setcred: user database unavailable: {why}"),
+            );
+            PAM_IGNORE
+        }
+    }
+}
+
+pub fn account(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResultCode {
+    let call = match Call::start(pamh, args, flags) {
+        Ok(call) => call,
+        Err(code) => return code,
+    };
+    let (config, mut store) = match call.open() {
+        Ok(opened) => opened,
+        Err(why) => return call.unavailable(&why),
+    };
+    let status = Authenticator::new(&mut store, &config, call.actor())
+        .and_then(|auth| auth.account_status(&call.user, now()));
+    let user = &call.user;
+    match status {
+        Ok(AccountStatus::Active) => PAM_SUCCESS,
+        Ok(AccountStatus::Unknown) => {
+            call.debug("account: user not in the database, ignoring");
+            PAM_IGNORE
+        }
+        Ok(AccountStatus::Disabled) => {
+            call.log(LOG_NOTICE, &format!("account {user} is disabled"));
+            call.tell("Your account is disabled; please contact your system administrator.");
+            PAM_PERM_DENIED
+        }
+        Ok(AccountStatus::Expired) => {
+            call.log(LOG_NOTICE, &format!("account {user} has expired"));
+            call.tell("Your account has expired; please contact your system administrator.");
+            PAM_ACCT_EXPIRED
+        }
+        Err(e) => call.unavailable(&e.to_string()),
+    }
+}
+
+pub fn chauthtok(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResultCode {
+    let call = match Call::start(pamh, args, flags) {
+        Ok(call) => call,
+        Err(code) => return code,
+    };
+    let (config, mut store) = match call.open() {
+        Ok(opened) => opened,
+        Err(why) => return call.unavailable(&why),
+    };
+    match store.user(&call.user) {
+        Ok(Some(_)) => {}
+        Ok(None) => return PAM_IGNORE,
+        Err(e) => return call.unavailable(&e.to_string()),
+    }
+    let user = &call.user;
+    let mut auth = match Authenticator::new(&mut store, &config, call.actor()) {
+        Ok(auth) => auth,
+        Err(e) => return call.unavailable(&e.to_string()),
+    };
+    let old = match ffi::get_authtok(call.pamh, ffi::PAM_OLDAUTHTOK) {
+        Ok(old) => old,
+        Err(code) => return code,
+    };
+
+    if flags & PAM_PRELIM_CHECK != 0 {
+        return match auth.confirm(user, &old, now()) {
+            Ok(LoginOutcome::Success(_)) => PAM_SUCCESS,
+            Ok(outcome) => {
+                call.log(
+                    LOG_NOTICE,
+                    &format!("password change for {user} refused: {}", describe(&outcome)),
+                );
+                PAM_AUTH_ERR
+            }
+            Err(e) => call.unavailable(&e.to_string()),
+        };
+    }
+    if flags & PAM_UPDATE_AUTHTOK == 0 {
+        return PAM_SERVICE_ERR;
+    }
+    let new = match ffi::get_authtok(call.pamh, ffi::PAM_AUTHTOK) {
+        Ok(new) => new,
+        Err(code) => return code,
+    };
+    match auth.change_password(user, &old, &new, now()) {
+        Ok(PasswordChange::Changed) => {
+            call.log(LOG_INFO, &format!("password changed for {user}"));
+            PAM_SUCCESS
+        }
+        Ok(PasswordChange::Refused(violation)) => {
+            call.log(
+                LOG_NOTICE,
+                &format!("new password for {user} refused: {violation}"),
+            );
+            call.tell(&format!("BAD PASSWORD: {violation}"));
+            PAM_AUTHTOK_ERR
+        }
+        Ok(PasswordChange::Denied(outcome)) => {
+            call.log(
+                LOG_NOTICE,
+                &format!("password change for {user} refused: {}", describe(&outcome)),
+            );
+            PAM_AUTH_ERR
+        }
+        Err(e) => {
+            call.log(LOG_ERR, &format!("password change for {user} failed: {e}"));
+            PAM_AUTHTOK_ERR
+        }
+    }
+}
+
+fn describe(outcome: &LoginOutcome) -> &'static str {
+    match outcome {
+        LoginOutcome::Success(_) => "success",
+        LoginOutcome::UnknownUser => "user not in the database",
+        LoginOutcome::WrongPassword { .. } => "wrong current password",
+        LoginOutcome::Locked => "account locked",
+        LoginOutcome::Inactive => "account disabled",
+    }
+}

@@ -1,0 +1,220 @@
+//! The command line, as DESIGN §6 fixes it. Values are parsed by the
+//! library's own parsers, so a bad one is a usage error (exit 2) whose
+//! message names the rule.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use libdiycloud::model::{Cpu, Date, GpuList, Role, Size, Tasks, Username};
+
+#[derive(Parser)]
+#[command(
+    name = "slicectl",
+    version,
+    about = "Manage diycloud users and their resource allocations",
+    long_about = "Manage diycloud users: their passwords (checked by pam_diycloud at SSH, \
+                  console and JupyterHub logins), roles, account state and resource \
+                  allocations (CPU, memory, disk, tasks, GPUs).\n\n\
+                  Exit status: 0 success, 1 runtime error, 2 usage error."
+)]
+pub struct Cli {
+    /// Database file [default: the config's `db`, /var/lib/diycloud/diycloud.db]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Configuration file
+    #[arg(long, global = true, value_name = "PATH", env = "DIYCLOUD_CONFIG",
+          default_value = libdiycloud::config::DEFAULT_CONFIG_PATH, hide_default_value = false)]
+    pub config: PathBuf,
+    /// Print one JSON document instead of text
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create the database, or migrate it to this version's schema (idempotent)
+    Init,
+    /// Create, inspect, change and remove users
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Create a user (and, unless --no-system-account, the system account)
+    Add(AddArgs),
+    /// List all users
+    List,
+    /// Show one user, with the latest audit log entries
+    Show {
+        #[arg(value_parser = parse_username)]
+        name: Username,
+    },
+    /// Change a user's profile, role, state or limits
+    Mod(ModArgs),
+    /// Set a user's password
+    Passwd {
+        #[arg(value_parser = parse_username)]
+        name: Username,
+        /// Read the password from the first line of standard input
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Clear a lockout after too many wrong passwords
+    Unlock {
+        #[arg(value_parser = parse_username)]
+        name: Username,
+    },
+    /// Remove a user (and the system account slicectl created for them)
+    Del {
+        #[arg(value_parser = parse_username)]
+        name: Username,
+        /// Also remove the home directory and mail spool
+        #[arg(long)]
+        remove_home: bool,
+    },
+}
+
+#[derive(Args)]
+pub struct AddArgs {
+    /// Login name: [a-z_][a-z0-9_-]{0,31}
+    #[arg(value_parser = parse_new_username)]
+    pub name: Username,
+    /// Read the password from the first line of standard input (else: prompt on the terminal)
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// user or admin
+    #[arg(long, default_value = "user", value_parser = parse_role)]
+    pub role: Role,
+    #[command(flatten)]
+    pub profile: ProfileArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    /// Only create the database record; link an existing system account of the same name, if any
+    #[arg(long)]
+    pub no_system_account: bool,
+}
+
+#[derive(Args)]
+pub struct ModArgs {
+    #[arg(value_parser = parse_username)]
+    pub name: Username,
+    /// user or admin
+    #[arg(long, value_parser = parse_role)]
+    pub role: Option<Role>,
+    #[command(flatten)]
+    pub profile: ProfileArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    /// Refuse all logins until --enable
+    #[arg(long, conflicts_with = "enable")]
+    pub disable: bool,
+    /// Allow logins again
+    #[arg(long)]
+    pub enable: bool,
+}
+
+#[derive(Args)]
+pub struct ProfileArgs {
+    /// E-mail address ("" clears it)
+    #[arg(long, value_parser = parse_email)]
+    pub email: Option<String>,
+    /// Full name ("" clears it)
+    #[arg(long, value_parser = parse_full_name)]
+    pub full_name: Option<String>,
+    /// Last day before the account stops working: YYYY-MM-DD, or 'never'
+    #[arg(long, value_parser = parse_expiry, value_name = "YYYY-MM-DD")]
+    pub expires: Option<Expiry>,
+}
+
+#[derive(Args)]
+pub struct LimitArgs {
+    /// CPU: cores (1.5), percent of one core (150%) or infinity
+    #[arg(long, value_parser = parse_value::<Cpu>, value_name = "CORES")]
+    pub cpu: Option<Cpu>,
+    /// Memory: 512M, 2G, 1.5T (base 1024) or infinity
+    #[arg(long, value_parser = parse_value::<Size>, value_name = "SIZE")]
+    pub memory: Option<Size>,
+    /// Disk quota: 512M, 5G, 1T (base 1024) or infinity
+    #[arg(long, value_parser = parse_value::<Size>, value_name = "SIZE")]
+    pub disk: Option<Size>,
+    /// Most processes and threads at once, or infinity
+    #[arg(long, value_parser = parse_value::<Tasks>, value_name = "N")]
+    pub tasks: Option<Tasks>,
+    /// GPUs: none, all, or indices/UUIDs like 0,1 or GPU-...
+    #[arg(long, value_parser = parse_value::<GpuList>, value_name = "LIST")]
+    pub gpus: Option<GpuList>,
+}
+
+/// `--expires`: a day, or `never` to clear it.
+#[derive(Clone, Copy)]
+pub enum Expiry {
+    On(Date),
+    Never,
+}
+
+fn parse_value<T: std::str::FromStr>(s: &str) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse::<T>().map_err(|e| e.to_string())
+}
+
+fn parse_username(s: &str) -> Result<Username, String> {
+    Username::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_new_username(s: &str) -> Result<Username, String> {
+    Username::parse_new(s).map_err(|e| e.to_string())
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    parse_value(s)
+}
+
+fn parse_expiry(s: &str) -> Result<Expiry, String> {
+    if s == "never" {
+        return Ok(Expiry::Never);
+    }
+    parse_value::<Date>(s)
+        .map(Expiry::On)
+        .map_err(|e| format!("{e}, or 'never'"))
+}
+
+/// Free text stored in the record: printable, one line, bounded.
+fn parse_text(s: &str, what: &str, max: usize, forbidden: &[char]) -> Result<String, String> {
+    if s.chars().count() > max {
+        return Err(format!("{what} must be at most {max} characters"));
+    }
+    if s.chars().any(|c| c.is_control() || forbidden.contains(&c)) {
+        let shown: String = forbidden.iter().map(|c| format!(" '{c}'")).collect();
+        return Err(format!(
+            "{what} must not contain control characters{}",
+            if shown.is_empty() {
+                String::new()
+            } else {
+                format!(" or{shown}")
+            }
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+fn parse_email(s: &str) -> Result<String, String> {
+    let text = parse_text(s, "an e-mail address", 254, &[' '])?;
+    if !text.is_empty()
+        && !text
+            .split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty())
+    {
+        return Err("an e-mail address looks like name@example.org".into());
+    }
+    Ok(text)
+}
+
+fn parse_full_name(s: &str) -> Result<String, String> {
+    // ':' would break the passwd file's comment field.
+    parse_text(s, "a full name", 128, &[':'])
+}

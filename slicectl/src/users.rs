@@ -1,0 +1,295 @@
+//! `slicectl user ...`: each command validates everything first, then does
+//! its writes in one transaction (system account changes inside it, so a
+//! failed `useradd` leaves no database record behind).
+
+use std::cell::Cell;
+
+use libdiycloud::model::{Allocation, Username};
+use libdiycloud::password::Hasher;
+use libdiycloud::platform;
+use libdiycloud::store::{NewUser, UserChanges};
+use serde_json::json;
+
+use crate::cli::{AddArgs, Expiry, LimitArgs, ModArgs, ProfileArgs, UserCommand};
+use crate::{password_input, view, Context, Failure};
+
+pub fn run(ctx: &Context, command: UserCommand) -> Result<(), Failure> {
+    match command {
+        UserCommand::Add(args) => add(ctx, args),
+        UserCommand::List => list(ctx),
+        UserCommand::Show { name } => show(ctx, &name),
+        UserCommand::Mod(args) => modify(ctx, args),
+        UserCommand::Passwd {
+            name,
+            password_stdin,
+        } => passwd(ctx, &name, password_stdin),
+        UserCommand::Unlock { name } => unlock(ctx, &name),
+        UserCommand::Del { name, remove_home } => delete(ctx, &name, remove_home),
+    }
+}
+
+/// Reads a new password and hashes it, refusing it (exit 2) if it breaks the policy.
+fn new_password_hash(ctx: &Context, from_stdin: bool) -> Result<String, Failure> {
+    let password = password_input::read(from_stdin)?;
+    let text = ctx
+        .config
+        .password
+        .check(&password)
+        .map_err(|v| Failure::Usage(format!("password refused: {v}")))?;
+    let hasher = Hasher::new(ctx.config.hash).map_err(|e| Failure::Runtime(e.to_string()))?;
+    hasher
+        .hash(text)
+        .map_err(|e| Failure::Runtime(e.to_string()))
+}
+
+fn non_empty(s: &Option<String>) -> Option<String> {
+    s.clone().filter(|s| !s.is_empty())
+}
+
+fn add(ctx: &Context, args: AddArgs) -> Result<(), Failure> {
+    let name = args.name.as_str();
+    let mut store = ctx.open_store()?;
+    if store.user(name)?.is_some() {
+        return Err(Failure::Runtime(format!("user {name} already exists")));
+    }
+    let existing_uid = platform::system_uid(name)?;
+    if !args.no_system_account && existing_uid.is_some() {
+        return Err(platform::AccountError::Exists(name.into()).into());
+    }
+    let password_hash = new_password_hash(ctx, args.password_stdin)?;
+    let mut allocation = ctx.config.defaults.clone();
+    apply_limits(&mut allocation, &args.limits);
+    let new = NewUser {
+        username: args.name.clone(),
+        password_hash,
+        role: args.role,
+        email: non_empty(&args.profile.email),
+        full_name: non_empty(&args.profile.full_name),
+        expires: match args.profile.expires {
+            Some(Expiry::On(date)) => Some(date),
+            _ => None,
+        },
+        allocation,
+        uid: existing_uid,
+        owns_system_account: !args.no_system_account,
+    };
+
+    let created_account = Cell::new(false);
+    let result = store.write(|tx| {
+        let mut user = tx.insert_user(&new, ctx.now)?;
+        if !args.no_system_account {
+            let uid =
+                platform::create_system_account(name, new.full_name.as_deref(), &ctx.config.shell)?;
+            created_account.set(true);
+            tx.set_uid(name, uid)?;
+            user.uid = Some(uid);
+        }
+        let mut detail = view::user_json(&user, ctx);
+        for volatile in [
+            "created_at",
+            "updated_at",
+            "last_login",
+            "password_changed_at",
+            "locked",
+            "expired",
+            "failed_logins",
+        ] {
+            detail.as_object_mut().map(|o| o.remove(volatile));
+        }
+        tx.audit(ctx.now, &ctx.actor, "user.add", name, &detail)?;
+        Ok::<_, Failure>(user)
+    });
+    let user = match result {
+        Ok(user) => user,
+        Err(failure) => {
+            // The record was rolled back; do not leave the account behind either.
+            if created_account.get() {
+                let _ = platform::delete_system_account(name, true);
+            }
+            return Err(failure);
+        }
+    };
+    let uid = user
+        .uid
+        .map_or("no system account".into(), |uid| format!("uid {uid}"));
+    view::print(
+        ctx,
+        &view::user_json(&user, ctx),
+        &format!("created user {name} ({uid})"),
+    );
+    Ok(())
+}
+
+fn apply_limits(allocation: &mut Allocation, limits: &LimitArgs) {
+    if let Some(cpu) = limits.cpu {
+        allocation.cpu = cpu;
+    }
+    if let Some(memory) = limits.memory {
+        allocation.memory = memory;
+    }
+    if let Some(disk) = limits.disk {
+        allocation.disk = disk;
+    }
+    if let Some(tasks) = limits.tasks {
+        allocation.tasks = tasks;
+    }
+    if let Some(gpus) = &limits.gpus {
+        allocation.gpus = gpus.clone();
+    }
+}
+
+fn list(ctx: &Context) -> Result<(), Failure> {
+    let users = ctx.open_store()?.users()?;
+    let document: Vec<_> = users.iter().map(|u| view::user_json(u, ctx)).collect();
+    let text = if users.is_empty() {
+        "no users".to_owned()
+    } else {
+        view::users_table(&users, ctx)
+    };
+    view::print(ctx, &json!(document), &text);
+    Ok(())
+}
+
+fn show(ctx: &Context, name: &Username) -> Result<(), Failure> {
+    let store = ctx.open_store()?;
+    let user = store
+        .user(name.as_str())?
+        .ok_or_else(|| Failure::Runtime(format!("no such user: {name}")))?;
+    let log = store.audit_log(name.as_str(), 10)?;
+    let mut document = view::user_json(&user, ctx);
+    document["audit"] = json!(log);
+    view::print(ctx, &document, &view::user_text(&user, &log, ctx));
+    Ok(())
+}
+
+fn changes_from(args: &ModArgs) -> UserChanges {
+    let ProfileArgs {
+        email,
+        full_name,
+        expires,
+    } = &args.profile;
+    let clearable = |v: &Option<String>| {
+        v.as_ref()
+            .map(|s| Some(s.clone()).filter(|s| !s.is_empty()))
+    };
+    UserChanges {
+        role: args.role,
+        email: clearable(email),
+        full_name: clearable(full_name),
+        expires: expires.map(|e| match e {
+            Expiry::On(date) => Some(date),
+            Expiry::Never => None,
+        }),
+        active: match (args.disable, args.enable) {
+            (true, _) => Some(false),
+            (_, true) => Some(true),
+            _ => None,
+        },
+        cpu: args.limits.cpu,
+        memory: args.limits.memory,
+        disk: args.limits.disk,
+        tasks: args.limits.tasks,
+        gpus: args.limits.gpus.clone(),
+    }
+}
+
+fn modify(ctx: &Context, args: ModArgs) -> Result<(), Failure> {
+    let changes = changes_from(&args);
+    if changes.is_empty() {
+        return Err(Failure::Usage(
+            "nothing to change: give at least one option (see `slicectl user mod --help`)".into(),
+        ));
+    }
+    let name = args.name.as_str();
+    let mut store = ctx.open_store()?;
+    let user = store.write(|tx| {
+        let detail = tx.update_user(name, &changes, ctx.now)?;
+        tx.audit(ctx.now, &ctx.actor, "user.mod", name, &detail)?;
+        Ok::<_, Failure>(tx.user(name)?)
+    })?;
+    view::print(
+        ctx,
+        &view::user_json(&user, ctx),
+        &format!("updated user {name}"),
+    );
+    Ok(())
+}
+
+fn passwd(ctx: &Context, name: &Username, from_stdin: bool) -> Result<(), Failure> {
+    let name = name.as_str();
+    let mut store = ctx.open_store()?;
+    if store.user(name)?.is_none() {
+        return Err(Failure::Runtime(format!("no such user: {name}")));
+    }
+    let hash = new_password_hash(ctx, from_stdin)?;
+    store.write(|tx| {
+        tx.set_password_hash(name, &hash, ctx.now)?;
+        tx.audit(
+            ctx.now,
+            &ctx.actor,
+            "user.passwd",
+            name,
+            &json!({"by": "admin"}),
+        )
+    })?;
+    view::print(
+        ctx,
+        &json!({"username": name, "password_changed": true}),
+        &format!("password of {name} changed"),
+    );
+    Ok(())
+}
+
+fn unlock(ctx: &Context, name: &Username) -> Result<(), Failure> {
+    let name = name.as_str();
+    let mut store = ctx.open_store()?;
+    let was_locked = store.write(|tx| {
+        let user = tx.user(name)?;
+        let was_locked = ctx.config.lockout.is_locked(&user.failures, ctx.now);
+        tx.set_failures(name, &Default::default())?;
+        tx.audit(
+            ctx.now,
+            &ctx.actor,
+            "user.unlock",
+            name,
+            &json!({"failures": user.failures.count, "was_locked": was_locked}),
+        )?;
+        Ok::<_, Failure>(was_locked)
+    })?;
+    let text = if was_locked {
+        format!("unlocked {name}")
+    } else {
+        format!("{name} was not locked; failure count cleared")
+    };
+    view::print(
+        ctx,
+        &json!({"username": name, "was_locked": was_locked}),
+        &text,
+    );
+    Ok(())
+}
+
+fn delete(ctx: &Context, name: &Username, remove_home: bool) -> Result<(), Failure> {
+    let name = name.as_str();
+    let mut store = ctx.open_store()?;
+    let user = store
+        .user(name)?
+        .ok_or_else(|| Failure::Runtime(format!("no such user: {name}")))?;
+    if remove_home && !user.owns_system_account {
+        eprintln!("slicectl: {name}'s system account was not created by slicectl; leaving it and its home alone");
+    }
+    store.write(|tx| {
+        tx.delete_user(name)?;
+        tx.audit(ctx.now, &ctx.actor, "user.del", name, &json!({"system_account_removed": user.owns_system_account, "home_removed": remove_home && user.owns_system_account}))?;
+        if user.owns_system_account {
+            platform::delete_system_account(name, remove_home)?;
+        }
+        Ok::<_, Failure>(())
+    })?;
+    view::print(
+        ctx,
+        &json!({"username": name, "deleted": true}),
+        &format!("deleted user {name}"),
+    );
+    Ok(())
+}
