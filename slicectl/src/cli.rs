@@ -132,19 +132,19 @@ pub struct ProfileArgs {
 #[derive(Args)]
 pub struct LimitArgs {
     /// CPU: cores (1.5), percent of one core (150%) or infinity
-    #[arg(long, value_parser = parse_value::<Cpu>, value_name = "CORES")]
+    #[arg(long, value_parser = parse_value::<Cpu>, value_name = "CORES", allow_hyphen_values = true)]
     pub cpu: Option<Cpu>,
     /// Memory: 512M, 2G, 1.5T (base 1024) or infinity
-    #[arg(long, value_parser = parse_value::<Size>, value_name = "SIZE")]
+    #[arg(long, value_parser = parse_value::<Size>, value_name = "SIZE", allow_hyphen_values = true)]
     pub memory: Option<Size>,
     /// Disk quota: 512M, 5G, 1T (base 1024) or infinity
-    #[arg(long, value_parser = parse_value::<Size>, value_name = "SIZE")]
+    #[arg(long, value_parser = parse_value::<Size>, value_name = "SIZE", allow_hyphen_values = true)]
     pub disk: Option<Size>,
     /// Most processes and threads at once, or infinity
-    #[arg(long, value_parser = parse_value::<Tasks>, value_name = "N")]
+    #[arg(long, value_parser = parse_value::<Tasks>, value_name = "N", allow_hyphen_values = true)]
     pub tasks: Option<Tasks>,
     /// GPUs: none, all, or indices/UUIDs like 0,1 or GPU-...
-    #[arg(long, value_parser = parse_value::<GpuList>, value_name = "LIST")]
+    #[arg(long, value_parser = parse_value::<GpuList>, value_name = "LIST", allow_hyphen_values = true)]
     pub gpus: Option<GpuList>,
 }
 

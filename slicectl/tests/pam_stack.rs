@@ -1,0 +1,308 @@
+//! The real module through real libpam (pamtester under pam_wrapper).
+//! pamtester prints `pam_strerror` of the code it got, so each assertion on
+//! its message is an assertion on the PAM return code.
+
+use diycloud_tests::Env;
+
+const AUTH_ERR: &str = "Authentication failure";
+const USER_UNKNOWN: &str = "User not known to the underlying authentication module";
+const AUTHINFO_UNAVAIL: &str = "Authentication service cannot retrieve authentication info";
+const ACCT_EXPIRED: &str = "User account has expired";
+const PERM_DENIED: &str = "Permission denied";
+
+fn env() -> Env {
+    let env = diycloud_tests::test_env!("[lockout]\ndeny = 3\nunlock_time = \"3s\"\n");
+    env.standard_service();
+    env.add_user("alice", "correct horse", &[]);
+    env
+}
+
+#[test]
+fn right_password_succeeds_wrong_fails_unknown_user_fails() {
+    let env = env();
+    let ok = env.login("alice", "correct horse");
+    assert!(ok.success, "{ok:?}");
+    assert!(ok.said("successfully authenticated"));
+
+    assert!(env.login("alice", "correct horsE").failed_with(AUTH_ERR));
+    assert!(env.login("alice", "").failed_with(AUTH_ERR));
+    assert!(env.login("bob", "correct horse").failed_with(USER_UNKNOWN));
+    assert!(env.login("Root", "x").failed_with(USER_UNKNOWN));
+}
+
+#[test]
+fn account_stage_refuses_disabled_and_expired_users() {
+    let env = env();
+    let acct = |user: &str, pw: &str| {
+        env.pamtester(
+            "diycloud",
+            user,
+            &["authenticate", "acct_mgmt"],
+            format!("{pw}\n").as_bytes(),
+        )
+    };
+    assert!(acct("alice", "correct horse").success);
+
+    assert!(env
+        .slicectl(&["user", "mod", "alice", "--disable"], None)
+        .status
+        .success());
+    assert!(
+        env.login("alice", "correct horse").failed_with(AUTH_ERR),
+        "disabled: auth refuses too"
+    );
+    let out = env.pamtester("diycloud", "alice", &["acct_mgmt"], b"");
+    assert!(out.failed_with(PERM_DENIED), "{out:?}");
+    assert!(env
+        .slicectl(&["user", "mod", "alice", "--enable"], None)
+        .status
+        .success());
+    assert!(acct("alice", "correct horse").success);
+
+    assert!(env
+        .slicectl(&["user", "mod", "alice", "--expires", "2020-01-01"], None)
+        .status
+        .success());
+    let out = acct("alice", "correct horse");
+    assert!(out.failed_with(ACCT_EXPIRED), "{out:?}");
+    assert!(
+        out.said("Your account has expired"),
+        "the user is told: {out:?}"
+    );
+    assert!(env
+        .slicectl(&["user", "mod", "alice", "--expires", "2999-12-31"], None)
+        .status
+        .success());
+    assert!(acct("alice", "correct horse").success);
+}
+
+#[test]
+fn account_stage_ignores_users_not_in_the_database() {
+    let env = env();
+    // success=bad turns a PAM_SUCCESS from our module into a failure, so only
+    // PAM_IGNORE lets the stack reach pam_permit.
+    env.service(
+        "ignoring",
+        &[
+            "account [success=bad ignore=ignore default=die] {module}",
+            "account required pam_permit.so",
+        ],
+    );
+    for user in ["root", "bob"] {
+        let out = env.pamtester("ignoring", user, &["acct_mgmt"], b"");
+        assert!(out.success, "{user}: {out:?}");
+    }
+    let out = env.pamtester("ignoring", "alice", &["acct_mgmt"], b"");
+    assert!(
+        !out.success,
+        "alice is ours: our SUCCESS must not be an IGNORE"
+    );
+}
+
+#[test]
+fn lockout_after_deny_failures_until_unlock_or_unlock_time() {
+    let env = env();
+    for _ in 0..3 {
+        assert!(env.login("alice", "wrong").failed_with(AUTH_ERR));
+    }
+    assert!(
+        env.login("alice", "correct horse").failed_with(AUTH_ERR),
+        "locked"
+    );
+    let shown = env.slicectl_json(&["user", "show", "alice"]);
+    assert_eq!(shown["locked"], true);
+    assert_eq!(shown["failed_logins"], 3);
+
+    let out = env.slicectl(&["user", "unlock", "alice"], None);
+    assert!(out.status.success());
+    assert!(
+        env.login("alice", "correct horse").success,
+        "unlocked by the admin"
+    );
+
+    for _ in 0..3 {
+        env.login("alice", "wrong");
+    }
+    assert!(env.login("alice", "correct horse").failed_with(AUTH_ERR));
+    std::thread::sleep(std::time::Duration::from_millis(3100));
+    assert!(
+        env.login("alice", "correct horse").success,
+        "unlock_time passed"
+    );
+}
+
+#[test]
+fn a_success_resets_the_failure_count() {
+    let env = env();
+    env.login("alice", "wrong");
+    env.login("alice", "wrong");
+    assert!(env.login("alice", "correct horse").success);
+    env.login("alice", "wrong");
+    env.login("alice", "wrong");
+    assert!(
+        env.login("alice", "correct horse").success,
+        "4 failures, but never 3 in a row"
+    );
+    assert_eq!(
+        env.slicectl_json(&["user", "show", "alice"])["failed_logins"],
+        0
+    );
+}
+
+#[test]
+fn password_change_through_the_password_hook() {
+    let env = env();
+    let out = env.pamtester(
+        "diycloud",
+        "alice",
+        &["chauthtok"],
+        b"correct horse\nbattery staple\nbattery staple\n",
+    );
+    assert!(out.success, "{out:?}");
+    assert!(env.login("alice", "battery staple").success);
+    assert!(env.login("alice", "correct horse").failed_with(AUTH_ERR));
+
+    // Wrong current password, mismatched retype, too short: nothing changes.
+    let wrong_old = env.pamtester(
+        "diycloud",
+        "alice",
+        &["chauthtok"],
+        b"nope\nanother one 1\nanother one 1\n",
+    );
+    assert!(!wrong_old.success);
+    let mismatch = env.pamtester(
+        "diycloud",
+        "alice",
+        &["chauthtok"],
+        b"battery staple\nanother one 1\nanother one 2\n",
+    );
+    assert!(!mismatch.success);
+    let short = env.pamtester(
+        "diycloud",
+        "alice",
+        &["chauthtok"],
+        b"battery staple\nshort\nshort\n",
+    );
+    assert!(!short.success);
+    assert!(short.said("shorter than 8"), "{short:?}");
+    assert!(env.login("alice", "battery staple").success);
+}
+
+#[test]
+fn password_change_through_slicectl() {
+    let env = env();
+    let out = env.slicectl(
+        &["user", "passwd", "alice", "--password-stdin"],
+        Some(b"set by admin 42\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(env.login("alice", "set by admin 42").success);
+    assert!(env.login("alice", "correct horse").failed_with(AUTH_ERR));
+}
+
+#[test]
+fn password_hook_ignores_users_not_in_the_database() {
+    let env = env();
+    env.service(
+        "pw",
+        &[
+            "password [success=bad ignore=ignore default=die] {module}",
+            "password required pam_permit.so",
+        ],
+    );
+    assert!(env.pamtester("pw", "bob", &["chauthtok"], b"").success);
+}
+
+#[test]
+fn oversized_and_non_utf8_passwords_fail_cleanly() {
+    let env = env();
+    let mut huge = vec![b'a'; 1 << 20];
+    huge.push(b'\n');
+    let out = env.pamtester("diycloud", "alice", &["authenticate"], &huge);
+    assert!(
+        out.failed_with(AUTH_ERR),
+        "{:?}",
+        &out.stderr[..out.stderr.len().min(400)]
+    );
+    let out = env.pamtester(
+        "diycloud",
+        "alice",
+        &["authenticate"],
+        b"\xff\xfe\xfd correct\n",
+    );
+    assert!(out.failed_with(AUTH_ERR), "{out:?}");
+    assert!(
+        env.login("alice", "correct horse").success,
+        "the module still works"
+    );
+}
+
+#[test]
+fn missing_unreadable_or_corrupt_database_is_authinfo_unavail() {
+    let env = env();
+    let broken = |db: &std::path::Path| {
+        let line = format!(
+            "auth required {} db={}",
+            diycloud_tests::module().display(),
+            db.display()
+        );
+        env.service("broken", &[&line]);
+        env.pamtester("broken", "alice", &["authenticate"], b"correct horse\n")
+    };
+    let missing = env.dir.path().join("missing.db");
+    assert!(broken(&missing).failed_with(AUTHINFO_UNAVAIL));
+    assert!(!missing.exists(), "the module must not create a database");
+
+    let corrupt = env.dir.path().join("corrupt.db");
+    std::fs::write(&corrupt, vec![0x42; 4096]).unwrap();
+    assert!(broken(&corrupt).failed_with(AUTHINFO_UNAVAIL));
+
+    let directory = env.dir.path().join("a-directory");
+    std::fs::create_dir(&directory).unwrap();
+    assert!(broken(&directory).failed_with(AUTHINFO_UNAVAIL));
+
+    if !diycloud_tests::is_root() {
+        use std::os::unix::fs::PermissionsExt;
+        let unreadable = env.dir.path().join("unreadable.db");
+        std::fs::copy(&env.db, &unreadable).unwrap();
+        std::fs::set_permissions(&unreadable, std::fs::Permissions::from_mode(0o000)).unwrap();
+        assert!(broken(&unreadable).failed_with(AUTHINFO_UNAVAIL));
+    }
+}
+
+#[test]
+fn bad_module_arguments_fail_closed() {
+    let env = env();
+    let line = format!(
+        "auth required {} nullok",
+        diycloud_tests::module().display()
+    );
+    env.service("badargs", &[&line]);
+    let out = env.pamtester("badargs", "alice", &["authenticate"], b"correct horse\n");
+    assert!(out.failed_with("Error in service module"), "{out:?}");
+}
+
+#[test]
+fn use_first_pass_takes_the_stacked_password() {
+    let env = env();
+    // pam_unix asks first (and fails: alice has no system account); our
+    // module must reuse that answer without asking again.
+    env.service(
+        "stacked",
+        &[
+            "auth optional pam_unix.so",
+            "auth required {module} use_first_pass",
+        ],
+    );
+    let out = env.pamtester("stacked", "alice", &["authenticate"], b"correct horse\n");
+    assert!(out.success, "{out:?}");
+    assert_eq!(
+        out.stderr.matches("Password:").count(),
+        1,
+        "asked once: {out:?}"
+    );
+}

@@ -1,0 +1,282 @@
+//! Harness for tests that drive the built artifacts: `slicectl` and
+//! `libpam_diycloud.so` through real libpam, with pam_wrapper giving each
+//! test its own PAM service directory (nothing in /etc/pam.d is touched).
+//!
+//! The tests live in `slicectl/tests/`, where cargo builds `slicectl` for
+//! them (`CARGO_BIN_EXE_slicectl`) and, through a dev-dependency, the module.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// `target/<profile>`, found from the running test binary (`.../deps/name-hash`).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    dir.to_path_buf()
+}
+
+fn artifact(name: &str) -> PathBuf {
+    let path = target_dir().join(name);
+    let built = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} is missing: run `cargo test --workspace`, which builds it",
+                path.display()
+            )
+        });
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for source in ["libdiycloud/src", "pam_diycloud/src", "slicectl/src"] {
+        if let Some(newer) = newer_file(&workspace.join(source), built) {
+            panic!(
+                "{} is older than {}: run `cargo test --workspace`, which rebuilds it",
+                path.display(),
+                newer.display()
+            );
+        }
+    }
+    path
+}
+
+/// A file under `dir` modified after `than`, if any.
+fn newer_file(dir: &Path, than: std::time::SystemTime) -> Option<PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let meta = entry.metadata().ok()?;
+        if meta.is_dir() {
+            if let Some(found) = newer_file(&path, than) {
+                return Some(found);
+            }
+        } else if meta.modified().ok()? > than {
+            return Some(path);
+        }
+    }
+    None
+}
+
+/// The freshest build of the module: cargo leaves it in `deps/` when it is
+/// built for the tests, and in the profile directory for `cargo build`.
+pub fn module() -> PathBuf {
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let candidates = ["deps/libpam_diycloud.so", "libpam_diycloud.so"];
+    let newest = candidates
+        .iter()
+        .max_by_key(|c| mtime(&target_dir().join(c)))
+        .expect("candidates");
+    artifact(newest)
+}
+
+/// Where the tests' slicectl is; set by [`test_env!`] from `CARGO_BIN_EXE_slicectl`.
+static SLICECTL: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Tells the harness where the freshly built slicectl is.
+pub fn use_slicectl(path: &str) {
+    let _ = SLICECTL.set(PathBuf::from(path));
+}
+
+pub fn slicectl_bin() -> PathBuf {
+    SLICECTL
+        .get()
+        .cloned()
+        .expect("create the Env with diycloud_tests::test_env!")
+}
+
+/// `Env::new(config)` for a test crate of the slicectl package: records the
+/// path cargo built slicectl at (only visible to that crate) first.
+#[macro_export]
+macro_rules! test_env {
+    ($config:expr) => {{
+        $crate::use_slicectl(env!("CARGO_BIN_EXE_slicectl"));
+        $crate::Env::new($config)
+    }};
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// What pamtester printed and how it exited.
+#[derive(Debug)]
+pub struct Outcome {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Outcome {
+    fn from(out: Output) -> Self {
+        Self {
+            success: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// pamtester reports a failure with `pam_strerror` of the PAM code, so the
+    /// message identifies the code (e.g. "Authentication failure" = PAM_AUTH_ERR).
+    /// Whether pamtester or the module printed `text` (on either stream).
+    pub fn said(&self, text: &str) -> bool {
+        self.stdout.contains(text) || self.stderr.contains(text)
+    }
+
+    pub fn failed_with(&self, message: &str) -> bool {
+        !self.success && self.stderr.contains(&format!("pamtester: {message}"))
+    }
+}
+
+/// One test's world: a temp dir with a database, a config and PAM services.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub db: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Env {
+    /// A fresh, initialised database and a config with `config_text`.
+    pub fn new(config_text: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("diycloud.db");
+        let config = dir.path().join("diycloud.toml");
+        std::fs::write(&config, config_text).expect("write config");
+        let env = Self { dir, db, config };
+        let out = env.slicectl(&["init"], None);
+        assert!(
+            out.status.success(),
+            "init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        env
+    }
+
+    pub fn slicectl_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(slicectl_bin());
+        cmd.arg("--db")
+            .arg(&self.db)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args);
+        cmd.env_remove("DIYCLOUD_CONFIG");
+        cmd
+    }
+
+    /// Runs slicectl against this env, feeding `stdin` if given.
+    pub fn slicectl(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        run(self.slicectl_cmd(args), stdin)
+    }
+
+    /// `slicectl ... --json`, parsed; panics with stderr on failure.
+    pub fn slicectl_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = self.slicectl(&all, None);
+        assert!(
+            out.status.success(),
+            "slicectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON output")
+    }
+
+    /// Adds a database-only user with `password` (and extra flags).
+    pub fn add_user(&self, name: &str, password: &str, extra: &[&str]) {
+        let mut args = vec![
+            "user",
+            "add",
+            name,
+            "--password-stdin",
+            "--no-system-account",
+        ];
+        args.extend_from_slice(extra);
+        let out = self.slicectl(&args, Some(format!("{password}\n").as_bytes()));
+        assert!(
+            out.status.success(),
+            "user add {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Writes a PAM service file; `{module}` expands to the module's path and
+    /// arguments pointing at this env's database and config.
+    pub fn service(&self, name: &str, lines: &[&str]) {
+        let module = format!(
+            "{} db={} config={}",
+            module().display(),
+            self.db.display(),
+            self.config.display()
+        );
+        let text: String = lines
+            .iter()
+            .map(|l| format!("{}\n", l.replace("{module}", &module)))
+            .collect();
+        std::fs::write(self.dir.path().join(name), text).expect("write service");
+    }
+
+    /// The standard test service: our module for auth, account and password.
+    pub fn standard_service(&self) {
+        self.service(
+            "diycloud",
+            &[
+                "auth required {module}",
+                "account required {module}",
+                "password required {module}",
+            ],
+        );
+    }
+
+    /// A pamtester command under pam_wrapper with this env's service directory.
+    pub fn pamtester_cmd(&self, service: &str, user: &str, operations: &[&str]) -> Command {
+        let mut cmd = Command::new("pamtester");
+        cmd.arg("-v").arg(service).arg(user).args(operations);
+        cmd.env("LD_PRELOAD", "libpam_wrapper.so")
+            .env("PAM_WRAPPER", "1")
+            .env("PAM_WRAPPER_SERVICE_DIR", self.dir.path());
+        cmd
+    }
+
+    /// Runs pamtester; `input` is what the user types (one answer per line).
+    pub fn pamtester(
+        &self,
+        service: &str,
+        user: &str,
+        operations: &[&str],
+        input: &[u8],
+    ) -> Outcome {
+        Outcome::from(run(
+            self.pamtester_cmd(service, user, operations),
+            Some(input),
+        ))
+    }
+
+    /// Logs `user` in through the standard service with `password`.
+    pub fn login(&self, user: &str, password: &str) -> Outcome {
+        self.pamtester(
+            "diycloud",
+            user,
+            &["authenticate"],
+            format!("{password}\n").as_bytes(),
+        )
+    }
+}
+
+pub fn run(mut cmd: Command, stdin: Option<&[u8]>) -> Output {
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin pipe");
+        // The program may exit before reading everything; that is its answer.
+        let _ = pipe.write_all(input);
+    }
+    child.wait_with_output().expect("wait")
+}
