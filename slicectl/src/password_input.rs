@@ -55,10 +55,13 @@ fn prompt(text: &str) -> Result<Zeroizing<Vec<u8>>, Failure> {
     let mut quiet = saved.clone();
     quiet.local_flags.remove(LocalFlags::ECHO);
     quiet.local_flags.insert(LocalFlags::ECHONL);
-    eprint!("{text}");
-    std::io::stderr().flush().map_err(io_err)?;
+    // Echo goes off before the prompt shows, so nothing typed after it is echoed.
     termios::tcsetattr(&stdin, SetArg::TCSAFLUSH, &quiet).map_err(|e| io_err(e.into()))?;
-    let line = read_line(&mut stdin.lock());
+    eprint!("{text}");
+    let line = std::io::stderr()
+        .flush()
+        .map_err(io_err)
+        .and_then(|()| read_line(&mut stdin.lock()));
     // Restore echo whatever happened.
     termios::tcsetattr(&stdin, SetArg::TCSAFLUSH, &saved).map_err(|e| io_err(e.into()))?;
     line

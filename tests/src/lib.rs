@@ -19,7 +19,8 @@ pub fn target_dir() -> PathBuf {
     dir.to_path_buf()
 }
 
-fn artifact(name: &str) -> PathBuf {
+/// A built file that must be newer than every source it is built from.
+fn artifact(name: &str, sources: &[&str]) -> PathBuf {
     let path = target_dir().join(name);
     let built = std::fs::metadata(&path)
         .and_then(|m| m.modified())
@@ -30,7 +31,7 @@ fn artifact(name: &str) -> PathBuf {
             )
         });
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    for source in ["libdiycloud/src", "pam_diycloud/src", "slicectl/src"] {
+    for source in sources {
         if let Some(newer) = newer_file(&workspace.join(source), built) {
             panic!(
                 "{} is older than {}: run `cargo test --workspace`, which rebuilds it",
@@ -67,7 +68,7 @@ pub fn module() -> PathBuf {
         .iter()
         .max_by_key(|c| mtime(&target_dir().join(c)))
         .expect("candidates");
-    artifact(newest)
+    artifact(newest, &["libdiycloud/src", "pam_diycloud/src"])
 }
 
 /// Where the tests' slicectl is; set by [`test_env!`] from `CARGO_BIN_EXE_slicectl`.
