@@ -2,6 +2,9 @@
 //! pamtester prints `pam_strerror` of the code it got, so each assertion on
 //! its message is an assertion on the PAM return code.
 
+// Test code: a panic is how a failed check is reported.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 use diycloud_tests::Env;
 
 const AUTH_ERR: &str = "Authentication failure";
@@ -305,4 +308,40 @@ fn use_first_pass_takes_the_stacked_password() {
         1,
         "asked once: {out:?}"
     );
+}
+
+#[test]
+fn the_shipped_example_stack_works() {
+    let env = env();
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../packaging/pam.d/diycloud-example"
+    ))
+    .unwrap();
+    let lines: Vec<String> = example
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.replace("pam_diycloud.so", "{module}"))
+        .collect();
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    env.service("example", &lines);
+    let login = |user: &str, pw: &str| {
+        env.pamtester(
+            "example",
+            user,
+            &["authenticate", "acct_mgmt"],
+            format!("{pw}\n").as_bytes(),
+        )
+    };
+    assert!(
+        login("alice", "correct horse").success,
+        "DB user through the example stack"
+    );
+    assert!(!login("alice", "wrong").success);
+    // Not ours: pam_unix decides (and this made-up user does not exist).
+    assert!(!login("nobody-here", "correct horse").success);
+
+    // With the database gone, DB users are refused (pam_unix: no such user).
+    std::fs::remove_file(&env.db).unwrap();
+    assert!(!login("alice", "correct horse").success);
 }

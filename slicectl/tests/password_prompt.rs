@@ -1,5 +1,8 @@
 //! Without --password-stdin on a terminal, slicectl prompts twice with echo off.
 
+// Test code: a panic is how a failed check is reported.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 use std::io::{Read, Write};
 use std::process::Stdio;
 use std::time::{Duration, Instant};

@@ -5,6 +5,9 @@
 //! The tests live in `slicectl/tests/`, where cargo builds `slicectl` for
 //! them (`CARGO_BIN_EXE_slicectl`) and, through a dev-dependency, the module.
 
+// Test code: a panic is how a failed check is reported.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -12,6 +12,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 pub use users::{AuditEntry, NewUser, UserChanges};
@@ -171,6 +172,11 @@ impl Store {
         // NORMAL is durable enough in WAL mode (a power cut may lose the last
         // commits, never consistency) and keeps fsync off the login path.
         conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
+            .map_err(sqlite)?;
+        // Each login opens and closes its own connection; checkpointing the
+        // WAL (with an fsync) on every close would dominate a login's cost.
+        // SQLite still checkpoints automatically once the WAL grows.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
             .map_err(sqlite)?;
         Ok(Self {
             conn,

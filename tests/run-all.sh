@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Every test of diycloud, in order: lint, the fast tier (`cargo test`: unit
+# tests, the real module through real libpam under pam_wrapper, slicectl, and
+# system accounts when run as root), JupyterHub's PAMAuthenticator, and the
+# authentication benchmark. Run as root on Debian 12: sudo tests/run-all.sh
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+if [ "$(id -u)" = 0 ]; then
+    tests/deps.sh
+fi
+
+echo "== lint: cargo fmt --check, cargo clippy -D warnings"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== tier 1: cargo test --workspace"
+cargo test --workspace --locked
+
+echo "== JupyterHub PAMAuthenticator"
+cargo build --workspace --locked
+tests/system/jupyterhub.sh
+
+echo "== benchmark: PAM authentication vs bare argon2 verify"
+cargo build --release --workspace --locked
+target/release/bench_auth --rounds 200
+
+echo "== all tests passed"

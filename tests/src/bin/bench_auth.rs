@@ -1,0 +1,322 @@
+//! Benchmark: PAM authentication through real libpam and the real module,
+//! against a bare argon2 verify of the same hash, in the same run.
+//!
+//! 1. Latency: median (and p90) of `pam_start_confdir` + `pam_authenticate` +
+//!    `pam_end` with `pam_diycloud.so` versus `Hasher::verify`, interleaved.
+//!    Target: ratio <= 1.10.
+//! 2. Throughput: logins per second with one thread per core, versus the
+//!    physical limit cores / verify time. Target: >= 90%.
+//!
+//! Usage: bench_auth [--module PATH] [--rounds N] [--check]
+//! (`--check` exits 1 when a target is missed.) Build with --release.
+
+// Benchmark code: a panic is how a failed check is reported.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use libdiycloud::config::Config;
+use libdiycloud::model::{Allocation, Role, Timestamp, Username};
+use libdiycloud::password::Hasher;
+use libdiycloud::store::{NewUser, Store};
+
+const PASSWORD: &str = "benchmark password";
+const PAM_SUCCESS: c_int = 0;
+/// Latency samples alternate in blocks of this many, so drift hits both sides alike.
+const BLOCK: usize = 10;
+
+#[repr(C)]
+struct PamMessage {
+    style: c_int,
+    msg: *const c_char,
+}
+
+#[repr(C)]
+struct PamResponse {
+    resp: *mut c_char,
+    retcode: c_int,
+}
+
+#[repr(C)]
+struct PamConv {
+    conv: extern "C" fn(c_int, *mut *const PamMessage, *mut *mut PamResponse, *mut c_void) -> c_int,
+    appdata: *mut c_void,
+}
+
+#[link(name = "pam")]
+unsafe extern "C" {
+    fn pam_start_confdir(
+        service: *const c_char,
+        user: *const c_char,
+        conv: *const PamConv,
+        confdir: *const c_char,
+        pamh: *mut *mut c_void,
+    ) -> c_int;
+    fn pam_authenticate(pamh: *mut c_void, flags: c_int) -> c_int;
+    fn pam_end(pamh: *mut c_void, status: c_int) -> c_int;
+}
+
+/// Answers every prompt with the password (what sshd's conversation does
+/// with what the user typed).
+extern "C" fn answer(
+    num: c_int,
+    _msgs: *mut *const PamMessage,
+    resp: *mut *mut PamResponse,
+    _data: *mut c_void,
+) -> c_int {
+    let Ok(count) = usize::try_from(num) else {
+        return 19;
+    };
+    // SAFETY: libpam frees the array and each string with free(), so both
+    // come from calloc/strdup; null results are reported as PAM_BUF_ERR.
+    unsafe {
+        let array = libc::calloc(count, std::mem::size_of::<PamResponse>()).cast::<PamResponse>();
+        if array.is_null() {
+            return 5;
+        }
+        for i in 0..count {
+            (*array.add(i)).resp = libc::strdup(c"benchmark password".as_ptr());
+        }
+        *resp = array;
+    }
+    PAM_SUCCESS
+}
+
+#[derive(Clone)]
+struct Pam {
+    service: CString,
+    user: CString,
+    confdir: CString,
+}
+
+impl Pam {
+    fn login(&self) -> c_int {
+        let conv = PamConv {
+            conv: answer,
+            appdata: std::ptr::null_mut(),
+        };
+        let mut handle: *mut c_void = std::ptr::null_mut();
+        // SAFETY: all strings are NUL-terminated and outlive the calls; `conv`
+        // lives until pam_end; the handle is only used between start and end.
+        unsafe {
+            let rc = pam_start_confdir(
+                self.service.as_ptr(),
+                self.user.as_ptr(),
+                &conv,
+                self.confdir.as_ptr(),
+                &mut handle,
+            );
+            if rc != PAM_SUCCESS {
+                return rc;
+            }
+            let rc = pam_authenticate(handle, 0);
+            pam_end(handle, rc);
+            rc
+        }
+    }
+}
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    let index = ((samples.len() - 1) as f64 * p).round() as usize;
+    samples[index]
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    // Beside this binary: target/release/ when built with --release.
+    let exe = std::env::current_exe().expect("own path");
+    let mut module = exe.with_file_name("libpam_diycloud.so");
+    let mut rounds = 200usize;
+    let mut check = false;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--module" => module = PathBuf::from(args.next().unwrap_or_default()),
+            "--rounds" => rounds = args.next().and_then(|n| n.parse().ok()).unwrap_or(rounds),
+            "--check" => check = true,
+            _ => {
+                eprintln!("usage: bench_auth [--module PATH] [--rounds N] [--check]");
+                std::process::exit(2);
+            }
+        }
+    }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("diycloud.db");
+    let config = Config::default();
+    let hasher = Hasher::new(config.hash).expect("hasher");
+    let hash = hasher.hash(PASSWORD).expect("hash");
+    let (mut store, _) = Store::init(&db).expect("init");
+    store
+        .write(|tx| {
+            tx.insert_user(
+                &NewUser {
+                    username: Username::parse("bench").expect("name"),
+                    password_hash: hash.clone(),
+                    role: Role::User,
+                    email: None,
+                    full_name: None,
+                    expires: None,
+                    allocation: Allocation::default(),
+                    uid: None,
+                    owns_system_account: false,
+                },
+                Timestamp(0),
+            )
+        })
+        .expect("user");
+    let confdir = dir.path().join("pam.d");
+    std::fs::create_dir(&confdir).expect("confdir");
+    let missing_config = dir.path().join("diycloud.toml");
+    std::fs::write(&missing_config, "").expect("config");
+    std::fs::write(
+        confdir.join("bench"),
+        format!(
+            "auth required {} db={} config={}\n",
+            module.display(),
+            db.display(),
+            missing_config.display()
+        ),
+    )
+    .expect("service");
+    let pam = Pam {
+        service: CString::new("bench").expect("c"),
+        user: CString::new("bench").expect("c"),
+        confdir: CString::new(confdir.to_str().expect("utf-8")).expect("c"),
+    };
+    assert_eq!(pam.login(), PAM_SUCCESS, "the benchmark login must succeed");
+
+    // 1. Latency, interleaved so that drift hits both sides alike.
+    let (mut through_pam, mut bare) = (Vec::new(), Vec::new());
+    for _ in 0..rounds / BLOCK {
+        for _ in 0..BLOCK {
+            let start = Instant::now();
+            assert_eq!(pam.login(), PAM_SUCCESS);
+            through_pam.push(start.elapsed());
+        }
+        for _ in 0..BLOCK {
+            let start = Instant::now();
+            assert!(hasher.verify(PASSWORD.as_bytes(), &hash));
+            bare.push(start.elapsed());
+        }
+    }
+    let (pam_median, pam_p90) = (
+        percentile(&mut through_pam, 0.5),
+        percentile(&mut through_pam, 0.9),
+    );
+    let (bare_median, bare_p90) = (percentile(&mut bare, 0.5), percentile(&mut bare, 0.9));
+    let ratio = pam_median.as_secs_f64() / bare_median.as_secs_f64();
+
+    // The module's own cost, seen alone: the same login with a hash so cheap
+    // (m=8 KiB, t=1) that argon2 is negligible.
+    let cheap = Hasher::new(libdiycloud::password::HashParams {
+        memory_kib: 8,
+        iterations: 1,
+        parallelism: 1,
+    })
+    .and_then(|h| h.hash(PASSWORD))
+    .expect("cheap hash");
+    store
+        .write(|tx| tx.set_password_hash("bench", &cheap, Timestamp(0)))
+        .expect("cheap");
+    let mut overhead: Vec<Duration> = (0..rounds)
+        .map(|_| {
+            let start = Instant::now();
+            assert_eq!(pam.login(), PAM_SUCCESS);
+            start.elapsed()
+        })
+        .collect();
+    let overhead_median = percentile(&mut overhead, 0.5);
+    // And libpam's own share: the same service with pam_permit instead.
+    std::fs::write(confdir.join("permit"), "auth required pam_permit.so\n").expect("service");
+    let permit = Pam {
+        service: CString::new("permit").expect("c"),
+        ..pam.clone()
+    };
+    let mut libpam_only: Vec<Duration> = (0..rounds)
+        .map(|_| {
+            let start = Instant::now();
+            assert_eq!(permit.login(), PAM_SUCCESS);
+            start.elapsed()
+        })
+        .collect();
+    let libpam_median = percentile(&mut libpam_only, 0.5);
+    store
+        .write(|tx| tx.set_password_hash("bench", &hash, Timestamp(0)))
+        .expect("restore");
+
+    // 2. Throughput on all cores.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per_thread = rounds.max(cores * 20) / cores;
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..cores {
+            s.spawn(|| {
+                for _ in 0..per_thread {
+                    assert_eq!(pam.login(), PAM_SUCCESS);
+                }
+            });
+        }
+    });
+    let elapsed = start.elapsed().as_secs_f64();
+    let logins_per_sec = (cores * per_thread) as f64 / elapsed;
+    // For context: how well bare verifies themselves scale on this machine.
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..cores {
+            s.spawn(|| {
+                for _ in 0..per_thread {
+                    assert!(hasher.verify(PASSWORD.as_bytes(), &hash));
+                }
+            });
+        }
+    });
+    let verifies_per_sec = (cores * per_thread) as f64 / start.elapsed().as_secs_f64();
+    let limit = cores as f64 / bare_median.as_secs_f64();
+    let share = logins_per_sec / limit;
+
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "auth latency over {rounds} rounds (argon2id m={} KiB t={} p={})",
+        config.hash.memory_kib, config.hash.iterations, config.hash.parallelism
+    );
+    println!(
+        "  bare argon2 verify     median {:7.2} ms   p90 {:7.2} ms",
+        ms(bare_median),
+        ms(bare_p90)
+    );
+    println!(
+        "  pam_authenticate       median {:7.2} ms   p90 {:7.2} ms",
+        ms(pam_median),
+        ms(pam_p90)
+    );
+    println!("  ratio (median)         {ratio:.3}   target <= 1.10");
+    println!(
+        "  module + libpam alone  median {:7.3} ms   (same login, negligible hash)",
+        ms(overhead_median)
+    );
+    println!(
+        "  libpam + pam_permit    median {:7.3} ms",
+        ms(libpam_median)
+    );
+    println!("parallel logins on {cores} cores: {logins_per_sec:.1}/s; physical limit {limit:.1}/s; {:.1}% of it (target >= 90%)", share * 100.0);
+    println!(
+        "  (bare verifies on {cores} threads: {verifies_per_sec:.1}/s, {:.1}% of the limit)",
+        verifies_per_sec / limit * 100.0
+    );
+    println!(
+        "{}",
+        serde_json::json!({
+            "bench": "auth", "rounds": rounds, "cores": cores,
+            "verify_median_ms": ms(bare_median), "pam_median_ms": ms(pam_median),
+            "ratio": ratio, "overhead_median_ms": ms(overhead_median), "libpam_permit_median_ms": ms(libpam_median), "logins_per_sec": logins_per_sec, "parallel_verifies_per_sec": verifies_per_sec, "limit_per_sec": limit, "share_of_limit": share,
+        })
+    );
+    let module_name = module.file_name().and_then(|n| n.to_str()).unwrap_or("?");
+    if check && (ratio > 1.10 || share < 0.90) {
+        eprintln!("bench_auth: target missed with {module_name}");
+        std::process::exit(1);
+    }
+}
