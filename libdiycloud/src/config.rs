@@ -22,6 +22,17 @@ pub struct Config {
     pub lockout: LockoutPolicy,
     pub defaults: Allocation,
     pub shell: PathBuf,
+    pub on_session_error: SessionErrorPolicy,
+}
+
+/// What session open does when it cannot apply a user's limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionErrorPolicy {
+    /// Refuse the login (the default: a user must not run unlimited).
+    Deny,
+    /// Let the user in and log the failure.
+    Allow,
 }
 
 impl Default for Config {
@@ -33,6 +44,7 @@ impl Default for Config {
             lockout: LockoutPolicy::default(),
             defaults: Allocation::default(),
             shell: PathBuf::from("/bin/bash"),
+            on_session_error: SessionErrorPolicy::Deny,
         }
     }
 }
@@ -62,6 +74,14 @@ struct RawConfig {
     defaults: RawDefaults,
     #[serde(default)]
     accounts: RawAccounts,
+    #[serde(default)]
+    session: RawSession,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSession {
+    on_session_error: Option<SessionErrorPolicy>,
 }
 
 #[derive(Deserialize, Default)]
@@ -210,6 +230,9 @@ impl Config {
             }
             config.shell = shell;
         }
+        if let Some(policy) = raw.session.on_session_error {
+            config.on_session_error = policy;
+        }
         Ok(config)
     }
 }
@@ -245,6 +268,8 @@ mod tests {
             gpus = "all"
             [accounts]
             shell = "/bin/zsh"
+            [session]
+            on_session_error = "allow"
             "#,
         )
         .unwrap();
@@ -272,6 +297,7 @@ mod tests {
         assert_eq!(c.defaults.tasks, Tasks::Count(512));
         assert_eq!(c.defaults.gpus, GpuList::All);
         assert_eq!(c.shell, PathBuf::from("/bin/zsh"));
+        assert_eq!(c.on_session_error, SessionErrorPolicy::Allow);
         assert_eq!(
             Config::parse("[defaults]\ncpu = \"150%\"")
                 .unwrap()
@@ -295,6 +321,7 @@ mod tests {
             ("[password]\nmemory_kib = 1", "password"),
             ("db = \"relative.db\"", "db"),
             ("[quota]\nfilesystems = []", "quota"),
+            ("[session]\non_session_error = \"maybe\"", "deny"),
         ] {
             let err = Config::parse(text).unwrap_err();
             assert!(err.contains(key), "{text:?}: {err}");

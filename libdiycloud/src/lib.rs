@@ -3,10 +3,13 @@
 // Unsafe code is denied everywhere but in `argon2_memory`, the one syscall adapter.
 #![deny(unsafe_code)]
 
+pub mod apply;
 mod argon2_memory;
 pub mod auth;
+pub mod cgroup;
 pub mod config;
 pub mod model;
 pub mod password;
 pub mod platform;
 pub mod store;
+pub mod systemd;

@@ -6,10 +6,12 @@ use std::ffi::CStr;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use libdiycloud::apply::apply_slice;
 use libdiycloud::auth::{AccountStatus, Authenticator, LoginOutcome, PasswordChange};
-use libdiycloud::config::{Config, DEFAULT_CONFIG_PATH};
+use libdiycloud::config::{Config, SessionErrorPolicy, DEFAULT_CONFIG_PATH};
 use libdiycloud::model::Timestamp;
 use libdiycloud::store::Store;
+use libdiycloud::systemd::Systemd;
 use pam::constants::{PamFlag, PamResultCode, PAM_ERROR_MSG, PAM_SILENT};
 use pam::conv::Conv;
 use pam::items::Service;
@@ -95,17 +97,48 @@ impl<'h> Call<'h> {
         format!("pam:{service}")
     }
 
-    /// Loads the config and opens the database named by the arguments.
-    fn open(&self) -> Result<(Config, Store), String> {
+    /// Loads the config named by the arguments.
+    fn config(&self) -> Result<Config, String> {
         let (path, explicit) = match &self.options.config {
             Some(path) => (path.as_path(), true),
             None => (Path::new(DEFAULT_CONFIG_PATH), false),
         };
-        let config = Config::load(path, explicit).map_err(|e| e.to_string())?;
+        Config::load(path, explicit).map_err(|e| e.to_string())
+    }
+
+    /// Opens the database named by the arguments or the config.
+    fn store(&self, config: &Config) -> Result<Store, String> {
         let db = self.options.db.as_deref().unwrap_or(&config.db);
-        let store = Store::open(db).map_err(|e| e.to_string())?;
         self.debug(&format!("using database {}", db.display()));
+        Store::open(db).map_err(|e| e.to_string())
+    }
+
+    /// Loads the config and opens the database.
+    fn open(&self) -> Result<(Config, Store), String> {
+        let config = self.config()?;
+        let store = self.store(&config)?;
         Ok((config, store))
+    }
+
+    /// Session open could not apply the limits: `on_session_error` decides.
+    fn session_failure(&self, policy: SessionErrorPolicy, why: &str) -> PamResultCode {
+        match policy {
+            SessionErrorPolicy::Deny => {
+                self.log(
+                    LOG_ERR,
+                    &format!("{why}; login refused (on_session_error = deny)"),
+                );
+                self.tell("Your resource limits could not be applied, so this login is refused. Please contact your system administrator.");
+                PAM_SESSION_ERR
+            }
+            SessionErrorPolicy::Allow => {
+                self.log(
+                    LOG_WARNING,
+                    &format!("{why}; login allowed without limits (on_session_error = allow)"),
+                );
+                PAM_SUCCESS
+            }
+        }
     }
 
     /// Root and other system accounts must keep working when our database
@@ -328,5 +361,87 @@ fn describe(outcome: &LoginOutcome) -> &'static str {
         LoginOutcome::WrongPassword { .. } => "wrong current password",
         LoginOutcome::Locked => "account locked",
         LoginOutcome::Inactive => "account disabled",
+    }
+}
+
+pub fn open_session(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResultCode {
+    let call = match Call::start(pamh, args, flags) {
+        Ok(call) => call,
+        Err(code) => return code,
+    };
+    // Root is never one of ours: nothing here may get in its way.
+    if call.user == "root" {
+        return PAM_IGNORE;
+    }
+    let config = match call.config() {
+        Ok(config) => config,
+        Err(why) => {
+            return call
+                .session_failure(SessionErrorPolicy::Deny, &format!("config unusable: {why}"))
+        }
+    };
+    let user = match call
+        .store(&config)
+        .and_then(|store| store.user(&call.user).map_err(|e| e.to_string()))
+    {
+        Ok(Some(user)) => user,
+        Ok(None) => {
+            call.debug("session: user not in the database, ignoring");
+            return PAM_IGNORE;
+        }
+        Err(why) => {
+            return call.session_failure(
+                config.on_session_error,
+                &format!("user database unavailable: {why}"),
+            )
+        }
+    };
+    match apply_slice(&user, &Systemd::system()) {
+        Ok(applied) => {
+            let properties: Vec<String> =
+                applied.properties.iter().map(ToString::to_string).collect();
+            call.log(
+                LOG_INFO,
+                &format!(
+                    "sized {} for {}: {}",
+                    applied.unit,
+                    call.user,
+                    properties.join(" ")
+                ),
+            );
+            PAM_SUCCESS
+        }
+        Err(e) => call.session_failure(
+            config.on_session_error,
+            &format!("cannot apply the limits of {}: {e}", call.user),
+        ),
+    }
+}
+
+pub fn close_session(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResultCode {
+    let call = match Call::start(pamh, args, flags) {
+        Ok(call) => call,
+        Err(code) => return code,
+    };
+    let recorded = call.open().and_then(|(_, mut store)| {
+        if store.user(&call.user).map_err(|e| e.to_string())?.is_none() {
+            return Ok(false);
+        }
+        store
+            .write(|tx| tx.record_logout(&call.user, now()))
+            .map_err(|e| e.to_string())?;
+        Ok(true)
+    });
+    match recorded {
+        Ok(true) => PAM_SUCCESS,
+        Ok(false) => PAM_IGNORE,
+        Err(why) => {
+            // Closing a session must never fail because of bookkeeping.
+            call.log(
+                LOG_WARNING,
+                &format!("cannot record the logout of {}: {why}", call.user),
+            );
+            PAM_IGNORE
+        }
     }
 }

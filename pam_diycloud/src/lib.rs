@@ -1,5 +1,5 @@
 //! `pam_diycloud.so`: the PAM front door of diycloud. A thin shell: parse the
-//! arguments, call `libdiycloud::auth`, map the outcome to a PAM code, log
+//! arguments, call `libdiycloud::auth` or `libdiycloud::apply`, map the outcome to a PAM code, log
 //! through `pam_syslog`. pam-bindings' hook macro catches panics (-> PAM_ABORT),
 //! so none crosses into the host process (sshd, login, JupyterHub).
 
@@ -30,5 +30,13 @@ impl PamHooks for Diycloud {
 
     fn sm_chauthtok(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
         hooks::chauthtok(pamh, &args, flags)
+    }
+
+    fn sm_open_session(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
+        hooks::open_session(pamh, &args, flags)
+    }
+
+    fn sm_close_session(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
+        hooks::close_session(pamh, &args, flags)
     }
 }

@@ -39,6 +39,23 @@ pub enum Command {
     /// Create, inspect, change and remove users
     #[command(subcommand)]
     User(UserCommand),
+    /// Push users' limits to their systemd slices now (also while they are logged in)
+    Apply {
+        /// The user to apply
+        #[arg(value_parser = parse_username, required_unless_present = "all", conflicts_with = "all")]
+        name: Option<Username>,
+        /// Every user with a system account
+        #[arg(long)]
+        all: bool,
+    },
+    /// CPU time, memory and tasks of users' slices, read back from systemd
+    Usage {
+        /// Only this user
+        #[arg(value_parser = parse_username)]
+        name: Option<Username>,
+    },
+    /// Check the machine: cgroups, systemd, database permissions, PAM stack
+    Doctor,
 }
 
 #[derive(Subcommand)]

@@ -2,7 +2,9 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod doctor;
 mod password_input;
+mod slices;
 mod users;
 mod view;
 
@@ -24,6 +26,12 @@ pub enum Failure {
 
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
+        Failure::Runtime(e.to_string())
+    }
+}
+
+impl From<libdiycloud::apply::ApplyError> for Failure {
+    fn from(e: libdiycloud::apply::ApplyError) -> Self {
         Failure::Runtime(e.to_string())
     }
 }
@@ -84,6 +92,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Init => init(&ctx),
         Command::User(command) => users::run(&ctx, command),
+        Command::Apply { name, all } => slices::apply(&ctx, name.as_ref(), all),
+        Command::Usage { name } => slices::usage(&ctx, name.as_ref()),
+        Command::Doctor => doctor::run(&ctx),
     }
 }
 

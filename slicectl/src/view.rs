@@ -32,6 +32,7 @@ pub fn user_json(user: &User, ctx: &Context) -> Value {
         "created_at": user.created_at.to_string(),
         "updated_at": user.updated_at.to_string(),
         "last_login": user.last_login.map(|t| t.to_string()),
+        "last_logout": user.last_logout.map(|t| t.to_string()),
         "password_changed_at": user.password_changed_at.map(|t| t.to_string()),
         "cpu": a.cpu.to_string(),
         "memory": a.memory.to_string(),

@@ -340,6 +340,12 @@ fn the_shipped_example_stack_works() {
     assert!(!login("alice", "wrong").success);
     // Not ours: pam_unix decides (and this made-up user does not exist).
     assert!(!login("nobody-here", "correct horse").success);
+    // setcred runs the auth lines too: our PAM_IGNORE for root must not end the stack.
+    let out = env.pamtester("example", "root", &["setcred"], b"");
+    assert!(
+        out.success,
+        "root's setcred through the example stack: {out:?}"
+    );
 
     // With the database gone, DB users are refused (pam_unix: no such user).
     std::fs::remove_file(&env.db).unwrap();

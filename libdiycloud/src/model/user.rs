@@ -58,6 +58,7 @@ pub struct User {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub last_login: Option<Timestamp>,
+    pub last_logout: Option<Timestamp>,
     pub password_changed_at: Option<Timestamp>,
     pub failures: FailureState,
     pub allocation: Allocation,

@@ -18,7 +18,10 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 pub use users::{AuditEntry, NewUser, UserChanges};
 
 /// Numbered migrations; migration N brings the schema to `PRAGMA user_version = N`.
-const MIGRATIONS: &[&str] = &[include_str!("0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("0001_initial.sql"),
+    include_str!("0002_logout.sql"),
+];
 
 /// The schema version this build reads and writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

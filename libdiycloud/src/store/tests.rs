@@ -267,3 +267,40 @@ fn parallel_writers_lose_no_failure_count() {
     }
     assert_eq!(store.user("alice").unwrap().unwrap().failures.count, 200);
 }
+
+#[test]
+fn init_migrates_an_older_database_and_keeps_its_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO users (username, password_hash, created_at, updated_at) VALUES ('alice', 'h', 1, 1)",
+            [],
+        )
+        .unwrap();
+        conn.execute("INSERT INTO resource_allocations (user_id) VALUES (1)", [])
+            .unwrap();
+    }
+    assert!(matches!(
+        Store::open(&path),
+        Err(StoreError::Outdated { found: 1, .. })
+    ));
+    let (store, report) = Store::init(&path).unwrap();
+    assert_eq!(
+        (report.from_version, report.to_version),
+        (1, SCHEMA_VERSION)
+    );
+    let alice = store.user("alice").unwrap().unwrap();
+    assert_eq!(alice.last_logout, None);
+    let mut store = store;
+    store
+        .write(|tx| tx.record_logout("alice", Timestamp(7)))
+        .unwrap();
+    assert_eq!(
+        store.user("alice").unwrap().unwrap().last_logout,
+        Some(Timestamp(7))
+    );
+}

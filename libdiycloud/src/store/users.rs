@@ -70,7 +70,7 @@ pub struct AuditEntry {
 const SELECT_USER: &str = "SELECT u.username, u.uid, u.owns_system_account, u.role, u.email, \
      u.full_name, u.is_active, u.expires_on, u.created_at, u.updated_at, u.last_login, \
      u.password_changed_at, u.failed_logins, u.failure_window_start, u.locked_at, \
-     a.cpu_limit, a.mem_limit, a.disk_quota, a.tasks_limit, a.gpus, u.password_hash \
+     a.cpu_limit, a.mem_limit, a.disk_quota, a.tasks_limit, a.gpus, u.password_hash, u.last_logout \
      FROM users u JOIN resource_allocations a ON a.user_id = u.id";
 
 /// A row as SQLite hands it over, before validation.
@@ -96,6 +96,7 @@ struct RawUser {
     tasks: String,
     gpus: String,
     password_hash: String,
+    last_logout: Option<i64>,
 }
 
 impl RawUser {
@@ -122,6 +123,7 @@ impl RawUser {
             tasks: row.get(18)?,
             gpus: row.get(19)?,
             password_hash: row.get(20)?,
+            last_logout: row.get(21)?,
         })
     }
 
@@ -173,6 +175,7 @@ impl RawUser {
                 created_at: Timestamp(self.created_at),
                 updated_at: Timestamp(self.updated_at),
                 last_login: self.last_login.map(Timestamp),
+                last_logout: self.last_logout.map(Timestamp),
                 password_changed_at: self.password_changed_at.map(Timestamp),
                 failures: FailureState {
                     count: self.failed_logins,
@@ -424,6 +427,15 @@ impl Tx<'_> {
         self.update_one(
             "UPDATE users SET last_login = ?2, failed_logins = 0, failure_window_start = NULL, \
              locked_at = NULL WHERE username = ?1",
+            params![name, now.0],
+            name,
+        )
+    }
+
+    /// A session closed.
+    pub fn record_logout(&self, name: &str, now: Timestamp) -> Result<(), StoreError> {
+        self.update_one(
+            "UPDATE users SET last_logout = ?2 WHERE username = ?1",
             params![name, now.0],
             name,
         )

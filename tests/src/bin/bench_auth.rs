@@ -13,116 +13,19 @@
 // Benchmark code: a panic is how a failed check is reported.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::ffi::{c_char, c_int, c_void, CString};
+use std::ffi::CString;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use diycloud_tests::pam_client::{percentile, Pam, PAM_SUCCESS};
 use libdiycloud::config::Config;
 use libdiycloud::model::{Allocation, Role, Timestamp, Username};
 use libdiycloud::password::Hasher;
 use libdiycloud::store::{NewUser, Store};
 
 const PASSWORD: &str = "benchmark password";
-const PAM_SUCCESS: c_int = 0;
 /// Latency samples alternate in blocks of this many, so drift hits both sides alike.
 const BLOCK: usize = 10;
-
-#[repr(C)]
-struct PamMessage {
-    style: c_int,
-    msg: *const c_char,
-}
-
-#[repr(C)]
-struct PamResponse {
-    resp: *mut c_char,
-    retcode: c_int,
-}
-
-#[repr(C)]
-struct PamConv {
-    conv: extern "C" fn(c_int, *mut *const PamMessage, *mut *mut PamResponse, *mut c_void) -> c_int,
-    appdata: *mut c_void,
-}
-
-#[link(name = "pam")]
-unsafe extern "C" {
-    fn pam_start_confdir(
-        service: *const c_char,
-        user: *const c_char,
-        conv: *const PamConv,
-        confdir: *const c_char,
-        pamh: *mut *mut c_void,
-    ) -> c_int;
-    fn pam_authenticate(pamh: *mut c_void, flags: c_int) -> c_int;
-    fn pam_end(pamh: *mut c_void, status: c_int) -> c_int;
-}
-
-/// Answers every prompt with the password (what sshd's conversation does
-/// with what the user typed).
-extern "C" fn answer(
-    num: c_int,
-    _msgs: *mut *const PamMessage,
-    resp: *mut *mut PamResponse,
-    _data: *mut c_void,
-) -> c_int {
-    let Ok(count) = usize::try_from(num) else {
-        return 19;
-    };
-    // SAFETY: libpam frees the array and each string with free(), so both
-    // come from calloc/strdup; null results are reported as PAM_BUF_ERR.
-    unsafe {
-        let array = libc::calloc(count, std::mem::size_of::<PamResponse>()).cast::<PamResponse>();
-        if array.is_null() {
-            return 5;
-        }
-        for i in 0..count {
-            (*array.add(i)).resp = libc::strdup(c"benchmark password".as_ptr());
-        }
-        *resp = array;
-    }
-    PAM_SUCCESS
-}
-
-#[derive(Clone)]
-struct Pam {
-    service: CString,
-    user: CString,
-    confdir: CString,
-}
-
-impl Pam {
-    fn login(&self) -> c_int {
-        let conv = PamConv {
-            conv: answer,
-            appdata: std::ptr::null_mut(),
-        };
-        let mut handle: *mut c_void = std::ptr::null_mut();
-        // SAFETY: all strings are NUL-terminated and outlive the calls; `conv`
-        // lives until pam_end; the handle is only used between start and end.
-        unsafe {
-            let rc = pam_start_confdir(
-                self.service.as_ptr(),
-                self.user.as_ptr(),
-                &conv,
-                self.confdir.as_ptr(),
-                &mut handle,
-            );
-            if rc != PAM_SUCCESS {
-                return rc;
-            }
-            let rc = pam_authenticate(handle, 0);
-            pam_end(handle, rc);
-            rc
-        }
-    }
-}
-
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort();
-    let index = ((samples.len() - 1) as f64 * p).round() as usize;
-    samples[index]
-}
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -181,11 +84,7 @@ fn main() {
         ),
     )
     .expect("service");
-    let pam = Pam {
-        service: CString::new("bench").expect("c"),
-        user: CString::new("bench").expect("c"),
-        confdir: CString::new(confdir.to_str().expect("utf-8")).expect("c"),
-    };
+    let pam = Pam::new("bench", "bench", &confdir, PASSWORD);
     assert_eq!(pam.login(), PAM_SUCCESS, "the benchmark login must succeed");
 
     // 1. Latency, interleaved so that drift hits both sides alike.

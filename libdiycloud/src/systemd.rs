@@ -1,0 +1,220 @@
+//! The systemd adapter: `SetUnitProperties` on a user's slice and reading
+//! its usage back, over the system D-Bus.
+//!
+//! This runs inside sshd and other daemons, so each call opens its own
+//! connection inside one `zbus::block_on` and closes it before returning:
+//! zbus then leaves no helper thread behind (a connection that outlived the
+//! call would get one). Every method call has a timeout.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use zbus::{OwnedObjectPath, OwnedVariant as OwnedValue, Variant as Value};
+
+use crate::cgroup::{PropertyValue, SliceProperty};
+
+const SYSTEMD: &str = "org.freedesktop.systemd1";
+const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
+const MANAGER: &str = "org.freedesktop.systemd1.Manager";
+const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
+
+/// The default time one D-Bus call may take.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SystemdError {
+    #[error("cannot reach systemd on the system bus: {0}")]
+    Connect(zbus::Error),
+    #[error("systemd {method} failed: {source}")]
+    Call {
+        method: &'static str,
+        source: zbus::Error,
+    },
+}
+
+/// A client for systemd's manager on the system bus (or `address`).
+#[derive(Debug, Clone)]
+pub struct Systemd {
+    address: Option<String>,
+    timeout: Duration,
+}
+
+/// What systemd reports about a slice. `None` where systemd does not know
+/// (it says `u64::MAX`, e.g. before the slice has started).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SliceUsage {
+    pub unit: String,
+    pub active_state: String,
+    pub cpu_usage_nsec: Option<u64>,
+    pub memory_current: Option<u64>,
+    pub tasks_current: Option<u64>,
+    pub cpu_quota_per_sec_usec: Option<u64>,
+    pub memory_max: Option<u64>,
+    pub tasks_max: Option<u64>,
+}
+
+impl Default for Systemd {
+    fn default() -> Self {
+        Self {
+            address: None,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+impl Systemd {
+    /// systemd on the system bus.
+    pub fn system() -> Self {
+        Self::default()
+    }
+
+    /// systemd at another D-Bus address (e.g. `unix:path=/run/systemd/private`).
+    pub fn at(address: impl Into<String>) -> Self {
+        Self {
+            address: Some(address.into()),
+            ..Self::default()
+        }
+    }
+
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Runs `f` with a fresh connection that is closed before this returns.
+    fn with_connection<T>(
+        &self,
+        f: impl AsyncFnOnce(&zbus::Connection) -> Result<T, SystemdError>,
+    ) -> Result<T, SystemdError> {
+        zbus::block_on(async {
+            let builder = match &self.address {
+                Some(address) => zbus::connection::Builder::address(address.as_str()),
+                None => zbus::connection::Builder::system(),
+            };
+            let conn = builder
+                .method_timeout(self.timeout)
+                .build()
+                .await
+                .map_err(SystemdError::Connect)?;
+            let result = f(&conn).await;
+            // Closing inside block_on: nothing of the connection survives the call.
+            let _ = conn.close().await;
+            result
+        })
+    }
+
+    /// `SetUnitProperties(unit, runtime=true, properties)`: works before the
+    /// unit exists and changes a running one live; runtime drop-ins live in /run.
+    pub fn set_unit_properties(
+        &self,
+        unit: &str,
+        properties: &[SliceProperty],
+    ) -> Result<(), SystemdError> {
+        let props: Vec<(&str, Value<'_>)> = properties
+            .iter()
+            .map(|p| {
+                let value = match p.value {
+                    PropertyValue::Bool(b) => Value::from(b),
+                    PropertyValue::U64(v) => Value::from(v),
+                };
+                (p.name, value)
+            })
+            .collect();
+        self.with_connection(async |conn| {
+            conn.call_method(
+                Some(SYSTEMD),
+                MANAGER_PATH,
+                Some(MANAGER),
+                "SetUnitProperties",
+                &(unit, true, props),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|source| SystemdError::Call {
+                method: "SetUnitProperties",
+                source,
+            })
+        })
+    }
+
+    /// The manager's version, e.g. "252.38-1~deb12u1": a cheap "is it there".
+    pub fn version(&self) -> Result<String, SystemdError> {
+        self.with_connection(async |conn| {
+            let reply = conn
+                .call_method(
+                    Some(SYSTEMD),
+                    MANAGER_PATH,
+                    Some(PROPERTIES),
+                    "Get",
+                    &(MANAGER, "Version"),
+                )
+                .await
+                .map_err(|source| SystemdError::Call {
+                    method: "Get(Version)",
+                    source,
+                })?;
+            let value: OwnedValue =
+                reply
+                    .body()
+                    .deserialize()
+                    .map_err(|source| SystemdError::Call {
+                        method: "Get(Version)",
+                        source,
+                    })?;
+            Ok(String::try_from(value).unwrap_or_default())
+        })
+    }
+
+    /// Usage and limits of `unit` as systemd sees them.
+    pub fn slice_usage(&self, unit: &str) -> Result<SliceUsage, SystemdError> {
+        self.with_connection(async |conn| {
+            let call = |method: &'static str| move |source| SystemdError::Call { method, source };
+            let reply = conn
+                .call_method(
+                    Some(SYSTEMD),
+                    MANAGER_PATH,
+                    Some(MANAGER),
+                    "LoadUnit",
+                    &(unit,),
+                )
+                .await
+                .map_err(call("LoadUnit"))?;
+            let path: OwnedObjectPath = reply.body().deserialize().map_err(call("LoadUnit"))?;
+            let get_all =
+                async |interface: &str| -> Result<HashMap<String, OwnedValue>, SystemdError> {
+                    let reply = conn
+                        .call_method(
+                            Some(SYSTEMD),
+                            &path,
+                            Some(PROPERTIES),
+                            "GetAll",
+                            &(interface,),
+                        )
+                        .await
+                        .map_err(call("GetAll"))?;
+                    reply.body().deserialize().map_err(call("GetAll"))
+                };
+            let unit_props = get_all("org.freedesktop.systemd1.Unit").await?;
+            let slice = get_all("org.freedesktop.systemd1.Slice").await?;
+            let number = |name: &str| {
+                slice
+                    .get(name)
+                    .and_then(|v| u64::try_from(v).ok())
+                    .filter(|v| *v != u64::MAX)
+            };
+            Ok(SliceUsage {
+                unit: unit.to_owned(),
+                active_state: unit_props
+                    .get("ActiveState")
+                    .and_then(|v| String::try_from(v.try_clone().ok()?).ok())
+                    .unwrap_or_default(),
+                cpu_usage_nsec: number("CPUUsageNSec"),
+                memory_current: number("MemoryCurrent"),
+                tasks_current: number("TasksCurrent"),
+                cpu_quota_per_sec_usec: number("CPUQuotaPerSecUSec"),
+                memory_max: number("MemoryMax"),
+                tasks_max: number("TasksMax"),
+            })
+        })
+    }
+}

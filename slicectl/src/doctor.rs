@@ -1,0 +1,292 @@
+//! `slicectl doctor`: is this machine ready for diycloud?
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use libdiycloud::cgroup::Hierarchy;
+use libdiycloud::platform::Family;
+use libdiycloud::store::Store;
+use libdiycloud::systemd::Systemd;
+use serde_json::json;
+
+use crate::{view, Context, Failure};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Status {
+    Ok,
+    Warn,
+    Fail,
+}
+
+struct Check {
+    name: &'static str,
+    status: Status,
+    detail: String,
+}
+
+pub fn run(ctx: &Context) -> Result<(), Failure> {
+    let checks = [
+        cgroups(),
+        systemd(),
+        database(ctx),
+        pam_module(),
+        pam_stack(Path::new("/etc/pam.d"), "sshd"),
+    ];
+    let text: Vec<String> = checks
+        .iter()
+        .map(|c| {
+            let mark = match c.status {
+                Status::Ok => "ok  ",
+                Status::Warn => "warn",
+                Status::Fail => "FAIL",
+            };
+            format!("{mark}  {:<10} {}", c.name, c.detail)
+        })
+        .collect();
+    let document: Vec<_> = checks
+        .iter()
+        .map(|c| json!({"check": c.name, "status": c.status, "detail": c.detail}))
+        .collect();
+    view::print(ctx, &json!(document), &text.join("\n"));
+    let failed = checks.iter().filter(|c| c.status == Status::Fail).count();
+    if failed > 0 {
+        return Err(Failure::Runtime(format!("{failed} check(s) failed")));
+    }
+    Ok(())
+}
+
+fn cgroups() -> Check {
+    let check = |status, detail| Check {
+        name: "cgroups",
+        status,
+        detail,
+    };
+    let hierarchy = match Hierarchy::detect() {
+        Ok(h) => h,
+        Err(e) => return check(Status::Fail, format!("cannot read /sys/fs/cgroup: {e}")),
+    };
+    let enabled: Vec<String> = match hierarchy {
+        Hierarchy::Unified => std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(String::from)
+            .collect(),
+        // /proc/cgroups: name, hierarchy, num_cgroups, enabled.
+        Hierarchy::Hybrid | Hierarchy::Legacy => std::fs::read_to_string("/proc/cgroups")
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() == 4 && f[3] == "1").then(|| f[0].to_owned())
+            })
+            .collect(),
+    };
+    let missing: Vec<&str> = ["cpu", "memory", "pids"]
+        .into_iter()
+        .filter(|c| !enabled.iter().any(|e| e == c))
+        .collect();
+    let detail = format!(
+        "{}; controllers: {}",
+        hierarchy.describe(),
+        enabled.join(" ")
+    );
+    if missing.is_empty() {
+        check(Status::Ok, detail)
+    } else {
+        check(
+            Status::Fail,
+            format!(
+                "{detail}; missing: {} (limits cannot be enforced)",
+                missing.join(" ")
+            ),
+        )
+    }
+}
+
+fn systemd() -> Check {
+    match Systemd::system().version() {
+        Ok(version) => Check {
+            name: "systemd",
+            status: Status::Ok,
+            detail: format!("systemd {version} reachable on the system bus"),
+        },
+        Err(e) => Check {
+            name: "systemd",
+            status: Status::Fail,
+            detail: format!("{e}: session open cannot size slices"),
+        },
+    }
+}
+
+fn database(ctx: &Context) -> Check {
+    let check = |status, detail| Check {
+        name: "database",
+        status,
+        detail,
+    };
+    let db = &ctx.db;
+    let meta = match std::fs::metadata(db) {
+        Ok(m) => m,
+        Err(e) => {
+            return check(
+                Status::Fail,
+                format!("{}: {e} (run `slicectl init`)", db.display()),
+            )
+        }
+    };
+    if let Err(e) = Store::open(db) {
+        return check(Status::Fail, e.to_string());
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    let dir_mode = db
+        .parent()
+        .and_then(|d| std::fs::metadata(d).ok())
+        .map(|m| m.permissions().mode() & 0o777);
+    let mut problems = Vec::new();
+    if mode & 0o077 != 0 {
+        problems.push(format!(
+            "file mode {mode:o} lets others read password hashes (want 600)"
+        ));
+    }
+    if meta.uid() != 0 {
+        problems.push(format!("owned by uid {} (want root)", meta.uid()));
+    }
+    if let Some(dir_mode) = dir_mode.filter(|m| m & 0o077 != 0) {
+        problems.push(format!("directory mode {dir_mode:o} (want 700)"));
+    }
+    if problems.is_empty() {
+        check(
+            Status::Ok,
+            format!(
+                "{}: schema current, mode {mode:o}, owner root",
+                db.display()
+            ),
+        )
+    } else {
+        check(
+            Status::Warn,
+            format!("{}: {}", db.display(), problems.join("; ")),
+        )
+    }
+}
+
+fn pam_module() -> Check {
+    let dir = Family::detect().pam_module_dir(std::env::consts::ARCH);
+    let path = dir.join("pam_diycloud.so");
+    if path.exists() {
+        Check {
+            name: "module",
+            status: Status::Ok,
+            detail: format!("{} installed", path.display()),
+        }
+    } else {
+        Check {
+            name: "module",
+            status: Status::Warn,
+            detail: format!(
+                "{} not found (packaging/install.sh installs it)",
+                path.display()
+            ),
+        }
+    }
+}
+
+/// The `session` modules of a PAM service, in order, following `@include`
+/// and `include`/`substack` lines.
+pub fn session_modules(pam_dir: &Path, service: &str, depth: u8) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(pam_dir.join(service)) else {
+        return Vec::new();
+    };
+    let mut modules = Vec::new();
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.as_slice() {
+            ["@include", other, ..] if depth < 8 => {
+                modules.extend(session_modules(pam_dir, other, depth + 1))
+            }
+            ["session" | "-session", control, rest @ ..] => {
+                if matches!(*control, "include" | "substack") {
+                    if let Some(other) = rest.first().filter(|_| depth < 8) {
+                        modules.extend(session_modules(pam_dir, other, depth + 1));
+                    }
+                    continue;
+                }
+                // A bracketed control may contain spaces: the module follows the closing bracket.
+                let module = if control.starts_with('[') {
+                    line.split_once(']')
+                        .and_then(|(_, after)| after.split_whitespace().next())
+                } else {
+                    rest.first().copied()
+                };
+                if let Some(module) = module {
+                    let name = module.rsplit('/').next().unwrap_or(module);
+                    modules.push(name.trim_end_matches(".so").to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    modules
+}
+
+fn pam_stack(pam_dir: &Path, service: &'static str) -> Check {
+    let check = |status, detail| Check {
+        name: "pam",
+        status,
+        detail,
+    };
+    let modules = session_modules(pam_dir, service, 0);
+    let ours = modules.iter().position(|m| m == "pam_diycloud");
+    let systemd = modules.iter().position(|m| m == "pam_systemd");
+    match (ours, systemd) {
+        (None, _) => check(Status::Warn, format!("pam_diycloud is not in the session stack of {service}: limits are not applied at login (see docs/pam.md)")),
+        (Some(o), Some(s)) if o > s => check(Status::Warn, format!("pam_diycloud comes after pam_systemd in {service}: the slice starts unsized and is resized live; put it before")),
+        (Some(_), _) => check(Status::Ok, format!("pam_diycloud is in the session stack of {service}, before pam_systemd")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_session_order_through_includes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("sshd"),
+            "auth required pam_unix.so\n@include common-session\nsession optional pam_motd.so\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("common-session"),
+            "# comment\nsession [default=1] pam_permit.so\nsession required /lib/x86_64-linux-gnu/security/pam_diycloud.so db=/x\nsession optional pam_systemd.so\n",
+        )
+        .unwrap();
+        assert_eq!(
+            session_modules(dir.path(), "sshd", 0),
+            ["pam_permit", "pam_diycloud", "pam_systemd", "pam_motd"]
+        );
+        assert_eq!(pam_stack(dir.path(), "sshd").status, Status::Ok);
+
+        std::fs::write(
+            dir.path().join("common-session"),
+            "session optional pam_systemd.so\nsession required pam_diycloud.so\n",
+        )
+        .unwrap();
+        assert_eq!(pam_stack(dir.path(), "sshd").status, Status::Warn);
+        std::fs::write(
+            dir.path().join("common-session"),
+            "session optional pam_systemd.so\n",
+        )
+        .unwrap();
+        assert!(pam_stack(dir.path(), "sshd")
+            .detail
+            .contains("not in the session stack"));
+    }
+}

@@ -1,0 +1,81 @@
+//! Session open on this host, which has no systemd on the system bus: the
+//! module cannot size the slice, and `on_session_error` decides. The real
+//! slice sizing is checked against real systemd in tests/system (VM).
+
+// Test code: a panic is how a failed check is reported.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+const SESSION_ERR: &str = "Cannot make/remove an entry for the specified session";
+
+fn session_env(policy: &str) -> diycloud_tests::Env {
+    let env = diycloud_tests::test_env!(&format!("[session]\non_session_error = \"{policy}\"\n"));
+    env.service(
+        "sess",
+        &[
+            "session [success=ok ignore=ignore default=die] {module}",
+            "session required pam_permit.so",
+        ],
+    );
+    // `man` exists on every Debian system and is not reserved: link it, so
+    // the module gets as far as asking systemd.
+    env.add_user("man", "long enough 1", &[]);
+    env.add_user("nosys", "long enough 1", &[]);
+    env
+}
+
+#[test]
+fn deny_refuses_the_session_with_a_message() {
+    if std::path::Path::new("/run/dbus/system_bus_socket").exists() {
+        eprintln!("skipped: this machine has a system bus");
+        return;
+    }
+    let env = session_env("deny");
+    let out = env.pamtester("sess", "man", &["open_session"], b"");
+    assert!(out.failed_with(SESSION_ERR), "{out:?}");
+    assert!(
+        out.said("resource limits could not be applied"),
+        "the user is told: {out:?}"
+    );
+    let out = env.pamtester("sess", "nosys", &["open_session"], b"");
+    assert!(
+        out.failed_with(SESSION_ERR),
+        "no system account, no slice: {out:?}"
+    );
+}
+
+#[test]
+fn allow_lets_the_session_open() {
+    if std::path::Path::new("/run/dbus/system_bus_socket").exists() {
+        eprintln!("skipped: this machine has a system bus");
+        return;
+    }
+    let env = session_env("allow");
+    let out = env.pamtester("sess", "man", &["open_session", "close_session"], b"");
+    assert!(out.success, "{out:?}");
+    let shown = env.slicectl_json(&["user", "show", "man"]);
+    assert!(
+        shown["last_logout"].is_string(),
+        "close recorded the logout: {shown}"
+    );
+}
+
+#[test]
+fn root_and_users_not_in_the_database_are_never_affected() {
+    let env = session_env("deny");
+    // success=bad: only PAM_IGNORE lets these through to pam_permit.
+    env.service(
+        "ignoring",
+        &[
+            "session [success=bad ignore=ignore default=die] {module}",
+            "session required pam_permit.so",
+        ],
+    );
+    for user in ["root", "bob"] {
+        let out = env.pamtester("ignoring", user, &["open_session", "close_session"], b"");
+        assert!(out.success, "{user}: {out:?}");
+    }
+    // Even with the database gone.
+    std::fs::remove_file(&env.db).unwrap();
+    let out = env.pamtester("ignoring", "root", &["open_session"], b"");
+    assert!(out.success, "root with the database gone: {out:?}");
+}

@@ -1,0 +1,95 @@
+//! Run inside the test VM, against real systemd:
+//!
+//! 1. Loads pam_diycloud through libpam in this process and checks that after
+//!    `pam_open_session` returns, the process has the same threads and
+//!    children as before (the module runs inside sshd: nothing may linger).
+//! 2. Benchmarks session open (`pam_open_session` through libpam) against
+//!    `systemctl set-property --runtime` with the same properties.
+//!
+//! Usage: session_probe USER PAM_CONFDIR SERVICE ROUNDS UNIT PROPERTY...
+//! Prints `probe:` lines; exits 1 when the thread/child check fails.
+
+// Test code: a panic is how a failed check is reported.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use diycloud_tests::pam_client::{percentile, Pam, PAM_SUCCESS};
+
+/// (threads, children) of this process.
+fn threads_and_children() -> (usize, usize) {
+    let tasks: Vec<_> = std::fs::read_dir("/proc/self/task")
+        .expect("/proc")
+        .flatten()
+        .collect();
+    let children: usize = tasks
+        .iter()
+        .map(|t| {
+            std::fs::read_to_string(t.path().join("children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .count()
+        })
+        .sum();
+    (tasks.len(), children)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [user, confdir, service, rounds, unit, properties @ ..] = args.as_slice() else {
+        eprintln!("usage: session_probe USER PAM_CONFDIR SERVICE ROUNDS UNIT PROPERTY...");
+        std::process::exit(2);
+    };
+    let rounds: usize = rounds.parse().expect("ROUNDS");
+    let pam = Pam::new(service, user, Path::new(confdir), "");
+
+    let before = threads_and_children();
+    let mut after = before;
+    let rc = pam.session(|_| after = threads_and_children());
+    println!(
+        "probe: open_session rc={rc} threads before={} after={} children before={} after={}",
+        before.0, after.0, before.1, after.1
+    );
+    let clean = rc == PAM_SUCCESS && before == after;
+
+    let mut open = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let mut took = Duration::ZERO;
+        let start = Instant::now();
+        let rc = pam.session(|_| took = start.elapsed());
+        assert_eq!(rc, PAM_SUCCESS, "session open failed during the benchmark");
+        // pam_start's own setup is inside `took` too: what a login pays.
+        open.push(took);
+    }
+    let mut set_property = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let start = Instant::now();
+        let status = Command::new("systemctl")
+            .args(["set-property", "--runtime", unit])
+            .args(properties)
+            .status()
+            .expect("systemctl");
+        set_property.push(start.elapsed());
+        assert!(status.success(), "systemctl set-property failed");
+    }
+    let (o50, o99) = (percentile(&mut open, 0.5), percentile(&mut open, 0.99));
+    let (s50, s99) = (
+        percentile(&mut set_property, 0.5),
+        percentile(&mut set_property, 0.99),
+    );
+    println!(
+        "probe: bench rounds={rounds} session_open_median_ms={:.2} session_open_p99_ms={:.2} set_property_median_ms={:.2} set_property_p99_ms={:.2} speedup={:.1}",
+        ms(o50),
+        ms(o99),
+        ms(s50),
+        ms(s99),
+        s50.as_secs_f64() / o50.as_secs_f64()
+    );
+    std::process::exit(if clean { 0 } else { 1 });
+}

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Builds (once, then cached) a bootable Debian image for the system tests:
+#   build-image.sh RELEASE CACHE_DIR     RELEASE: bookworm (systemd 252) | trixie (systemd 257)
+# Leaves CACHE_DIR/RELEASE/{root.img,vmlinuz,initrd.img}. The rootfs is a
+# debootstrap minbase with systemd, sshd, sshpass and the kernel; a unit runs
+# /stage/guest-checks.sh from the second disk at boot and powers off.
+set -euo pipefail
+release=$1
+cache=$2
+out="$cache/$release"
+stamp="$out/.complete-v1"
+[ -e "$stamp" ] && exit 0
+
+mirror=http://deb.debian.org/debian
+rm -rf "$out"
+mkdir -p "$out"
+root="$out/rootfs"
+echo "building the $release image in $out (debootstrap, a few minutes)"
+debootstrap --variant=minbase \
+    --include=systemd,systemd-sysv,dbus,libpam-systemd,linux-image-amd64,initramfs-tools,openssh-server,openssh-client,sshpass,sudo,iproute2,procps,udev,passwd,login,util-linux,e2fsprogs \
+    "$release" "$root" "$mirror" > "$out/debootstrap.log" 2>&1 \
+    || { tail -20 "$out/debootstrap.log"; exit 1; }
+
+echo "diycloud-test" > "$root/etc/hostname"
+printf '/dev/vda / ext4 rw,errors=remount-ro 0 1\n' > "$root/etc/fstab"
+# Password logins as DB users (and as root for the "root is never affected" check).
+mkdir -p "$root/etc/ssh/sshd_config.d"
+printf 'PasswordAuthentication yes\nKbdInteractiveAuthentication yes\nPermitRootLogin yes\nUsePAM yes\nUseDNS no\n' \
+    > "$root/etc/ssh/sshd_config.d/diycloud-tests.conf"
+echo 'root:root test password' | chroot "$root" chpasswd
+cat > "$root/etc/systemd/system/diycloud-checks.service" <<'UNIT'
+[Unit]
+Description=diycloud system checks
+After=ssh.service systemd-logind.service systemd-user-sessions.service dbus.service
+Wants=ssh.service
+
+[Service]
+Type=oneshot
+StandardOutput=tty
+StandardError=tty
+TTYPath=/dev/ttyS0
+ExecStart=/bin/sh -c 'mkdir -p /stage && mount -o ro /dev/vdb /stage && /stage/guest-checks.sh; systemctl --no-block poweroff'
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+ln -sf /etc/systemd/system/diycloud-checks.service "$root/etc/systemd/system/multi-user.target.wants/diycloud-checks.service"
+# No serial login prompt competing with the checks for the console.
+ln -sf /dev/null "$root/etc/systemd/system/serial-getty@ttyS0.service"
+
+cp "$(ls "$root"/boot/vmlinuz-* | sort | tail -1)" "$out/vmlinuz"
+cp "$(ls "$root"/boot/initrd.img-* | sort | tail -1)" "$out/initrd.img"
+chmod 0644 "$out/vmlinuz" "$out/initrd.img"
+truncate -s 3G "$out/root.img"
+mkfs.ext4 -q -F -d "$root" "$out/root.img"
+rm -rf "$root"
+touch "$stamp"
+echo "image ready: $out"

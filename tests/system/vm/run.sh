@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The system-test tier: boots Debian VMs under qemu (TCG) with real systemd,
+# a real kernel and real OpenSSH, installs the freshly built module and
+# slicectl, runs guest-checks.sh inside and reports each check here.
+#
+#   tests/system/vm/run.sh [VARIANT...]     default: bookworm-v2 trixie-v2 bookworm-v1
+#
+# VARIANT is RELEASE-CGROUP: bookworm (systemd 252) or trixie (systemd 257),
+# v2 (unified) or v1 (systemd.unified_cgroup_hierarchy=0; systemd 256+ has
+# no v1, so trixie-v1 does not exist). Images are built once and cached in
+# $DIYCLOUD_VM_CACHE (default /var/cache/diycloud-vm). Each guest's console
+# log is kept in target/vm/VARIANT-console.log. Needs root.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../../.." && pwd)
+here="$root/tests/system/vm"
+cache=${DIYCLOUD_VM_CACHE:-/var/cache/diycloud-vm}
+logs="$root/target/vm"
+variants=("$@")
+[ ${#variants[@]} -gt 0 ] || variants=(bookworm-v2 trixie-v2 bookworm-v1)
+[ "$(id -u)" = 0 ] || { echo "run.sh: needs root (debootstrap, images)" >&2; exit 1; }
+
+need=()
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
+command -v qemu-img >/dev/null || need+=(qemu-utils)
+if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+cd "$root"
+cargo build --release --locked --workspace
+mkdir -p "$logs"
+stage="$logs/stage"
+rm -rf "$stage" && mkdir -p "$stage"
+cp target/release/libpam_diycloud.so "$stage/pam_diycloud.so"
+cp target/release/slicectl target/release/session_probe "$here/guest-checks.sh" "$stage/"
+
+passed=0
+failed=0
+for variant in "${variants[@]}"; do
+    release=${variant%-*}
+    cgroup=${variant##*-}
+    case "$variant" in
+        bookworm-v2|trixie-v2) cmdline="" ;;
+        bookworm-v1) cmdline="systemd.unified_cgroup_hierarchy=0 SYSTEMD_CGROUP_ENABLE_LEGACY_FORCE=1" ;;
+        *) echo "unknown variant $variant" >&2; exit 2 ;;
+    esac
+    "$here/build-image.sh" "$release" "$cache"
+    image="$cache/$release"
+    work=$(mktemp -d)
+    qemu-img create -q -f qcow2 -b "$image/root.img" -F raw "$work/root.qcow2"
+    truncate -s 64M "$work/stage.img"
+    mkfs.ext4 -q -F -d "$stage" "$work/stage.img"
+    console="$logs/$variant-console.log"
+    echo "== $variant: booting ($release, cgroup $cgroup; console log: ${console#"$root"/})"
+    start=$(date +%s)
+    timeout 1200 qemu-system-x86_64 -accel tcg -m 2048 -smp 2 -nographic -no-reboot \
+        -kernel "$image/vmlinuz" -initrd "$image/initrd.img" \
+        -drive "file=$work/root.qcow2,format=qcow2,if=virtio" \
+        -drive "file=$work/stage.img,format=raw,if=virtio,readonly=on" \
+        -append "console=ttyS0 root=/dev/vda rw quiet panic=-1 $cmdline" \
+        -serial "file:$console" -monitor none -display none >/dev/null 2>&1 || true
+    rm -rf "$work"
+    echo "   guest ran $(( $(date +%s) - start ))s"
+    tr -d '\r' < "$console" | grep '^DIYCLOUD ' | while read -r _ kind rest; do
+        case "$kind" in
+            PASS) echo "   pass  $rest" ;;
+            FAIL) echo "   FAIL  $rest" ;;
+            BENCH) echo "   bench $rest" ;;
+            INFO) echo "   info  $rest" ;;
+        esac
+    done
+    p=$(tr -d '\r' < "$console" | grep -c '^DIYCLOUD PASS' || true)
+    f=$(tr -d '\r' < "$console" | grep -c '^DIYCLOUD FAIL' || true)
+    if ! tr -d '\r' < "$console" | grep -q '^DIYCLOUD DONE'; then
+        echo "   FAIL  $variant: the guest did not finish (see ${console#"$root"/})"
+        f=$((f + 1))
+    fi
+    passed=$((passed + p))
+    failed=$((failed + f))
+done
+echo "system: $passed passed, $failed failed"
+[ "$failed" = 0 ]
