@@ -32,10 +32,13 @@ pub enum SystemdError {
     },
 }
 
-/// A client for systemd's manager on the system bus (or `address`).
+/// A client for systemd's manager on the system bus.
+///
+/// (systemd's private socket, which `systemctl` uses as root, would save the
+/// bus daemon's hop, but its replies carry a well-known name as sender,
+/// which zbus rejects as an invalid unique name.)
 #[derive(Debug, Clone)]
 pub struct Systemd {
-    address: Option<String>,
     timeout: Duration,
 }
 
@@ -56,7 +59,6 @@ pub struct SliceUsage {
 impl Default for Systemd {
     fn default() -> Self {
         Self {
-            address: None,
             timeout: DEFAULT_TIMEOUT,
         }
     }
@@ -66,14 +68,6 @@ impl Systemd {
     /// systemd on the system bus.
     pub fn system() -> Self {
         Self::default()
-    }
-
-    /// systemd at another D-Bus address (e.g. `unix:path=/run/systemd/private`).
-    pub fn at(address: impl Into<String>) -> Self {
-        Self {
-            address: Some(address.into()),
-            ..Self::default()
-        }
     }
 
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
@@ -87,11 +81,7 @@ impl Systemd {
         f: impl AsyncFnOnce(&zbus::Connection) -> Result<T, SystemdError>,
     ) -> Result<T, SystemdError> {
         zbus::block_on(async {
-            let builder = match &self.address {
-                Some(address) => zbus::connection::Builder::address(address.as_str()),
-                None => zbus::connection::Builder::system(),
-            };
-            let conn = builder
+            let conn = zbus::connection::Builder::system()
                 .method_timeout(self.timeout)
                 .build()
                 .await

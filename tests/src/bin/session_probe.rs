@@ -78,6 +78,21 @@ fn main() {
         set_property.push(start.elapsed());
         assert!(status.success(), "systemctl set-property failed");
     }
+    // Where the time goes: the same session open for a user the database
+    // does not have (module, config, SQLite; no D-Bus).
+    let stranger = Pam::new(service, "not-in-the-database", Path::new(confdir), "");
+    let mut no_bus: Vec<Duration> = (0..rounds)
+        .map(|_| {
+            let mut took = Duration::ZERO;
+            let start = Instant::now();
+            stranger.session(|_| took = start.elapsed());
+            took
+        })
+        .collect();
+    println!(
+        "probe: session open without D-Bus (user not in the database) median_ms={:.2}",
+        ms(percentile(&mut no_bus, 0.5))
+    );
     let (o50, o99) = (percentile(&mut open, 0.5), percentile(&mut open, 0.99));
     let (s50, s99) = (
         percentile(&mut set_property, 0.5),

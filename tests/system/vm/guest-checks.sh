@@ -55,8 +55,9 @@ check "TasksMax" "64" "$(systemctl show "$slice" -P TasksMax)"
 oom=$(as_alice 'perl -e "\$x = q(a) x (400 * 1024 * 1024); print qq(allocated\n)"; echo rc=$?')
 check "allocating 400M under MemoryMax=256M is OOM-killed" "rc=137" "$(echo "$oom" | grep -o 'rc=[0-9]*')"
 
+# The slice's CPU time in ns: v2 cpu.stat's usage_usec; v1 cpuacct.usage.
 if [ "$cgroup_mode" = cgroup2fs ]; then
-    cpu_usage() { awk '/^usage_usec/ { print $2 * 1000 }' "/sys/fs/cgroup/user.slice/$slice/cpu.stat"; }
+    cpu_usage() { awk '/^usage_usec/ { printf "%.0f\n", $2 * 1000 }' "/sys/fs/cgroup/user.slice/$slice/cpu.stat"; }
 else
     cpu_usage() { cat "/sys/fs/cgroup/cpu,cpuacct/user.slice/$slice/cpuacct.usage"; }
 fi
@@ -67,7 +68,7 @@ u0=$(cpu_usage); t0=$(date +%s%N)
 sleep 8
 u1=$(cpu_usage); t1=$(date +%s%N)
 wait "$burner"
-cores=$(awk -v u="$((u1 - u0))" -v t="$((t1 - t0))" 'BEGIN { printf "%.3f", u / t }')
+cores=$(awk -v u0="$u0" -v u1="$u1" -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%.3f", (u1 - u0) / (t1 - t0) }')
 check_range "2 CPU burners under a 0.5-core quota get 0.5 core" 0.425 0.575 "$cores"
 
 forks=$(as_alice 'perl -e '\''my @kids; for (1..100) { my $p = fork(); last unless defined $p; if (!$p) { sleep 30; exit 0 } push @kids, $p } print scalar(@kids), "\n"; kill 9, @kids'\''')
