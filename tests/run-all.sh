@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every test of diycloud, in order: lint, the fast tier (`cargo test`: unit
 # tests, the real module through real libpam under pam_wrapper, slicectl, and
-# system accounts when run as root), JupyterHub's PAMAuthenticator, and the
-# authentication benchmark. Run as root on Debian 12: sudo tests/run-all.sh
+# system accounts when run as root), JupyterHub's PAMAuthenticator, the
+# authentication benchmark, and the system tier (Debian VMs under qemu with
+# real systemd, kernel and sshd). Run as root on Debian 12: tests/run-all.sh
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -24,5 +25,12 @@ tests/system/jupyterhub.sh
 echo "== benchmark: PAM authentication vs bare argon2 verify"
 cargo build --release --workspace --locked
 target/release/bench_auth --rounds 200
+
+echo "== system tier: Debian 12 and 13 VMs, cgroup v2 and v1 (qemu, real systemd/kernel/sshd)"
+if [ "$(id -u)" = 0 ]; then
+    tests/system/vm/run.sh
+else
+    echo "skipped: the system tier needs root (debootstrap, loop images)"
+fi
 
 echo "== all tests passed"

@@ -93,6 +93,29 @@ fn main() {
         "probe: session open without D-Bus (user not in the database) median_ms={:.2}",
         ms(percentile(&mut no_bus, 0.5))
     );
+    // And the D-Bus calls alone, through the library.
+    let systemd = libdiycloud::systemd::Systemd::system();
+    let time = |f: &dyn Fn()| {
+        let mut samples: Vec<Duration> = (0..rounds)
+            .map(|_| {
+                let start = Instant::now();
+                f();
+                start.elapsed()
+            })
+            .collect();
+        ms(percentile(&mut samples, 0.5))
+    };
+    let hierarchy = libdiycloud::cgroup::Hierarchy::detect().unwrap();
+    let props = libdiycloud::cgroup::slice_properties(
+        &libdiycloud::model::Allocation::default(),
+        hierarchy,
+    );
+    println!(
+        "probe: dbus medians_ms version={:.2} set_unit_properties={:.2} slice_usage={:.2}",
+        time(&|| drop(systemd.version().unwrap())),
+        time(&|| systemd.set_unit_properties(unit, &props).unwrap()),
+        time(&|| drop(systemd.slice_usage(unit).unwrap())),
+    );
     let (o50, o99) = (percentile(&mut open, 0.5), percentile(&mut open, 0.99));
     let (s50, s99) = (
         percentile(&mut set_property, 0.5),
