@@ -124,13 +124,14 @@ impl Pam {
         self.with_handle(|h| unsafe { pam_authenticate(h, 0) })
     }
 
-    /// pam_open_session, `during` (with the open session's result), then
-    /// pam_close_session if it opened; returns the open's code.
-    pub fn session(&self, during: impl FnOnce(c_int)) -> c_int {
+    /// pam_open_session, `during` (with its result and how long the call
+    /// took), then pam_close_session if it opened; returns the open's code.
+    pub fn session(&self, during: impl FnOnce(c_int, Duration)) -> c_int {
         self.with_handle(|h| {
+            let start = std::time::Instant::now();
             // SAFETY: a live handle from with_handle.
             let rc = unsafe { pam_open_session(h, 0) };
-            during(rc);
+            during(rc, start.elapsed());
             if rc == PAM_SUCCESS {
                 // SAFETY: as above; closing the session we opened.
                 unsafe { pam_close_session(h, 0) };

@@ -93,7 +93,9 @@ check "slicectl usage shows non-zero CPU time, memory and tasks" "3" "$nonzero"
 # --- 6. no thread or child left behind; benchmark ------------------------------
 mkdir -p /tmp/probe-pam.d
 echo "session required pam_diycloud.so" > /tmp/probe-pam.d/probe
-probe=$("$stage/session_probe" alice /tmp/probe-pam.d probe 40 "$slice" CPUQuota=50% MemoryMax=512M TasksMax=64)
+# The same six properties the module sends for alice (now 0.5 core, 512M, 64 tasks).
+probe=$("$stage/session_probe" alice /tmp/probe-pam.d probe 40 "$slice" \
+    CPUAccounting=yes MemoryAccounting=yes TasksAccounting=yes CPUQuota=50% MemoryMax=512M TasksMax=64)
 probe_rc=$?
 echo "$probe" | sed 's/^/DIYCLOUD INFO /'
 check "pam_open_session leaves the same threads and children" "0" "$probe_rc"
