@@ -67,6 +67,20 @@ impl<'h> Call<'h> {
         })
     }
 
+    /// `start`, then the config and database; where they cannot be had,
+    /// the answer for a stage that must deny (`unavailable`).
+    fn start_with_store(
+        pamh: &'h mut PamHandle,
+        args: &[&CStr],
+        flags: PamFlag,
+    ) -> Result<(Self, Config, Store), PamResultCode> {
+        let call = Self::start(pamh, args, flags)?;
+        match call.open() {
+            Ok((config, store)) => Ok((call, config, store)),
+            Err(why) => Err(call.unavailable(&why)),
+        }
+    }
+
     fn log(&self, priority: std::ffi::c_int, message: &str) {
         ffi::syslog(self.pamh, priority, message);
     }
@@ -252,13 +266,9 @@ pub fn setcred(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResul
 }
 
 pub fn account(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResultCode {
-    let call = match Call::start(pamh, args, flags) {
-        Ok(call) => call,
+    let (call, config, mut store) = match Call::start_with_store(pamh, args, flags) {
+        Ok(started) => started,
         Err(code) => return code,
-    };
-    let (config, mut store) = match call.open() {
-        Ok(opened) => opened,
-        Err(why) => return call.unavailable(&why),
     };
     let status = Authenticator::new(&mut store, &config, call.actor())
         .and_then(|auth| auth.account_status(&call.user, now()));
@@ -284,13 +294,9 @@ pub fn account(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResul
 }
 
 pub fn chauthtok(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResultCode {
-    let call = match Call::start(pamh, args, flags) {
-        Ok(call) => call,
+    let (call, config, mut store) = match Call::start_with_store(pamh, args, flags) {
+        Ok(started) => started,
         Err(code) => return code,
-    };
-    let (config, mut store) = match call.open() {
-        Ok(opened) => opened,
-        Err(why) => return call.unavailable(&why),
     };
     match store.user(&call.user) {
         Ok(Some(_)) => {}

@@ -147,3 +147,15 @@ pub fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     let index = ((samples.len() - 1) as f64 * p).round() as usize;
     samples[index]
 }
+
+/// The median time of `rounds` runs of `f`.
+pub fn median_time(rounds: usize, mut f: impl FnMut()) -> Duration {
+    let mut samples: Vec<Duration> = (0..rounds)
+        .map(|_| {
+            let start = std::time::Instant::now();
+            f();
+            start.elapsed()
+        })
+        .collect();
+    percentile(&mut samples, 0.5)
+}

@@ -17,7 +17,7 @@ use std::ffi::CString;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use diycloud_tests::pam_client::{percentile, Pam, PAM_SUCCESS};
+use diycloud_tests::pam_client::{median_time, percentile, Pam, PAM_SUCCESS};
 use libdiycloud::config::Config;
 use libdiycloud::model::{Allocation, Role, Timestamp, Username};
 use libdiycloud::password::Hasher;
@@ -120,28 +120,14 @@ fn main() {
     store
         .write(|tx| tx.set_password_hash("bench", &cheap, Timestamp(0)))
         .expect("cheap");
-    let mut overhead: Vec<Duration> = (0..rounds)
-        .map(|_| {
-            let start = Instant::now();
-            assert_eq!(pam.login(), PAM_SUCCESS);
-            start.elapsed()
-        })
-        .collect();
-    let overhead_median = percentile(&mut overhead, 0.5);
+    let overhead_median = median_time(rounds, || assert_eq!(pam.login(), PAM_SUCCESS));
     // And libpam's own share: the same service with pam_permit instead.
     std::fs::write(confdir.join("permit"), "auth required pam_permit.so\n").expect("service");
     let permit = Pam {
         service: CString::new("permit").expect("c"),
         ..pam.clone()
     };
-    let mut libpam_only: Vec<Duration> = (0..rounds)
-        .map(|_| {
-            let start = Instant::now();
-            assert_eq!(permit.login(), PAM_SUCCESS);
-            start.elapsed()
-        })
-        .collect();
-    let libpam_median = percentile(&mut libpam_only, 0.5);
+    let libpam_median = median_time(rounds, || assert_eq!(permit.login(), PAM_SUCCESS));
     store
         .write(|tx| tx.set_password_hash("bench", &hash, Timestamp(0)))
         .expect("restore");

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use diycloud_tests::pam_client::{percentile, Pam, PAM_SUCCESS};
+use diycloud_tests::pam_client::{median_time, percentile, Pam, PAM_SUCCESS};
 
 /// (threads, children) of this process.
 fn threads_and_children() -> (usize, usize) {
@@ -96,16 +96,7 @@ fn main() {
     );
     // And the D-Bus calls alone, through the library.
     let systemd = libdiycloud::systemd::Systemd::system();
-    let time = |f: &dyn Fn()| {
-        let mut samples: Vec<Duration> = (0..rounds)
-            .map(|_| {
-                let start = Instant::now();
-                f();
-                start.elapsed()
-            })
-            .collect();
-        ms(percentile(&mut samples, 0.5))
-    };
+    let time = |f: &dyn Fn()| ms(median_time(rounds, f));
     let hierarchy = libdiycloud::cgroup::Hierarchy::detect().unwrap();
     let props = libdiycloud::cgroup::slice_properties(
         &libdiycloud::model::Allocation::default(),

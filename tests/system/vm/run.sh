@@ -64,7 +64,9 @@ for variant in "${variants[@]}"; do
         -serial "file:$console" -monitor none -display none >/dev/null 2>&1 || true
     rm -rf "$work"
     echo "   guest ran $(( $(date +%s) - start ))s"
-    tr -d '\r' < "$console" | grep '^DIYCLOUD ' | while read -r _ kind rest; do
+    # Lines may come after terminal escapes on the console: match anywhere.
+    results=$(tr -d '\r' < "$console" | grep -ao 'DIYCLOUD .*' || true)
+    echo "$results" | while read -r _ kind rest; do
         case "$kind" in
             PASS) echo "   pass  $rest" ;;
             FAIL) echo "   FAIL  $rest" ;;
@@ -72,9 +74,9 @@ for variant in "${variants[@]}"; do
             INFO) echo "   info  $rest" ;;
         esac
     done
-    p=$(tr -d '\r' < "$console" | grep -c '^DIYCLOUD PASS' || true)
-    f=$(tr -d '\r' < "$console" | grep -c '^DIYCLOUD FAIL' || true)
-    if ! tr -d '\r' < "$console" | grep -q '^DIYCLOUD DONE'; then
+    p=$(echo "$results" | grep -c '^DIYCLOUD PASS' || true)
+    f=$(echo "$results" | grep -c '^DIYCLOUD FAIL' || true)
+    if ! echo "$results" | grep -q '^DIYCLOUD DONE'; then
         echo "   FAIL  $variant: the guest did not finish (see ${console#"$root"/})"
         f=$((f + 1))
     fi
