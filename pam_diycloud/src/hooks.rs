@@ -371,6 +371,7 @@ fn describe(outcome: &LoginOutcome) -> &'static str {
 }
 
 pub fn open_session(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResultCode {
+    let started = std::time::Instant::now();
     let call = match Call::start(pamh, args, flags) {
         Ok(call) => call,
         Err(code) => return code,
@@ -402,8 +403,15 @@ pub fn open_session(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> Pam
             )
         }
     };
+    let looked_up = started.elapsed();
     match apply_slice(&user, &Systemd::system()) {
         Ok(applied) => {
+            call.debug(&format!(
+                "session open took {:.1} ms: {:.1} ms config and database, {:.1} ms systemd",
+                started.elapsed().as_secs_f64() * 1e3,
+                looked_up.as_secs_f64() * 1e3,
+                (started.elapsed() - looked_up).as_secs_f64() * 1e3
+            ));
             let properties: Vec<String> =
                 applied.properties.iter().map(ToString::to_string).collect();
             call.log(
