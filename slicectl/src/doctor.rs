@@ -51,7 +51,7 @@ pub fn run(ctx: &Context) -> Result<(), Failure> {
     view::print(ctx, &json!(document), &text.join("\n"));
     let failed = checks.iter().filter(|c| c.status == Status::Fail).count();
     if failed > 0 {
-        return Err(Failure::Runtime(format!("{failed} check(s) failed")));
+        return Err(Failure::Reported(format!("{failed} check(s) failed")));
     }
     Ok(())
 }

@@ -22,6 +22,9 @@ use cli::{Cli, Command};
 pub enum Failure {
     Usage(String),
     Runtime(String),
+    /// A runtime failure whose details the command's output already holds
+    /// (with `--json`, no second document is printed).
+    Reported(String),
 }
 
 impl From<StoreError> for Failure {
@@ -92,7 +95,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Init => init(&ctx),
         Command::User(command) => users::run(&ctx, command),
-        Command::Apply { name, all } => slices::apply(&ctx, name.as_ref(), all),
+        Command::Apply { name, .. } => slices::apply(&ctx, name.as_ref()),
         Command::Usage { name } => slices::usage(&ctx, name.as_ref()),
         Command::Doctor => doctor::run(&ctx),
     }
@@ -131,10 +134,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             let (code, kind, message) = match failure {
-                Failure::Usage(m) => (2, "usage", m),
-                Failure::Runtime(m) => (1, "runtime", m),
+                Failure::Usage(m) => (2, Some("usage"), m),
+                Failure::Runtime(m) => (1, Some("runtime"), m),
+                Failure::Reported(m) => (1, None, m),
             };
-            if json {
+            if let (true, Some(kind)) = (json, kind) {
                 println!("{}", serde_json::json!({"error": kind, "detail": message}));
             }
             eprintln!("slicectl: {message}");

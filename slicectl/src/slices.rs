@@ -1,6 +1,6 @@
 //! `slicectl apply` and `slicectl usage`: users' slices in systemd.
 
-use libdiycloud::apply::{apply_slice, resolve_uid};
+use libdiycloud::apply::{apply_slice, resolve_uid, ApplyError};
 use libdiycloud::cgroup::user_slice;
 use libdiycloud::model::{User, Username};
 use libdiycloud::systemd::{SliceUsage, Systemd};
@@ -19,14 +19,23 @@ fn users(ctx: &Context, name: Option<&Username>) -> Result<Vec<User>, Failure> {
     }
 }
 
-pub fn apply(ctx: &Context, name: Option<&Username>, _all: bool) -> Result<(), Failure> {
+/// `apply NAME` or `apply --all` (`name` is `None`): with `--all`, users
+/// without a system account have no slice and are skipped, not failed.
+pub fn apply(ctx: &Context, name: Option<&Username>) -> Result<(), Failure> {
     let systemd = Systemd::system();
     let mut results = Vec::new();
     let mut lines = Vec::new();
     let mut failed = 0;
+    let all = name.is_none();
     for user in users(ctx, name)? {
         let name = user.username.to_string();
         match apply_slice(&user, &systemd) {
+            Err(ApplyError::NoSystemAccount(_)) if all => {
+                lines.push(format!("{name}: skipped (no system account)"));
+                results.push(
+                    json!({"username": name, "applied": false, "skipped": "no system account"}),
+                );
+            }
             Ok(applied) => {
                 let props: Vec<String> =
                     applied.properties.iter().map(ToString::to_string).collect();
@@ -45,7 +54,7 @@ pub fn apply(ctx: &Context, name: Option<&Username>, _all: bool) -> Result<(), F
     }
     view::print(ctx, &json!(results), &lines.join("\n"));
     if failed > 0 {
-        return Err(Failure::Runtime(format!(
+        return Err(Failure::Reported(format!(
             "{failed} user(s) could not be applied"
         )));
     }

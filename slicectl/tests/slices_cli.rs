@@ -1,0 +1,95 @@
+//! `slicectl apply`, `usage` and `doctor` on a host without systemd: their
+//! errors and output. (Against real systemd they run in tests/system.)
+
+// Test code: a panic is how a failed check is reported.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+fn no_system_bus() -> bool {
+    if std::path::Path::new("/run/dbus/system_bus_socket").exists() {
+        eprintln!("skipped: this machine has a system bus");
+        return false;
+    }
+    true
+}
+
+#[test]
+fn apply_needs_a_name_or_all() {
+    let env = diycloud_tests::test_env!("");
+    let out = env.slicectl(&["apply"], None);
+    assert_eq!(out.status.code(), Some(2));
+    let out = env.slicectl(&["apply", "alice", "--all"], None);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn apply_reports_users_it_cannot_size() {
+    if !no_system_bus() {
+        return;
+    }
+    let env = diycloud_tests::test_env!("");
+    env.add_user("nosys", "long enough 1", &[]);
+    let out = env.slicectl(&["apply", "nosys"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no system account"));
+
+    // --all skips users without an account...
+    let all = env.slicectl_json(&["apply", "--all"]);
+    assert_eq!(all[0]["skipped"], "no system account");
+    // ...but a user with one, and systemd unreachable, fails the command.
+    env.add_user("man", "long enough 1", &[]);
+    let out = env.slicectl(&["apply", "--all", "--json"], None);
+    assert_eq!(out.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let man = doc
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "man")
+        .unwrap();
+    assert_eq!(man["applied"], false);
+    assert!(
+        man["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot reach systemd"),
+        "{man}"
+    );
+}
+
+#[test]
+fn usage_lists_users_without_a_slice() {
+    let env = diycloud_tests::test_env!("");
+    env.add_user("nosys", "long enough 1", &[]);
+    let out = env.slicectl(&["usage"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("NAME"), "{text}");
+    assert!(text.contains("no system account"), "{text}");
+}
+
+#[test]
+fn doctor_reports_each_check() {
+    let env = diycloud_tests::test_env!("");
+    let out = env.slicectl(&["doctor", "--json"], None);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let checks: Vec<&str> = doc
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["check"].as_str().unwrap())
+        .collect();
+    assert_eq!(checks, ["cgroups", "systemd", "database", "module", "pam"]);
+    if no_system_bus() {
+        let systemd = &doc[1];
+        assert_eq!(systemd["status"], "fail");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "a failed check fails the command"
+        );
+    }
+}
