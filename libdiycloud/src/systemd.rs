@@ -71,11 +71,6 @@ impl Systemd {
         Self::default()
     }
 
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
     /// Runs `f` with a fresh connection that is closed before this returns.
     fn with_connection<T>(
         &self,
@@ -139,18 +134,11 @@ impl Systemd {
                     &(MANAGER, "Version"),
                 )
                 .await
-                .map_err(|source| SystemdError::Call {
-                    method: "Get(Version)",
-                    source,
-                })?;
-            let value: OwnedValue =
-                reply
-                    .body()
-                    .deserialize()
-                    .map_err(|source| SystemdError::Call {
-                        method: "Get(Version)",
-                        source,
-                    })?;
+                .map_err(call_error("Get(Version)"))?;
+            let value: OwnedValue = reply
+                .body()
+                .deserialize()
+                .map_err(call_error("Get(Version)"))?;
             Ok(String::try_from(value).unwrap_or_default())
         })
     }

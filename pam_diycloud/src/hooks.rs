@@ -4,7 +4,7 @@
 
 use std::ffi::CStr;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use libdiycloud::apply::apply_slice;
 use libdiycloud::auth::{AccountStatus, Authenticator, LoginOutcome, PasswordChange};
@@ -36,10 +36,7 @@ struct Call<'h> {
 
 /// The clock is read here, at the entry point, and passed down.
 fn now() -> Timestamp {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    Timestamp(i64::try_from(secs).unwrap_or(i64::MAX))
+    Timestamp::from(SystemTime::now())
 }
 
 impl<'h> Call<'h> {

@@ -74,10 +74,7 @@ fn actor() -> String {
 }
 
 fn now() -> Timestamp {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    Timestamp(i64::try_from(secs).unwrap_or(i64::MAX))
+    Timestamp::from(std::time::SystemTime::now())
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {

@@ -128,6 +128,17 @@ impl Timestamp {
     }
 }
 
+impl From<std::time::SystemTime> for Timestamp {
+    /// The entry points read the clock and convert it here; nothing below
+    /// them reads it. Times before 1970 become 0.
+    fn from(time: std::time::SystemTime) -> Self {
+        let secs = time
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Timestamp(i64::try_from(secs).unwrap_or(i64::MAX))
+    }
+}
+
 impl fmt::Display for Timestamp {
     /// RFC 3339 in UTC, like `2026-11-25T22:05:38Z`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
