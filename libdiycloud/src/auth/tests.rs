@@ -1,5 +1,5 @@
 use super::*;
-use crate::model::{Allocation, Date, Role};
+use crate::model::{Allocation, Date};
 use crate::password::HashParams;
 use crate::store::{NewUser, UserChanges};
 
@@ -32,17 +32,11 @@ fn fixture() -> Fixture {
     store
         .write(|tx| {
             tx.insert_user(
-                &NewUser {
-                    username: Username::parse("alice").unwrap(),
-                    password_hash: hash,
-                    role: Role::User,
-                    email: None,
-                    full_name: None,
-                    expires: None,
-                    allocation: Allocation::default(),
-                    uid: None,
-                    owns_system_account: false,
-                },
+                &NewUser::new(
+                    Username::parse("alice").unwrap(),
+                    hash,
+                    Allocation::default(),
+                ),
                 Timestamp(0),
             )
         })

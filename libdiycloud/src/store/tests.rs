@@ -8,15 +8,12 @@ use crate::model::{Allocation, Cpu, Size, Username};
 
 fn new_user(name: &str) -> NewUser {
     NewUser {
-        username: Username::parse(name).unwrap(),
-        password_hash: "$argon2id$fake".into(),
-        role: Role::User,
         email: Some(format!("{name}@example.org")),
-        full_name: None,
-        expires: None,
-        allocation: Allocation::default(),
-        uid: None,
-        owns_system_account: false,
+        ..NewUser::new(
+            Username::parse(name).unwrap(),
+            "$argon2id$fake".into(),
+            Allocation::default(),
+        )
     }
 }
 

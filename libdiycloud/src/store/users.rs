@@ -26,6 +26,24 @@ pub struct NewUser {
     pub owns_system_account: bool,
 }
 
+impl NewUser {
+    /// A `user`-role account with `allocation`, no profile fields and no
+    /// system account: the base the callers change what they need on.
+    pub fn new(username: Username, password_hash: String, allocation: Allocation) -> Self {
+        Self {
+            username,
+            password_hash,
+            role: Role::User,
+            email: None,
+            full_name: None,
+            expires: None,
+            allocation,
+            uid: None,
+            owns_system_account: false,
+        }
+    }
+}
+
 /// A partial update: `None` leaves a field as it is; for the optional
 /// profile fields, `Some(None)` clears them.
 #[derive(Debug, Clone, Default)]

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use diycloud_tests::pam_client::{median_time, percentile, Pam, PAM_SUCCESS};
 use libdiycloud::config::Config;
-use libdiycloud::model::{Allocation, Role, Timestamp, Username};
+use libdiycloud::model::{Allocation, Timestamp, Username};
 use libdiycloud::password::Hasher;
 use libdiycloud::store::{NewUser, Store};
 
@@ -55,17 +55,11 @@ fn main() {
     store
         .write(|tx| {
             tx.insert_user(
-                &NewUser {
-                    username: Username::parse("bench").expect("name"),
-                    password_hash: hash.clone(),
-                    role: Role::User,
-                    email: None,
-                    full_name: None,
-                    expires: None,
-                    allocation: Allocation::default(),
-                    uid: None,
-                    owns_system_account: false,
-                },
+                &NewUser::new(
+                    Username::parse("bench").expect("name"),
+                    hash.clone(),
+                    Allocation::default(),
+                ),
                 Timestamp(0),
             )
         })
