@@ -2,7 +2,7 @@
 # Installs what building and testing diycloud needs on Debian 12 (as root);
 # quick when everything is already there.
 set -euo pipefail
-packages=(libpam0g-dev pamtester libpam-wrapper sqlite3 passwd python3-venv)
+packages=(libpam0g-dev pamtester libpam-wrapper sqlite3 passwd python3-venv binutils)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -22,8 +22,17 @@ echo "== JupyterHub PAMAuthenticator"
 cargo build --workspace --locked
 tests/system/jupyterhub.sh
 
-echo "== benchmark: PAM authentication vs bare argon2 verify"
+echo "== the release module exports exactly the six pam_sm_* symbols"
 cargo build --release --workspace --locked
+exported=$(nm -D --defined-only target/release/libpam_diycloud.so | awk '{print $3}' | sort | tr '\n' ' ')
+expected="pam_sm_acct_mgmt pam_sm_authenticate pam_sm_chauthtok pam_sm_close_session pam_sm_open_session pam_sm_setcred "
+if [ "$exported" != "$expected" ]; then
+    echo "FAIL: exported symbols: expected [$expected], saw [$exported]"
+    exit 1
+fi
+echo "ok: $exported"
+
+echo "== benchmark: PAM authentication vs bare argon2 verify"
 target/release/bench_auth --rounds 200
 
 echo "== system tier: Debian 12 and 13 VMs, cgroup v2 and v1 (qemu, real systemd/kernel/sshd)"
