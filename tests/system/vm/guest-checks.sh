@@ -61,7 +61,7 @@ if [ "$cgroup_mode" = cgroup2fs ]; then
 else
     cpu_usage() { cat "/sys/fs/cgroup/cpu,cpuacct/user.slice/$slice/cpuacct.usage"; }
 fi
-as_alice 'yes >/dev/null & yes >/dev/null & sleep 14; kill %1 %2' &
+as_alice "$stage/cpu_burn 2 14" &
 burner=$!
 sleep 4
 u0=$(cpu_usage); t0=$(date +%s%N)
@@ -69,7 +69,7 @@ sleep 8
 u1=$(cpu_usage); t1=$(date +%s%N)
 wait "$burner"
 cores=$(awk -v u0="$u0" -v u1="$u1" -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%.3f", (u1 - u0) / (t1 - t0) }')
-check_range "2 CPU burners under a 0.5-core quota get 0.5 core" 0.425 0.575 "$cores"
+check_range "a 2-thread CPU burner under a 0.5-core quota gets 0.5 core" 0.425 0.575 "$cores"
 
 forks=$(as_alice 'perl -e '\''my @kids; for (1..100) { my $p = fork(); last unless defined $p; if (!$p) { sleep 30; exit 0 } push @kids, $p } print scalar(@kids), "\n"; kill 9, @kids'\''')
 if [ -n "$forks" ] && [ "$forks" -gt 0 ] && [ "$forks" -lt 64 ]; then

@@ -35,7 +35,7 @@ mkdir -p "$logs"
 stage="$logs/stage"
 rm -rf "$stage" && mkdir -p "$stage"
 cp target/release/libpam_diycloud.so "$stage/pam_diycloud.so"
-cp target/release/slicectl target/release/session_probe "$here/guest-checks.sh" "$stage/"
+cp target/release/slicectl target/release/session_probe target/release/cpu_burn "$here/guest-checks.sh" "$stage/"
 
 passed=0
 failed=0
