@@ -108,6 +108,14 @@ pub fn create_system_account(
     system_uid(name)?.ok_or_else(|| AccountError::Vanished("useradd".into()))
 }
 
+/// Sets the comment (full name) field of a system account with `usermod`.
+pub fn set_system_account_comment(name: &str, comment: &str) -> Result<(), AccountError> {
+    run(
+        Command::new("usermod").args(["--comment", comment, "--", name]),
+        "usermod",
+    )
+}
+
 /// Removes a system account (and its home and mail spool with `remove_home`).
 /// An account that is already gone is not an error.
 pub fn delete_system_account(name: &str, remove_home: bool) -> Result<(), AccountError> {

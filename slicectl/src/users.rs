@@ -205,7 +205,13 @@ fn modify(ctx: &Context, args: ModArgs) -> Result<(), Failure> {
     let user = store.write(|tx| {
         let detail = tx.update_user(name, &changes, ctx.now)?;
         tx.audit(ctx.now, &ctx.actor, "user.mod", name, &detail)?;
-        Ok::<_, Failure>(tx.user(name)?)
+        let user = tx.user(name)?;
+        // Keep the passwd comment of an account we made in step; a failing
+        // usermod rolls the whole change back.
+        if let (Some(full_name), true) = (&changes.full_name, user.owns_system_account) {
+            platform::set_system_account_comment(name, full_name.as_deref().unwrap_or(""))?;
+        }
+        Ok::<_, Failure>(user)
     })?;
     view::print(
         ctx,

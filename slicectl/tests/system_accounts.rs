@@ -92,6 +92,18 @@ fn add_creates_and_del_removes_the_system_account() {
     assert_eq!(shown["uid"].as_u64(), Some(fields[2].parse().unwrap()));
     assert_eq!(shown["system_account"], true);
 
+    // A new full name reaches the passwd comment too.
+    let out = env.slicectl(&["user", "mod", n, "--full-name", "Renamed User"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        passwd_entry(n).unwrap().split(':').nth(4),
+        Some("Renamed User")
+    );
+
     // The module accepts the user (its uid is real now).
     env.standard_service();
     assert!(env.login(n, "long enough 1").success);
