@@ -56,7 +56,7 @@ for variant in "${variants[@]}"; do
     console="$logs/$variant-console.log"
     echo "== $variant: booting ($release, cgroup $cgroup; console log: ${console#"$root"/})"
     start=$(date +%s)
-    timeout 1200 qemu-system-x86_64 -accel tcg -m 2048 -smp 2 -nographic -no-reboot \
+    timeout 600 qemu-system-x86_64 -accel tcg -m 2048 -smp 2 -nographic -no-reboot \
         -kernel "$image/vmlinuz" -initrd "$image/initrd.img" \
         -drive "file=$work/root.qcow2,format=qcow2,if=virtio" \
         -drive "file=$work/stage.img,format=raw,if=virtio,readonly=on" \
