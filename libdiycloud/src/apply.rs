@@ -39,14 +39,48 @@ pub fn resolve_uid(user: &User) -> Result<u32, ApplyError> {
 /// Sizes `user-UID.slice` for `user` (runtime properties; systemd changes a
 /// running slice live and remembers the values for one that has not started).
 pub fn apply_slice(user: &User, systemd: &Systemd) -> Result<AppliedSlice, ApplyError> {
-    let uid = resolve_uid(user)?;
-    let hierarchy = Hierarchy::detect().map_err(ApplyError::Hierarchy)?;
-    let unit = cgroup::user_slice(uid);
-    let properties = cgroup::slice_properties(&user.allocation, hierarchy);
-    systemd.set_unit_properties(&unit, &properties)?;
-    Ok(AppliedSlice {
+    let found = apply_slice_of(systemd, || Ok::<_, ApplyError>(Some(user.clone())));
+    match found {
+        Ok(Some(applied)) => Ok(applied),
+        // Not reached: the lookup above always finds `user`.
+        Ok(None) => Err(ApplyError::NoSystemAccount(user.username.to_string())),
+        Err(LookupOr::Lookup(e) | LookupOr::Apply(e)) => Err(e),
+    }
+}
+
+/// A failure of the caller's lookup, or of applying.
+#[derive(Debug)]
+pub enum LookupOr<E> {
+    Lookup(E),
+    Apply(ApplyError),
+}
+
+impl<E> From<SystemdError> for LookupOr<E> {
+    fn from(e: SystemdError) -> Self {
+        LookupOr::Apply(ApplyError::Systemd(e))
+    }
+}
+
+/// Like [`apply_slice`] for the user `lookup` finds, looked up while the
+/// connection to systemd is being made, so the two overlap (session open:
+/// a database lookup). `Ok(None)`: `lookup` found no user, nothing is sent.
+pub fn apply_slice_of<E>(
+    systemd: &Systemd,
+    lookup: impl FnOnce() -> Result<Option<User>, E>,
+) -> Result<Option<AppliedSlice>, LookupOr<E>> {
+    let prepared = systemd.set_unit_properties_prepared(|| -> Result<_, LookupOr<E>> {
+        let Some(user) = lookup().map_err(LookupOr::Lookup)? else {
+            return Ok(None);
+        };
+        let uid = resolve_uid(&user).map_err(LookupOr::Apply)?;
+        let hierarchy =
+            Hierarchy::detect().map_err(|e| LookupOr::Apply(ApplyError::Hierarchy(e)))?;
+        let properties = cgroup::slice_properties(&user.allocation, hierarchy);
+        Ok(Some((cgroup::user_slice(uid), properties, uid)))
+    })?;
+    Ok(prepared.map(|(unit, properties, uid)| AppliedSlice {
         uid,
         unit,
         properties,
-    })
+    }))
 }

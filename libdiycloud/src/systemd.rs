@@ -7,6 +7,7 @@
 //! call would get one). Every method call has a timeout.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::time::Duration;
 
 use zbus::{OwnedObjectPath, OwnedVariant as OwnedValue, Variant as Value};
@@ -98,27 +99,62 @@ impl Systemd {
         unit: &str,
         properties: &[SliceProperty],
     ) -> Result<(), SystemdError> {
-        let values: Vec<(&str, Value<'_>)> = properties
-            .iter()
-            .map(|p| {
-                let value = match p.value {
-                    PropertyValue::Bool(b) => Value::from(b),
-                    PropertyValue::U64(v) => Value::from(v),
-                };
-                (p.name, value)
-            })
-            .collect();
-        self.with_connection(async |conn| {
-            conn.call_method(
-                Some(SYSTEMD),
-                MANAGER_PATH,
-                Some(MANAGER),
-                "SetUnitProperties",
-                &(unit, true, values),
-            )
-            .await
+        let target = (unit.to_owned(), properties.to_vec(), ());
+        self.set_unit_properties_prepared(|| Ok(Some(target)))
             .map(|_| ())
-            .map_err(call_error("SetUnitProperties"))
+    }
+
+    /// Like [`Systemd::set_unit_properties`] for the unit and properties
+    /// `prepare` decides on, run while the connection is being made: the
+    /// bus daemon answers the handshake while `prepare` does its (blocking)
+    /// work, e.g. a database lookup. `Ok(None)` from `prepare` sends nothing
+    /// (the half-made connection is dropped, unreachable bus or not). Returns
+    /// what `prepare` returned.
+    pub fn set_unit_properties_prepared<T, E: From<SystemdError>>(
+        &self,
+        prepare: impl FnOnce() -> Result<Option<(String, Vec<SliceProperty>, T)>, E>,
+    ) -> Result<Option<(String, Vec<SliceProperty>, T)>, E> {
+        zbus::block_on(async {
+            let building = zbus::connection::Builder::system()
+                .method_timeout(self.timeout)
+                .build();
+            let mut building = std::pin::pin!(building);
+            // One poll connects and writes the whole handshake (AUTH, BEGIN
+            // and Hello go in one write); then `prepare` runs meanwhile.
+            let early =
+                std::future::poll_fn(|cx| std::task::Poll::Ready(building.as_mut().poll(cx))).await;
+            let Some((unit, properties, extra)) = prepare()? else {
+                return Ok(None);
+            };
+            let conn = match early {
+                std::task::Poll::Ready(result) => result,
+                std::task::Poll::Pending => building.await,
+            }
+            .map_err(SystemdError::Connect)?;
+            let values: Vec<(&str, Value<'_>)> = properties
+                .iter()
+                .map(|p| {
+                    let value = match p.value {
+                        PropertyValue::Bool(b) => Value::from(b),
+                        PropertyValue::U64(v) => Value::from(v),
+                    };
+                    (p.name, value)
+                })
+                .collect();
+            let result = conn
+                .call_method(
+                    Some(SYSTEMD),
+                    MANAGER_PATH,
+                    Some(MANAGER),
+                    "SetUnitProperties",
+                    &(unit.as_str(), true, values),
+                )
+                .await
+                .map_err(call_error("SetUnitProperties"));
+            // Closing inside block_on: nothing of the connection survives the call.
+            let _ = conn.close().await;
+            result?;
+            Ok(Some((unit, properties, extra)))
         })
     }
 

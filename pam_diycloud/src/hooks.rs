@@ -6,7 +6,7 @@ use std::ffi::CStr;
 use std::path::Path;
 use std::time::SystemTime;
 
-use libdiycloud::apply::apply_slice;
+use libdiycloud::apply::{apply_slice_of, LookupOr};
 use libdiycloud::auth::{AccountStatus, Authenticator, LoginOutcome, PasswordChange};
 use libdiycloud::config::{Config, SessionErrorPolicy, DEFAULT_CONFIG_PATH};
 use libdiycloud::model::Timestamp;
@@ -384,27 +384,20 @@ pub fn open_session(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> Pam
                 .session_failure(SessionErrorPolicy::Deny, &format!("config unusable: {why}"))
         }
     };
-    let user = match call
-        .store(&config)
-        .and_then(|store| store.user(&call.user).map_err(|e| e.to_string()))
-    {
-        Ok(Some(user)) => user,
-        Ok(None) => {
-            call.debug("session: user not in the database, ignoring");
-            return PAM_IGNORE;
-        }
-        Err(why) => {
-            return call.session_failure(
-                config.on_session_error,
-                &format!("user database unavailable: {why}"),
-            )
-        }
+    // The database lookup runs while the bus connection is being made.
+    let mut looked_up = None;
+    let lookup = || {
+        let found = call
+            .store(&config)
+            .and_then(|store| store.user(&call.user).map_err(|e| e.to_string()));
+        looked_up = Some(started.elapsed());
+        found
     };
-    let looked_up = started.elapsed();
-    match apply_slice(&user, &Systemd::system()) {
-        Ok(applied) => {
+    match apply_slice_of(&Systemd::system(), lookup) {
+        Ok(Some(applied)) => {
+            let looked_up = looked_up.unwrap_or_default();
             call.debug(&format!(
-                "session open took {:.1} ms: {:.1} ms config and database, {:.1} ms systemd",
+                "session open took {:.1} ms: {:.1} ms config and database, {:.1} ms more for systemd",
                 started.elapsed().as_secs_f64() * 1e3,
                 looked_up.as_secs_f64() * 1e3,
                 (started.elapsed() - looked_up).as_secs_f64() * 1e3
@@ -422,7 +415,15 @@ pub fn open_session(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> Pam
             );
             PAM_SUCCESS
         }
-        Err(e) => call.session_failure(
+        Ok(None) => {
+            call.debug("session: user not in the database, ignoring");
+            PAM_IGNORE
+        }
+        Err(LookupOr::Lookup(why)) => call.session_failure(
+            config.on_session_error,
+            &format!("user database unavailable: {why}"),
+        ),
+        Err(LookupOr::Apply(e)) => call.session_failure(
             config.on_session_error,
             &format!("cannot apply the limits of {}: {e}", call.user),
         ),

@@ -92,7 +92,8 @@ check "slicectl usage shows non-zero CPU time, memory and tasks" "3" "$nonzero"
 
 # --- 6. no thread or child left behind; benchmark ------------------------------
 mkdir -p /tmp/probe-pam.d
-echo "session required pam_diycloud.so debug" > /tmp/probe-pam.d/probe
+echo "session required pam_diycloud.so" > /tmp/probe-pam.d/probe
+echo "session required pam_diycloud.so debug" > /tmp/probe-pam.d/probe-debug
 # The same six properties the module sends for alice (now 0.5 core, 512M, 64 tasks).
 probe=$("$stage/session_probe" alice /tmp/probe-pam.d probe 40 "$slice" \
     CPUAccounting=yes MemoryAccounting=yes TasksAccounting=yes CPUQuota=50% MemoryMax=512M TasksMax=64)
@@ -100,6 +101,8 @@ probe_rc=$?
 echo "$probe" | sed 's/^/DIYCLOUD INFO /'
 check "pam_open_session leaves the same threads and children" "0" "$probe_rc"
 echo "$probe" | grep '^probe: bench' | sed 's/^probe: bench/DIYCLOUD BENCH/'
+# Where a session open's time goes, from the module's own debug timing.
+"$stage/session_probe" alice /tmp/probe-pam.d probe-debug 3 "$slice" CPUQuota=50% >/dev/null
 journalctl -q --no-pager -g "session open took" | tail -3 | sed 's/^.*pam_diycloud/DIYCLOUD INFO pam_diycloud/'
 kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null
 
