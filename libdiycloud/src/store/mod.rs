@@ -26,6 +26,9 @@ const MIGRATIONS: &[&str] = &[
 /// The schema version this build reads and writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
+/// The WAL size past which a writer checkpoints and truncates it (64 pages).
+const WAL_TRIM_BYTES: u64 = 64 * 4096;
+
 /// How long a connection waits for another writer before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -176,9 +179,11 @@ impl Store {
         // commits, never consistency) and keeps fsync off the login path.
         conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
             .map_err(sqlite)?;
-        // Each login opens and closes its own connection; checkpointing the
-        // WAL (with an fsync) on every close would dominate a login's cost.
-        // SQLite still checkpoints automatically once the WAL grows.
+        // Each login opens and closes its own connection. SQLite's default
+        // checkpoint on close costs an fsync per login; without it, every
+        // opener rebuilds the WAL index from the whole WAL, which then only
+        // grows. So: no checkpoint on close, and writers truncate the WAL
+        // once it passes WAL_TRIM_BYTES (see `write`).
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
             .map_err(sqlite)?;
         Ok(Self {
@@ -210,21 +215,36 @@ impl Store {
     where
         E: From<StoreError>,
     {
-        let path = self.path.clone();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|source| StoreError::Sqlite {
-                path: path.clone(),
-                source,
-            })?;
-        let tx = Tx { tx, path };
-        let value = f(&tx)?;
-        tx.tx.commit().map_err(|source| StoreError::Sqlite {
-            path: tx.path.clone(),
-            source,
-        })?;
+        let value = {
+            let path = self.path.clone();
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|source| StoreError::Sqlite {
+                    path: path.clone(),
+                    source,
+                })?;
+            let tx = Tx { tx, path };
+            let value = f(&tx)?;
+            let Tx { tx, path } = tx;
+            tx.commit()
+                .map_err(|source| StoreError::Sqlite { path, source })?;
+            value
+        };
+        self.trim_wal();
         Ok(value)
+    }
+
+    /// Checkpoints and truncates the WAL once it passes `WAL_TRIM_BYTES`:
+    /// one fsync every few dozen writes keeps every open cheap. Best effort:
+    /// a busy or failed checkpoint is simply tried again by a later write.
+    fn trim_wal(&self) {
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        let size = std::fs::metadata(&wal).map_or(0, |m| m.len());
+        if size > WAL_TRIM_BYTES {
+            let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+        }
     }
 }
 

@@ -301,3 +301,33 @@ fn init_migrates_an_older_database_and_keeps_its_users() {
         Some(Timestamp(7))
     );
 }
+
+#[test]
+fn the_wal_stays_small_across_many_short_connections() {
+    let (dir, mut store) = fresh();
+    store
+        .write(|tx| tx.insert_user(&new_user("alice"), Timestamp(1)))
+        .unwrap();
+    drop(store);
+    let path = dir.path().join("sub/diycloud.db");
+    let wal = dir.path().join("sub/diycloud.db-wal");
+    let mut largest = 0;
+    // Like logins: open, write, close, many times.
+    for i in 0..300 {
+        let mut store = Store::open(&path).unwrap();
+        store
+            .write(|tx| tx.record_login("alice", Timestamp(i)))
+            .unwrap();
+        drop(store);
+        largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+    }
+    assert!(
+        largest <= WAL_TRIM_BYTES + 2 * 4096 + 64,
+        "the WAL grew to {largest} bytes"
+    );
+    let store = Store::open(&path).unwrap();
+    assert_eq!(
+        store.user("alice").unwrap().unwrap().last_login,
+        Some(Timestamp(299))
+    );
+}
