@@ -144,18 +144,12 @@ impl Store {
             .map_err(|e| store.sqlite(e))?;
         for (index, sql) in MIGRATIONS.iter().enumerate().skip(from_version as usize) {
             let version = index as u32 + 1;
-            let path = store.path.clone();
-            let tx = store
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|source| StoreError::Sqlite {
-                    path: path.clone(),
-                    source,
-                })?;
-            tx.execute_batch(sql)
-                .and_then(|()| tx.pragma_update(None, "user_version", version))
-                .and_then(|()| tx.commit())
-                .map_err(|source| StoreError::Sqlite { path, source })?;
+            store.write(|tx| {
+                tx.tx
+                    .execute_batch(sql)
+                    .and_then(|()| tx.tx.pragma_update(None, "user_version", version))
+                    .map_err(|e| tx.sqlite(e))
+            })?;
         }
         Ok((
             store,
