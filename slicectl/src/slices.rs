@@ -83,7 +83,7 @@ fn or_dash(v: Option<String>) -> String {
 
 pub fn usage(ctx: &Context, name: Option<&Username>) -> Result<(), Failure> {
     let systemd = Systemd::system();
-    let mut rows = vec![[
+    let header = [
         "NAME",
         "UNIT",
         "STATE",
@@ -93,8 +93,8 @@ pub fn usage(ctx: &Context, name: Option<&Username>) -> Result<(), Failure> {
         "CPU QUOTA",
         "MEMORY MAX",
         "TASKS MAX",
-    ]
-    .map(String::from)];
+    ];
+    let mut rows = Vec::new();
     let mut document = Vec::new();
     for user in users(ctx, name)? {
         let name = user.username.to_string();
@@ -139,21 +139,7 @@ pub fn usage(ctx: &Context, name: Option<&Username>) -> Result<(), Failure> {
         entry["username"] = json!(name);
         document.push(entry);
     }
-    let widths: Vec<usize> = (0..9)
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    let text: Vec<String> = rows
-        .iter()
-        .map(|r| {
-            let cells: Vec<String> = r
-                .iter()
-                .zip(&widths)
-                .map(|(c, w)| format!("{c:<w$}"))
-                .collect();
-            cells.join("  ").trim_end().to_owned()
-        })
-        .collect();
-    view::print(ctx, &json!(document), &text.join("\n"));
+    view::print(ctx, &json!(document), &view::table(&header, &rows));
     Ok(())
 }
 

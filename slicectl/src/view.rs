@@ -87,25 +87,26 @@ pub fn users_table(users: &[User], ctx: &Context) -> String {
             ]
         })
         .collect();
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in &rows {
+    table(&header, &rows)
+}
+
+/// Rows under a header, each column padded to its widest cell.
+pub fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: Vec<&str>| {
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
         let padded: Vec<String> = cells
-            .iter()
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
         padded.join("  ").trim_end().to_owned()
     };
-    let mut out = vec![line(header.to_vec())];
-    out.extend(
-        rows.iter()
-            .map(|r| line(r.iter().map(String::as_str).collect())),
-    );
+    let mut out = vec![line(&mut header.iter().copied())];
+    out.extend(rows.iter().map(|r| line(&mut r.iter().map(String::as_str))));
     out.join("\n")
 }
 
