@@ -72,21 +72,22 @@ impl Systemd {
         Self::default()
     }
 
+    fn builder(&self) -> zbus::connection::Builder<'static> {
+        zbus::connection::Builder::system().method_timeout(self.timeout)
+    }
+
     /// Runs `f` with a fresh connection that is closed before this returns.
     fn with_connection<T>(
         &self,
         f: impl AsyncFnOnce(&zbus::Connection) -> Result<T, SystemdError>,
     ) -> Result<T, SystemdError> {
         zbus::block_on(async {
-            let conn = zbus::connection::Builder::system()
-                .method_timeout(self.timeout)
+            let conn = self
+                .builder()
                 .build()
                 .await
                 .map_err(SystemdError::Connect)?;
-            let result = f(&conn).await;
-            // Closing inside block_on: nothing of the connection survives the call.
-            let _ = conn.close().await;
-            result
+            run_and_close(conn, f).await
         })
     }
 
@@ -115,9 +116,7 @@ impl Systemd {
         prepare: impl FnOnce() -> Result<Option<(String, Vec<SliceProperty>, T)>, E>,
     ) -> Result<Option<(String, Vec<SliceProperty>, T)>, E> {
         zbus::block_on(async {
-            let building = zbus::connection::Builder::system()
-                .method_timeout(self.timeout)
-                .build();
+            let building = self.builder().build();
             let mut building = std::pin::pin!(building);
             // One poll connects and writes the whole handshake (AUTH, BEGIN
             // and Hello go in one write); then `prepare` runs meanwhile.
@@ -141,8 +140,8 @@ impl Systemd {
                     (p.name, value)
                 })
                 .collect();
-            let result = conn
-                .call_method(
+            run_and_close(conn, async |conn| {
+                conn.call_method(
                     Some(SYSTEMD),
                     MANAGER_PATH,
                     Some(MANAGER),
@@ -150,10 +149,10 @@ impl Systemd {
                     &(unit.as_str(), true, values),
                 )
                 .await
-                .map_err(call_error("SetUnitProperties"));
-            // Closing inside block_on: nothing of the connection survives the call.
-            let _ = conn.close().await;
-            result?;
+                .map(|_| ())
+                .map_err(call_error("SetUnitProperties"))
+            })
+            .await?;
             Ok(Some((unit, properties, extra)))
         })
     }
@@ -206,6 +205,18 @@ impl Systemd {
             })
         })
     }
+}
+
+/// Runs `f`, then closes the connection, still inside `block_on`: the one
+/// place a connection ends, so nothing of it survives a call (a connection
+/// alive when `block_on` returns would get a zbus helper thread).
+async fn run_and_close<T>(
+    conn: zbus::Connection,
+    f: impl AsyncFnOnce(&zbus::Connection) -> Result<T, SystemdError>,
+) -> Result<T, SystemdError> {
+    let result = f(&conn).await;
+    let _ = conn.close().await;
+    result
 }
 
 fn call_error(method: &'static str) -> impl Fn(zbus::Error) -> SystemdError {
