@@ -39,13 +39,20 @@ pub fn resolve_uid(user: &User) -> Result<u32, ApplyError> {
 /// Sizes `user-UID.slice` for `user` (runtime properties; systemd changes a
 /// running slice live and remembers the values for one that has not started).
 pub fn apply_slice(user: &User, systemd: &Systemd) -> Result<AppliedSlice, ApplyError> {
-    let found = apply_slice_of(systemd, || Ok::<_, ApplyError>(Some(user.clone())));
-    match found {
-        Ok(Some(applied)) => Ok(applied),
-        // Not reached: the lookup above always finds `user`.
-        Ok(None) => Err(ApplyError::NoSystemAccount(user.username.to_string())),
-        Err(LookupOr::Lookup(e) | LookupOr::Apply(e)) => Err(e),
-    }
+    let applied = slice_for(user)?;
+    systemd.set_unit_properties(&applied.unit, &applied.properties)?;
+    Ok(applied)
+}
+
+/// The slice `user` gets and its properties: what applying sends.
+fn slice_for(user: &User) -> Result<AppliedSlice, ApplyError> {
+    let uid = resolve_uid(user)?;
+    let hierarchy = Hierarchy::detect().map_err(ApplyError::Hierarchy)?;
+    Ok(AppliedSlice {
+        uid,
+        unit: cgroup::user_slice(uid),
+        properties: cgroup::slice_properties(&user.allocation, hierarchy),
+    })
 }
 
 /// A failure of the caller's lookup, or of applying.
@@ -72,11 +79,8 @@ pub fn apply_slice_of<E>(
         let Some(user) = lookup().map_err(LookupOr::Lookup)? else {
             return Ok(None);
         };
-        let uid = resolve_uid(&user).map_err(LookupOr::Apply)?;
-        let hierarchy =
-            Hierarchy::detect().map_err(|e| LookupOr::Apply(ApplyError::Hierarchy(e)))?;
-        let properties = cgroup::slice_properties(&user.allocation, hierarchy);
-        Ok(Some((cgroup::user_slice(uid), properties, uid)))
+        let slice = slice_for(&user).map_err(LookupOr::Apply)?;
+        Ok(Some((slice.unit, slice.properties, slice.uid)))
     })?;
     Ok(prepared.map(|(unit, properties, uid)| AppliedSlice {
         uid,
