@@ -75,6 +75,9 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
+/// Serialises the pamtester runs of one test binary; see [`Env::pamtester`].
+static PAMTESTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// What pamtester printed and how it exited.
 #[derive(Debug)]
 pub struct Outcome {
@@ -221,6 +224,11 @@ impl Env {
         operations: &[&str],
         input: &[u8],
     ) -> Outcome {
+        // pam_wrapper picks its /tmp/pam.X directory with lstat then mkdir:
+        // two processes starting at once can share one, and the owner
+        // deletes it on exit under the other. One pamtester at a time per
+        // test binary (cargo runs the binaries one after another).
+        let _one_at_a_time = PAMTESTER.lock().unwrap_or_else(|e| e.into_inner());
         Outcome::from(run(
             self.pamtester_cmd(service, user, operations),
             Some(input),
