@@ -5,6 +5,8 @@
 //! more than half the cost of the hash itself. Mapping the blocks ourselves
 //! and asking for huge pages (`MADV_HUGEPAGE`) turns that into ~10 faults.
 //! Where huge pages are off or the mapping fails, plain heap memory is used.
+//! Both are allocated fallibly: inside sshd an allocation failure must be an
+//! error (and a denied login), never an abort of the host process.
 #![allow(unsafe_code)]
 
 use std::ffi::c_void;
@@ -28,8 +30,15 @@ pub enum BlockMemory {
 }
 
 impl BlockMemory {
-    pub fn new(count: usize) -> Self {
-        Self::mapped(count).unwrap_or_else(|| BlockMemory::Heap(vec![Block::new(); count]))
+    /// `None` when the memory cannot be had.
+    pub fn new(count: usize) -> Option<Self> {
+        if let Some(mapped) = Self::mapped(count) {
+            return Some(mapped);
+        }
+        let mut blocks = Vec::new();
+        blocks.try_reserve_exact(count).ok()?;
+        blocks.resize(count, Block::new());
+        Some(BlockMemory::Heap(blocks))
     }
 
     fn mapped(count: usize) -> Option<Self> {
@@ -99,7 +108,7 @@ mod tests {
 
     #[test]
     fn mapped_blocks_are_zeroed_aligned_and_writable() {
-        let mut memory = BlockMemory::new(19 * 1024);
+        let mut memory = BlockMemory::new(19 * 1024).unwrap();
         assert!(matches!(memory, BlockMemory::Mapped { .. }));
         let blocks = memory.as_mut();
         assert_eq!(blocks.len(), 19 * 1024);
@@ -107,5 +116,11 @@ mod tests {
         let last = blocks.len() - 1;
         blocks[last] = Block::new();
         assert!(blocks.iter().all(|b| b.as_ref().iter().all(|w| *w == 0)));
+    }
+
+    #[test]
+    fn an_impossible_size_is_none_not_an_abort() {
+        assert!(BlockMemory::new(usize::MAX / 2).is_none());
+        assert!(BlockMemory::new(1 << 40).is_none());
     }
 }

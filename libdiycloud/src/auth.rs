@@ -9,7 +9,7 @@ use crate::model::lockout::LockoutPolicy;
 use crate::model::time::Timestamp;
 use crate::model::user::User;
 use crate::model::username::Username;
-use crate::password::{Hasher, PasswordError, PolicyViolation};
+use crate::password::{HashParams, Hasher, PasswordError, PolicyViolation, StoredHash};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +44,9 @@ pub enum AccountStatus {
     Active,
     Disabled,
     Expired,
+    /// Locked after repeated wrong passwords: no login through any module
+    /// (a Unix password, an SSH key) until it unlocks.
+    Locked,
     Unknown,
 }
 
@@ -117,23 +120,40 @@ impl<'a> Authenticator<'a> {
             Err(_) => None,
         };
         let Some((user, hash)) = found else {
-            self.hasher.dummy_verify();
+            // Cost what checking a real user of this database costs: the
+            // parameters of one stored hash, picked by the name (see
+            // `Store::sample_hash`), so unknown names follow the user base's
+            // own mix of costs, also right after a cost change.
+            let params = self
+                .store
+                .sample_hash(name)?
+                .and_then(|phc| StoredHash::parse(&phc).ok())
+                .map_or(self.hasher.params(), |stored| stored.params());
+            self.hasher.dummy_verify_with(params);
             return Ok(LoginOutcome::UnknownUser);
         };
-        let matches = self.hasher.verify(password, &hash);
-        if !user.active {
+        let matches = self.hasher.verify(password, &hash)?;
+        if !user.active || user.pending.is_some() {
             return Ok(LoginOutcome::Inactive);
         }
         if self.lockout.is_locked(&user.failures, now) {
             return Ok(LoginOutcome::Locked);
         }
+        // A successful login moves an old hash to the configured cost, so a
+        // cost change reaches the whole user base as people log in. Hashed
+        // before the write transaction, which must stay short.
+        let rehashed = if matches && is_login {
+            self.rehash(password, &hash)
+        } else {
+            None
+        };
 
         // The bookkeeping re-reads the row inside the write transaction: other
         // logins may have counted failures (or locked it) since we looked.
         let lockout = self.lockout;
         let actor = self.actor.as_str();
         self.store.write(|tx| {
-            let (current, _) = tx
+            let (current, current_hash) = tx
                 .credentials(name)?
                 .ok_or_else(|| StoreError::UserNotFound(name.into()))?;
             if lockout.is_locked(&current.failures, now) {
@@ -142,6 +162,17 @@ impl<'a> Authenticator<'a> {
             if matches {
                 if is_login {
                     tx.record_login(name, now)?;
+                }
+                // Only if nobody changed the password meanwhile.
+                if let Some((new_hash, from, to)) = rehashed.filter(|_| current_hash == hash) {
+                    tx.replace_hash(name, &new_hash)?;
+                    tx.audit(
+                        now,
+                        actor,
+                        "user.rehash",
+                        name,
+                        &json!({"from": from.to_string(), "to": to.to_string()}),
+                    )?;
                 }
                 return Ok(LoginOutcome::Success(Box::new(current)));
             }
@@ -164,6 +195,19 @@ impl<'a> Authenticator<'a> {
         })
     }
 
+    /// A new hash of `password` at the configured cost when `hash` was made
+    /// with another; `None` when it is current or cannot be remade now (the
+    /// login goes on with the old hash).
+    fn rehash(&self, password: &[u8], hash: &str) -> Option<(String, HashParams, HashParams)> {
+        let from = StoredHash::parse(hash).ok()?.params();
+        let to = self.hasher.params();
+        if from == to {
+            return None;
+        }
+        let text = std::str::from_utf8(password).ok()?;
+        Some((self.hasher.hash(text).ok()?, from, to))
+    }
+
     /// Whether `name` may use the account at `now` (PAM's account stage).
     pub fn account_status(&self, name: &str, now: Timestamp) -> Result<AccountStatus, AuthError> {
         if Username::parse(name).is_err() {
@@ -171,10 +215,32 @@ impl<'a> Authenticator<'a> {
         }
         Ok(match self.store.user(name)? {
             None => AccountStatus::Unknown,
-            Some(user) if !user.active => AccountStatus::Disabled,
+            Some(user) if !user.active || user.pending.is_some() => AccountStatus::Disabled,
             Some(user) if user.is_expired(now) => AccountStatus::Expired,
+            Some(user) if self.lockout.is_locked(&user.failures, now) => AccountStatus::Locked,
             Some(_) => AccountStatus::Active,
         })
+    }
+
+    /// An administrator sets `name`'s password (root's `passwd NAME` or
+    /// `chpasswd` through PAM): no old password, the same policy and audit.
+    pub fn set_password(
+        &mut self,
+        name: &str,
+        new: &[u8],
+        now: Timestamp,
+    ) -> Result<PasswordChange, AuthError> {
+        let new = match self.config.password.check(new) {
+            Ok(text) => text,
+            Err(violation) => return Ok(PasswordChange::Refused(violation)),
+        };
+        let hash = self.hasher.hash(new)?;
+        let actor = self.actor.as_str();
+        self.store.write(|tx| {
+            tx.set_password_hash(name, &hash, now)?;
+            tx.audit(now, actor, "user.passwd", name, &json!({"by": "root"}))
+        })?;
+        Ok(PasswordChange::Changed)
     }
 
     /// The user's own password change: the old password must check out (a

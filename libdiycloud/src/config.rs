@@ -58,6 +58,8 @@ pub enum ConfigError {
     },
     #[error("config {path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    #[error("config refused: {0}")]
+    Untrusted(#[from] crate::trust::TrustError),
 }
 
 // The file's shape. Values stay text here and are validated below, so an
@@ -138,8 +140,15 @@ impl NumberOrText {
 
 impl Config {
     /// Loads `path`. A missing file at the default path means "all defaults";
-    /// a missing file the admin named explicitly is an error.
+    /// a missing file the admin named explicitly is an error. The file, and
+    /// every directory above it, must pass [`crate::trust::check_file`]: a
+    /// config others could write could point `db` anywhere.
     pub fn load(path: &Path, explicit: bool) -> Result<Self, ConfigError> {
+        let path = &std::path::absolute(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        crate::trust::check_file(path)?;
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {

@@ -13,3 +13,4 @@ pub mod password;
 pub mod platform;
 pub mod store;
 pub mod systemd;
+pub mod trust;

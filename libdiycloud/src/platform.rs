@@ -56,10 +56,44 @@ impl Family {
     }
 }
 
+/// The lowest uid of a regular (human) account when login.defs says nothing:
+/// shadow's own default.
+pub const DEFAULT_UID_MIN: u32 = 1000;
+
+/// `UID_MIN` from the text of `/etc/login.defs`: accounts below it are the
+/// system's (service accounts such as postgres, or root).
+pub fn uid_min_from_login_defs(text: &str) -> Option<u32> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let mut fields = l.split_whitespace();
+            (fields.next() == Some("UID_MIN"))
+                .then(|| fields.next()?.parse().ok())
+                .flatten()
+        })
+}
+
+/// This machine's `UID_MIN` (login.defs, else [`DEFAULT_UID_MIN`]).
+pub fn uid_min() -> u32 {
+    std::fs::read_to_string("/etc/login.defs")
+        .ok()
+        .and_then(|t| uid_min_from_login_defs(&t))
+        .unwrap_or(DEFAULT_UID_MIN)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
-    #[error("system account {0} already exists: pass --no-system-account to link it instead")]
-    Exists(String),
+    #[error("system account {name} already exists (uid {uid}); to let diycloud manage it (its password, limits and logins), pass --no-system-account to link it")]
+    Exists { name: String, uid: u32 },
+    #[error("{name} is a system account (uid {uid}, below UID_MIN {uid_min} of /etc/login.defs), such as a service account: linking it would let it log in with a diycloud password; pass --allow-service-account if that is really what you want")]
+    ServiceAccount {
+        name: String,
+        uid: u32,
+        uid_min: u32,
+    },
+    #[error("{name} has uid 0: root is never a diycloud user")]
+    Root { name: String },
     #[error("cannot run {program}: {source}")]
     Spawn {
         program: String,
@@ -95,8 +129,11 @@ pub fn create_system_account(
     full_name: Option<&str>,
     shell: &Path,
 ) -> Result<u32, AccountError> {
-    if system_uid(name)?.is_some() {
-        return Err(AccountError::Exists(name.into()));
+    if let Some(uid) = system_uid(name)? {
+        return Err(AccountError::Exists {
+            name: name.into(),
+            uid,
+        });
     }
     let mut cmd = Command::new("useradd");
     cmd.args(["--create-home", "--user-group", "--shell"])
@@ -183,6 +220,19 @@ mod tests {
             Family::Arch.pam_module_dir("x86_64"),
             PathBuf::from("/usr/lib/security")
         );
+    }
+
+    #[test]
+    fn uid_min_from_login_defs_text() {
+        let debian =
+            "# comment\nMAIL_DIR /var/mail\n#UID_MIN 5\nUID_MIN\t\t\t 1000\nUID_MAX 60000\n";
+        assert_eq!(uid_min_from_login_defs(debian), Some(1000));
+        assert_eq!(uid_min_from_login_defs("UID_MIN 500\n"), Some(500));
+        assert_eq!(
+            uid_min_from_login_defs("UID_MIN_X 5\nUID_MIN nonsense\n"),
+            None
+        );
+        assert_eq!(uid_min_from_login_defs(""), None);
     }
 
     #[test]

@@ -20,6 +20,11 @@ const MANAGER: &str = "org.freedesktop.systemd1.Manager";
 const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
 const SLICE: &str = "org.freedesktop.systemd1.Slice";
 
+/// The system bus, at its fixed path. Never from `DBUS_SYSTEM_BUS_ADDRESS`:
+/// under `su` that variable belongs to the caller, who could point session
+/// open at a fake systemd that "sizes" nothing.
+pub const SYSTEM_BUS_ADDRESS: &str = "unix:path=/run/dbus/system_bus_socket";
+
 /// The default time one D-Bus call may take.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -73,7 +78,7 @@ impl Systemd {
     }
 
     fn builder(&self) -> zbus::connection::Builder<'static> {
-        zbus::connection::Builder::system().method_timeout(self.timeout)
+        zbus::connection::Builder::address(SYSTEM_BUS_ADDRESS).method_timeout(self.timeout)
     }
 
     /// Runs `f` with a fresh connection that is closed before this returns.

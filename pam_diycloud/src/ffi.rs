@@ -25,6 +25,26 @@ unsafe extern "C" {
         prompt: *const c_char,
     ) -> c_int;
     fn pam_syslog(pamh: *const PamHandle, priority: c_int, fmt: *const c_char, ...);
+    fn pam_get_user(pamh: *mut PamHandle, user: *mut *const c_char, prompt: *const c_char)
+        -> c_int;
+}
+
+/// The user name as libpam has it, as bytes: a name that is not UTF-8 must
+/// take the same path as any unknown name, not fail early.
+pub fn get_user(pamh: &mut PamHandle) -> Result<Vec<u8>, PamResultCode> {
+    let mut user: *const c_char = std::ptr::null();
+    // SAFETY: `pamh` is the live handle of the current hook; `user` is a
+    // valid out-pointer; a null prompt asks libpam for its default prompt.
+    let rc = unsafe { pam_get_user(pamh, &mut user, std::ptr::null()) };
+    if rc != 0 {
+        return Err(PamResultCode::try_from(rc).unwrap_or(PamResultCode::PAM_SYSTEM_ERR));
+    }
+    if user.is_null() {
+        return Err(PamResultCode::PAM_USER_UNKNOWN);
+    }
+    // SAFETY: on success libpam returns its own NUL-terminated PAM_USER item,
+    // valid until the item changes; we copy it at once.
+    Ok(unsafe { CStr::from_ptr(user) }.to_bytes().to_vec())
 }
 
 /// Asks libpam for a password: the stacked one (`use_first_pass`,

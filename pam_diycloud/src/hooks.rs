@@ -25,6 +25,7 @@ use PamResultCode::*;
 // libpam's chauthtok phases (security/_pam_types.h).
 const PAM_PRELIM_CHECK: PamFlag = 0x4000;
 const PAM_UPDATE_AUTHTOK: PamFlag = 0x2000;
+const PAM_CHANGE_EXPIRED_AUTHTOK: PamFlag = 0x0020;
 
 /// Everything a hook needs, set up once per call.
 struct Call<'h> {
@@ -49,8 +50,10 @@ impl<'h> Call<'h> {
             ffi::syslog(pamh, LOG_ERR, &format!("bad module arguments: {e}"));
             PAM_SERVICE_ERR
         })?;
-        let user = match pamh.get_user(None) {
-            Ok(user) => user,
+        // A name that is not UTF-8 becomes one with U+FFFD in it, which no
+        // diycloud name has: it takes the unknown-user path like any other.
+        let user = match ffi::get_user(pamh) {
+            Ok(user) => String::from_utf8_lossy(&user).into_owned(),
             Err(code) => {
                 ffi::syslog(pamh, LOG_ERR, "cannot get the user name");
                 return Err(code);
@@ -149,6 +152,23 @@ impl<'h> Call<'h> {
                 );
                 PAM_SUCCESS
             }
+        }
+    }
+
+    /// The password stage for a user who is not ours (root included). We
+    /// stand first in the shipped stack, and pam_unix after us is given
+    /// `use_authtok` by pam-auth-update: so, like pam_pwquality, we ask for
+    /// the new password (libpam's prompts, typed twice) and pass it on.
+    /// The old one pam_unix asks for itself, only where it needs it.
+    fn pass_new_password_on(self, flags: PamFlag) -> PamResultCode {
+        if flags & PAM_UPDATE_AUTHTOK == 0 {
+            return PAM_IGNORE;
+        }
+        // libpam stores what was typed as PAM_AUTHTOK; a mismatch or a
+        // cancelled prompt ends the change here.
+        match ffi::get_authtok(self.pamh, ffi::PAM_AUTHTOK) {
+            Ok(_) => PAM_IGNORE,
+            Err(code) => code,
         }
     }
 
@@ -286,18 +306,35 @@ pub fn account(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResul
             call.tell("Your account has expired; please contact your system administrator.");
             PAM_ACCT_EXPIRED
         }
+        Ok(AccountStatus::Locked) => {
+            // Whatever module authenticated them (a Unix password, a key):
+            // a locked diycloud user does not get in.
+            call.log(
+                LOG_NOTICE,
+                &format!("account {user} is locked after repeated failed logins"),
+            );
+            call.tell("Your account is locked after too many failed logins; try again later or contact your system administrator.");
+            PAM_PERM_DENIED
+        }
         Err(e) => call.unavailable(&e.to_string()),
     }
 }
 
 pub fn chauthtok(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResultCode {
-    let (call, config, mut store) = match Call::start_with_store(pamh, args, flags) {
-        Ok(started) => started,
+    let call = match Call::start(pamh, args, flags) {
+        Ok(call) => call,
         Err(code) => return code,
+    };
+    if call.user == "root" {
+        return call.pass_new_password_on(flags);
+    }
+    let (config, mut store) = match call.open() {
+        Ok(opened) => opened,
+        Err(why) => return call.unavailable(&why),
     };
     match store.user(&call.user) {
         Ok(Some(_)) => {}
-        Ok(None) => return PAM_IGNORE,
+        Ok(None) => return call.pass_new_password_on(flags),
         Err(e) => return call.unavailable(&e.to_string()),
     }
     let user = &call.user;
@@ -305,12 +342,19 @@ pub fn chauthtok(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamRes
         Ok(auth) => auth,
         Err(e) => return call.unavailable(&e.to_string()),
     };
-    let old = match ffi::get_authtok(call.pamh, ffi::PAM_OLDAUTHTOK) {
-        Ok(old) => old,
-        Err(code) => return code,
-    };
+    // As pam_unix does: root (the real uid: `passwd alice`, `chpasswd`) sets
+    // a password without the old one, except when it changes its own
+    // expired password at login.
+    let by_root = nix::unistd::getuid().is_root() && flags & PAM_CHANGE_EXPIRED_AUTHTOK == 0;
 
     if flags & PAM_PRELIM_CHECK != 0 {
+        if by_root {
+            return PAM_SUCCESS;
+        }
+        let old = match ffi::get_authtok(call.pamh, ffi::PAM_OLDAUTHTOK) {
+            Ok(old) => old,
+            Err(code) => return code,
+        };
         return match auth.confirm(user, &old, now()) {
             Ok(LoginOutcome::Success(_)) => PAM_SUCCESS,
             Ok(outcome) => {
@@ -326,13 +370,26 @@ pub fn chauthtok(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamRes
     if flags & PAM_UPDATE_AUTHTOK == 0 {
         return PAM_SERVICE_ERR;
     }
+    let old = if by_root {
+        None
+    } else {
+        match ffi::get_authtok(call.pamh, ffi::PAM_OLDAUTHTOK) {
+            Ok(old) => Some(old),
+            Err(code) => return code,
+        }
+    };
     let new = match ffi::get_authtok(call.pamh, ffi::PAM_AUTHTOK) {
         Ok(new) => new,
         Err(code) => return code,
     };
-    match auth.change_password(user, &old, &new, now()) {
+    let changed = match &old {
+        Some(old) => auth.change_password(user, old, &new, now()),
+        None => auth.set_password(user, &new, now()),
+    };
+    match changed {
         Ok(PasswordChange::Changed) => {
-            call.log(LOG_INFO, &format!("password changed for {user}"));
+            let by = if by_root { " by root" } else { "" };
+            call.log(LOG_INFO, &format!("password changed for {user}{by}"));
             PAM_SUCCESS
         }
         Ok(PasswordChange::Refused(violation)) => {

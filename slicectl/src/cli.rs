@@ -54,8 +54,21 @@ pub enum Command {
         #[arg(value_parser = parse_username)]
         name: Option<Username>,
     },
-    /// Check the machine: cgroups, systemd, database permissions, PAM stack
+    /// Check the machine: cgroups, systemd, database and config trust, unfinished changes, PAM stack
     Doctor,
+    /// Write a consistent copy of the database to FILE (SQLite online backup; safe while logins go on)
+    #[command(
+        long_about = "Write a consistent copy of the database to FILE with SQLite's online \
+        backup, safe while logins and other commands write. FILE must not exist; it is created \
+        with mode 0600 (it holds password hashes) and written whole or not at all.\n\n\
+        To restore: stop logins that could write (or accept losing their failure counts), then \
+        `install -m 0600 -o root FILE /var/lib/diycloud/diycloud.db` after removing the old \
+        file's -wal and -shm files, and run `slicectl init` (which migrates an older copy)."
+    )]
+    Backup {
+        /// Where to write the copy
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -112,6 +125,9 @@ pub struct AddArgs {
     /// Only create the database record; link an existing system account of the same name, if any
     #[arg(long)]
     pub no_system_account: bool,
+    /// With --no-system-account: allow linking an account below UID_MIN (/etc/login.defs), such as a service account; it can then log in with the diycloud password
+    #[arg(long, requires = "no_system_account")]
+    pub allow_service_account: bool,
 }
 
 #[derive(Args)]
@@ -200,22 +216,9 @@ fn parse_expiry(s: &str) -> Result<Expiry, String> {
         .map_err(|e| format!("{e}, or 'never'"))
 }
 
-/// Free text stored in the record: printable, one line, bounded.
+/// Free text stored in the record: one line, bounded, nothing hidden.
 fn parse_text(s: &str, what: &str, max: usize, forbidden: &[char]) -> Result<String, String> {
-    if s.chars().count() > max {
-        return Err(format!("{what} must be at most {max} characters"));
-    }
-    if s.chars().any(|c| c.is_control() || forbidden.contains(&c)) {
-        let shown: String = forbidden.iter().map(|c| format!(" '{c}'")).collect();
-        return Err(format!(
-            "{what} must not contain control characters{}",
-            if shown.is_empty() {
-                String::new()
-            } else {
-                format!(" or{shown}")
-            }
-        ));
-    }
+    libdiycloud::model::text::check_line(s, what, max, forbidden)?;
     Ok(s.to_owned())
 }
 

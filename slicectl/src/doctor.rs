@@ -7,6 +7,7 @@ use libdiycloud::cgroup::Hierarchy;
 use libdiycloud::platform::Family;
 use libdiycloud::store::Store;
 use libdiycloud::systemd::Systemd;
+use libdiycloud::trust::{self, Presence};
 use serde_json::json;
 
 use crate::{view, Context, Failure};
@@ -29,7 +30,9 @@ pub fn run(ctx: &Context) -> Result<(), Failure> {
     let checks = [
         cgroups(),
         systemd(),
+        config(ctx),
         database(ctx),
+        unfinished(ctx),
         pam_module(),
         pam_stack(Path::new("/etc/pam.d"), "sshd"),
     ];
@@ -117,6 +120,70 @@ fn systemd() -> Check {
             status: Status::Fail,
             detail: format!("{e}: session open cannot size slices"),
         },
+    }
+}
+
+/// The config must be one nobody else could have written (as the module checks it).
+fn config(ctx: &Context) -> Check {
+    let check = |status, detail| Check {
+        name: "config",
+        status,
+        detail,
+    };
+    let path = &ctx.config_path;
+    if let Some(e) = &ctx.config_error {
+        return check(
+            Status::Fail,
+            format!("{e} (pam_diycloud refuses it too: managed users cannot log in)"),
+        );
+    }
+    match trust::check_file(path) {
+        Ok(Presence::Present) => check(
+            Status::Ok,
+            format!("{}: owned by root, not writable by others", path.display()),
+        ),
+        Ok(Presence::Absent) => check(
+            Status::Ok,
+            format!("{} absent: built-in defaults", path.display()),
+        ),
+        Err(e) => check(
+            Status::Fail,
+            format!("{e} (pam_diycloud refuses it: managed users cannot log in)"),
+        ),
+    }
+}
+
+/// Adds and deletes that were interrupted half-way.
+fn unfinished(ctx: &Context) -> Check {
+    let check = |status, detail| Check {
+        name: "unfinished",
+        status,
+        detail,
+    };
+    let users = match Store::open(&ctx.db).and_then(|s| s.users()) {
+        Ok(users) => users,
+        Err(e) => return check(Status::Fail, format!("cannot read the users: {e}")),
+    };
+    let pending: Vec<String> = users
+        .iter()
+        .filter_map(|u| {
+            let verb = u.pending?.as_str();
+            Some(format!(
+                "{} (run `slicectl user {verb} {}` again)",
+                u.username, u.username
+            ))
+        })
+        .collect();
+    if pending.is_empty() {
+        check(Status::Ok, "no interrupted `user add` or `user del`".into())
+    } else {
+        check(
+            Status::Warn,
+            format!(
+                "interrupted, not usable until finished: {}",
+                pending.join(", ")
+            ),
+        )
     }
 }
 

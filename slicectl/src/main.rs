@@ -49,6 +49,9 @@ impl From<libdiycloud::platform::AccountError> for Failure {
 /// and who is acting (for the audit log).
 pub struct Context {
     pub config: Config,
+    pub config_path: std::path::PathBuf,
+    /// Why the config could not be used (only `doctor` runs without it).
+    pub config_error: Option<String>,
     pub db: std::path::PathBuf,
     pub json: bool,
     pub now: Timestamp,
@@ -56,8 +59,13 @@ pub struct Context {
 }
 
 impl Context {
+    /// Opens the database. A command that writes checkpoints when it is
+    /// done, so the database file alone holds every change (a plain copy
+    /// is complete; a lost `-wal` file loses nothing of ours).
     pub fn open_store(&self) -> Result<Store, Failure> {
-        Ok(Store::open(&self.db)?)
+        let mut store = Store::open(&self.db)?;
+        store.checkpoint_on_close();
+        Ok(store)
     }
 }
 
@@ -79,11 +87,21 @@ fn now() -> Timestamp {
 
 fn run(cli: Cli) -> Result<(), Failure> {
     let explicit = cli.config.as_os_str() != libdiycloud::config::DEFAULT_CONFIG_PATH;
-    let config =
-        Config::load(&cli.config, explicit).map_err(|e| Failure::Runtime(e.to_string()))?;
+    // `doctor` reports a config it cannot use instead of stopping at it.
+    let mut config_error = None;
+    let config = match Config::load(&cli.config, explicit) {
+        Ok(config) => config,
+        Err(e) if matches!(cli.command, Command::Doctor) => {
+            config_error = Some(e.to_string());
+            Config::default()
+        }
+        Err(e) => return Err(Failure::Runtime(e.to_string())),
+    };
     let db = cli.db.clone().unwrap_or_else(|| config.db.clone());
     let ctx = Context {
         config,
+        config_path: std::path::absolute(&cli.config).unwrap_or_else(|_| cli.config.clone()),
+        config_error,
         db,
         json: cli.json,
         now: now(),
@@ -95,7 +113,29 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Apply { name, .. } => slices::apply(&ctx, name.as_ref()),
         Command::Usage { name } => slices::usage(&ctx, name.as_ref()),
         Command::Doctor => doctor::run(&ctx),
+        Command::Backup { file } => backup(&ctx, &file),
     }
+}
+
+fn backup(ctx: &Context, file: &std::path::Path) -> Result<(), Failure> {
+    let store = Store::open(&ctx.db)?;
+    store.backup(file)?;
+    let users = Store::open(file).map(|copy| copy.users().map(|u| u.len()));
+    let count = match users {
+        Ok(Ok(count)) => count,
+        Ok(Err(e)) => return Err(e.into()),
+        Err(e) => return Err(e.into()),
+    };
+    view::print(
+        ctx,
+        &serde_json::json!({"db": ctx.db, "backup": file, "users": count}),
+        &format!(
+            "backed up {} to {} ({count} users)",
+            ctx.db.display(),
+            file.display()
+        ),
+    );
+    Ok(())
 }
 
 fn init(ctx: &Context) -> Result<(), Failure> {
@@ -124,8 +164,48 @@ fn init(ctx: &Context) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Parses the command line; with `--json`, a usage error is a JSON document
+/// on stdout too (exit 2), like every other error.
+fn parse() -> Result<Cli, ExitCode> {
+    match Cli::try_parse() {
+        Ok(cli) => Ok(cli),
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let json = std::env::args_os().skip(1).any(|a| a == "--json");
+            let is_usage_error = !matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            );
+            if json && is_usage_error {
+                let detail = e.kind().as_str().map_or_else(
+                    || e.to_string(),
+                    |_| {
+                        e.to_string()
+                            .lines()
+                            .next()
+                            .unwrap_or_default()
+                            .trim_start_matches("error: ")
+                            .to_owned()
+                    },
+                );
+                println!(
+                    "{}",
+                    serde_json::json!({"error": "usage", "detail": detail})
+                );
+            }
+            let _ = e.print();
+            Err(ExitCode::from(if e.use_stderr() { 2 } else { 0 }))
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     let json = cli.json;
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,10 +1,9 @@
 //! `slicectl user ...`: each command validates everything first, then does
-//! its writes in one transaction (system account changes inside it, so a
-//! failed `useradd` leaves no database record behind).
+//! its writes in one transaction. `add` and `del` with a system account
+//! span the database and the account files: they record their intent first
+//! and are finished by running them again (see `add` and `delete`).
 
-use std::cell::Cell;
-
-use libdiycloud::model::{Allocation, Username};
+use libdiycloud::model::{Allocation, Pending, Username};
 use libdiycloud::password::Hasher;
 use libdiycloud::platform;
 use libdiycloud::store::{NewUser, UserChanges};
@@ -46,19 +45,53 @@ fn non_empty(s: &Option<String>) -> Option<String> {
     s.clone().filter(|s| !s.is_empty())
 }
 
+/// `user add`. With a system account this spans two resources, the
+/// database and the account files, so it goes: (1) the record, marked
+/// `pending = add`; (2) `useradd`; (3) the uid, mark cleared. Killed at any
+/// point, running the same command again finishes it (and `user del`
+/// removes what there is): a pending record never logs in.
 fn add(ctx: &Context, args: AddArgs) -> Result<(), Failure> {
     let name = args.name.as_str();
     let mut store = ctx.open_store()?;
-    if store.user(name)?.is_some() {
-        return Err(Failure::Runtime(format!("user {name} already exists")));
-    }
+    let resuming = match store.user(name)? {
+        None => false,
+        Some(user) if user.pending == Some(Pending::Add) && !args.no_system_account => true,
+        Some(user) if user.pending == Some(Pending::Del) => {
+            return Err(Failure::Runtime(format!(
+                "user {name} is being deleted (an earlier `slicectl user del {name}` was interrupted): run it again to finish"
+            )))
+        }
+        Some(_) => return Err(Failure::Runtime(format!("user {name} already exists"))),
+    };
     let existing_uid = platform::system_uid(name)?;
-    if !args.no_system_account && existing_uid.is_some() {
-        return Err(platform::AccountError::Exists(name.into()).into());
+    if let Some(uid) = existing_uid {
+        if uid == 0 {
+            return Err(platform::AccountError::Root { name: name.into() }.into());
+        }
+        if !resuming && !args.no_system_account {
+            return Err(platform::AccountError::Exists {
+                name: name.into(),
+                uid,
+            }
+            .into());
+        }
+        let uid_min = platform::uid_min();
+        if !resuming && uid < uid_min && !args.allow_service_account {
+            return Err(Failure::Usage(
+                platform::AccountError::ServiceAccount {
+                    name: name.into(),
+                    uid,
+                    uid_min,
+                }
+                .to_string(),
+            ));
+        }
     }
+    let warnings = add_warnings(ctx, &args);
     let password_hash = new_password_hash(ctx, args.password_stdin)?;
     let mut allocation = ctx.config.defaults.clone();
     apply_limits(&mut allocation, &args.limits);
+    let creates_account = !args.no_system_account;
     let new = NewUser {
         username: args.name.clone(),
         password_hash,
@@ -70,54 +103,119 @@ fn add(ctx: &Context, args: AddArgs) -> Result<(), Failure> {
             _ => None,
         },
         allocation,
-        uid: existing_uid,
-        owns_system_account: !args.no_system_account,
+        uid: existing_uid.filter(|_| !creates_account),
+        owns_system_account: creates_account,
+        pending: creates_account.then_some(Pending::Add),
     };
 
-    let created_account = Cell::new(false);
-    let result = store.write(|tx| {
-        let mut user = tx.insert_user(&new, ctx.now)?;
-        if !args.no_system_account {
-            let uid =
-                platform::create_system_account(name, new.full_name.as_deref(), &ctx.config.shell)?;
-            created_account.set(true);
-            tx.set_uid(name, uid)?;
-            user.uid = Some(uid);
+    // (1) The record (a resumed add replaces the interrupted one's).
+    let mut user = store.write(|tx| {
+        if resuming {
+            tx.delete_user(name)?;
         }
-        let mut detail = view::user_json(&user, ctx);
-        for volatile in [
-            "created_at",
-            "updated_at",
-            "last_login",
-            "password_changed_at",
-            "locked",
-            "expired",
-            "failed_logins",
-        ] {
-            detail.as_object_mut().map(|o| o.remove(volatile));
+        let user = tx.insert_user(&new, ctx.now)?;
+        if !creates_account {
+            tx.audit(
+                ctx.now,
+                &ctx.actor,
+                "user.add",
+                name,
+                &audit_detail(&user, ctx),
+            )?;
         }
-        tx.audit(ctx.now, &ctx.actor, "user.add", name, &detail)?;
         Ok::<_, Failure>(user)
-    });
-    let user = match result {
-        Ok(user) => user,
-        Err(failure) => {
-            // The record was rolled back; do not leave the account behind either.
-            if created_account.get() {
-                let _ = platform::delete_system_account(name, true);
-            }
-            return Err(failure);
-        }
-    };
+    })?;
+    if creates_account {
+        // (2) The account. One that exists now was made by the interrupted
+        // run this one resumes.
+        let uid = match existing_uid {
+            Some(uid) => uid,
+            None => match platform::create_system_account(
+                name,
+                new.full_name.as_deref(),
+                &ctx.config.shell,
+            ) {
+                Ok(uid) => uid,
+                Err(e) => {
+                    // Where no account came of it, take the record back out;
+                    // where one did (an earlier run's useradd, still going),
+                    // the next run adopts it.
+                    if matches!(platform::system_uid(name), Ok(None)) {
+                        let _ = store.write(|tx| tx.delete_user(name));
+                    }
+                    return Err(e.into());
+                }
+            },
+        };
+        // (3) Done.
+        user = store.write(|tx| {
+            tx.set_system_account(name, uid, true)?;
+            tx.set_pending(name, None)?;
+            let user = tx.user(name)?;
+            tx.audit(
+                ctx.now,
+                &ctx.actor,
+                "user.add",
+                name,
+                &audit_detail(&user, ctx),
+            )?;
+            Ok::<_, Failure>(user)
+        })?;
+    }
     let uid = user
         .uid
         .map_or("no system account".into(), |uid| format!("uid {uid}"));
+    let resumed = if resuming {
+        " (finishing an interrupted add)"
+    } else {
+        ""
+    };
+    let mut document = view::user_json(&user, ctx);
+    view::warn(ctx, &mut document, &warnings);
     view::print(
         ctx,
-        &view::user_json(&user, ctx),
-        &format!("created user {name} ({uid})"),
+        &document,
+        &format!("created user {name} ({uid}){resumed}"),
     );
     Ok(())
+}
+
+/// The record as the audit log keeps it: without what changes by itself.
+fn audit_detail(user: &libdiycloud::model::User, ctx: &Context) -> serde_json::Value {
+    let mut detail = view::user_json(user, ctx);
+    for volatile in [
+        "created_at",
+        "updated_at",
+        "last_login",
+        "last_logout",
+        "password_changed_at",
+        "locked",
+        "expired",
+        "failed_logins",
+        "state",
+        "pending",
+    ] {
+        detail.as_object_mut().map(|o| o.remove(volatile));
+    }
+    detail
+}
+
+/// Values that are valid but probably a mistake, for `add` and `mod`.
+fn limit_warnings(ctx: &Context, limits: &LimitArgs, expires: Option<Expiry>) -> Vec<String> {
+    let mut warnings =
+        libdiycloud::model::limits::warnings(limits.cpu, limits.memory, limits.tasks, limits.disk);
+    if let Some(Expiry::On(date)) = expires {
+        if ctx.now >= date.start() {
+            warnings.push(format!(
+                "the expiry date {date} has passed: the account cannot be used"
+            ));
+        }
+    }
+    warnings
+}
+
+fn add_warnings(ctx: &Context, args: &AddArgs) -> Vec<String> {
+    limit_warnings(ctx, &args.limits, args.profile.expires)
 }
 
 fn apply_limits(allocation: &mut Allocation, limits: &LimitArgs) {
@@ -201,8 +299,16 @@ fn modify(ctx: &Context, args: ModArgs) -> Result<(), Failure> {
         ));
     }
     let name = args.name.as_str();
+    let warnings = limit_warnings(ctx, &args.limits, args.profile.expires);
     let mut store = ctx.open_store()?;
     let user = store.write(|tx| {
+        if let Some(pending) = tx.user(name)?.pending {
+            return Err(Failure::Runtime(format!(
+                "user {name} has an unfinished `user {}`: run `slicectl user {} {name}` again first",
+                pending.as_str(),
+                pending.as_str()
+            )));
+        }
         let detail = tx.update_user(name, &changes, ctx.now)?;
         tx.audit(ctx.now, &ctx.actor, "user.mod", name, &detail)?;
         let user = tx.user(name)?;
@@ -213,11 +319,9 @@ fn modify(ctx: &Context, args: ModArgs) -> Result<(), Failure> {
         }
         Ok::<_, Failure>(user)
     })?;
-    view::print(
-        ctx,
-        &view::user_json(&user, ctx),
-        &format!("updated user {name}"),
-    );
+    let mut document = view::user_json(&user, ctx);
+    view::warn(ctx, &mut document, &warnings);
+    view::print(ctx, &document, &format!("updated user {name}"));
     Ok(())
 }
 
@@ -275,6 +379,9 @@ fn unlock(ctx: &Context, name: &Username) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `user del`. For an account slicectl created: (1) mark the record
+/// `pending = del` (it stops logging in); (2) `userdel`; (3) remove the
+/// record. Killed at any point, running it again finishes the job.
 fn delete(ctx: &Context, name: &Username, remove_home: bool) -> Result<(), Failure> {
     let name = name.as_str();
     let mut store = ctx.open_store()?;
@@ -284,13 +391,19 @@ fn delete(ctx: &Context, name: &Username, remove_home: bool) -> Result<(), Failu
     if remove_home && !user.owns_system_account {
         eprintln!("slicectl: {name}'s system account was not created by slicectl; leaving it and its home alone");
     }
+    let detail = json!({
+        "system_account_removed": user.owns_system_account,
+        "home_removed": remove_home && user.owns_system_account,
+    });
+    if user.owns_system_account {
+        if user.pending != Some(Pending::Del) {
+            store.write(|tx| tx.set_pending(name, Some(Pending::Del)))?;
+        }
+        platform::delete_system_account(name, remove_home)?;
+    }
     store.write(|tx| {
         tx.delete_user(name)?;
-        tx.audit(ctx.now, &ctx.actor, "user.del", name, &json!({"system_account_removed": user.owns_system_account, "home_removed": remove_home && user.owns_system_account}))?;
-        if user.owns_system_account {
-            platform::delete_system_account(name, remove_home)?;
-        }
-        Ok::<_, Failure>(())
+        tx.audit(ctx.now, &ctx.actor, "user.del", name, &detail)
     })?;
     view::print(
         ctx,

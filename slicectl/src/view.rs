@@ -6,6 +6,16 @@ use serde_json::{json, Value};
 
 use crate::Context;
 
+/// Warnings go to stderr; with `--json` also into the document.
+pub fn warn(ctx: &Context, document: &mut Value, warnings: &[String]) {
+    for w in warnings {
+        eprintln!("slicectl: warning: {w}");
+    }
+    if ctx.json {
+        document["warnings"] = json!(warnings);
+    }
+}
+
 pub fn print(ctx: &Context, document: &Value, text: &str) {
     if ctx.json {
         println!("{document:#}");
@@ -39,10 +49,18 @@ pub fn user_json(user: &User, ctx: &Context) -> Value {
         "disk": a.disk.to_string(),
         "tasks": a.tasks.to_string(),
         "gpus": a.gpus.to_string(),
+        "state": state(user, ctx),
+        "pending": user.pending,
     })
 }
 
 fn state(user: &User, ctx: &Context) -> &'static str {
+    if let Some(pending) = user.pending {
+        return match pending {
+            libdiycloud::model::Pending::Add => "unfinished add",
+            libdiycloud::model::Pending::Del => "unfinished del",
+        };
+    }
     if !user.active {
         "disabled"
     } else if user.is_expired(ctx.now) {

@@ -153,45 +153,6 @@ fn a_success_resets_the_failure_count() {
 }
 
 #[test]
-fn password_change_through_the_password_hook() {
-    let env = env();
-    let out = env.pamtester(
-        "diycloud",
-        "alice",
-        &["chauthtok"],
-        b"correct horse\nbattery staple\nbattery staple\n",
-    );
-    assert!(out.success, "{out:?}");
-    assert!(env.login("alice", "battery staple").success);
-    assert!(env.login("alice", "correct horse").failed_with(AUTH_ERR));
-
-    // Wrong current password, mismatched retype, too short: nothing changes.
-    let wrong_old = env.pamtester(
-        "diycloud",
-        "alice",
-        &["chauthtok"],
-        b"nope\nanother one 1\nanother one 1\n",
-    );
-    assert!(!wrong_old.success);
-    let mismatch = env.pamtester(
-        "diycloud",
-        "alice",
-        &["chauthtok"],
-        b"battery staple\nanother one 1\nanother one 2\n",
-    );
-    assert!(!mismatch.success);
-    let short = env.pamtester(
-        "diycloud",
-        "alice",
-        &["chauthtok"],
-        b"battery staple\nshort\nshort\n",
-    );
-    assert!(!short.success);
-    assert!(short.said("shorter than 8"), "{short:?}");
-    assert!(env.login("alice", "battery staple").success);
-}
-
-#[test]
 fn password_change_through_slicectl() {
     let env = env();
     let out = env.slicectl(
@@ -205,19 +166,6 @@ fn password_change_through_slicectl() {
     );
     assert!(env.login("alice", "set by admin 42").success);
     assert!(env.login("alice", "correct horse").failed_with(AUTH_ERR));
-}
-
-#[test]
-fn password_hook_ignores_users_not_in_the_database() {
-    let env = env();
-    env.service(
-        "pw",
-        &[
-            "password [success=bad ignore=ignore default=die] {module}",
-            "password required pam_permit.so",
-        ],
-    );
-    assert!(env.pamtester("pw", "bob", &["chauthtok"], b"").success);
 }
 
 #[test]

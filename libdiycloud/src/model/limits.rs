@@ -283,9 +283,16 @@ impl FromStr for GpuId {
     type Err = ();
 
     fn from_str(s: &str) -> Result<Self, ()> {
-        if let Some(uuid) = s.strip_prefix("GPU-").or_else(|| s.strip_prefix("MIG-")) {
+        // NVML spells UUIDs "GPU-" + lower-case hex; the same GPU typed in
+        // another case is the same GPU, so it is stored in NVML's spelling.
+        let prefix = s.get(..4).map(str::to_ascii_uppercase);
+        if let Some(prefix @ ("GPU-" | "MIG-")) = prefix.as_deref() {
+            let uuid = &s[4..];
             return if is_uuid(uuid) {
-                Ok(GpuId::Uuid(s.to_owned()))
+                Ok(GpuId::Uuid(format!(
+                    "{prefix}{}",
+                    uuid.to_ascii_lowercase()
+                )))
             } else {
                 Err(())
             };
@@ -366,9 +373,76 @@ impl Default for Allocation {
     }
 }
 
+// ---------------------------------------------------------------- warnings
+
+/// Below this, a session's shell and sshd children are likely OOM-killed.
+const LOW_MEMORY: u64 = 64 << 20;
+/// Below this, a login (sshd, shell, a pipe or two) may fail to fork.
+const LOW_TASKS: u32 = 16;
+/// Below this share of one core, interactive use crawls.
+const LOW_CPU_PERCENT: u32 = 5;
+
+/// Values that are valid but almost surely a mistake (`--memory 1` is one
+/// byte): warnings for the admin, who may mean them anyway.
+pub fn warnings(
+    cpu: Option<Cpu>,
+    memory: Option<Size>,
+    tasks: Option<Tasks>,
+    disk: Option<Size>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(Cpu::Percent(p)) =
+        cpu.filter(|c| matches!(c, Cpu::Percent(p) if *p < LOW_CPU_PERCENT))
+    {
+        out.push(format!(
+            "CPU {p}% of one core is very little: interactive use will crawl"
+        ));
+    }
+    if let Some(Size::Bytes(b)) = memory.filter(|m| matches!(m, Size::Bytes(b) if *b < LOW_MEMORY))
+    {
+        out.push(format!(
+            "memory {} is below 64M: a login shell is likely to be OOM-killed at once (sizes without a unit are bytes)",
+            Size::Bytes(b)
+        ));
+    }
+    if let Some(Tasks::Count(n)) = tasks.filter(|t| matches!(t, Tasks::Count(n) if *n < LOW_TASKS))
+    {
+        out.push(format!(
+            "tasks {n} is below 16: a login (sshd, the shell, a pipe) may fail to start processes"
+        ));
+    }
+    if let Some(Size::Bytes(b)) = disk.filter(|d| matches!(d, Size::Bytes(b) if *b < (1 << 20))) {
+        out.push(format!(
+            "disk {} is below 1M: the user can hardly write anything (sizes without a unit are bytes)",
+            Size::Bytes(b)
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tiny_limits_warn_and_sane_ones_do_not() {
+        let w = warnings(
+            Some("1%".parse().unwrap()),
+            Some("1".parse().unwrap()),
+            Some("1".parse().unwrap()),
+            Some("100".parse().unwrap()),
+        );
+        assert_eq!(w.len(), 4, "{w:?}");
+        assert!(w[1].contains("memory 1 "), "{w:?}");
+        assert!(warnings(
+            Some("0.5".parse().unwrap()),
+            Some("64M".parse().unwrap()),
+            Some("16".parse().unwrap()),
+            Some(Size::Infinity),
+        )
+        .is_empty());
+        assert!(warnings(None, None, None, None).is_empty());
+    }
 
     #[test]
     fn sizes_parse_in_base_1024_and_print_canonically() {
@@ -483,6 +557,19 @@ mod tests {
             let err = input.parse::<GpuList>().unwrap_err().to_string();
             assert!(err.contains("'none', 'all'"), "{input}: {err}");
         }
+    }
+
+    #[test]
+    fn a_uuid_in_another_case_is_the_same_gpu() {
+        let lower = "GPU-8f6a2c1e-1111-2222-3333-44445555aaaa";
+        let upper = "gpu-8F6A2C1E-1111-2222-3333-44445555AAAA";
+        assert_eq!(upper.parse::<GpuList>().unwrap().to_string(), lower);
+        assert!(format!("{lower},{upper}").parse::<GpuList>().is_err());
+        assert!("MIG-8F6A2C1E-1111-2222-3333-44445555AAAA"
+            .parse::<GpuList>()
+            .unwrap()
+            .to_string()
+            .starts_with("MIG-8f6a"));
     }
 
     #[test]

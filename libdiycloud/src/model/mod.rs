@@ -5,6 +5,7 @@
 
 pub mod limits;
 pub mod lockout;
+pub mod text;
 pub mod time;
 pub mod user;
 pub mod username;
@@ -12,5 +13,5 @@ pub mod username;
 pub use limits::{Allocation, Cpu, GpuList, LimitError, Size, Tasks};
 pub use lockout::{FailureState, LockoutPolicy};
 pub use time::{Date, Timestamp};
-pub use user::{Role, User};
+pub use user::{Pending, Role, User};
 pub use username::{Username, UsernameError};

@@ -42,6 +42,34 @@ impl fmt::Display for Role {
     }
 }
 
+/// A change that spans the database and the system's account files, begun
+/// and not yet finished (the command that began it was interrupted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pending {
+    /// `user add`: the record exists, the system account may not yet.
+    Add,
+    /// `user del`: the system account may be gone, the record not yet.
+    Del,
+}
+
+impl Pending {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pending::Add => "add",
+            Pending::Del => "del",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "add" => Some(Pending::Add),
+            "del" => Some(Pending::Del),
+            _ => None,
+        }
+    }
+}
+
 /// One user record (everything but the password hash, which stays in the store).
 #[derive(Debug, Clone, PartialEq)]
 pub struct User {
@@ -62,6 +90,8 @@ pub struct User {
     pub password_changed_at: Option<Timestamp>,
     pub failures: FailureState,
     pub allocation: Allocation,
+    /// An unfinished add or delete: the record is not usable for logins.
+    pub pending: Option<Pending>,
 }
 
 impl User {

@@ -15,13 +15,19 @@ use std::time::Duration;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
+use crate::trust::{self, Presence};
+
 pub use users::{AuditEntry, NewUser, UserChanges};
 
 /// Numbered migrations; migration N brings the schema to `PRAGMA user_version = N`.
 const MIGRATIONS: &[&str] = &[
     include_str!("0001_initial.sql"),
     include_str!("0002_logout.sql"),
+    include_str!("0003_intents.sql"),
 ];
+
+/// `PRAGMA application_id` of a diycloud database ("DIYC"), set by migration 3.
+pub const APPLICATION_ID: i32 = 0x4449_5943;
 
 /// The schema version this build reads and writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -59,6 +65,15 @@ pub enum StoreError {
         field: &'static str,
         message: String,
     },
+    #[error("database refused: {0}")]
+    Untrusted(#[from] crate::trust::TrustError),
+    #[error("{path} is not a diycloud database ({why}); `slicectl init` leaves it alone: if it is a diycloud database whose -wal file was lost, restore a backup (see `slicectl backup`); otherwise move it away or name another path")]
+    Foreign { path: PathBuf, why: String },
+    #[error("cannot write the backup {path}: {source}")]
+    Backup {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("user {0} already exists")]
     UserExists(String),
     #[error("no such user: {0}")]
@@ -77,17 +92,37 @@ pub struct InitReport {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    checkpoint_on_close: bool,
+    wrote: bool,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if self.checkpoint_on_close && self.wrote {
+            // Best effort: a busy checkpoint is done by a later writer.
+            let _ = self.checkpoint();
+        }
+    }
+}
+
+/// `path` made absolute against the working directory (no file access).
+fn absolute(path: &Path) -> Result<PathBuf, StoreError> {
+    std::path::absolute(path).map_err(|source| StoreError::Create {
+        path: path.into(),
+        source,
+    })
 }
 
 impl Store {
     /// Opens an existing database whose schema is current. Never creates a
     /// file: a login must not conjure up an empty user database.
+    /// The file and every directory above it must pass
+    /// [`crate::trust::check_database`]: whoever can write the database
+    /// decides who logs in.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        match std::fs::symlink_metadata(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StoreError::Missing(path.into()));
-            }
-            _ => {}
+        let path = &absolute(path)?;
+        if trust::check_database(path)? == Presence::Absent {
+            return Err(StoreError::Missing(path.into()));
         }
         let store = Self::connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         match store.user_version()? {
@@ -105,13 +140,19 @@ impl Store {
     }
 
     /// Creates the database (file 0600 in a 0700 directory) or brings an
-    /// older one up to date. Safe to run any number of times.
+    /// older one up to date. Safe to run any number of times, also after an
+    /// interrupted run. Refuses a directory others could write to, and an
+    /// existing file that is not a diycloud database.
     pub fn init(path: &Path) -> Result<(Self, InitReport), StoreError> {
+        let path = &absolute(path)?;
         let create_err = |source| StoreError::Create {
             path: path.into(),
             source,
         };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // Before creating anything: no untrusted user may be able to create
+        // or replace what follows.
+        trust::check_database(path)?;
+        if let Some(dir) = path.parent() {
             if !dir.exists() {
                 DirBuilder::new()
                     .recursive(true)
@@ -130,18 +171,20 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
             Err(e) => return Err(create_err(e)),
         };
+        trust::check_database(path)?;
         let mut store = Self::connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        store.checkpoint_on_close = true;
         let from_version = store.user_version()?;
+        store.check_is_ours(from_version)?;
         if from_version > SCHEMA_VERSION {
             return Err(StoreError::TooNew {
                 path: path.into(),
                 found: from_version,
             });
         }
-        store
-            .conn
-            .pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| store.sqlite(e))?;
+        // Migration 1 runs in rollback-journal mode: a new file goes from 0
+        // bytes to a complete schema in one step (a crash leaves 0 bytes,
+        // which the next `init` takes as new). WAL comes after.
         for (index, sql) in MIGRATIONS.iter().enumerate().skip(from_version as usize) {
             let version = index as u32 + 1;
             store.write(|tx| {
@@ -151,6 +194,10 @@ impl Store {
                     .map_err(|e| tx.sqlite(e))
             })?;
         }
+        store
+            .conn
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| store.sqlite(e))?;
         Ok((
             store,
             InitReport {
@@ -159,6 +206,114 @@ impl Store {
                 to_version: SCHEMA_VERSION,
             },
         ))
+    }
+
+    /// Whether an existing file is a diycloud database (or empty, as `init`
+    /// creates it): `init` must never adopt someone else's SQLite file, nor
+    /// silently start over on a database whose contents were lost.
+    fn check_is_ours(&self, version: u32) -> Result<(), StoreError> {
+        let foreign = |why: &str| StoreError::Foreign {
+            path: self.path.clone(),
+            why: why.into(),
+        };
+        let size = std::fs::metadata(&self.path).map_or(0, |m| m.len());
+        let application_id: i32 = self
+            .conn
+            .pragma_query_value(None, "application_id", |r| r.get(0))
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.code == rusqlite::ErrorCode::NotADatabase =>
+                {
+                    foreign("not an SQLite file")
+                }
+                e => self.sqlite(e),
+            })?;
+        let tables: i64 = self
+            .conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'users'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.sqlite(e))?;
+        match (version, application_id) {
+            (0, 0) if size == 0 => Ok(()),
+            (0, _) => Err(foreign("an SQLite file without the diycloud schema")),
+            (_, id) if id != 0 && id != APPLICATION_ID => Err(foreign(&format!(
+                "an SQLite file of another application (application_id {id:#x})"
+            ))),
+            _ if tables == 0 => Err(foreign("no users table")),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checkpoints the WAL into the database file, so the file alone holds
+    /// everything (a plain copy is then complete).
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .map_err(|e| self.sqlite(e))
+    }
+
+    /// Makes the store checkpoint when it is dropped after a write: what an
+    /// admin command wants (the PAM module does not: it would cost an fsync
+    /// per login; its writers trim the WAL instead).
+    pub fn checkpoint_on_close(&mut self) {
+        self.checkpoint_on_close = true;
+    }
+
+    /// A consistent copy of the database in `dest` (mode 0600), made with
+    /// SQLite's online backup while others may be writing. Written to a
+    /// temporary file beside `dest` and renamed, so `dest` is never half a
+    /// database; an existing `dest` is an error.
+    pub fn backup(&self, dest: &Path) -> Result<(), StoreError> {
+        let err = |source| StoreError::Backup {
+            path: dest.into(),
+            source,
+        };
+        if std::fs::symlink_metadata(dest).is_ok() {
+            return Err(err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "it already exists",
+            )));
+        }
+        let mut temp_name = dest.as_os_str().to_os_string();
+        temp_name.push(format!(".partial-{}", std::process::id()));
+        let temp = PathBuf::from(temp_name);
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)
+            .map_err(err)?;
+        let result = (|| {
+            let mut copy = Connection::open(&temp).map_err(|e| StoreError::Sqlite {
+                path: temp.clone(),
+                source: e,
+            })?;
+            {
+                let backup = rusqlite::backup::Backup::new(&self.conn, &mut copy)
+                    .map_err(|e| self.sqlite(e))?;
+                backup
+                    .run_to_completion(256, Duration::from_millis(10), None)
+                    .map_err(|e| self.sqlite(e))?;
+            }
+            // The copy stands alone: one file, no WAL beside it.
+            copy.pragma_update(None, "journal_mode", "DELETE")
+                .map_err(|e| StoreError::Sqlite {
+                    path: temp.clone(),
+                    source: e,
+                })?;
+            drop(copy);
+            std::fs::File::open(&temp)
+                .and_then(|f| f.sync_all())
+                .map_err(err)?;
+            // Never replace a file that appeared meanwhile.
+            std::fs::hard_link(&temp, dest).map_err(err)?;
+            Ok(())
+        })();
+        let _ = std::fs::remove_file(&temp);
+        result
     }
 
     fn connect(path: &Path, flags: OpenFlags) -> Result<Self, StoreError> {
@@ -171,8 +326,13 @@ impl Store {
         conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite)?;
         // NORMAL is durable enough in WAL mode (a power cut may lose the last
         // commits, never consistency) and keeps fsync off the login path.
-        conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
-            .map_err(sqlite)?;
+        // temp_store = MEMORY: SQLite would otherwise pick a directory for
+        // temporary files from TMPDIR or SQLITE_TMPDIR, which under su
+        // belong to the caller.
+        conn.execute_batch(
+            "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY;",
+        )
+        .map_err(sqlite)?;
         // Each login opens and closes its own connection. SQLite's default
         // checkpoint on close costs an fsync per login; without it, every
         // opener rebuilds the WAL index from the whole WAL, which then only
@@ -183,6 +343,8 @@ impl Store {
         Ok(Self {
             conn,
             path: path.into(),
+            checkpoint_on_close: false,
+            wrote: false,
         })
     }
 
@@ -225,6 +387,7 @@ impl Store {
                 .map_err(|source| StoreError::Sqlite { path, source })?;
             value
         };
+        self.wrote = true;
         self.trim_wal();
         Ok(value)
     }

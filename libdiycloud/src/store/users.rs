@@ -9,7 +9,7 @@ use super::{Store, StoreError, Tx};
 use crate::model::limits::{Allocation, Cpu};
 use crate::model::lockout::FailureState;
 use crate::model::time::{Date, Timestamp};
-use crate::model::user::{Role, User};
+use crate::model::user::{Pending, Role, User};
 use crate::model::username::Username;
 
 /// Everything needed to create a user.
@@ -24,6 +24,8 @@ pub struct NewUser {
     pub allocation: Allocation,
     pub uid: Option<u32>,
     pub owns_system_account: bool,
+    /// `Some(Pending::Add)` while the system account is still to be made.
+    pub pending: Option<Pending>,
 }
 
 impl NewUser {
@@ -40,6 +42,7 @@ impl NewUser {
             allocation,
             uid: None,
             owns_system_account: false,
+            pending: None,
         }
     }
 }
@@ -88,7 +91,8 @@ pub struct AuditEntry {
 const SELECT_USER: &str = "SELECT u.username, u.uid, u.owns_system_account, u.role, u.email, \
      u.full_name, u.is_active, u.expires_on, u.created_at, u.updated_at, u.last_login, \
      u.password_changed_at, u.failed_logins, u.failure_window_start, u.locked_at, \
-     a.cpu_limit, a.mem_limit, a.disk_quota, a.tasks_limit, a.gpus, u.password_hash, u.last_logout \
+     a.cpu_limit, a.mem_limit, a.disk_quota, a.tasks_limit, a.gpus, u.password_hash, u.last_logout, \
+     u.pending \
      FROM users u JOIN resource_allocations a ON a.user_id = u.id";
 
 /// A row as SQLite hands it over, before validation.
@@ -115,6 +119,7 @@ struct RawUser {
     gpus: String,
     password_hash: String,
     last_logout: Option<i64>,
+    pending: Option<String>,
 }
 
 impl RawUser {
@@ -142,6 +147,7 @@ impl RawUser {
             gpus: row.get(19)?,
             password_hash: row.get(20)?,
             last_logout: row.get(21)?,
+            pending: row.get(22)?,
         })
     }
 
@@ -201,6 +207,10 @@ impl RawUser {
                     locked_at: self.locked_at.map(Timestamp),
                 },
                 allocation,
+                pending: self
+                    .pending
+                    .map(|p| Pending::parse(&p).ok_or_else(|| corrupt("pending", format!("{p:?}"))))
+                    .transpose()?,
             };
         Ok((user, self.password_hash))
     }
@@ -242,6 +252,33 @@ impl Store {
         rows.into_iter()
             .map(|r| r.into_user(&self.path).map(|(u, _)| u))
             .collect()
+    }
+
+    /// The password hash of one user, picked by `name`: the same user for
+    /// the same name every time, users spread evenly over names. An unknown
+    /// name's dummy verify takes this hash's cost, so unknown names cost
+    /// what the user base costs. `None` for an empty database.
+    pub fn sample_hash(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let max_id: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT max(id) FROM users")
+            .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)))
+            .map_err(|e| self.sqlite(e))?;
+        let Some(max_id) = max_id
+            .and_then(|m| u64::try_from(m).ok())
+            .filter(|m| *m > 0)
+        else {
+            return Ok(None);
+        };
+        // FNV-1a: stable across processes and builds.
+        let key = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        let start = i64::try_from(key % max_id + 1).unwrap_or(1);
+        self.conn
+            .prepare_cached("SELECT password_hash FROM users WHERE id >= ?1 ORDER BY id LIMIT 1")
+            .and_then(|mut stmt| stmt.query_row([start], |r| r.get(0)).optional())
+            .map_err(|e| self.sqlite(e))
     }
 
     /// The newest `limit` audit entries about `name`, oldest first.
@@ -299,8 +336,8 @@ impl Tx<'_> {
         self.tx
             .execute(
                 "INSERT INTO users (username, password_hash, email, full_name, uid, \
-                 owns_system_account, created_at, updated_at, password_changed_at, role, expires_on) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7, ?8, ?9)",
+                 owns_system_account, created_at, updated_at, password_changed_at, role, expires_on, pending) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7, ?8, ?9, ?10)",
                 params![
                     name,
                     new.password_hash,
@@ -311,6 +348,7 @@ impl Tx<'_> {
                     now.0,
                     new.role.to_string(),
                     new.expires.map(|d| d.to_string()),
+                    new.pending.map(Pending::as_str),
                 ],
             )
             .map_err(|e| self.sqlite(e))?;
@@ -419,6 +457,34 @@ impl Tx<'_> {
         self.update_one(
             "UPDATE users SET password_hash = ?2, password_changed_at = ?3, updated_at = ?3 WHERE username = ?1",
             params![name, hash, now.0],
+            name,
+        )
+    }
+
+    /// The same password at another cost: `password_changed_at` stays.
+    pub fn replace_hash(&self, name: &str, hash: &str) -> Result<(), StoreError> {
+        self.update_one(
+            "UPDATE users SET password_hash = ?2 WHERE username = ?1",
+            params![name, hash],
+            name,
+        )
+    }
+
+    /// Records (or, with `None`, clears) an unfinished add or delete.
+    pub fn set_pending(&self, name: &str, pending: Option<Pending>) -> Result<(), StoreError> {
+        self.update_one(
+            "UPDATE users SET pending = ?2 WHERE username = ?1",
+            params![name, pending.map(Pending::as_str)],
+            name,
+        )
+    }
+
+    /// Links the record to a system account: its uid, and whether
+    /// diycloud created it (and so removes it).
+    pub fn set_system_account(&self, name: &str, uid: u32, owned: bool) -> Result<(), StoreError> {
+        self.update_one(
+            "UPDATE users SET uid = ?2, owns_system_account = ?3 WHERE username = ?1",
+            params![name, uid, owned],
             name,
         )
     }

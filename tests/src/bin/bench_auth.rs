@@ -91,7 +91,7 @@ fn main() {
         }
         for _ in 0..BLOCK {
             let start = Instant::now();
-            assert!(hasher.verify(PASSWORD.as_bytes(), &hash));
+            assert!(hasher.verify(PASSWORD.as_bytes(), &hash).unwrap());
             bare.push(start.elapsed());
         }
     }
@@ -147,7 +147,7 @@ fn main() {
         for _ in 0..cores {
             s.spawn(|| {
                 for _ in 0..per_thread {
-                    assert!(hasher.verify(PASSWORD.as_bytes(), &hash));
+                    assert!(hasher.verify(PASSWORD.as_bytes(), &hash).unwrap());
                 }
             });
         }
