@@ -169,6 +169,46 @@ fn password_change_through_slicectl() {
 }
 
 #[test]
+fn a_non_utf8_user_name_is_an_unknown_user_not_a_system_error() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = env();
+    let mut cmd = std::process::Command::new("pamtester");
+    cmd.arg("-v")
+        .arg("diycloud")
+        .arg(std::ffi::OsStr::from_bytes(b"al\xffice"))
+        .arg("authenticate")
+        .env("LD_PRELOAD", "libpam_wrapper.so")
+        .env("PAM_WRAPPER", "1")
+        .env("PAM_WRAPPER_SERVICE_DIR", env.dir.path());
+    let out = diycloud_tests::run(cmd, Some(b"x\n"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("pamtester: {USER_UNKNOWN}")),
+        "PAM_USER_UNKNOWN, not PAM_SYSTEM_ERR: {stderr}"
+    );
+}
+
+#[test]
+fn a_locked_user_is_refused_at_the_account_stage_too() {
+    // Whatever module authenticated them (a Unix password, an SSH key).
+    let env = env();
+    for _ in 0..3 {
+        env.login("alice", "wrong");
+    }
+    let out = env.pamtester("diycloud", "alice", &["acct_mgmt"], b"");
+    assert!(out.failed_with(PERM_DENIED), "{out:?}");
+    assert!(out.said("locked"), "{out:?}");
+    assert!(env
+        .slicectl(&["user", "unlock", "alice"], None)
+        .status
+        .success());
+    assert!(
+        env.pamtester("diycloud", "alice", &["acct_mgmt"], b"")
+            .success
+    );
+}
+
+#[test]
 fn oversized_and_non_utf8_passwords_fail_cleanly() {
     let env = env();
     let mut huge = vec![b'a'; 1 << 20];

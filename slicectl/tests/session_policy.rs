@@ -16,9 +16,10 @@ fn session_env(policy: &str) -> diycloud_tests::Env {
             "session required pam_permit.so",
         ],
     );
-    // `man` exists on every Debian system and is not reserved: link it, so
-    // the module gets as far as asking systemd.
-    env.add_user("man", "long enough 1", &[]);
+    // `man` exists on every Debian system and is not reserved: link it (a
+    // service account, so only with the flag that says so), so the module
+    // gets as far as asking systemd.
+    env.add_user("man", "long enough 1", &["--allow-service-account"]);
     env.add_user("nosys", "long enough 1", &[]);
     env
 }
@@ -78,4 +79,26 @@ fn root_and_users_not_in_the_database_are_never_affected() {
     std::fs::remove_file(&env.db).unwrap();
     let out = env.pamtester("ignoring", "root", &["open_session"], b"");
     assert!(out.success, "root with the database gone: {out:?}");
+}
+
+#[test]
+fn session_open_ignores_dbus_system_bus_address() {
+    // Under su the caller sets the environment: a fake "systemd" on a
+    // socket of theirs must never be asked (it would answer success and
+    // size nothing). The module connects to the system bus's fixed path.
+    let env = session_env("allow");
+    let fake = env.dir.path().join("fake-bus");
+    let listener = std::os::unix::net::UnixListener::bind(&fake).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let mut cmd = env.pamtester_cmd("sess", "man", &["open_session"]);
+    cmd.env(
+        "DBUS_SYSTEM_BUS_ADDRESS",
+        format!("unix:path={}", fake.display()),
+    );
+    let _ = diycloud_tests::run(cmd, Some(b""));
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        Ok(_) => panic!("the module connected to the bus named by DBUS_SYSTEM_BUS_ADDRESS"),
+        Err(e) => panic!("accept: {e}"),
+    }
 }

@@ -36,7 +36,7 @@ fn apply_reports_users_it_cannot_size() {
     let all = env.slicectl_json(&["apply", "--all"]);
     assert_eq!(all[0]["skipped"], "no system account");
     // ...but a user with one, and systemd unreachable, fails the command.
-    env.add_user("man", "long enough 1", &[]);
+    env.add_user("man", "long enough 1", &["--allow-service-account"]);
     let out = env.slicectl(&["apply", "--all", "--json"], None);
     assert_eq!(out.status.code(), Some(1));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -82,7 +82,18 @@ fn doctor_reports_each_check() {
         .iter()
         .map(|c| c["check"].as_str().unwrap())
         .collect();
-    assert_eq!(checks, ["cgroups", "systemd", "database", "module", "pam"]);
+    assert_eq!(
+        checks,
+        [
+            "cgroups",
+            "systemd",
+            "config",
+            "database",
+            "unfinished",
+            "module",
+            "pam"
+        ]
+    );
     if no_system_bus() {
         let systemd = &doc[1];
         assert_eq!(systemd["status"], "fail");
