@@ -19,15 +19,8 @@ variants=("$@")
 [ ${#variants[@]} -gt 0 ] || variants=(bookworm-v2 trixie-v2 bookworm-v1)
 [ "$(id -u)" = 0 ] || { echo "run.sh: needs root (debootstrap, images)" >&2; exit 1; }
 
-need=()
-command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
-command -v debootstrap >/dev/null || need+=(debootstrap)
-command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
-command -v qemu-img >/dev/null || need+=(qemu-utils)
-if [ ${#need[@]} -gt 0 ]; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+# Every tool, installed in one transaction (see tests/deps.sh for why).
+"$root/tests/deps.sh" >/dev/null || { echo "run.sh: tests/deps.sh could not provide the tools" >&2; exit 1; }
 
 cd "$root"
 cargo build --release --locked --workspace
@@ -36,6 +29,7 @@ stage="$logs/stage"
 rm -rf "$stage" && mkdir -p "$stage"
 cp target/release/libpam_diycloud.so "$stage/pam_diycloud.so"
 cp target/release/slicectl target/release/session_probe target/release/cpu_burn "$here/guest-checks.sh" "$stage/"
+cp packaging/pam-configs/diycloud "$stage/pam-configs-diycloud"
 
 passed=0
 failed=0
