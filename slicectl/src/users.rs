@@ -68,14 +68,19 @@ fn add(ctx: &Context, args: AddArgs) -> Result<(), Failure> {
         if uid == 0 {
             return Err(platform::AccountError::Root { name: name.into() }.into());
         }
+        let uid_min = platform::uid_min();
         if !resuming && !args.no_system_account {
+            if uid < uid_min {
+                return Err(Failure::Runtime(format!(
+                    "system account {name} already exists (uid {uid}, below UID_MIN {uid_min}: a system or service account); pick another name"
+                )));
+            }
             return Err(platform::AccountError::Exists {
                 name: name.into(),
                 uid,
             }
             .into());
         }
-        let uid_min = platform::uid_min();
         if !resuming && uid < uid_min && !args.allow_service_account {
             return Err(Failure::Usage(
                 platform::AccountError::ServiceAccount {

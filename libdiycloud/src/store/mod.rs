@@ -172,9 +172,19 @@ impl Store {
             Err(e) => return Err(create_err(e)),
         };
         trust::check_database(path)?;
-        let mut store = Self::connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        let not_sqlite = |e| match e {
+            StoreError::Sqlite {
+                source: rusqlite::Error::SqliteFailure(f, _),
+                ..
+            } if f.code == rusqlite::ErrorCode::NotADatabase => StoreError::Foreign {
+                path: path.into(),
+                why: "not an SQLite file".into(),
+            },
+            e => e,
+        };
+        let mut store = Self::connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(not_sqlite)?;
         store.checkpoint_on_close = true;
-        let from_version = store.user_version()?;
+        let from_version = store.user_version().map_err(not_sqlite)?;
         store.check_is_ours(from_version)?;
         if from_version > SCHEMA_VERSION {
             return Err(StoreError::TooNew {
