@@ -18,6 +18,13 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== tier 1: cargo test --workspace"
 cargo test --workspace --locked
 
+echo "== fault suite: kill -9 at random points of every writing command, full disk, read-only database"
+cargo test -p slicectl --test fault_suite --locked -- --ignored
+cargo test -p slicectl --test fault_suite --locked
+
+echo "== fuzzing: a short run of every target (tests/fuzz.sh --short)"
+tests/fuzz.sh --short 20
+
 echo "== JupyterHub PAMAuthenticator"
 cargo build --workspace --locked
 tests/system/jupyterhub.sh
@@ -34,6 +41,9 @@ echo "ok: $exported"
 
 echo "== benchmark: PAM authentication vs bare argon2 verify"
 target/release/bench_auth --rounds 200
+
+echo "== benchmark: failed logins take the same time whatever the reason (target: within 5%)"
+target/release/bench_timing --rounds 100
 
 echo "== system tier: Debian 12 and 13 VMs, cgroup v2 and v1 (qemu, real systemd/kernel/sshd)"
 if [ "$(id -u)" = 0 ]; then

@@ -41,11 +41,22 @@ fn hidden_characters_in_profile_text_are_refused() {
     let env = env();
     for name in ["Mallory \u{202E}nimda", "zero\u{200B}width", "tab\there"] {
         let out = env.slicectl(
-            &["user", "add", "mallory", "--no-system-account", "--password-stdin", "--full-name", name],
+            &[
+                "user",
+                "add",
+                "mallory",
+                "--no-system-account",
+                "--password-stdin",
+                "--full-name",
+                name,
+            ],
             Some(b"long enough 1\n"),
         );
         assert_eq!(out.status.code(), Some(2), "{name:?}");
-        assert!(String::from_utf8_lossy(&out.stderr).contains("U+"), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("U+"),
+            "{out:?}"
+        );
     }
 }
 
@@ -54,8 +65,18 @@ fn tiny_limits_and_past_expiry_are_accepted_with_a_warning() {
     let env = env();
     let out = env.slicectl(
         &[
-            "user", "add", "tiny", "--no-system-account", "--password-stdin", "--memory", "1",
-            "--tasks", "1", "--expires", "2001-01-01", "--json",
+            "user",
+            "add",
+            "tiny",
+            "--no-system-account",
+            "--password-stdin",
+            "--memory",
+            "1",
+            "--tasks",
+            "1",
+            "--expires",
+            "2001-01-01",
+            "--json",
         ],
         Some(b"long enough 1\n"),
     );
@@ -69,7 +90,10 @@ fn tiny_limits_and_past_expiry_are_accepted_with_a_warning() {
         .collect();
     assert_eq!(warnings.len(), 3, "{warnings:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("warning: memory 1 is below 64M"), "{stderr}");
+    assert!(
+        stderr.contains("warning: memory 1 is below 64M"),
+        "{stderr}"
+    );
     assert!(stderr.contains("has passed"), "{stderr}");
     let out = env.slicectl(&["user", "mod", "tiny", "--memory", "2G"], None);
     assert!(out.status.success());
@@ -81,7 +105,12 @@ fn a_gpu_uuid_in_two_cases_is_one_gpu() {
     let env = env();
     let out = env.slicectl(
         &[
-            "user", "add", "g", "--no-system-account", "--password-stdin", "--gpus",
+            "user",
+            "add",
+            "g",
+            "--no-system-account",
+            "--password-stdin",
+            "--gpus",
             "GPU-8f6a2c1e-1111-2222-3333-44445555aaaa,gpu-8F6A2C1E-1111-2222-3333-44445555AAAA",
         ],
         Some(b"long enough 1\n"),
@@ -94,12 +123,21 @@ fn service_accounts_are_linked_only_when_forced() {
     // `man` (uid 6 on Debian) is below UID_MIN.
     let env = env();
     let out = env.slicectl(
-        &["user", "add", "man", "--no-system-account", "--password-stdin"],
+        &[
+            "user",
+            "add",
+            "man",
+            "--no-system-account",
+            "--password-stdin",
+        ],
         Some(b"long enough 1\n"),
     );
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("UID_MIN") && stderr.contains("--allow-service-account"), "{stderr}");
+    assert!(
+        stderr.contains("UID_MIN") && stderr.contains("--allow-service-account"),
+        "{stderr}"
+    );
     let out = env.slicectl(
         &["user", "add", "man", "--password-stdin"],
         Some(b"long enough 1\n"),
@@ -126,7 +164,11 @@ fn init_refuses_sqlite_files_that_are_not_ours() {
     std::fs::write(&junk, b"not a database at all, just text\n").unwrap();
     for path in [&other, &junk] {
         let mut cmd = std::process::Command::new(diycloud_tests::slicectl_bin());
-        cmd.arg("--db").arg(path).arg("--config").arg(&env.config).arg("init");
+        cmd.arg("--db")
+            .arg(path)
+            .arg("--config")
+            .arg(&env.config)
+            .arg("init");
         let out = diycloud_tests::run(cmd, None);
         assert_eq!(out.status.code(), Some(1), "{path:?}: {out:?}");
         assert!(
@@ -143,14 +185,21 @@ fn the_database_file_alone_holds_every_change_and_backup_copies_it() {
     let env = env();
     env.add_user("alice", "long enough 1", &["--cpu", "2"]);
     env.add_user("bob", "long enough 2", &[]);
-    assert!(env.slicectl(&["user", "mod", "bob", "--memory", "3G"], None).status.success());
+    assert!(env
+        .slicectl(&["user", "mod", "bob", "--memory", "3G"], None)
+        .status
+        .success());
 
     // A plain copy of the main file, without its -wal: everything is there.
     let copy_dir = tempfile::tempdir().unwrap();
     let copy = copy_dir.path().join("copy.db");
     std::fs::copy(&env.db, &copy).unwrap();
     let mut cmd = std::process::Command::new(diycloud_tests::slicectl_bin());
-    cmd.arg("--db").arg(&copy).arg("--config").arg(&env.config).args(["user", "list", "--json"]);
+    cmd.arg("--db")
+        .arg(&copy)
+        .arg("--config")
+        .arg(&env.config)
+        .args(["user", "list", "--json"]);
     let out = diycloud_tests::run(cmd, None);
     let users = json_of(&out);
     assert_eq!(users.as_array().unwrap().len(), 2, "{users}");
@@ -161,11 +210,22 @@ fn the_database_file_alone_holds_every_change_and_backup_copies_it() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(json_of(&out)["users"], 2);
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let again = env.slicectl(&["backup", backup.to_str().unwrap()], None);
-    assert_eq!(again.status.code(), Some(1), "an existing file is not overwritten");
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "an existing file is not overwritten"
+    );
     let mut cmd = std::process::Command::new(diycloud_tests::slicectl_bin());
-    cmd.arg("--db").arg(&backup).arg("--config").arg(&env.config).args(["user", "show", "alice", "--json"]);
+    cmd.arg("--db")
+        .arg(&backup)
+        .arg("--config")
+        .arg(&env.config)
+        .args(["user", "show", "alice", "--json"]);
     let out = diycloud_tests::run(cmd, None);
     assert_eq!(json_of(&out)["cpu"], "2");
 }

@@ -9,6 +9,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 pub mod pam_client;
+pub mod timing;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

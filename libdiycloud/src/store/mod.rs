@@ -182,7 +182,8 @@ impl Store {
             },
             e => e,
         };
-        let mut store = Self::connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(not_sqlite)?;
+        let mut store =
+            Self::connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(not_sqlite)?;
         store.checkpoint_on_close = true;
         let from_version = store.user_version().map_err(not_sqlite)?;
         store.check_is_ours(from_version)?;

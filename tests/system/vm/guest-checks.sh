@@ -24,6 +24,12 @@ stage=/stage
 cgroup_mode=$(stat -fc %T /sys/fs/cgroup)
 say "INFO systemd $(systemctl --version | head -1 | awk '{print $2}'), kernel $(uname -r), /sys/fs/cgroup is $cgroup_mode"
 
+# The stock common-* files, before anything below edits them: the last section
+# restores them and lets pam-auth-update write the shipped profile into them.
+mkdir -p /root/pam.d.orig
+cp -a /etc/pam.d/common-auth /etc/pam.d/common-account /etc/pam.d/common-password \
+    /etc/pam.d/common-session /etc/pam.d/common-session-noninteractive /root/pam.d.orig/
+
 # --- install, as packaging/install.sh would, and wire PAM for sshd ---------
 moddir=/lib/x86_64-linux-gnu/security
 install -m 0644 "$stage/pam_diycloud.so" "$moddir/pam_diycloud.so"
@@ -132,5 +138,182 @@ else
 fi
 umount /run/dbus/system_bus_socket
 rm -f /etc/diycloud/diycloud.toml
+
+# --- 5. the shipped pam-auth-update profile, as pam-auth-update writes it ------
+# Back to the stock common-* files, then the Debian way: the profile in
+# /usr/share/pam-configs and pam-auth-update. Real sshd, su, passwd and
+# chpasswd, for diycloud users (carol), a plain local user (dave) and a local
+# user with a Unix password who is also linked in diycloud (erin).
+rm -f /etc/diycloud/diycloud.toml
+if grep -q ' /run/dbus/system_bus_socket ' /proc/self/mountinfo; then umount /run/dbus/system_bus_socket; fi
+cp -a /root/pam.d.orig/common-* /etc/pam.d/
+install -m 0644 "$stage/pam-configs-diycloud" /usr/share/pam-configs/diycloud
+pau_out=$(DEBIAN_FRONTEND=noninteractive pam-auth-update --enable diycloud 2>&1)
+check "pam-auth-update --enable diycloud" "0" "$?"
+[ -z "$pau_out" ] || echo "$pau_out" | sed 's/^/DIYCLOUD INFO pam-auth-update: /'
+for f in auth account password session; do
+    grep -v '^[[:space:]]*\(#\|$\)' "/etc/pam.d/common-$f" | tr -s '\t' ' ' | sed "s/^/DIYCLOUD INFO common-$f: /"
+done
+if grep -q '^auth.*pam_diycloud' /etc/pam.d/common-auth && grep -q '^password.*pam_diycloud' /etc/pam.d/common-password \
+    && grep -q '^account.*pam_diycloud' /etc/pam.d/common-account && grep -q '^session.*pam_diycloud' /etc/pam.d/common-session; then
+    pass "pam-auth-update wrote pam_diycloud into common-auth, -account, -password and -session"
+else
+    fail "pam-auth-update profile" "pam_diycloud in all four common-* files" "$(grep -l pam_diycloud /etc/pam.d/common-* | tr '\n' ' ')"
+fi
+doctor=$(slicectl doctor 2>&1)
+if echo "$doctor" | grep -q "^ok    pam"; then
+    pass "doctor accepts the stack pam-auth-update wrote"
+else
+    fail "doctor on the pam-auth-update stack" "ok    pam ..." "$(echo "$doctor" | grep -i pam | tr '\n' ' ')"
+fi
+
+# Answers the password prompts of COMMAND on a real terminal (script(1)), as a
+# person would: ANSWER n goes to the n-th prompt with "assword:" in it, once
+# that prompt is shown AND the terminal's echo is off. libpam_misc turns echo
+# off with TCSAFLUSH, which throws away anything typed ahead, so the answer is
+# written only after that. Prints the transcript; returns COMMAND's status
+# (124 when it was still waiting after 60 s, e.g. for a prompt not answered).
+#   pty_dialog COMMAND ANSWER...
+pty_dialog() {
+    local cmd=$1 dir fd pid rc n=0 answer i tty=""
+    shift
+    dir=$(mktemp -d)
+    mkfifo "$dir/in"
+    timeout -k 5 60 script -qfec "tty > $dir/tty; exec $cmd" /dev/null < "$dir/in" > "$dir/out" 2>&1 &
+    pid=$!
+    exec {fd}<>"$dir/in"
+    for answer in "$@"; do
+        n=$((n + 1))
+        for i in $(seq 400); do
+            kill -0 "$pid" 2>/dev/null || break 2
+            [ -n "$tty" ] || tty=$(cat "$dir/tty" 2>/dev/null)
+            if [ -n "$tty" ] && [ "$(grep -o 'assword:' "$dir/out" | wc -l)" -ge "$n" ] \
+                && stty -F "$tty" -a 2>/dev/null | grep -qE '(^| )-echo( |$)'; then
+                printf '%s\n' "$answer" >&"$fd"
+                continue 2
+            fi
+            sleep 0.1
+        done
+        break
+    done
+    wait "$pid"
+    rc=$?
+    exec {fd}>&-
+    tr -d '\r' < "$dir/out"
+    rm -rf "$dir"
+    return "$rc"
+}
+# One line: the transcript's lines joined, for a fail message.
+oneline() { tr '\n' '|'; }
+
+ssh_as() { # USER PASSWORD: logs in over ssh and prints "in as <who>"
+    timeout 120 sshpass -p "$2" ssh "${ssh_opts[@]}" "$1@127.0.0.1" 'echo "in as $(id -un)"' 2>&1 | tr -d '\r'
+}
+ssh_works() { # NAME USER PASSWORD
+    check "$1" "in as $2" "$(ssh_as "$2" "$3" | tail -1)"
+}
+ssh_refused() { # NAME USER PASSWORD
+    local out
+    out=$(ssh_as "$2" "$3")
+    case "$out" in *"in as "*) fail "$1" "refused" "$out" ;; *) pass "$1" ;; esac
+}
+su_as() { # RUNNER TARGET PASSWORD: RUNNER runs `su TARGET -c 'id -un'`; prints "rc=N who=NAME"
+    local out rc
+    out=$(pty_dialog "runuser -u $1 -- su $2 -c 'id -un'" "$3")
+    rc=$?
+    echo "rc=$rc who=$(echo "$out" | tail -1 | sed 's/.*assword: *//')"
+}
+passwd_dialog() { # NAME COMMAND ANSWER...: a password change that must succeed
+    local name=$1 out rc
+    shift
+    out=$(pty_dialog "$@")
+    rc=$?
+    if [ "$rc" = 0 ] && echo "$out" | grep -q "password updated successfully"; then
+        pass "$name"
+    else
+        fail "$name" "rc=0 and 'password updated successfully'" "rc=$rc: $(echo "$out" | oneline)"
+    fi
+    echo "$out" > /tmp/last-dialog
+}
+
+# carol: a diycloud user with her own system account (no Unix password).
+echo 'carol pw 12345' | slicectl user add carol --password-stdin >/dev/null
+check "slicectl user add carol" "0" "$?"
+# dave: a plain local user, not in diycloud; this chpasswd already runs through
+# the new password stack (pam_diycloud first, then pam_unix with use_authtok).
+useradd -m -s /bin/bash dave
+out=$(echo 'dave:dave unix pw 1' | chpasswd 2>&1)
+check "chpasswd sets a non-diycloud user's Unix password through the profile" "0:" "$?:$out"
+# erin: a local user with a Unix password, then linked in diycloud.
+useradd -m -s /bin/bash erin
+echo 'erin:erin unix pw 1' | chpasswd
+check "chpasswd erin's Unix password" "0" "$?"
+echo 'erin diycloud pw 1' | slicectl user add erin --password-stdin --no-system-account >/dev/null
+check "slicectl user add erin --no-system-account links the local account" "0" "$?"
+
+# ssh with the profile as written.
+ssh_works "profile: ssh as carol with her diycloud password" carol 'carol pw 12345'
+ssh_refused "profile: ssh as carol with a wrong password is refused" carol 'not carols password'
+ssh_works "profile: ssh as dave (not in diycloud) with his Unix password" dave 'dave unix pw 1'
+ssh_works "profile: ssh as root with root's Unix password" root 'root test password'
+
+# su between users, each typing the target's password on a terminal.
+check "profile: su carol from dave with carol's diycloud password" "rc=0 who=carol" "$(su_as dave carol 'carol pw 12345')"
+check "profile: su dave from carol with dave's Unix password" "rc=0 who=dave" "$(su_as carol dave 'dave unix pw 1')"
+
+# passwd as the user: current, new, new.
+passwd_dialog "profile: dave changes his own Unix password with passwd" \
+    "runuser -u dave -- passwd" 'dave unix pw 1' 'Sunflower-Dv-2048' 'Sunflower-Dv-2048'
+ssh_works "profile: ssh as dave with the password he set" dave 'Sunflower-Dv-2048'
+passwd_dialog "profile: carol changes her diycloud password with passwd" \
+    "runuser -u carol -- passwd" 'carol pw 12345' 'Maple-tree-carol-77' 'Maple-tree-carol-77'
+ssh_works "profile: ssh as carol with the password she set" carol 'Maple-tree-carol-77'
+ssh_refused "profile: carol's old password no longer works" carol 'carol pw 12345'
+
+# passwd as root: no current password asked, for either kind of user.
+passwd_dialog "profile: root's passwd dave" "passwd dave" 'Ocean-Blue-dave-31' 'Ocean-Blue-dave-31'
+if grep -qi "current" /tmp/last-dialog; then
+    fail "profile: root's passwd dave asks no current password" "no Current password prompt" "$(oneline < /tmp/last-dialog)"
+else
+    pass "profile: root's passwd dave asks no current password"
+fi
+ssh_works "profile: ssh as dave with the password root set" dave 'Ocean-Blue-dave-31'
+passwd_dialog "profile: root's passwd carol" "passwd carol" 'Quartz-root-carol-59' 'Quartz-root-carol-59'
+if grep -qi "current" /tmp/last-dialog; then
+    fail "profile: root's passwd carol asks no current password" "no Current password prompt" "$(oneline < /tmp/last-dialog)"
+else
+    pass "profile: root's passwd carol asks no current password"
+fi
+ssh_works "profile: ssh as carol with the password root set" carol 'Quartz-root-carol-59'
+
+# chpasswd as root.
+out=$(echo 'dave:Granite-chp-dave-64' | chpasswd 2>&1)
+check "profile: chpasswd dave" "0:" "$?:$out"
+ssh_works "profile: ssh as dave with the password chpasswd set" dave 'Granite-chp-dave-64'
+out=$(echo 'carol:Velvet-chp-carol-82' | chpasswd 2>&1)
+check "profile: chpasswd carol" "0:" "$?:$out"
+ssh_works "profile: ssh as carol with the diycloud password chpasswd set" carol 'Velvet-chp-carol-82'
+
+# erin: linked, with a Unix password. diycloud decides for her.
+ssh_works "profile: ssh as erin (linked) with her diycloud password" erin 'erin diycloud pw 1'
+ssh_refused "profile: erin's Unix password does not log her in" erin 'erin unix pw 1'
+slicectl user mod erin --disable >/dev/null
+ssh_refused "profile: disabled erin: ssh with her Unix password is refused" erin 'erin unix pw 1'
+ssh_refused "profile: disabled erin: ssh with her diycloud password is refused" erin 'erin diycloud pw 1'
+su_out=$(su_as dave erin 'erin unix pw 1')
+case "$su_out" in
+    "rc=0 "*) fail "profile: disabled erin: su with her Unix password is refused" "rc!=0" "$su_out" ;;
+    *) pass "profile: disabled erin: su with her Unix password is refused" ;;
+esac
+slicectl user mod erin --enable >/dev/null
+ssh_works "profile: enabled again, erin logs in with her diycloud password" erin 'erin diycloud pw 1'
+for i in 1 2 3 4 5; do
+    ssh_as erin "wrong erin password $i" >/dev/null
+done
+check "profile: 5 wrong passwords over ssh lock erin" "\"locked\":true" "$(slicectl user show erin --json | tr -d " \n" | grep -o "\"locked\":[a-z]*")"
+ssh_refused "profile: locked erin: ssh with her Unix password is refused" erin 'erin unix pw 1'
+ssh_refused "profile: locked erin: ssh with her right diycloud password is refused" erin 'erin diycloud pw 1'
+slicectl user unlock erin >/dev/null
+ssh_works "profile: unlocked erin logs in with her diycloud password" erin 'erin diycloud pw 1'
 
 say "DONE failures=$failures"

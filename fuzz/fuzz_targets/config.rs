@@ -1,0 +1,53 @@
+//! `/etc/diycloud/diycloud.toml`: any text either is refused with a message
+//! or gives a config whose every value is usable: argon2 costs within the
+//! bounds (a config must never make a login allocate unbounded memory),
+//! absolute paths, durations within 100 years, limits in canonical form.
+#![no_main]
+
+use libdiycloud::config::Config;
+use libdiycloud::model::{Cpu, GpuList, Size, Tasks};
+use libdiycloud::password::{Hasher, MAX_ITERATIONS, MAX_MEMORY_KIB, MAX_PARALLELISM};
+use libfuzzer_sys::fuzz_target;
+
+fn canonical<T>(value: &T)
+where
+    T: std::fmt::Display + std::str::FromStr + PartialEq + std::fmt::Debug,
+{
+    let shown = value.to_string();
+    assert_eq!(shown.parse::<T>().ok().as_ref(), Some(value), "{shown:?}");
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let config = match Config::parse(text) {
+        Ok(config) => config,
+        Err(message) => {
+            assert!(!message.is_empty(), "an empty error for {text:?}");
+            return;
+        }
+    };
+    let h = config.hash;
+    assert!(h.memory_kib <= MAX_MEMORY_KIB, "{h}");
+    assert!(h.iterations <= MAX_ITERATIONS, "{h}");
+    assert!(h.parallelism <= MAX_PARALLELISM, "{h}");
+    let hasher = Hasher::new(h).unwrap_or_else(|e| panic!("accepted {h}, unusable: {e}"));
+    assert_eq!(hasher.params(), h);
+
+    assert!(config.db.is_absolute(), "db {:?}", config.db);
+    assert!(config.shell.is_absolute(), "shell {:?}", config.shell);
+    let hundred_years = 100 * 365 * 86_400;
+    assert!(config.lockout.fail_interval <= hundred_years);
+    assert!(config.lockout.unlock_time <= hundred_years);
+
+    let d = &config.defaults;
+    canonical::<Cpu>(&d.cpu);
+    canonical::<Size>(&d.memory);
+    canonical::<Size>(&d.disk);
+    canonical::<Tasks>(&d.tasks);
+    canonical::<GpuList>(&d.gpus);
+
+    // Parsing has no hidden state.
+    assert_eq!(Config::parse(text).ok().as_ref(), Some(&config));
+});

@@ -1,0 +1,113 @@
+//! Resource limits as an admin types them (`--memory 2G`, `--cpu 150%`,
+//! `--gpus 0,GPU-...`): every value that parses prints a canonical text that
+//! parses back to the same value and prints the same again (the database
+//! stores that text), and the warnings agree with the documented thresholds.
+#![no_main]
+
+use std::fmt::Display;
+use std::str::FromStr;
+
+use libdiycloud::model::limits::warnings;
+use libdiycloud::model::{Cpu, GpuList, Size, Tasks};
+use libfuzzer_sys::fuzz_target;
+
+/// Parses `input` as `T`; when it parses, checks the Display round trip and
+/// returns the value.
+fn round_trip<T>(input: &str) -> Option<T>
+where
+    T: FromStr + Display + PartialEq + std::fmt::Debug,
+    T::Err: Display,
+{
+    let value: T = input.parse().ok()?;
+    let shown = value.to_string();
+    let again: T = match shown.parse() {
+        Ok(again) => again,
+        Err(e) => panic!("{input:?} parsed to {value:?}, shown as {shown:?}, which fails: {e}"),
+    };
+    assert_eq!(again, value, "{input:?} -> {shown:?} parses to another value");
+    assert_eq!(again.to_string(), shown, "{input:?}: the display is not stable");
+    Some(value)
+}
+
+const INFINITY: &str = "infinity";
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(input) = std::str::from_utf8(data) else {
+        return;
+    };
+
+    let size = round_trip::<Size>(input);
+    if let Some(size) = size {
+        match size {
+            Size::Infinity => {
+                assert_eq!(input, INFINITY);
+                assert_eq!(size.as_systemd_u64(), u64::MAX);
+            }
+            Size::Bytes(b) => {
+                // systemd's u64::MAX means "infinity": never a byte count.
+                assert!(b > 0 && b < u64::MAX, "{input:?} -> {b} bytes");
+                assert_eq!(size.as_systemd_u64(), b);
+            }
+        }
+    }
+
+    let cpu = round_trip::<Cpu>(input);
+    if let Some(cpu) = cpu {
+        match cpu {
+            Cpu::Infinity => {
+                assert_eq!(input, INFINITY);
+                assert_eq!(cpu.cores(), None);
+                assert_eq!(cpu.quota_per_sec_usec(), u64::MAX);
+            }
+            Cpu::Percent(p) => {
+                // CPU_RULE: more than 0, at most 4096 cores.
+                assert!(p > 0 && p <= 4096 * 100, "{input:?} -> {p}%");
+                assert_eq!(cpu.quota_per_sec_usec(), u64::from(p) * 10_000);
+            }
+        }
+        // What the REAL column stores reads back as the same allowance.
+        assert_eq!(
+            Cpu::from_cores(cpu.cores()).ok(),
+            Some(cpu),
+            "{input:?}: cores() -> from_cores() changes the value"
+        );
+    }
+
+    let tasks = round_trip::<Tasks>(input);
+    if let Some(tasks) = tasks {
+        match tasks {
+            Tasks::Infinity => assert_eq!(input, INFINITY),
+            Tasks::Count(n) => {
+                assert!(n > 0, "{input:?}");
+                assert_eq!(tasks.as_systemd_u64(), u64::from(n));
+            }
+        }
+    }
+
+    if let Some(gpus) = round_trip::<GpuList>(input) {
+        if let GpuList::Some(ids) = &gpus {
+            assert!(!ids.is_empty(), "{input:?}: an empty explicit list");
+            for (i, a) in ids.iter().enumerate() {
+                assert!(!ids[..i].contains(a), "{input:?}: repeated GPU {a}");
+            }
+        }
+    }
+
+    // The same text as every argument of the warnings: they must not panic,
+    // and there is one warning exactly for each documented threshold crossed.
+    let out = warnings(cpu, size, tasks, size);
+    let expected = [
+        matches!(cpu, Some(Cpu::Percent(p)) if p < 5),
+        matches!(size, Some(Size::Bytes(b)) if b < 64 << 20),
+        matches!(tasks, Some(Tasks::Count(n)) if n < 16),
+        matches!(size, Some(Size::Bytes(b)) if b < 1 << 20),
+    ];
+    assert_eq!(
+        out.len(),
+        expected.iter().filter(|w| **w).count(),
+        "{input:?}: warnings {out:?}"
+    );
+    for line in &out {
+        assert!(!line.is_empty() && !line.contains('\n'), "{line:?}");
+    }
+});
