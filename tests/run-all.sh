@@ -20,7 +20,6 @@ cargo test --workspace --locked
 
 echo "== fault suite: kill -9 at random points of every writing command, full disk, read-only database"
 cargo test -p slicectl --test fault_suite --locked -- --ignored
-cargo test -p slicectl --test fault_suite --locked
 
 echo "== fuzzing: a short run of every target (tests/fuzz.sh --short)"
 tests/fuzz.sh --short 20

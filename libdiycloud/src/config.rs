@@ -337,6 +337,34 @@ mod tests {
         }
     }
 
+    /// The shipped example, and every key in it uncommented, parse: an admin
+    /// who follows it never gets a config error (a key outside its table
+    /// once refused every login of a managed user).
+    #[test]
+    fn the_shipped_example_parses_with_every_key_uncommented() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let text = std::fs::read_to_string(root.join("packaging/diycloud.toml")).unwrap();
+        assert_eq!(Config::parse(&text).unwrap(), Config::default());
+        let uncommented: String = text
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest) if rest.contains(" = ") && !rest.starts_with(' ') => rest,
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(uncommented.matches(" = ").count() >= 15, "{uncommented}");
+        assert_eq!(Config::parse(&uncommented).unwrap(), Config::default());
+        // And every TOML snippet of the README and the docs.
+        for doc in ["README.md", "docs/admin-guide.md", "docs/pam.md"] {
+            let text = std::fs::read_to_string(root.join(doc)).unwrap();
+            for block in text.split("```toml").skip(1) {
+                let snippet = block.split("```").next().unwrap();
+                Config::parse(snippet).unwrap_or_else(|e| panic!("{doc}: {e}\n{snippet}"));
+            }
+        }
+    }
+
     #[test]
     fn missing_default_file_is_fine_but_missing_named_file_is_not() {
         let dir = tempfile::tempdir().unwrap();
