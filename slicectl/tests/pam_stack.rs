@@ -339,3 +339,28 @@ fn the_shipped_example_stack_works() {
     std::fs::remove_file(&env.db).unwrap();
     assert!(!login("alice", "correct horse").success);
 }
+
+#[test]
+fn huge_argon2_costs_deny_the_login_and_never_abort_the_host() {
+    // In the config: a config error, logged; the login is denied.
+    let env = diycloud_tests::test_env!("");
+    env.standard_service();
+    env.add_user("alice", "correct horse", &[]);
+    std::fs::write(&env.config, "[password]\nmemory_kib = 4294967295\n").unwrap();
+    let out = env.login("alice", "correct horse");
+    assert!(out.failed_with(AUTHINFO_UNAVAIL), "{out:?}");
+    assert!(out.said("over the limit"), "logged: {out:?}");
+    std::fs::write(&env.config, "").unwrap();
+    assert!(env.login("alice", "correct horse").success);
+
+    // In a stored hash (a hostile or mangled row): denied, logged, alive.
+    let status = std::process::Command::new("sqlite3")
+        .arg(&env.db)
+        .arg("UPDATE users SET password_hash = replace(password_hash, 'm=19456,', 'm=4294967295,') WHERE username = 'alice'")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = env.login("alice", "correct horse");
+    assert!(out.failed_with(AUTHINFO_UNAVAIL), "{out:?}");
+    assert!(out.said("over the limit"), "logged: {out:?}");
+}
