@@ -86,19 +86,84 @@ fn session_open_ignores_dbus_system_bus_address() {
     // Under su the caller sets the environment: a fake "systemd" on a
     // socket of theirs must never be asked (it would answer success and
     // size nothing). The module connects to the system bus's fixed path.
-    let env = session_env("allow");
-    let fake = env.dir.path().join("fake-bus");
+    let env = session_env("deny");
+    // Not in env.dir: pam_wrapper copies that directory, and a socket in it
+    // makes pam_wrapper fail before any module runs.
+    let bus_dir = tempfile::tempdir().unwrap();
+    let fake = bus_dir.path().join("fake-bus");
     let listener = std::os::unix::net::UnixListener::bind(&fake).unwrap();
     listener.set_nonblocking(true).unwrap();
-    let mut cmd = env.pamtester_cmd("sess", "man", &["open_session"]);
+    let pamtester = env.pamtester_cmd("sess", "man", &["open_session"]);
+    // A module that did connect would wait on the fake bus: bound it.
+    let mut cmd = std::process::Command::new("timeout");
+    cmd.arg("20").arg(pamtester.get_program()).args(pamtester.get_args());
+    for (key, value) in pamtester.get_envs() {
+        if let Some(value) = value {
+            cmd.env(key, value);
+        }
+    }
     cmd.env(
         "DBUS_SYSTEM_BUS_ADDRESS",
         format!("unix:path={}", fake.display()),
     );
-    let _ = diycloud_tests::run(cmd, Some(b""));
+    let out = diycloud_tests::run(cmd, Some(b""));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("on_session_error = deny"),
+        "the module ran and tried the real bus: {stderr}"
+    );
     match listener.accept() {
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
         Ok(_) => panic!("the module connected to the bus named by DBUS_SYSTEM_BUS_ADDRESS"),
         Err(e) => panic!("accept: {e}"),
     }
+}
+
+#[test]
+fn no_hook_reads_an_environment_variable() {
+    // An LD_PRELOAD spy records every getenv() whose caller lies inside
+    // pam_diycloud.so (its own code, the Rust runtime, SQLite and zbus are
+    // all linked into it). Run every hook with a hostile environment.
+    let env = session_env("allow");
+    let spy_dir = tempfile::tempdir().unwrap();
+    let spy = spy_dir.path().join("getenv_spy.so");
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/spy/getenv_spy.c");
+    let built = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&spy)
+        .arg(&source)
+        .arg("-ldl")
+        .status()
+        .expect("cc");
+    assert!(built.success(), "building the getenv spy");
+    let log = spy_dir.path().join("getenv.log");
+    env.service(
+        "all",
+        &[
+            "auth required {module}",
+            "account required {module}",
+            "password required {module}",
+            "session required {module}",
+        ],
+    );
+    for (user, ops, input) in [
+        ("man", &["authenticate", "acct_mgmt", "open_session", "close_session"][..], &b"long enough 1\n"[..]),
+        ("nobody-here", &["authenticate"][..], &b"x\n"[..]),
+        ("man", &["chauthtok"][..], &b"long enough 1\nlong enough 2\nlong enough 2\n"[..]),
+    ] {
+        let mut cmd = env.pamtester_cmd("all", user, ops);
+        cmd.env("LD_PRELOAD", format!("libpam_wrapper.so {}", spy.display()))
+            .env("GETENV_SPY_LOG", &log)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent")
+            .env("TMPDIR", "/nonexistent")
+            .env("SQLITE_TMPDIR", "/nonexistent")
+            .env("HOME", "/nonexistent")
+            .env("RUST_BACKTRACE", "1");
+        let _ = diycloud_tests::run(cmd, Some(input));
+    }
+    let read = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(read.is_empty(), "the module read environment variables:\n{read}");
+    // The spy itself works: pamtester's own libpam calls are not recorded,
+    // but a call from the module would be (checked by naming the module).
+    assert!(diycloud_tests::module().to_string_lossy().contains("pam_diycloud"));
 }
