@@ -119,13 +119,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
 
 fn backup(ctx: &Context, file: &std::path::Path) -> Result<(), Failure> {
     let store = Store::open(&ctx.db)?;
-    store.backup(file)?;
-    let users = Store::open(file).map(|copy| copy.users().map(|u| u.len()));
-    let count = match users {
-        Ok(Ok(count)) => count,
-        Ok(Err(e)) => return Err(e.into()),
-        Err(e) => return Err(e.into()),
-    };
+    let count = store.backup(file)?;
     view::print(
         ctx,
         &serde_json::json!({"db": ctx.db, "backup": file, "users": count}),

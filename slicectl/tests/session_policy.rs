@@ -96,7 +96,9 @@ fn session_open_ignores_dbus_system_bus_address() {
     let pamtester = env.pamtester_cmd("sess", "man", &["open_session"]);
     // A module that did connect would wait on the fake bus: bound it.
     let mut cmd = std::process::Command::new("timeout");
-    cmd.arg("20").arg(pamtester.get_program()).args(pamtester.get_args());
+    cmd.arg("20")
+        .arg(pamtester.get_program())
+        .args(pamtester.get_args());
     for (key, value) in pamtester.get_envs() {
         if let Some(value) = value {
             cmd.env(key, value);
@@ -147,9 +149,17 @@ fn no_hook_reads_an_environment_variable() {
         ],
     );
     for (user, ops, input) in [
-        ("man", &["authenticate", "acct_mgmt", "open_session", "close_session"][..], &b"long enough 1\n"[..]),
+        (
+            "man",
+            &["authenticate", "acct_mgmt", "open_session", "close_session"][..],
+            &b"long enough 1\n"[..],
+        ),
         ("nobody-here", &["authenticate"][..], &b"x\n"[..]),
-        ("man", &["chauthtok"][..], &b"long enough 1\nlong enough 2\nlong enough 2\n"[..]),
+        (
+            "man",
+            &["chauthtok"][..],
+            &b"long enough 1\nlong enough 2\nlong enough 2\n"[..],
+        ),
     ] {
         let mut cmd = env.pamtester_cmd("all", user, ops);
         cmd.env("LD_PRELOAD", format!("libpam_wrapper.so {}", spy.display()))
@@ -162,8 +172,13 @@ fn no_hook_reads_an_environment_variable() {
         let _ = diycloud_tests::run(cmd, Some(input));
     }
     let read = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(read.is_empty(), "the module read environment variables:\n{read}");
+    assert!(
+        read.is_empty(),
+        "the module read environment variables:\n{read}"
+    );
     // The spy itself works: pamtester's own libpam calls are not recorded,
     // but a call from the module would be (checked by naming the module).
-    assert!(diycloud_tests::module().to_string_lossy().contains("pam_diycloud"));
+    assert!(diycloud_tests::module()
+        .to_string_lossy()
+        .contains("pam_diycloud"));
 }

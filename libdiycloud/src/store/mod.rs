@@ -276,8 +276,8 @@ impl Store {
     /// A consistent copy of the database in `dest` (mode 0600), made with
     /// SQLite's online backup while others may be writing. Written to a
     /// temporary file beside `dest` and renamed, so `dest` is never half a
-    /// database; an existing `dest` is an error.
-    pub fn backup(&self, dest: &Path) -> Result<(), StoreError> {
+    /// database; an existing `dest` is an error. Returns the copy's user count.
+    pub fn backup(&self, dest: &Path) -> Result<i64, StoreError> {
         let err = |source| StoreError::Backup {
             path: dest.into(),
             source,
@@ -310,18 +310,22 @@ impl Store {
                     .map_err(|e| self.sqlite(e))?;
             }
             // The copy stands alone: one file, no WAL beside it.
+            let copy_err = |e| StoreError::Sqlite {
+                path: temp.clone(),
+                source: e,
+            };
             copy.pragma_update(None, "journal_mode", "DELETE")
-                .map_err(|e| StoreError::Sqlite {
-                    path: temp.clone(),
-                    source: e,
-                })?;
+                .map_err(copy_err)?;
+            let users: i64 = copy
+                .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+                .map_err(copy_err)?;
             drop(copy);
             std::fs::File::open(&temp)
                 .and_then(|f| f.sync_all())
                 .map_err(err)?;
             // Never replace a file that appeared meanwhile.
             std::fs::hard_link(&temp, dest).map_err(err)?;
-            Ok(())
+            Ok(users)
         })();
         let _ = std::fs::remove_file(&temp);
         result
