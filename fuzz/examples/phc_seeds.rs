@@ -27,7 +27,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             parallelism,
         };
         let phc = Hasher::new(params)?.hash(password)?;
-        let name = format!("m{memory_kib}-t{iterations}-p{parallelism}-{}", password.len());
+        let name = format!(
+            "m{memory_kib}-t{iterations}-p{parallelism}-{}",
+            password.len()
+        );
         std::fs::write(dir.join(name), &phc)?;
         println!("{phc}");
     }

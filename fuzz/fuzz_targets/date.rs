@@ -27,7 +27,11 @@ fn check_date(input: &str) {
     assert!(start.0 >= 0, "{input}: dates start in 1970");
     assert_eq!(start.0.rem_euclid(DAY), 0, "{input}: start is not midnight");
     assert_eq!(start.date(), date, "{input}: start().date()");
-    assert_eq!(start.plus(DAY as u64 - 1).date(), date, "{input}: last second");
+    assert_eq!(
+        start.plus(DAY as u64 - 1).date(),
+        date,
+        "{input}: last second"
+    );
     assert!(start.plus(DAY as u64).date() > date, "{input}: next day");
     // Timestamp's RFC 3339 text begins with the date.
     assert_eq!(start.to_string(), format!("{input}T00:00:00Z"));
@@ -39,7 +43,11 @@ fn check_duration(input: &str) {
     };
     assert!(seconds <= 100 * 365 * 86_400, "{input:?} -> {seconds}");
     let shown = format_duration(seconds);
-    assert_eq!(parse_duration(&shown).ok(), Some(seconds), "{input:?} -> {shown:?}");
+    assert_eq!(
+        parse_duration(&shown).ok(),
+        Some(seconds),
+        "{input:?} -> {shown:?}"
+    );
     assert_eq!(format_duration(parse_duration(&shown).unwrap_or(0)), shown);
     // Only "0" or digits followed by one of the units.
     let (digits, unit) = input.split_at(input.len() - 1);
@@ -63,7 +71,10 @@ fn check_timestamp(t: i64) {
             .parse()
             .unwrap_or_else(|e| panic!("{t} -> {text:?}: {e}"));
         assert_eq!(date, ts.date());
-        assert!(date.start() <= ts && ts.0 - date.start().0 < DAY, "{t} -> {text}");
+        assert!(
+            date.start() <= ts && ts.0 - date.start().0 < DAY,
+            "{t} -> {text}"
+        );
     }
 }
 

@@ -98,19 +98,42 @@ fuzz_target!(|data: &[u8]| {
         Ok(outcome) => outcome,
         Err(e) => panic!("login({name:?}, {password:?}) failed: {e}"),
     };
+    drop(auth);
 
     let known = USERS.iter().find(|(n, _, _)| *n == name);
     match (known, &outcome) {
         (None, LoginOutcome::UnknownUser) => {}
         (Some((_, _, false)), LoginOutcome::Inactive) => {}
         (Some((n, pw, true)), LoginOutcome::Success(user)) => {
-            assert_eq!(password, pw.as_bytes(), "{n} logged in with a wrong password");
+            assert_eq!(
+                password,
+                pw.as_bytes(),
+                "{n} logged in with a wrong password"
+            );
             assert_eq!(user.username.as_str(), *n);
-            assert_eq!(user.last_login, Some(Timestamp(1000)));
+            // The login is recorded (the returned record is the one read
+            // before, with the previous login).
+            let stored = store
+                .user(n)
+                .expect("read the user")
+                .expect("the user exists");
+            assert_eq!(stored.last_login, Some(Timestamp(1000)));
+            assert_eq!(stored.failures.count, 0, "a success clears the failures");
         }
-        (Some((n, pw, true)), LoginOutcome::WrongPassword { failures, locked_now }) => {
+        (
+            Some((n, pw, true)),
+            LoginOutcome::WrongPassword {
+                failures,
+                locked_now,
+            },
+        ) => {
             assert_ne!(password, pw.as_bytes(), "{n}'s right password was refused");
             assert!(*failures >= 1);
+            let stored = store
+                .user(n)
+                .expect("read the user")
+                .expect("the user exists");
+            assert_eq!(stored.failures.count, *failures, "the failure is counted");
             assert!(!locked_now, "deny = 0 locks nobody");
         }
         (known, outcome) => panic!(

@@ -51,14 +51,21 @@ fuzz_target!(|data: &[u8]| {
     match Username::parse_new(input) {
         Ok(name) => {
             assert_eq!(name.as_str(), input);
-            assert_eq!(parsed.as_ref().ok(), Some(&name), "parse_new accepts more than parse");
+            assert_eq!(
+                parsed.as_ref().ok(),
+                Some(&name),
+                "parse_new accepts more than parse"
+            );
         }
         Err(UsernameError::Reserved(shown)) => {
             assert_eq!(shown, input);
             assert!(parsed.is_ok(), "reserved, yet not a valid name: {input:?}");
         }
         Err(e @ UsernameError::Invalid { .. }) => {
-            assert!(parsed.is_err(), "parse_new refused {input:?} as invalid: {e}");
+            assert!(
+                parsed.is_err(),
+                "parse_new refused {input:?} as invalid: {e}"
+            );
             assert_eq!(Some(&e), parsed.as_ref().err());
         }
     }
