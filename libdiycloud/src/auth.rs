@@ -230,17 +230,7 @@ impl<'a> Authenticator<'a> {
         new: &[u8],
         now: Timestamp,
     ) -> Result<PasswordChange, AuthError> {
-        let new = match self.config.password.check(new) {
-            Ok(text) => text,
-            Err(violation) => return Ok(PasswordChange::Refused(violation)),
-        };
-        let hash = self.hasher.hash(new)?;
-        let actor = self.actor.as_str();
-        self.store.write(|tx| {
-            tx.set_password_hash(name, &hash, now)?;
-            tx.audit(now, actor, "user.passwd", name, &json!({"by": "root"}))
-        })?;
-        Ok(PasswordChange::Changed)
+        self.store_new_password(name, new, now, "root")
     }
 
     /// The user's own password change: the old password must check out (a
@@ -259,6 +249,18 @@ impl<'a> Authenticator<'a> {
         if old == new {
             return Ok(PasswordChange::Refused(PolicyViolation::Unchanged));
         }
+        self.store_new_password(name, new, now, "self")
+    }
+
+    /// The policy check, the hash and the audited write that every password
+    /// change ends with; `by` says who set it, for the audit log.
+    fn store_new_password(
+        &mut self,
+        name: &str,
+        new: &[u8],
+        now: Timestamp,
+        by: &str,
+    ) -> Result<PasswordChange, AuthError> {
         let new = match self.config.password.check(new) {
             Ok(text) => text,
             Err(violation) => return Ok(PasswordChange::Refused(violation)),
@@ -267,7 +269,7 @@ impl<'a> Authenticator<'a> {
         let actor = self.actor.as_str();
         self.store.write(|tx| {
             tx.set_password_hash(name, &hash, now)?;
-            tx.audit(now, actor, "user.passwd", name, &json!({"by": "self"}))
+            tx.audit(now, actor, "user.passwd", name, &json!({ "by": by }))
         })?;
         Ok(PasswordChange::Changed)
     }

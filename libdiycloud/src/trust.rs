@@ -185,6 +185,11 @@ fn lstat(path: &Path) -> Result<Option<std::fs::Metadata>, TrustError> {
     }
 }
 
+/// A directory the walk has reached (or gone back up to): it must exist.
+fn existing(dir: &Path) -> Result<std::fs::Metadata, TrustError> {
+    lstat(dir)?.ok_or_else(|| TrustError::NotDirectory { path: shown(dir) })
+}
+
 /// Checks `path` and every directory on the way to it (see the module docs).
 pub fn check_file(path: &Path) -> Result<Presence, TrustError> {
     check_file_as(path, Owners::current())
@@ -195,7 +200,7 @@ fn check_file_as(path: &Path, owners: Owners) -> Result<Presence, TrustError> {
         return Err(TrustError::Relative { path: shown(path) });
     }
     let mut dir = PathBuf::from("/");
-    let root = lstat(&dir)?.ok_or_else(|| TrustError::NotDirectory { path: shown(&dir) })?;
+    let root = existing(&dir)?;
     check_dir(&dir, &root, DirRole::Above, owners)?;
     let mut dir_meta = root;
     let mut pending: VecDeque<OsString> = VecDeque::new();
@@ -204,8 +209,7 @@ fn check_file_as(path: &Path, owners: Owners) -> Result<Presence, TrustError> {
     while let Some(name) = pending.pop_front() {
         if name == ".." {
             dir.pop();
-            dir_meta =
-                lstat(&dir)?.ok_or_else(|| TrustError::NotDirectory { path: shown(&dir) })?;
+            dir_meta = existing(&dir)?;
             check_dir(&dir, &dir_meta, DirRole::Above, owners)?;
             continue;
         }
@@ -228,8 +232,7 @@ fn check_file_as(path: &Path, owners: Owners) -> Result<Presence, TrustError> {
             })?;
             if target.is_absolute() {
                 dir = PathBuf::from("/");
-                dir_meta =
-                    lstat(&dir)?.ok_or_else(|| TrustError::NotDirectory { path: shown(&dir) })?;
+                dir_meta = existing(&dir)?;
             }
             push_components(&mut pending, &target);
             continue;

@@ -92,7 +92,7 @@ fn add(ctx: &Context, args: AddArgs) -> Result<(), Failure> {
             ));
         }
     }
-    let warnings = add_warnings(ctx, &args);
+    let warnings = limit_warnings(ctx, &args.limits, args.profile.expires);
     let password_hash = new_password_hash(ctx, args.password_stdin)?;
     let mut allocation = ctx.config.defaults.clone();
     apply_limits(&mut allocation, &args.limits);
@@ -217,10 +217,6 @@ fn limit_warnings(ctx: &Context, limits: &LimitArgs, expires: Option<Expiry>) ->
         }
     }
     warnings
-}
-
-fn add_warnings(ctx: &Context, args: &AddArgs) -> Vec<String> {
-    limit_warnings(ctx, &args.limits, args.profile.expires)
 }
 
 fn apply_limits(allocation: &mut Allocation, limits: &LimitArgs) {

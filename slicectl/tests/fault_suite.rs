@@ -314,29 +314,8 @@ impl Drop for Mount {
 fn env_on(mount: &Mount) -> (Env, std::path::PathBuf) {
     let env = diycloud_tests::test_env!(CONFIG);
     let db = mount.0.path().join("diycloud.db");
-    let mut cmd = Command::new(diycloud_tests::slicectl_bin());
-    cmd.arg("--db")
-        .arg(&db)
-        .arg("--config")
-        .arg(&env.config)
-        .arg("init");
-    assert!(diycloud_tests::run(cmd, None).status.success());
+    assert!(env.slicectl_on(&db, &["init"], None).status.success());
     (env, db)
-}
-
-fn slicectl_on(
-    env: &Env,
-    db: &std::path::Path,
-    args: &[&str],
-    stdin: Option<&[u8]>,
-) -> std::process::Output {
-    let mut cmd = Command::new(diycloud_tests::slicectl_bin());
-    cmd.arg("--db")
-        .arg(db)
-        .arg("--config")
-        .arg(&env.config)
-        .args(args);
-    diycloud_tests::run(cmd, stdin)
 }
 
 #[test]
@@ -348,8 +327,7 @@ fn a_full_disk_or_a_read_only_database_writes_nothing_and_says_so() {
     let mount = Mount::new("1m");
     let (env, db) = env_on(&mount);
     let add = |name: &str| {
-        slicectl_on(
-            &env,
+        env.slicectl_on(
             &db,
             &[
                 "user",
@@ -378,7 +356,7 @@ fn a_full_disk_or_a_read_only_database_writes_nothing_and_says_so() {
         "the error names the database: {stderr}"
     );
     std::fs::remove_file(&filler).unwrap();
-    let list = slicectl_on(&env, &db, &["user", "list", "--json"], None);
+    let list = env.slicectl_on(&db, &["user", "list", "--json"], None);
     let users: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
     assert_eq!(
         users.as_array().unwrap().len(),
@@ -392,11 +370,11 @@ fn a_full_disk_or_a_read_only_database_writes_nothing_and_says_so() {
 
     // Read-only.
     mount.remount("ro");
-    let out = slicectl_on(&env, &db, &["user", "mod", "alice", "--cpu", "3"], None);
+    let out = env.slicectl_on(&db, &["user", "mod", "alice", "--cpu", "3"], None);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(!out.stderr.is_empty());
     mount.remount("rw");
-    let shown = slicectl_on(&env, &db, &["user", "show", "alice", "--json"], None);
+    let shown = env.slicectl_on(&db, &["user", "show", "alice", "--json"], None);
     let alice: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
     assert_eq!(alice["cpu"], "1", "unchanged: {alice}");
     let out = Command::new("sqlite3")

@@ -141,13 +141,7 @@ fn init_refuses_an_unsafe_directory_and_doctor_reports_it() {
     chmod(&open, 0o777);
     let env = diycloud_tests::test_env!("");
     let db = open.join("new.db");
-    let mut cmd = std::process::Command::new(diycloud_tests::slicectl_bin());
-    cmd.arg("--db")
-        .arg(&db)
-        .arg("--config")
-        .arg(&env.config)
-        .arg("init");
-    let out = diycloud_tests::run(cmd, None);
+    let out = env.slicectl_on(&db, &["init"], None);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("writable"),
@@ -156,25 +150,23 @@ fn init_refuses_an_unsafe_directory_and_doctor_reports_it() {
     assert!(!db.exists(), "nothing created");
 
     chmod(&env.db, 0o666);
-    let out = env.slicectl(&["doctor", "--json"], None);
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let database = doc
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["check"] == "database")
-        .unwrap();
-    assert_eq!(database["status"], "fail", "{doc}");
+    let database = doctor_check(&env, "database");
+    assert_eq!(database["status"], "fail", "{database}");
     assert!(database["detail"].as_str().unwrap().contains("chmod go-w"));
     chmod(&env.db, 0o600);
     chmod(&env.config, 0o666);
+    let config = doctor_check(&env, "config");
+    assert_eq!(config["status"], "fail", "{config}");
+}
+
+/// The line of `slicectl doctor --json` about `check`.
+fn doctor_check(env: &Env, check: &str) -> serde_json::Value {
     let out = env.slicectl(&["doctor", "--json"], None);
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let config = doc
-        .as_array()
+    doc.as_array()
         .unwrap()
         .iter()
-        .find(|c| c["check"] == "config")
-        .unwrap();
-    assert_eq!(config["status"], "fail", "{doc}");
+        .find(|c| c["check"] == check)
+        .unwrap_or_else(|| panic!("no {check} check: {doc}"))
+        .clone()
 }

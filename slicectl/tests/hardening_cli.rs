@@ -163,13 +163,7 @@ fn init_refuses_sqlite_files_that_are_not_ours() {
     let junk = env.dir.path().join("junk.db");
     std::fs::write(&junk, b"not a database at all, just text\n").unwrap();
     for path in [&other, &junk] {
-        let mut cmd = std::process::Command::new(diycloud_tests::slicectl_bin());
-        cmd.arg("--db")
-            .arg(path)
-            .arg("--config")
-            .arg(&env.config)
-            .arg("init");
-        let out = diycloud_tests::run(cmd, None);
+        let out = env.slicectl_on(path, &["init"], None);
         assert_eq!(out.status.code(), Some(1), "{path:?}: {out:?}");
         assert!(
             String::from_utf8_lossy(&out.stderr).contains("not a diycloud database"),
@@ -194,13 +188,7 @@ fn the_database_file_alone_holds_every_change_and_backup_copies_it() {
     let copy_dir = tempfile::tempdir().unwrap();
     let copy = copy_dir.path().join("copy.db");
     std::fs::copy(&env.db, &copy).unwrap();
-    let mut cmd = std::process::Command::new(diycloud_tests::slicectl_bin());
-    cmd.arg("--db")
-        .arg(&copy)
-        .arg("--config")
-        .arg(&env.config)
-        .args(["user", "list", "--json"]);
-    let out = diycloud_tests::run(cmd, None);
+    let out = env.slicectl_on(&copy, &["user", "list", "--json"], None);
     let users = json_of(&out);
     assert_eq!(users.as_array().unwrap().len(), 2, "{users}");
     assert_eq!(users[1]["memory"], "3G");
@@ -220,12 +208,6 @@ fn the_database_file_alone_holds_every_change_and_backup_copies_it() {
         Some(1),
         "an existing file is not overwritten"
     );
-    let mut cmd = std::process::Command::new(diycloud_tests::slicectl_bin());
-    cmd.arg("--db")
-        .arg(&backup)
-        .arg("--config")
-        .arg(&env.config)
-        .args(["user", "show", "alice", "--json"]);
-    let out = diycloud_tests::run(cmd, None);
+    let out = env.slicectl_on(&backup, &["user", "show", "alice", "--json"], None);
     assert_eq!(json_of(&out)["cpu"], "2");
 }

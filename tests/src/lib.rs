@@ -133,9 +133,14 @@ impl Env {
     }
 
     pub fn slicectl_cmd(&self, args: &[&str]) -> Command {
+        self.slicectl_cmd_on(&self.db, args)
+    }
+
+    /// slicectl with this env's config and another database, `db`.
+    pub fn slicectl_cmd_on(&self, db: &Path, args: &[&str]) -> Command {
         let mut cmd = Command::new(slicectl_bin());
         cmd.arg("--db")
-            .arg(&self.db)
+            .arg(db)
             .arg("--config")
             .arg(&self.config)
             .args(args);
@@ -146,6 +151,11 @@ impl Env {
     /// Runs slicectl against this env, feeding `stdin` if given.
     pub fn slicectl(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
         run(self.slicectl_cmd(args), stdin)
+    }
+
+    /// Runs slicectl against the database `db` with this env's config.
+    pub fn slicectl_on(&self, db: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        run(self.slicectl_cmd_on(db, args), stdin)
     }
 
     /// `slicectl ... --json`, parsed; panics with stderr on failure.

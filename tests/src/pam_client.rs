@@ -10,37 +10,44 @@ pub const PAM_SUCCESS: c_int = 0;
 const PAM_BUF_ERR: c_int = 5;
 const PAM_CONV_ERR: c_int = 19;
 
+/// libpam's `struct pam_message`, `pam_response` and `pam_conv`, for the
+/// test applications' own conversation functions.
 #[repr(C)]
-struct PamMessage {
-    style: c_int,
-    msg: *const c_char,
+pub struct PamMessage {
+    pub style: c_int,
+    pub msg: *const c_char,
 }
 
 #[repr(C)]
-struct PamResponse {
-    resp: *mut c_char,
-    retcode: c_int,
+pub struct PamResponse {
+    pub resp: *mut c_char,
+    pub retcode: c_int,
 }
 
+/// A conversation callback as libpam calls it.
+pub type ConvFn =
+    extern "C" fn(c_int, *mut *const PamMessage, *mut *mut PamResponse, *mut c_void) -> c_int;
+
 #[repr(C)]
-struct PamConv {
-    conv: extern "C" fn(c_int, *mut *const PamMessage, *mut *mut PamResponse, *mut c_void) -> c_int,
-    appdata: *mut c_void,
+pub struct PamConv {
+    pub conv: ConvFn,
+    pub appdata: *mut c_void,
 }
 
 #[link(name = "pam")]
 unsafe extern "C" {
-    fn pam_start_confdir(
+    pub fn pam_start_confdir(
         service: *const c_char,
         user: *const c_char,
         conv: *const PamConv,
         confdir: *const c_char,
         pamh: *mut *mut c_void,
     ) -> c_int;
-    fn pam_authenticate(pamh: *mut c_void, flags: c_int) -> c_int;
-    fn pam_open_session(pamh: *mut c_void, flags: c_int) -> c_int;
-    fn pam_close_session(pamh: *mut c_void, flags: c_int) -> c_int;
-    fn pam_end(pamh: *mut c_void, status: c_int) -> c_int;
+    pub fn pam_authenticate(pamh: *mut c_void, flags: c_int) -> c_int;
+    pub fn pam_chauthtok(pamh: *mut c_void, flags: c_int) -> c_int;
+    pub fn pam_open_session(pamh: *mut c_void, flags: c_int) -> c_int;
+    pub fn pam_close_session(pamh: *mut c_void, flags: c_int) -> c_int;
+    pub fn pam_end(pamh: *mut c_void, status: c_int) -> c_int;
 }
 
 /// Answers every prompt with the password in `data` (a `CString`), like

@@ -489,14 +489,6 @@ impl Tx<'_> {
         )
     }
 
-    pub fn set_uid(&self, name: &str, uid: u32) -> Result<(), StoreError> {
-        self.update_one(
-            "UPDATE users SET uid = ?2 WHERE username = ?1",
-            params![name, uid],
-            name,
-        )
-    }
-
     /// Stores the failure bookkeeping computed by the lockout policy.
     pub fn set_failures(&self, name: &str, state: &FailureState) -> Result<(), StoreError> {
         self.update_one(
