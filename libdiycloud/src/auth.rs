@@ -7,9 +7,10 @@ use serde_json::json;
 use crate::config::Config;
 use crate::model::lockout::LockoutPolicy;
 use crate::model::time::Timestamp;
-use crate::model::user::User;
+use crate::model::user::{AccountState, User};
 use crate::model::username::Username;
-use crate::password::{HashParams, Hasher, PasswordError, PolicyViolation, StoredHash};
+use crate::model::password::{HashParams, PasswordPolicy, PolicyViolation};
+use crate::password::{Hasher, PasswordError, StoredHash};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -38,18 +39,6 @@ pub enum LoginOutcome {
     Inactive,
 }
 
-/// Whether an authenticated user may use their account now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AccountStatus {
-    Active,
-    Disabled,
-    Expired,
-    /// Locked after repeated wrong passwords: no login through any module
-    /// (a Unix password, an SSH key) until it unlocks.
-    Locked,
-    Unknown,
-}
-
 /// What a password change came to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PasswordChange {
@@ -58,6 +47,24 @@ pub enum PasswordChange {
     Denied(LoginOutcome),
     /// The new password breaks the policy; the message is for the user.
     Refused(PolicyViolation),
+}
+
+/// Who set a password without the old one, for the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetBy {
+    /// Root through PAM (`passwd NAME`, `chpasswd`).
+    Root,
+    /// An administrator through `slicectl` or the API.
+    Admin,
+}
+
+impl SetBy {
+    fn as_str(self) -> &'static str {
+        match self {
+            SetBy::Root => "root",
+            SetBy::Admin => "admin",
+        }
+    }
 }
 
 /// The login path: one per PAM hook call or API request.
@@ -208,29 +215,33 @@ impl<'a> Authenticator<'a> {
         Some((self.hasher.hash(text).ok()?, from, to))
     }
 
-    /// Whether `name` may use the account at `now` (PAM's account stage).
-    pub fn account_status(&self, name: &str, now: Timestamp) -> Result<AccountStatus, AuthError> {
+    /// Whether `name` may use the account at `now` (PAM's account stage):
+    /// `None` for a user who is not in the database.
+    pub fn account_state(
+        &self,
+        name: &str,
+        now: Timestamp,
+    ) -> Result<Option<AccountState>, AuthError> {
         if Username::parse(name).is_err() {
-            return Ok(AccountStatus::Unknown);
+            return Ok(None);
         }
-        Ok(match self.store.user(name)? {
-            None => AccountStatus::Unknown,
-            Some(user) if !user.active || user.pending.is_some() => AccountStatus::Disabled,
-            Some(user) if user.is_expired(now) => AccountStatus::Expired,
-            Some(user) if self.lockout.is_locked(&user.failures, now) => AccountStatus::Locked,
-            Some(_) => AccountStatus::Active,
-        })
+        Ok(self
+            .store
+            .user(name)?
+            .map(|user| user.state(&self.lockout, now)))
     }
 
-    /// An administrator sets `name`'s password (root's `passwd NAME` or
-    /// `chpasswd` through PAM): no old password, the same policy and audit.
+    /// An administrator sets `name`'s password without the old one (root's
+    /// `passwd NAME` through PAM, `slicectl user passwd`, the API): the
+    /// same policy, hash and audit as a user's own change; `by` is recorded.
     pub fn set_password(
         &mut self,
         name: &str,
         new: &[u8],
         now: Timestamp,
+        by: SetBy,
     ) -> Result<PasswordChange, AuthError> {
-        self.store_new_password(name, new, now, "root")
+        self.store_new_password(name, new, now, by.as_str())
     }
 
     /// The user's own password change: the old password must check out (a
@@ -261,17 +272,30 @@ impl<'a> Authenticator<'a> {
         now: Timestamp,
         by: &str,
     ) -> Result<PasswordChange, AuthError> {
-        let new = match self.config.password.check(new) {
-            Ok(text) => text,
+        let hash = match hash_new_password(&self.hasher, &self.config.password, new)? {
+            Ok(hash) => hash,
             Err(violation) => return Ok(PasswordChange::Refused(violation)),
         };
-        let hash = self.hasher.hash(new)?;
         let actor = self.actor.as_str();
         self.store.write(|tx| {
             tx.set_password_hash(name, &hash, now)?;
             tx.audit(now, actor, "user.passwd", name, &json!({ "by": by }))
         })?;
         Ok(PasswordChange::Changed)
+    }
+}
+
+/// The policy check and the hash every new password goes through (a
+/// change, an admin's set, a new user); the inner error is for the person
+/// who chose it.
+pub fn hash_new_password(
+    hasher: &Hasher,
+    policy: &PasswordPolicy,
+    new: &[u8],
+) -> Result<Result<String, PolicyViolation>, PasswordError> {
+    match policy.check(new) {
+        Ok(text) => hasher.hash(text).map(Ok),
+        Err(violation) => Ok(Err(violation)),
     }
 }
 

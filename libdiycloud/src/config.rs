@@ -8,10 +8,13 @@ use serde::Deserialize;
 use crate::model::limits::{Allocation, Cpu, GpuList, Size, Tasks};
 use crate::model::lockout::LockoutPolicy;
 use crate::model::time::parse_duration;
-use crate::password::{HashParams, PasswordPolicy};
+use crate::model::password::{HashParams, PasswordPolicy};
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/diycloud/diycloud.toml";
 pub const DEFAULT_DB_PATH: &str = "/var/lib/diycloud/diycloud.db";
+/// The managed accounts' group; also what the PAM module falls back to when
+/// the config itself cannot be read.
+pub const DEFAULT_GROUP: &str = "diycloud";
 
 /// The whole configuration, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,6 +25,9 @@ pub struct Config {
     pub lockout: LockoutPolicy,
     pub defaults: Allocation,
     pub shell: PathBuf,
+    /// The group every managed account is in: how the PAM module tells
+    /// diycloud's users from others while the database cannot be read.
+    pub group: String,
     pub on_session_error: SessionErrorPolicy,
 }
 
@@ -44,6 +50,7 @@ impl Default for Config {
             lockout: LockoutPolicy::default(),
             defaults: Allocation::default(),
             shell: PathBuf::from("/bin/bash"),
+            group: DEFAULT_GROUP.to_owned(),
             on_session_error: SessionErrorPolicy::Deny,
         }
     }
@@ -117,6 +124,7 @@ struct RawDefaults {
 #[serde(deny_unknown_fields)]
 struct RawAccounts {
     shell: Option<PathBuf>,
+    group: Option<String>,
 }
 
 /// `cpu = 1.5` and `cpu = "150%"` are both natural in TOML.
@@ -184,7 +192,7 @@ impl Config {
             iterations: p.iterations.unwrap_or(config.hash.iterations),
             parallelism: p.parallelism.unwrap_or(config.hash.parallelism),
         };
-        crate::password::Hasher::new(config.hash).map_err(|e| format!("password: {e}"))?;
+        config.hash.check().map_err(|e| format!("password: {e}"))?;
         if let Some(min) = p.min_length {
             config.password.min_length = min;
         }
@@ -239,6 +247,11 @@ impl Config {
             }
             config.shell = shell;
         }
+        if let Some(group) = raw.accounts.group {
+            crate::model::Username::parse(&group)
+                .map_err(|_| format!("accounts.group: {group:?} is not a valid group name (the rule of user names)"))?;
+            config.group = group;
+        }
         if let Some(policy) = raw.session.on_session_error {
             config.on_session_error = policy;
         }
@@ -277,6 +290,7 @@ mod tests {
             gpus = "all"
             [accounts]
             shell = "/bin/zsh"
+            group = "gpu-users"
             [session]
             on_session_error = "allow"
             "#,
@@ -306,6 +320,7 @@ mod tests {
         assert_eq!(c.defaults.tasks, Tasks::Count(512));
         assert_eq!(c.defaults.gpus, GpuList::All);
         assert_eq!(c.shell, PathBuf::from("/bin/zsh"));
+        assert_eq!(c.group, "gpu-users");
         assert_eq!(c.on_session_error, SessionErrorPolicy::Allow);
         assert_eq!(
             Config::parse("[defaults]\ncpu = \"150%\"")
@@ -329,6 +344,7 @@ mod tests {
             ("[defaults]\ncpu = 0", "defaults.cpu"),
             ("[password]\nmemory_kib = 1", "password"),
             ("db = \"relative.db\"", "db"),
+            ("[accounts]\ngroup = \"a b\"", "accounts.group"),
             ("[quota]\nfilesystems = []", "quota"),
             ("[session]\non_session_error = \"maybe\"", "deny"),
         ] {

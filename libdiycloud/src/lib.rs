@@ -3,6 +3,7 @@
 // Unsafe code is denied everywhere but in `argon2_memory`, the one syscall adapter.
 #![deny(unsafe_code)]
 
+pub mod admin;
 pub mod apply;
 mod argon2_memory;
 pub mod auth;

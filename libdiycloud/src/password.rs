@@ -4,79 +4,29 @@ use argon2::password_hash::phc::{Output, Salt};
 use argon2::{Algorithm, Argon2, Params, PasswordHash, Version};
 
 use crate::argon2_memory::BlockMemory;
+pub use crate::model::password::{
+    HashParams, ParamsError, PasswordPolicy, PolicyViolation, MAX_ITERATIONS, MAX_MEMORY_KIB,
+    MAX_PARALLELISM, MAX_PASSWORD_BYTES,
+};
 
-/// Longest password accepted, in bytes; anything longer is refused without
-/// being hashed, so a megabyte "password" costs nothing.
-pub const MAX_PASSWORD_BYTES: usize = 1024;
-
-/// The most memory a hash may cost: 1 GiB. A config or a stored hash asking
-/// for more is an error, never an allocation (inside sshd, a failed one aborts).
-pub const MAX_MEMORY_KIB: u32 = 1 << 20;
-/// The most passes a hash may cost.
-pub const MAX_ITERATIONS: u32 = 64;
-/// The most lanes a hash may use (computed one after another, no threads).
-pub const MAX_PARALLELISM: u32 = 16;
-
-/// argon2 cost parameters; the defaults are OWASP's (m=19 MiB, t=2, p=1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct HashParams {
-    pub memory_kib: u32,
-    pub iterations: u32,
-    pub parallelism: u32,
-}
-
-impl Default for HashParams {
-    fn default() -> Self {
-        Self {
-            memory_kib: Params::DEFAULT_M_COST,
-            iterations: Params::DEFAULT_T_COST,
-            parallelism: Params::DEFAULT_P_COST,
-        }
-    }
-}
-
-impl std::fmt::Display for HashParams {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "m={},t={},p={}",
-            self.memory_kib, self.iterations, self.parallelism
-        )
-    }
-}
-
-impl HashParams {
-    /// argon2's own parameters, after our bounds.
-    fn to_argon2(self, output_len: Option<usize>) -> Result<Params, PasswordError> {
-        for (what, value, max) in [
-            ("memory_kib", self.memory_kib, MAX_MEMORY_KIB),
-            ("iterations", self.iterations, MAX_ITERATIONS),
-            ("parallelism", self.parallelism, MAX_PARALLELISM),
-        ] {
-            if value > max {
-                return Err(PasswordError::OutOfBounds { what, value, max });
-            }
-        }
-        Params::new(
-            self.memory_kib,
-            self.iterations,
-            self.parallelism,
-            output_len,
-        )
-        .map_err(PasswordError::Params)
-    }
+/// argon2's own parameters for `params`, after our bounds.
+fn to_argon2(params: HashParams, output_len: Option<usize>) -> Result<Params, PasswordError> {
+    params.check()?;
+    Params::new(
+        params.memory_kib,
+        params.iterations,
+        params.parallelism,
+        output_len,
+    )
+    .map_err(PasswordError::Params)
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordError {
     #[error("invalid argon2 parameters: {0}")]
     Params(argon2::Error),
-    #[error("argon2 {what} = {value} is over the limit of {max}")]
-    OutOfBounds {
-        what: &'static str,
-        value: u32,
-        max: u32,
-    },
+    #[error(transparent)]
+    OutOfBounds(#[from] ParamsError),
     #[error("the stored password hash is not an argon2 PHC string: {0}")]
     Malformed(String),
     #[error("cannot allocate {0} KiB for argon2")]
@@ -89,55 +39,6 @@ pub enum PasswordError {
     Phc(argon2::password_hash::phc::Error),
     #[error("no random salt: {0}")]
     Random(String),
-}
-
-/// What a new password must satisfy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PasswordPolicy {
-    pub min_length: usize,
-}
-
-impl Default for PasswordPolicy {
-    fn default() -> Self {
-        Self { min_length: 8 }
-    }
-}
-
-/// Why a new password was refused; shown to the user who typed it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PolicyViolation {
-    #[error("the password is empty")]
-    Empty,
-    #[error("the password is shorter than {0} characters")]
-    TooShort(usize),
-    #[error("the password is longer than {MAX_PASSWORD_BYTES} bytes")]
-    TooLong,
-    #[error("the password is not valid UTF-8 text")]
-    NotUtf8,
-    #[error("the password contains a control character")]
-    ControlCharacter,
-    #[error("the new password is the same as the old one")]
-    Unchanged,
-}
-
-impl PasswordPolicy {
-    /// Checks a new password; returns it as text when it is acceptable.
-    pub fn check<'a>(&self, new: &'a [u8]) -> Result<&'a str, PolicyViolation> {
-        if new.is_empty() {
-            return Err(PolicyViolation::Empty);
-        }
-        if new.len() > MAX_PASSWORD_BYTES {
-            return Err(PolicyViolation::TooLong);
-        }
-        let text = std::str::from_utf8(new).map_err(|_| PolicyViolation::NotUtf8)?;
-        if text.chars().any(char::is_control) {
-            return Err(PolicyViolation::ControlCharacter);
-        }
-        if text.chars().count() < self.min_length {
-            return Err(PolicyViolation::TooShort(self.min_length));
-        }
-        Ok(text)
-    }
 }
 
 /// A password hash read from the database, parsed and within our bounds.
@@ -173,7 +74,7 @@ impl StoredHash {
             parallelism: get("p")?,
         };
         let expected = hash.hash.ok_or_else(|| malformed("no hash"))?;
-        let argon2_params = params.to_argon2(Some(expected.len()))?;
+        let argon2_params = to_argon2(params, Some(expected.len()))?;
         let salt = hash.salt.ok_or_else(|| malformed("no salt"))?;
         Ok(Self {
             argon2: Argon2::new(algorithm, version, argon2_params),
@@ -219,7 +120,7 @@ impl Hasher {
     /// bounds ([`MAX_MEMORY_KIB`], [`MAX_ITERATIONS`], [`MAX_PARALLELISM`]).
     pub fn new(params: HashParams) -> Result<Self, PasswordError> {
         Ok(Self {
-            argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params.to_argon2(None)?),
+            argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, to_argon2(params, None)?),
             params,
         })
     }
@@ -279,8 +180,7 @@ impl Hasher {
     /// bounds), so an unknown user or a refused password cannot be told
     /// apart from a real check by timing.
     pub fn dummy_verify_with(&self, params: HashParams) {
-        let argon2 = params
-            .to_argon2(None)
+        let argon2 = to_argon2(params, None)
             .map(|p| Argon2::new(Algorithm::Argon2id, Version::V0x13, p))
             .unwrap_or_else(|_| self.argon2.clone());
         let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
@@ -319,6 +219,19 @@ mod tests {
         assert!(h.verify(b"correct horse", &phc).unwrap());
         assert!(!h.verify(b"correct horsE", &phc).unwrap());
         assert_ne!(phc, h.hash("correct horse").unwrap(), "salts differ");
+    }
+
+    #[test]
+    fn default_params_are_argon2s() {
+        let d = HashParams::default();
+        assert_eq!(
+            (d.memory_kib, d.iterations, d.parallelism),
+            (
+                Params::DEFAULT_M_COST,
+                Params::DEFAULT_T_COST,
+                Params::DEFAULT_P_COST
+            )
+        );
     }
 
     #[test]
@@ -393,10 +306,10 @@ mod tests {
         let hostile = phc.replacen("t=1,", "t=4294967295,", 1);
         assert!(matches!(
             StoredHash::parse(&hostile),
-            Err(PasswordError::OutOfBounds {
+            Err(PasswordError::OutOfBounds(ParamsError::OverLimit {
                 what: "iterations",
                 ..
-            })
+            }))
         ));
         let hostile = phc.replacen("p=1$", "p=255$", 1);
         assert!(h.verify(b"pw", &hostile).is_err());

@@ -123,11 +123,12 @@ pub fn system_uid(name: &str) -> Result<Option<u32>, AccountError> {
 
 /// Creates a system account with the distribution's `useradd`: home from
 /// /etc/skel, a locked shadow password (diycloud checks the password), the
-/// configured shell. Returns its uid.
+/// configured shell, a member of `group` (which must exist). Returns its uid.
 pub fn create_system_account(
     name: &str,
     full_name: Option<&str>,
     shell: &Path,
+    group: &str,
 ) -> Result<u32, AccountError> {
     if let Some(uid) = system_uid(name)? {
         return Err(AccountError::Exists {
@@ -136,7 +137,7 @@ pub fn create_system_account(
         });
     }
     let mut cmd = Command::new("useradd");
-    cmd.args(["--create-home", "--user-group", "--shell"])
+    cmd.args(["--create-home", "--user-group", "--groups", group, "--shell"])
         .arg(shell);
     if let Some(full_name) = full_name {
         cmd.arg("--comment").arg(full_name);
@@ -164,6 +165,96 @@ pub fn delete_system_account(name: &str, remove_home: bool) -> Result<(), Accoun
         cmd.arg("--remove");
     }
     run(cmd.arg("--").arg(name), "userdel")
+}
+
+/// Creates the system group `group` (`groupadd --system`) unless it exists.
+/// Returns whether it was created.
+pub fn ensure_group(group: &str) -> Result<bool, AccountError> {
+    if group_exists(group)? {
+        return Ok(false);
+    }
+    run(
+        Command::new("groupadd").args(["--system", "--", group]),
+        "groupadd",
+    )?;
+    Ok(true)
+}
+
+pub fn group_exists(group: &str) -> Result<bool, AccountError> {
+    nix::unistd::Group::from_name(group)
+        .map(|g| g.is_some())
+        .map_err(|source| AccountError::Lookup {
+            name: group.into(),
+            source,
+        })
+}
+
+/// Adds the account `name` to `group` (`gpasswd --add`; a member stays one).
+pub fn add_to_group(name: &str, group: &str) -> Result<(), AccountError> {
+    if is_group_member(name, group)? == Membership::Member {
+        return Ok(());
+    }
+    run(
+        Command::new("gpasswd").args(["--add", name, group]),
+        "gpasswd",
+    )
+}
+
+/// Takes the account `name` out of `group`'s member list, where it is on it.
+pub fn remove_from_group(name: &str, group: &str) -> Result<(), AccountError> {
+    let listed = nix::unistd::Group::from_name(group)
+        .map_err(|source| AccountError::Lookup {
+            name: group.into(),
+            source,
+        })?
+        .is_some_and(|g| g.mem.iter().any(|m| m == name));
+    if !listed {
+        return Ok(());
+    }
+    run(
+        Command::new("gpasswd").args(["--delete", name, group]),
+        "gpasswd",
+    )
+}
+
+/// Whether an account is in a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    Member,
+    NotMember,
+    /// There is no such account.
+    NoAccount,
+    /// There is no such group: nobody is in it.
+    NoGroup,
+}
+
+/// Whether the account `name` is in `group`, as its primary group or as a
+/// supplementary one (through NSS, as `id` sees it).
+pub fn is_group_member(name: &str, group: &str) -> Result<Membership, AccountError> {
+    let lookup = |what: &str| {
+        let what = what.to_owned();
+        move |source| AccountError::Lookup { name: what, source }
+    };
+    let Some(group) = nix::unistd::Group::from_name(group).map_err(lookup(group))? else {
+        return Ok(Membership::NoGroup);
+    };
+    let Some(user) = nix::unistd::User::from_name(name).map_err(lookup(name))? else {
+        return Ok(Membership::NoAccount);
+    };
+    if user.gid == group.gid || group.mem.iter().any(|m| m == name) {
+        return Ok(Membership::Member);
+    }
+    // Groups that NSS composes (LDAP, sssd) may not list members: ask for
+    // the user's whole list.
+    let Ok(cname) = std::ffi::CString::new(name) else {
+        return Ok(Membership::NoAccount);
+    };
+    let groups = nix::unistd::getgrouplist(&cname, user.gid).map_err(lookup(name))?;
+    Ok(if groups.contains(&group.gid) {
+        Membership::Member
+    } else {
+        Membership::NotMember
+    })
 }
 
 fn run(cmd: &mut Command, program: &str) -> Result<(), AccountError> {
@@ -239,5 +330,20 @@ mod tests {
     fn looks_up_real_accounts() {
         assert_eq!(system_uid("root").unwrap(), Some(0));
         assert_eq!(system_uid("no-such-user-here").unwrap(), None);
+    }
+
+    #[test]
+    fn group_membership_of_real_accounts() {
+        assert_eq!(is_group_member("root", "root").unwrap(), Membership::Member);
+        assert_eq!(
+            is_group_member("no-such-user-here", "root").unwrap(),
+            Membership::NoAccount
+        );
+        assert_eq!(
+            is_group_member("root", "no-such-group-here").unwrap(),
+            Membership::NoGroup
+        );
+        assert!(group_exists("root").unwrap());
+        assert!(!group_exists("no-such-group-here").unwrap());
     }
 }

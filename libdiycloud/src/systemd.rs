@@ -7,12 +7,12 @@
 //! call would get one). Every method call has a timeout.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::time::Duration;
 
 use zbus::{OwnedObjectPath, OwnedVariant as OwnedValue, Variant as Value};
 
-use crate::cgroup::{PropertyValue, SliceProperty};
+use crate::apply::{PortError, SliceLink, SlicePort};
+use crate::model::slice::{PropertyValue, SliceProperty, SliceUsage};
 
 const SYSTEMD: &str = "org.freedesktop.systemd1";
 const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
@@ -39,6 +39,12 @@ pub enum SystemdError {
     },
 }
 
+impl From<SystemdError> for PortError {
+    fn from(e: SystemdError) -> Self {
+        PortError::new(e)
+    }
+}
+
 /// A client for systemd's manager on the system bus.
 ///
 /// (systemd's private socket, which `systemctl` uses as root, would save the
@@ -47,20 +53,6 @@ pub enum SystemdError {
 #[derive(Debug, Clone)]
 pub struct Systemd {
     timeout: Duration,
-}
-
-/// What systemd reports about a slice. `None` where systemd does not know
-/// (it says `u64::MAX`, e.g. before the slice has started).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct SliceUsage {
-    pub unit: String,
-    pub active_state: String,
-    pub cpu_usage_nsec: Option<u64>,
-    pub memory_current: Option<u64>,
-    pub tasks_current: Option<u64>,
-    pub cpu_quota_per_sec_usec: Option<u64>,
-    pub memory_max: Option<u64>,
-    pub tasks_max: Option<u64>,
 }
 
 impl Default for Systemd {
@@ -96,70 +88,13 @@ impl Systemd {
         })
     }
 
-    /// `SetUnitProperties(unit, runtime=true, properties)`: works before the
-    /// unit exists and changes a running one live; runtime drop-ins live in /run.
-    /// (Reading the values first to skip unchanged ones was measured: the
-    /// extra `GetAll` costs as much as the set it saves.)
+    /// `SetUnitProperties` on its own connection (see [`Link::set_properties`]).
     pub fn set_unit_properties(
         &self,
         unit: &str,
         properties: &[SliceProperty],
     ) -> Result<(), SystemdError> {
-        let target = (unit.to_owned(), properties.to_vec(), ());
-        self.set_unit_properties_prepared(|| Ok(Some(target)))
-            .map(|_| ())
-    }
-
-    /// Like [`Systemd::set_unit_properties`] for the unit and properties
-    /// `prepare` decides on, run while the connection is being made: the
-    /// bus daemon answers the handshake while `prepare` does its (blocking)
-    /// work, e.g. a database lookup. `Ok(None)` from `prepare` sends nothing
-    /// (the half-made connection is dropped, unreachable bus or not). Returns
-    /// what `prepare` returned.
-    pub fn set_unit_properties_prepared<T, E: From<SystemdError>>(
-        &self,
-        prepare: impl FnOnce() -> Result<Option<(String, Vec<SliceProperty>, T)>, E>,
-    ) -> Result<Option<(String, Vec<SliceProperty>, T)>, E> {
-        zbus::block_on(async {
-            let building = self.builder().build();
-            let mut building = std::pin::pin!(building);
-            // One poll connects and writes the whole handshake (AUTH, BEGIN
-            // and Hello go in one write); then `prepare` runs meanwhile.
-            let early =
-                std::future::poll_fn(|cx| std::task::Poll::Ready(building.as_mut().poll(cx))).await;
-            let Some((unit, properties, extra)) = prepare()? else {
-                return Ok(None);
-            };
-            let conn = match early {
-                std::task::Poll::Ready(result) => result,
-                std::task::Poll::Pending => building.await,
-            }
-            .map_err(SystemdError::Connect)?;
-            let values: Vec<(&str, Value<'_>)> = properties
-                .iter()
-                .map(|p| {
-                    let value = match p.value {
-                        PropertyValue::Bool(b) => Value::from(b),
-                        PropertyValue::U64(v) => Value::from(v),
-                    };
-                    (p.name, value)
-                })
-                .collect();
-            run_and_close(conn, async |conn| {
-                conn.call_method(
-                    Some(SYSTEMD),
-                    MANAGER_PATH,
-                    Some(MANAGER),
-                    "SetUnitProperties",
-                    &(unit.as_str(), true, values),
-                )
-                .await
-                .map(|_| ())
-                .map_err(call_error("SetUnitProperties"))
-            })
-            .await?;
-            Ok(Some((unit, properties, extra)))
-        })
+        self.with_connection(async |conn| set_unit_properties(conn, unit, properties).await)
     }
 
     /// The manager's version, e.g. "252.38-1~deb12u1": a cheap "is it there".
@@ -183,33 +118,112 @@ impl Systemd {
         })
     }
 
-    /// Usage and limits of `unit` as systemd sees them.
+    /// Usage and limits of `unit` as systemd sees them, on its own connection.
     pub fn slice_usage(&self, unit: &str) -> Result<SliceUsage, SystemdError> {
-        self.with_connection(async |conn| {
-            let path = load_unit(conn, unit).await?;
-            let unit_props = get_all(conn, &path, "org.freedesktop.systemd1.Unit").await?;
-            let slice = get_all(conn, &path, SLICE).await?;
-            let number = |name: &str| {
-                slice
-                    .get(name)
-                    .and_then(|v| u64::try_from(v).ok())
-                    .filter(|v| *v != u64::MAX)
-            };
-            Ok(SliceUsage {
-                unit: unit.to_owned(),
-                active_state: unit_props
-                    .get("ActiveState")
-                    .and_then(|v| String::try_from(v.try_clone().ok()?).ok())
-                    .unwrap_or_default(),
-                cpu_usage_nsec: number("CPUUsageNSec"),
-                memory_current: number("MemoryCurrent"),
-                tasks_current: number("TasksCurrent"),
-                cpu_quota_per_sec_usec: number("CPUQuotaPerSecUSec"),
-                memory_max: number("MemoryMax"),
-                tasks_max: number("TasksMax"),
-            })
-        })
+        self.with_connection(async |conn| slice_usage(conn, unit).await)
     }
+}
+
+/// One connection to systemd, for the apply and usage use cases, which
+/// decide when it is made and must [`SliceLink::close`] it before their
+/// `block_on` returns.
+pub struct Link(zbus::Connection);
+
+impl SlicePort for Systemd {
+    type Link = Link;
+
+    /// The first poll connects and writes the whole handshake (AUTH, BEGIN
+    /// and Hello go in one write): a caller that polls it once and then does
+    /// blocking work has the bus daemon answer meanwhile.
+    async fn connect(&self) -> Result<Link, PortError> {
+        let conn = self
+            .builder()
+            .build()
+            .await
+            .map_err(SystemdError::Connect)?;
+        Ok(Link(conn))
+    }
+}
+
+impl SliceLink for Link {
+    async fn set_properties(
+        &self,
+        unit: &str,
+        properties: &[SliceProperty],
+    ) -> Result<(), PortError> {
+        Ok(set_unit_properties(&self.0, unit, properties).await?)
+    }
+
+    async fn usage(&self, unit: &str) -> Result<SliceUsage, PortError> {
+        Ok(slice_usage(&self.0, unit).await?)
+    }
+
+    async fn close(self) {
+        let _ = self.0.close().await;
+    }
+}
+
+/// `SetUnitProperties(unit, runtime=true, properties)`: works before the
+/// unit exists and changes a running one live; runtime drop-ins live in /run.
+/// (Reading the values first to skip unchanged ones was measured: the
+/// extra `GetAll` costs as much as the set it saves.)
+async fn set_unit_properties(
+    conn: &zbus::Connection,
+    unit: &str,
+    properties: &[SliceProperty],
+) -> Result<(), SystemdError> {
+    let values: Vec<(&str, Value<'_>)> = properties
+        .iter()
+        .map(|p| {
+            let value = match p.value {
+                PropertyValue::Bool(b) => Value::from(b),
+                PropertyValue::U64(v) => Value::from(v),
+            };
+            (p.name, value)
+        })
+        .collect();
+    conn.call_method(
+        Some(SYSTEMD),
+        MANAGER_PATH,
+        Some(MANAGER),
+        "SetUnitProperties",
+        &(unit, true, values),
+    )
+    .await
+    .map(|_| ())
+    .map_err(call_error("SetUnitProperties"))
+}
+
+async fn slice_usage(conn: &zbus::Connection, unit: &str) -> Result<SliceUsage, SystemdError> {
+    let path = load_unit(conn, unit).await?;
+    let unit_props = get_all(conn, &path, "org.freedesktop.systemd1.Unit").await?;
+    let slice = get_all(conn, &path, SLICE).await?;
+    let number = |name: &str| {
+        slice
+            .get(name)
+            .and_then(|v| u64::try_from(v).ok())
+            .filter(|v| *v != u64::MAX)
+    };
+    Ok(SliceUsage {
+        unit: unit.to_owned(),
+        active_state: unit_props
+            .get("ActiveState")
+            .and_then(|v| String::try_from(v.try_clone().ok()?).ok())
+            .unwrap_or_default(),
+        cpu_usage_nsec: number("CPUUsageNSec"),
+        memory_current: number("MemoryCurrent"),
+        tasks_current: number("TasksCurrent"),
+        cpu_quota_per_sec_usec: number("CPUQuotaPerSecUSec"),
+        memory_max: number("MemoryMax"),
+        tasks_max: number("TasksMax"),
+    })
+}
+
+/// Runs a future of this adapter's connections to completion on the
+/// calling thread (zbus's own executor: its connections need its reactor).
+/// The apply use case runs all its steps inside one such call.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    zbus::block_on(future)
 }
 
 /// Runs `f`, then closes the connection, still inside `block_on`: the one

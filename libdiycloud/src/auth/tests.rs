@@ -151,30 +151,30 @@ fn disabled_and_expired_accounts() {
     let auth_status = |f: &mut Fixture, at: i64| {
         Authenticator::new(&mut f.store, &f.config, "t")
             .unwrap()
-            .account_status("alice", Timestamp(at))
+            .account_state("alice", Timestamp(at))
             .unwrap()
     };
-    assert_eq!(auth_status(&mut f, 0), AccountStatus::Active);
+    assert_eq!(auth_status(&mut f, 0), Some(AccountState::Active));
     let expiry: Date = "1970-01-02".parse().unwrap();
     f.modify(UserChanges {
         expires: Some(Some(expiry)),
         ..Default::default()
     });
-    assert_eq!(auth_status(&mut f, 86_399), AccountStatus::Active);
-    assert_eq!(auth_status(&mut f, 86_400), AccountStatus::Expired);
+    assert_eq!(auth_status(&mut f, 86_399), Some(AccountState::Active));
+    assert_eq!(auth_status(&mut f, 86_400), Some(AccountState::Expired));
     f.modify(UserChanges {
         active: Some(false),
         ..Default::default()
     });
-    assert_eq!(auth_status(&mut f, 0), AccountStatus::Disabled);
+    assert_eq!(auth_status(&mut f, 0), Some(AccountState::Disabled));
     assert_eq!(
         f.login("alice", "right password", 5),
         LoginOutcome::Inactive
     );
     let status = Authenticator::new(&mut f.store, &f.config, "t")
         .unwrap()
-        .account_status("nobody-here", Timestamp(0));
-    assert_eq!(status.unwrap(), AccountStatus::Unknown);
+        .account_state("nobody-here", Timestamp(0));
+    assert_eq!(status.unwrap(), None);
 }
 
 #[test]

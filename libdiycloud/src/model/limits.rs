@@ -382,6 +382,48 @@ const LOW_TASKS: u32 = 16;
 /// Below this share of one core, interactive use crawls.
 const LOW_CPU_PERCENT: u32 = 5;
 
+/// Some of an allocation's limits, to change: `None` keeps a limit.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LimitChanges {
+    pub cpu: Option<Cpu>,
+    pub memory: Option<Size>,
+    pub disk: Option<Size>,
+    pub tasks: Option<Tasks>,
+    pub gpus: Option<GpuList>,
+}
+
+impl LimitChanges {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// `allocation` with these changes.
+    pub fn applied_to(&self, allocation: &Allocation) -> Allocation {
+        let mut changed = allocation.clone();
+        if let Some(cpu) = self.cpu {
+            changed.cpu = cpu;
+        }
+        if let Some(memory) = self.memory {
+            changed.memory = memory;
+        }
+        if let Some(disk) = self.disk {
+            changed.disk = disk;
+        }
+        if let Some(tasks) = self.tasks {
+            changed.tasks = tasks;
+        }
+        if let Some(gpus) = &self.gpus {
+            changed.gpus = gpus.clone();
+        }
+        changed
+    }
+
+    /// Values that are valid but probably a mistake (see [`warnings`]).
+    pub fn warnings(&self) -> Vec<String> {
+        warnings(self.cpu, self.memory, self.tasks, self.disk)
+    }
+}
+
 /// Values that are valid but almost surely a mistake (`--memory 1` is one
 /// byte): warnings for the admin, who may mean them anyway.
 pub fn warnings(

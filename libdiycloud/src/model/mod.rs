@@ -5,13 +5,15 @@
 
 pub mod limits;
 pub mod lockout;
+pub mod password;
+pub mod slice;
 pub mod text;
 pub mod time;
 pub mod user;
 pub mod username;
 
-pub use limits::{Allocation, Cpu, GpuList, LimitError, Size, Tasks};
+pub use limits::{Allocation, Cpu, GpuList, LimitChanges, LimitError, Size, Tasks};
 pub use lockout::{FailureState, LockoutPolicy};
 pub use time::{Date, Timestamp};
-pub use user::{Pending, Role, User};
+pub use user::{AccountState, Pending, Role, User};
 pub use username::{Username, UsernameError};

@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::limits::Allocation;
-use super::lockout::FailureState;
+use super::lockout::{FailureState, LockoutPolicy};
 use super::time::{Date, Timestamp};
 use super::username::Username;
 
@@ -97,5 +97,105 @@ pub struct User {
 impl User {
     pub fn is_expired(&self, now: Timestamp) -> bool {
         self.expires.is_some_and(|d| now >= d.start())
+    }
+
+    /// Whether the account can be used at `now`, and if not, why: the one
+    /// rule the PAM account stage, `slicectl` and the API all show.
+    pub fn state(&self, lockout: &LockoutPolicy, now: Timestamp) -> AccountState {
+        if let Some(pending) = self.pending {
+            AccountState::Unfinished(pending)
+        } else if !self.active {
+            AccountState::Disabled
+        } else if self.is_expired(now) {
+            AccountState::Expired
+        } else if lockout.is_locked(&self.failures, now) {
+            AccountState::Locked
+        } else {
+            AccountState::Active
+        }
+    }
+}
+
+/// Whether an account can be used, and if not, the first reason why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountState {
+    Active,
+    /// Disabled by an admin.
+    Disabled,
+    /// Past its expiry date.
+    Expired,
+    /// Locked after repeated wrong passwords: no login through any module
+    /// (a Unix password, an SSH key) until it unlocks.
+    Locked,
+    /// An add or delete that was begun and not finished: not usable.
+    Unfinished(Pending),
+}
+
+impl AccountState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountState::Active => "active",
+            AccountState::Disabled => "disabled",
+            AccountState::Expired => "expired",
+            AccountState::Locked => "locked",
+            AccountState::Unfinished(Pending::Add) => "unfinished add",
+            AccountState::Unfinished(Pending::Del) => "unfinished del",
+        }
+    }
+}
+
+impl fmt::Display for AccountState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Allocation;
+
+    fn user() -> User {
+        User {
+            username: Username::parse("alice").unwrap(),
+            uid: None,
+            owns_system_account: false,
+            role: Role::User,
+            email: None,
+            full_name: None,
+            active: true,
+            expires: None,
+            created_at: Timestamp(0),
+            updated_at: Timestamp(0),
+            last_login: None,
+            last_logout: None,
+            password_changed_at: None,
+            failures: FailureState::default(),
+            allocation: Allocation::default(),
+            pending: None,
+        }
+    }
+
+    #[test]
+    fn state_takes_the_first_reason_in_order() {
+        let policy = LockoutPolicy::default();
+        let now = Timestamp(1_800_000_000);
+        let mut u = user();
+        assert_eq!(u.state(&policy, now), AccountState::Active);
+        for _ in 0..policy.deny {
+            u.failures = policy.after_failure(&u.failures, now);
+        }
+        assert_eq!(u.state(&policy, now), AccountState::Locked);
+        assert_eq!(
+            u.state(&policy, Timestamp(now.0 + policy.unlock_time as i64)),
+            AccountState::Active,
+            "the lock ends by itself"
+        );
+        u.expires = Some("2020-01-01".parse().unwrap());
+        assert_eq!(u.state(&policy, now), AccountState::Expired);
+        u.active = false;
+        assert_eq!(u.state(&policy, now), AccountState::Disabled);
+        u.pending = Some(Pending::Del);
+        assert_eq!(u.state(&policy, now).as_str(), "unfinished del");
     }
 }

@@ -4,6 +4,7 @@ use super::*;
 use crate::model::lockout::{FailureState, LockoutPolicy};
 use crate::model::time::Timestamp;
 use crate::model::user::Role;
+use crate::model::limits::LimitChanges;
 use crate::model::{Allocation, Cpu, Size, Username};
 
 fn new_user(name: &str) -> NewUser {
@@ -125,8 +126,11 @@ fn update_touches_only_named_fields() {
         .write(|tx| tx.set_failures("alice", &failures))
         .unwrap();
     let changes = UserChanges {
-        cpu: Some(Cpu::Infinity),
-        memory: Some(Size::Bytes(1 << 30)),
+        limits: LimitChanges {
+            cpu: Some(Cpu::Infinity),
+            memory: Some(Size::Bytes(1 << 30)),
+            ..LimitChanges::default()
+        },
         email: Some(None),
         role: Some(Role::Admin),
         ..Default::default()

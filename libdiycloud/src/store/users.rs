@@ -6,7 +6,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::{json, Value};
 
 use super::{Store, StoreError, Tx};
-use crate::model::limits::{Allocation, Cpu};
+use crate::model::limits::{Allocation, Cpu, LimitChanges};
 use crate::model::lockout::FailureState;
 use crate::model::time::{Date, Timestamp};
 use crate::model::user::{Pending, Role, User};
@@ -56,11 +56,7 @@ pub struct UserChanges {
     pub full_name: Option<Option<String>>,
     pub expires: Option<Option<Date>>,
     pub active: Option<bool>,
-    pub cpu: Option<Cpu>,
-    pub memory: Option<crate::model::Size>,
-    pub disk: Option<crate::model::Size>,
-    pub tasks: Option<crate::model::Tasks>,
-    pub gpus: Option<crate::model::GpuList>,
+    pub limits: LimitChanges,
 }
 
 impl UserChanges {
@@ -70,11 +66,7 @@ impl UserChanges {
             && self.full_name.is_none()
             && self.expires.is_none()
             && self.active.is_none()
-            && self.cpu.is_none()
-            && self.memory.is_none()
-            && self.disk.is_none()
-            && self.tasks.is_none()
-            && self.gpus.is_none()
+            && self.limits.is_empty()
     }
 }
 
@@ -398,15 +390,16 @@ impl Tx<'_> {
             user_sets.push(("is_active", Sql::Integer(i64::from(active))));
             detail.insert("active".into(), json!(active));
         }
-        if let Some(cpu) = changes.cpu {
+        let limits = &changes.limits;
+        if let Some(cpu) = limits.cpu {
             alloc_sets.push(("cpu_limit", cpu.cores().map_or(Sql::Null, Sql::Real)));
             detail.insert("cpu".into(), json!(cpu.to_string()));
         }
         for (column, key, value) in [
-            ("mem_limit", "memory", changes.memory.map(|v| v.to_string())),
-            ("disk_quota", "disk", changes.disk.map(|v| v.to_string())),
-            ("tasks_limit", "tasks", changes.tasks.map(|v| v.to_string())),
-            ("gpus", "gpus", changes.gpus.as_ref().map(|v| v.to_string())),
+            ("mem_limit", "memory", limits.memory.map(|v| v.to_string())),
+            ("disk_quota", "disk", limits.disk.map(|v| v.to_string())),
+            ("tasks_limit", "tasks", limits.tasks.map(|v| v.to_string())),
+            ("gpus", "gpus", limits.gpus.as_ref().map(|v| v.to_string())),
         ] {
             if let Some(value) = value {
                 detail.insert(key.into(), json!(value));

@@ -1,0 +1,625 @@
+//! The admin use cases: add, modify, set a password, unlock, delete, list,
+//! show, apply and usage. `slicectl` and (later) the REST API call these and
+//! only parse arguments and print; every rule, write and audit entry is here.
+//!
+//! `add` and `delete` with a system account span the database and the
+//! account files: they record their intent first and are finished by running
+//! them again (see [`Admin::add`] and [`Admin::delete`]).
+
+use serde_json::{json, Value};
+use zeroize::Zeroizing;
+
+use crate::apply::{self, AccountPort, ApplyReport, PortError, Ports, SlicePort};
+use crate::auth::{self, AuthError, Authenticator, PasswordChange, SetBy};
+use crate::config::Config;
+use crate::model::limits::LimitChanges;
+use crate::model::slice::SliceUsage;
+use crate::model::{Date, Pending, Role, Timestamp, User, Username};
+use crate::password::{Hasher, PasswordError};
+use crate::platform::{self, AccountError};
+use crate::store::{AuditEntry, NewUser, Store, StoreError, UserChanges};
+
+/// Who is to blame for a failure, which decides the exit status and the
+/// HTTP status: the caller (a bad request) or the system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request is invalid whatever the state: exit 2, HTTP 400.
+    Usage,
+    /// It names a user that does not exist: exit 1, HTTP 404.
+    NotFound,
+    /// It clashes with the current state (exists, unfinished): exit 1, HTTP 409.
+    Conflict,
+    /// Something failed while doing it: exit 1, HTTP 500.
+    Runtime,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The request itself is wrong; the message says how.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no such user: {0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// The new password could not be read (a terminal or stdin failure).
+    #[error("{0}")]
+    Input(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Account(#[from] AccountError),
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+    #[error(transparent)]
+    Port(#[from] PortError),
+}
+
+impl From<AuthError> for AdminError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Store(e) => e.into(),
+            AuthError::Password(e) => e.into(),
+        }
+    }
+}
+
+impl AdminError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            AdminError::Invalid(_) => ErrorKind::Usage,
+            AdminError::NotFound(_) | AdminError::Store(StoreError::UserNotFound(_)) => {
+                ErrorKind::NotFound
+            }
+            AdminError::Conflict(_)
+            | AdminError::Store(StoreError::UserExists(_))
+            | AdminError::Account(AccountError::Exists { .. } | AccountError::Root { .. }) => {
+                ErrorKind::Conflict
+            }
+            AdminError::Account(AccountError::ServiceAccount { .. }) => ErrorKind::Usage,
+            AdminError::Input(_)
+            | AdminError::Store(_)
+            | AdminError::Account(_)
+            | AdminError::Password(_)
+            | AdminError::Port(_) => ErrorKind::Runtime,
+        }
+    }
+}
+
+/// A new password, asked for only once the request has been checked (a
+/// prompt must not come before "user already exists").
+pub type PasswordSource<'p> =
+    &'p mut dyn FnMut() -> Result<Zeroizing<Vec<u8>>, AdminError>;
+
+/// A user as every front door shows them; field names follow the CLI flags.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct UserView {
+    pub username: String,
+    pub uid: Option<u32>,
+    /// Whether `slicectl` created the system account.
+    pub system_account: bool,
+    pub role: Role,
+    pub email: Option<String>,
+    pub full_name: Option<String>,
+    pub active: bool,
+    pub expires: Option<String>,
+    pub expired: bool,
+    pub locked: bool,
+    pub failed_logins: u32,
+    pub created_at: String,
+    pub updated_at: String,
+    pub last_login: Option<String>,
+    pub last_logout: Option<String>,
+    pub password_changed_at: Option<String>,
+    pub cpu: String,
+    pub memory: String,
+    pub disk: String,
+    pub tasks: String,
+    pub gpus: String,
+    /// `active`, `disabled`, `expired`, `locked`, `unfinished add|del`.
+    pub state: String,
+    pub pending: Option<Pending>,
+}
+
+impl UserView {
+    pub fn of(user: &User, config: &Config, now: Timestamp) -> Self {
+        let a = &user.allocation;
+        let text = |t: Option<Timestamp>| t.map(|t| t.to_string());
+        Self {
+            username: user.username.to_string(),
+            uid: user.uid,
+            system_account: user.owns_system_account,
+            role: user.role,
+            email: user.email.clone(),
+            full_name: user.full_name.clone(),
+            active: user.active,
+            expires: user.expires.map(|d| d.to_string()),
+            expired: user.is_expired(now),
+            locked: config.lockout.is_locked(&user.failures, now),
+            failed_logins: user.failures.count,
+            created_at: user.created_at.to_string(),
+            updated_at: user.updated_at.to_string(),
+            last_login: text(user.last_login),
+            last_logout: text(user.last_logout),
+            password_changed_at: text(user.password_changed_at),
+            cpu: a.cpu.to_string(),
+            memory: a.memory.to_string(),
+            disk: a.disk.to_string(),
+            tasks: a.tasks.to_string(),
+            gpus: a.gpus.to_string(),
+            state: user.state(&config.lockout, now).to_string(),
+            pending: user.pending,
+        }
+    }
+
+    /// The record as the audit log keeps it: without what changes by itself.
+    fn audit_detail(&self) -> Value {
+        let mut detail = json!(self);
+        if let Some(fields) = detail.as_object_mut() {
+            for volatile in [
+                "created_at",
+                "updated_at",
+                "last_login",
+                "last_logout",
+                "password_changed_at",
+                "locked",
+                "expired",
+                "failed_logins",
+                "state",
+                "pending",
+            ] {
+                fields.remove(volatile);
+            }
+        }
+        detail
+    }
+}
+
+/// Whether `user add` makes the system account or links one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SystemAccount {
+    /// `useradd` it (the default).
+    Create,
+    /// Only the record; link an existing account of the same name, if any.
+    /// `allow_service_account`: also one below UID_MIN.
+    Link { allow_service_account: bool },
+}
+
+/// `user add`'s request.
+#[derive(Debug, Clone)]
+pub struct AddUser {
+    pub name: Username,
+    pub role: Role,
+    pub email: Option<String>,
+    pub full_name: Option<String>,
+    pub expires: Option<Date>,
+    /// Over the config's defaults.
+    pub limits: LimitChanges,
+    pub system_account: SystemAccount,
+}
+
+/// What `add` did.
+#[derive(Debug, Clone)]
+pub struct Added {
+    pub user: UserView,
+    /// It finished an add that an earlier run began.
+    pub resumed: bool,
+    pub warnings: Vec<String>,
+    /// The allocation applied at once.
+    pub applied: ApplyReport,
+}
+
+/// What `modify` did.
+#[derive(Debug, Clone)]
+pub struct Modified {
+    pub user: UserView,
+    pub warnings: Vec<String>,
+    /// Where the limits changed: applying them at once.
+    pub applied: Option<ApplyReport>,
+}
+
+/// What `delete` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Deleted {
+    pub system_account_removed: bool,
+    pub home_removed: bool,
+    /// `remove_home` was asked for an account slicectl did not create.
+    pub home_left: bool,
+}
+
+/// A user's slice usage; `None` without a system account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserUsage {
+    pub username: String,
+    pub usage: Option<SliceUsage>,
+}
+
+/// The admin use cases over one store, acting as `actor` at `now`.
+pub struct Admin<'a, S = crate::systemd::Systemd, A = apply::SystemAccounts> {
+    store: &'a mut Store,
+    config: &'a Config,
+    ports: &'a Ports<S, A>,
+    actor: &'a str,
+    now: Timestamp,
+}
+
+impl<'a, S: SlicePort, A: AccountPort> Admin<'a, S, A> {
+    pub fn new(
+        store: &'a mut Store,
+        config: &'a Config,
+        ports: &'a Ports<S, A>,
+        actor: &'a str,
+        now: Timestamp,
+    ) -> Self {
+        Self {
+            store,
+            config,
+            ports,
+            actor,
+            now,
+        }
+    }
+
+    fn view(&self, user: &User) -> UserView {
+        UserView::of(user, self.config, self.now)
+    }
+
+    fn existing(&self, name: &str) -> Result<User, AdminError> {
+        self.store
+            .user(name)?
+            .ok_or_else(|| AdminError::NotFound(name.into()))
+    }
+
+    /// Warnings for valid values that are probably a mistake.
+    fn warnings(&self, limits: &LimitChanges, expires: Option<Date>) -> Vec<String> {
+        let mut warnings = limits.warnings();
+        if let Some(date) = expires.filter(|d| self.now >= d.start()) {
+            warnings.push(format!(
+                "the expiry date {date} has passed: the account cannot be used"
+            ));
+        }
+        warnings
+    }
+
+    /// `user add`. With a system account this spans two resources, the
+    /// database and the account files, so it goes: (1) the record, marked
+    /// `pending = add`; (2) `useradd` (into the managed group); (3) the uid,
+    /// mark cleared. Killed at any point, running the same request again
+    /// finishes it (and `delete` removes what there is): a pending record
+    /// never logs in. Then the allocation is applied.
+    pub fn add(
+        &mut self,
+        request: &AddUser,
+        password: PasswordSource<'_>,
+    ) -> Result<Added, AdminError> {
+        let name = request.name.as_str();
+        let creates_account = request.system_account == SystemAccount::Create;
+        let resuming = match self.store.user(name)? {
+            None => false,
+            Some(user) if user.pending == Some(Pending::Add) && creates_account => true,
+            Some(user) if user.pending == Some(Pending::Del) => {
+                return Err(AdminError::Conflict(format!(
+                    "user {name} is being deleted (an earlier `slicectl user del {name}` was interrupted): run it again to finish"
+                )))
+            }
+            Some(_) => return Err(AdminError::Conflict(format!("user {name} already exists"))),
+        };
+        let existing_uid = platform::system_uid(name)?;
+        if let Some(uid) = existing_uid {
+            check_existing_account(name, uid, resuming, request.system_account)?;
+        }
+        let warnings = self.warnings(&request.limits, request.expires);
+        let password = password()?;
+        let hasher = Hasher::new(self.config.hash)?;
+        let password_hash = auth::hash_new_password(&hasher, &self.config.password, &password)?
+            .map_err(|v| AdminError::Invalid(format!("password refused: {v}")))?;
+        let new = NewUser {
+            username: request.name.clone(),
+            password_hash,
+            role: request.role,
+            email: request.email.clone(),
+            full_name: request.full_name.clone(),
+            expires: request.expires,
+            allocation: request.limits.applied_to(&self.config.defaults),
+            uid: existing_uid.filter(|_| !creates_account),
+            owns_system_account: creates_account,
+            pending: creates_account.then_some(Pending::Add),
+        };
+
+        // (1) The record (a resumed add replaces the interrupted one's). A
+        // linked account joins the managed group in the same step: if that
+        // fails, the record goes too.
+        let (now, actor, group) = (self.now, self.actor, self.config.group.as_str());
+        let config = self.config;
+        let mut user = self.store.write(|tx| {
+            if resuming {
+                tx.delete_user(name)?;
+            }
+            let user = tx.insert_user(&new, now)?;
+            if !creates_account {
+                if user.uid.is_some() {
+                    platform::ensure_group(group)?;
+                    platform::add_to_group(name, group)?;
+                }
+                let detail = UserView::of(&user, config, now).audit_detail();
+                tx.audit(now, actor, "user.add", name, &detail)?;
+            }
+            Ok::<_, AdminError>(user)
+        })?;
+        if creates_account {
+            user = self.create_account(&new, existing_uid)?;
+        }
+        let applied = apply::apply(self.ports, &user);
+        Ok(Added {
+            user: self.view(&user),
+            resumed: resuming,
+            warnings,
+            applied,
+        })
+    }
+
+    /// Steps (2) and (3) of `add`.
+    fn create_account(&mut self, new: &NewUser, existing_uid: Option<u32>) -> Result<User, AdminError> {
+        let name = new.username.as_str();
+        let group = self.config.group.as_str();
+        // (2) The account. One that exists now was made by the interrupted
+        // run this one resumes; it joins the group if it had not yet.
+        let made = match existing_uid {
+            Some(uid) => platform::ensure_group(group)
+                .and_then(|_| platform::add_to_group(name, group))
+                .map(|()| uid),
+            None => platform::ensure_group(group).and_then(|_| {
+                platform::create_system_account(
+                    name,
+                    new.full_name.as_deref(),
+                    &self.config.shell,
+                    group,
+                )
+            }),
+        };
+        let uid = match made {
+            Ok(uid) => uid,
+            Err(e) => {
+                // Where no account came of it, take the record back out;
+                // where one did (an earlier run's useradd, still going),
+                // the next run adopts it.
+                if matches!(platform::system_uid(name), Ok(None)) {
+                    let _ = self.store.write(|tx| tx.delete_user(name));
+                }
+                return Err(e.into());
+            }
+        };
+        // (3) Done.
+        let (now, actor, config) = (self.now, self.actor, self.config);
+        self.store.write(|tx| {
+            tx.set_system_account(name, uid, true)?;
+            tx.set_pending(name, None)?;
+            let user = tx.user(name)?;
+            let detail = UserView::of(&user, config, now).audit_detail();
+            tx.audit(now, actor, "user.add", name, &detail)?;
+            Ok::<_, AdminError>(user)
+        })
+    }
+
+    /// `user mod`: the changes in one transaction (with the passwd comment of
+    /// an account slicectl made); changed limits are applied at once.
+    pub fn modify(&mut self, name: &str, changes: &UserChanges) -> Result<Modified, AdminError> {
+        if changes.is_empty() {
+            return Err(AdminError::Invalid(
+                "nothing to change: give at least one option (see `slicectl user mod --help`)"
+                    .into(),
+            ));
+        }
+        let warnings = self.warnings(&changes.limits, changes.expires.flatten());
+        let (now, actor) = (self.now, self.actor);
+        let user = self.store.write(|tx| {
+            let Some((user, _)) = tx.credentials(name)? else {
+                return Err(AdminError::NotFound(name.into()));
+            };
+            if let Some(pending) = user.pending {
+                return Err(AdminError::Conflict(format!(
+                    "user {name} has an unfinished `user {}`: run `slicectl user {} {name}` again first",
+                    pending.as_str(),
+                    pending.as_str()
+                )));
+            }
+            let detail = tx.update_user(name, changes, now)?;
+            tx.audit(now, actor, "user.mod", name, &detail)?;
+            let user = tx.user(name)?;
+            // A failing usermod rolls the whole change back.
+            if let (Some(full_name), true) = (&changes.full_name, user.owns_system_account) {
+                platform::set_system_account_comment(name, full_name.as_deref().unwrap_or(""))?;
+            }
+            Ok::<_, AdminError>(user)
+        })?;
+        let applied =
+            (!changes.limits.is_empty()).then(|| apply::apply(self.ports, &user));
+        Ok(Modified {
+            user: self.view(&user),
+            warnings,
+            applied,
+        })
+    }
+
+    /// `user passwd`: the same set-password path as root's `passwd NAME`
+    /// through PAM (policy, hash, audit), recorded as set by an admin.
+    pub fn set_password(&mut self, name: &str, password: PasswordSource<'_>) -> Result<(), AdminError> {
+        self.existing(name)?;
+        let password = password()?;
+        let mut auth = Authenticator::new(&mut *self.store, self.config, self.actor)?;
+        match auth.set_password(name, &password, self.now, SetBy::Admin)? {
+            PasswordChange::Changed => Ok(()),
+            PasswordChange::Refused(v) => {
+                Err(AdminError::Invalid(format!("password refused: {v}")))
+            }
+            // Only a change that checks the old password is denied.
+            PasswordChange::Denied(_) => Err(AdminError::Conflict(format!(
+                "the password of {name} cannot be set now"
+            ))),
+        }
+    }
+
+    /// `user unlock`: clears the failure count; returns whether it was locked.
+    pub fn unlock(&mut self, name: &str) -> Result<bool, AdminError> {
+        let (now, actor, lockout) = (self.now, self.actor, self.config.lockout);
+        self.store.write(|tx| {
+            let Some((user, _)) = tx.credentials(name)? else {
+                return Err(AdminError::NotFound(name.into()));
+            };
+            let was_locked = lockout.is_locked(&user.failures, now);
+            tx.set_failures(name, &Default::default())?;
+            tx.audit(
+                now,
+                actor,
+                "user.unlock",
+                name,
+                &json!({"failures": user.failures.count, "was_locked": was_locked}),
+            )?;
+            Ok(was_locked)
+        })
+    }
+
+    /// `user del`. For an account slicectl created: (1) mark the record
+    /// `pending = del` (it stops logging in); (2) `userdel`; (3) remove the
+    /// record. Killed at any point, running it again finishes the job. A
+    /// linked account is only taken out of the managed group.
+    pub fn delete(&mut self, name: &str, remove_home: bool) -> Result<Deleted, AdminError> {
+        let user = self.existing(name)?;
+        let deleted = Deleted {
+            system_account_removed: user.owns_system_account,
+            home_removed: remove_home && user.owns_system_account,
+            home_left: remove_home && !user.owns_system_account,
+        };
+        if user.owns_system_account {
+            if user.pending != Some(Pending::Del) {
+                self.store
+                    .write(|tx| tx.set_pending(name, Some(Pending::Del)))?;
+            }
+            platform::delete_system_account(name, remove_home)?;
+        }
+        let (now, actor, group) = (self.now, self.actor, self.config.group.as_str());
+        let detail = json!({
+            "system_account_removed": deleted.system_account_removed,
+            "home_removed": deleted.home_removed,
+        });
+        self.store.write(|tx| {
+            tx.delete_user(name)?;
+            if !user.owns_system_account && user.uid.is_some() {
+                platform::remove_from_group(name, group)?;
+            }
+            tx.audit(now, actor, "user.del", name, &detail)?;
+            Ok::<_, AdminError>(())
+        })?;
+        Ok(deleted)
+    }
+
+    pub fn users(&self) -> Result<Vec<UserView>, AdminError> {
+        Ok(self.store.users()?.iter().map(|u| self.view(u)).collect())
+    }
+
+    /// One user with their latest `audit_entries` audit log entries.
+    pub fn show(&self, name: &str, audit_entries: u32) -> Result<(UserView, Vec<AuditEntry>), AdminError> {
+        let user = self.existing(name)?;
+        let log = self.store.audit_log(name, audit_entries)?;
+        Ok((self.view(&user), log))
+    }
+
+    /// The users a command is about: one by name, or all of them.
+    fn selected(&self, name: Option<&str>) -> Result<Vec<User>, AdminError> {
+        match name {
+            Some(name) => Ok(vec![self.existing(name)?]),
+            None => Ok(self.store.users()?),
+        }
+    }
+
+    /// `apply NAME` or `apply --all` (`None`): each user's report.
+    pub fn apply(&self, name: Option<&str>) -> Result<Vec<ApplyReport>, AdminError> {
+        Ok(self
+            .selected(name)?
+            .iter()
+            .map(|user| apply::apply(self.ports, user))
+            .collect())
+    }
+
+    /// `usage [NAME]`: each user's slice as systemd reports it.
+    pub fn usage(&self, name: Option<&str>) -> Result<Vec<UserUsage>, AdminError> {
+        self.selected(name)?
+            .iter()
+            .map(|user| {
+                Ok(UserUsage {
+                    username: user.username.to_string(),
+                    usage: apply::usage(self.ports, user)?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Whether `user add` may go on where the system already has an account
+/// `name` with `uid`.
+fn check_existing_account(
+    name: &str,
+    uid: u32,
+    resuming: bool,
+    system_account: SystemAccount,
+) -> Result<(), AdminError> {
+    if uid == 0 {
+        return Err(AccountError::Root { name: name.into() }.into());
+    }
+    let uid_min = platform::uid_min();
+    match system_account {
+        _ if resuming => Ok(()),
+        SystemAccount::Create if uid < uid_min => Err(AdminError::Conflict(format!(
+            "system account {name} already exists (uid {uid}, below UID_MIN {uid_min}: a system or service account); pick another name"
+        ))),
+        SystemAccount::Create => Err(AccountError::Exists {
+            name: name.into(),
+            uid,
+        }
+        .into()),
+        SystemAccount::Link {
+            allow_service_account: false,
+        } if uid < uid_min => Err(AccountError::ServiceAccount {
+            name: name.into(),
+            uid,
+            uid_min,
+        }
+        .into()),
+        SystemAccount::Link { .. } => Ok(()),
+    }
+}
+
+/// What `slicectl init` did about the managed group.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GroupReport {
+    pub group: String,
+    pub created: bool,
+    /// Users with a system account who were not yet in it.
+    pub added: Vec<String>,
+}
+
+/// Makes the managed group and puts every user with a system account in
+/// it: part of `slicectl init`, so an upgrade brings older installs along.
+pub fn sync_managed_group(store: &Store, config: &Config) -> Result<GroupReport, AdminError> {
+    let group = config.group.as_str();
+    let created = platform::ensure_group(group)?;
+    let mut added = Vec::new();
+    for user in store.users()? {
+        let name = user.username.as_str();
+        if user.pending.is_some() {
+            continue;
+        }
+        if platform::is_group_member(name, group)? == platform::Membership::NotMember {
+            platform::add_to_group(name, group)?;
+            added.push(name.to_owned());
+        }
+    }
+    Ok(GroupReport {
+        group: group.to_owned(),
+        created,
+        added,
+    })
+}
+
+#[cfg(test)]
+mod tests;

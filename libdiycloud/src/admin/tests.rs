@@ -1,0 +1,274 @@
+//! The admin use cases on a real SQLite store with fake ports. Only
+//! records without a system account here (no useradd): the account paths
+//! run as root in `slicectl/tests/system_accounts.rs` and the VM tier.
+
+use super::*;
+use crate::apply::fakes::{FakeAccounts, FakeSlice};
+use crate::apply::StepOutcome;
+use crate::auth::LoginOutcome;
+use crate::model::password::HashParams;
+use crate::model::{Cpu, Size};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Store,
+    config: Config,
+    ports: Ports<FakeSlice, FakeAccounts>,
+}
+
+const NOW: Timestamp = Timestamp(1_800_000_000);
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::init(&dir.path().join("d.db")).unwrap();
+    let config = Config {
+        hash: HashParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        },
+        ..Config::default()
+    };
+    Fixture {
+        _dir: dir,
+        store,
+        config,
+        ports: Ports::default(),
+    }
+}
+
+impl Fixture {
+    fn admin(&mut self) -> Admin<'_, FakeSlice, FakeAccounts> {
+        Admin::new(&mut self.store, &self.config, &self.ports, "tester", NOW)
+    }
+
+    fn add(&mut self, name: &str, password: &str) -> Result<Added, AdminError> {
+        let request = linked(name);
+        let password = password.as_bytes().to_vec();
+        self.admin()
+            .add(&request, &mut || Ok(Zeroizing::new(password.clone())))
+    }
+
+    fn login(&mut self, name: &str, password: &str) -> LoginOutcome {
+        Authenticator::new(&mut self.store, &self.config, "t")
+            .unwrap()
+            .login(name, password.as_bytes(), NOW)
+            .unwrap()
+    }
+}
+
+/// A record only: no system account is made (none exists for these names).
+fn linked(name: &str) -> AddUser {
+    AddUser {
+        name: Username::parse(name).unwrap(),
+        role: Role::User,
+        email: None,
+        full_name: None,
+        expires: None,
+        limits: LimitChanges::default(),
+        system_account: SystemAccount::Link {
+            allow_service_account: false,
+        },
+    }
+}
+
+fn never_asked() -> impl FnMut() -> Result<Zeroizing<Vec<u8>>, AdminError> {
+    || panic!("the password must not be asked for")
+}
+
+#[test]
+fn add_records_the_user_with_the_default_allocation_and_audits() {
+    let mut f = fixture();
+    let added = f.add("zed-nosys", "long enough 1").unwrap();
+    assert_eq!(added.user.username, "zed-nosys");
+    assert_eq!(added.user.state, "active");
+    assert_eq!(added.user.memory, "2G");
+    assert!(!added.resumed);
+    assert_eq!(added.applied.skipped(), Some("no system account"));
+    assert!(matches!(
+        f.login("zed-nosys", "long enough 1"),
+        LoginOutcome::Success(_)
+    ));
+    let (_, log) = f.admin().show("zed-nosys", 10).unwrap();
+    assert_eq!(log[0].action, "user.add");
+    assert_eq!(log[0].actor, "tester");
+    assert!(log[0].detail.get("state").is_none(), "no volatile fields");
+}
+
+#[test]
+fn add_refuses_before_asking_for_a_password() {
+    let mut f = fixture();
+    f.add("zed-nosys", "long enough 1").unwrap();
+    let err = f
+        .admin()
+        .add(&linked("zed-nosys"), &mut never_asked())
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert!(err.to_string().contains("already exists"), "{err}");
+
+    // root's account is never linked; a service account only when allowed.
+    let err = f.admin().add(&linked("root"), &mut never_asked()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    let err = f.admin().add(&linked("daemon"), &mut never_asked()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Usage);
+    assert!(err.to_string().contains("--allow-service-account"), "{err}");
+}
+
+#[test]
+fn a_refused_password_is_a_usage_error_and_leaves_no_record() {
+    let mut f = fixture();
+    let err = f.add("zed-nosys", "short").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Usage);
+    assert!(err.to_string().starts_with("password refused"), "{err}");
+    assert_eq!(f.admin().users().unwrap(), []);
+}
+
+#[test]
+fn modify_changes_limits_and_applies_them_at_once() {
+    let mut f = fixture();
+    f.add("zed-nosys", "long enough 1").unwrap();
+    f.ports.accounts.uids = vec![("zed-nosys", 1234)];
+    let changes = UserChanges {
+        limits: LimitChanges {
+            cpu: Some(Cpu::Percent(2)),
+            memory: Some(Size::Bytes(512 << 20)),
+            ..LimitChanges::default()
+        },
+        ..UserChanges::default()
+    };
+    let modified = f.admin().modify("zed-nosys", &changes).unwrap();
+    assert_eq!(modified.user.memory, "512M");
+    assert_eq!(modified.warnings.len(), 1, "2% of a core is little");
+    let applied = modified.applied.unwrap();
+    match &applied.steps[0].outcome {
+        StepOutcome::Applied { target, settings } => {
+            assert_eq!(target, "user-1234.slice");
+            assert!(settings.contains(&"MemoryMax=536870912".to_owned()));
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A profile change alone applies nothing.
+    let changes = UserChanges {
+        email: Some(Some("z@example.org".into())),
+        ..UserChanges::default()
+    };
+    assert!(f.admin().modify("zed-nosys", &changes).unwrap().applied.is_none());
+}
+
+#[test]
+fn a_failed_apply_keeps_the_change() {
+    let mut f = fixture();
+    f.add("zed-nosys", "long enough 1").unwrap();
+    f.ports.accounts.uids = vec![("zed-nosys", 1234)];
+    f.ports.slice.refuse_set = true;
+    let changes = UserChanges {
+        limits: LimitChanges {
+            memory: Some(Size::Bytes(1 << 30)),
+            ..LimitChanges::default()
+        },
+        ..UserChanges::default()
+    };
+    let modified = f.admin().modify("zed-nosys", &changes).unwrap();
+    assert!(!modified.applied.unwrap().is_complete());
+    let (view, _) = f.admin().show("zed-nosys", 1).unwrap();
+    assert_eq!(view.memory, "1G", "the database is the source of truth");
+}
+
+#[test]
+fn modify_errors_are_typed() {
+    let mut f = fixture();
+    let err = f.admin().modify("zed-nosys", &UserChanges::default()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Usage);
+    let changes = UserChanges {
+        active: Some(false),
+        ..UserChanges::default()
+    };
+    let err = f.admin().modify("zed-nosys", &changes).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert_eq!(err.to_string(), "no such user: zed-nosys");
+}
+
+#[test]
+fn set_password_shares_the_policy_and_audits_as_admin() {
+    let mut f = fixture();
+    let err = f
+        .admin()
+        .set_password("zed-nosys", &mut never_asked())
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+
+    f.add("zed-nosys", "long enough 1").unwrap();
+    let err = f
+        .admin()
+        .set_password("zed-nosys", &mut || Ok(Zeroizing::new(b"short".to_vec())))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Usage);
+    f.admin()
+        .set_password("zed-nosys", &mut || {
+            Ok(Zeroizing::new(b"another long one".to_vec()))
+        })
+        .unwrap();
+    assert!(matches!(
+        f.login("zed-nosys", "another long one"),
+        LoginOutcome::Success(_)
+    ));
+    let (_, log) = f.admin().show("zed-nosys", 10).unwrap();
+    let passwd = log.iter().find(|e| e.action == "user.passwd").unwrap();
+    assert_eq!(passwd.detail["by"], "admin");
+}
+
+#[test]
+fn unlock_reports_whether_it_was_locked() {
+    let mut f = fixture();
+    f.add("zed-nosys", "long enough 1").unwrap();
+    assert!(!f.admin().unlock("zed-nosys").unwrap());
+    for _ in 0..f.config.lockout.deny {
+        f.login("zed-nosys", "wrong");
+    }
+    assert_eq!(f.login("zed-nosys", "long enough 1"), LoginOutcome::Locked);
+    assert_eq!(f.admin().show("zed-nosys", 1).unwrap().0.state, "locked");
+    assert!(f.admin().unlock("zed-nosys").unwrap());
+    assert!(matches!(
+        f.login("zed-nosys", "long enough 1"),
+        LoginOutcome::Success(_)
+    ));
+    assert_eq!(
+        f.admin().unlock("nobody-here").unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+}
+
+#[test]
+fn delete_removes_the_record() {
+    let mut f = fixture();
+    f.add("zed-nosys", "long enough 1").unwrap();
+    let deleted = f.admin().delete("zed-nosys", true).unwrap();
+    assert!(!deleted.system_account_removed);
+    assert!(deleted.home_left, "not ours to remove");
+    assert_eq!(f.admin().users().unwrap(), []);
+    assert_eq!(
+        f.admin().delete("zed-nosys", false).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+}
+
+#[test]
+fn apply_and_usage_for_one_or_all() {
+    let mut f = fixture();
+    f.add("zed-nosys", "long enough 1").unwrap();
+    f.add("amy-nosys", "long enough 1").unwrap();
+    f.ports.accounts.uids = vec![("amy-nosys", 1500)];
+    let reports = f.admin().apply(None).unwrap();
+    assert_eq!(reports.len(), 2);
+    let amy = reports.iter().find(|r| r.username == "amy-nosys").unwrap();
+    assert!(amy.is_complete() && amy.skipped().is_none());
+    let usage = f.admin().usage(Some("zed-nosys")).unwrap();
+    assert_eq!(usage[0].usage, None, "no system account, no slice");
+    let usage = f.admin().usage(Some("amy-nosys")).unwrap();
+    assert_eq!(usage[0].usage.as_ref().unwrap().unit, "user-1500.slice");
+    assert_eq!(
+        f.admin().apply(Some("nobody-here")).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+}

@@ -1,0 +1,121 @@
+//! Fake ports for the use cases' tests: they record what they are asked,
+//! in order, and fail where told to.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use super::{AccountPort, PortError, SliceLink, SlicePort};
+use crate::model::slice::{SliceProperty, SliceUsage};
+
+/// Everything the fakes saw, in order.
+pub type Journal = Rc<RefCell<Vec<String>>>;
+
+#[derive(Default)]
+pub struct FakeSlice {
+    pub journal: Journal,
+    pub refuse_connect: bool,
+    pub refuse_set: bool,
+}
+
+pub struct FakeLink {
+    journal: Journal,
+    refuse_set: bool,
+}
+
+/// A connection that is not there at the first poll (a handshake in
+/// flight) and is at the second.
+pub struct Connecting {
+    journal: Journal,
+    polls: u32,
+    result: Option<Result<FakeLink, PortError>>,
+}
+
+impl Future for Connecting {
+    type Output = Result<FakeLink, PortError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.polls += 1;
+        if self.polls == 1 {
+            self.journal.borrow_mut().push("connect started".into());
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        self.journal.borrow_mut().push("connected".into());
+        Poll::Ready(
+            self.result
+                .take()
+                .unwrap_or_else(|| Err(PortError::msg("polled after it was done"))),
+        )
+    }
+}
+
+impl SlicePort for FakeSlice {
+    type Link = FakeLink;
+
+    fn connect(&self) -> impl Future<Output = Result<FakeLink, PortError>> {
+        let result = if self.refuse_connect {
+            Err(PortError::msg("cannot reach systemd: no bus"))
+        } else {
+            Ok(FakeLink {
+                journal: self.journal.clone(),
+                refuse_set: self.refuse_set,
+            })
+        };
+        Connecting {
+            journal: self.journal.clone(),
+            polls: 0,
+            result: Some(result),
+        }
+    }
+}
+
+impl SliceLink for FakeLink {
+    async fn set_properties(
+        &self,
+        unit: &str,
+        properties: &[SliceProperty],
+    ) -> Result<(), PortError> {
+        let settings: Vec<String> = properties.iter().map(ToString::to_string).collect();
+        self.journal
+            .borrow_mut()
+            .push(format!("set {unit} {}", settings.join(" ")));
+        if self.refuse_set {
+            return Err(PortError::msg("systemd SetUnitProperties failed: access denied"));
+        }
+        Ok(())
+    }
+
+    async fn usage(&self, unit: &str) -> Result<SliceUsage, PortError> {
+        self.journal.borrow_mut().push(format!("usage {unit}"));
+        Ok(SliceUsage {
+            unit: unit.to_owned(),
+            active_state: "active".into(),
+            memory_current: Some(1 << 20),
+            ..SliceUsage::default()
+        })
+    }
+
+    async fn close(self) {
+        self.journal.borrow_mut().push("closed".into());
+    }
+}
+
+/// Accounts by name; `broken` fails every lookup.
+#[derive(Default)]
+pub struct FakeAccounts {
+    pub uids: Vec<(&'static str, u32)>,
+    pub broken: bool,
+}
+
+impl AccountPort for FakeAccounts {
+    fn uid(&self, name: &str) -> Result<Option<u32>, PortError> {
+        if self.broken {
+            return Err(PortError::msg("NSS is down"));
+        }
+        Ok(self.uids.iter().find(|(n, _)| *n == name).map(|(_, u)| *u))
+    }
+}
+

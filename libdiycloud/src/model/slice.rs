@@ -1,0 +1,130 @@
+//! A user's slice: its name, and the mapping from an allocation to the
+//! properties systemd sets on it (DESIGN §8). Pure: the systemd adapter
+//! sends these, the apply use case decides when.
+
+use super::limits::Allocation;
+
+/// One value of a unit property, in the D-Bus type systemd expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PropertyValue {
+    /// `b`
+    Bool(bool),
+    /// `t`; `u64::MAX` is "infinity".
+    U64(u64),
+}
+
+/// A property for `SetUnitProperties`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SliceProperty {
+    pub name: &'static str,
+    pub value: PropertyValue,
+}
+
+impl std::fmt::Display for SliceProperty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.value {
+            PropertyValue::Bool(b) => write!(f, "{}={}", self.name, if b { "yes" } else { "no" }),
+            PropertyValue::U64(u64::MAX) => write!(f, "{}=infinity", self.name),
+            PropertyValue::U64(v) => write!(f, "{}={v}", self.name),
+        }
+    }
+}
+
+/// The slice of user `uid`.
+pub fn user_slice(uid: u32) -> String {
+    format!("user-{uid}.slice")
+}
+
+/// The properties that give a user's slice its allocation. Accounting is
+/// always on, so usage can be read back.
+///
+/// The names are the same on both cgroup hierarchies: systemd translates
+/// them, on v2 to `cpu.max`, `memory.max`, `pids.max`, on v1 to
+/// `cpu.cfs_quota_us`, `memory.limit_in_bytes` (systemd 252 maps `MemoryMax`
+/// there) and `pids.max`. So the hierarchy is not detected for them; the
+/// properties that differ (IO weight) will take it as a parameter.
+pub fn slice_properties(allocation: &Allocation) -> Vec<SliceProperty> {
+    let prop = |name, value| SliceProperty { name, value };
+    vec![
+        prop("CPUAccounting", PropertyValue::Bool(true)),
+        prop("MemoryAccounting", PropertyValue::Bool(true)),
+        prop("TasksAccounting", PropertyValue::Bool(true)),
+        prop(
+            "CPUQuotaPerSecUSec",
+            PropertyValue::U64(allocation.cpu.quota_per_sec_usec()),
+        ),
+        prop(
+            "MemoryMax",
+            PropertyValue::U64(allocation.memory.as_systemd_u64()),
+        ),
+        prop(
+            "TasksMax",
+            PropertyValue::U64(allocation.tasks.as_systemd_u64()),
+        ),
+    ]
+}
+
+/// What systemd reports about a slice. `None` where systemd does not know
+/// (it says `u64::MAX`, e.g. before the slice has started).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SliceUsage {
+    pub unit: String,
+    pub active_state: String,
+    pub cpu_usage_nsec: Option<u64>,
+    pub memory_current: Option<u64>,
+    pub tasks_current: Option<u64>,
+    pub cpu_quota_per_sec_usec: Option<u64>,
+    pub memory_max: Option<u64>,
+    pub tasks_max: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Cpu, Size, Tasks};
+
+    fn values(props: &[SliceProperty]) -> Vec<String> {
+        props.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn limits_map_to_slice_properties() {
+        let allocation = Allocation {
+            cpu: Cpu::Percent(50),
+            memory: Size::Bytes(256 << 20),
+            tasks: Tasks::Count(64),
+            ..Allocation::default()
+        };
+        assert_eq!(
+            values(&slice_properties(&allocation)),
+            [
+                "CPUAccounting=yes",
+                "MemoryAccounting=yes",
+                "TasksAccounting=yes",
+                "CPUQuotaPerSecUSec=500000",
+                "MemoryMax=268435456",
+                "TasksMax=64",
+            ]
+        );
+    }
+
+    #[test]
+    fn infinity_is_u64_max() {
+        let allocation = Allocation {
+            cpu: Cpu::Infinity,
+            memory: Size::Infinity,
+            tasks: Tasks::Infinity,
+            ..Allocation::default()
+        };
+        let props = slice_properties(&allocation);
+        for name in ["CPUQuotaPerSecUSec", "MemoryMax", "TasksMax"] {
+            let p = props.iter().find(|p| p.name == name).unwrap();
+            assert_eq!(p.value, PropertyValue::U64(u64::MAX), "{name}");
+        }
+    }
+
+    #[test]
+    fn unit_names() {
+        assert_eq!(user_slice(1000), "user-1000.slice");
+    }
+}
