@@ -1,20 +1,22 @@
-//! The few libpam calls pam-bindings lacks. Each wrapper is safe to call with
-//! the handle libpam passed to the hook.
+//! The real PAM handle: the [`PamHandler`] of a hook called by libpam, over
+//! pam-bindings and the few libpam calls it lacks. The only unsafe code of
+//! the module; each wrapper is safe to call with the handle libpam passed
+//! to the hook.
+#![allow(unsafe_code)]
 
 use std::ffi::{c_char, c_int, CStr, CString};
 
-use pam::constants::PamResultCode;
+use pam::constants::{PamResultCode, PAM_ERROR_MSG};
+use pam::conv::Conv;
+use pam::items::Service;
 use pam::module::PamHandle;
 use zeroize::Zeroizing;
 
-pub const PAM_AUTHTOK: c_int = 6;
-pub const PAM_OLDAUTHTOK: c_int = 7;
+use crate::error::{from_libpam, HookError};
+use crate::handle::{Authtok, Level, PamHandler};
 
-pub const LOG_ERR: c_int = 3;
-pub const LOG_WARNING: c_int = 4;
-pub const LOG_NOTICE: c_int = 5;
-pub const LOG_INFO: c_int = 6;
-pub const LOG_DEBUG: c_int = 7;
+const PAM_AUTHTOK: c_int = 6;
+const PAM_OLDAUTHTOK: c_int = 7;
 
 #[link(name = "pam")]
 unsafe extern "C" {
@@ -27,54 +29,90 @@ unsafe extern "C" {
     fn pam_syslog(pamh: *const PamHandle, priority: c_int, fmt: *const c_char, ...);
     fn pam_get_user(pamh: *mut PamHandle, user: *mut *const c_char, prompt: *const c_char)
         -> c_int;
+    fn pam_putenv(pamh: *mut PamHandle, name_value: *const c_char) -> c_int;
 }
 
-/// The user name as libpam has it, as bytes: a name that is not UTF-8 must
-/// take the same path as any unknown name, not fail early.
-pub fn get_user(pamh: &mut PamHandle) -> Result<Vec<u8>, PamResultCode> {
-    let mut user: *const c_char = std::ptr::null();
-    // SAFETY: `pamh` is the live handle of the current hook; `user` is a
-    // valid out-pointer; a null prompt asks libpam for its default prompt.
-    let rc = unsafe { pam_get_user(pamh, &mut user, std::ptr::null()) };
-    if rc != 0 {
-        return Err(PamResultCode::try_from(rc).unwrap_or(PamResultCode::PAM_SYSTEM_ERR));
-    }
-    if user.is_null() {
-        return Err(PamResultCode::PAM_USER_UNKNOWN);
-    }
-    // SAFETY: on success libpam returns its own NUL-terminated PAM_USER item,
-    // valid until the item changes; we copy it at once.
-    Ok(unsafe { CStr::from_ptr(user) }.to_bytes().to_vec())
-}
+/// The handle libpam passed to the running hook.
+pub struct Libpam<'h>(pub &'h mut PamHandle);
 
-/// Asks libpam for a password: the stacked one (`use_first_pass`,
-/// `try_first_pass`) or through the conversation, with a retype check when a
-/// new password is asked for in `chauthtok`. The copy is wiped on drop.
-pub fn get_authtok(pamh: &mut PamHandle, item: c_int) -> Result<Zeroizing<Vec<u8>>, PamResultCode> {
-    let mut token: *const c_char = std::ptr::null();
-    // SAFETY: `pamh` is the live handle of the current hook; `token` is a valid
-    // out-pointer; a null prompt asks libpam for its default prompt.
-    let rc = unsafe { pam_get_authtok(pamh, item, &mut token, std::ptr::null()) };
-    if rc != 0 {
-        return Err(PamResultCode::try_from(rc).unwrap_or(PamResultCode::PAM_SYSTEM_ERR));
-    }
-    if token.is_null() {
-        return Err(PamResultCode::PAM_AUTH_ERR);
-    }
-    // SAFETY: on success libpam hands back a NUL-terminated string it owns (the
-    // item), valid until the item changes; we copy it before returning.
-    let bytes = unsafe { CStr::from_ptr(token) }.to_bytes().to_vec();
-    Ok(Zeroizing::new(bytes))
-}
 
-/// Logs through `pam_syslog`: facility authpriv, prefixed with the module and
-/// service names by libpam. `message` must never contain a secret.
-pub fn syslog(pamh: &PamHandle, priority: c_int, message: &str) {
-    let Ok(message) = CString::new(message.replace('\0', "\\0")) else {
-        return;
-    };
-    // SAFETY: `pamh` is the hook's live handle; the format is a literal "%s"
-    // with exactly one matching C-string argument, so no user text is parsed
-    // as a format.
-    unsafe { pam_syslog(pamh, priority, c"%s".as_ptr(), message.as_ptr()) };
+impl PamHandler for Libpam<'_> {
+    fn user(&mut self) -> Result<Vec<u8>, HookError> {
+        let mut user: *const c_char = std::ptr::null();
+        // SAFETY: `self.0` is the live handle of the current hook; `user` is
+        // a valid out-pointer; a null prompt asks for libpam's default.
+        let rc = unsafe { pam_get_user(self.0, &mut user, std::ptr::null()) };
+        if rc != 0 {
+            return Err(from_libpam(rc));
+        }
+        if user.is_null() {
+            return Err(HookError::Pam(PamResultCode::PAM_USER_UNKNOWN as c_int));
+        }
+        // SAFETY: on success libpam returns its own NUL-terminated PAM_USER
+        // item, valid until the item changes; we copy it at once.
+        Ok(unsafe { CStr::from_ptr(user) }.to_bytes().to_vec())
+    }
+
+    fn authtok(&mut self, which: Authtok) -> Result<Zeroizing<Vec<u8>>, HookError> {
+        let item = match which {
+            Authtok::Current => PAM_AUTHTOK,
+            Authtok::Old => PAM_OLDAUTHTOK,
+        };
+        let mut token: *const c_char = std::ptr::null();
+        // SAFETY: `self.0` is the live handle of the current hook; `token`
+        // is a valid out-pointer; a null prompt asks for libpam's default.
+        let rc = unsafe { pam_get_authtok(self.0, item, &mut token, std::ptr::null()) };
+        if rc != 0 {
+            return Err(from_libpam(rc));
+        }
+        if token.is_null() {
+            return Err(HookError::Pam(PamResultCode::PAM_AUTH_ERR as c_int));
+        }
+        // SAFETY: on success libpam hands back a NUL-terminated string it
+        // owns (the item), valid until the item changes; we copy it now.
+        let bytes = unsafe { CStr::from_ptr(token) }.to_bytes().to_vec();
+        Ok(Zeroizing::new(bytes))
+    }
+
+    fn service(&self) -> Option<String> {
+        match self.0.get_item::<Service>() {
+            Ok(Some(Service(name))) => Some(name.to_string_lossy().into_owned()),
+            _ => None,
+        }
+    }
+
+    fn tell(&self, message: &str) {
+        if let Ok(Some(conv)) = self.0.get_item::<Conv>() {
+            // A client that cannot show the message changes nothing.
+            let _ = conv.send(PAM_ERROR_MSG, message);
+        }
+    }
+
+    fn log(&self, level: Level, message: &str) {
+        let Ok(message) = CString::new(message.replace('\0', "\\0")) else {
+            return;
+        };
+        // SAFETY: `self.0` is the hook's live handle; the format is a literal
+        // "%s" with exactly one matching C-string argument, so no user text
+        // is parsed as a format.
+        unsafe { pam_syslog(self.0, level.priority(), c"%s".as_ptr(), message.as_ptr()) };
+    }
+
+    fn putenv(&mut self, name: &str, value: &str) -> Result<(), HookError> {
+        // A name with '=' or NUL, or a value with NUL, would set another
+        // variable than the one meant.
+        if name.is_empty() || name.contains(['=', '\0']) || value.contains('\0') {
+            return Err(HookError::Pam(PamResultCode::PAM_BAD_ITEM as c_int));
+        }
+        let Ok(entry) = CString::new(format!("{name}={value}")) else {
+            return Err(HookError::Pam(PamResultCode::PAM_BAD_ITEM as c_int));
+        };
+        // SAFETY: `self.0` is the hook's live handle; `entry` is a valid
+        // NUL-terminated "NAME=value" that libpam copies before returning.
+        let rc = unsafe { pam_putenv(self.0, entry.as_ptr()) };
+        if rc != 0 {
+            return Err(from_libpam(rc));
+        }
+        Ok(())
+    }
 }

@@ -1,26 +1,28 @@
-//! The hooks. Auth and account fail closed: any doubt (bad arguments, an
-//! unreadable config or database) denies, with the reason in syslog and
-//! nothing specific said to the client.
+//! The hooks, over a [`PamHandler`] and a [`Host`], so they run the same
+//! with libpam and with the tests' scripted handle and clock.
+//!
+//! Auth and account fail closed: any doubt (bad arguments, an unreadable
+//! config or database) denies a user diycloud manages, with the reason in
+//! syslog and nothing specific said to the client. Root and the accounts
+//! diycloud does not manage are left to the rest of the stack.
 
 use std::ffi::CStr;
 use std::path::Path;
-use std::time::SystemTime;
 
-use libdiycloud::apply::{apply_slice_of, LookupOr};
-use libdiycloud::auth::{AccountStatus, Authenticator, LoginOutcome, PasswordChange};
-use libdiycloud::config::{Config, SessionErrorPolicy, DEFAULT_CONFIG_PATH};
-use libdiycloud::model::Timestamp;
+use libdiycloud::apply::{self, ApplyReport};
+use libdiycloud::auth::{Authenticator, LoginOutcome, PasswordChange, SetBy};
+use libdiycloud::config::{Config, SessionErrorPolicy, DEFAULT_CONFIG_PATH, DEFAULT_GROUP};
+use libdiycloud::model::AccountState;
+use libdiycloud::platform::Membership;
 use libdiycloud::store::Store;
-use libdiycloud::systemd::Systemd;
-use pam::constants::{PamFlag, PamResultCode, PAM_ERROR_MSG, PAM_SILENT};
-use pam::conv::Conv;
-use pam::items::Service;
-use pam::module::PamHandle;
+use pam::constants::{PamFlag, PAM_SILENT};
 
-use crate::ffi::{self, LOG_DEBUG, LOG_ERR, LOG_INFO, LOG_NOTICE, LOG_WARNING};
+use crate::error::{Done, HookError};
+use crate::handle::{Authtok, Host, Level, PamHandler};
 use crate::options::Options;
 
-use PamResultCode::*;
+/// What a hook returns.
+pub type HookResult = Result<Done, HookError>;
 
 // libpam's chauthtok phases (security/_pam_types.h).
 const PAM_PRELIM_CHECK: PamFlag = 0x4000;
@@ -28,87 +30,65 @@ const PAM_UPDATE_AUTHTOK: PamFlag = 0x2000;
 const PAM_CHANGE_EXPIRED_AUTHTOK: PamFlag = 0x0020;
 
 /// Everything a hook needs, set up once per call.
-struct Call<'h> {
-    pamh: &'h mut PamHandle,
+struct Call<'h, H: PamHandler, T: Host> {
+    pamh: &'h mut H,
+    host: &'h T,
     options: Options,
     flags: PamFlag,
     user: String,
 }
 
-/// The clock is read here, at the entry point, and passed down.
-fn now() -> Timestamp {
-    Timestamp::from(SystemTime::now())
-}
-
-impl<'h> Call<'h> {
-    fn start(
-        pamh: &'h mut PamHandle,
-        args: &[&CStr],
-        flags: PamFlag,
-    ) -> Result<Self, PamResultCode> {
+impl<'h, H: PamHandler, T: Host> Call<'h, H, T> {
+    fn start(pamh: &'h mut H, host: &'h T, args: &[&CStr], flags: PamFlag) -> Result<Self, HookError> {
         let options = Options::try_from(args).map_err(|e| {
-            ffi::syslog(pamh, LOG_ERR, &format!("bad module arguments: {e}"));
-            PAM_SERVICE_ERR
+            pamh.log(Level::Error, &format!("bad module arguments: {e}"));
+            HookError::Arguments
         })?;
         // A name that is not UTF-8 becomes one with U+FFFD in it, which no
         // diycloud name has: it takes the unknown-user path like any other.
-        let user = match ffi::get_user(pamh) {
+        let user = match pamh.user() {
             Ok(user) => String::from_utf8_lossy(&user).into_owned(),
-            Err(code) => {
-                ffi::syslog(pamh, LOG_ERR, "cannot get the user name");
-                return Err(code);
+            Err(e) => {
+                pamh.log(Level::Error, "cannot get the user name");
+                return Err(e);
             }
         };
         Ok(Self {
             pamh,
+            host,
             options,
             flags,
             user,
         })
     }
 
-    /// `start`, then the config and database; where they cannot be had,
-    /// the answer for a stage that must deny (`unavailable`).
-    fn start_with_store(
-        pamh: &'h mut PamHandle,
-        args: &[&CStr],
-        flags: PamFlag,
-    ) -> Result<(Self, Config, Store), PamResultCode> {
-        let call = Self::start(pamh, args, flags)?;
-        match call.open() {
-            Ok((config, store)) => Ok((call, config, store)),
-            Err(why) => Err(call.unavailable(&why)),
-        }
-    }
-
-    fn log(&self, priority: std::ffi::c_int, message: &str) {
-        ffi::syslog(self.pamh, priority, message);
+    fn log(&self, level: Level, message: &str) {
+        self.pamh.log(level, message);
     }
 
     fn debug(&self, message: &str) {
         if self.options.debug {
-            self.log(LOG_DEBUG, message);
+            self.log(Level::Debug, message);
         }
     }
 
     /// Tells the user something, unless the application asked for silence.
     fn tell(&self, message: &str) {
-        if self.flags & PAM_SILENT != 0 {
-            return;
+        if self.flags & PAM_SILENT == 0 {
+            self.pamh.tell(message);
         }
-        if let Ok(Some(conv)) = self.pamh.get_item::<Conv>() {
-            // A client that cannot show the message changes nothing.
-            let _ = conv.send(PAM_ERROR_MSG, message);
-        }
+    }
+
+    fn authtok(&mut self, which: Authtok) -> Result<zeroize::Zeroizing<Vec<u8>>, HookError> {
+        self.pamh.authtok(which)
     }
 
     /// `pam:<service>`, the actor recorded in the audit log.
     fn actor(&self) -> String {
-        let service = match self.pamh.get_item::<Service>() {
-            Ok(Some(Service(name))) => name.to_string_lossy().into_owned(),
-            _ => "unknown".into(),
-        };
-        format!("pam:{service}")
+        format!(
+            "pam:{}",
+            self.pamh.service().unwrap_or_else(|| "unknown".into())
+        )
     }
 
     /// Loads the config named by the arguments.
@@ -127,30 +107,73 @@ impl<'h> Call<'h> {
         Store::open(db).map_err(|e| e.to_string())
     }
 
-    /// Loads the config and opens the database.
-    fn open(&self) -> Result<(Config, Store), String> {
-        let config = self.config()?;
-        let store = self.store(&config)?;
-        Ok((config, store))
+    /// Loads the config and opens the database. On failure, the config
+    /// where it could be had, for [`Call::unavailable`].
+    fn open(&self) -> Result<(Config, Store), (String, Option<Config>)> {
+        let config = self.config().map_err(|why| (why, None))?;
+        match self.store(&config) {
+            Ok(store) => Ok((config, store)),
+            Err(why) => Err((why, Some(config))),
+        }
     }
 
-    /// Session open could not apply the limits: `on_session_error` decides.
-    fn session_failure(&self, policy: SessionErrorPolicy, why: &str) -> PamResultCode {
+    /// Whether the user is one diycloud manages, told without the database:
+    /// membership in the managed group (the config's, or the default when
+    /// the config itself cannot be read). Any doubt counts as managed.
+    fn is_managed(&self, config: Option<&Config>) -> bool {
+        if self.user == "root" {
+            return false;
+        }
+        let group = config.map_or(DEFAULT_GROUP, |c| c.group.as_str());
+        match self.host.membership(&self.user, group) {
+            Ok(Membership::Member) => true,
+            Ok(Membership::NotMember | Membership::NoAccount) => false,
+            Ok(Membership::NoGroup) => {
+                self.log(
+                    Level::Error,
+                    &format!("the managed group {group} does not exist (run `slicectl init`): every user but root counts as managed"),
+                );
+                true
+            }
+            Err(why) => {
+                self.log(
+                    Level::Error,
+                    &format!("cannot tell whether {} is managed: {why}", self.user),
+                );
+                true
+            }
+        }
+    }
+
+    /// Our config or database cannot be used: a managed user is refused
+    /// (`Unavailable`), anyone else is left to the rest of the stack.
+    fn unavailable(&self, why: &str, config: Option<&Config>) -> HookResult {
+        self.log(Level::Error, &format!("user database unavailable: {why}"));
+        if self.is_managed(config) {
+            Err(HookError::Unavailable)
+        } else {
+            self.debug("not a managed user: left to the rest of the stack");
+            Ok(Done::Ignore)
+        }
+    }
+
+    /// Session open could not apply the limits: `policy` decides.
+    fn session_failure(&self, policy: SessionErrorPolicy, why: &str) -> HookResult {
         match policy {
             SessionErrorPolicy::Deny => {
                 self.log(
-                    LOG_ERR,
+                    Level::Error,
                     &format!("{why}; login refused (on_session_error = deny)"),
                 );
                 self.tell("Your resource limits could not be applied, so this login is refused. Please contact your system administrator.");
-                PAM_SESSION_ERR
+                Err(HookError::Session)
             }
             SessionErrorPolicy::Allow => {
                 self.log(
-                    LOG_WARNING,
+                    Level::Warning,
                     &format!("{why}; login allowed without limits (on_session_error = allow)"),
                 );
-                PAM_SUCCESS
+                Ok(Done::Success)
             }
         }
     }
@@ -160,256 +183,261 @@ impl<'h> Call<'h> {
     /// `use_authtok` by pam-auth-update: so, like pam_pwquality, we ask for
     /// the new password (libpam's prompts, typed twice) and pass it on.
     /// The old one pam_unix asks for itself, only where it needs it.
-    fn pass_new_password_on(self, flags: PamFlag) -> PamResultCode {
-        if flags & PAM_UPDATE_AUTHTOK == 0 {
-            return PAM_IGNORE;
+    fn pass_new_password_on(mut self) -> HookResult {
+        if self.flags & PAM_UPDATE_AUTHTOK == 0 {
+            return Ok(Done::Ignore);
         }
         // libpam stores what was typed as PAM_AUTHTOK; a mismatch or a
         // cancelled prompt ends the change here.
-        match ffi::get_authtok(self.pamh, ffi::PAM_AUTHTOK) {
-            Ok(_) => PAM_IGNORE,
-            Err(code) => code,
-        }
-    }
-
-    /// Root and other system accounts must keep working when our database
-    /// is broken: for them an unavailable database means "not ours".
-    fn unavailable(&self, why: &str) -> PamResultCode {
-        self.log(LOG_ERR, &format!("user database unavailable: {why}"));
-        if self.user == "root" {
-            PAM_IGNORE
-        } else {
-            PAM_AUTHINFO_UNAVAIL
-        }
+        self.authtok(Authtok::Current)?;
+        Ok(Done::Ignore)
     }
 }
 
-pub fn authenticate(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResultCode {
-    let call = match Call::start(pamh, args, flags) {
-        Ok(call) => call,
-        Err(code) => return code,
-    };
+pub fn authenticate<H: PamHandler, T: Host>(
+    pamh: &mut H,
+    host: &T,
+    args: &[&CStr],
+    flags: PamFlag,
+) -> HookResult {
+    let mut call = Call::start(pamh, host, args, flags)?;
     // Ask for the password before looking anything up, so an unknown user
     // sees exactly the same conversation as a known one.
-    let password = match ffi::get_authtok(call.pamh, ffi::PAM_AUTHTOK) {
-        Ok(password) => password,
-        Err(code) => {
-            call.debug(&format!("no password obtained ({code:?})"));
-            return code;
-        }
-    };
-    let (config, mut store) = match call.open() {
-        Ok(opened) => opened,
-        Err(why) => {
-            call.log(LOG_ERR, &format!("user database unavailable: {why}"));
-            return PAM_AUTHINFO_UNAVAIL;
-        }
-    };
+    let password = call.authtok(Authtok::Current).inspect_err(|e| {
+        call.debug(&format!("no password obtained ({:?})", e.code()));
+    })?;
+    let (config, mut store) = call.open().map_err(|(why, _)| {
+        call.log(Level::Error, &format!("user database unavailable: {why}"));
+        HookError::Unavailable
+    })?;
     let outcome = Authenticator::new(&mut store, &config, call.actor())
-        .and_then(|mut auth| auth.login(&call.user, &password, now()));
+        .and_then(|mut auth| auth.login(&call.user, &password, host.now()));
     let user = &call.user;
     match outcome {
         Ok(LoginOutcome::Success(_)) => {
-            call.log(LOG_INFO, &format!("authentication success for {user}"));
-            PAM_SUCCESS
+            call.log(Level::Info, &format!("authentication success for {user}"));
+            Ok(Done::Success)
         }
         Ok(LoginOutcome::UnknownUser) => {
             // Not logging the name: a mistyped user name is often a password.
             call.log(
-                LOG_NOTICE,
+                Level::Notice,
                 "authentication failure: user not in the database",
             );
-            PAM_USER_UNKNOWN
+            Err(HookError::UnknownUser)
         }
         Ok(LoginOutcome::WrongPassword {
             failures,
             locked_now,
         }) => {
             call.log(
-                LOG_NOTICE,
+                Level::Notice,
                 &format!("authentication failure for {user}: wrong password ({failures} in a row)"),
             );
             if locked_now {
                 call.log(
-                    LOG_WARNING,
+                    Level::Warning,
                     &format!("{user} is now locked after {failures} failures"),
                 );
             }
-            PAM_AUTH_ERR
+            Err(HookError::AuthFailed)
         }
         Ok(LoginOutcome::Locked) => {
             call.log(
-                LOG_NOTICE,
+                Level::Notice,
                 &format!(
                     "authentication refused for {user}: account locked after repeated failures"
                 ),
             );
-            PAM_AUTH_ERR
+            Err(HookError::AuthFailed)
         }
         Ok(LoginOutcome::Inactive) => {
             call.log(
-                LOG_NOTICE,
+                Level::Notice,
                 &format!("authentication refused for {user}: account disabled"),
             );
-            PAM_AUTH_ERR
+            Err(HookError::AuthFailed)
         }
         Err(e) => {
-            call.log(LOG_ERR, &format!("authentication failure for {user}: {e}"));
-            PAM_AUTHINFO_UNAVAIL
+            call.log(
+                Level::Error,
+                &format!("authentication failure for {user}: {e}"),
+            );
+            Err(HookError::Unavailable)
         }
     }
 }
 
-pub fn setcred(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResultCode {
-    let call = match Call::start(pamh, args, flags) {
-        Ok(call) => call,
-        Err(code) => return code,
-    };
+pub fn setcred<H: PamHandler, T: Host>(
+    pamh: &mut H,
+    host: &T,
+    args: &[&CStr],
+    flags: PamFlag,
+) -> HookResult {
+    let call = Call::start(pamh, host, args, flags)?;
     // setcred grants nothing of ours yet: it only says whether the user is ours.
-    match call
+    let found = call
         .open()
-        .and_then(|(_, store)| store.user(&call.user).map_err(|e| e.to_string()))
-    {
-        Ok(Some(_)) => PAM_SUCCESS,
-        Ok(None) => PAM_IGNORE,
+        .map_err(|(why, _)| why)
+        .and_then(|(_, store)| store.user(&call.user).map_err(|e| e.to_string()));
+    match found {
+        Ok(Some(_)) => Ok(Done::Success),
+        Ok(None) => Ok(Done::Ignore),
         Err(why) => {
             call.log(
-                LOG_ERR,
+                Level::Error,
                 &format!("setcred: user database unavailable: {why}"),
             );
-            PAM_IGNORE
+            Ok(Done::Ignore)
         }
     }
 }
 
-pub fn account(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResultCode {
-    let (call, config, mut store) = match Call::start_with_store(pamh, args, flags) {
-        Ok(started) => started,
-        Err(code) => return code,
+pub fn account<H: PamHandler, T: Host>(
+    pamh: &mut H,
+    host: &T,
+    args: &[&CStr],
+    flags: PamFlag,
+) -> HookResult {
+    let call = Call::start(pamh, host, args, flags)?;
+    let (config, mut store) = match call.open() {
+        Ok(opened) => opened,
+        Err((why, config)) => return call.unavailable(&why, config.as_ref()),
     };
-    let status = Authenticator::new(&mut store, &config, call.actor())
-        .and_then(|auth| auth.account_status(&call.user, now()));
+    let state = Authenticator::new(&mut store, &config, call.actor())
+        .and_then(|auth| auth.account_state(&call.user, host.now()));
     let user = &call.user;
-    match status {
-        Ok(AccountStatus::Active) => PAM_SUCCESS,
-        Ok(AccountStatus::Unknown) => {
+    match state {
+        Ok(Some(AccountState::Active)) => Ok(Done::Success),
+        Ok(None) => {
             call.debug("account: user not in the database, ignoring");
-            PAM_IGNORE
+            Ok(Done::Ignore)
         }
-        Ok(AccountStatus::Disabled) => {
-            call.log(LOG_NOTICE, &format!("account {user} is disabled"));
+        Ok(Some(AccountState::Disabled | AccountState::Unfinished(_))) => {
+            call.log(Level::Notice, &format!("account {user} is disabled"));
             call.tell("Your account is disabled; please contact your system administrator.");
-            PAM_PERM_DENIED
+            Err(HookError::Denied)
         }
-        Ok(AccountStatus::Expired) => {
-            call.log(LOG_NOTICE, &format!("account {user} has expired"));
+        Ok(Some(AccountState::Expired)) => {
+            call.log(Level::Notice, &format!("account {user} has expired"));
             call.tell("Your account has expired; please contact your system administrator.");
-            PAM_ACCT_EXPIRED
+            Err(HookError::Expired)
         }
-        Ok(AccountStatus::Locked) => {
+        Ok(Some(AccountState::Locked)) => {
             // Whatever module authenticated them (a Unix password, a key):
             // a locked diycloud user does not get in.
             call.log(
-                LOG_NOTICE,
+                Level::Notice,
                 &format!("account {user} is locked after repeated failed logins"),
             );
             call.tell("Your account is locked after too many failed logins; try again later or contact your system administrator.");
-            PAM_PERM_DENIED
+            Err(HookError::Denied)
         }
-        Err(e) => call.unavailable(&e.to_string()),
+        Err(e) => call.unavailable(&e.to_string(), Some(&config)),
     }
 }
 
-pub fn chauthtok(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResultCode {
-    let call = match Call::start(pamh, args, flags) {
-        Ok(call) => call,
-        Err(code) => return code,
-    };
+pub fn chauthtok<H: PamHandler, T: Host>(
+    pamh: &mut H,
+    host: &T,
+    args: &[&CStr],
+    flags: PamFlag,
+) -> HookResult {
+    let mut call = Call::start(pamh, host, args, flags)?;
     if call.user == "root" {
-        return call.pass_new_password_on(flags);
+        return call.pass_new_password_on();
     }
     let (config, mut store) = match call.open() {
         Ok(opened) => opened,
-        Err(why) => return call.unavailable(&why),
+        Err((why, config)) => {
+            return match call.unavailable(&why, config.as_ref())? {
+                Done::Ignore => call.pass_new_password_on(),
+                Done::Success => Ok(Done::Success),
+            }
+        }
     };
     match store.user(&call.user) {
         Ok(Some(_)) => {}
-        Ok(None) => return call.pass_new_password_on(flags),
-        Err(e) => return call.unavailable(&e.to_string()),
+        Ok(None) => return call.pass_new_password_on(),
+        Err(e) => {
+            return match call.unavailable(&e.to_string(), Some(&config))? {
+                Done::Ignore => call.pass_new_password_on(),
+                Done::Success => Ok(Done::Success),
+            }
+        }
     }
-    let user = &call.user;
-    let mut auth = match Authenticator::new(&mut store, &config, call.actor()) {
-        Ok(auth) => auth,
-        Err(e) => return call.unavailable(&e.to_string()),
-    };
+    let actor = call.actor();
+    let mut auth = Authenticator::new(&mut store, &config, actor).map_err(|e| {
+        call.log(Level::Error, &format!("user database unavailable: {e}"));
+        HookError::Unavailable
+    })?;
+    let user = call.user.clone();
+    let now = host.now();
     // As pam_unix does: root (the real uid: `passwd alice`, `chpasswd`) sets
     // a password without the old one, except when it changes its own
     // expired password at login.
-    let by_root = nix::unistd::getuid().is_root() && flags & PAM_CHANGE_EXPIRED_AUTHTOK == 0;
+    let by_root = host.caller_is_root() && flags & PAM_CHANGE_EXPIRED_AUTHTOK == 0;
 
     if flags & PAM_PRELIM_CHECK != 0 {
         if by_root {
-            return PAM_SUCCESS;
+            return Ok(Done::Success);
         }
-        let old = match ffi::get_authtok(call.pamh, ffi::PAM_OLDAUTHTOK) {
-            Ok(old) => old,
-            Err(code) => return code,
-        };
-        return match auth.confirm(user, &old, now()) {
-            Ok(LoginOutcome::Success(_)) => PAM_SUCCESS,
+        let old = call.authtok(Authtok::Old)?;
+        return match auth.confirm(&user, &old, now) {
+            Ok(LoginOutcome::Success(_)) => Ok(Done::Success),
             Ok(outcome) => {
                 call.log(
-                    LOG_NOTICE,
+                    Level::Notice,
                     &format!("password change for {user} refused: {}", describe(&outcome)),
                 );
-                PAM_AUTH_ERR
+                Err(HookError::AuthFailed)
             }
-            Err(e) => call.unavailable(&e.to_string()),
+            Err(e) => {
+                call.log(Level::Error, &format!("user database unavailable: {e}"));
+                Err(HookError::Unavailable)
+            }
         };
     }
     if flags & PAM_UPDATE_AUTHTOK == 0 {
-        return PAM_SERVICE_ERR;
+        return Err(HookError::Service);
     }
     let old = if by_root {
         None
     } else {
-        match ffi::get_authtok(call.pamh, ffi::PAM_OLDAUTHTOK) {
-            Ok(old) => Some(old),
-            Err(code) => return code,
-        }
+        Some(call.authtok(Authtok::Old)?)
     };
-    let new = match ffi::get_authtok(call.pamh, ffi::PAM_AUTHTOK) {
-        Ok(new) => new,
-        Err(code) => return code,
-    };
+    let new = call.authtok(Authtok::Current)?;
     let changed = match &old {
-        Some(old) => auth.change_password(user, old, &new, now()),
-        None => auth.set_password(user, &new, now()),
+        Some(old) => auth.change_password(&user, old, &new, now),
+        None => auth.set_password(&user, &new, now, SetBy::Root),
     };
     match changed {
         Ok(PasswordChange::Changed) => {
             let by = if by_root { " by root" } else { "" };
-            call.log(LOG_INFO, &format!("password changed for {user}{by}"));
-            PAM_SUCCESS
+            call.log(Level::Info, &format!("password changed for {user}{by}"));
+            Ok(Done::Success)
         }
         Ok(PasswordChange::Refused(violation)) => {
             call.log(
-                LOG_NOTICE,
+                Level::Notice,
                 &format!("new password for {user} refused: {violation}"),
             );
             call.tell(&format!("BAD PASSWORD: {violation}"));
-            PAM_AUTHTOK_ERR
+            Err(HookError::NewPassword)
         }
         Ok(PasswordChange::Denied(outcome)) => {
             call.log(
-                LOG_NOTICE,
+                Level::Notice,
                 &format!("password change for {user} refused: {}", describe(&outcome)),
             );
-            PAM_AUTH_ERR
+            Err(HookError::AuthFailed)
         }
         Err(e) => {
-            call.log(LOG_ERR, &format!("password change for {user} failed: {e}"));
-            PAM_AUTHTOK_ERR
+            call.log(
+                Level::Error,
+                &format!("password change for {user} failed: {e}"),
+            );
+            Err(HookError::NewPassword)
         }
     }
 }
@@ -424,93 +452,125 @@ fn describe(outcome: &LoginOutcome) -> &'static str {
     }
 }
 
-pub fn open_session(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResultCode {
-    let started = std::time::Instant::now();
-    let call = match Call::start(pamh, args, flags) {
-        Ok(call) => call,
-        Err(code) => return code,
-    };
+pub fn open_session<H: PamHandler, T: Host>(
+    pamh: &mut H,
+    host: &T,
+    args: &[&CStr],
+    flags: PamFlag,
+) -> HookResult {
+    let mut call = Call::start(pamh, host, args, flags)?;
     // Root is never one of ours: nothing here may get in its way.
     if call.user == "root" {
-        return PAM_IGNORE;
+        return Ok(Done::Ignore);
     }
     let config = match call.config() {
         Ok(config) => config,
         Err(why) => {
-            return call
-                .session_failure(SessionErrorPolicy::Deny, &format!("config unusable: {why}"))
+            let why = format!("config unusable: {why}");
+            if !call.is_managed(None) {
+                call.log(Level::Error, &format!("{why}; not a managed user, ignoring"));
+                return Ok(Done::Ignore);
+            }
+            return call.session_failure(SessionErrorPolicy::Deny, &why);
         }
     };
-    // The database lookup runs while the bus connection is being made.
+    // The database lookup runs while the connection to systemd is made.
     let mut looked_up = None;
     let lookup = || {
         let found = call
             .store(&config)
             .and_then(|store| store.user(&call.user).map_err(|e| e.to_string()));
-        looked_up = Some(started.elapsed());
+        looked_up = Some(host.elapsed());
         found
     };
-    match apply_slice_of(&Systemd::system(), lookup) {
-        Ok(Some(applied)) => {
-            let looked_up = looked_up.unwrap_or_default();
-            call.debug(&format!(
-                "session open took {:.1} ms: {:.1} ms config and database, {:.1} ms more for systemd",
-                started.elapsed().as_secs_f64() * 1e3,
-                looked_up.as_secs_f64() * 1e3,
-                (started.elapsed() - looked_up).as_secs_f64() * 1e3
-            ));
-            let properties: Vec<String> =
-                applied.properties.iter().map(ToString::to_string).collect();
-            call.log(
-                LOG_INFO,
-                &format!(
-                    "sized {} for {}: {}",
-                    applied.unit,
-                    call.user,
-                    properties.join(" ")
-                ),
-            );
-            PAM_SUCCESS
-        }
+    let report = match apply::apply_looked_up(host.ports(), lookup) {
+        Ok(Some(report)) => report,
         Ok(None) => {
             call.debug("session: user not in the database, ignoring");
-            PAM_IGNORE
+            return Ok(Done::Ignore);
         }
-        Err(LookupOr::Lookup(why)) => call.session_failure(
+        Err(why) => {
+            let why = format!("user database unavailable: {why}");
+            if !call.is_managed(Some(&config)) {
+                call.log(Level::Error, &format!("{why}; not a managed user, ignoring"));
+                return Ok(Done::Ignore);
+            }
+            return call.session_failure(config.on_session_error, &why);
+        }
+    };
+    let looked_up = looked_up.unwrap_or_default();
+    let elapsed = host.elapsed();
+    call.debug(&format!(
+        "session open took {:.1} ms: {:.1} ms config and database, {:.1} ms more for systemd",
+        elapsed.as_secs_f64() * 1e3,
+        looked_up.as_secs_f64() * 1e3,
+        elapsed.saturating_sub(looked_up).as_secs_f64() * 1e3
+    ));
+    if let Some(error) = report.error() {
+        return call.session_failure(
             config.on_session_error,
-            &format!("user database unavailable: {why}"),
-        ),
-        Err(LookupOr::Apply(e)) => call.session_failure(
-            config.on_session_error,
-            &format!("cannot apply the limits of {}: {e}", call.user),
-        ),
+            &format!("cannot apply the limits of {}: {error}", call.user),
+        );
     }
+    if let Some(reason) = report.skipped() {
+        return call.session_failure(
+            config.on_session_error,
+            &format!("cannot apply the limits of {}: {reason}", call.user),
+        );
+    }
+    put_environment(&mut call, &report)?;
+    for applied in report.applied() {
+        call.log(Level::Info, &format!("applied for {}: {applied}", call.user));
+    }
+    Ok(Done::Success)
 }
 
-pub fn close_session(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResultCode {
-    let call = match Call::start(pamh, args, flags) {
-        Ok(call) => call,
-        Err(code) => return code,
-    };
-    let recorded = call.open().and_then(|(_, mut store)| {
+/// The session's environment from the report (e.g. the granted GPUs).
+fn put_environment<H: PamHandler, T: Host>(
+    call: &mut Call<'_, H, T>,
+    report: &ApplyReport,
+) -> Result<(), HookError> {
+    for (name, value) in &report.env {
+        if let Err(e) = call.pamh.putenv(name, value) {
+            call.log(
+                Level::Error,
+                &format!("cannot set {name} for the session: {:?}", e.code()),
+            );
+            return Err(HookError::Session);
+        }
+    }
+    Ok(())
+}
+
+pub fn close_session<H: PamHandler, T: Host>(
+    pamh: &mut H,
+    host: &T,
+    args: &[&CStr],
+    flags: PamFlag,
+) -> HookResult {
+    let call = Call::start(pamh, host, args, flags)?;
+    let recorded = call.open().map_err(|(why, _)| why).and_then(|(_, mut store)| {
         if store.user(&call.user).map_err(|e| e.to_string())?.is_none() {
             return Ok(false);
         }
         store
-            .write(|tx| tx.record_logout(&call.user, now()))
+            .write(|tx| tx.record_logout(&call.user, host.now()))
             .map_err(|e| e.to_string())?;
         Ok(true)
     });
     match recorded {
-        Ok(true) => PAM_SUCCESS,
-        Ok(false) => PAM_IGNORE,
+        Ok(true) => Ok(Done::Success),
+        Ok(false) => Ok(Done::Ignore),
         Err(why) => {
             // Closing a session must never fail because of bookkeeping.
             call.log(
-                LOG_WARNING,
+                Level::Warning,
                 &format!("cannot record the logout of {}: {why}", call.user),
             );
-            PAM_IGNORE
+            Ok(Done::Ignore)
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

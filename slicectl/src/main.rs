@@ -11,6 +11,8 @@ mod view;
 use std::process::ExitCode;
 
 use clap::Parser;
+use libdiycloud::admin::{Admin, AdminError, ErrorKind};
+use libdiycloud::apply::Ports;
 use libdiycloud::config::Config;
 use libdiycloud::model::Timestamp;
 use libdiycloud::store::{Store, StoreError};
@@ -27,21 +29,22 @@ pub enum Failure {
     Reported(String),
 }
 
+impl From<AdminError> for Failure {
+    fn from(e: AdminError) -> Self {
+        match e.kind() {
+            ErrorKind::Usage => Failure::Usage(e.to_string()),
+            // A missing user or a clash is the system's state, not a
+            // malformed command: exit 1, as DESIGN §6 has it.
+            ErrorKind::NotFound | ErrorKind::Conflict | ErrorKind::Runtime => {
+                Failure::Runtime(e.to_string())
+            }
+        }
+    }
+}
+
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
-        Failure::Runtime(e.to_string())
-    }
-}
-
-impl From<libdiycloud::apply::ApplyError> for Failure {
-    fn from(e: libdiycloud::apply::ApplyError) -> Self {
-        Failure::Runtime(e.to_string())
-    }
-}
-
-impl From<libdiycloud::platform::AccountError> for Failure {
-    fn from(e: libdiycloud::platform::AccountError) -> Self {
-        Failure::Runtime(e.to_string())
+        AdminError::from(e).into()
     }
 }
 
@@ -56,6 +59,7 @@ pub struct Context {
     pub json: bool,
     pub now: Timestamp,
     pub actor: String,
+    pub ports: Ports,
 }
 
 impl Context {
@@ -66,6 +70,11 @@ impl Context {
         let mut store = Store::open(&self.db)?;
         store.checkpoint_on_close();
         Ok(store)
+    }
+
+    /// The admin use cases on `store`, with the real ports.
+    pub fn admin<'a>(&'a self, store: &'a mut Store) -> Admin<'a> {
+        Admin::new(store, &self.config, &self.ports, &self.actor, self.now)
     }
 }
 
@@ -106,6 +115,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         json: cli.json,
         now: now(),
         actor: actor(),
+        ports: Ports::system(),
     };
     match cli.command {
         Command::Init => init(&ctx),
@@ -133,7 +143,7 @@ fn backup(ctx: &Context, file: &std::path::Path) -> Result<(), Failure> {
 }
 
 fn init(ctx: &Context) -> Result<(), Failure> {
-    let (_, report) = Store::init(&ctx.db)?;
+    let (store, report) = Store::init(&ctx.db)?;
     let what = if report.created {
         format!("created database {}", ctx.db.display())
     } else if report.from_version < report.to_version {
@@ -145,16 +155,36 @@ fn init(ctx: &Context) -> Result<(), Failure> {
     } else {
         format!("database {} is up to date", ctx.db.display())
     };
-    view::print(
-        ctx,
-        &serde_json::json!({
-            "db": ctx.db,
-            "created": report.created,
-            "from_version": report.from_version,
-            "schema_version": report.to_version,
-        }),
-        &format!("{what} (schema version {})", report.to_version),
-    );
+    let mut document = serde_json::json!({
+        "db": ctx.db,
+        "created": report.created,
+        "from_version": report.from_version,
+        "schema_version": report.to_version,
+    });
+    let mut text = format!("{what} (schema version {})", report.to_version);
+    // The managed group needs root (groupadd, gpasswd); a test or a dry run
+    // as another user gets the database only, and is told so.
+    if nix::unistd::geteuid().is_root() {
+        let group = libdiycloud::admin::sync_managed_group(&store, &ctx.config)?;
+        text.push_str(&format!(
+            "\nmanaged group {}: {}{}",
+            group.group,
+            if group.created { "created" } else { "present" },
+            if group.added.is_empty() {
+                String::new()
+            } else {
+                format!(", added {}", group.added.join(", "))
+            }
+        ));
+        document["group"] = serde_json::json!(group);
+    } else {
+        text.push_str(&format!(
+            "\nmanaged group {}: not checked (needs root)",
+            ctx.config.group
+        ));
+        document["group"] = serde_json::Value::Null;
+    }
+    view::print(ctx, &document, &text);
     Ok(())
 }
 

@@ -1,53 +1,41 @@
 //! `slicectl apply` and `slicectl usage`: users' slices in systemd.
 
-use libdiycloud::apply::{apply_slice, resolve_uid, ApplyError};
-use libdiycloud::cgroup::user_slice;
-use libdiycloud::model::{User, Username};
-use libdiycloud::systemd::{SliceUsage, Systemd};
+use libdiycloud::model::Username;
 use serde_json::json;
 
 use crate::{view, Context, Failure};
 
-/// The users a command is about: one by name, or all of them.
-fn users(ctx: &Context, name: Option<&Username>) -> Result<Vec<User>, Failure> {
-    let store = ctx.open_store()?;
-    match name {
-        Some(name) => Ok(vec![store
-            .user(name.as_str())?
-            .ok_or_else(|| Failure::Runtime(format!("no such user: {name}")))?]),
-        None => Ok(store.users()?),
-    }
-}
-
 /// `apply NAME` or `apply --all` (`name` is `None`): with `--all`, users
 /// without a system account have no slice and are skipped, not failed.
 pub fn apply(ctx: &Context, name: Option<&Username>) -> Result<(), Failure> {
-    let systemd = Systemd::system();
+    let mut store = ctx.open_store()?;
+    let reports = ctx.admin(&mut store).apply(name.map(Username::as_str))?;
     let mut results = Vec::new();
     let mut lines = Vec::new();
     let mut failed = 0;
-    let all = name.is_none();
-    for user in users(ctx, name)? {
-        let name = user.username.to_string();
-        match apply_slice(&user, &systemd) {
-            Err(ApplyError::NoSystemAccount(_)) if all => {
-                lines.push(format!("{name}: skipped (no system account)"));
-                results.push(
-                    json!({"username": name, "applied": false, "skipped": "no system account"}),
-                );
-            }
-            Ok(applied) => {
-                let props: Vec<String> =
-                    applied.properties.iter().map(ToString::to_string).collect();
-                lines.push(format!("{name}: {} {}", applied.unit, props.join(" ")));
-                results.push(json!({"username": name, "unit": applied.unit, "applied": true, "properties": props}));
-            }
-            Err(e) => {
-                failed += 1;
-                lines.push(format!("{name}: FAILED: {e}"));
-                results.push(json!({"username": name, "applied": false, "error": e.to_string()}));
-            }
+    for report in &reports {
+        let user = &report.username;
+        let mut result = json!(report);
+        let error = match (report.error(), report.skipped()) {
+            (Some(error), _) => Some(error),
+            // One named user with nothing to apply is an error.
+            (None, Some(reason)) if name.is_some() => Some(format!(
+                "{reason}, so there is nothing to apply"
+            )),
+            _ => None,
+        };
+        result["applied"] = json!(error.is_none() && report.skipped().is_none());
+        if let Some(error) = error {
+            failed += 1;
+            lines.push(format!("{user}: FAILED: {error}"));
+            result["error"] = json!(error);
+        } else if let Some(reason) = report.skipped() {
+            lines.push(format!("{user}: skipped ({reason})"));
+            result["skipped"] = json!(reason);
+        } else {
+            lines.extend(report.applied().iter().map(|line| format!("{user}: {line}")));
         }
+        results.push(result);
     }
     if lines.is_empty() {
         lines.push("no users".into());
@@ -82,7 +70,8 @@ fn or_dash(v: Option<String>) -> String {
 }
 
 pub fn usage(ctx: &Context, name: Option<&Username>) -> Result<(), Failure> {
-    let systemd = Systemd::system();
+    let mut store = ctx.open_store()?;
+    let rows = ctx.admin(&mut store).usage(name.map(Username::as_str))?;
     let header = [
         "NAME",
         "UNIT",
@@ -94,29 +83,20 @@ pub fn usage(ctx: &Context, name: Option<&Username>) -> Result<(), Failure> {
         "MEMORY MAX",
         "TASKS MAX",
     ];
-    let mut rows = Vec::new();
+    let mut table = Vec::new();
     let mut document = Vec::new();
-    for user in users(ctx, name)? {
-        let name = user.username.to_string();
-        let Ok(uid) = resolve_uid(&user) else {
-            rows.push([
-                name.clone(),
-                "-".into(),
-                "no system account".into(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-            ]);
+    for row in rows {
+        let name = row.username;
+        let Some(usage) = row.usage else {
+            let mut cells: [String; 9] = Default::default();
+            cells.fill("-".into());
+            cells[0] = name.clone();
+            cells[2] = "no system account".into();
+            table.push(cells);
             document.push(json!({"username": name, "unit": null}));
             continue;
         };
-        let usage: SliceUsage = systemd
-            .slice_usage(&user_slice(uid))
-            .map_err(|e| Failure::Runtime(e.to_string()))?;
-        rows.push([
+        table.push([
             name.clone(),
             usage.unit.clone(),
             usage.active_state.clone(),
@@ -139,7 +119,7 @@ pub fn usage(ctx: &Context, name: Option<&Username>) -> Result<(), Failure> {
         entry["username"] = json!(name);
         document.push(entry);
     }
-    view::print(ctx, &json!(document), &view::table(&header, &rows));
+    view::print(ctx, &json!(document), &view::table(&header, &table));
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! Output: one JSON document with `--json`, readable text otherwise.
 
-use libdiycloud::model::User;
+use libdiycloud::admin::UserView;
 use libdiycloud::store::AuditEntry;
 use serde_json::{json, Value};
 
@@ -24,55 +24,7 @@ pub fn print(ctx: &Context, document: &Value, text: &str) {
     }
 }
 
-/// A user as scripts see it; field names follow the CLI flags.
-pub fn user_json(user: &User, ctx: &Context) -> Value {
-    let a = &user.allocation;
-    json!({
-        "username": user.username.as_str(),
-        "uid": user.uid,
-        "system_account": user.owns_system_account,
-        "role": user.role,
-        "email": user.email,
-        "full_name": user.full_name,
-        "active": user.active,
-        "expires": user.expires.map(|d| d.to_string()),
-        "expired": user.is_expired(ctx.now),
-        "locked": ctx.config.lockout.is_locked(&user.failures, ctx.now),
-        "failed_logins": user.failures.count,
-        "created_at": user.created_at.to_string(),
-        "updated_at": user.updated_at.to_string(),
-        "last_login": user.last_login.map(|t| t.to_string()),
-        "last_logout": user.last_logout.map(|t| t.to_string()),
-        "password_changed_at": user.password_changed_at.map(|t| t.to_string()),
-        "cpu": a.cpu.to_string(),
-        "memory": a.memory.to_string(),
-        "disk": a.disk.to_string(),
-        "tasks": a.tasks.to_string(),
-        "gpus": a.gpus.to_string(),
-        "state": state(user, ctx),
-        "pending": user.pending,
-    })
-}
-
-fn state(user: &User, ctx: &Context) -> &'static str {
-    if let Some(pending) = user.pending {
-        return match pending {
-            libdiycloud::model::Pending::Add => "unfinished add",
-            libdiycloud::model::Pending::Del => "unfinished del",
-        };
-    }
-    if !user.active {
-        "disabled"
-    } else if user.is_expired(ctx.now) {
-        "expired"
-    } else if ctx.config.lockout.is_locked(&user.failures, ctx.now) {
-        "locked"
-    } else {
-        "active"
-    }
-}
-
-pub fn users_table(users: &[User], ctx: &Context) -> String {
+pub fn users_table(users: &[UserView]) -> String {
     let header = [
         "NAME",
         "UID",
@@ -89,19 +41,18 @@ pub fn users_table(users: &[User], ctx: &Context) -> String {
     let rows: Vec<[String; 11]> = users
         .iter()
         .map(|u| {
-            let a = &u.allocation;
             [
-                u.username.to_string(),
+                u.username.clone(),
                 u.uid.map_or("-".into(), |uid| uid.to_string()),
                 u.role.to_string(),
-                state(u, ctx).into(),
-                a.cpu.to_string(),
-                a.memory.to_string(),
-                a.disk.to_string(),
-                a.tasks.to_string(),
-                a.gpus.to_string(),
-                u.expires.map_or("never".into(), |d| d.to_string()),
-                u.last_login.map_or("never".into(), |t| t.to_string()),
+                u.state.clone(),
+                u.cpu.clone(),
+                u.memory.clone(),
+                u.disk.clone(),
+                u.tasks.clone(),
+                u.gpus.clone(),
+                u.expires.clone().unwrap_or_else(|| "never".into()),
+                u.last_login.clone().unwrap_or_else(|| "never".into()),
             ]
         })
         .collect();
@@ -128,10 +79,9 @@ pub fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String
     out.join("\n")
 }
 
-pub fn user_text(user: &User, log: &[AuditEntry], ctx: &Context) -> String {
-    let a = &user.allocation;
+pub fn user_text(user: &UserView, log: &[AuditEntry]) -> String {
     let or = |v: &Option<String>, none: &str| v.clone().unwrap_or_else(|| none.to_owned());
-    let uid = match (user.uid, user.owns_system_account) {
+    let uid = match (user.uid, user.system_account) {
         (Some(uid), true) => format!("{uid} (system account created by slicectl)"),
         (Some(uid), false) => format!("{uid} (existing system account)"),
         (None, _) => "- (no system account)".into(),
@@ -140,29 +90,19 @@ pub fn user_text(user: &User, log: &[AuditEntry], ctx: &Context) -> String {
         format!("username:      {}", user.username),
         format!("uid:           {uid}"),
         format!("role:          {}", user.role),
-        format!("state:         {}", state(user, ctx)),
+        format!("state:         {}", user.state),
         format!("full name:     {}", or(&user.full_name, "-")),
         format!("email:         {}", or(&user.email, "-")),
-        format!(
-            "expires:       {}",
-            user.expires.map_or("never".into(), |d| d.to_string())
-        ),
-        format!("failed logins: {}", user.failures.count),
+        format!("expires:       {}", or(&user.expires, "never")),
+        format!("failed logins: {}", user.failed_logins),
         format!("created:       {}", user.created_at),
-        format!(
-            "last login:    {}",
-            user.last_login.map_or("never".into(), |t| t.to_string())
-        ),
-        format!(
-            "password set:  {}",
-            user.password_changed_at
-                .map_or("-".into(), |t| t.to_string())
-        ),
-        format!("cpu:           {}", a.cpu),
-        format!("memory:        {}", a.memory),
-        format!("disk:          {}", a.disk),
-        format!("tasks:         {}", a.tasks),
-        format!("gpus:          {}", a.gpus),
+        format!("last login:    {}", or(&user.last_login, "never")),
+        format!("password set:  {}", or(&user.password_changed_at, "-")),
+        format!("cpu:           {}", user.cpu),
+        format!("memory:        {}", user.memory),
+        format!("disk:          {}", user.disk),
+        format!("tasks:         {}", user.tasks),
+        format!("gpus:          {}", user.gpus),
     ];
     if !log.is_empty() {
         lines.push("recent changes:".into());
