@@ -105,11 +105,8 @@ fn main() {
     // And the D-Bus calls alone, through the library.
     let systemd = libdiycloud::systemd::Systemd::system();
     let time = |f: &dyn Fn()| ms(median_time(rounds, f));
-    let hierarchy = libdiycloud::cgroup::Hierarchy::detect().unwrap();
-    let props = libdiycloud::cgroup::slice_properties(
-        &libdiycloud::model::Allocation::default(),
-        hierarchy,
-    );
+    let props =
+        libdiycloud::model::slice::slice_properties(&libdiycloud::model::Allocation::default());
     println!(
         "probe: dbus medians_ms version={:.2} set_unit_properties={:.2} slice_usage={:.2}",
         time(&|| drop(systemd.version().unwrap())),
