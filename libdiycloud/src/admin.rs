@@ -88,8 +88,7 @@ impl AdminError {
 
 /// A new password, asked for only once the request has been checked (a
 /// prompt must not come before "user already exists").
-pub type PasswordSource<'p> =
-    &'p mut dyn FnMut() -> Result<Zeroizing<Vec<u8>>, AdminError>;
+pub type PasswordSource<'p> = &'p mut dyn FnMut() -> Result<Zeroizing<Vec<u8>>, AdminError>;
 
 /// A user as every front door shows them; field names follow the CLI flags.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -359,7 +358,11 @@ impl<'a, S: SlicePort, A: AccountPort> Admin<'a, S, A> {
     }
 
     /// Steps (2) and (3) of `add`.
-    fn create_account(&mut self, new: &NewUser, existing_uid: Option<u32>) -> Result<User, AdminError> {
+    fn create_account(
+        &mut self,
+        new: &NewUser,
+        existing_uid: Option<u32>,
+    ) -> Result<User, AdminError> {
         let name = new.username.as_str();
         let group = self.config.group.as_str();
         // (2) The account. One that exists now was made by the interrupted
@@ -432,8 +435,7 @@ impl<'a, S: SlicePort, A: AccountPort> Admin<'a, S, A> {
             }
             Ok::<_, AdminError>(user)
         })?;
-        let applied =
-            (!changes.limits.is_empty()).then(|| apply::apply(self.ports, &user));
+        let applied = (!changes.limits.is_empty()).then(|| apply::apply(self.ports, &user));
         Ok(Modified {
             user: self.view(&user),
             warnings,
@@ -443,7 +445,11 @@ impl<'a, S: SlicePort, A: AccountPort> Admin<'a, S, A> {
 
     /// `user passwd`: the same set-password path as root's `passwd NAME`
     /// through PAM (policy, hash, audit), recorded as set by an admin.
-    pub fn set_password(&mut self, name: &str, password: PasswordSource<'_>) -> Result<(), AdminError> {
+    pub fn set_password(
+        &mut self,
+        name: &str,
+        password: PasswordSource<'_>,
+    ) -> Result<(), AdminError> {
         self.existing(name)?;
         let password = password()?;
         let mut auth = Authenticator::new(&mut *self.store, self.config, self.actor)?;
@@ -518,7 +524,11 @@ impl<'a, S: SlicePort, A: AccountPort> Admin<'a, S, A> {
     }
 
     /// One user with their latest `audit_entries` audit log entries.
-    pub fn show(&self, name: &str, audit_entries: u32) -> Result<(UserView, Vec<AuditEntry>), AdminError> {
+    pub fn show(
+        &self,
+        name: &str,
+        audit_entries: u32,
+    ) -> Result<(UserView, Vec<AuditEntry>), AdminError> {
         let user = self.existing(name)?;
         let log = self.store.audit_log(name, audit_entries)?;
         Ok((self.view(&user), log))

@@ -104,7 +104,10 @@ pub enum StepOutcome {
     /// Nothing to do for this user here, and why.
     Skipped { reason: String },
     /// The step failed; the allocation in the database is unchanged.
-    Failed { target: Option<String>, error: String },
+    Failed {
+        target: Option<String>,
+        error: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -239,11 +242,7 @@ async fn run_steps<S: SlicePort, A: AccountPort>(
     }
 }
 
-async fn slice_step<L: SliceLink>(
-    link: Result<L, PortError>,
-    uid: u32,
-    user: &User,
-) -> StepReport {
+async fn slice_step<L: SliceLink>(link: Result<L, PortError>, uid: u32, user: &User) -> StepReport {
     let unit = user_slice(uid);
     let link = match link {
         Ok(link) => link,

@@ -6,10 +6,10 @@ use serde_json::json;
 
 use crate::config::Config;
 use crate::model::lockout::LockoutPolicy;
+use crate::model::password::{HashParams, PasswordPolicy, PolicyViolation};
 use crate::model::time::Timestamp;
 use crate::model::user::{AccountState, User};
 use crate::model::username::Username;
-use crate::model::password::{HashParams, PasswordPolicy, PolicyViolation};
 use crate::password::{Hasher, PasswordError, StoredHash};
 use crate::store::{Store, StoreError};
 

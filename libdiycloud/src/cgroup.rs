@@ -3,7 +3,6 @@
 
 use std::path::Path;
 
-
 /// How the machine mounts cgroups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hierarchy {

@@ -7,8 +7,8 @@ use serde::Deserialize;
 
 use crate::model::limits::{Allocation, Cpu, GpuList, Size, Tasks};
 use crate::model::lockout::LockoutPolicy;
-use crate::model::time::parse_duration;
 use crate::model::password::{HashParams, PasswordPolicy};
+use crate::model::time::parse_duration;
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/diycloud/diycloud.toml";
 pub const DEFAULT_DB_PATH: &str = "/var/lib/diycloud/diycloud.db";
@@ -248,8 +248,11 @@ impl Config {
             config.shell = shell;
         }
         if let Some(group) = raw.accounts.group {
-            crate::model::Username::parse(&group)
-                .map_err(|_| format!("accounts.group: {group:?} is not a valid group name (the rule of user names)"))?;
+            crate::model::Username::parse(&group).map_err(|_| {
+                format!(
+                    "accounts.group: {group:?} is not a valid group name (the rule of user names)"
+                )
+            })?;
             config.group = group;
         }
         if let Some(policy) = raw.session.on_session_error {

@@ -120,7 +120,11 @@ impl Hasher {
     /// bounds ([`MAX_MEMORY_KIB`], [`MAX_ITERATIONS`], [`MAX_PARALLELISM`]).
     pub fn new(params: HashParams) -> Result<Self, PasswordError> {
         Ok(Self {
-            argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, to_argon2(params, None)?),
+            argon2: Argon2::new(
+                Algorithm::Argon2id,
+                Version::V0x13,
+                to_argon2(params, None)?,
+            ),
             params,
         })
     }

@@ -137,8 +137,14 @@ pub fn create_system_account(
         });
     }
     let mut cmd = Command::new("useradd");
-    cmd.args(["--create-home", "--user-group", "--groups", group, "--shell"])
-        .arg(shell);
+    cmd.args([
+        "--create-home",
+        "--user-group",
+        "--groups",
+        group,
+        "--shell",
+    ])
+    .arg(shell);
     if let Some(full_name) = full_name {
         cmd.arg("--comment").arg(full_name);
     }

@@ -35,7 +35,6 @@ unsafe extern "C" {
 /// The handle libpam passed to the running hook.
 pub struct Libpam<'h>(pub &'h mut PamHandle);
 
-
 impl PamHandler for Libpam<'_> {
     fn user(&mut self) -> Result<Vec<u8>, HookError> {
         let mut user: *const c_char = std::ptr::null();

@@ -29,6 +29,10 @@ const PAM_PRELIM_CHECK: PamFlag = 0x4000;
 const PAM_UPDATE_AUTHTOK: PamFlag = 0x2000;
 const PAM_CHANGE_EXPIRED_AUTHTOK: PamFlag = 0x0020;
 
+/// Why the config or database could not be had, and the config where it
+/// could (it names the managed group).
+type Unopened = (String, Option<Box<Config>>);
+
 /// Everything a hook needs, set up once per call.
 struct Call<'h, H: PamHandler, T: Host> {
     pamh: &'h mut H,
@@ -39,7 +43,12 @@ struct Call<'h, H: PamHandler, T: Host> {
 }
 
 impl<'h, H: PamHandler, T: Host> Call<'h, H, T> {
-    fn start(pamh: &'h mut H, host: &'h T, args: &[&CStr], flags: PamFlag) -> Result<Self, HookError> {
+    fn start(
+        pamh: &'h mut H,
+        host: &'h T,
+        args: &[&CStr],
+        flags: PamFlag,
+    ) -> Result<Self, HookError> {
         let options = Options::try_from(args).map_err(|e| {
             pamh.log(Level::Error, &format!("bad module arguments: {e}"));
             HookError::Arguments
@@ -109,11 +118,11 @@ impl<'h, H: PamHandler, T: Host> Call<'h, H, T> {
 
     /// Loads the config and opens the database. On failure, the config
     /// where it could be had, for [`Call::unavailable`].
-    fn open(&self) -> Result<(Config, Store), (String, Option<Config>)> {
+    fn open(&self) -> Result<(Config, Store), Unopened> {
         let config = self.config().map_err(|why| (why, None))?;
         match self.store(&config) {
             Ok(store) => Ok((config, store)),
-            Err(why) => Err((why, Some(config))),
+            Err(why) => Err((why, Some(Box::new(config)))),
         }
     }
 
@@ -302,7 +311,7 @@ pub fn account<H: PamHandler, T: Host>(
     let call = Call::start(pamh, host, args, flags)?;
     let (config, mut store) = match call.open() {
         Ok(opened) => opened,
-        Err((why, config)) => return call.unavailable(&why, config.as_ref()),
+        Err((why, config)) => return call.unavailable(&why, config.as_deref()),
     };
     let state = Authenticator::new(&mut store, &config, call.actor())
         .and_then(|auth| auth.account_state(&call.user, host.now()));
@@ -350,7 +359,7 @@ pub fn chauthtok<H: PamHandler, T: Host>(
     let (config, mut store) = match call.open() {
         Ok(opened) => opened,
         Err((why, config)) => {
-            return match call.unavailable(&why, config.as_ref())? {
+            return match call.unavailable(&why, config.as_deref())? {
                 Done::Ignore => call.pass_new_password_on(),
                 Done::Success => Ok(Done::Success),
             }
@@ -468,7 +477,10 @@ pub fn open_session<H: PamHandler, T: Host>(
         Err(why) => {
             let why = format!("config unusable: {why}");
             if !call.is_managed(None) {
-                call.log(Level::Error, &format!("{why}; not a managed user, ignoring"));
+                call.log(
+                    Level::Error,
+                    &format!("{why}; not a managed user, ignoring"),
+                );
                 return Ok(Done::Ignore);
             }
             return call.session_failure(SessionErrorPolicy::Deny, &why);
@@ -492,7 +504,10 @@ pub fn open_session<H: PamHandler, T: Host>(
         Err(why) => {
             let why = format!("user database unavailable: {why}");
             if !call.is_managed(Some(&config)) {
-                call.log(Level::Error, &format!("{why}; not a managed user, ignoring"));
+                call.log(
+                    Level::Error,
+                    &format!("{why}; not a managed user, ignoring"),
+                );
                 return Ok(Done::Ignore);
             }
             return call.session_failure(config.on_session_error, &why);
@@ -520,7 +535,10 @@ pub fn open_session<H: PamHandler, T: Host>(
     }
     put_environment(&mut call, &report)?;
     for applied in report.applied() {
-        call.log(Level::Info, &format!("applied for {}: {applied}", call.user));
+        call.log(
+            Level::Info,
+            &format!("applied for {}: {applied}", call.user),
+        );
     }
     Ok(Done::Success)
 }
@@ -549,15 +567,18 @@ pub fn close_session<H: PamHandler, T: Host>(
     flags: PamFlag,
 ) -> HookResult {
     let call = Call::start(pamh, host, args, flags)?;
-    let recorded = call.open().map_err(|(why, _)| why).and_then(|(_, mut store)| {
-        if store.user(&call.user).map_err(|e| e.to_string())?.is_none() {
-            return Ok(false);
-        }
-        store
-            .write(|tx| tx.record_logout(&call.user, host.now()))
-            .map_err(|e| e.to_string())?;
-        Ok(true)
-    });
+    let recorded = call
+        .open()
+        .map_err(|(why, _)| why)
+        .and_then(|(_, mut store)| {
+            if store.user(&call.user).map_err(|e| e.to_string())?.is_none() {
+                return Ok(false);
+            }
+            store
+                .write(|tx| tx.record_logout(&call.user, host.now()))
+                .map_err(|e| e.to_string())?;
+            Ok(true)
+        });
     match recorded {
         Ok(true) => Ok(Done::Success),
         Ok(false) => Ok(Done::Ignore),

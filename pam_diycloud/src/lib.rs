@@ -72,7 +72,10 @@ impl Host for System {
 }
 
 /// Runs one hook with the real handle and host; its one PAM code.
-fn run(pamh: &mut PamHandle, hook: impl FnOnce(&mut Libpam<'_>, &System) -> HookResult) -> PamResultCode {
+fn run(
+    pamh: &mut PamHandle,
+    hook: impl FnOnce(&mut Libpam<'_>, &System) -> HookResult,
+) -> PamResultCode {
     let system = System::new();
     error::to_code(hook(&mut Libpam(pamh), &system))
 }

@@ -19,9 +19,9 @@ pub fn apply(ctx: &Context, name: Option<&Username>) -> Result<(), Failure> {
         let error = match (report.error(), report.skipped()) {
             (Some(error), _) => Some(error),
             // One named user with nothing to apply is an error.
-            (None, Some(reason)) if name.is_some() => Some(format!(
-                "{reason}, so there is nothing to apply"
-            )),
+            (None, Some(reason)) if name.is_some() => {
+                Some(format!("{reason}, so there is nothing to apply"))
+            }
             _ => None,
         };
         result["applied"] = json!(error.is_none() && report.skipped().is_none());
@@ -33,7 +33,12 @@ pub fn apply(ctx: &Context, name: Option<&Username>) -> Result<(), Failure> {
             lines.push(format!("{user}: skipped ({reason})"));
             result["skipped"] = json!(reason);
         } else {
-            lines.extend(report.applied().iter().map(|line| format!("{user}: {line}")));
+            lines.extend(
+                report
+                    .applied()
+                    .iter()
+                    .map(|line| format!("{user}: {line}")),
+            );
         }
         results.push(result);
     }

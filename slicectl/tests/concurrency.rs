@@ -1,6 +1,9 @@
 //! 50 parallel logins through real libpam while an admin loops over
 //! `slicectl user mod`: no SQLITE_BUSY, no lost failure count, no lost update.
 
+// Waits for other processes (a child to reach a point, a prompt to show):
+// real time is what it waits on.
+#![allow(clippy::disallowed_methods)]
 // Test code: a panic is how a failed check is reported.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 

@@ -103,7 +103,7 @@ fn account_stage_ignores_users_not_in_the_database() {
 }
 
 #[test]
-fn lockout_after_deny_failures_until_unlock_or_unlock_time() {
+fn lockout_after_deny_failures_until_an_admin_unlocks() {
     let env = env();
     for _ in 0..3 {
         assert!(env.login("alice", "wrong").failed_with(AUTH_ERR));
@@ -123,15 +123,8 @@ fn lockout_after_deny_failures_until_unlock_or_unlock_time() {
         "unlocked by the admin"
     );
 
-    for _ in 0..3 {
-        env.login("alice", "wrong");
-    }
-    assert!(env.login("alice", "correct horse").failed_with(AUTH_ERR));
-    std::thread::sleep(std::time::Duration::from_millis(3100));
-    assert!(
-        env.login("alice", "correct horse").success,
-        "unlock_time passed"
-    );
+    // The lock ending by itself after unlock_time is tested with a set
+    // clock in pam_diycloud's hook tests (no waiting here).
 }
 
 #[test]

@@ -1,5 +1,8 @@
 //! Without --password-stdin on a terminal, slicectl prompts twice with echo off.
 
+// Waits for other processes (a child to reach a point, a prompt to show):
+// real time is what it waits on.
+#![allow(clippy::disallowed_methods)]
 // Test code: a panic is how a failed check is reported.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 

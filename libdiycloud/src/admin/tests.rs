@@ -107,9 +107,15 @@ fn add_refuses_before_asking_for_a_password() {
     assert!(err.to_string().contains("already exists"), "{err}");
 
     // root's account is never linked; a service account only when allowed.
-    let err = f.admin().add(&linked("root"), &mut never_asked()).unwrap_err();
+    let err = f
+        .admin()
+        .add(&linked("root"), &mut never_asked())
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict);
-    let err = f.admin().add(&linked("daemon"), &mut never_asked()).unwrap_err();
+    let err = f
+        .admin()
+        .add(&linked("daemon"), &mut never_asked())
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Usage);
     assert!(err.to_string().contains("--allow-service-account"), "{err}");
 }
@@ -153,7 +159,12 @@ fn modify_changes_limits_and_applies_them_at_once() {
         email: Some(Some("z@example.org".into())),
         ..UserChanges::default()
     };
-    assert!(f.admin().modify("zed-nosys", &changes).unwrap().applied.is_none());
+    assert!(f
+        .admin()
+        .modify("zed-nosys", &changes)
+        .unwrap()
+        .applied
+        .is_none());
 }
 
 #[test]
@@ -178,7 +189,10 @@ fn a_failed_apply_keeps_the_change() {
 #[test]
 fn modify_errors_are_typed() {
     let mut f = fixture();
-    let err = f.admin().modify("zed-nosys", &UserChanges::default()).unwrap_err();
+    let err = f
+        .admin()
+        .modify("zed-nosys", &UserChanges::default())
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Usage);
     let changes = UserChanges {
         active: Some(false),

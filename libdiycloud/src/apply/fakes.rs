@@ -83,7 +83,9 @@ impl SliceLink for FakeLink {
             .borrow_mut()
             .push(format!("set {unit} {}", settings.join(" ")));
         if self.refuse_set {
-            return Err(PortError::msg("systemd SetUnitProperties failed: access denied"));
+            return Err(PortError::msg(
+                "systemd SetUnitProperties failed: access denied",
+            ));
         }
         Ok(())
     }
@@ -118,4 +120,3 @@ impl AccountPort for FakeAccounts {
         Ok(self.uids.iter().find(|(n, _)| *n == name).map(|(_, u)| *u))
     }
 }
-

@@ -64,11 +64,7 @@ fn sizes_the_slice_and_closes_the_connection() {
             step: Step::Slice,
             outcome: StepOutcome::Applied {
                 target: "user-1000.slice".into(),
-                settings: ALICE_SET
-                    .split(' ')
-                    .skip(2)
-                    .map(String::from)
-                    .collect(),
+                settings: ALICE_SET.split(' ').skip(2).map(String::from).collect(),
             },
         }]
     );
@@ -148,7 +144,13 @@ fn the_lookup_runs_while_the_connection_is_being_made() {
     .unwrap();
     assert_eq!(
         journal(&j),
-        ["connect started", "lookup", "connected", ALICE_SET, "closed"]
+        [
+            "connect started",
+            "lookup",
+            "connected",
+            ALICE_SET,
+            "closed"
+        ]
     );
     assert!(looked_up.is_complete());
 
@@ -169,7 +171,12 @@ fn usage_reads_the_users_slice() {
     assert_eq!(usage.memory_current, Some(1 << 20));
     assert_eq!(
         journal(&j),
-        ["connect started", "connected", "usage user-1000.slice", "closed"]
+        [
+            "connect started",
+            "connected",
+            "usage user-1000.slice",
+            "closed"
+        ]
     );
     assert_eq!(usage_of_nobody(&ports), None);
 }

@@ -157,6 +157,9 @@ mod tests {
         assert!(p(19456, 2, 0).check().is_err());
         assert!(p(15, 2, 2).check().is_err(), "under 8 KiB per lane");
         assert_eq!(p(16, 1, 2).check(), Ok(()));
-        assert_eq!(p(MAX_MEMORY_KIB, MAX_ITERATIONS, MAX_PARALLELISM).check(), Ok(()));
+        assert_eq!(
+            p(MAX_MEMORY_KIB, MAX_ITERATIONS, MAX_PARALLELISM).check(),
+            Ok(())
+        );
     }
 }

@@ -1,10 +1,10 @@
 use std::os::unix::fs::PermissionsExt;
 
 use super::*;
+use crate::model::limits::LimitChanges;
 use crate::model::lockout::{FailureState, LockoutPolicy};
 use crate::model::time::Timestamp;
 use crate::model::user::Role;
-use crate::model::limits::LimitChanges;
 use crate::model::{Allocation, Cpu, Size, Username};
 
 fn new_user(name: &str) -> NewUser {

@@ -300,7 +300,11 @@ fn lockout_ends_when_the_clock_passes_unlock_time() {
     assert!(h.told.borrow()[0].contains("locked"));
 
     f.host.now.set(T0 + 59);
-    assert_eq!(f.login("alice", "correct horse"), PAM_AUTH_ERR, "59 s later");
+    assert_eq!(
+        f.login("alice", "correct horse"),
+        PAM_AUTH_ERR,
+        "59 s later"
+    );
     f.host.now.set(T0 + 60);
     assert_eq!(f.login("alice", "correct horse"), PAM_SUCCESS, "60 s later");
     assert_eq!(f.account("alice").0, PAM_SUCCESS);
@@ -389,7 +393,10 @@ fn a_user_changes_their_password() {
     assert_eq!(f.login("alice", "battery staple"), PAM_SUCCESS);
 
     let mut wrong_old = Scripted::new("alice").then(Authtok::Old, "nope");
-    assert_eq!(f.run(chauthtok, &mut wrong_old, PAM_PRELIM_CHECK), PAM_AUTH_ERR);
+    assert_eq!(
+        f.run(chauthtok, &mut wrong_old, PAM_PRELIM_CHECK),
+        PAM_AUTH_ERR
+    );
 
     let mut short = Scripted::new("alice")
         .then(Authtok::Old, "battery staple")
@@ -430,7 +437,10 @@ fn session_open_sizes_the_slice() {
     assert_eq!(f.run(open_session, &mut h, 0), PAM_SUCCESS);
     let sent = f.host.ports.slice.sent.borrow().clone();
     assert_eq!(sent.len(), 1);
-    assert!(sent[0].starts_with("user-1000.slice CPUAccounting=yes"), "{sent:?}");
+    assert!(
+        sent[0].starts_with("user-1000.slice CPUAccounting=yes"),
+        "{sent:?}"
+    );
     assert!(sent[0].contains("MemoryMax=2147483648"), "{sent:?}");
     assert!(h.logged("applied for alice: user-1000.slice"));
     assert!(h.env.is_empty(), "no variables without GPUs");
