@@ -29,8 +29,9 @@ declare -A tools=(
 declare -A files=(
     [/usr/include/security/pam_modules.h]=libpam0g-dev
     [/usr/lib/x86_64-linux-gnu/libpam_wrapper.so]=libpam-wrapper
+    [/usr/lib/x86_64-linux-gnu/libnss_wrapper.so]=libnss-wrapper
 )
-packages=(libpam0g-dev pamtester libpam-wrapper sqlite3 passwd python3-venv binutils gcc
+packages=(libpam0g-dev pamtester libpam-wrapper libnss-wrapper sqlite3 passwd python3-venv binutils gcc
     qemu-system-x86 qemu-utils debootstrap e2fsprogs)
 
 have_python_venv() { python3 -c 'import ensurepip, venv' >/dev/null 2>&1; }

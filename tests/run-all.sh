@@ -11,6 +11,18 @@ if [ "$(id -u)" = 0 ]; then
     tests/deps.sh
 fi
 
+# Every test that skips itself (diycloud_tests::skip) appends a line here;
+# the totals at the end list them, so a skip never passes for a pass.
+export DIYCLOUD_SKIP_LOG
+DIYCLOUD_SKIP_LOG=$(mktemp)
+trap 'rm -f "$DIYCLOUD_SKIP_LOG"' EXIT
+skipped_total() {
+    local n
+    n=$(wc -l <"$DIYCLOUD_SKIP_LOG")
+    echo "== skipped tests: $n"
+    if [ "$n" -gt 0 ]; then sed 's/^/   /' "$DIYCLOUD_SKIP_LOG"; fi
+}
+
 echo "== lint: cargo fmt --check, cargo clippy -D warnings"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -48,7 +60,8 @@ echo "== system tier: Debian 12 and 13 VMs, cgroup v2 and v1 (qemu, real systemd
 if [ "$(id -u)" = 0 ]; then
     tests/system/vm/run.sh
 else
-    echo "skipped: the system tier needs root (debootstrap, loop images)"
+    echo "SKIPPED system tier: it needs root (debootstrap, loop images)" | tee -a "$DIYCLOUD_SKIP_LOG"
 fi
 
+skipped_total
 echo "== all tests passed"

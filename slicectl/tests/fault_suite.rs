@@ -147,8 +147,7 @@ fn cleanup(name: &str) {
 #[test]
 #[ignore = "minutes long: run by tests/run-all.sh"]
 fn kill_9_during_user_add_and_del_always_converges() {
-    if !diycloud_tests::is_root() {
-        eprintln!("skipped: system accounts need root (CI runs as root)");
+    if diycloud_tests::skip_unless_root("creating system accounts") {
         return;
     }
     let env = diycloud_tests::test_env!(CONFIG);
@@ -322,8 +321,7 @@ fn env_on(mount: &Mount) -> (Env, std::path::PathBuf) {
 
 #[test]
 fn a_full_disk_or_a_read_only_database_writes_nothing_and_says_so() {
-    if !diycloud_tests::is_root() {
-        eprintln!("skipped: mounting needs root (CI runs as root)");
+    if diycloud_tests::skip_unless_root("mounting") {
         return;
     }
     let mount = Mount::new("1m");

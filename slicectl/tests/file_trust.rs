@@ -119,8 +119,7 @@ fn a_config_others_can_write_or_a_config_symlink_is_refused() {
 
 #[test]
 fn files_owned_by_another_user_are_refused() {
-    if !diycloud_tests::is_root() {
-        eprintln!("skipped: chown needs root (CI runs as root)");
+    if diycloud_tests::skip_unless_root("chown") {
         return;
     }
     let env = env();

@@ -249,13 +249,53 @@ fn missing_unreadable_or_corrupt_database_is_authinfo_unavail() {
     std::fs::create_dir(&directory).unwrap();
     assert!(broken(&directory).failed_with(AUTHINFO_UNAVAIL));
 
-    if !diycloud_tests::is_root() {
-        use std::os::unix::fs::PermissionsExt;
-        let unreadable = env.dir.path().join("unreadable.db");
-        std::fs::copy(&env.db, &unreadable).unwrap();
-        std::fs::set_permissions(&unreadable, std::fs::Permissions::from_mode(0o000)).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let unreadable = env.dir.path().join("unreadable.db");
+    std::fs::copy(&env.db, &unreadable).unwrap();
+    std::fs::set_permissions(&unreadable, std::fs::Permissions::from_mode(0o000)).unwrap();
+    if diycloud_tests::is_root() {
+        // Root reads any file: the module runs as nobody instead, as inside
+        // a service that dropped its privileges.
+        let out = as_nobody(&env, &unreadable);
+        assert!(out.failed_with(AUTHINFO_UNAVAIL), "{out:?}");
+        assert!(
+            out.said("Permission denied") || out.said("unable to open"),
+            "{out:?}"
+        );
+    } else {
         assert!(broken(&unreadable).failed_with(AUTHINFO_UNAVAIL));
     }
+}
+
+/// `auth` against `db` with pamtester running as nobody: the service file
+/// and a copy of the module in a directory nobody can read (the test's own
+/// is root's), the database left where it is.
+fn as_nobody(env: &Env, db: &std::path::Path) -> diycloud_tests::Outcome {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let open = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let module = open.path().join("pam_diycloud.so");
+    std::fs::copy(diycloud_tests::module(), &module).unwrap();
+    std::fs::set_permissions(&module, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let holder = db.parent().unwrap();
+    std::fs::set_permissions(holder, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        open.path().join("broken"),
+        format!(
+            "auth required {} db={} debug\n",
+            module.display(),
+            db.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = env.pamtester_cmd("broken", "alice", &["authenticate"]);
+    cmd.env("PAM_WRAPPER_SERVICE_DIR", open.path())
+        .uid(65534)
+        .gid(65534);
+    let out = env.pamtester_run(cmd, b"correct horse\n");
+    std::fs::set_permissions(holder, std::fs::Permissions::from_mode(0o700)).unwrap();
+    out
 }
 
 #[test]

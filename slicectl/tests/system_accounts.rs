@@ -64,11 +64,7 @@ fn in_managed_group(name: &str) -> bool {
 }
 
 fn skip_unless_root() -> bool {
-    if diycloud_tests::is_root() {
-        return false;
-    }
-    eprintln!("skipped: creating system accounts needs root (CI runs as root)");
-    true
+    diycloud_tests::skip_unless_root("creating system accounts")
 }
 
 #[test]

@@ -81,6 +81,35 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
+/// Marks the running test as skipped: says so on stderr past cargo's
+/// output capture (so a skip never looks like a pass), and appends it to the
+/// file `DIYCLOUD_SKIP_LOG` names, from which `tests/run-all.sh` prints the
+/// total. The test returns right after.
+pub fn skip(reason: &str) {
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    let line = format!("SKIPPED {test}: {reason}\n");
+    // Straight to the file descriptor: eprintln! would be captured.
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    if let Some(log) = std::env::var_os("DIYCLOUD_SKIP_LOG") {
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+        {
+            let _ = file.write_all(line.as_bytes());
+        }
+    }
+}
+
+/// Skips the running test unless it runs as root; true when skipped.
+pub fn skip_unless_root(why: &str) -> bool {
+    if is_root() {
+        return false;
+    }
+    skip(&format!("{why} needs root (CI runs as root)"));
+    true
+}
+
 /// Serialises the pamtester runs of one test binary; see [`Env::pamtester`].
 static PAMTESTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -278,11 +307,14 @@ impl Env {
         // two processes starting at once can share one, and the owner
         // deletes it on exit under the other. One pamtester at a time per
         // test binary (cargo runs the binaries one after another).
+        self.pamtester_run(self.pamtester_cmd(service, user, operations), input)
+    }
+
+    /// Runs a pamtester command made by [`Env::pamtester_cmd`] and changed
+    /// by the caller (more preloads, another user), one at a time.
+    pub fn pamtester_run(&self, cmd: Command, input: &[u8]) -> Outcome {
         let _one_at_a_time = PAMTESTER.lock().unwrap_or_else(|e| e.into_inner());
-        Outcome::from(run(
-            self.pamtester_cmd(service, user, operations),
-            Some(input),
-        ))
+        Outcome::from(run(cmd, Some(input)))
     }
 
     /// Logs `user` in through the standard service with `password`.

@@ -114,8 +114,7 @@ fn a_user_changes_their_password_with_the_old_one() {
 
 #[test]
 fn root_sets_a_password_without_the_old_one_as_pam_unix_does() {
-    if !diycloud_tests::is_root() {
-        eprintln!("skipped: needs root (CI runs as root)");
+    if diycloud_tests::skip_unless_root("setting a password as root") {
         return;
     }
     let w = world();
