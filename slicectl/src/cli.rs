@@ -54,7 +54,7 @@ pub enum Command {
         #[arg(value_parser = parse_username)]
         name: Option<Username>,
     },
-    /// Check the machine: cgroups, systemd, database and config trust, unfinished changes, PAM stack
+    /// Check the machine: cgroups, systemd, database and config trust, unfinished changes, managed group, PAM stack
     Doctor,
     /// Write a consistent copy of the database to FILE (SQLite online backup; safe while logins go on)
     #[command(

@@ -4,7 +4,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use libdiycloud::cgroup::Hierarchy;
-use libdiycloud::platform::Family;
+use libdiycloud::config::DEFAULT_GROUP;
+use libdiycloud::platform::{self, Family, Membership};
 use libdiycloud::store::Store;
 use libdiycloud::systemd::Systemd;
 use libdiycloud::trust::{self, Presence};
@@ -33,6 +34,7 @@ pub fn run(ctx: &Context) -> Result<(), Failure> {
         config(ctx),
         database(ctx),
         unfinished(ctx),
+        managed_group(ctx),
         pam_module(),
         pam_stack(Path::new("/etc/pam.d"), "sshd"),
     ];
@@ -185,6 +187,67 @@ fn unfinished(ctx: &Context) -> Check {
             ),
         )
     }
+}
+
+/// The managed group tells the PAM module whom to deny while the database
+/// cannot be read: it must exist and hold every user with a system account.
+fn managed_group(ctx: &Context) -> Check {
+    let check = |status, detail| Check {
+        name: "group",
+        status,
+        detail,
+    };
+    let group = ctx.config.group.as_str();
+    match platform::group_exists(group) {
+        Ok(true) => {}
+        Ok(false) => {
+            return check(
+                Status::Warn,
+                format!("managed group {group} does not exist (run `slicectl init`): while the database cannot be read, the module refuses every user but root"),
+            )
+        }
+        Err(e) => return check(Status::Fail, e.to_string()),
+    }
+    let users = match Store::open(&ctx.db).and_then(|s| s.users()) {
+        Ok(users) => users,
+        Err(e) => return check(Status::Fail, format!("cannot read the users: {e}")),
+    };
+    let outside: Vec<&str> = users
+        .iter()
+        .filter(|u| u.pending.is_none())
+        .map(|u| u.username.as_str())
+        .filter(|name| {
+            matches!(
+                platform::is_group_member(name, group),
+                Ok(Membership::NotMember)
+            )
+        })
+        .collect();
+    let mut notes = Vec::new();
+    if group != DEFAULT_GROUP {
+        notes.push(format!(
+            "if the config cannot be read, the module looks at {DEFAULT_GROUP} instead"
+        ));
+    }
+    if !outside.is_empty() {
+        return check(
+            Status::Warn,
+            format!(
+                "not in {group}, so not denied while the database is broken: {} (run `slicectl init`)",
+                outside.join(", ")
+            ),
+        );
+    }
+    let status = if notes.is_empty() {
+        Status::Ok
+    } else {
+        Status::Warn
+    };
+    notes.insert(
+        0,
+        format!("{group}: holds every user with a system account"),
+    );
+    check(status, notes.join("; "))
 }
 
 fn database(ctx: &Context) -> Check {

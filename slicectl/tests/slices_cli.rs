@@ -92,6 +92,7 @@ fn doctor_reports_each_check() {
             "config",
             "database",
             "unfinished",
+            "group",
             "module",
             "pam"
         ]
