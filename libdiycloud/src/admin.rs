@@ -599,6 +599,34 @@ fn check_existing_account(
     }
 }
 
+/// What `slicectl init` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Initialised {
+    pub store: crate::store::InitReport,
+    /// `None` when not run as root: the group was left alone.
+    pub group: Option<GroupReport>,
+}
+
+/// `slicectl init`: creates or migrates the database at `db`, then (as root,
+/// `manage_group`) makes the managed group and puts every user with a system
+/// account in it.
+pub fn init(
+    db: &std::path::Path,
+    config: &Config,
+    manage_group: bool,
+) -> Result<Initialised, AdminError> {
+    let (store, report) = Store::init(db)?;
+    let group = if manage_group {
+        Some(sync_managed_group(&store, config)?)
+    } else {
+        None
+    };
+    Ok(Initialised {
+        store: report,
+        group,
+    })
+}
+
 /// What `slicectl init` did about the managed group.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct GroupReport {
@@ -610,7 +638,7 @@ pub struct GroupReport {
 
 /// Makes the managed group and puts every user with a system account in
 /// it: part of `slicectl init`, so an upgrade brings older installs along.
-pub fn sync_managed_group(store: &Store, config: &Config) -> Result<GroupReport, AdminError> {
+fn sync_managed_group(store: &Store, config: &Config) -> Result<GroupReport, AdminError> {
     let group = config.group.as_str();
     let created = platform::ensure_group(group)?;
     let mut added = Vec::new();

@@ -145,7 +145,11 @@ fn backup(ctx: &Context, file: &std::path::Path) -> Result<(), Failure> {
 }
 
 fn init(ctx: &Context) -> Result<(), Failure> {
-    let (store, report) = Store::init(&ctx.db)?;
+    // The managed group needs root (groupadd, gpasswd); a test or a dry run
+    // as another user gets the database only, and is told so.
+    let as_root = nix::unistd::geteuid().is_root();
+    let done = libdiycloud::admin::init(&ctx.db, &ctx.config, as_root)?;
+    let report = done.store;
     let what = if report.created {
         format!("created database {}", ctx.db.display())
     } else if report.from_version < report.to_version {
@@ -157,18 +161,9 @@ fn init(ctx: &Context) -> Result<(), Failure> {
     } else {
         format!("database {} is up to date", ctx.db.display())
     };
-    let mut document = serde_json::json!({
-        "db": ctx.db,
-        "created": report.created,
-        "from_version": report.from_version,
-        "schema_version": report.to_version,
-    });
     let mut text = format!("{what} (schema version {})", report.to_version);
-    // The managed group needs root (groupadd, gpasswd); a test or a dry run
-    // as another user gets the database only, and is told so.
-    if nix::unistd::geteuid().is_root() {
-        let group = libdiycloud::admin::sync_managed_group(&store, &ctx.config)?;
-        text.push_str(&format!(
+    match &done.group {
+        Some(group) => text.push_str(&format!(
             "\nmanaged group {}: {}{}",
             group.group,
             if group.created { "created" } else { "present" },
@@ -177,15 +172,19 @@ fn init(ctx: &Context) -> Result<(), Failure> {
             } else {
                 format!(", added {}", group.added.join(", "))
             }
-        ));
-        document["group"] = serde_json::json!(group);
-    } else {
-        text.push_str(&format!(
+        )),
+        None => text.push_str(&format!(
             "\nmanaged group {}: not checked (needs root)",
             ctx.config.group
-        ));
-        document["group"] = serde_json::Value::Null;
+        )),
     }
+    let document = serde_json::json!({
+        "db": ctx.db,
+        "created": report.created,
+        "from_version": report.from_version,
+        "schema_version": report.to_version,
+        "group": done.group,
+    });
     view::print(ctx, &document, &text);
     Ok(())
 }
