@@ -341,6 +341,20 @@ ssh_refused "profile: locked erin: ssh with her right diycloud password is refus
 slicectl user unlock erin >/dev/null
 ssh_works "profile: unlocked erin logs in with her diycloud password" erin 'erin diycloud pw 1'
 
+# A broken database locks out the users diycloud manages (the managed
+# group) and nobody else.
+check "profile: linked erin is in the managed group" "yes" "$(id -nG erin | tr ' ' '\n' | grep -qx diycloud && echo yes)"
+check "profile: dave (not managed) is not" "no" "$(id -nG dave | tr ' ' '\n' | grep -qx diycloud && echo yes || echo no)"
+mv /var/lib/diycloud/diycloud.db /var/lib/diycloud/diycloud.db.away
+ssh_works "database gone: dave (not managed) logs in with his Unix password" dave 'Granite-chp-dave-64'
+ssh_works "database gone: root logs in" root 'root test password'
+ssh_refused "database gone: managed erin is refused, even with her Unix password" erin 'erin unix pw 1'
+passwd_dialog "database gone: dave still changes his Unix password with passwd" \
+    "runuser -u dave -- passwd" 'Granite-chp-dave-64' 'Harbour-Dv-4096' 'Harbour-Dv-4096'
+ssh_works "database gone: ssh as dave with the password he set" dave 'Harbour-Dv-4096'
+mv /var/lib/diycloud/diycloud.db.away /var/lib/diycloud/diycloud.db
+ssh_works "database back: erin logs in with her diycloud password" erin 'erin diycloud pw 1'
+
 fi
 
 say "DONE failures=$failures"
