@@ -32,8 +32,15 @@ pub enum BlockMemory {
 impl BlockMemory {
     /// `None` when the memory cannot be had.
     pub fn new(count: usize) -> Option<Self> {
-        if let Some(mapped) = Self::mapped(count) {
-            return Some(mapped);
+        // Under one huge page a mapping would only round a small hash up to
+        // 2 MiB of zeroing: plain heap memory is cheaper (tests, benchmarks).
+        let big = count
+            .checked_mul(Block::SIZE)
+            .is_none_or(|b| b >= HUGE_PAGE);
+        if big {
+            if let Some(mapped) = Self::mapped(count) {
+                return Some(mapped);
+            }
         }
         let mut blocks = Vec::new();
         blocks.try_reserve_exact(count).ok()?;

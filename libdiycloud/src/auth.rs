@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use crate::config::Config;
-use crate::model::lockout::LockoutPolicy;
+use crate::model::lockout::{FailureState, LockoutPolicy};
 use crate::model::password::{HashParams, PasswordPolicy, PolicyViolation};
 use crate::model::time::Timestamp;
 use crate::model::user::{AccountState, User};
@@ -160,10 +160,10 @@ impl<'a> Authenticator<'a> {
         let lockout = self.lockout;
         let actor = self.actor.as_str();
         self.store.write(|tx| {
-            let (current, current_hash) = tx
-                .credentials(name)?
+            let (current_failures, current_hash) = tx
+                .login_state(name)?
                 .ok_or_else(|| StoreError::UserNotFound(name.into()))?;
-            if lockout.is_locked(&current.failures, now) {
+            if lockout.is_locked(&current_failures, now) {
                 return Ok(LoginOutcome::Locked);
             }
             if matches {
@@ -181,11 +181,18 @@ impl<'a> Authenticator<'a> {
                         &json!({"from": from.to_string(), "to": to.to_string()}),
                     )?;
                 }
+                // The record as it is now: what was read, with this login.
+                let mut current = user;
+                current.failures = current_failures;
+                if is_login {
+                    current.failures = FailureState::default();
+                    current.last_login = Some(now);
+                }
                 return Ok(LoginOutcome::Success(Box::new(current)));
             }
-            let after = lockout.after_failure(&current.failures, now);
+            let after = lockout.after_failure(&current_failures, now);
             tx.set_failures(name, &after)?;
-            let locked_now = LockoutPolicy::newly_locked(&current.failures, &after);
+            let locked_now = LockoutPolicy::newly_locked(&current_failures, &after);
             if locked_now {
                 tx.audit(
                     now,

@@ -17,6 +17,7 @@ use libdiycloud::platform::Membership;
 use libdiycloud::store::Store;
 use pam::constants::{PamFlag, PAM_SILENT};
 
+use crate::cache;
 use crate::error::{Done, HookError};
 use crate::handle::{Authtok, Host, Level, PamHandler};
 use crate::options::Options;
@@ -113,7 +114,7 @@ impl<'h, H: PamHandler, T: Host> Call<'h, H, T> {
     fn store(&self, config: &Config) -> Result<Store, String> {
         let db = self.options.db.as_deref().unwrap_or(&config.db);
         self.debug(&format!("using database {}", db.display()));
-        Store::open(db).map_err(|e| e.to_string())
+        cache::open(db).map_err(|e| e.to_string())
     }
 
     /// Loads the config and opens the database. On failure, the config
@@ -221,6 +222,7 @@ pub fn authenticate<H: PamHandler, T: Host>(
     })?;
     let outcome = Authenticator::new(&mut store, &config, call.actor())
         .and_then(|mut auth| auth.login(&call.user, &password, host.now()));
+    cache::keep(store);
     let user = &call.user;
     match outcome {
         Ok(LoginOutcome::Success(_)) => {
@@ -285,10 +287,11 @@ pub fn setcred<H: PamHandler, T: Host>(
 ) -> HookResult {
     let call = Call::start(pamh, host, args, flags)?;
     // setcred grants nothing of ours yet: it only says whether the user is ours.
-    let found = call
-        .open()
-        .map_err(|(why, _)| why)
-        .and_then(|(_, store)| store.user(&call.user).map_err(|e| e.to_string()));
+    let found = call.open().map_err(|(why, _)| why).and_then(|(_, store)| {
+        let found = store.user(&call.user).map_err(|e| e.to_string());
+        cache::keep(store);
+        found
+    });
     match found {
         Ok(Some(_)) => Ok(Done::Success),
         Ok(None) => Ok(Done::Ignore),
@@ -315,6 +318,7 @@ pub fn account<H: PamHandler, T: Host>(
     };
     let state = Authenticator::new(&mut store, &config, call.actor())
         .and_then(|auth| auth.account_state(&call.user, host.now()));
+    cache::keep(store);
     let user = &call.user;
     match state {
         Ok(Some(AccountState::Active)) => Ok(Done::Success),
@@ -489,9 +493,11 @@ pub fn open_session<H: PamHandler, T: Host>(
     // The database lookup runs while the connection to systemd is made.
     let mut looked_up = None;
     let lookup = || {
-        let found = call
-            .store(&config)
-            .and_then(|store| store.user(&call.user).map_err(|e| e.to_string()));
+        let found = call.store(&config).and_then(|store| {
+            let found = store.user(&call.user).map_err(|e| e.to_string());
+            cache::keep(store);
+            found
+        });
         looked_up = Some(host.elapsed());
         found
     };
@@ -572,11 +578,13 @@ pub fn close_session<H: PamHandler, T: Host>(
         .map_err(|(why, _)| why)
         .and_then(|(_, mut store)| {
             if store.user(&call.user).map_err(|e| e.to_string())?.is_none() {
+                cache::keep(store);
                 return Ok(false);
             }
             store
                 .write(|tx| tx.record_logout(&call.user, host.now()))
                 .map_err(|e| e.to_string())?;
+            cache::keep(store);
             Ok(true)
         });
     match recorded {

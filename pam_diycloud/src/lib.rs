@@ -6,6 +6,7 @@
 //! crosses into the host process (sshd, login, JupyterHub).
 #![deny(unsafe_code)]
 
+mod cache;
 mod error;
 mod ffi;
 mod handle;

@@ -363,6 +363,12 @@ impl Store {
         })
     }
 
+    /// Whether the file still has the schema this build knows (another
+    /// version's `slicectl init` may have migrated it since it was opened).
+    pub fn schema_is_current(&self) -> bool {
+        matches!(self.user_version(), Ok(SCHEMA_VERSION))
+    }
+
     fn user_version(&self) -> Result<u32, StoreError> {
         self.conn
             .pragma_query_value(None, "user_version", |row| row.get(0))

@@ -306,6 +306,31 @@ impl Tx<'_> {
         find(&self.tx, &self.path, name)
     }
 
+    /// Only what the login bookkeeping re-checks inside its transaction:
+    /// the failure state and the password hash (no join, no full record:
+    /// measured, this halves the login's write transaction).
+    pub fn login_state(&self, name: &str) -> Result<Option<(FailureState, String)>, StoreError> {
+        self.tx
+            .prepare_cached(
+                "SELECT failed_logins, failure_window_start, locked_at, password_hash \
+                 FROM users WHERE username = ?1",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_row([name], |r| {
+                    Ok((
+                        FailureState {
+                            count: r.get(0)?,
+                            window_start: r.get::<_, Option<i64>>(1)?.map(Timestamp),
+                            locked_at: r.get::<_, Option<i64>>(2)?.map(Timestamp),
+                        },
+                        r.get::<_, String>(3)?,
+                    ))
+                })
+                .optional()
+            })
+            .map_err(|e| self.sqlite(e))
+    }
+
     pub fn user(&self, name: &str) -> Result<User, StoreError> {
         self.credentials(name)?
             .map(|(user, _)| user)

@@ -3,7 +3,7 @@
 //!
 //! 1. Latency: median (and p90) of `pam_start_confdir` + `pam_authenticate` +
 //!    `pam_end` with `pam_diycloud.so` versus `Hasher::verify`, interleaved.
-//!    Target: ratio <= 1.10.
+//!    Target: ratio <= 1.05.
 //! 2. Throughput: logins per second with one thread per core, versus the
 //!    physical limit cores / verify time. Target: >= 90%.
 //!
@@ -115,6 +115,13 @@ fn main() {
     store
         .write(|tx| tx.set_password_hash("bench", &cheap, Timestamp(0)))
         .expect("cheap");
+    // The config at the same cheap cost: otherwise the first login rehashes
+    // to the default cost and every later one pays a full verify.
+    std::fs::write(
+        &missing_config,
+        "[password]\nmemory_kib = 8\niterations = 1\nparallelism = 1\n",
+    )
+    .expect("cheap config");
     let overhead_median = median_time(rounds, || assert_eq!(pam.login(), PAM_SUCCESS));
     // And libpam's own share: the same service with pam_permit instead.
     std::fs::write(confdir.join("permit"), "auth required pam_permit.so\n").expect("service");
@@ -123,6 +130,7 @@ fn main() {
         ..pam.clone()
     };
     let libpam_median = median_time(rounds, || assert_eq!(permit.login(), PAM_SUCCESS));
+    std::fs::write(&missing_config, "").expect("config");
     store
         .write(|tx| tx.set_password_hash("bench", &hash, Timestamp(0)))
         .expect("restore");
@@ -172,7 +180,7 @@ fn main() {
         ms(pam_median),
         ms(pam_p90)
     );
-    println!("  ratio (median)         {ratio:.3}   target <= 1.10");
+    println!("  ratio (median)         {ratio:.3}   target <= 1.05");
     println!(
         "  module + libpam alone  median {:7.3} ms   (same login, negligible hash)",
         ms(overhead_median)
@@ -195,7 +203,7 @@ fn main() {
         })
     );
     let module_name = module.file_name().and_then(|n| n.to_str()).unwrap_or("?");
-    if check && (ratio > 1.10 || share < 0.90) {
+    if check && (ratio > 1.05 || share < 0.90) {
         eprintln!("bench_auth: target missed with {module_name}");
         std::process::exit(1);
     }

@@ -1,0 +1,128 @@
+//! One idle database connection per process, kept between hook calls.
+//!
+//! sshd runs `account`, `session open` and `session close` of a login in
+//! one process, and a JupyterHub authenticates every user in one: opening
+//! SQLite each time (schema load, WAL index recovery) was most of the
+//! module's own cost. A kept connection is used again only by the process
+//! that opened it, for the same path, while the file passes the trust rules
+//! again, is still the same file (device and inode: a restored backup is a
+//! new file) and has the schema this build knows. Otherwise it is closed
+//! and the file opened afresh. Idle, it holds no lock and no transaction,
+//! so it blocks neither writers nor checkpoints.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use libdiycloud::store::{Store, StoreError};
+use libdiycloud::trust::{self, Presence};
+
+struct Idle {
+    path: PathBuf,
+    pid: u32,
+    file: (u64, u64),
+    store: Store,
+}
+
+static IDLE: Mutex<Option<Idle>> = Mutex::new(None);
+
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// The kept connection to `path`, if it may be used again; else a new one.
+pub fn open(path: &Path) -> Result<Store, StoreError> {
+    let idle = IDLE.lock().ok().and_then(|mut slot| slot.take());
+    if let Some(idle) = idle {
+        if idle.pid != std::process::id() {
+            // Inherited across fork(): SQLite forbids using it, and closing
+            // it would release the parent's locks. Left as it is.
+            std::mem::forget(idle.store);
+        } else if reusable(&idle, path) {
+            return Ok(idle.store);
+        }
+    }
+    Store::open(path)
+}
+
+/// Whether the kept connection may serve `path` now.
+fn reusable(idle: &Idle, path: &Path) -> bool {
+    idle.path == path
+        && matches!(trust::check_database(path), Ok(Presence::Present))
+        && file_identity(path) == Some(idle.file)
+        && idle.store.schema_is_current()
+}
+
+/// Keeps `store` for the next call in this process (one at most).
+pub fn keep(store: Store) {
+    let Some(file) = file_identity(store.path()) else {
+        return;
+    };
+    let Ok(mut slot) = IDLE.lock() else {
+        return;
+    };
+    if slot.is_none() {
+        *slot = Some(Idle {
+            path: store.path().to_path_buf(),
+            pid: std::process::id(),
+            file,
+            store,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn idle(path: &Path) -> Idle {
+        Idle {
+            path: path.to_path_buf(),
+            pid: std::process::id(),
+            file: file_identity(path).unwrap(),
+            store: Store::open(path).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_kept_connection_serves_only_the_same_trusted_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("d.db");
+        Store::init(&db).unwrap();
+        let kept = idle(&db);
+        assert!(reusable(&kept, &db));
+        assert!(
+            !reusable(&kept, &dir.path().join("other.db")),
+            "another path"
+        );
+
+        // Made writable by others: refused, as Store::open refuses it.
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(!reusable(&kept, &db), "untrusted now");
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(reusable(&kept, &db));
+
+        // A restored backup: a new file at the same path.
+        let restored = dir.path().join("restored.db");
+        Store::init(&restored).unwrap();
+        std::fs::rename(&restored, &db).unwrap();
+        assert!(!reusable(&kept, &db), "replaced");
+        let kept = idle(&db);
+        assert!(reusable(&kept, &db));
+
+        // Migrated by another version of slicectl.
+        let status = std::process::Command::new("sqlite3")
+            .arg(&db)
+            .arg("PRAGMA user_version = 999;")
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert!(!reusable(&kept, &db), "schema changed");
+
+        // Gone.
+        std::fs::remove_file(&db).unwrap();
+        assert!(!reusable(&kept, &db));
+    }
+}
