@@ -114,6 +114,27 @@ fn main() {
         time(&|| systemd.set_unit_properties(unit, &props).unwrap()),
         time(&|| drop(systemd.slice_usage(unit).unwrap())),
     );
+    // The floor: systemd's own SetUnitProperties round trip on a fresh
+    // connection (connect, call, close), interleaved with session opens so
+    // both see the same load.
+    let (mut floor_open, mut floor_bare) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let rc = pam.session(|_, took| floor_open.push(took));
+        assert_eq!(rc, PAM_SUCCESS, "session open failed during the benchmark");
+        let start = Instant::now();
+        systemd.set_unit_properties(unit, &props).unwrap();
+        floor_bare.push(start.elapsed());
+    }
+    let (f_open, f_bare) = (
+        percentile(&mut floor_open, 0.5),
+        percentile(&mut floor_bare, 0.5),
+    );
+    println!(
+        "probe: floor rounds={rounds} session_open_median_ms={:.2} bare_set_unit_properties_median_ms={:.2} ratio={:.2} (target <= 1.30)",
+        ms(f_open),
+        ms(f_bare),
+        f_open.as_secs_f64() / f_bare.as_secs_f64()
+    );
     let (o50, o99) = (percentile(&mut open, 0.5), percentile(&mut open, 0.99));
     let (s50, s99) = (
         percentile(&mut set_property, 0.5),

@@ -106,7 +106,7 @@ probe=$("$stage/session_probe" alice /tmp/probe-pam.d probe 40 "$slice" \
 probe_rc=$?
 echo "$probe" | sed 's/^/DIYCLOUD INFO /'
 check "pam_open_session leaves the same threads and children" "0" "$probe_rc"
-echo "$probe" | grep '^probe: bench' | sed 's/^probe: bench/DIYCLOUD BENCH/'
+echo "$probe" | grep -E '^probe: (bench|floor)' | sed -E 's/^probe: (bench|floor)/DIYCLOUD BENCH \1/'
 # Where a session open's time goes, from the module's own debug timing.
 "$stage/session_probe" alice /tmp/probe-pam.d probe-debug 3 "$slice" CPUQuota=50% >/dev/null
 journalctl -q --no-pager -g "session open took" | tail -3 | sed 's/^.*pam_diycloud/DIYCLOUD INFO pam_diycloud/'
