@@ -4,6 +4,7 @@
 //!
 //!     cargo build --manifest-path fuzz/Cargo.toml --example phc_seeds
 //!     fuzz/target/debug/examples/phc_seeds fuzz/seeds/phc
+#![deny(unsafe_code)]
 
 use std::path::PathBuf;
 

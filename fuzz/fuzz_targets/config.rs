@@ -2,6 +2,7 @@
 //! or gives a config whose every value is usable: argon2 costs within the
 //! bounds (a config must never make a login allocate unbounded memory),
 //! absolute paths, durations within 100 years, limits in canonical form.
+#![deny(unsafe_code)]
 #![no_main]
 
 use libdiycloud::config::Config;

@@ -6,6 +6,7 @@
 //!   parses back to the same number of seconds;
 //! - any `i64` timestamp prints without panicking; one in years 1970-9999
 //!   prints a date that parses and whose day contains the timestamp.
+#![deny(unsafe_code)]
 #![no_main]
 
 use libdiycloud::model::time::{format_duration, parse_duration};

@@ -2,6 +2,7 @@
 //! `--gpus 0,GPU-...`): every value that parses prints a canonical text that
 //! parses back to the same value and prints the same again (the database
 //! stores that text), and the warnings agree with the documented thresholds.
+#![deny(unsafe_code)]
 #![no_main]
 
 use std::fmt::Display;

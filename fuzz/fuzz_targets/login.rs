@@ -9,6 +9,7 @@
 //! Input: the first byte is the length of the name (cut to what is left),
 //! the name follows (lossily decoded as UTF-8, as a PAM conversation may
 //! hand over anything), the rest is the password.
+#![deny(unsafe_code)]
 #![no_main]
 
 use std::sync::{Mutex, OnceLock};

@@ -4,6 +4,7 @@
 //! panic or an unbounded allocation; a hash that parses can be verified
 //! (checked where its cost is small enough to compute here); and a hash
 //! that does not parse is an error from `verify` too.
+#![deny(unsafe_code)]
 #![no_main]
 
 use std::sync::OnceLock;

@@ -2,6 +2,7 @@
 //! most 32 bytes and keeps the text as given; `parse_new` accepts a subset
 //! of that (the reserved system names are refused); a rejected name never
 //! ends up whole in the error message.
+#![deny(unsafe_code)]
 #![no_main]
 
 use libdiycloud::model::{Username, UsernameError};

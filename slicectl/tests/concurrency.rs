@@ -1,6 +1,6 @@
 //! 50 parallel logins through real libpam while an admin loops over
 //! `slicectl user mod`: no SQLITE_BUSY, no lost failure count, no lost update.
-
+#![deny(unsafe_code)]
 // Waits for other processes (a child to reach a point, a prompt to show):
 // real time is what it waits on.
 #![allow(clippy::disallowed_methods)]

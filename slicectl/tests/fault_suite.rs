@@ -4,6 +4,7 @@
 //! converge. Then a full disk and a read-only database: nothing
 //! half-written, a clear error. System accounts and mounts need root (CI
 //! runs as root); the database-only part runs for anyone.
+#![deny(unsafe_code)]
 // Waits for other processes (a child to reach a point, a prompt to show):
 // real time is what it waits on.
 #![allow(clippy::disallowed_methods)]

@@ -3,7 +3,7 @@
 //! (pamtester under pam_wrapper) and by slicectl, with the file named.
 //! Each case starts from a working login, breaks one thing, and checks the
 //! login is denied (PAM_AUTHINFO_UNAVAIL, never a success) and logged.
-
+#![deny(unsafe_code)]
 // Test code: a panic is how a failed check is reported.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 

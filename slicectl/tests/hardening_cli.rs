@@ -2,7 +2,7 @@
 //! hidden characters, values that are valid but surely a mistake, service
 //! accounts, foreign database files, and a database file that holds
 //! everything by itself (checkpointed) plus `slicectl backup`.
-
+#![deny(unsafe_code)]
 // Test code: a panic is how a failed check is reported.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 

@@ -6,7 +6,7 @@
 //! Real libpam under pam_wrapper, with the accounts and groups of
 //! nss_wrapper (alice in the group `diycloud`, bob not), so nothing on the
 //! host changes and no root is needed.
-
+#![deny(unsafe_code)]
 // Test code: a panic is how a failed check is reported.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 

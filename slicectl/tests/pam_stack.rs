@@ -1,7 +1,7 @@
 //! The real module through real libpam (pamtester under pam_wrapper).
 //! pamtester prints `pam_strerror` of the code it got, so each assertion on
 //! its message is an assertion on the PAM return code.
-
+#![deny(unsafe_code)]
 // Test code: a panic is how a failed check is reported.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 

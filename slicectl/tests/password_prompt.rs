@@ -1,5 +1,5 @@
 //! Without --password-stdin on a terminal, slicectl prompts twice with echo off.
-
+#![deny(unsafe_code)]
 // Waits for other processes (a child to reach a point, a prompt to show):
 // real time is what it waits on.
 #![allow(clippy::disallowed_methods)]

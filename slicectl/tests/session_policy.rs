@@ -1,7 +1,7 @@
 //! Session open on this host, which has no systemd on the system bus: the
 //! module cannot size the slice, and `on_session_error` decides. The real
 //! slice sizing is checked against real systemd in tests/system (VM).
-
+#![deny(unsafe_code)]
 // Test code: a panic is how a failed check is reported.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 

@@ -1,5 +1,5 @@
 //! slicectl as an admin (or a script) uses it: exit codes, messages, JSON.
-
+#![deny(unsafe_code)]
 // Test code: a panic is how a failed check is reported.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 

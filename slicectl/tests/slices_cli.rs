@@ -1,6 +1,6 @@
 //! `slicectl apply`, `usage` and `doctor` on a host without systemd: their
 //! errors and output. (Against real systemd they run in tests/system.)
-
+#![deny(unsafe_code)]
 // Test code: a panic is how a failed check is reported.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 

@@ -1,7 +1,7 @@
 //! System accounts through the distribution's useradd/userdel. These change
 //! the machine's /etc/passwd, so they need root (CI runs as root); each uses
 //! its own throwaway names and removes what it made.
-
+#![deny(unsafe_code)]
 // Test code: a panic is how a failed check is reported.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 

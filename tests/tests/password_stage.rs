@@ -3,7 +3,7 @@
 //! running the setuid passwd (real uid nobody, effective uid root), and as
 //! root. pam_wrapper cannot do this: the loader ignores LD_PRELOAD once
 //! the real and effective uids differ.
-
+#![deny(unsafe_code)]
 // Test code: a panic is how a failed check is reported.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 

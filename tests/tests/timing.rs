@@ -4,7 +4,7 @@
 //! machine, a debug build); the defect it guards against showed as 1.95x
 //! (the dummy verify at the configured cost after a cost change). The
 //! benchmark `bench_timing` reports the figures against 5%.
-
+#![deny(unsafe_code)]
 // Test code: a panic is how a failed check is reported.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 

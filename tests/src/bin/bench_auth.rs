@@ -9,6 +9,7 @@
 //!
 //! Usage: bench_auth [--module PATH] [--rounds N] [--check]
 //! (`--check` exits 1 when a target is missed.) Build with --release.
+#![deny(unsafe_code)]
 // A benchmark or load driver: reading the clock is its job.
 #![allow(clippy::disallowed_methods)]
 // Benchmark code: a panic is how a failed check is reported.

@@ -3,6 +3,7 @@
 //! through real libpam and the release module, with the default costs and
 //! after a cost change. Target: every median within 5% of the wrong-password
 //! one. Usage: bench_timing [--rounds N] [--check]  (build with --release)
+#![deny(unsafe_code)]
 // A benchmark or load driver: reading the clock is its job.
 #![allow(clippy::disallowed_methods)]
 // Benchmark code: a panic is how a failed check is reported.

@@ -1,6 +1,7 @@
 //! A CPU burner for the system tests: THREADS busy threads for SECONDS.
 //!
 //! Usage: cpu_burn THREADS SECONDS
+#![deny(unsafe_code)]
 // A benchmark or load driver: reading the clock is its job.
 #![allow(clippy::disallowed_methods)]
 

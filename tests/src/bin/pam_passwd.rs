@@ -7,7 +7,7 @@
 //! `--as-user` (when run as root) first sets the real uid to nobody and
 //! keeps the effective uid 0: what a user running the setuid `passwd` is.
 //! Exits with the PAM return code.
-
+#![deny(unsafe_code)]
 // Test code: a panic is how a failed check is reported.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -23,6 +23,8 @@ const PAM_PROMPT_ECHO_ON: c_int = 2;
 
 /// Answers each prompt with the next line of `data` (a `Vec<CString>`,
 /// consumed from the front); shows the other messages.
+// The libpam conversation callback: FFI by nature.
+#[allow(unsafe_code)]
 extern "C" fn answer(
     num: c_int,
     msgs: *mut *const PamMessage,
@@ -54,6 +56,8 @@ extern "C" fn answer(
     0
 }
 
+// Drives libpam through its C API.
+#[allow(unsafe_code)]
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 3 {

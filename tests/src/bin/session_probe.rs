@@ -8,6 +8,7 @@
 //!
 //! Usage: session_probe USER PAM_CONFDIR SERVICE ROUNDS UNIT PROPERTY...
 //! Prints `probe:` lines; exits 1 when the thread/child check fails.
+#![deny(unsafe_code)]
 // A benchmark or load driver: reading the clock is its job.
 #![allow(clippy::disallowed_methods)]
 // Test code: a panic is how a failed check is reported.
