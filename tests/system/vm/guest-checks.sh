@@ -348,7 +348,19 @@ check "profile: dave (not managed) is not" "no" "$(id -nG dave | tr ' ' '\n' | g
 mv /var/lib/diycloud/diycloud.db /var/lib/diycloud/diycloud.db.away
 ssh_works "database gone: dave (not managed) logs in with his Unix password" dave 'Granite-chp-dave-64'
 ssh_works "database gone: root logs in" root 'root test password'
-ssh_refused "database gone: managed erin is refused, even with her Unix password" erin 'erin unix pw 1'
+# pam_unix accepts her Unix password; the account stage (ours) refuses her,
+# and sshd closes the connection (ssh exits 255, no password retry).
+out=$(ssh_as erin 'erin unix pw 1')
+case "$out" in
+    *"in as "*) fail "database gone: managed erin is refused, even with her Unix password" "refused" "$out" ;;
+    *)
+        if journalctl -q --no-pager -u ssh -g "Access denied for user erin by PAM account configuration" | grep -q .; then
+            pass "database gone: managed erin is refused at the account stage, even with her Unix password"
+        else
+            fail "database gone: managed erin is refused at the account stage" "sshd: Access denied ... by PAM account configuration" "$out"
+        fi
+        ;;
+esac
 passwd_dialog "database gone: dave still changes his Unix password with passwd" \
     "runuser -u dave -- passwd" 'Granite-chp-dave-64' 'Harbour-Dv-4096' 'Harbour-Dv-4096'
 ssh_works "database gone: ssh as dave with the password he set" dave 'Harbour-Dv-4096'
