@@ -354,7 +354,7 @@ out=$(ssh_as erin 'erin unix pw 1')
 case "$out" in
     *"in as "*) fail "database gone: managed erin is refused, even with her Unix password" "refused" "$out" ;;
     *)
-        if journalctl -q --no-pager -u ssh -g "Access denied for user erin by PAM account configuration" | grep -q .; then
+        if journalctl -q --no-pager -g "Access denied for user erin by PAM account configuration" | grep -q .; then
             pass "database gone: managed erin is refused at the account stage, even with her Unix password"
         else
             fail "database gone: managed erin is refused at the account stage" "sshd: Access denied ... by PAM account configuration" "$out"
