@@ -354,10 +354,16 @@ out=$(ssh_as erin 'erin unix pw 1')
 case "$out" in
     *"in as "*) fail "database gone: managed erin is refused, even with her Unix password" "refused" "$out" ;;
     *)
-        if journalctl -q --no-pager -g "Access denied for user erin by PAM account configuration" | grep -q .; then
+        # sshd's monitor logs the refusal as the connection goes: wait for it.
+        seen=""
+        for _ in $(seq 20); do
+            journalctl -q --no-pager | grep -q "Access denied for user erin by PAM account configuration" && { seen=yes; break; }
+            sleep 0.5
+        done
+        if [ -n "$seen" ]; then
             pass "database gone: managed erin is refused at the account stage, even with her Unix password"
         else
-            fail "database gone: managed erin is refused at the account stage" "sshd: Access denied ... by PAM account configuration" "$out"
+            fail "database gone: managed erin is refused at the account stage" "sshd: Access denied ... by PAM account configuration" "$out; journal: $(journalctl -q --no-pager | grep -i erin | tail -5 | oneline)"
         fi
         ;;
 esac
