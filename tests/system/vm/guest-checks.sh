@@ -350,20 +350,25 @@ ssh_works "database gone: dave (not managed) logs in with his Unix password" dav
 ssh_works "database gone: root logs in" root 'root test password'
 # pam_unix accepts her Unix password; the account stage (ours) refuses her,
 # and sshd closes the connection (ssh exits 255, no password retry).
+since=$(date +%s)
 out=$(ssh_as erin 'erin unix pw 1')
 case "$out" in
     *"in as "*) fail "database gone: managed erin is refused, even with her Unix password" "refused" "$out" ;;
     *)
-        # sshd's monitor logs the refusal as the connection goes: wait for it.
+        # sshd logs the account stage's refusal as the connection goes: with
+        # password authentication "Access denied for user erin by PAM account
+        # configuration"; with keyboard-interactive (PAM's conversation),
+        # "PAM: User account has expired for erin" (its text for any failed
+        # pam_acct_mgmt; erin has no expiry date). Wait for either.
         seen=""
         for _ in $(seq 20); do
-            journalctl -q --no-pager | grep -q "Access denied for user erin by PAM account configuration" && { seen=yes; break; }
+            journalctl -q --no-pager --since "@$since" | grep -Eq "Access denied for user erin by PAM account configuration|PAM: User account has expired for erin from" && { seen=yes; break; }
             sleep 0.5
         done
         if [ -n "$seen" ]; then
             pass "database gone: managed erin is refused at the account stage, even with her Unix password"
         else
-            fail "database gone: managed erin is refused at the account stage" "sshd: Access denied ... by PAM account configuration" "$out; journal: $(journalctl -q --no-pager | grep -i erin | tail -5 | oneline)"
+            fail "database gone: managed erin is refused at the account stage" "sshd: Access denied ... by PAM account configuration" "$out; journal: $(journalctl -q --no-pager --since "@$since" | grep -i erin | tail -5 | oneline)"
         fi
         ;;
 esac
