@@ -156,15 +156,42 @@ impl<'h, H: PamHandler, T: Host> Call<'h, H, T> {
     }
 
     /// Our config or database cannot be used: a managed user is refused
-    /// (`Unavailable`), anyone else is left to the rest of the stack.
-    fn unavailable(&self, why: &str, config: Option<&Config>) -> HookResult {
+    /// (`Unavailable`), anyone else is left to the rest of the stack
+    /// (`Ok`: the caller's answer for a user who is not ours).
+    fn unavailable(&self, why: &str, config: Option<&Config>) -> Result<(), HookError> {
         self.log(Level::Error, &format!("user database unavailable: {why}"));
         if self.is_managed(config) {
             Err(HookError::Unavailable)
         } else {
             self.debug("not a managed user: left to the rest of the stack");
-            Ok(Done::Ignore)
+            Ok(())
         }
+    }
+
+    /// Session open without a usable config or database: a managed user
+    /// meets `policy`, anyone else is left alone.
+    fn session_unavailable(
+        &self,
+        why: &str,
+        config: Option<&Config>,
+        policy: SessionErrorPolicy,
+    ) -> HookResult {
+        if self.is_managed(config) {
+            return self.session_failure(policy, why);
+        }
+        self.log(
+            Level::Error,
+            &format!("{why}; not a managed user, ignoring"),
+        );
+        Ok(Done::Ignore)
+    }
+
+    /// The user's record, through the kept connection (which stays kept).
+    fn lookup(&self, config: &Config) -> Result<Option<libdiycloud::model::User>, String> {
+        let store = self.store(config)?;
+        let found = store.user(&self.user).map_err(|e| e.to_string());
+        cache::keep(store);
+        found
     }
 
     /// Session open could not apply the limits: `policy` decides.
@@ -287,11 +314,7 @@ pub fn setcred<H: PamHandler, T: Host>(
 ) -> HookResult {
     let call = Call::start(pamh, host, args, flags)?;
     // setcred grants nothing of ours yet: it only says whether the user is ours.
-    let found = call.open().map_err(|(why, _)| why).and_then(|(_, store)| {
-        let found = store.user(&call.user).map_err(|e| e.to_string());
-        cache::keep(store);
-        found
-    });
+    let found = call.config().and_then(|config| call.lookup(&config));
     match found {
         Ok(Some(_)) => Ok(Done::Success),
         Ok(None) => Ok(Done::Ignore),
@@ -314,7 +337,10 @@ pub fn account<H: PamHandler, T: Host>(
     let call = Call::start(pamh, host, args, flags)?;
     let (config, mut store) = match call.open() {
         Ok(opened) => opened,
-        Err((why, config)) => return call.unavailable(&why, config.as_deref()),
+        Err((why, config)) => {
+            call.unavailable(&why, config.as_deref())?;
+            return Ok(Done::Ignore);
+        }
     };
     let state = Authenticator::new(&mut store, &config, call.actor())
         .and_then(|auth| auth.account_state(&call.user, host.now()));
@@ -346,7 +372,9 @@ pub fn account<H: PamHandler, T: Host>(
             call.tell("Your account is locked after too many failed logins; try again later or contact your system administrator.");
             Err(HookError::Denied)
         }
-        Err(e) => call.unavailable(&e.to_string(), Some(&config)),
+        Err(e) => call
+            .unavailable(&e.to_string(), Some(&config))
+            .map(|()| Done::Ignore),
     }
 }
 
@@ -363,20 +391,16 @@ pub fn chauthtok<H: PamHandler, T: Host>(
     let (config, mut store) = match call.open() {
         Ok(opened) => opened,
         Err((why, config)) => {
-            return match call.unavailable(&why, config.as_deref())? {
-                Done::Ignore => call.pass_new_password_on(),
-                Done::Success => Ok(Done::Success),
-            }
+            call.unavailable(&why, config.as_deref())?;
+            return call.pass_new_password_on();
         }
     };
     match store.user(&call.user) {
         Ok(Some(_)) => {}
         Ok(None) => return call.pass_new_password_on(),
         Err(e) => {
-            return match call.unavailable(&e.to_string(), Some(&config))? {
-                Done::Ignore => call.pass_new_password_on(),
-                Done::Success => Ok(Done::Success),
-            }
+            call.unavailable(&e.to_string(), Some(&config))?;
+            return call.pass_new_password_on();
         }
     }
     let actor = call.actor();
@@ -480,24 +504,13 @@ pub fn open_session<H: PamHandler, T: Host>(
         Ok(config) => config,
         Err(why) => {
             let why = format!("config unusable: {why}");
-            if !call.is_managed(None) {
-                call.log(
-                    Level::Error,
-                    &format!("{why}; not a managed user, ignoring"),
-                );
-                return Ok(Done::Ignore);
-            }
-            return call.session_failure(SessionErrorPolicy::Deny, &why);
+            return call.session_unavailable(&why, None, SessionErrorPolicy::Deny);
         }
     };
     // The database lookup runs while the connection to systemd is made.
     let mut looked_up = None;
     let lookup = || {
-        let found = call.store(&config).and_then(|store| {
-            let found = store.user(&call.user).map_err(|e| e.to_string());
-            cache::keep(store);
-            found
-        });
+        let found = call.lookup(&config);
         looked_up = Some(host.elapsed());
         found
     };
@@ -509,14 +522,7 @@ pub fn open_session<H: PamHandler, T: Host>(
         }
         Err(why) => {
             let why = format!("user database unavailable: {why}");
-            if !call.is_managed(Some(&config)) {
-                call.log(
-                    Level::Error,
-                    &format!("{why}; not a managed user, ignoring"),
-                );
-                return Ok(Done::Ignore);
-            }
-            return call.session_failure(config.on_session_error, &why);
+            return call.session_unavailable(&why, Some(&config), config.on_session_error);
         }
     };
     let looked_up = looked_up.unwrap_or_default();
