@@ -215,10 +215,7 @@ async fn run_steps<S: SlicePort, A: AccountPort>(
     early: Poll<Result<S::Link, PortError>>,
     connecting: Pin<&mut impl Future<Output = Result<S::Link, PortError>>>,
 ) -> ApplyReport {
-    let uid = match user.uid {
-        Some(uid) => Ok(Some(uid)),
-        None => ports.accounts.uid(user.username.as_str()),
-    };
+    let uid = uid_of(ports, user);
     let slice = match &uid {
         Err(e) => failed(
             Step::Slice,
@@ -239,6 +236,15 @@ async fn run_steps<S: SlicePort, A: AccountPort>(
         uid: uid.ok().flatten(),
         steps: vec![slice],
         env: BTreeMap::new(),
+    }
+}
+
+/// The user's uid: recorded at `user add`, else looked up (an account made
+/// after the record, or linked without one); `None`: no system account.
+fn uid_of<S, A: AccountPort>(ports: &Ports<S, A>, user: &User) -> Result<Option<u32>, PortError> {
+    match user.uid {
+        Some(uid) => Ok(Some(uid)),
+        None => ports.accounts.uid(user.username.as_str()),
     }
 }
 
@@ -284,12 +290,8 @@ pub fn usage<S: SlicePort, A: AccountPort>(
     ports: &Ports<S, A>,
     user: &User,
 ) -> Result<Option<SliceUsage>, PortError> {
-    let uid = match user.uid {
-        Some(uid) => uid,
-        None => match ports.accounts.uid(user.username.as_str())? {
-            Some(uid) => uid,
-            None => return Ok(None),
-        },
+    let Some(uid) = uid_of(ports, user)? else {
+        return Ok(None);
     };
     crate::systemd::block_on(async {
         let link = ports.slice.connect().await?;
