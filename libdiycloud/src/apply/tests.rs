@@ -4,33 +4,18 @@
 use super::fakes::{FakeAccounts, FakeSlice, Journal};
 use super::*;
 use crate::model::limits::{Allocation, Cpu, Size, Tasks};
-use crate::model::lockout::FailureState;
-use crate::model::time::Timestamp;
-use crate::model::{Role, Username};
+use crate::model::user::test_user;
 
+/// `name` with 0.5 core, 512M and 64 tasks.
 fn user(name: &str, uid: Option<u32>) -> User {
     User {
-        username: Username::parse(name).unwrap(),
-        uid,
-        owns_system_account: uid.is_some(),
-        role: Role::User,
-        email: None,
-        full_name: None,
-        active: true,
-        expires: None,
-        created_at: Timestamp(0),
-        updated_at: Timestamp(0),
-        last_login: None,
-        last_logout: None,
-        password_changed_at: None,
-        failures: FailureState::default(),
         allocation: Allocation {
             cpu: Cpu::Percent(50),
             memory: Size::Bytes(512 << 20),
             tasks: Tasks::Count(64),
             ..Allocation::default()
         },
-        pending: None,
+        ..test_user(name, uid)
     }
 }
 

@@ -150,30 +150,36 @@ impl fmt::Display for AccountState {
     }
 }
 
+/// An active user-role record of `name` with `uid` (a system account of
+/// theirs when `Some`) and the default allocation, for tests.
+#[cfg(test)]
+pub(crate) fn test_user(name: &str, uid: Option<u32>) -> User {
+    User {
+        username: Username::parse(name).unwrap_or_else(|e| panic!("{e}")),
+        uid,
+        owns_system_account: uid.is_some(),
+        role: Role::User,
+        email: None,
+        full_name: None,
+        active: true,
+        expires: None,
+        created_at: Timestamp(0),
+        updated_at: Timestamp(0),
+        last_login: None,
+        last_logout: None,
+        password_changed_at: None,
+        failures: FailureState::default(),
+        allocation: super::limits::Allocation::default(),
+        pending: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Allocation;
 
     fn user() -> User {
-        User {
-            username: Username::parse("alice").unwrap(),
-            uid: None,
-            owns_system_account: false,
-            role: Role::User,
-            email: None,
-            full_name: None,
-            active: true,
-            expires: None,
-            created_at: Timestamp(0),
-            updated_at: Timestamp(0),
-            last_login: None,
-            last_logout: None,
-            password_changed_at: None,
-            failures: FailureState::default(),
-            allocation: Allocation::default(),
-            pending: None,
-        }
+        test_user("alice", None)
     }
 
     #[test]
