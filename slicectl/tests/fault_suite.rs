@@ -145,16 +145,6 @@ fn cleanup(name: &str) {
 
 // The suite takes minutes: `cargo test` skips it; tests/run-all.sh runs it
 // with `--ignored` (as root, in CI).
-/// `user add` went through. Without systemd (a container) applying the new
-/// user's limits fails after everything else is done, which `user add`
-/// reports with exit 1 and this message; the VM tier applies for real.
-fn added(out: &std::process::Output) -> bool {
-    out.status.success()
-        || (!diycloud_tests::has_system_bus()
-            && String::from_utf8_lossy(&out.stderr)
-                .contains("the change is saved, but applying it failed"))
-}
-
 #[test]
 #[ignore = "minutes long: run by tests/run-all.sh"]
 fn kill_9_during_user_add_and_del_always_converges() {
@@ -172,7 +162,7 @@ fn kill_9_during_user_add_and_del_always_converges() {
 
     // How long each takes uninterrupted: kills land anywhere in there.
     let t = Instant::now();
-    assert!(added(&env.slicectl(&add, Some(pw))));
+    assert!(diycloud_tests::added(&env.slicectl(&add, Some(pw))));
     let add_time = t.elapsed();
     let t = Instant::now();
     assert!(env.slicectl(&del, None).status.success());
@@ -192,7 +182,7 @@ fn kill_9_during_user_add_and_del_always_converges() {
         let again = env.slicectl(&add, Some(pw));
         let stderr = String::from_utf8_lossy(&again.stderr);
         assert!(
-            added(&again) || stderr.contains("already exists"),
+            diycloud_tests::added(&again) || stderr.contains("already exists"),
             "round {round}, add again: {stderr}"
         );
         let rec = record(&env, n).expect("a record after add");

@@ -164,6 +164,17 @@ impl Drop for Env {
     }
 }
 
+/// Whether `user add` went through. A user with a system account gets their
+/// limits applied at once; on a machine without systemd (a container) that
+/// fails after everything else is saved, which `user add` reports with exit
+/// 1 and this message. The VM tier applies for real.
+pub fn added(out: &Output) -> bool {
+    out.status.success()
+        || (!has_system_bus()
+            && String::from_utf8_lossy(&out.stderr)
+                .contains("the change is saved, but applying it failed"))
+}
+
 /// Whether this machine has a system bus (systemd reachable), as the module
 /// would reach it.
 pub fn has_system_bus() -> bool {
@@ -242,15 +253,10 @@ impl Env {
         ];
         args.extend_from_slice(extra);
         let out = self.slicectl(&args, Some(format!("{password}\n").as_bytes()));
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        // Linking an existing account applies its limits at once; on a
-        // machine without systemd (a container) that fails after the record
-        // is saved, which `user add` reports with exit 1.
-        let saved_without_systemd =
-            !has_system_bus() && stderr.contains("the change is saved, but applying it failed");
         assert!(
-            out.status.success() || saved_without_systemd,
-            "user add {name}: {stderr}"
+            added(&out),
+            "user add {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
         if extra.contains(&"--allow-service-account") {
             self.linked.borrow_mut().push(name.to_owned());
