@@ -8,6 +8,7 @@ use serde::Deserialize;
 use crate::model::limits::{Allocation, Cpu, GpuList, Size, Tasks};
 use crate::model::lockout::LockoutPolicy;
 use crate::model::password::{HashParams, PasswordPolicy};
+use crate::model::quota::QuotaPolicy;
 use crate::model::time::parse_duration;
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/diycloud/diycloud.toml";
@@ -29,6 +30,15 @@ pub struct Config {
     /// diycloud's users from others while the database cannot be read.
     pub group: String,
     pub on_session_error: SessionErrorPolicy,
+    pub quota: QuotaConfig,
+}
+
+/// `[quota]`: where users' disk quotas apply, and how.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QuotaConfig {
+    /// Mount points with user quotas; none: quotas are off.
+    pub filesystems: Vec<PathBuf>,
+    pub policy: QuotaPolicy,
 }
 
 /// What session open does when it cannot apply a user's limits.
@@ -52,6 +62,7 @@ impl Default for Config {
             shell: PathBuf::from("/bin/bash"),
             group: DEFAULT_GROUP.to_owned(),
             on_session_error: SessionErrorPolicy::Deny,
+            quota: QuotaConfig::default(),
         }
     }
 }
@@ -85,6 +96,16 @@ struct RawConfig {
     accounts: RawAccounts,
     #[serde(default)]
     session: RawSession,
+    #[serde(default)]
+    quota: RawQuota,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawQuota {
+    filesystems: Option<Vec<PathBuf>>,
+    soft_percent: Option<i64>,
+    inodes: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -258,8 +279,42 @@ impl Config {
         if let Some(policy) = raw.session.on_session_error {
             config.on_session_error = policy;
         }
+        config.quota = quota_config(raw.quota)?;
         Ok(config)
     }
+}
+
+fn quota_config(raw: RawQuota) -> Result<QuotaConfig, String> {
+    let mut quota = QuotaConfig::default();
+    for path in raw.filesystems.unwrap_or_default() {
+        if !path.is_absolute() {
+            return Err(format!(
+                "quota.filesystems: {} is not an absolute path",
+                path.display()
+            ));
+        }
+        if quota.filesystems.contains(&path) {
+            return Err(format!(
+                "quota.filesystems: {} is named twice",
+                path.display()
+            ));
+        }
+        quota.filesystems.push(path);
+    }
+    if let Some(p) = raw.soft_percent {
+        let p = u8::try_from(p)
+            .ok()
+            .filter(|p| (1..=100).contains(p))
+            .ok_or_else(|| format!("quota.soft_percent: {p} is not a percentage from 1 to 100"))?;
+        // 100: soft = hard, the default.
+        quota.policy.soft_percent = Some(p).filter(|p| *p < 100);
+    }
+    if let Some(n) = raw.inodes {
+        let n = u64::try_from(n)
+            .map_err(|_| format!("quota.inodes: {n} is not a number of files (0: no limit)"))?;
+        quota.policy.inodes = Some(n).filter(|n| *n > 0);
+    }
+    Ok(quota)
 }
 
 #[cfg(test)]
@@ -296,6 +351,10 @@ mod tests {
             group = "gpu-users"
             [session]
             on_session_error = "allow"
+            [quota]
+            filesystems = ["/home", "/scratch"]
+            soft_percent = 90
+            inodes = 100000
             "#,
         )
         .unwrap();
@@ -326,6 +385,17 @@ mod tests {
         assert_eq!(c.group, "gpu-users");
         assert_eq!(c.on_session_error, SessionErrorPolicy::Allow);
         assert_eq!(
+            c.quota.filesystems,
+            [PathBuf::from("/home"), PathBuf::from("/scratch")]
+        );
+        assert_eq!(
+            c.quota.policy,
+            QuotaPolicy {
+                soft_percent: Some(90),
+                inodes: Some(100_000)
+            }
+        );
+        assert_eq!(
             Config::parse("[defaults]\ncpu = \"150%\"")
                 .unwrap()
                 .defaults
@@ -348,7 +418,12 @@ mod tests {
             ("[password]\nmemory_kib = 1", "password"),
             ("db = \"relative.db\"", "db"),
             ("[accounts]\ngroup = \"a b\"", "accounts.group"),
-            ("[quota]\nfilesystems = []", "quota"),
+            ("[quota]\nfilesytems = []", "filesytems"),
+            ("[quota]\nfilesystems = [\"home\"]", "quota.filesystems"),
+            ("[quota]\nfilesystems = [\"/home\", \"/home\"]", "twice"),
+            ("[quota]\nsoft_percent = 0", "quota.soft_percent"),
+            ("[quota]\nsoft_percent = 101", "quota.soft_percent"),
+            ("[quota]\ninodes = -1", "quota.inodes"),
             ("[session]\non_session_error = \"maybe\"", "deny"),
         ] {
             let err = Config::parse(text).unwrap_err();

@@ -6,6 +6,7 @@
 pub mod limits;
 pub mod lockout;
 pub mod password;
+pub mod quota;
 pub mod slice;
 pub mod text;
 pub mod time;
