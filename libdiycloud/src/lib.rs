@@ -12,6 +12,7 @@ pub mod config;
 pub mod model;
 pub mod password;
 pub mod platform;
+pub mod quota;
 pub mod store;
 pub mod systemd;
 pub mod trust;

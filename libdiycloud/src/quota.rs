@@ -1,0 +1,242 @@
+//! The quotactl adapter: a user's disk quota limits and usage on one
+//! mounted filesystem (ext4 with the quota feature or `usrquota`, XFS with
+//! `uquota`), through the generic Q_GETQUOTA/Q_SETQUOTA interface, which
+//! both implement. quotactl names the filesystem by its block device, found
+//! from the mount point in /proc/self/mountinfo.
+
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::sys::quota::{quotactl_get, quotactl_set, Dqblk, QuotaType, QuotaValidFlags};
+
+use crate::model::quota::{QuotaLimits, QUOTA_BLOCK_BYTES};
+
+#[derive(Debug, thiserror::Error)]
+pub enum QuotaError {
+    #[error("quota filesystem {0}: no such directory")]
+    Missing(PathBuf),
+    #[error("quota filesystem {0} is not a mount point: name the mount point itself (see `findmnt -T {0}`)")]
+    NotAMountPoint(PathBuf),
+    #[error("{mount} ({fstype}) is mounted without user quotas: {fix}")]
+    QuotasOff {
+        mount: PathBuf,
+        fstype: String,
+        fix: &'static str,
+    },
+    #[error("cannot read /proc/self/mountinfo: {0}")]
+    Mountinfo(std::io::Error),
+    #[error("quotactl on {mount} ({device}) for uid {uid}: {errno}")]
+    Quotactl {
+        mount: PathBuf,
+        device: PathBuf,
+        uid: u32,
+        errno: Errno,
+    },
+}
+
+/// A mounted filesystem, as mountinfo lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub mount_point: PathBuf,
+    pub fstype: String,
+    pub device: PathBuf,
+}
+
+/// What the kernel holds for a user on a filesystem.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QuotaState {
+    pub limits: QuotaLimits,
+    pub used_bytes: u64,
+    pub used_inodes: u64,
+}
+
+/// The mount at exactly `mount_point` in mountinfo `text` (the last one:
+/// a later mount over the same point hides the earlier).
+pub fn find_mount(text: &str, mount_point: &Path) -> Option<Mount> {
+    text.lines()
+        .filter_map(parse_mountinfo_line)
+        .filter(|m| m.mount_point == mount_point)
+        .last()
+}
+
+/// One mountinfo line: `id parent major:minor root MOUNT opts [optional...]
+/// - FSTYPE SOURCE superopts`; paths escape space, tab, newline and `\` as
+/// octal.
+fn parse_mountinfo_line(line: &str) -> Option<Mount> {
+    let (before, after) = line.split_once(" - ")?;
+    let mount_point = before.split(' ').nth(4)?;
+    let mut after = after.split(' ');
+    let fstype = after.next()?;
+    let source = after.next()?;
+    Some(Mount {
+        mount_point: PathBuf::from(unescape(mount_point)),
+        fstype: fstype.to_owned(),
+        device: PathBuf::from(unescape(source)),
+    })
+}
+
+/// Undoes mountinfo's `\ooo` octal escapes.
+fn unescape(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) => {
+                let value = d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0'));
+                out.push(u8::try_from(value).unwrap_or(b'?'));
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The fix to name for a filesystem mounted without user quotas.
+fn fix_for(fstype: &str) -> &'static str {
+    match fstype {
+        "xfs" => "XFS turns quotas on at mount time only: add `uquota` to its options in /etc/fstab and mount it again",
+        "ext4" | "ext3" => "enable the quota feature (`tune2fs -O quota -Q usrquota DEVICE` while unmounted) or mount with `usrquota` and run `quotacheck -cum` and `quotaon`",
+        _ => "this filesystem type has no user quotas diycloud can set: use ext4 or XFS",
+    }
+}
+
+/// The mounted filesystem at `mount_point` (which must be one).
+pub fn mount_of(mount_point: &Path) -> Result<Mount, QuotaError> {
+    if !mount_point.is_dir() {
+        return Err(QuotaError::Missing(mount_point.into()));
+    }
+    let text = std::fs::read_to_string("/proc/self/mountinfo").map_err(QuotaError::Mountinfo)?;
+    find_mount(&text, mount_point).ok_or_else(|| QuotaError::NotAMountPoint(mount_point.into()))
+}
+
+fn quotactl_error(mount: &Mount, uid: u32, errno: Errno) -> QuotaError {
+    match errno {
+        // ESRCH: quotas are not on; ENOSYS/EOPNOTSUPP: not supported at all.
+        Errno::ESRCH | Errno::ENOSYS | Errno::EOPNOTSUPP | Errno::ENOTBLK => {
+            QuotaError::QuotasOff {
+                mount: mount.mount_point.clone(),
+                fstype: mount.fstype.clone(),
+                fix: fix_for(&mount.fstype),
+            }
+        }
+        errno => QuotaError::Quotactl {
+            mount: mount.mount_point.clone(),
+            device: mount.device.clone(),
+            uid,
+            errno,
+        },
+    }
+}
+
+fn uid_arg(uid: u32) -> i32 {
+    // quotactl takes the id as an int; uids above i32::MAX pass through as
+    // the same bits, as the C library does.
+    i32::from_ne_bytes(uid.to_ne_bytes())
+}
+
+/// `uid`'s limits and usage on `mount`.
+pub fn get(mount: &Mount, uid: u32) -> Result<QuotaState, QuotaError> {
+    let dq = quotactl_get(QuotaType::USRQUOTA, mount.device.as_path(), uid_arg(uid))
+        .map_err(|e| quotactl_error(mount, uid, e))?;
+    Ok(QuotaState {
+        limits: QuotaLimits {
+            block_hard: dq.blocks_hard_limit().unwrap_or(0),
+            block_soft: dq.blocks_soft_limit().unwrap_or(0),
+            inode_hard: dq.inodes_hard_limit().unwrap_or(0),
+            inode_soft: dq.inodes_soft_limit().unwrap_or(0),
+        },
+        used_bytes: dq.occupied_space().unwrap_or(0),
+        used_inodes: dq.allocated_inodes().unwrap_or(0),
+    })
+}
+
+/// Sets `uid`'s block and inode limits on `mount` (usage and grace times
+/// untouched).
+pub fn set(mount: &Mount, uid: u32, limits: &QuotaLimits) -> Result<(), QuotaError> {
+    let mut dq = Dqblk::default();
+    dq.set_blocks_hard_limit(limits.block_hard);
+    dq.set_blocks_soft_limit(limits.block_soft);
+    dq.set_inodes_hard_limit(limits.inode_hard);
+    dq.set_inodes_soft_limit(limits.inode_soft);
+    quotactl_set(
+        QuotaType::USRQUOTA,
+        mount.device.as_path(),
+        uid_arg(uid),
+        &dq,
+        QuotaValidFlags::QIF_LIMITS,
+    )
+    .map_err(|e| quotactl_error(mount, uid, e))
+}
+
+/// Bytes of `blocks` quota blocks, for output.
+pub fn blocks_to_bytes(blocks: u64) -> u64 {
+    blocks.saturating_mul(QUOTA_BLOCK_BYTES)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MOUNTINFO: &str = "\
+22 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda rw,quota,usrquota
+30 22 254:2 / /home rw,relatime shared:2 - ext4 /dev/vdb rw,quota
+31 22 254:3 / /srv/data\\040set rw,relatime shared:3 - xfs /dev/mapper/vg-data\\040x rw,usrquota
+32 22 0:5 / /home rw,relatime shared:4 - xfs /dev/vdc rw,uquota
+";
+
+    #[test]
+    fn finds_the_mount_at_exactly_the_point_and_the_last_over_it() {
+        let home = find_mount(MOUNTINFO, Path::new("/home")).unwrap();
+        assert_eq!(home.fstype, "xfs", "the later mount hides the earlier");
+        assert_eq!(home.device, PathBuf::from("/dev/vdc"));
+        let data = find_mount(MOUNTINFO, Path::new("/srv/data set")).unwrap();
+        assert_eq!(data.device, PathBuf::from("/dev/mapper/vg-data x"));
+        assert!(find_mount(MOUNTINFO, Path::new("/home/alice")).is_none());
+        assert!(find_mount(MOUNTINFO, Path::new("/srv")).is_none());
+        assert!(find_mount("garbage\n\n - \n", Path::new("/")).is_none());
+    }
+
+    #[test]
+    fn unescapes_octal_and_leaves_the_rest() {
+        assert_eq!(unescape("a\\040b\\134c"), "a b\\c");
+        assert_eq!(unescape("trailing\\04"), "trailing\\04");
+        assert_eq!(unescape("\\999"), "\\999");
+    }
+
+    #[test]
+    fn errors_name_the_mount_and_the_fix() {
+        let home = find_mount(MOUNTINFO, Path::new("/home")).unwrap();
+        let off = quotactl_error(&home, 1000, Errno::ESRCH).to_string();
+        assert!(off.contains("/home") && off.contains("uquota"), "{off}");
+        let root = find_mount(MOUNTINFO, Path::new("/")).unwrap();
+        let off = quotactl_error(&root, 1000, Errno::ESRCH).to_string();
+        assert!(off.contains("tune2fs -O quota"), "{off}");
+        let other = quotactl_error(&root, 1000, Errno::EPERM).to_string();
+        assert!(
+            other.contains("/dev/vda") && other.contains("1000"),
+            "{other}"
+        );
+        assert_eq!(uid_arg(4_294_967_294), -2);
+    }
+
+    #[test]
+    fn this_machine_names_missing_and_non_mount_points() {
+        assert!(matches!(
+            mount_of(Path::new("/no/such/dir")),
+            Err(QuotaError::Missing(_))
+        ));
+        assert!(mount_of(Path::new("/")).is_ok());
+        assert!(matches!(
+            mount_of(Path::new("/usr/share")),
+            Err(QuotaError::NotAMountPoint(_))
+        ));
+    }
+}
