@@ -54,14 +54,14 @@ pub struct QuotaState {
 /// a later mount over the same point hides the earlier).
 pub fn find_mount(text: &str, mount_point: &Path) -> Option<Mount> {
     text.lines()
+        .rev()
         .filter_map(parse_mountinfo_line)
-        .filter(|m| m.mount_point == mount_point)
-        .last()
+        .find(|m| m.mount_point == mount_point)
 }
 
-/// One mountinfo line: `id parent major:minor root MOUNT opts [optional...]
-/// - FSTYPE SOURCE superopts`; paths escape space, tab, newline and `\` as
-/// octal.
+/// One mountinfo line, `id parent major:minor root MOUNT opts [optional...]`,
+/// then ` - FSTYPE SOURCE superopts`. Paths escape space, tab, newline and
+/// the backslash as octal.
 fn parse_mountinfo_line(line: &str) -> Option<Mount> {
     let (before, after) = line.split_once(" - ")?;
     let mount_point = before.split(' ').nth(4)?;
