@@ -9,7 +9,7 @@
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
-use crate::apply::{self, AccountPort, ApplyReport, PortError, Ports, SlicePort};
+use crate::apply::{self, AccountPort, ApplyReport, DiskUsage, PortError, Ports, QuotaPort, SlicePort};
 use crate::auth::{self, AuthError, Authenticator, PasswordChange, SetBy};
 use crate::config::Config;
 use crate::model::limits::LimitChanges;
@@ -218,35 +218,44 @@ pub struct Modified {
 }
 
 /// What `delete` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Deleted {
     pub system_account_removed: bool,
     pub home_removed: bool,
     /// `remove_home` was asked for an account slicectl did not create.
     pub home_left: bool,
+    /// Taking the user's disk quota limits off (one step per filesystem).
+    pub quota: ApplyReport,
 }
 
-/// A user's slice usage; `None` without a system account.
+/// A user's usage: their slice (`None` without a system account) and
+/// their disk on each configured filesystem.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserUsage {
     pub username: String,
     pub usage: Option<SliceUsage>,
+    pub disk: Vec<DiskUsage>,
 }
 
 /// The admin use cases over one store, acting as `actor` at `now`.
-pub struct Admin<'a, S = crate::systemd::Systemd, A = apply::SystemAccounts> {
+pub struct Admin<
+    'a,
+    S = crate::systemd::Systemd,
+    A = apply::SystemAccounts,
+    Q = crate::quota::SystemQuotas,
+> {
     store: &'a mut Store,
     config: &'a Config,
-    ports: &'a Ports<S, A>,
+    ports: &'a Ports<S, A, Q>,
     actor: &'a str,
     now: Timestamp,
 }
 
-impl<'a, S: SlicePort, A: AccountPort> Admin<'a, S, A> {
+impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort> Admin<'a, S, A, Q> {
     pub fn new(
         store: &'a mut Store,
         config: &'a Config,
-        ports: &'a Ports<S, A>,
+        ports: &'a Ports<S, A, Q>,
         actor: &'a str,
         now: Timestamp,
     ) -> Self {
@@ -348,7 +357,7 @@ impl<'a, S: SlicePort, A: AccountPort> Admin<'a, S, A> {
         if creates_account {
             user = self.create_account(&new, existing_uid)?;
         }
-        let applied = apply::apply(self.ports, &user);
+        let applied = apply::apply(self.ports, self.config, &user);
         Ok(Added {
             user: self.view(&user),
             resumed: resuming,
@@ -435,7 +444,7 @@ impl<'a, S: SlicePort, A: AccountPort> Admin<'a, S, A> {
             }
             Ok::<_, AdminError>(user)
         })?;
-        let applied = (!changes.limits.is_empty()).then(|| apply::apply(self.ports, &user));
+        let applied = (!changes.limits.is_empty()).then(|| apply::apply(self.ports, self.config, &user));
         Ok(Modified {
             user: self.view(&user),
             warnings,
@@ -486,21 +495,25 @@ impl<'a, S: SlicePort, A: AccountPort> Admin<'a, S, A> {
     }
 
     /// `user del`. For an account slicectl created: (1) mark the record
-    /// `pending = del` (it stops logging in); (2) `userdel`; (3) remove the
-    /// record. Killed at any point, running it again finishes the job. A
-    /// linked account is only taken out of the managed group.
+    /// `pending = del` (it stops logging in); (2) take the disk quota limits
+    /// off; (3) `userdel`; (4) remove the record. Killed at any point,
+    /// running it again finishes the job. A linked account keeps its system
+    /// account: its limits go and it leaves the managed group. A quota that
+    /// cannot be cleared (an unmounted filesystem) does not stop the delete:
+    /// the report says so.
     pub fn delete(&mut self, name: &str, remove_home: bool) -> Result<Deleted, AdminError> {
         let user = self.existing(name)?;
+        if user.owns_system_account && user.pending != Some(Pending::Del) {
+            self.store
+                .write(|tx| tx.set_pending(name, Some(Pending::Del)))?;
+        }
         let deleted = Deleted {
             system_account_removed: user.owns_system_account,
             home_removed: remove_home && user.owns_system_account,
             home_left: remove_home && !user.owns_system_account,
+            quota: apply::clear_quotas(self.ports, self.config, &user),
         };
         if user.owns_system_account {
-            if user.pending != Some(Pending::Del) {
-                self.store
-                    .write(|tx| tx.set_pending(name, Some(Pending::Del)))?;
-            }
             platform::delete_system_account(name, remove_home)?;
         }
         let (now, actor, group) = (self.now, self.actor, self.config.group.as_str());
@@ -547,11 +560,12 @@ impl<'a, S: SlicePort, A: AccountPort> Admin<'a, S, A> {
         Ok(self
             .selected(name)?
             .iter()
-            .map(|user| apply::apply(self.ports, user))
+            .map(|user| apply::apply(self.ports, self.config, user))
             .collect())
     }
 
-    /// `usage [NAME]`: each user's slice as systemd reports it.
+    /// `usage [NAME]`: each user's slice as systemd reports it, and their
+    /// disk as the kernel's quotas count it.
     pub fn usage(&self, name: Option<&str>) -> Result<Vec<UserUsage>, AdminError> {
         self.selected(name)?
             .iter()
@@ -559,6 +573,7 @@ impl<'a, S: SlicePort, A: AccountPort> Admin<'a, S, A> {
                 Ok(UserUsage {
                     username: user.username.to_string(),
                     usage: apply::usage(self.ports, user)?,
+                    disk: apply::disk_usage(self.ports, self.config, user)?,
                 })
             })
             .collect()

@@ -1,21 +1,28 @@
 //! The apply use case: bring a user to their allocation, one step per
-//! outside system (the slice now; the disk quota and GPUs next), each
-//! through a small port and each reporting its own result. Session open,
-//! `slicectl apply`, `user add`/`mod` (and later the REST API) all call this.
+//! outside system (the slice, then the disk quota on each configured
+//! filesystem; GPUs next), each through a small port and each reporting its
+//! own result. Session open, `slicectl apply`, `user add`/`mod` (and later
+//! the REST API) all call this.
 //!
-//! The ports are async so that the use case decides what overlaps: session
-//! open starts the connection to systemd, and the bus daemon answers the
-//! handshake while the database lookup runs. Everything runs inside one
-//! `block_on` per call, so no connection (and no thread of one) outlives it.
+//! The slice port is async so that the use case decides what overlaps:
+//! session open starts the connection to systemd, and the bus daemon
+//! answers the handshake while the database lookup runs; the quota calls
+//! (quick syscalls) run while systemd works on the slice. Everything runs
+//! inside one `block_on` per call, so no connection (and no thread of one)
+//! outlives it.
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::pin::{pin, Pin};
 use std::task::Poll;
 
+use crate::config::Config;
+use crate::model::quota::{QuotaLimits, QuotaState};
 use crate::model::slice::{slice_properties, user_slice, SliceProperty, SliceUsage};
 use crate::model::User;
 use crate::platform;
+use crate::quota::SystemQuotas;
 use crate::systemd::Systemd;
 
 /// A failure of an outside system, as a port reports it.
@@ -55,6 +62,15 @@ pub trait SliceLink {
     fn close(self) -> impl Future<Output = ()>;
 }
 
+/// Where users' disk quotas are read and set: the kernel, per filesystem
+/// (named by its mount point).
+pub trait QuotaPort {
+    /// `uid`'s limits and usage on `filesystem`; fails where the filesystem
+    /// does not enforce user quotas.
+    fn get(&self, filesystem: &Path, uid: u32) -> Result<QuotaState, PortError>;
+    fn set(&self, filesystem: &Path, uid: u32, limits: &QuotaLimits) -> Result<(), PortError>;
+}
+
 /// Where system accounts are looked up (NSS).
 pub trait AccountPort {
     fn uid(&self, name: &str) -> Result<Option<u32>, PortError>;
@@ -72,13 +88,15 @@ impl AccountPort for SystemAccounts {
 
 /// Every outside system apply talks to.
 #[derive(Debug, Clone, Default)]
-pub struct Ports<S = Systemd, A = SystemAccounts> {
+pub struct Ports<S = Systemd, A = SystemAccounts, Q = SystemQuotas> {
     pub slice: S,
     pub accounts: A,
+    pub quota: Q,
 }
 
 impl Ports {
-    /// The real ones: systemd on the system bus, the system's accounts.
+    /// The real ones: systemd on the system bus, the system's accounts,
+    /// the kernel's quotas.
     pub fn system() -> Self {
         Self::default()
     }
@@ -90,16 +108,23 @@ impl Ports {
 pub enum Step {
     /// CPU, memory and tasks on `user-UID.slice`.
     Slice,
+    /// The disk quota on one filesystem.
+    Quota,
 }
 
 /// What one step came to.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "result", rename_all = "lowercase")]
 pub enum StepOutcome {
-    /// `target` (e.g. the unit) now has `settings`.
+    /// `target` (the unit, the filesystem) now has `settings`; `changed`
+    /// is false where it already had them and nothing was written.
     Applied {
         target: String,
         settings: Vec<String>,
+        changed: bool,
+        /// Applied, but probably not what was meant (a quota under use).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        warning: Option<String>,
     },
     /// Nothing to do for this user here, and why.
     Skipped { reason: String },
@@ -167,33 +192,71 @@ impl ApplyReport {
         (!errors.is_empty()).then(|| errors.join("; "))
     }
 
-    /// What was applied, one `target: settings` per step, for output and logs.
+    /// What was applied, one `target settings` per step, for output and logs.
     pub fn applied(&self) -> Vec<String> {
         self.steps
             .iter()
             .filter_map(|s| match &s.outcome {
-                StepOutcome::Applied { target, settings } => {
-                    Some(format!("{target} {}", settings.join(" ")))
-                }
+                StepOutcome::Applied {
+                    target,
+                    settings,
+                    changed,
+                    ..
+                } => Some(format!(
+                    "{}{target} {}{}",
+                    s.step.label(),
+                    settings.join(" "),
+                    if *changed { "" } else { " (already set)" }
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The warnings of applied steps, each naming its target.
+    pub fn warnings(&self) -> Vec<String> {
+        self.steps
+            .iter()
+            .filter_map(|s| match &s.outcome {
+                StepOutcome::Applied {
+                    target,
+                    warning: Some(warning),
+                    ..
+                } => Some(format!("{}: {target}: {warning}", self.username)),
                 _ => None,
             })
             .collect()
     }
 }
 
-/// Brings `user` to their allocation.
-pub fn apply<S: SlicePort, A: AccountPort>(ports: &Ports<S, A>, user: &User) -> ApplyReport {
+impl Step {
+    /// What a report line says before the target.
+    fn label(self) -> &'static str {
+        match self {
+            Step::Slice => "",
+            Step::Quota => "quota on ",
+        }
+    }
+}
+
+/// Brings `user` to their allocation, as `config` says for this node.
+pub fn apply<S: SlicePort, A: AccountPort, Q: QuotaPort>(
+    ports: &Ports<S, A, Q>,
+    config: &Config,
+    user: &User,
+) -> ApplyReport {
     crate::systemd::block_on(async {
         let connecting = pin!(ports.slice.connect());
-        run_steps(ports, user, Poll::Pending, connecting).await
+        run_steps(ports, config, user, Poll::Pending, connecting).await
     })
 }
 
 /// Like [`apply`] for the user `lookup` finds (session open: a database
 /// lookup), run while the connection to systemd is being made, so the two
 /// overlap. `Ok(None)`: `lookup` found no user and nothing was sent.
-pub fn apply_looked_up<S: SlicePort, A: AccountPort, E>(
-    ports: &Ports<S, A>,
+pub fn apply_looked_up<S: SlicePort, A: AccountPort, Q: QuotaPort, E>(
+    ports: &Ports<S, A, Q>,
+    config: &Config,
     lookup: impl FnOnce() -> Result<Option<User>, E>,
 ) -> Result<Option<ApplyReport>, E> {
     crate::systemd::block_on(async {
@@ -203,45 +266,141 @@ pub fn apply_looked_up<S: SlicePort, A: AccountPort, E>(
         let Some(user) = lookup()? else {
             return Ok(None);
         };
-        Ok(Some(run_steps(ports, &user, early, connecting).await))
+        Ok(Some(run_steps(ports, config, &user, early, connecting).await))
     })
 }
 
 /// Every step for `user`; `connecting` is the connection to systemd, already
 /// polled once where `early` is not `Pending` (then it must not be again).
-async fn run_steps<S: SlicePort, A: AccountPort>(
-    ports: &Ports<S, A>,
+async fn run_steps<S: SlicePort, A: AccountPort, Q: QuotaPort>(
+    ports: &Ports<S, A, Q>,
+    config: &Config,
     user: &User,
     early: Poll<Result<S::Link, PortError>>,
     connecting: Pin<&mut impl Future<Output = Result<S::Link, PortError>>>,
 ) -> ApplyReport {
+    let filesystems = &config.quota.filesystems;
     let uid = uid_of(ports, user);
-    let slice = match &uid {
-        Err(e) => failed(
-            Step::Slice,
-            None,
-            format!("cannot look up the system account: {e}"),
-        ),
-        Ok(None) => skipped(Step::Slice, "no system account"),
+    let steps = match &uid {
+        Err(e) => {
+            let error = format!("cannot look up the system account: {e}");
+            let quota = filesystems.iter().map(|fs| {
+                failed(Step::Quota, Some(fs.display().to_string()), error.clone())
+            });
+            std::iter::once(failed(Step::Slice, None, error.clone()))
+                .chain(quota)
+                .collect()
+        }
+        Ok(None) => std::iter::once(Step::Slice)
+            .chain(filesystems.iter().map(|_| Step::Quota))
+            .map(|step| skipped(step, "no system account"))
+            .collect(),
         Ok(Some(uid)) => {
-            let link = match early {
-                Poll::Ready(link) => link,
-                Poll::Pending => connecting.await,
+            let slice = async {
+                let link = match early {
+                    Poll::Ready(link) => link,
+                    Poll::Pending => connecting.await,
+                };
+                slice_step(link, *uid, user).await
             };
-            slice_step(link, *uid, user).await
+            // The quota calls run while systemd works on the slice.
+            let limits = config.quota.policy.limits(user.allocation.disk);
+            let (slice, quota) = alongside(slice, || {
+                filesystems
+                    .iter()
+                    .map(|fs| quota_step(&ports.quota, fs, *uid, &limits))
+                    .collect::<Vec<_>>()
+            })
+            .await;
+            std::iter::once(slice).chain(quota).collect()
         }
     };
     ApplyReport {
         username: user.username.to_string(),
         uid: uid.ok().flatten(),
-        steps: vec![slice],
+        steps,
+        env: BTreeMap::new(),
+    }
+}
+
+/// Runs `work` while `future` waits on an outside system: polls `future`
+/// once (it sends its request), runs `work`, then awaits `future`.
+async fn alongside<F: Future, T>(future: F, work: impl FnOnce() -> T) -> (F::Output, T) {
+    let mut future = pin!(future);
+    let early = std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await;
+    let done = work();
+    let output = match early {
+        Poll::Ready(output) => output,
+        Poll::Pending => future.await,
+    };
+    (output, done)
+}
+
+/// Brings `uid`'s quota on `filesystem` to `limits`: read, compare, and
+/// write only where they differ (a session open usually finds them set).
+fn quota_step(
+    quota: &impl QuotaPort,
+    filesystem: &Path,
+    uid: u32,
+    limits: &QuotaLimits,
+) -> StepReport {
+    let target = filesystem.display().to_string();
+    let state = match quota.get(filesystem, uid) {
+        Ok(state) => state,
+        Err(e) => return failed(Step::Quota, Some(target), e.to_string()),
+    };
+    let changed = state.limits != *limits;
+    if changed {
+        if let Err(e) = quota.set(filesystem, uid, limits) {
+            return failed(Step::Quota, Some(target), e.to_string());
+        }
+    }
+    StepReport {
+        step: Step::Quota,
+        outcome: StepOutcome::Applied {
+            target,
+            settings: limits.settings(),
+            changed,
+            warning: changed.then(|| state.over(limits)).flatten(),
+        },
+    }
+}
+
+/// Takes `user`'s quota limits off every configured filesystem (`user
+/// del`): their uid may be given to someone else later.
+pub fn clear_quotas<S, A: AccountPort, Q: QuotaPort>(
+    ports: &Ports<S, A, Q>,
+    config: &Config,
+    user: &User,
+) -> ApplyReport {
+    let filesystems = &config.quota.filesystems;
+    let uid = uid_of(ports, user);
+    let steps = filesystems
+        .iter()
+        .map(|fs| match &uid {
+            Err(e) => failed(
+                Step::Quota,
+                Some(fs.display().to_string()),
+                format!("cannot look up the system account: {e}"),
+            ),
+            Ok(None) => skipped(Step::Quota, "no system account"),
+            Ok(Some(uid)) => quota_step(&ports.quota, fs, *uid, &QuotaLimits::NONE),
+        })
+        .collect();
+    ApplyReport {
+        username: user.username.to_string(),
+        uid: uid.ok().flatten(),
+        steps,
         env: BTreeMap::new(),
     }
 }
 
 /// The user's uid: recorded at `user add`, else looked up (an account made
 /// after the record, or linked without one); `None`: no system account.
-fn uid_of<S, A: AccountPort>(ports: &Ports<S, A>, user: &User) -> Result<Option<u32>, PortError> {
+fn uid_of<S, A: AccountPort, Q>(
+    ports: &Ports<S, A, Q>,
+    user: &User,
+) -> Result<Option<u32>, PortError> {
     match user.uid {
         Some(uid) => Ok(Some(uid)),
         None => ports.accounts.uid(user.username.as_str()),
@@ -263,6 +422,8 @@ async fn slice_step<L: SliceLink>(link: Result<L, PortError>, uid: u32, user: &U
             outcome: StepOutcome::Applied {
                 target: unit,
                 settings: properties.iter().map(ToString::to_string).collect(),
+                changed: true,
+                warning: None,
             },
         },
         Err(e) => failed(Step::Slice, Some(unit), e.to_string()),
@@ -285,9 +446,38 @@ fn failed(step: Step, target: Option<String>, error: String) -> StepReport {
     }
 }
 
+/// A user's disk usage and quota on one configured filesystem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskUsage {
+    pub filesystem: PathBuf,
+    /// What the kernel holds, or why it could not be read.
+    pub quota: Result<QuotaState, String>,
+}
+
+/// `user`'s usage and quota on every configured filesystem; empty when
+/// they have no system account.
+pub fn disk_usage<S, A: AccountPort, Q: QuotaPort>(
+    ports: &Ports<S, A, Q>,
+    config: &Config,
+    user: &User,
+) -> Result<Vec<DiskUsage>, PortError> {
+    let Some(uid) = uid_of(ports, user)? else {
+        return Ok(Vec::new());
+    };
+    Ok(config
+        .quota
+        .filesystems
+        .iter()
+        .map(|fs| DiskUsage {
+            filesystem: fs.clone(),
+            quota: ports.quota.get(fs, uid).map_err(|e| e.to_string()),
+        })
+        .collect())
+}
+
 /// Usage of `user`'s slice: `Ok(None)` when they have no system account.
-pub fn usage<S: SlicePort, A: AccountPort>(
-    ports: &Ports<S, A>,
+pub fn usage<S: SlicePort, A: AccountPort, Q>(
+    ports: &Ports<S, A, Q>,
     user: &User,
 ) -> Result<Option<SliceUsage>, PortError> {
     let Some(uid) = uid_of(ports, user)? else {

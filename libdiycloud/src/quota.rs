@@ -3,13 +3,18 @@
 //! `uquota`), through the generic Q_GETQUOTA/Q_SETQUOTA interface, which
 //! both implement. quotactl names the filesystem by its block device, found
 //! from the mount point in /proc/self/mountinfo.
+//!
+//! Before a user's quota is read, the filesystem's quota state is: ext4
+//! with the quota feature but mounted without `usrquota` counts usage and
+//! enforces nothing, and a limit set there would be a silent no-op.
 
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::sys::quota::{quotactl_get, quotactl_set, Dqblk, QuotaType, QuotaValidFlags};
 
-use crate::model::quota::{QuotaLimits, QUOTA_BLOCK_BYTES};
+use crate::apply::{PortError, QuotaPort};
+use crate::model::quota::{QuotaLimits, QuotaState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QuotaError {
@@ -23,13 +28,20 @@ pub enum QuotaError {
         fstype: String,
         fix: &'static str,
     },
+    #[error("{mount} ({fstype}) counts user quota usage but does not enforce limits: {fix}")]
+    NotEnforced {
+        mount: PathBuf,
+        fstype: String,
+        fix: &'static str,
+    },
     #[error("cannot read /proc/self/mountinfo: {0}")]
     Mountinfo(std::io::Error),
-    #[error("quotactl on {mount} ({device}) for uid {uid}: {errno}")]
+    #[error("quotactl on {mount} ({device}), {what}: {errno}")]
     Quotactl {
         mount: PathBuf,
         device: PathBuf,
-        uid: u32,
+        /// What was asked: `uid N`'s quota, or the quota state.
+        what: String,
         errno: Errno,
     },
 }
@@ -40,14 +52,6 @@ pub struct Mount {
     pub mount_point: PathBuf,
     pub fstype: String,
     pub device: PathBuf,
-}
-
-/// What the kernel holds for a user on a filesystem.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct QuotaState {
-    pub limits: QuotaLimits,
-    pub used_bytes: u64,
-    pub used_inodes: u64,
 }
 
 /// The mount at exactly `mount_point` in mountinfo `text` (the last one:
@@ -103,8 +107,16 @@ fn unescape(field: &str) -> String {
 fn fix_for(fstype: &str) -> &'static str {
     match fstype {
         "xfs" => "XFS turns quotas on at mount time only: add `uquota` to its options in /etc/fstab and mount it again",
-        "ext4" | "ext3" => "enable the quota feature (`tune2fs -O quota -Q usrquota DEVICE` while unmounted) or mount with `usrquota` and run `quotacheck -cum` and `quotaon`",
+        "ext4" | "ext3" => "enable the quota feature (`tune2fs -O quota -Q usrquota DEVICE` while unmounted) and mount with `usrquota`, or mount with `usrquota` and run `quotacheck -cum` and `quotaon`",
         _ => "this filesystem type has no user quotas diycloud can set: use ext4 or XFS",
+    }
+}
+
+/// The fix for a filesystem that counts usage but enforces no limits.
+fn enforce_fix_for(fstype: &str) -> &'static str {
+    match fstype {
+        "xfs" => "it is mounted with `uqnoenforce`: mount it with `uquota` instead",
+        _ => "add `usrquota` to its mount options in /etc/fstab and mount it again, or run `quotaon -u` on it",
     }
 }
 
@@ -117,7 +129,8 @@ pub fn mount_of(mount_point: &Path) -> Result<Mount, QuotaError> {
     find_mount(&text, mount_point).ok_or_else(|| QuotaError::NotAMountPoint(mount_point.into()))
 }
 
-fn quotactl_error(mount: &Mount, uid: u32, errno: Errno) -> QuotaError {
+/// `uid`: whose quota was asked for; `None`: the filesystem's quota state.
+fn quotactl_error(mount: &Mount, uid: Option<u32>, errno: Errno) -> QuotaError {
     match errno {
         // ESRCH: quotas are not on; ENOSYS/EOPNOTSUPP: not supported at all.
         Errno::ESRCH | Errno::ENOSYS | Errno::EOPNOTSUPP | Errno::ENOTBLK => {
@@ -130,7 +143,7 @@ fn quotactl_error(mount: &Mount, uid: u32, errno: Errno) -> QuotaError {
         errno => QuotaError::Quotactl {
             mount: mount.mount_point.clone(),
             device: mount.device.clone(),
-            uid,
+            what: uid.map_or("reading its quota state".into(), |uid| format!("uid {uid}")),
             errno,
         },
     }
@@ -142,10 +155,99 @@ fn uid_arg(uid: u32) -> i32 {
     i32::from_ne_bytes(uid.to_ne_bytes())
 }
 
+/// Whether `mount` counts and enforces user quotas: `Ok` when both.
+pub fn check_enforced(mount: &Mount) -> Result<(), QuotaError> {
+    match user_quota_flags(&mount.device) {
+        Ok(flags) if flags & FS_QUOTA_UDQ_ACCT == 0 => Err(QuotaError::QuotasOff {
+            mount: mount.mount_point.clone(),
+            fstype: mount.fstype.clone(),
+            fix: fix_for(&mount.fstype),
+        }),
+        Ok(flags) if flags & FS_QUOTA_UDQ_ENFD == 0 => Err(QuotaError::NotEnforced {
+            mount: mount.mount_point.clone(),
+            fstype: mount.fstype.clone(),
+            fix: enforce_fix_for(&mount.fstype),
+        }),
+        Ok(_) => Ok(()),
+        // Kernels before 3.12 lack Q_XGETQSTATV; the quota calls below
+        // still say whether quotas are on.
+        Err(Errno::EINVAL) => Ok(()),
+        Err(errno) => Err(quotactl_error(mount, None, errno)),
+    }
+}
+
+// From <linux/dqblk_xfs.h>: Q_XGETQSTATV reports, for every filesystem with
+// quotas (the generic VFS quota of ext4 included), whether user quotas are
+// counted and enforced. Anyone may ask. nix does not wrap it.
+const Q_XGETQSTATV: i32 = ((b'X' as i32) << 8) + 8;
+const FS_QSTATV_VERSION1: i8 = 1;
+const FS_QUOTA_UDQ_ACCT: u16 = 1 << 0;
+const FS_QUOTA_UDQ_ENFD: u16 = 1 << 1;
+
+/// `struct fs_qfilestatv`.
+#[repr(C)]
+#[derive(Default)]
+struct FsQfilestatv {
+    ino: u64,
+    nblks: u64,
+    nextents: u32,
+    pad: u32,
+}
+
+/// `struct fs_quota_statv`: explicitly padded, 160 bytes.
+#[repr(C)]
+#[derive(Default)]
+struct FsQuotaStatv {
+    version: i8,
+    pad1: u8,
+    flags: u16,
+    incoredqs: u32,
+    uquota: FsQfilestatv,
+    gquota: FsQfilestatv,
+    pquota: FsQfilestatv,
+    btimelimit: i32,
+    itimelimit: i32,
+    rtbtimelimit: i32,
+    bwarnlimit: u16,
+    iwarnlimit: u16,
+    rtbwarnlimit: u16,
+    pad3: u16,
+    pad4: u32,
+    pad2: [u64; 7],
+}
+
+const _: () = assert!(std::mem::size_of::<FsQuotaStatv>() == 160);
+
+/// The user-quota flags (`FS_QUOTA_UDQ_*`) of the filesystem on `device`.
+#[allow(unsafe_code)]
+fn user_quota_flags(device: &Path) -> Result<u16, Errno> {
+    use std::os::unix::ffi::OsStrExt;
+    let device = std::ffi::CString::new(device.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
+    let mut stat = FsQuotaStatv {
+        version: FS_QSTATV_VERSION1,
+        ..FsQuotaStatv::default()
+    };
+    // QCMD(Q_XGETQSTATV, USRQUOTA): the command in the high bits, the type (0) low.
+    let cmd = Q_XGETQSTATV << 8;
+    // SAFETY: `device` is a NUL-terminated string that outlives the call;
+    // `stat` is a properly sized, aligned and initialised fs_quota_statv with
+    // its version set, which the kernel reads (1 byte) and writes (at most
+    // sizeof(struct fs_quota_statv)) only during the call.
+    let rc = unsafe {
+        nix::libc::quotactl(
+            cmd,
+            device.as_ptr(),
+            0,
+            std::ptr::from_mut(&mut stat).cast::<nix::libc::c_char>(),
+        )
+    };
+    Errno::result(rc).map(|_| stat.flags)
+}
+
 /// `uid`'s limits and usage on `mount`.
 pub fn get(mount: &Mount, uid: u32) -> Result<QuotaState, QuotaError> {
     let dq = quotactl_get(QuotaType::USRQUOTA, mount.device.as_path(), uid_arg(uid))
-        .map_err(|e| quotactl_error(mount, uid, e))?;
+        .map_err(|e| quotactl_error(mount, Some(uid), e))?;
     Ok(QuotaState {
         limits: QuotaLimits {
             block_hard: dq.blocks_hard_limit().unwrap_or(0),
@@ -173,12 +275,24 @@ pub fn set(mount: &Mount, uid: u32, limits: &QuotaLimits) -> Result<(), QuotaErr
         &dq,
         QuotaValidFlags::QIF_LIMITS,
     )
-    .map_err(|e| quotactl_error(mount, uid, e))
+    .map_err(|e| quotactl_error(mount, Some(uid), e))
 }
 
-/// Bytes of `blocks` quota blocks, for output.
-pub fn blocks_to_bytes(blocks: u64) -> u64 {
-    blocks.saturating_mul(QUOTA_BLOCK_BYTES)
+/// The machine's quotas, through quotactl.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemQuotas;
+
+impl QuotaPort for SystemQuotas {
+    fn get(&self, filesystem: &Path, uid: u32) -> Result<QuotaState, PortError> {
+        let mount = mount_of(filesystem).map_err(PortError::new)?;
+        check_enforced(&mount).map_err(PortError::new)?;
+        get(&mount, uid).map_err(PortError::new)
+    }
+
+    fn set(&self, filesystem: &Path, uid: u32, limits: &QuotaLimits) -> Result<(), PortError> {
+        let mount = mount_of(filesystem).map_err(PortError::new)?;
+        set(&mount, uid, limits).map_err(PortError::new)
+    }
 }
 
 #[cfg(test)]
@@ -214,12 +328,12 @@ mod tests {
     #[test]
     fn errors_name_the_mount_and_the_fix() {
         let home = find_mount(MOUNTINFO, Path::new("/home")).unwrap();
-        let off = quotactl_error(&home, 1000, Errno::ESRCH).to_string();
+        let off = quotactl_error(&home, Some(1000), Errno::ESRCH).to_string();
         assert!(off.contains("/home") && off.contains("uquota"), "{off}");
         let root = find_mount(MOUNTINFO, Path::new("/")).unwrap();
-        let off = quotactl_error(&root, 1000, Errno::ESRCH).to_string();
+        let off = quotactl_error(&root, Some(1000), Errno::ESRCH).to_string();
         assert!(off.contains("tune2fs -O quota"), "{off}");
-        let other = quotactl_error(&root, 1000, Errno::EPERM).to_string();
+        let other = quotactl_error(&root, Some(1000), Errno::EPERM).to_string();
         assert!(
             other.contains("/dev/vda") && other.contains("1000"),
             "{other}"

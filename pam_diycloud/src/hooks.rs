@@ -514,7 +514,7 @@ pub fn open_session<H: PamHandler, T: Host>(
         looked_up = Some(host.elapsed());
         found
     };
-    let report = match apply::apply_looked_up(host.ports(), lookup) {
+    let report = match apply::apply_looked_up(host.ports(), &config, lookup) {
         Ok(Some(report)) => report,
         Ok(None) => {
             call.debug("session: user not in the database, ignoring");
@@ -528,7 +528,7 @@ pub fn open_session<H: PamHandler, T: Host>(
     let looked_up = looked_up.unwrap_or_default();
     let elapsed = host.elapsed();
     call.debug(&format!(
-        "session open took {:.1} ms: {:.1} ms config and database, {:.1} ms more for systemd",
+        "session open took {:.1} ms: {:.1} ms config and database, {:.1} ms more for systemd and quotas",
         elapsed.as_secs_f64() * 1e3,
         looked_up.as_secs_f64() * 1e3,
         elapsed.saturating_sub(looked_up).as_secs_f64() * 1e3

@@ -49,6 +49,7 @@ impl System {
 impl Host for System {
     type Slice = libdiycloud::systemd::Systemd;
     type Accounts = libdiycloud::apply::SystemAccounts;
+    type Quotas = libdiycloud::quota::SystemQuotas;
 
     #[allow(clippy::disallowed_methods)]
     fn now(&self) -> Timestamp {

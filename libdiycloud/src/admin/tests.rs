@@ -3,7 +3,7 @@
 //! run as root in `slicectl/tests/system_accounts.rs` and the VM tier.
 
 use super::*;
-use crate::apply::fakes::{FakeAccounts, FakeSlice};
+use crate::apply::fakes::{FakeAccounts, FakeQuotas, FakeSlice};
 use crate::apply::StepOutcome;
 use crate::auth::LoginOutcome;
 use crate::model::password::HashParams;
@@ -13,7 +13,7 @@ struct Fixture {
     _dir: tempfile::TempDir,
     store: Store,
     config: Config,
-    ports: Ports<FakeSlice, FakeAccounts>,
+    ports: Ports<FakeSlice, FakeAccounts, FakeQuotas>,
 }
 
 const NOW: Timestamp = Timestamp(1_800_000_000);
@@ -38,7 +38,7 @@ fn fixture() -> Fixture {
 }
 
 impl Fixture {
-    fn admin(&mut self) -> Admin<'_, FakeSlice, FakeAccounts> {
+    fn admin(&mut self) -> Admin<'_, FakeSlice, FakeAccounts, FakeQuotas> {
         Admin::new(&mut self.store, &self.config, &self.ports, "tester", NOW)
     }
 
@@ -147,7 +147,9 @@ fn modify_changes_limits_and_applies_them_at_once() {
     assert_eq!(modified.warnings.len(), 1, "2% of a core is little");
     let applied = modified.applied.unwrap();
     match &applied.steps[0].outcome {
-        StepOutcome::Applied { target, settings } => {
+        StepOutcome::Applied {
+            target, settings, ..
+        } => {
             assert_eq!(target, "user-1234.slice");
             assert!(settings.contains(&"MemoryMax=536870912".to_owned()));
         }

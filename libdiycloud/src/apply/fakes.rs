@@ -2,12 +2,15 @@
 //! in order, and fail where told to.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use super::{AccountPort, PortError, SliceLink, SlicePort};
+use super::{AccountPort, PortError, QuotaPort, SliceLink, SlicePort};
+use crate::model::quota::{QuotaLimits, QuotaState};
 use crate::model::slice::{SliceProperty, SliceUsage};
 
 /// Everything the fakes saw, in order.
@@ -118,5 +121,64 @@ impl AccountPort for FakeAccounts {
             return Err(PortError::msg("NSS is down"));
         }
         Ok(self.uids.iter().find(|(n, _)| *n == name).map(|(_, u)| *u))
+    }
+}
+
+/// Quotas on filesystems by mount point: every filesystem has them on
+/// except those in `off`; `refuse_set` fails every write.
+#[derive(Default)]
+pub struct FakeQuotas {
+    pub journal: Journal,
+    pub held: RefCell<BTreeMap<(PathBuf, u32), QuotaState>>,
+    pub off: Vec<PathBuf>,
+    pub refuse_set: bool,
+}
+
+impl FakeQuotas {
+    /// What the fake kernel holds for `uid` on `filesystem`.
+    pub fn state(&self, filesystem: &str, uid: u32) -> QuotaState {
+        self.held
+            .borrow()
+            .get(&(PathBuf::from(filesystem), uid))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    pub fn hold(&self, filesystem: &str, uid: u32, state: QuotaState) {
+        self.held
+            .borrow_mut()
+            .insert((PathBuf::from(filesystem), uid), state);
+    }
+}
+
+impl QuotaPort for FakeQuotas {
+    fn get(&self, filesystem: &Path, uid: u32) -> Result<QuotaState, PortError> {
+        let fs = filesystem.display();
+        self.journal
+            .borrow_mut()
+            .push(format!("quota get {fs} {uid}"));
+        if self.off.iter().any(|p| p == filesystem) {
+            return Err(PortError::msg(format!(
+                "{fs} (ext4) is mounted without user quotas: mount with usrquota"
+            )));
+        }
+        Ok(self.state(&fs.to_string(), uid))
+    }
+
+    fn set(&self, filesystem: &Path, uid: u32, limits: &QuotaLimits) -> Result<(), PortError> {
+        let fs = filesystem.display().to_string();
+        self.journal.borrow_mut().push(format!(
+            "quota set {fs} {uid} {}",
+            limits.settings().join(" ")
+        ));
+        if self.refuse_set {
+            return Err(PortError::msg("quotactl: Operation not permitted"));
+        }
+        let state = QuotaState {
+            limits: *limits,
+            ..self.state(&fs, uid)
+        };
+        self.hold(&fs, uid, state);
+        Ok(())
     }
 }

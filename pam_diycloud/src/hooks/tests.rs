@@ -12,6 +12,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use libdiycloud::apply::{AccountPort, PortError, Ports, SliceLink, SlicePort};
+use libdiycloud::quota::SystemQuotas;
 use libdiycloud::model::slice::{SliceProperty, SliceUsage};
 use libdiycloud::model::{Allocation, Timestamp, Username};
 use libdiycloud::password::{HashParams, Hasher};
@@ -148,12 +149,15 @@ struct TestHost {
     caller_is_root: bool,
     /// `None`: the group does not exist.
     members: Option<Vec<&'static str>>,
-    ports: Ports<FakeSystemd, NoAccounts>,
+    /// The real quota port: these configs name no quota filesystems, so it
+    /// is never called (quota steps are tested in the library and the VM).
+    ports: Ports<FakeSystemd, NoAccounts, SystemQuotas>,
 }
 
 impl Host for TestHost {
     type Slice = FakeSystemd;
     type Accounts = NoAccounts;
+    type Quotas = SystemQuotas;
 
     fn now(&self) -> Timestamp {
         Timestamp(self.now.get())
@@ -177,7 +181,7 @@ impl Host for TestHost {
         })
     }
 
-    fn ports(&self) -> &Ports<FakeSystemd, NoAccounts> {
+    fn ports(&self) -> &Ports<FakeSystemd, NoAccounts, SystemQuotas> {
         &self.ports
     }
 }
