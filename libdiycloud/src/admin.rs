@@ -9,7 +9,9 @@
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
-use crate::apply::{self, AccountPort, ApplyReport, DiskUsage, PortError, Ports, QuotaPort, SlicePort};
+use crate::apply::{
+    self, AccountPort, ApplyReport, DiskUsage, PortError, Ports, QuotaPort, SlicePort,
+};
 use crate::auth::{self, AuthError, Authenticator, PasswordChange, SetBy};
 use crate::config::Config;
 use crate::model::limits::LimitChanges;
@@ -444,7 +446,8 @@ impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort> Admin<'a, S, A, Q> {
             }
             Ok::<_, AdminError>(user)
         })?;
-        let applied = (!changes.limits.is_empty()).then(|| apply::apply(self.ports, self.config, &user));
+        let applied =
+            (!changes.limits.is_empty()).then(|| apply::apply(self.ports, self.config, &user));
         Ok(Modified {
             user: self.view(&user),
             warnings,

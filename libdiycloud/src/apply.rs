@@ -266,7 +266,9 @@ pub fn apply_looked_up<S: SlicePort, A: AccountPort, Q: QuotaPort, E>(
         let Some(user) = lookup()? else {
             return Ok(None);
         };
-        Ok(Some(run_steps(ports, config, &user, early, connecting).await))
+        Ok(Some(
+            run_steps(ports, config, &user, early, connecting).await,
+        ))
     })
 }
 
@@ -284,9 +286,9 @@ async fn run_steps<S: SlicePort, A: AccountPort, Q: QuotaPort>(
     let steps = match &uid {
         Err(e) => {
             let error = format!("cannot look up the system account: {e}");
-            let quota = filesystems.iter().map(|fs| {
-                failed(Step::Quota, Some(fs.display().to_string()), error.clone())
-            });
+            let quota = filesystems
+                .iter()
+                .map(|fs| failed(Step::Quota, Some(fs.display().to_string()), error.clone()));
             std::iter::once(failed(Step::Slice, None, error.clone()))
                 .chain(quota)
                 .collect()

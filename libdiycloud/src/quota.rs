@@ -155,6 +155,14 @@ fn uid_arg(uid: u32) -> i32 {
     i32::from_ne_bytes(uid.to_ne_bytes())
 }
 
+/// The filesystem at `mount_point`, where it enforces user quotas (for
+/// `doctor`); otherwise why not, and the fix.
+pub fn ready(mount_point: &Path) -> Result<Mount, QuotaError> {
+    let mount = mount_of(mount_point)?;
+    check_enforced(&mount)?;
+    Ok(mount)
+}
+
 /// Whether `mount` counts and enforces user quotas: `Ok` when both.
 pub fn check_enforced(mount: &Mount) -> Result<(), QuotaError> {
     match user_quota_flags(&mount.device) {
@@ -222,7 +230,8 @@ const _: () = assert!(std::mem::size_of::<FsQuotaStatv>() == 160);
 #[allow(unsafe_code)]
 fn user_quota_flags(device: &Path) -> Result<u16, Errno> {
     use std::os::unix::ffi::OsStrExt;
-    let device = std::ffi::CString::new(device.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
+    let device =
+        std::ffi::CString::new(device.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
     let mut stat = FsQuotaStatv {
         version: FS_QSTATV_VERSION1,
         ..FsQuotaStatv::default()

@@ -39,7 +39,7 @@ pub enum Command {
     /// Create, inspect, change and remove users
     #[command(subcommand)]
     User(UserCommand),
-    /// Push users' limits to their systemd slices now (also while they are logged in)
+    /// Push users' limits to their systemd slices and disk quotas now (also while they are logged in)
     Apply {
         /// The user to apply
         #[arg(value_parser = parse_username, required_unless_present = "all", conflicts_with = "all")]
@@ -48,13 +48,13 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
-    /// CPU time, memory and tasks of users' slices, read back from systemd
+    /// CPU time, memory and tasks of users' slices (from systemd) and their disk use and quota on each [quota] filesystem (from the kernel)
     Usage {
         /// Only this user
         #[arg(value_parser = parse_username)]
         name: Option<Username>,
     },
-    /// Check the machine: cgroups, systemd, database and config trust, unfinished changes, managed group, PAM stack
+    /// Check the machine: cgroups, systemd, database and config trust, unfinished changes, managed group, disk quotas, PAM stack
     Doctor,
     /// Write a consistent copy of the database to FILE (SQLite online backup; safe while logins go on)
     #[command(
@@ -97,7 +97,7 @@ pub enum UserCommand {
         #[arg(value_parser = parse_username)]
         name: Username,
     },
-    /// Remove a user (and the system account slicectl created for them)
+    /// Remove a user (and the system account slicectl created for them); their disk quota limits are taken off
     Del {
         #[arg(value_parser = parse_username)]
         name: Username,
@@ -170,7 +170,7 @@ pub struct LimitArgs {
     /// Memory: 512M, 2G, 1.5T (base 1024) or infinity
     #[arg(long, value_parser = parse_value::<Size>, value_name = "SIZE", allow_hyphen_values = true)]
     pub memory: Option<Size>,
-    /// Disk quota: 512M, 5G, 1T (base 1024) or infinity
+    /// Disk quota on each [quota] filesystem: 512M, 5G, 1T (base 1024; rounded up to KiB) or infinity
     #[arg(long, value_parser = parse_value::<Size>, value_name = "SIZE", allow_hyphen_values = true)]
     pub disk: Option<Size>,
     /// Most processes and threads at once, or infinity

@@ -6,6 +6,7 @@ use std::path::Path;
 use libdiycloud::cgroup::Hierarchy;
 use libdiycloud::config::DEFAULT_GROUP;
 use libdiycloud::platform::{self, Family, Membership};
+use libdiycloud::quota;
 use libdiycloud::store::Store;
 use libdiycloud::systemd::Systemd;
 use libdiycloud::trust::{self, Presence};
@@ -28,16 +29,16 @@ struct Check {
 }
 
 pub fn run(ctx: &Context) -> Result<(), Failure> {
-    let checks = [
+    let mut checks = vec![
         cgroups(),
         systemd(),
         config(ctx),
         database(ctx),
         unfinished(ctx),
         managed_group(ctx),
-        pam_module(),
-        pam_stack(Path::new("/etc/pam.d"), "sshd"),
     ];
+    checks.extend(quotas(ctx));
+    checks.extend([pam_module(), pam_stack(Path::new("/etc/pam.d"), "sshd")]);
     let text: Vec<String> = checks
         .iter()
         .map(|c| {
@@ -108,6 +109,38 @@ fn cgroups() -> Check {
             ),
         )
     }
+}
+
+/// One line per configured quota filesystem: does it enforce user quotas?
+fn quotas(ctx: &Context) -> Vec<Check> {
+    let filesystems = &ctx.config.quota.filesystems;
+    if filesystems.is_empty() {
+        return vec![Check {
+            name: "quota",
+            status: Status::Ok,
+            detail: "off: no filesystems in [quota] filesystems".into(),
+        }];
+    }
+    filesystems
+        .iter()
+        .map(|fs| match quota::ready(fs) {
+            Ok(mount) => Check {
+                name: "quota",
+                status: Status::Ok,
+                detail: format!(
+                    "{} ({} on {}): user quotas counted and enforced",
+                    fs.display(),
+                    mount.fstype,
+                    mount.device.display()
+                ),
+            },
+            Err(e) => Check {
+                name: "quota",
+                status: Status::Fail,
+                detail: e.to_string(),
+            },
+        })
+        .collect()
 }
 
 fn systemd() -> Check {

@@ -1,7 +1,9 @@
-//! `slicectl apply` and `slicectl usage`: users' slices in systemd.
+//! `slicectl apply` and `slicectl usage`: users' slices in systemd and
+//! their disk quotas.
 
+use libdiycloud::apply::DiskUsage;
 use libdiycloud::model::Username;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::{view, Context, Failure};
 
@@ -40,6 +42,9 @@ pub fn apply(ctx: &Context, name: Option<&Username>) -> Result<(), Failure> {
                     .map(|line| format!("{user}: {line}")),
             );
         }
+        for warning in report.warnings() {
+            eprintln!("slicectl: warning: {warning}");
+        }
         results.push(result);
     }
     if lines.is_empty() {
@@ -74,9 +79,51 @@ fn or_dash(v: Option<String>) -> String {
     v.unwrap_or_else(|| "-".into())
 }
 
+/// A limit for people: `None` is no limit.
+fn limit_text(limit: Option<u64>, show: impl Fn(u64) -> String) -> String {
+    limit.map_or("none".into(), show)
+}
+
+/// One user's disk on one filesystem: a table row and its JSON.
+fn disk_row(name: &str, disk: &DiskUsage) -> ([String; 7], Value) {
+    let filesystem = disk.filesystem.display().to_string();
+    match &disk.quota {
+        Ok(q) => (
+            [
+                name.to_owned(),
+                filesystem.clone(),
+                human_bytes(q.used_bytes),
+                limit_text(q.limits.soft_bytes(), human_bytes),
+                limit_text(q.limits.hard_bytes(), human_bytes),
+                q.used_inodes.to_string(),
+                limit_text(q.limits.hard_inodes(), |n| n.to_string()),
+            ],
+            json!({
+                "filesystem": filesystem,
+                "used_bytes": q.used_bytes,
+                "soft_limit_bytes": q.limits.soft_bytes(),
+                "limit_bytes": q.limits.hard_bytes(),
+                "used_inodes": q.used_inodes,
+                "soft_inode_limit": q.limits.soft_inodes(),
+                "inode_limit": q.limits.hard_inodes(),
+            }),
+        ),
+        Err(error) => {
+            let mut cells: [String; 7] = Default::default();
+            cells.fill("-".into());
+            cells[0] = name.to_owned();
+            cells[1] = filesystem.clone();
+            cells[2] = "unreadable".into();
+            (cells, json!({"filesystem": filesystem, "error": error}))
+        }
+    }
+}
+
 pub fn usage(ctx: &Context, name: Option<&Username>) -> Result<(), Failure> {
     let mut store = ctx.open_store()?;
     let rows = ctx.admin(&mut store).usage(name.map(Username::as_str))?;
+    let mut disk_table = Vec::new();
+    let mut disk_errors = Vec::new();
     let header = [
         "NAME",
         "UNIT",
@@ -92,13 +139,22 @@ pub fn usage(ctx: &Context, name: Option<&Username>) -> Result<(), Failure> {
     let mut document = Vec::new();
     for row in rows {
         let name = row.username;
+        let mut disk_json = Vec::new();
+        for disk in &row.disk {
+            let (cells, entry) = disk_row(&name, disk);
+            disk_table.push(cells);
+            disk_json.push(entry);
+            if let Err(error) = &disk.quota {
+                disk_errors.push(format!("{name}: {}: {error}", disk.filesystem.display()));
+            }
+        }
         let Some(usage) = row.usage else {
             let mut cells: [String; 9] = Default::default();
             cells.fill("-".into());
             cells[0] = name.clone();
             cells[2] = "no system account".into();
             table.push(cells);
-            document.push(json!({"username": name, "unit": null}));
+            document.push(json!({"username": name, "unit": null, "disk": disk_json}));
             continue;
         };
         table.push([
@@ -122,9 +178,27 @@ pub fn usage(ctx: &Context, name: Option<&Username>) -> Result<(), Failure> {
         ]);
         let mut entry = json!(usage);
         entry["username"] = json!(name);
+        entry["disk"] = json!(disk_json);
         document.push(entry);
     }
-    view::print(ctx, &json!(document), &view::table(&header, &table));
+    let mut text = view::table(&header, &table);
+    if !disk_table.is_empty() {
+        let header = [
+            "NAME",
+            "FILESYSTEM",
+            "DISK USED",
+            "SOFT",
+            "LIMIT",
+            "FILES",
+            "FILE LIMIT",
+        ];
+        text.push_str("\n\n");
+        text.push_str(&view::table(&header, &disk_table));
+    }
+    for error in disk_errors {
+        eprintln!("slicectl: warning: cannot read the disk quota of {error}");
+    }
+    view::print(ctx, &json!(document), &text);
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 //! out. The rules, writes and audit entries are all in `libdiycloud::admin`.
 
 use libdiycloud::admin::{AddUser, AdminError, SystemAccount};
-use libdiycloud::apply::ApplyReport;
+use libdiycloud::apply::{ApplyReport, StepOutcome};
 use libdiycloud::model::{LimitChanges, Username};
 use libdiycloud::store::UserChanges;
 use serde_json::json;
@@ -84,24 +84,27 @@ fn add(ctx: &Context, args: AddArgs) -> Result<(), Failure> {
     } else {
         ""
     };
-    let mut document = json!(added.user);
-    view::warn(ctx, &mut document, &added.warnings);
     report_applied(
         ctx,
-        document,
+        json!(added.user),
         format!("created user {name} ({uid}){resumed}"),
+        added.warnings,
         &added.applied,
     )
 }
 
-/// Prints a changed user with what applying their allocation did; a failed
-/// step fails the command, with the change kept and the command to retry.
+/// Prints a changed user with what applying their allocation did, and the
+/// warnings of both; a failed step fails the command, with the change kept
+/// and the command to retry.
 fn report_applied(
     ctx: &Context,
     mut document: serde_json::Value,
     mut text: String,
+    mut warnings: Vec<String>,
     applied: &ApplyReport,
 ) -> Result<(), Failure> {
+    warnings.extend(applied.warnings());
+    view::warn(ctx, &mut document, &warnings);
     document["apply"] = json!(applied);
     for line in applied.applied() {
         text.push_str(&format!("\napplied: {line}"));
@@ -169,11 +172,11 @@ fn modify(ctx: &Context, args: ModArgs) -> Result<(), Failure> {
     let mut store = ctx.open_store()?;
     let modified = ctx.admin(&mut store).modify(name, &changes_from(&args))?;
     let mut document = json!(modified.user);
-    view::warn(ctx, &mut document, &modified.warnings);
     let text = format!("updated user {name}");
     match &modified.applied {
-        Some(applied) => report_applied(ctx, document, text, applied),
+        Some(applied) => report_applied(ctx, document, text, modified.warnings, applied),
         None => {
+            view::warn(ctx, &mut document, &modified.warnings);
             view::print(ctx, &document, &text);
             Ok(())
         }
@@ -217,10 +220,26 @@ fn delete(ctx: &Context, name: &Username, remove_home: bool) -> Result<(), Failu
     if deleted.home_left {
         eprintln!("slicectl: {name}'s system account was not created by slicectl; leaving it and its home alone");
     }
+    let mut text = format!("deleted user {name}");
+    for step in &deleted.quota.steps {
+        if let StepOutcome::Applied {
+            target, changed, ..
+        } = &step.outcome
+        {
+            let had = if *changed { "" } else { " (there were none)" };
+            text.push_str(&format!("\nquota limits taken off {target}{had}"));
+        }
+    }
     view::print(
         ctx,
-        &json!({"username": name, "deleted": true}),
-        &format!("deleted user {name}"),
+        &json!({"username": name, "deleted": true, "quota": deleted.quota}),
+        &text,
     );
-    Ok(())
+    match (deleted.quota.error(), deleted.quota.uid) {
+        (None, _) => Ok(()),
+        (Some(error), uid) => Err(Failure::Reported(format!(
+            "user {name} is deleted, but taking their disk quota limits off failed: {error}; once that is fixed, run `setquota -u {} 0 0 0 0 FILESYSTEM` on it",
+            uid.map_or("UID".into(), |u| u.to_string())
+        ))),
+    }
 }

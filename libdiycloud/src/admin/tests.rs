@@ -288,3 +288,72 @@ fn apply_and_usage_for_one_or_all() {
         ErrorKind::NotFound
     );
 }
+
+#[test]
+fn quotas_follow_the_allocation_from_add_to_delete() {
+    use crate::model::quota::{QuotaLimits, QuotaState};
+    let mut f = fixture();
+    f.config.quota.filesystems = vec!["/home".into()];
+    f.ports.accounts.uids = vec![("amy-nosys", 1500)];
+    let added = f.add("amy-nosys", "long enough 1").unwrap();
+    assert!(added.applied.is_complete(), "{:?}", added.applied.error());
+    let home = |f: &Fixture| f.ports.quota.state("/home", 1500);
+    assert_eq!(
+        home(&f).limits.hard_bytes(),
+        Some(5 << 30),
+        "the default 5G"
+    );
+
+    // Lowered under what she uses: set, with a warning.
+    f.ports.quota.hold(
+        "/home",
+        1500,
+        QuotaState {
+            used_bytes: 30 << 20,
+            ..home(&f)
+        },
+    );
+    let changes = UserChanges {
+        limits: LimitChanges {
+            disk: Some(Size::Bytes(10 << 20)),
+            ..LimitChanges::default()
+        },
+        ..UserChanges::default()
+    };
+    let modified = f.admin().modify("amy-nosys", &changes).unwrap();
+    let applied = modified.applied.unwrap();
+    assert!(applied.is_complete());
+    assert_eq!(applied.warnings().len(), 1);
+    assert_eq!(home(&f).limits.hard_bytes(), Some(10 << 20));
+
+    let usage = f.admin().usage(Some("amy-nosys")).unwrap();
+    let disk = usage[0].disk[0].quota.as_ref().unwrap();
+    assert_eq!(
+        (disk.used_bytes, disk.limits.hard_bytes()),
+        (30 << 20, Some(10 << 20))
+    );
+
+    let deleted = f.admin().delete("amy-nosys", false).unwrap();
+    assert!(deleted.quota.is_complete());
+    assert_eq!(
+        home(&f).limits,
+        QuotaLimits::NONE,
+        "no limit left for uid 1500"
+    );
+}
+
+#[test]
+fn a_quota_that_cannot_be_cleared_does_not_stop_the_delete() {
+    let mut f = fixture();
+    f.config.quota.filesystems = vec!["/home".into()];
+    f.ports.accounts.uids = vec![("amy-nosys", 1500)];
+    f.add("amy-nosys", "long enough 1").unwrap();
+    f.ports.quota.off = vec!["/home".into()];
+    let deleted = f.admin().delete("amy-nosys", false).unwrap();
+    assert!(deleted.quota.error().unwrap().contains("/home"));
+    assert_eq!(
+        f.admin().users().unwrap(),
+        [],
+        "the user is gone all the same"
+    );
+}

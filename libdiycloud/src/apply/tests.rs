@@ -177,9 +177,14 @@ fn the_lookup_runs_while_the_connection_is_being_made() {
 
     // Nobody found, or the lookup failed: nothing is sent.
     let (ports, j) = ports_with(FakeAccounts::default());
-    assert_eq!(apply_looked_up(&ports, &no_quotas(), || Ok::<_, String>(None)), Ok(None));
     assert_eq!(
-        apply_looked_up(&ports, &no_quotas(), || Err::<Option<User>, _>("db gone".to_owned())),
+        apply_looked_up(&ports, &no_quotas(), || Ok::<_, String>(None)),
+        Ok(None)
+    );
+    assert_eq!(
+        apply_looked_up(&ports, &no_quotas(), || Err::<Option<User>, _>(
+            "db gone".to_owned()
+        )),
         Err("db gone".to_owned())
     );
     assert!(!journal(&j).iter().any(|e| e.starts_with("set")));
@@ -322,7 +327,10 @@ fn a_filesystem_without_quotas_fails_its_step_only() {
     let (mut ports, j) = ports(FakeSlice::default(), FakeAccounts::default());
     ports.quota.off = vec!["/srv/scratch".into()];
     let report = apply(&ports, &quotas(), &user("alice", Some(1000)));
-    assert!(journal(&j).contains(&ALICE_SET.to_owned()), "the slice is still sized");
+    assert!(
+        journal(&j).contains(&ALICE_SET.to_owned()),
+        "the slice is still sized"
+    );
     assert_eq!(
         ports.quota.state("/home", 1000).limits.hard_bytes(),
         Some(5 << 30),

@@ -55,7 +55,8 @@ impl QuotaLimits {
             settings.push(format!("files={files}"));
             settings.push(format!(
                 "soft-files={}",
-                self.soft_inodes().map_or("infinity".into(), |n| n.to_string())
+                self.soft_inodes()
+                    .map_or("infinity".into(), |n| n.to_string())
             ));
         }
         settings
@@ -232,7 +233,10 @@ mod tests {
         };
         let ten = QuotaPolicy::default().limits(Size::Bytes(10 << 20));
         let warning = using_30m.over(&ten).unwrap();
-        assert!(warning.contains("30M") && warning.contains("10M"), "{warning}");
+        assert!(
+            warning.contains("30M") && warning.contains("10M"),
+            "{warning}"
+        );
         assert!(warning.contains("deleting files still works"), "{warning}");
         let forty = QuotaPolicy::default().limits(Size::Bytes(40 << 20));
         assert_eq!(using_30m.over(&forty), None);

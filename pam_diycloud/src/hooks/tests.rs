@@ -12,10 +12,10 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use libdiycloud::apply::{AccountPort, PortError, Ports, SliceLink, SlicePort};
-use libdiycloud::quota::SystemQuotas;
 use libdiycloud::model::slice::{SliceProperty, SliceUsage};
 use libdiycloud::model::{Allocation, Timestamp, Username};
 use libdiycloud::password::{HashParams, Hasher};
+use libdiycloud::quota::SystemQuotas;
 use libdiycloud::store::{NewUser, Store, UserChanges};
 use pam::constants::PamResultCode::{self, *};
 
