@@ -14,7 +14,7 @@ const ACCT_EXPIRED: &str = "User account has expired";
 const PERM_DENIED: &str = "Permission denied";
 
 fn env() -> Env {
-    let env = diycloud_tests::test_env!("[lockout]\ndeny = 3\nunlock_time = \"3s\"\n");
+    let env = diycloud_tests::test_env!("[lockout]\ndeny = 3\nunlock_time = \"1h\"\n");
     env.standard_service();
     env.add_user("alice", "correct horse", &[]);
     env
