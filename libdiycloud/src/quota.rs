@@ -165,6 +165,15 @@ pub fn ready(mount_point: &Path) -> Result<Mount, QuotaError> {
 
 /// Whether `mount` counts and enforces user quotas: `Ok` when both.
 pub fn check_enforced(mount: &Mount) -> Result<(), QuotaError> {
+    // quotactl names a filesystem by its block device: tmpfs, NFS, overlay
+    // and the like have none (their source is not a device path).
+    if !mount.device.is_absolute() {
+        return Err(QuotaError::QuotasOff {
+            mount: mount.mount_point.clone(),
+            fstype: mount.fstype.clone(),
+            fix: fix_for(&mount.fstype),
+        });
+    }
     match user_quota_flags(&mount.device) {
         Ok(flags) if flags & FS_QUOTA_UDQ_ACCT == 0 => Err(QuotaError::QuotasOff {
             mount: mount.mount_point.clone(),
@@ -348,6 +357,21 @@ mod tests {
             "{other}"
         );
         assert_eq!(uid_arg(4_294_967_294), -2);
+    }
+
+    #[test]
+    fn a_filesystem_without_a_block_device_has_no_quotas_to_set() {
+        let tmpfs = Mount {
+            mount_point: "/run/user".into(),
+            fstype: "tmpfs".into(),
+            device: "tmpfs".into(),
+        };
+        let off = check_enforced(&tmpfs).unwrap_err().to_string();
+        assert!(
+            off.contains("/run/user (tmpfs) is mounted without user quotas")
+                && off.contains("use ext4 or XFS"),
+            "{off}"
+        );
     }
 
     #[test]

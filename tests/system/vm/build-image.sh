@@ -3,12 +3,14 @@
 #   build-image.sh RELEASE CACHE_DIR     RELEASE: bookworm (systemd 252) | trixie (systemd 257)
 # Leaves CACHE_DIR/RELEASE/{root.img,vmlinuz,initrd.img}. The rootfs is a
 # debootstrap minbase with systemd, sshd, sshpass and the kernel; a unit runs
-# /stage/guest-checks.sh from the second disk at boot and powers off.
+# /stage/guest-checks.sh from the second disk at boot and powers off. The
+# quota tools (quota, xfsprogs) are in for the disk quota checks, which make
+# their own filesystems on the blank third and fourth disks.
 set -euo pipefail
 release=$1
 cache=$2
 out="$cache/$release"
-stamp="$out/.complete-v1"
+stamp="$out/.complete-v2"
 [ -e "$stamp" ] && exit 0
 
 mirror=http://deb.debian.org/debian
@@ -17,7 +19,7 @@ mkdir -p "$out"
 root="$out/rootfs"
 echo "building the $release image in $out (debootstrap, a few minutes)"
 debootstrap --variant=minbase \
-    --include=systemd,systemd-sysv,dbus,libpam-systemd,linux-image-amd64,initramfs-tools,openssh-server,openssh-client,sshpass,sudo,iproute2,procps,udev,passwd,login,util-linux,e2fsprogs \
+    --include=systemd,systemd-sysv,dbus,libpam-systemd,linux-image-amd64,initramfs-tools,openssh-server,openssh-client,sshpass,sudo,iproute2,procps,udev,passwd,login,util-linux,e2fsprogs,quota,xfsprogs \
     "$release" "$root" "$mirror" > "$out/debootstrap.log" 2>&1 \
     || { tail -20 "$out/debootstrap.log"; exit 1; }
 

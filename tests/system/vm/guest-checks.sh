@@ -12,6 +12,7 @@ fail() { say "FAIL $1: expected $2; saw $3"; failures=$((failures + 1)); }
 check() { # name expected actual
     if [ "$2" = "$3" ]; then pass "$1"; else fail "$1" "$2" "$3"; fi
 }
+oneline_q() { tr '\n' '|'; }
 check_range() { # name low high actual (decimals)
     if awk -v l="$2" -v h="$3" -v a="$4" 'BEGIN { exit !(a >= l && a <= h) }'; then
         pass "$1 ($4)"
@@ -137,6 +138,171 @@ else
     fail "allow log" "a syslog line" "$(journalctl -q --no-pager | grep -i diycloud | tail -5)"
 fi
 umount /run/dbus/system_bus_socket
+rm -f /etc/diycloud/diycloud.toml
+
+# --- 7. disk quotas on ext4 and XFS ------------------------------------------
+# The third and fourth disks become /home (ext4 with the quota feature,
+# mounted with usrquota) and /srv/scratch (XFS with uquota); alice is made
+# again with a 20M disk. The distributions' own tools read back what we set.
+as_user() { # USER PASSWORD COMMAND: over SSH, like as_alice
+    local user=$1 pw=$2
+    shift 2
+    sshpass -p "$pw" ssh "${ssh_opts[@]}" "$user@127.0.0.1" "$@"
+}
+no_processes_of() { # USER: ends their sessions and waits until nothing of theirs runs
+    loginctl terminate-user "$1" 2>/dev/null
+    for _ in $(seq 60); do pgrep -u "$1" >/dev/null || return 0; sleep 0.5; done
+}
+repquota_hard() { # FILESYSTEM NAME: the hard block limit repquota shows (1K blocks)
+    repquota -v "$1" | awk -v u="$2" '$1 == u { print $5 }'
+}
+xfs_hard() { # FILESYSTEM NAME: the same from xfs_quota
+    xfs_quota -x -c 'report -u -N' "$1" | awk -v u="$2" '$1 == u { print $4 }'
+}
+no_processes_of alice
+slicectl user del alice --remove-home >/dev/null
+check "alice (from the checks above) is deleted" "1" "$(id -u alice >/dev/null 2>&1; echo $?)"
+mkfs.ext4 -q -F -O quota -E quotatype=usrquota /dev/vdc
+mkfs.xfs -q -f /dev/vdd
+mount -o usrquota /dev/vdc /home
+mkdir -p /srv/scratch
+mount -o uquota /dev/vdd /srv/scratch
+chmod 1777 /srv/scratch
+say "INFO quota filesystems: $(findmnt -no TARGET,FSTYPE,OPTIONS /home /srv/scratch | tr -s ' ' | tr '\n' ';')"
+mkdir -p /etc/diycloud
+printf '[quota]\nfilesystems = ["/home", "/srv/scratch"]\n' > /etc/diycloud/diycloud.toml
+doctor=$(slicectl doctor 2>&1)
+if echo "$doctor" | grep -Eq '^ok +quota +/home \(ext4 on /dev/vdc\): user quotas counted and enforced' \
+    && echo "$doctor" | grep -Eq '^ok +quota +/srv/scratch \(xfs on /dev/vdd\): user quotas counted and enforced'; then
+    pass "doctor: both quota filesystems count and enforce user quotas"
+else
+    fail "doctor quota lines" "ok for /home and /srv/scratch" "$(echo "$doctor" | grep quota | oneline_q)"
+fi
+
+# 1. add with --disk 20M: the limit is in the kernel on both, and enforced.
+out=$(echo "$password" | slicectl user add alice --password-stdin --disk 20M 2>&1)
+check "slicectl user add alice --disk 20M" "0" "$?"
+uid=$(id -u alice)
+check "repquota -v /home shows alice's 20M hard limit" "20480" "$(repquota_hard /home alice)"
+check "xfs_quota report shows alice's 20M hard limit" "20480" "$(xfs_hard /srv/scratch alice)"
+for target in '$HOME/fill' /srv/scratch/alice-fill; do
+    out=$(as_alice "dd if=/dev/zero of=$target bs=1M count=30 2>&1; echo rc=\$?")
+    case "$out" in
+        *"Disk quota exceeded"*rc=1*) pass "alice over SSH: writing 30M to $target stops with 'Disk quota exceeded'" ;;
+        *) fail "EDQUOT writing $target" "Disk quota exceeded, rc=1" "$(echo "$out" | tr '\n' '|')" ;;
+    esac
+done
+size=$(stat -c %s /home/alice/fill /srv/scratch/alice-fill | sort -n | tail -1)
+if [ -n "$size" ] && [ "$size" -le $((20 << 20)) ]; then
+    pass "the kernel held both files to 20M (largest $size bytes)"
+else
+    fail "files under the limit" "at most $((20 << 20)) bytes" "$size"
+fi
+
+# 2. raised at once, without a new login: her uid writes 15M more on each.
+slicectl user mod alice --disk 40M >/dev/null
+check "slicectl user mod alice --disk 40M" "0" "$?"
+check "repquota shows 40M after user mod" "40960" "$(repquota_hard /home alice)"
+check "xfs_quota shows 40M after user mod" "40960" "$(xfs_hard /srv/scratch alice)"
+out=$(setpriv --reuid=alice --regid=alice --init-groups sh -c \
+    'dd if=/dev/zero of=/home/alice/fill bs=1M count=15 oflag=append conv=notrunc 2>&1 && dd if=/dev/zero of=/srv/scratch/alice-fill bs=1M count=15 oflag=append conv=notrunc 2>&1; echo rc=$?')
+check "with no new login, alice writes 15M more on both under the raised limit" "rc=0" "$(echo "$out" | grep -o 'rc=[0-9]*')"
+
+# 4. usage: used bytes as `quota -u` counts them (1K blocks, rounded up).
+sync
+ours=$(slicectl --json usage alice | grep -o '"used_bytes": [0-9]*' | awk '{ printf "%d ", int(($2 + 1023) / 1024) }')
+theirs=$(quota -w -u alice | awk '$1 == "/dev/vdc" || $1 == "/dev/vdd" { sub(/\*$/, "", $2); printf "%s ", $2 }')
+check "slicectl --json usage alice: used bytes match quota -u alice on both" "$theirs" "$ours"
+say "INFO usage: $(slicectl usage alice 2>&1 | tail -3 | oneline_q)"
+
+# 2. lowered under what she uses: accepted with a warning; she can still delete.
+out=$(slicectl user mod alice --disk 10M 2>&1)
+rc=$?
+case "$rc:$out" in
+    0:*"warning"*"over the new 10M limit"*) pass "lowering under current use is accepted with a warning" ;;
+    *) fail "lower with a warning" "rc 0 and a warning" "$rc: $(echo "$out" | oneline_q)" ;;
+esac
+check "repquota shows 10M after lowering" "10240" "$(repquota_hard /home alice)"
+check "over her quota, alice can still delete her files" "removed" \
+    "$(as_alice 'rm -f ~/fill /srv/scratch/alice-fill && echo removed' 2>&1 | tail -1)"
+
+# A filesystem that counts usage but enforces nothing is named as such.
+if quotaoff -u /home 2>/dev/null; then
+    doctor=$(slicectl doctor 2>&1)
+    if echo "$doctor" | grep -Eq '^FAIL +quota +/home \(ext4\) counts user quota usage but does not enforce limits'; then
+        pass "doctor: /home after quotaoff counts but does not enforce"
+    else
+        fail "doctor on an accounting-only filesystem" "FAIL quota /home ... does not enforce" "$(echo "$doctor" | grep quota | oneline_q)"
+    fi
+    out=$(slicectl apply alice 2>&1)
+    rc=$?
+    case "$rc:$out" in
+        1:*"/home (ext4) counts user quota usage but does not enforce limits"*) pass "slicectl apply fails on the accounting-only filesystem, naming it" ;;
+        *) fail "apply on accounting-only" "rc 1 naming /home" "$rc: $(echo "$out" | oneline_q)" ;;
+    esac
+    quotaon -u /home
+else
+    fail "quotaoff -u /home" "it turns enforcement off" "it failed"
+fi
+
+# 3. a configured filesystem without quotas (the root ext4): named with the fix.
+printf '[quota]\nfilesystems = ["/home", "/srv/scratch", "/"]\n' > /etc/diycloud/diycloud.toml
+out=$(echo 'quinn pw 12345' | slicectl user add quinn --password-stdin --disk 20M 2>&1)
+rc=$?
+case "$rc:$out" in
+    1:*"/ (ext4) is mounted without user quotas"*"tune2fs -O quota"*) pass "user add names the filesystem without quotas and the fix" ;;
+    *) fail "user add on a filesystem without quotas" "rc 1, naming / and tune2fs" "$rc: $(echo "$out" | oneline_q)" ;;
+esac
+check "quinn is created all the same" "0" "$(slicectl user show quinn >/dev/null 2>&1; echo $?)"
+check "and her quota on the other filesystems is set" "20480 20480" "$(repquota_hard /home quinn) $(xfs_hard /srv/scratch quinn)"
+out=$(slicectl apply quinn 2>&1)
+rc=$?
+case "$rc:$out" in
+    1:*"/ (ext4) is mounted without user quotas"*) pass "slicectl apply names the filesystem without quotas" ;;
+    *) fail "apply on a filesystem without quotas" "rc 1 naming /" "$rc: $(echo "$out" | oneline_q)" ;;
+esac
+doctor=$(slicectl doctor 2>&1)
+if echo "$doctor" | grep -Eq '^FAIL +quota +/ \(ext4\) is mounted without user quotas'; then
+    pass "doctor: / has no user quotas, with the fix"
+else
+    fail "doctor on /" "FAIL quota / ..." "$(echo "$doctor" | grep quota | oneline_q)"
+fi
+out=$(as_user quinn 'quinn pw 12345' 'echo logged-in' 2>&1)
+case "$out" in
+    *logged-in*) fail "on_session_error = deny: quinn's login is refused" "refused" "$out" ;;
+    *) pass "on_session_error = deny: quinn's login is refused" ;;
+esac
+printf '[session]\non_session_error = "allow"\n[quota]\nfilesystems = ["/home", "/srv/scratch", "/"]\n' > /etc/diycloud/diycloud.toml
+check "on_session_error = allow: quinn logs in" "logged-in" "$(as_user quinn 'quinn pw 12345' 'echo logged-in' 2>&1 | tail -1)"
+no_processes_of quinn
+slicectl user del quinn --remove-home >/dev/null 2>&1
+
+# Benchmark: session open with quotas on two filesystems against without,
+# interleaved in one process (limits already set: a read per filesystem).
+rm -f /etc/diycloud/diycloud.toml
+printf '[quota]\nfilesystems = ["/home", "/srv/scratch"]\n' > /etc/diycloud/quota-bench.toml
+mkdir -p /tmp/probe-pam.d
+echo "session required pam_diycloud.so" > /tmp/probe-pam.d/probe
+echo "session required pam_diycloud.so config=/etc/diycloud/quota-bench.toml" > /tmp/probe-pam.d/probe-quota
+# Her limits off first: the bench's first session open with quotas sets them.
+setquota -u alice 0 0 0 0 /home && setquota -u alice 0 0 0 0 /srv/scratch
+compare=$("$stage/session_compare" alice /tmp/probe-pam.d probe probe-quota 60)
+check "session opens with and without quotas all succeed" "0" "$?"
+echo "$compare" | sed 's/^compare:/DIYCLOUD BENCH quota/'
+check_range "session open with quotas on two filesystems costs at most 10% more" 0 1.10 \
+    "$(echo "$compare" | grep -o 'ratio=[0-9.]*' | cut -d= -f2)"
+check "session open with quotas set alice's 10M on both again" "10240 10240" "$(repquota_hard /home alice) $(xfs_hard /srv/scratch alice)"
+rm -f /etc/diycloud/quota-bench.toml
+
+# 5. user del takes her limits off: nothing left for her uid.
+printf '[quota]\nfilesystems = ["/home", "/srv/scratch"]\n' > /etc/diycloud/diycloud.toml
+no_processes_of alice
+out=$(slicectl user del alice 2>&1)
+check "slicectl user del alice" "0" "$?"
+left=$(repquota -v /home | awk -v u="#$uid" '$1 == u && ($4 != 0 || $5 != 0)')
+check "repquota -v /home: no limit left for uid $uid" "" "$left"
+left=$(xfs_quota -x -c 'report -u -N -n' /srv/scratch | awk -v u="$uid" '($1 == u || $1 == "#" u) && ($3 != 0 || $4 != 0)')
+check "xfs_quota report: no limit left for uid $uid" "" "$left"
 rm -f /etc/diycloud/diycloud.toml
 
 # --- 5. the shipped pam-auth-update profile, as pam-auth-update writes it ------

@@ -28,7 +28,8 @@ mkdir -p "$logs"
 stage="$logs/stage"
 rm -rf "$stage" && mkdir -p "$stage"
 cp target/release/libpam_diycloud.so "$stage/pam_diycloud.so"
-cp target/release/slicectl target/release/session_probe target/release/cpu_burn "$here/guest-checks.sh" "$stage/"
+cp target/release/slicectl target/release/session_probe target/release/session_compare \
+    target/release/cpu_burn "$here/guest-checks.sh" "$stage/"
 cp packaging/pam-configs/diycloud "$stage/pam-configs-diycloud"
 
 passed=0
@@ -52,12 +53,16 @@ for variant in "${variants[@]}"; do
         qemu-img create -q -f qcow2 -b "$image/root.img" -F raw "$work/root.qcow2"
         truncate -s 64M "$work/stage.img"
         mkfs.ext4 -q -F -d "$stage" "$work/stage.img"
+        # Blank (sparse) disks for the quota checks: ext4 and XFS (300M at least).
+        truncate -s 512M "$work/quota-ext4.img" "$work/quota-xfs.img"
         echo "== $variant: booting ($release, cgroup $cgroup; console log: ${console#"$root"/})"
         start=$(date +%s)
         timeout 600 qemu-system-x86_64 -accel tcg -m 2048 -smp 2 -nographic -no-reboot \
             -kernel "$image/vmlinuz" -initrd "$image/initrd.img" \
             -drive "file=$work/root.qcow2,format=qcow2,if=virtio" \
             -drive "file=$work/stage.img,format=raw,if=virtio,readonly=on" \
+            -drive "file=$work/quota-ext4.img,format=raw,if=virtio" \
+            -drive "file=$work/quota-xfs.img,format=raw,if=virtio" \
             -append "console=ttyS0 root=/dev/vda rw quiet panic=-1 $cmdline" \
             -serial "file:$console" -monitor none -display none >/dev/null 2>&1 || true
         rm -rf "$work"

@@ -1,0 +1,63 @@
+//! Run inside the test VM, against real systemd and a real kernel: the cost
+//! of one more apply step, measured. Opens sessions for USER through two PAM
+//! services (the same module with two configs, e.g. without and with disk
+//! quotas), interleaved so both see the same load, and prints the medians
+//! and their ratio.
+//!
+//! Usage: session_compare USER PAM_CONFDIR SERVICE_A SERVICE_B ROUNDS
+//! Prints one `compare:` line; exits 1 when a session open fails.
+#![deny(unsafe_code)]
+// A benchmark: reading the clock is its job.
+#![allow(clippy::disallowed_methods)]
+// Test code: a panic is how a failed check is reported.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use diycloud_tests::pam_client::{percentile, Pam, PAM_SUCCESS};
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [user, confdir, a, b, rounds] = args.as_slice() else {
+        eprintln!("usage: session_compare USER PAM_CONFDIR SERVICE_A SERVICE_B ROUNDS");
+        std::process::exit(2);
+    };
+    let rounds: usize = rounds.parse().expect("ROUNDS");
+    let confdir = Path::new(confdir);
+    let (pam_a, pam_b) = (
+        Pam::new(a, user, confdir, ""),
+        Pam::new(b, user, confdir, ""),
+    );
+    let (mut times_a, mut times_b) = (Vec::new(), Vec::new());
+    let mut failed = false;
+    // One warm-up each (caches, the first write of limits), then the rounds.
+    for round in 0..=rounds {
+        for (pam, times) in [(&pam_a, &mut times_a), (&pam_b, &mut times_b)] {
+            let rc = pam.session(|_, took| {
+                if round > 0 {
+                    times.push(took);
+                }
+            });
+            failed |= rc != PAM_SUCCESS;
+        }
+    }
+    let (median_a, median_b) = (
+        percentile(&mut times_a, 0.5),
+        percentile(&mut times_b, 0.5),
+    );
+    println!(
+        "compare: rounds={rounds} {a}_median_ms={:.3} {b}_median_ms={:.3} ratio={:.3}",
+        ms(median_a),
+        ms(median_b),
+        median_b.as_secs_f64() / median_a.as_secs_f64()
+    );
+    if failed {
+        eprintln!("session_compare: a session open failed");
+        std::process::exit(1);
+    }
+}
