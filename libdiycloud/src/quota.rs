@@ -262,10 +262,17 @@ fn user_quota_flags(device: &Path) -> Result<u16, Errno> {
     Errno::result(rc).map(|_| stat.flags)
 }
 
-/// `uid`'s limits and usage on `mount`.
+/// `uid`'s limits and usage on `mount` (whose device [`check_enforced`]
+/// has found).
 pub fn get(mount: &Mount, uid: u32) -> Result<QuotaState, QuotaError> {
-    let dq = quotactl_get(QuotaType::USRQUOTA, mount.device.as_path(), uid_arg(uid))
-        .map_err(|e| quotactl_error(mount, Some(uid), e))?;
+    let dq = match quotactl_get(QuotaType::USRQUOTA, mount.device.as_path(), uid_arg(uid)) {
+        Ok(dq) => dq,
+        // XFS keeps no record for an id that has neither usage nor limits
+        // and answers ENOENT: nothing used, no limit. (The device itself
+        // was found by the quota state query before.)
+        Err(Errno::ENOENT) => return Ok(QuotaState::default()),
+        Err(e) => return Err(quotactl_error(mount, Some(uid), e)),
+    };
     Ok(QuotaState {
         limits: QuotaLimits {
             block_hard: dq.blocks_hard_limit().unwrap_or(0),

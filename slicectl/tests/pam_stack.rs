@@ -173,11 +173,14 @@ fn a_non_utf8_user_name_is_an_unknown_user_not_a_system_error() {
         .env("LD_PRELOAD", "libpam_wrapper.so")
         .env("PAM_WRAPPER", "1")
         .env("PAM_WRAPPER_SERVICE_DIR", env.dir.path());
-    let out = diycloud_tests::run(cmd, Some(b"x\n"));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Through the harness's one-pamtester-at-a-time lock, like every
+    // other pam_wrapper run (its temporary service directory can be shared
+    // by two processes that start at once).
+    let out = env.pamtester_run(cmd, b"x\n");
     assert!(
-        stderr.contains(&format!("pamtester: {USER_UNKNOWN}")),
-        "PAM_USER_UNKNOWN, not PAM_SYSTEM_ERR: {stderr}"
+        out.stderr.contains(&format!("pamtester: {USER_UNKNOWN}")),
+        "PAM_USER_UNKNOWN, not PAM_SYSTEM_ERR: {}",
+        out.stderr
     );
 }
 

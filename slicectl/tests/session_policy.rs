@@ -169,7 +169,7 @@ fn no_hook_reads_an_environment_variable() {
             .env("SQLITE_TMPDIR", "/nonexistent")
             .env("HOME", "/nonexistent")
             .env("RUST_BACKTRACE", "1");
-        let _ = diycloud_tests::run(cmd, Some(input));
+        let _ = env.pamtester_run(cmd, input);
     }
     let read = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(

@@ -4,8 +4,12 @@
 //! quotas), interleaved so both see the same load, and prints the medians
 //! and their ratio.
 //!
-//! Usage: session_compare USER PAM_CONFDIR SERVICE_A SERVICE_B ROUNDS
-//! Prints one `compare:` line; exits 1 when a session open fails.
+//! With FILESYSTEMs, also times the quota step's own work for USER on them
+//! through the library (the read per filesystem a session open makes when
+//! the limits already match).
+//!
+//! Usage: session_compare USER PAM_CONFDIR SERVICE_A SERVICE_B ROUNDS [FILESYSTEM...]
+//! Prints `compare:` lines; exits 1 when a session open or a quota read fails.
 #![deny(unsafe_code)]
 // A benchmark: reading the clock is its job.
 #![allow(clippy::disallowed_methods)]
@@ -15,7 +19,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use diycloud_tests::pam_client::{percentile, Pam, PAM_SUCCESS};
+use diycloud_tests::pam_client::{median_time, percentile, Pam, PAM_SUCCESS};
+use libdiycloud::apply::QuotaPort;
+use libdiycloud::quota::SystemQuotas;
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
@@ -23,8 +29,10 @@ fn ms(d: Duration) -> f64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [user, confdir, a, b, rounds] = args.as_slice() else {
-        eprintln!("usage: session_compare USER PAM_CONFDIR SERVICE_A SERVICE_B ROUNDS");
+    let [user, confdir, a, b, rounds, filesystems @ ..] = args.as_slice() else {
+        eprintln!(
+            "usage: session_compare USER PAM_CONFDIR SERVICE_A SERVICE_B ROUNDS [FILESYSTEM...]"
+        );
         std::process::exit(2);
     };
     let rounds: usize = rounds.parse().expect("ROUNDS");
@@ -56,6 +64,23 @@ fn main() {
         ms(median_b),
         median_b.as_secs_f64() / median_a.as_secs_f64()
     );
+    if !filesystems.is_empty() {
+        let uid = nix::unistd::User::from_name(user)
+            .expect("passwd")
+            .expect("USER has a system account")
+            .uid
+            .as_raw();
+        let read_all = || {
+            for fs in filesystems {
+                SystemQuotas.get(Path::new(fs), uid).expect("quota read");
+            }
+        };
+        println!(
+            "compare: quota step alone (read on {} filesystems) median_ms={:.3}",
+            filesystems.len(),
+            ms(median_time(rounds, read_all))
+        );
+    }
     if failed {
         eprintln!("session_compare: a session open failed");
         std::process::exit(1);
