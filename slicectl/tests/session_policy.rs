@@ -108,11 +108,11 @@ fn session_open_ignores_dbus_system_bus_address() {
         "DBUS_SYSTEM_BUS_ADDRESS",
         format!("unix:path={}", fake.display()),
     );
-    let out = diycloud_tests::run(cmd, Some(b""));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let out = env.pamtester_run(cmd, b"");
     assert!(
-        stderr.contains("on_session_error = deny"),
-        "the module ran and tried the real bus: {stderr}"
+        out.stderr.contains("on_session_error = deny"),
+        "the module ran and tried the real bus: {}",
+        out.stderr
     );
     match listener.accept() {
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
