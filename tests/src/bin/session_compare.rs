@@ -54,10 +54,7 @@ fn main() {
             failed |= rc != PAM_SUCCESS;
         }
     }
-    let (median_a, median_b) = (
-        percentile(&mut times_a, 0.5),
-        percentile(&mut times_b, 0.5),
-    );
+    let (median_a, median_b) = (percentile(&mut times_a, 0.5), percentile(&mut times_b, 0.5));
     println!(
         "compare: rounds={rounds} {a}_median_ms={:.3} {b}_median_ms={:.3} ratio={:.3}",
         ms(median_a),
