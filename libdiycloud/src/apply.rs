@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::{pin, Pin};
 use std::task::Poll;
 
@@ -62,13 +62,22 @@ pub trait SliceLink {
     fn close(self) -> impl Future<Output = ()>;
 }
 
-/// Where users' disk quotas are read and set: the kernel, per filesystem
-/// (named by its mount point).
+/// Where users' disk quotas are read and set: the kernel, per filesystem.
 pub trait QuotaPort {
-    /// `uid`'s limits and usage on `filesystem`; fails where the filesystem
-    /// does not enforce user quotas.
-    fn get(&self, filesystem: &Path, uid: u32) -> Result<QuotaState, PortError>;
-    fn set(&self, filesystem: &Path, uid: u32, limits: &QuotaLimits) -> Result<(), PortError>;
+    /// A filesystem found ready for quota calls.
+    type Filesystem;
+    /// The filesystems mounted at `mount_points`, in order (one look at the
+    /// mount table for all): each one found and enforcing user quotas, or
+    /// why not.
+    fn filesystems(&self, mount_points: &[PathBuf]) -> Vec<Result<Self::Filesystem, PortError>>;
+    /// `uid`'s limits and usage on `filesystem`.
+    fn get(&self, filesystem: &Self::Filesystem, uid: u32) -> Result<QuotaState, PortError>;
+    fn set(
+        &self,
+        filesystem: &Self::Filesystem,
+        uid: u32,
+        limits: &QuotaLimits,
+    ) -> Result<(), PortError>;
 }
 
 /// Where system accounts are looked up (NSS).
@@ -308,10 +317,7 @@ async fn run_steps<S: SlicePort, A: AccountPort, Q: QuotaPort>(
             // The quota calls run while systemd works on the slice.
             let limits = config.quota.policy.limits(user.allocation.disk);
             let (slice, quota) = alongside(slice, || {
-                filesystems
-                    .iter()
-                    .map(|fs| quota_step(&ports.quota, fs, *uid, &limits))
-                    .collect::<Vec<_>>()
+                quota_steps(&ports.quota, filesystems, *uid, &limits)
             })
             .await;
             std::iter::once(slice).chain(quota).collect()
@@ -338,15 +344,39 @@ async fn alongside<F: Future, T>(future: F, work: impl FnOnce() -> T) -> (F::Out
     (output, done)
 }
 
+/// One quota step per filesystem in `mount_points`, each bringing `uid`'s
+/// quota there to `limits`.
+fn quota_steps<Q: QuotaPort>(
+    quota: &Q,
+    mount_points: &[PathBuf],
+    uid: u32,
+    limits: &QuotaLimits,
+) -> Vec<StepReport> {
+    if mount_points.is_empty() {
+        return Vec::new();
+    }
+    mount_points
+        .iter()
+        .zip(quota.filesystems(mount_points))
+        .map(|(mount_point, found)| {
+            let target = mount_point.display().to_string();
+            match found {
+                Ok(filesystem) => quota_step(quota, &filesystem, target, uid, limits),
+                Err(e) => failed(Step::Quota, Some(target), e.to_string()),
+            }
+        })
+        .collect()
+}
+
 /// Brings `uid`'s quota on `filesystem` to `limits`: read, compare, and
 /// write only where they differ (a session open usually finds them set).
-fn quota_step(
-    quota: &impl QuotaPort,
-    filesystem: &Path,
+fn quota_step<Q: QuotaPort>(
+    quota: &Q,
+    filesystem: &Q::Filesystem,
+    target: String,
     uid: u32,
     limits: &QuotaLimits,
 ) -> StepReport {
-    let target = filesystem.display().to_string();
     let state = match quota.get(filesystem, uid) {
         Ok(state) => state,
         Err(e) => return failed(Step::Quota, Some(target), e.to_string()),
@@ -377,18 +407,23 @@ pub fn clear_quotas<S, A: AccountPort, Q: QuotaPort>(
 ) -> ApplyReport {
     let filesystems = &config.quota.filesystems;
     let uid = uid_of(ports, user);
-    let steps = filesystems
-        .iter()
-        .map(|fs| match &uid {
-            Err(e) => failed(
-                Step::Quota,
-                Some(fs.display().to_string()),
-                format!("cannot look up the system account: {e}"),
-            ),
-            Ok(None) => skipped(Step::Quota, "no system account"),
-            Ok(Some(uid)) => quota_step(&ports.quota, fs, *uid, &QuotaLimits::NONE),
-        })
-        .collect();
+    let steps = match &uid {
+        Err(e) => filesystems
+            .iter()
+            .map(|fs| {
+                failed(
+                    Step::Quota,
+                    Some(fs.display().to_string()),
+                    format!("cannot look up the system account: {e}"),
+                )
+            })
+            .collect(),
+        Ok(None) => filesystems
+            .iter()
+            .map(|_| skipped(Step::Quota, "no system account"))
+            .collect(),
+        Ok(Some(uid)) => quota_steps(&ports.quota, filesystems, *uid, &QuotaLimits::NONE),
+    };
     ApplyReport {
         username: user.username.to_string(),
         uid: uid.ok().flatten(),
@@ -466,13 +501,18 @@ pub fn disk_usage<S, A: AccountPort, Q: QuotaPort>(
     let Some(uid) = uid_of(ports, user)? else {
         return Ok(Vec::new());
     };
-    Ok(config
-        .quota
-        .filesystems
+    let mount_points = &config.quota.filesystems;
+    if mount_points.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(mount_points
         .iter()
-        .map(|fs| DiskUsage {
-            filesystem: fs.clone(),
-            quota: ports.quota.get(fs, uid).map_err(|e| e.to_string()),
+        .zip(ports.quota.filesystems(mount_points))
+        .map(|(mount_point, found)| DiskUsage {
+            filesystem: mount_point.clone(),
+            quota: found
+                .and_then(|fs| ports.quota.get(&fs, uid))
+                .map_err(|e| e.to_string()),
         })
         .collect())
 }

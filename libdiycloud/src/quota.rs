@@ -122,11 +122,17 @@ fn enforce_fix_for(fstype: &str) -> &'static str {
 
 /// The mounted filesystem at `mount_point` (which must be one).
 pub fn mount_of(mount_point: &Path) -> Result<Mount, QuotaError> {
-    if !mount_point.is_dir() {
-        return Err(QuotaError::Missing(mount_point.into()));
-    }
     let text = std::fs::read_to_string("/proc/self/mountinfo").map_err(QuotaError::Mountinfo)?;
-    find_mount(&text, mount_point).ok_or_else(|| QuotaError::NotAMountPoint(mount_point.into()))
+    mount_in(&text, mount_point)
+}
+
+/// The mount at `mount_point` in mountinfo `text`, or why there is none.
+fn mount_in(text: &str, mount_point: &Path) -> Result<Mount, QuotaError> {
+    match find_mount(text, mount_point) {
+        Some(mount) => Ok(mount),
+        None if mount_point.is_dir() => Err(QuotaError::NotAMountPoint(mount_point.into())),
+        None => Err(QuotaError::Missing(mount_point.into())),
+    }
 }
 
 /// `uid`: whose quota was asked for; `None`: the filesystem's quota state.
@@ -158,7 +164,13 @@ fn uid_arg(uid: u32) -> i32 {
 /// The filesystem at `mount_point`, where it enforces user quotas (for
 /// `doctor`); otherwise why not, and the fix.
 pub fn ready(mount_point: &Path) -> Result<Mount, QuotaError> {
-    let mount = mount_of(mount_point)?;
+    let text = std::fs::read_to_string("/proc/self/mountinfo").map_err(QuotaError::Mountinfo)?;
+    ready_in(&text, mount_point)
+}
+
+/// [`ready`] with the mount table read.
+fn ready_in(mountinfo: &str, mount_point: &Path) -> Result<Mount, QuotaError> {
+    let mount = mount_in(mountinfo, mount_point)?;
     check_enforced(&mount)?;
     Ok(mount)
 }
@@ -308,15 +320,28 @@ pub fn set(mount: &Mount, uid: u32, limits: &QuotaLimits) -> Result<(), QuotaErr
 pub struct SystemQuotas;
 
 impl QuotaPort for SystemQuotas {
-    fn get(&self, filesystem: &Path, uid: u32) -> Result<QuotaState, PortError> {
-        let mount = mount_of(filesystem).map_err(PortError::new)?;
-        check_enforced(&mount).map_err(PortError::new)?;
-        get(&mount, uid).map_err(PortError::new)
+    type Filesystem = Mount;
+
+    fn filesystems(&self, mount_points: &[PathBuf]) -> Vec<Result<Mount, PortError>> {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo");
+        mount_points
+            .iter()
+            .map(|mount_point| {
+                let found: Result<Mount, QuotaError> = match &mountinfo {
+                    Ok(text) => ready_in(text, mount_point),
+                    Err(e) => Err(QuotaError::Mountinfo(e.kind().into())),
+                };
+                found.map_err(PortError::new)
+            })
+            .collect()
     }
 
-    fn set(&self, filesystem: &Path, uid: u32, limits: &QuotaLimits) -> Result<(), PortError> {
-        let mount = mount_of(filesystem).map_err(PortError::new)?;
-        set(&mount, uid, limits).map_err(PortError::new)
+    fn get(&self, filesystem: &Mount, uid: u32) -> Result<QuotaState, PortError> {
+        get(filesystem, uid).map_err(PortError::new)
+    }
+
+    fn set(&self, filesystem: &Mount, uid: u32, limits: &QuotaLimits) -> Result<(), PortError> {
+        set(filesystem, uid, limits).map_err(PortError::new)
     }
 }
 

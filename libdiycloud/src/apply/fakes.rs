@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -152,20 +152,41 @@ impl FakeQuotas {
 }
 
 impl QuotaPort for FakeQuotas {
-    fn get(&self, filesystem: &Path, uid: u32) -> Result<QuotaState, PortError> {
-        let fs = filesystem.display();
+    type Filesystem = PathBuf;
+
+    fn filesystems(&self, mount_points: &[PathBuf]) -> Vec<Result<PathBuf, PortError>> {
+        self.journal.borrow_mut().push(format!(
+            "quota filesystems {}",
+            mount_points
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+        mount_points
+            .iter()
+            .map(|p| {
+                if self.off.contains(p) {
+                    Err(PortError::msg(format!(
+                        "{} (ext4) is mounted without user quotas: mount with usrquota",
+                        p.display()
+                    )))
+                } else {
+                    Ok(p.clone())
+                }
+            })
+            .collect()
+    }
+
+    fn get(&self, filesystem: &PathBuf, uid: u32) -> Result<QuotaState, PortError> {
+        let fs = filesystem.display().to_string();
         self.journal
             .borrow_mut()
             .push(format!("quota get {fs} {uid}"));
-        if self.off.iter().any(|p| p == filesystem) {
-            return Err(PortError::msg(format!(
-                "{fs} (ext4) is mounted without user quotas: mount with usrquota"
-            )));
-        }
-        Ok(self.state(&fs.to_string(), uid))
+        Ok(self.state(&fs, uid))
     }
 
-    fn set(&self, filesystem: &Path, uid: u32, limits: &QuotaLimits) -> Result<(), PortError> {
+    fn set(&self, filesystem: &PathBuf, uid: u32, limits: &QuotaLimits) -> Result<(), PortError> {
         let fs = filesystem.display().to_string();
         self.journal.borrow_mut().push(format!(
             "quota set {fs} {uid} {}",

@@ -233,6 +233,7 @@ fn sets_the_quota_on_each_filesystem_while_systemd_works_on_the_slice() {
         journal(&j),
         [
             "connect started".to_owned(),
+            "quota filesystems /home /srv/scratch".to_owned(),
             "quota get /home 1000".to_owned(),
             format!("quota set /home 1000 {ALICE_QUOTA}"),
             "quota get /srv/scratch 1000".to_owned(),
@@ -278,7 +279,11 @@ fn limits_that_already_match_are_read_and_not_written() {
         .collect();
     assert_eq!(
         quota_calls,
-        ["quota get /home 1000", "quota get /srv/scratch 1000"]
+        [
+            "quota filesystems /home /srv/scratch",
+            "quota get /home 1000",
+            "quota get /srv/scratch 1000"
+        ]
     );
     assert!(again.is_complete());
     assert!(matches!(

@@ -16,7 +16,7 @@
 // Test code: a panic is how a failed check is reported.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use diycloud_tests::pam_client::{median_time, percentile, Pam, PAM_SUCCESS};
@@ -67,9 +67,14 @@ fn main() {
             .expect("USER has a system account")
             .uid
             .as_raw();
+        let mount_points: Vec<PathBuf> = filesystems.iter().map(PathBuf::from).collect();
+        // What a session open's quota step does when the limits match: find
+        // the filesystems, read the user's quota on each.
         let read_all = || {
-            for fs in filesystems {
-                SystemQuotas.get(Path::new(fs), uid).expect("quota read");
+            for fs in SystemQuotas.filesystems(&mount_points) {
+                SystemQuotas
+                    .get(&fs.expect("quota filesystem"), uid)
+                    .expect("quota read");
             }
         };
         println!(

@@ -282,24 +282,26 @@ slicectl user del quinn --remove-home >/dev/null 2>&1
 # while alice is logged in (as in the session benchmark above: a slice that
 # is not running is loaded by systemd for each call, which costs ten times
 # more and would hide the quota step).
+# Both read a config file of their own: they differ only in [quota].
 rm -f /etc/diycloud/diycloud.toml
-printf '[quota]\nfilesystems = ["/home", "/srv/scratch"]\n' > /etc/diycloud/quota-bench.toml
+printf '[session]\non_session_error = "deny"\n' > /etc/diycloud/bench-plain.toml
+printf '[session]\non_session_error = "deny"\n[quota]\nfilesystems = ["/home", "/srv/scratch"]\n' > /etc/diycloud/bench-quota.toml
 mkdir -p /tmp/probe-pam.d
-echo "session required pam_diycloud.so" > /tmp/probe-pam.d/probe
-echo "session required pam_diycloud.so config=/etc/diycloud/quota-bench.toml" > /tmp/probe-pam.d/probe-quota
+echo "session required pam_diycloud.so config=/etc/diycloud/bench-plain.toml" > /tmp/probe-pam.d/plain
+echo "session required pam_diycloud.so config=/etc/diycloud/bench-quota.toml" > /tmp/probe-pam.d/quota
 # Her limits off first: the bench's first session open with quotas sets them.
 setquota -u alice 0 0 0 0 /home && setquota -u alice 0 0 0 0 /srv/scratch
 as_alice 'sleep 60' &
 holder=$!
 sleep 3
-compare=$("$stage/session_compare" alice /tmp/probe-pam.d probe probe-quota 60 /home /srv/scratch)
+compare=$("$stage/session_compare" alice /tmp/probe-pam.d plain quota 60 /home /srv/scratch)
 check "session opens with and without quotas all succeed" "0" "$?"
 kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null
 echo "$compare" | sed 's/^compare:/DIYCLOUD BENCH quota/'
 check_range "session open with quotas on two filesystems costs at most 10% more" 0 1.10 \
     "$(echo "$compare" | grep -o 'ratio=[0-9.]*' | head -1 | cut -d= -f2)"
 check "session open with quotas set alice's 10M on both again" "10240 10240" "$(repquota_hard /home alice) $(xfs_hard /srv/scratch alice)"
-rm -f /etc/diycloud/quota-bench.toml
+rm -f /etc/diycloud/bench-plain.toml /etc/diycloud/bench-quota.toml
 
 # 5. user del takes her limits off: nothing left for her uid.
 printf '[quota]\nfilesystems = ["/home", "/srv/scratch"]\n' > /etc/diycloud/diycloud.toml
