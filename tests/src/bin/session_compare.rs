@@ -43,9 +43,15 @@ fn main() {
     );
     let (mut times_a, mut times_b) = (Vec::new(), Vec::new());
     let mut failed = false;
-    // One warm-up each (caches, the first write of limits), then the rounds.
+    // One warm-up each (caches, the first write of limits), then the rounds;
+    // A goes first in even rounds and B in odd ones, so neither always
+    // follows the other's leftover work in systemd.
     for round in 0..=rounds {
-        for (pam, times) in [(&pam_a, &mut times_a), (&pam_b, &mut times_b)] {
+        let mut pair = [(&pam_a, &mut times_a), (&pam_b, &mut times_b)];
+        if round % 2 == 1 {
+            pair.reverse();
+        }
+        for (pam, times) in pair {
             let rc = pam.session(|_, took| {
                 if round > 0 {
                     times.push(took);
