@@ -93,9 +93,14 @@ fn doctor_reports_each_check() {
             "database",
             "unfinished",
             "group",
+            "quota",
             "module",
             "pam"
         ]
+    );
+    assert_eq!(
+        doc[6]["detail"], "off: no filesystems in [quota] filesystems",
+        "quotas are off until filesystems are named"
     );
     if !diycloud_tests::has_system_bus() {
         let systemd = &doc[1];
@@ -106,4 +111,34 @@ fn doctor_reports_each_check() {
             "a failed check fails the command"
         );
     }
+}
+
+#[test]
+fn doctor_names_each_quota_filesystem_that_cannot_take_quotas() {
+    let env =
+        diycloud_tests::test_env!("[quota]\nfilesystems = [\"/no/such/dir\", \"/usr/share\"]\n");
+    let out = env.slicectl(&["doctor", "--json"], None);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let quota: Vec<(&str, &str)> = doc
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["check"] == "quota")
+        .map(|c| (c["status"].as_str().unwrap(), c["detail"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        quota,
+        [
+            ("fail", "quota filesystem /no/such/dir: no such directory"),
+            (
+                "fail",
+                "quota filesystem /usr/share is not a mount point: name the mount point itself (see `findmnt -T /usr/share`)"
+            ),
+        ]
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed check fails the command"
+    );
 }
