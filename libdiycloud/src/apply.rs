@@ -293,18 +293,8 @@ async fn run_steps<S: SlicePort, A: AccountPort, Q: QuotaPort>(
     let filesystems = &config.quota.filesystems;
     let uid = uid_of(ports, user);
     let steps = match &uid {
-        Err(e) => {
-            let error = format!("cannot look up the system account: {e}");
-            let quota = filesystems
-                .iter()
-                .map(|fs| failed(Step::Quota, Some(fs.display().to_string()), error.clone()));
-            std::iter::once(failed(Step::Slice, None, error.clone()))
-                .chain(quota)
-                .collect()
-        }
-        Ok(None) => std::iter::once(Step::Slice)
-            .chain(filesystems.iter().map(|_| Step::Quota))
-            .map(|step| skipped(step, "no system account"))
+        Err(_) | Ok(None) => std::iter::once(without_uid(Step::Slice, None, &uid))
+            .chain(quota_steps_without_uid(filesystems, &uid))
             .collect(),
         Ok(Some(uid)) => {
             let slice = async {
@@ -352,12 +342,7 @@ fn quota_steps<Q: QuotaPort>(
     uid: u32,
     limits: &QuotaLimits,
 ) -> Vec<StepReport> {
-    if mount_points.is_empty() {
-        return Vec::new();
-    }
-    mount_points
-        .iter()
-        .zip(quota.filesystems(mount_points))
+    found_filesystems(quota, mount_points)
         .map(|(mount_point, found)| {
             let target = mount_point.display().to_string();
             match found {
@@ -366,6 +351,20 @@ fn quota_steps<Q: QuotaPort>(
             }
         })
         .collect()
+}
+
+/// Each of `mount_points` with what the port found there; the port is not
+/// asked at all where none are configured (quotas off).
+fn found_filesystems<'m, Q: QuotaPort>(
+    quota: &Q,
+    mount_points: &'m [PathBuf],
+) -> impl Iterator<Item = (&'m PathBuf, Result<Q::Filesystem, PortError>)> {
+    let found = if mount_points.is_empty() {
+        Vec::new()
+    } else {
+        quota.filesystems(mount_points)
+    };
+    mount_points.iter().zip(found)
 }
 
 /// Brings `uid`'s quota on `filesystem` to `limits`: read, compare, and
@@ -408,21 +407,8 @@ pub fn clear_quotas<S, A: AccountPort, Q: QuotaPort>(
     let filesystems = &config.quota.filesystems;
     let uid = uid_of(ports, user);
     let steps = match &uid {
-        Err(e) => filesystems
-            .iter()
-            .map(|fs| {
-                failed(
-                    Step::Quota,
-                    Some(fs.display().to_string()),
-                    format!("cannot look up the system account: {e}"),
-                )
-            })
-            .collect(),
-        Ok(None) => filesystems
-            .iter()
-            .map(|_| skipped(Step::Quota, "no system account"))
-            .collect(),
         Ok(Some(uid)) => quota_steps(&ports.quota, filesystems, *uid, &QuotaLimits::NONE),
+        Err(_) | Ok(None) => quota_steps_without_uid(filesystems, &uid),
     };
     ApplyReport {
         username: user.username.to_string(),
@@ -430,6 +416,34 @@ pub fn clear_quotas<S, A: AccountPort, Q: QuotaPort>(
         steps,
         env: BTreeMap::new(),
     }
+}
+
+/// A step that cannot run for want of a uid: failed where looking the
+/// account up failed, skipped where there is no system account.
+fn without_uid(
+    step: Step,
+    target: Option<String>,
+    lookup: &Result<Option<u32>, PortError>,
+) -> StepReport {
+    match lookup {
+        Err(e) => failed(
+            step,
+            target,
+            format!("cannot look up the system account: {e}"),
+        ),
+        Ok(_) => skipped(step, "no system account"),
+    }
+}
+
+/// [`without_uid`] for the quota step of each filesystem.
+fn quota_steps_without_uid(
+    filesystems: &[PathBuf],
+    lookup: &Result<Option<u32>, PortError>,
+) -> Vec<StepReport> {
+    filesystems
+        .iter()
+        .map(|fs| without_uid(Step::Quota, Some(fs.display().to_string()), lookup))
+        .collect()
 }
 
 /// The user's uid: recorded at `user add`, else looked up (an account made
@@ -501,13 +515,7 @@ pub fn disk_usage<S, A: AccountPort, Q: QuotaPort>(
     let Some(uid) = uid_of(ports, user)? else {
         return Ok(Vec::new());
     };
-    let mount_points = &config.quota.filesystems;
-    if mount_points.is_empty() {
-        return Ok(Vec::new());
-    }
-    Ok(mount_points
-        .iter()
-        .zip(ports.quota.filesystems(mount_points))
+    Ok(found_filesystems(&ports.quota, &config.quota.filesystems)
         .map(|(mount_point, found)| DiskUsage {
             filesystem: mount_point.clone(),
             quota: found

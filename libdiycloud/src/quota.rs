@@ -112,6 +112,15 @@ fn fix_for(fstype: &str) -> &'static str {
     }
 }
 
+/// `mount` has no user quotas on: the error, with the fix for its type.
+fn quotas_off(mount: &Mount) -> QuotaError {
+    QuotaError::QuotasOff {
+        mount: mount.mount_point.clone(),
+        fstype: mount.fstype.clone(),
+        fix: fix_for(&mount.fstype),
+    }
+}
+
 /// The fix for a filesystem that counts usage but enforces no limits.
 fn enforce_fix_for(fstype: &str) -> &'static str {
     match fstype {
@@ -139,13 +148,7 @@ fn mount_in(text: &str, mount_point: &Path) -> Result<Mount, QuotaError> {
 fn quotactl_error(mount: &Mount, uid: Option<u32>, errno: Errno) -> QuotaError {
     match errno {
         // ESRCH: quotas are not on; ENOSYS/EOPNOTSUPP: not supported at all.
-        Errno::ESRCH | Errno::ENOSYS | Errno::EOPNOTSUPP | Errno::ENOTBLK => {
-            QuotaError::QuotasOff {
-                mount: mount.mount_point.clone(),
-                fstype: mount.fstype.clone(),
-                fix: fix_for(&mount.fstype),
-            }
-        }
+        Errno::ESRCH | Errno::ENOSYS | Errno::EOPNOTSUPP | Errno::ENOTBLK => quotas_off(mount),
         errno => QuotaError::Quotactl {
             mount: mount.mount_point.clone(),
             device: mount.device.clone(),
@@ -180,18 +183,10 @@ pub fn check_enforced(mount: &Mount) -> Result<(), QuotaError> {
     // quotactl names a filesystem by its block device: tmpfs, NFS, overlay
     // and the like have none (their source is not a device path).
     if !mount.device.is_absolute() {
-        return Err(QuotaError::QuotasOff {
-            mount: mount.mount_point.clone(),
-            fstype: mount.fstype.clone(),
-            fix: fix_for(&mount.fstype),
-        });
+        return Err(quotas_off(mount));
     }
     match user_quota_flags(&mount.device) {
-        Ok(flags) if flags & FS_QUOTA_UDQ_ACCT == 0 => Err(QuotaError::QuotasOff {
-            mount: mount.mount_point.clone(),
-            fstype: mount.fstype.clone(),
-            fix: fix_for(&mount.fstype),
-        }),
+        Ok(flags) if flags & FS_QUOTA_UDQ_ACCT == 0 => Err(quotas_off(mount)),
         Ok(flags) if flags & FS_QUOTA_UDQ_ENFD == 0 => Err(QuotaError::NotEnforced {
             mount: mount.mount_point.clone(),
             fstype: mount.fstype.clone(),
