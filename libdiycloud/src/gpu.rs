@@ -1,0 +1,313 @@
+//! GPU discovery (DESIGN §10): NVML, the driver's own library, loaded at
+//! run time (a node without the driver runs the same binary), and, where
+//! NVML is absent or fails, the driver's procfs (`/proc/driver/nvidia/gpus/
+//! */information`) and the `/dev/nvidiaN` nodes.
+//!
+//! Seen on a real node (H200, driver 580.159.04; docs/gpu-notes.md):
+//! NVML loads libcuda, which stays mapped after `nvmlShutdown` and leaves a
+//! thread (`cuda0000...`) running, and one init/shutdown takes about 20 ms.
+//! So [`discover_nvml`] is for long-lived processes (slicectl, the server);
+//! inside sshd (the PAM module) only the procfs and device-node paths may
+//! run.
+
+use std::path::Path;
+
+use nvml_wrapper::Nvml;
+
+/// One GPU of this node.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Gpu {
+    /// NVML's index (PCI bus order); with procfs, the same order.
+    pub index: u32,
+    /// `GPU-...`; `None` where only the device node is known.
+    pub uuid: Option<String>,
+    /// The minor number of `/dev/nvidiaN` (need not equal the index).
+    pub minor: u32,
+    pub name: Option<String>,
+    pub memory_bytes: Option<u64>,
+    /// PCI bus id, `0000:3b:00.0`.
+    pub pci_bus: Option<String>,
+    /// Whether MIG mode is on (NVML only).
+    pub mig: Option<bool>,
+}
+
+/// Where the list came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Nvml,
+    Procfs,
+    DeviceNodes,
+    /// No driver, no GPU.
+    None,
+}
+
+/// What this node has, and how that was learnt.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Discovery {
+    pub source: Source,
+    pub driver_version: Option<String>,
+    pub gpus: Vec<Gpu>,
+    /// Why NVML was not used, where it was not.
+    pub nvml_error: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GpuError {
+    #[error("NVML: {0}")]
+    Nvml(#[from] nvml_wrapper::error::NvmlError),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// The GPUs of this node: NVML first, then procfs, then device nodes.
+pub fn discover() -> Discovery {
+    let nvml_error = match discover_nvml() {
+        Ok((driver_version, gpus)) => {
+            return Discovery {
+                source: Source::Nvml,
+                driver_version: Some(driver_version),
+                gpus,
+                nvml_error: None,
+            }
+        }
+        Err(e) => e.to_string(),
+    };
+    let root = Path::new("/");
+    let (source, gpus) = match discover_procfs(root) {
+        Ok(gpus) if !gpus.is_empty() => (Source::Procfs, gpus),
+        _ => match discover_device_nodes(root) {
+            Ok(gpus) if !gpus.is_empty() => (Source::DeviceNodes, gpus),
+            _ => (Source::None, Vec::new()),
+        },
+    };
+    Discovery {
+        source,
+        driver_version: driver_version_procfs(root),
+        gpus,
+        nvml_error: Some(nvml_error),
+    }
+}
+
+/// Through NVML: the driver version and every GPU. NVML is shut down and
+/// its library unloaded before this returns.
+pub fn discover_nvml() -> Result<(String, Vec<Gpu>), GpuError> {
+    let nvml = Nvml::init()?;
+    let driver = nvml.sys_driver_version()?;
+    let mut gpus = Vec::new();
+    for index in 0..nvml.device_count()? {
+        let device = nvml.device_by_index(index)?;
+        gpus.push(Gpu {
+            index,
+            uuid: Some(device.uuid()?),
+            minor: device.minor_number()?,
+            name: device.name().ok(),
+            memory_bytes: device.memory_info().ok().map(|m| m.total),
+            pci_bus: device.pci_info().ok().map(|p| bus_id(&p.bus_id)),
+            mig: device.mig_mode().ok().map(|m| m.current == 1),
+        });
+    }
+    nvml.shutdown()?;
+    Ok((driver, gpus))
+}
+
+/// A PCI bus id as procfs writes it: NVML's 8-digit domain
+/// (`00000000:00:06.0`) cut to 4, lower case.
+fn bus_id(nvml: &str) -> String {
+    let id = nvml.to_lowercase();
+    match id.split_once(':') {
+        Some((domain, rest)) if domain.len() == 8 && domain.starts_with("0000") => {
+            format!("{}:{rest}", &domain[4..])
+        }
+        _ => id,
+    }
+}
+
+/// From `ROOT/proc/driver/nvidia/gpus/*/information`, in bus order.
+pub fn discover_procfs(root: &Path) -> Result<Vec<Gpu>, GpuError> {
+    let dir = root.join("proc/driver/nvidia/gpus");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(GpuError::Read {
+                path: dir.display().to_string(),
+                source,
+            })
+        }
+    };
+    let mut found: Vec<Gpu> = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path().join("information");
+        let text = std::fs::read_to_string(&path).map_err(|source| GpuError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        if let Some(gpu) = parse_information(&text) {
+            found.push(gpu);
+        }
+    }
+    found.sort_by(|a, b| a.pci_bus.cmp(&b.pci_bus));
+    for (index, gpu) in found.iter_mut().enumerate() {
+        gpu.index = u32::try_from(index).unwrap_or(u32::MAX);
+    }
+    Ok(found)
+}
+
+/// One `information` file: `Model:`, `GPU UUID:`, `Device Minor:`, `Bus
+/// Location:` lines (`Key:\t value`). `None` without a device minor.
+pub fn parse_information(text: &str) -> Option<Gpu> {
+    let field = |key: &str| {
+        text.lines().find_map(|line| {
+            let (k, v) = line.split_once(':')?;
+            (k.trim() == key).then(|| v.trim().to_owned())
+        })
+    };
+    let minor = field("Device Minor")?.parse().ok()?;
+    Some(Gpu {
+        index: 0,
+        uuid: field("GPU UUID").filter(|u| u.starts_with("GPU-")),
+        minor,
+        name: field("Model"),
+        memory_bytes: None,
+        pci_bus: field("Bus Location").map(|b| b.to_lowercase()),
+        mig: None,
+    })
+}
+
+/// From the `/dev/nvidiaN` nodes alone, in minor order.
+pub fn discover_device_nodes(root: &Path) -> Result<Vec<Gpu>, GpuError> {
+    let dev = root.join("dev");
+    let entries = std::fs::read_dir(&dev).map_err(|source| GpuError::Read {
+        path: dev.display().to_string(),
+        source,
+    })?;
+    let mut minors: Vec<u32> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            name.strip_prefix("nvidia")?.parse().ok()
+        })
+        .collect();
+    minors.sort_unstable();
+    Ok(minors
+        .into_iter()
+        .enumerate()
+        .map(|(index, minor)| Gpu {
+            index: u32::try_from(index).unwrap_or(u32::MAX),
+            uuid: None,
+            minor,
+            name: None,
+            memory_bytes: None,
+            pci_bus: None,
+            mig: None,
+        })
+        .collect())
+}
+
+/// The driver version from `ROOT/proc/driver/nvidia/version`.
+fn driver_version_procfs(root: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(root.join("proc/driver/nvidia/version")).ok()?;
+    // "NVRM version: NVIDIA UNIX x86_64 Kernel Module  580.159.03  Thu ..."
+    text.lines()
+        .next()?
+        .split_whitespace()
+        .find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()) && w.contains('.'))
+        .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The layout of the file as driver 580 writes it (values changed).
+    const INFORMATION: &str = "Model: \t\t NVIDIA H200\n\
+        IRQ:   \t\t 41\n\
+        GPU UUID: \t GPU-5b6f0c52-2c1d-4e2a-9d3f-0123456789ab\n\
+        Video BIOS: \t 96.00.a5.00.1a\n\
+        Bus Type: \t PCIe\n\
+        DMA Size: \t 52 bits\n\
+        DMA Mask: \t 0xfffffffffffff\n\
+        Bus Location: \t 0000:1B:00.0\n\
+        Device Minor: \t 3\n\
+        GPU Firmware: \t 580.159.04\n\
+        GPU Excluded:\t No\n";
+
+    #[test]
+    fn parses_the_drivers_information_file() {
+        let gpu = parse_information(INFORMATION).unwrap();
+        assert_eq!(gpu.name.as_deref(), Some("NVIDIA H200"));
+        assert_eq!(
+            gpu.uuid.as_deref(),
+            Some("GPU-5b6f0c52-2c1d-4e2a-9d3f-0123456789ab")
+        );
+        assert_eq!(gpu.minor, 3);
+        assert_eq!(gpu.pci_bus.as_deref(), Some("0000:1b:00.0"));
+        assert_eq!(parse_information("Model: x\n"), None, "no minor");
+        assert_eq!(parse_information("Device Minor: -1\n"), None);
+    }
+
+    #[test]
+    fn nvml_bus_ids_read_like_procfs_ones() {
+        assert_eq!(bus_id("00000000:00:06.0"), "0000:00:06.0");
+        assert_eq!(bus_id("00000000:3B:00.0"), "0000:3b:00.0");
+        assert_eq!(bus_id("0000:1b:00.0"), "0000:1b:00.0");
+    }
+
+    #[test]
+    fn procfs_and_device_nodes_from_a_fake_root() {
+        let root = tempfile::tempdir().unwrap();
+        for (bus, minor) in [("0000:3b:00.0", 0), ("0000:1b:00.0", 3)] {
+            let dir = root.path().join(format!("proc/driver/nvidia/gpus/{bus}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let text = INFORMATION
+                .replace("0000:1B:00.0", bus)
+                .replace("Device Minor: \t 3", &format!("Device Minor: \t {minor}"));
+            std::fs::write(dir.join("information"), text).unwrap();
+        }
+        let gpus = discover_procfs(root.path()).unwrap();
+        let order: Vec<(u32, u32)> = gpus.iter().map(|g| (g.index, g.minor)).collect();
+        assert_eq!(order, [(0, 3), (1, 0)], "bus order, minors as they are");
+
+        std::fs::create_dir_all(root.path().join("dev")).unwrap();
+        for name in ["nvidia1", "nvidia0", "nvidiactl", "nvidia-uvm", "nvidia10"] {
+            std::fs::write(root.path().join("dev").join(name), "").unwrap();
+        }
+        let nodes = discover_device_nodes(root.path()).unwrap();
+        let minors: Vec<u32> = nodes.iter().map(|g| g.minor).collect();
+        assert_eq!(minors, [0, 1, 10]);
+
+        let empty = tempfile::tempdir().unwrap();
+        assert!(discover_procfs(empty.path()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_driver_version_from_procfs() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("proc/driver/nvidia")).unwrap();
+        std::fs::write(
+            root.path().join("proc/driver/nvidia/version"),
+            "NVRM version: NVIDIA UNIX x86_64 Kernel Module  580.159.03  Thu Oct  9 2025\nGCC version: gcc 12\n",
+        )
+        .unwrap();
+        assert_eq!(
+            driver_version_procfs(root.path()).as_deref(),
+            Some("580.159.03")
+        );
+    }
+
+    #[test]
+    fn this_machine_without_a_driver_has_no_gpus() {
+        // No NVIDIA driver here: NVML fails to load and nothing is found.
+        if Path::new("/dev/nvidiactl").exists() {
+            return;
+        }
+        let found = discover();
+        assert_eq!(found.source, Source::None);
+        assert!(found.gpus.is_empty());
+        assert!(found.nvml_error.is_some());
+    }
+}
