@@ -175,9 +175,11 @@ async fn set_unit_properties(
     let values: Vec<(&str, Value<'_>)> = properties
         .iter()
         .map(|p| {
-            let value = match p.value {
-                PropertyValue::Bool(b) => Value::from(b),
-                PropertyValue::U64(v) => Value::from(v),
+            let value = match &p.value {
+                PropertyValue::Bool(b) => Value::from(*b),
+                PropertyValue::U64(v) => Value::from(*v),
+                PropertyValue::Str(v) => Value::from(*v),
+                PropertyValue::Devices(list) => Value::from(list.clone()),
             };
             (p.name, value)
         })
@@ -274,4 +276,16 @@ async fn get_all(
         .await
         .map_err(call_error("GetAll"))?;
     reply.body().deserialize().map_err(call_error("GetAll"))
+}
+
+#[cfg(test)]
+mod tests {
+    use zbus::Variant as Value;
+
+    #[test]
+    fn a_device_list_goes_as_systemds_a_ss() {
+        let list = vec![("char-pts".to_owned(), "rwm".to_owned())];
+        assert_eq!(Value::from(list).value_signature().to_string(), "a(ss)");
+        assert_eq!(Value::from("closed").value_signature().to_string(), "s");
+    }
 }

@@ -2,19 +2,25 @@
 //! properties systemd sets on it (DESIGN §8). Pure: the systemd adapter
 //! sends these, the apply use case decides when.
 
+use super::gpu::DeviceRule;
 use super::limits::Allocation;
 
 /// One value of a unit property, in the D-Bus type systemd expects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PropertyValue {
     /// `b`
     Bool(bool),
     /// `t`; `u64::MAX` is "infinity".
     U64(u64),
+    /// `s`
+    Str(&'static str),
+    /// `a(ss)`: `DeviceAllow`'s (device, access) pairs. Each one sent adds
+    /// to the unit's list; an empty one clears it.
+    Devices(Vec<(String, String)>),
 }
 
 /// A property for `SetUnitProperties`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SliceProperty {
     pub name: &'static str,
     pub value: PropertyValue,
@@ -22,10 +28,15 @@ pub struct SliceProperty {
 
 impl std::fmt::Display for SliceProperty {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.value {
-            PropertyValue::Bool(b) => write!(f, "{}={}", self.name, if b { "yes" } else { "no" }),
+        match &self.value {
+            PropertyValue::Bool(b) => write!(f, "{}={}", self.name, if *b { "yes" } else { "no" }),
             PropertyValue::U64(u64::MAX) => write!(f, "{}=infinity", self.name),
             PropertyValue::U64(v) => write!(f, "{}={v}", self.name),
+            PropertyValue::Str(v) => write!(f, "{}={v}", self.name),
+            PropertyValue::Devices(list) => {
+                let entries: Vec<String> = list.iter().map(|(d, a)| format!("{d}:{a}")).collect();
+                write!(f, "{}={}", self.name, entries.join(","))
+            }
         }
     }
 }
@@ -61,6 +72,31 @@ pub fn slice_properties(allocation: &Allocation) -> Vec<SliceProperty> {
             "TasksMax",
             PropertyValue::U64(allocation.tasks.as_systemd_u64()),
         ),
+    ]
+}
+
+/// The device properties of a slice for `rules`: the list cleared, then
+/// set (so a grant taken away is gone), and `DevicePolicy=closed` (systemd
+/// adds the standard pseudo devices, /dev/null and the like, itself).
+pub fn device_properties(rules: &[DeviceRule]) -> Vec<SliceProperty> {
+    vec![
+        SliceProperty {
+            name: "DeviceAllow",
+            value: PropertyValue::Devices(Vec::new()),
+        },
+        SliceProperty {
+            name: "DeviceAllow",
+            value: PropertyValue::Devices(
+                rules
+                    .iter()
+                    .map(|r| (r.device.clone(), r.access.to_owned()))
+                    .collect(),
+            ),
+        },
+        SliceProperty {
+            name: "DevicePolicy",
+            value: PropertyValue::Str("closed"),
+        },
     ]
 }
 
@@ -126,5 +162,31 @@ mod tests {
     #[test]
     fn unit_names() {
         assert_eq!(user_slice(1000), "user-1000.slice");
+    }
+
+    #[test]
+    fn device_properties_clear_then_set_the_list_and_close_the_policy() {
+        let rules = [
+            DeviceRule {
+                device: "char-pts".into(),
+                access: "rwm",
+            },
+            DeviceRule {
+                device: "/dev/nvidia2".into(),
+                access: "rw",
+            },
+        ];
+        let shown: Vec<String> = device_properties(&rules)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "DeviceAllow=",
+                "DeviceAllow=char-pts:rwm,/dev/nvidia2:rw",
+                "DevicePolicy=closed"
+            ]
+        );
     }
 }
