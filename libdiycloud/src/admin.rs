@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
 use crate::apply::{
-    self, AccountPort, ApplyReport, DiskUsage, PortError, Ports, QuotaPort, SlicePort,
+    self, AccountPort, ApplyReport, DiskUsage, GpuPort, PortError, Ports, QuotaPort, SlicePort,
 };
 use crate::auth::{self, AuthError, Authenticator, PasswordChange, SetBy};
 use crate::config::Config;
@@ -245,19 +245,20 @@ pub struct Admin<
     S = crate::systemd::Systemd,
     A = apply::SystemAccounts,
     Q = crate::quota::SystemQuotas,
+    G = crate::gpu::SystemGpus,
 > {
     store: &'a mut Store,
     config: &'a Config,
-    ports: &'a Ports<S, A, Q>,
+    ports: &'a Ports<S, A, Q, G>,
     actor: &'a str,
     now: Timestamp,
 }
 
-impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort> Admin<'a, S, A, Q> {
+impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort> Admin<'a, S, A, Q, G> {
     pub fn new(
         store: &'a mut Store,
         config: &'a Config,
-        ports: &'a Ports<S, A, Q>,
+        ports: &'a Ports<S, A, Q, G>,
         actor: &'a str,
         now: Timestamp,
     ) -> Self {

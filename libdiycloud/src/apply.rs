@@ -18,8 +18,12 @@ use std::pin::{pin, Pin};
 use std::task::Poll;
 
 use crate::config::Config;
+use crate::gpu::SystemGpus;
+use crate::model::gpu::{self, GpuNode, GpuPlan};
 use crate::model::quota::{QuotaLimits, QuotaState};
-use crate::model::slice::{slice_properties, user_slice, SliceProperty, SliceUsage};
+use crate::model::slice::{
+    device_properties, slice_properties, user_slice, SliceProperty, SliceUsage,
+};
 use crate::model::User;
 use crate::platform;
 use crate::quota::SystemQuotas;
@@ -80,6 +84,12 @@ pub trait QuotaPort {
     ) -> Result<(), PortError>;
 }
 
+/// What the node's GPUs are, for a grant (read at each apply: GPUs come
+/// and go with the driver).
+pub trait GpuPort {
+    fn node(&self) -> Result<GpuNode, PortError>;
+}
+
 /// Where system accounts are looked up (NSS).
 pub trait AccountPort {
     fn uid(&self, name: &str) -> Result<Option<u32>, PortError>;
@@ -97,10 +107,11 @@ impl AccountPort for SystemAccounts {
 
 /// Every outside system apply talks to.
 #[derive(Debug, Clone, Default)]
-pub struct Ports<S = Systemd, A = SystemAccounts, Q = SystemQuotas> {
+pub struct Ports<S = Systemd, A = SystemAccounts, Q = SystemQuotas, G = SystemGpus> {
     pub slice: S,
     pub accounts: A,
     pub quota: Q,
+    pub gpu: G,
 }
 
 impl Ports {
@@ -119,6 +130,9 @@ pub enum Step {
     Slice,
     /// The disk quota on one filesystem.
     Quota,
+    /// The GPUs a user may open: the slice's device policy, the session's
+    /// `CUDA_VISIBLE_DEVICES`.
+    Gpus,
 }
 
 /// What one step came to.
@@ -244,13 +258,14 @@ impl Step {
         match self {
             Step::Slice => "",
             Step::Quota => "quota on ",
+            Step::Gpus => "GPUs on ",
         }
     }
 }
 
 /// Brings `user` to their allocation, as `config` says for this node.
-pub fn apply<S: SlicePort, A: AccountPort, Q: QuotaPort>(
-    ports: &Ports<S, A, Q>,
+pub fn apply<S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort>(
+    ports: &Ports<S, A, Q, G>,
     config: &Config,
     user: &User,
 ) -> ApplyReport {
@@ -263,8 +278,8 @@ pub fn apply<S: SlicePort, A: AccountPort, Q: QuotaPort>(
 /// Like [`apply`] for the user `lookup` finds (session open: a database
 /// lookup), run while the connection to systemd is being made, so the two
 /// overlap. `Ok(None)`: `lookup` found no user and nothing was sent.
-pub fn apply_looked_up<S: SlicePort, A: AccountPort, Q: QuotaPort, E>(
-    ports: &Ports<S, A, Q>,
+pub fn apply_looked_up<S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort, E>(
+    ports: &Ports<S, A, Q, G>,
     config: &Config,
     lookup: impl FnOnce() -> Result<Option<User>, E>,
 ) -> Result<Option<ApplyReport>, E> {
@@ -283,8 +298,8 @@ pub fn apply_looked_up<S: SlicePort, A: AccountPort, Q: QuotaPort, E>(
 
 /// Every step for `user`; `connecting` is the connection to systemd, already
 /// polled once where `early` is not `Pending` (then it must not be again).
-async fn run_steps<S: SlicePort, A: AccountPort, Q: QuotaPort>(
-    ports: &Ports<S, A, Q>,
+async fn run_steps<S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort>(
+    ports: &Ports<S, A, Q, G>,
     config: &Config,
     user: &User,
     early: Poll<Result<S::Link, PortError>>,
@@ -292,17 +307,31 @@ async fn run_steps<S: SlicePort, A: AccountPort, Q: QuotaPort>(
 ) -> ApplyReport {
     let filesystems = &config.quota.filesystems;
     let uid = uid_of(ports, user);
+    let mut env = BTreeMap::new();
     let steps = match &uid {
         Err(_) | Ok(None) => std::iter::once(without_uid(Step::Slice, None, &uid))
             .chain(quota_steps_without_uid(filesystems, &uid))
             .collect(),
         Ok(Some(uid)) => {
+            // The device policy goes in the slice's one SetUnitProperties.
+            let plan = ports
+                .gpu
+                .node()
+                .map_err(|e| e.to_string())
+                .and_then(|node| {
+                    gpu::plan(&user.allocation.gpus, &node).map_err(|e| e.to_string())
+                });
+            let devices = match &plan {
+                Ok(GpuPlan::Grant { rules, .. }) => device_properties(rules),
+                _ => Vec::new(),
+            };
+            let properties = slice_properties(&user.allocation);
             let slice = async {
                 let link = match early {
                     Poll::Ready(link) => link,
                     Poll::Pending => connecting.await,
                 };
-                slice_step(link, *uid, user).await
+                slice_step(link, *uid, &properties, &devices).await
             };
             // The quota calls run while systemd works on the slice.
             let limits = config.quota.policy.limits(user.allocation.disk);
@@ -310,15 +339,56 @@ async fn run_steps<S: SlicePort, A: AccountPort, Q: QuotaPort>(
                 quota_steps(&ports.quota, filesystems, *uid, &limits)
             })
             .await;
-            std::iter::once(slice).chain(quota).collect()
+            let gpus = gpu_step(plan, &slice, &mut env);
+            std::iter::once(slice).chain(quota).chain(gpus).collect()
         }
     };
     ApplyReport {
         username: user.username.to_string(),
         uid: uid.ok().flatten(),
         steps,
-        env: BTreeMap::new(),
+        env,
     }
+}
+
+/// The GPU step's report, from the plan and what the slice step did (the
+/// device policy was part of it): none on a node without GPUs. A grant
+/// applied puts its environment into `env`.
+fn gpu_step(
+    plan: Result<GpuPlan, String>,
+    slice: &StepReport,
+    env: &mut BTreeMap<String, String>,
+) -> Option<StepReport> {
+    let (granted, grant_env) = match plan {
+        Ok(GpuPlan::NoGpus) => return None,
+        Err(e) => return Some(failed(Step::Gpus, None, e)),
+        Ok(GpuPlan::Grant { granted, env, .. }) => (granted, env),
+    };
+    Some(match &slice.outcome {
+        StepOutcome::Applied { target, .. } => {
+            env.extend(grant_env);
+            let mut settings: Vec<String> = granted
+                .iter()
+                .map(|g| format!("/dev/nvidia{}", g.minor))
+                .collect();
+            if settings.is_empty() {
+                settings.push("none".into());
+            }
+            StepReport {
+                step: Step::Gpus,
+                outcome: StepOutcome::Applied {
+                    target: target.clone(),
+                    settings,
+                    changed: true,
+                    warning: None,
+                },
+            }
+        }
+        // The device policy went with the slice's properties: the slice
+        // step's failure says why (not said twice).
+        StepOutcome::Failed { .. } => skipped(Step::Gpus, "not applied: the slice step failed"),
+        StepOutcome::Skipped { reason } => skipped(Step::Gpus, reason),
+    })
 }
 
 /// Runs `work` while `future` waits on an outside system: polls `future`
@@ -399,8 +469,8 @@ fn quota_step<Q: QuotaPort>(
 
 /// Takes `user`'s quota limits off every configured filesystem (`user
 /// del`): their uid may be given to someone else later.
-pub fn clear_quotas<S, A: AccountPort, Q: QuotaPort>(
-    ports: &Ports<S, A, Q>,
+pub fn clear_quotas<S, A: AccountPort, Q: QuotaPort, G>(
+    ports: &Ports<S, A, Q, G>,
     config: &Config,
     user: &User,
 ) -> ApplyReport {
@@ -448,8 +518,8 @@ fn quota_steps_without_uid(
 
 /// The user's uid: recorded at `user add`, else looked up (an account made
 /// after the record, or linked without one); `None`: no system account.
-fn uid_of<S, A: AccountPort, Q>(
-    ports: &Ports<S, A, Q>,
+fn uid_of<S, A: AccountPort, Q, G>(
+    ports: &Ports<S, A, Q, G>,
     user: &User,
 ) -> Result<Option<u32>, PortError> {
     match user.uid {
@@ -458,14 +528,21 @@ fn uid_of<S, A: AccountPort, Q>(
     }
 }
 
-async fn slice_step<L: SliceLink>(link: Result<L, PortError>, uid: u32, user: &User) -> StepReport {
+/// Sets `properties` and `devices` (the GPU step's, reported there) on
+/// `uid`'s slice in one call.
+async fn slice_step<L: SliceLink>(
+    link: Result<L, PortError>,
+    uid: u32,
+    properties: &[SliceProperty],
+    devices: &[SliceProperty],
+) -> StepReport {
     let unit = user_slice(uid);
     let link = match link {
         Ok(link) => link,
         Err(e) => return failed(Step::Slice, Some(unit), e.to_string()),
     };
-    let properties = slice_properties(&user.allocation);
-    let set = link.set_properties(&unit, &properties).await;
+    let all: Vec<SliceProperty> = properties.iter().chain(devices).cloned().collect();
+    let set = link.set_properties(&unit, &all).await;
     link.close().await;
     match set {
         Ok(()) => StepReport {
@@ -507,8 +584,8 @@ pub struct DiskUsage {
 
 /// `user`'s usage and quota on every configured filesystem; empty when
 /// they have no system account.
-pub fn disk_usage<S, A: AccountPort, Q: QuotaPort>(
-    ports: &Ports<S, A, Q>,
+pub fn disk_usage<S, A: AccountPort, Q: QuotaPort, G>(
+    ports: &Ports<S, A, Q, G>,
     config: &Config,
     user: &User,
 ) -> Result<Vec<DiskUsage>, PortError> {
@@ -526,8 +603,8 @@ pub fn disk_usage<S, A: AccountPort, Q: QuotaPort>(
 }
 
 /// Usage of `user`'s slice: `Ok(None)` when they have no system account.
-pub fn usage<S: SlicePort, A: AccountPort, Q>(
-    ports: &Ports<S, A, Q>,
+pub fn usage<S: SlicePort, A: AccountPort, Q, G>(
+    ports: &Ports<S, A, Q, G>,
     user: &User,
 ) -> Result<Option<SliceUsage>, PortError> {
     let Some(uid) = uid_of(ports, user)? else {

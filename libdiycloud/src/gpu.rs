@@ -14,6 +14,9 @@ use std::path::Path;
 
 use nvml_wrapper::Nvml;
 
+use crate::apply::{GpuPort, PortError};
+use crate::model::gpu::{char_majors, GpuNode, NodeGpu, CONTROL_NODES};
+
 /// One GPU of this node.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Gpu {
@@ -208,6 +211,55 @@ pub fn discover_device_nodes(root: &Path) -> Result<Vec<Gpu>, GpuError> {
         .collect())
 }
 
+/// This node's facts for a grant, from procfs and `/dev` only (no NVML:
+/// this runs inside sshd). GPUs from the driver's procfs, else from the
+/// device nodes.
+pub fn node_facts(root: &Path) -> Result<GpuNode, GpuError> {
+    // Every session open asks: a node without the driver answers with two
+    // stats, not a scan of /dev.
+    if !root.join("proc/driver/nvidia").exists() && !root.join("dev/nvidiactl").exists() {
+        return Ok(GpuNode::default());
+    }
+    let mut gpus = discover_procfs(root)?;
+    if gpus.is_empty() {
+        gpus = discover_device_nodes(root)?;
+    }
+    let devices = root.join("proc/devices");
+    let majors =
+        char_majors(
+            &std::fs::read_to_string(&devices).map_err(|source| GpuError::Read {
+                path: devices.display().to_string(),
+                source,
+            })?,
+        );
+    let present = CONTROL_NODES
+        .into_iter()
+        .filter(|node| root.join(node.trim_start_matches('/')).exists())
+        .collect();
+    Ok(GpuNode {
+        gpus: gpus
+            .into_iter()
+            .map(|g| NodeGpu {
+                index: g.index,
+                uuid: g.uuid,
+                minor: g.minor,
+            })
+            .collect(),
+        majors,
+        present,
+    })
+}
+
+/// The machine's GPUs, for the apply use case.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemGpus;
+
+impl GpuPort for SystemGpus {
+    fn node(&self) -> Result<GpuNode, PortError> {
+        node_facts(Path::new("/")).map_err(PortError::new)
+    }
+}
+
 /// The driver version from `ROOT/proc/driver/nvidia/version`.
 fn driver_version_procfs(root: &Path) -> Option<String> {
     let text = std::fs::read_to_string(root.join("proc/driver/nvidia/version")).ok()?;
@@ -309,5 +361,31 @@ mod tests {
         assert_eq!(found.source, Source::None);
         assert!(found.gpus.is_empty());
         assert!(found.nvml_error.is_some());
+    }
+
+    #[test]
+    fn node_facts_from_a_fake_root() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("proc")).unwrap();
+        std::fs::write(
+            root.path().join("proc/devices"),
+            "Character devices:\n  1 mem\n136 pts\n195 nvidia\n\nBlock devices:\n  7 loop\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(root.path().join("dev")).unwrap();
+        for name in ["nvidia1", "nvidia0", "nvidiactl"] {
+            std::fs::write(root.path().join("dev").join(name), "").unwrap();
+        }
+        let node = node_facts(root.path()).unwrap();
+        let minors: Vec<u32> = node.gpus.iter().map(|g| g.minor).collect();
+        let bare = tempfile::tempdir().unwrap();
+        assert_eq!(
+            node_facts(bare.path()).unwrap(),
+            GpuNode::default(),
+            "no driver, no nvidiactl: nothing read"
+        );
+        assert_eq!(minors, [0, 1], "from the device nodes, no procfs here");
+        assert_eq!(node.majors.len(), 3);
+        assert_eq!(node.present, ["/dev/nvidiactl"]);
     }
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use libdiycloud::apply::{AccountPort, Ports, QuotaPort, SlicePort};
+use libdiycloud::apply::{AccountPort, GpuPort, Ports, QuotaPort, SlicePort};
 use libdiycloud::model::Timestamp;
 use libdiycloud::platform::Membership;
 
@@ -65,6 +65,7 @@ pub trait Host {
     type Slice: SlicePort;
     type Accounts: AccountPort;
     type Quotas: QuotaPort;
+    type Gpus: GpuPort;
     fn now(&self) -> Timestamp;
     /// Time since the hook began (for the `debug` timing).
     fn elapsed(&self) -> Duration;
@@ -72,5 +73,5 @@ pub trait Host {
     fn caller_is_root(&self) -> bool;
     /// Whether the account `user` is in `group`.
     fn membership(&self, user: &str, group: &str) -> Result<Membership, String>;
-    fn ports(&self) -> &Ports<Self::Slice, Self::Accounts, Self::Quotas>;
+    fn ports(&self) -> &Ports<Self::Slice, Self::Accounts, Self::Quotas, Self::Gpus>;
 }

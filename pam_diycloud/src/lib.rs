@@ -50,6 +50,7 @@ impl Host for System {
     type Slice = libdiycloud::systemd::Systemd;
     type Accounts = libdiycloud::apply::SystemAccounts;
     type Quotas = libdiycloud::quota::SystemQuotas;
+    type Gpus = libdiycloud::gpu::SystemGpus;
 
     #[allow(clippy::disallowed_methods)]
     fn now(&self) -> Timestamp {

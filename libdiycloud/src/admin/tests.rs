@@ -3,7 +3,7 @@
 //! run as root in `slicectl/tests/system_accounts.rs` and the VM tier.
 
 use super::*;
-use crate::apply::fakes::{FakeAccounts, FakeQuotas, FakeSlice};
+use crate::apply::fakes::{FakeAccounts, FakeGpus, FakeQuotas, FakeSlice};
 use crate::apply::StepOutcome;
 use crate::auth::LoginOutcome;
 use crate::model::password::HashParams;
@@ -13,7 +13,7 @@ struct Fixture {
     _dir: tempfile::TempDir,
     store: Store,
     config: Config,
-    ports: Ports<FakeSlice, FakeAccounts, FakeQuotas>,
+    ports: Ports<FakeSlice, FakeAccounts, FakeQuotas, FakeGpus>,
 }
 
 const NOW: Timestamp = Timestamp(1_800_000_000);
@@ -38,7 +38,7 @@ fn fixture() -> Fixture {
 }
 
 impl Fixture {
-    fn admin(&mut self) -> Admin<'_, FakeSlice, FakeAccounts, FakeQuotas> {
+    fn admin(&mut self) -> Admin<'_, FakeSlice, FakeAccounts, FakeQuotas, FakeGpus> {
         Admin::new(&mut self.store, &self.config, &self.ports, "tester", NOW)
     }
 

@@ -9,7 +9,8 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use super::{AccountPort, PortError, QuotaPort, SliceLink, SlicePort};
+use super::{AccountPort, GpuPort, PortError, QuotaPort, SliceLink, SlicePort};
+use crate::model::gpu::GpuNode;
 use crate::model::quota::{QuotaLimits, QuotaState};
 use crate::model::slice::{SliceProperty, SliceUsage};
 
@@ -201,5 +202,21 @@ impl QuotaPort for FakeQuotas {
         };
         self.hold(&fs, uid, state);
         Ok(())
+    }
+}
+
+/// The node's GPU facts; `broken` fails the lookup. Default: no GPUs.
+#[derive(Default)]
+pub struct FakeGpus {
+    pub node: GpuNode,
+    pub broken: bool,
+}
+
+impl GpuPort for FakeGpus {
+    fn node(&self) -> Result<GpuNode, PortError> {
+        if self.broken {
+            return Err(PortError::msg("cannot read /proc/devices"));
+        }
+        Ok(self.node.clone())
     }
 }

@@ -1,7 +1,7 @@
 //! The apply use case against fake ports: what it sends, in which order,
 //! and what it reports when a step fails.
 
-use super::fakes::{FakeAccounts, FakeQuotas, FakeSlice, Journal};
+use super::fakes::{FakeAccounts, FakeGpus, FakeQuotas, FakeSlice, Journal};
 use super::*;
 use crate::config::QuotaConfig;
 use crate::model::limits::{Allocation, Cpu, Size, Tasks};
@@ -21,7 +21,7 @@ fn user(name: &str, uid: Option<u32>) -> User {
     }
 }
 
-type FakePorts = Ports<FakeSlice, FakeAccounts, FakeQuotas>;
+type FakePorts = Ports<FakeSlice, FakeAccounts, FakeQuotas, FakeGpus>;
 
 fn ports(slice: FakeSlice, accounts: FakeAccounts) -> (FakePorts, Journal) {
     let journal = slice.journal.clone();
@@ -34,6 +34,7 @@ fn ports(slice: FakeSlice, accounts: FakeAccounts) -> (FakePorts, Journal) {
             slice,
             accounts,
             quota,
+            gpu: FakeGpus::default(),
         },
         journal,
     )
@@ -408,4 +409,103 @@ fn disk_usage_per_filesystem_keeps_each_error() {
     assert!(disk_usage(&ports, &quotas(), &user("bob", None))
         .unwrap()
         .is_empty());
+}
+
+/// A node with two GPUs (minors 2 and 0) and the usual character majors.
+fn gpu_node() -> FakeGpus {
+    use crate::model::gpu::{char_majors, GpuNode, NodeGpu};
+    FakeGpus {
+        node: GpuNode {
+            gpus: vec![
+                NodeGpu {
+                    index: 0,
+                    uuid: Some("GPU-82efa4d8-2419-4b59-e2b6-52028b659ad4".into()),
+                    minor: 2,
+                },
+                NodeGpu {
+                    index: 1,
+                    uuid: None,
+                    minor: 0,
+                },
+            ],
+            majors: char_majors("Character devices:\n  1 mem\n136 pts\n195 nvidia\n"),
+            present: vec!["/dev/nvidiactl"],
+        },
+        broken: false,
+    }
+}
+
+#[test]
+fn a_gpu_grant_rides_on_the_slice_call_and_sets_the_environment() {
+    let (mut ports, j) = ports(FakeSlice::default(), FakeAccounts::default());
+    ports.gpu = gpu_node();
+    let mut alice = user("alice", Some(1000));
+    alice.allocation.gpus = "0".parse().unwrap();
+    let report = apply(&ports, &no_quotas(), &alice);
+    assert!(report.is_complete(), "{:?}", report.error());
+    let set = journal(&j)
+        .into_iter()
+        .find(|e| e.starts_with("set "))
+        .unwrap();
+    assert!(
+        set.ends_with(
+            "DeviceAllow= DeviceAllow=char-mem:rwm,char-pts:rwm,/dev/nvidiactl:rw,/dev/nvidia2:rw DevicePolicy=closed"
+        ),
+        "one call, the list cleared then set: {set}"
+    );
+    assert_eq!(
+        report.env["CUDA_VISIBLE_DEVICES"],
+        "GPU-82efa4d8-2419-4b59-e2b6-52028b659ad4"
+    );
+    let gpus = report.steps.last().unwrap();
+    assert_eq!(gpus.step, Step::Gpus);
+    assert!(report.applied().last().unwrap().ends_with("/dev/nvidia2"));
+    // The slice step shows the allocation only.
+    assert!(!report.applied()[0].contains("Device"));
+}
+
+#[test]
+fn gpu_steps_without_gpus_a_failing_node_and_a_failing_slice() {
+    // No GPUs on the node: no step, no device policy, no environment.
+    let (ports, j) = ports(FakeSlice::default(), FakeAccounts::default());
+    let report = apply(&ports, &no_quotas(), &user("alice", Some(1000)));
+    assert_eq!(report.steps.len(), 1);
+    assert!(!journal(&j).iter().any(|e| e.contains("Device")));
+    assert!(report.env.is_empty());
+
+    // Nobody granted on a GPU node: closed, no NVIDIA node, CUDA sees none.
+    let (mut ports, j) = ports_with(FakeAccounts::default());
+    ports.gpu = gpu_node();
+    let report = apply(&ports, &no_quotas(), &user("alice", Some(1000)));
+    assert!(journal(&j)
+        .iter()
+        .any(|e| e.contains("DevicePolicy=closed")));
+    assert!(!journal(&j).iter().any(|e| e.contains("/dev/nvidia")));
+    assert_eq!(report.env["CUDA_VISIBLE_DEVICES"], "");
+
+    // A GPU the node does not have, or unreadable facts: the step fails.
+    let (mut ports, _) = ports_with(FakeAccounts::default());
+    ports.gpu = gpu_node();
+    let mut alice = user("alice", Some(1000));
+    alice.allocation.gpus = "7".parse().unwrap();
+    let report = apply(&ports, &no_quotas(), &alice);
+    assert!(
+        report.error().unwrap().contains("no GPU 7"),
+        "{:?}",
+        report.error()
+    );
+    ports.gpu.broken = true;
+    let report = apply(&ports, &no_quotas(), &user("alice", Some(1000)));
+    assert!(report.error().unwrap().contains("/proc/devices"));
+
+    // The slice call fails: its error once, the GPU step skipped.
+    let slice = FakeSlice {
+        refuse_set: true,
+        ..FakeSlice::default()
+    };
+    let (mut refusing, _) = self::ports(slice, FakeAccounts::default());
+    refusing.gpu = gpu_node();
+    let report = apply(&refusing, &no_quotas(), &user("alice", Some(1000)));
+    assert_eq!(report.failures().count(), 1);
+    assert!(report.env.is_empty(), "no environment for a policy not set");
 }

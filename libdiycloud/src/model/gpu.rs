@@ -18,6 +18,44 @@ pub struct NodeGpu {
     pub minor: u32,
 }
 
+/// What a grant needs to know about the node: its GPUs, the character
+/// majors of /proc/devices, and which control nodes exist.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GpuNode {
+    pub gpus: Vec<NodeGpu>,
+    pub majors: Vec<CharMajor>,
+    /// The [`CONTROL_NODES`] this node has.
+    pub present: Vec<&'static str>,
+}
+
+/// What applying a grant on a node comes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GpuPlan {
+    /// A node without NVIDIA GPUs: no device policy at all.
+    NoGpus,
+    /// The slice's device rules and the session's environment.
+    Grant {
+        granted: Vec<NodeGpu>,
+        rules: Vec<DeviceRule>,
+        env: BTreeMap<String, String>,
+    },
+}
+
+/// The plan for `list` on `node`.
+pub fn plan(list: &GpuList, node: &GpuNode) -> Result<GpuPlan, GrantError> {
+    if node.gpus.is_empty() {
+        // `none` and `all` mean nothing here; a named GPU is an error.
+        granted(list, &[])?;
+        return Ok(GpuPlan::NoGpus);
+    }
+    let granted = granted(list, &node.gpus)?;
+    Ok(GpuPlan::Grant {
+        rules: device_allow(&node.majors, &granted, &node.present),
+        env: environment(&granted),
+        granted: granted.into_iter().cloned().collect(),
+    })
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GrantError {
     #[error("this node has no GPU {id}; it has {available}")]
@@ -287,5 +325,33 @@ mod tests {
         let env = environment(&[]);
         assert_eq!(env["CUDA_VISIBLE_DEVICES"], "");
         assert_eq!(env["NVIDIA_VISIBLE_DEVICES"], "void");
+    }
+
+    #[test]
+    fn a_plan_on_a_node_without_gpus_sets_nothing() {
+        let empty = GpuNode::default();
+        assert_eq!(plan(&list("none"), &empty), Ok(GpuPlan::NoGpus));
+        assert_eq!(plan(&list("all"), &empty), Ok(GpuPlan::NoGpus));
+        assert!(plan(&list("0"), &empty).is_err());
+        let node = GpuNode {
+            gpus: node(),
+            majors: char_majors(PROC_DEVICES),
+            present: vec!["/dev/nvidiactl"],
+        };
+        match plan(&list("1"), &node).unwrap() {
+            GpuPlan::Grant {
+                granted,
+                rules,
+                env,
+            } => {
+                assert_eq!(granted.len(), 1);
+                assert!(rules.iter().any(|r| r.device == "/dev/nvidia0"));
+                assert_eq!(
+                    env["CUDA_VISIBLE_DEVICES"],
+                    "GPU-00000000-1111-2222-3333-444444444444"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

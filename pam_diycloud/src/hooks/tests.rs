@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
-use libdiycloud::apply::{AccountPort, PortError, Ports, SliceLink, SlicePort};
+use libdiycloud::apply::{AccountPort, GpuPort, PortError, Ports, SliceLink, SlicePort};
+use libdiycloud::model::gpu::GpuNode;
 use libdiycloud::model::slice::{SliceProperty, SliceUsage};
 use libdiycloud::model::{Allocation, Timestamp, Username};
 use libdiycloud::password::{HashParams, Hasher};
@@ -143,6 +144,17 @@ impl AccountPort for NoAccounts {
     }
 }
 
+/// A node without GPUs (the host's own facts would make these tests depend
+/// on the machine they run on).
+#[derive(Default)]
+struct NoGpus;
+
+impl GpuPort for NoGpus {
+    fn node(&self) -> Result<GpuNode, PortError> {
+        Ok(GpuNode::default())
+    }
+}
+
 /// The machine: a settable clock, the caller, the managed group's members.
 struct TestHost {
     now: Cell<i64>,
@@ -151,13 +163,14 @@ struct TestHost {
     members: Option<Vec<&'static str>>,
     /// The real quota port: these configs name no quota filesystems, so it
     /// is never called (quota steps are tested in the library and the VM).
-    ports: Ports<FakeSystemd, NoAccounts, SystemQuotas>,
+    ports: Ports<FakeSystemd, NoAccounts, SystemQuotas, NoGpus>,
 }
 
 impl Host for TestHost {
     type Slice = FakeSystemd;
     type Accounts = NoAccounts;
     type Quotas = SystemQuotas;
+    type Gpus = NoGpus;
 
     fn now(&self) -> Timestamp {
         Timestamp(self.now.get())
@@ -181,7 +194,7 @@ impl Host for TestHost {
         })
     }
 
-    fn ports(&self) -> &Ports<FakeSystemd, NoAccounts, SystemQuotas> {
+    fn ports(&self) -> &Ports<FakeSystemd, NoAccounts, SystemQuotas, NoGpus> {
         &self.ports
     }
 }
