@@ -281,6 +281,19 @@ impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort> Admin<'a, S, A,
             .ok_or_else(|| AdminError::NotFound(name.into()))
     }
 
+    /// A `--gpus` list names only GPUs this node has (`none` and `all`
+    /// always pass): checked when it is granted, so a typo is a usage error
+    /// now rather than a failed login later.
+    fn check_gpus(&self, limits: &LimitChanges) -> Result<(), AdminError> {
+        let Some(list) = &limits.gpus else {
+            return Ok(());
+        };
+        let node = self.ports.gpu.node()?;
+        crate::model::gpu::granted(list, &node.gpus)
+            .map(|_| ())
+            .map_err(|e| AdminError::Invalid(format!("--gpus: {e}")))
+    }
+
     /// Warnings for valid values that are probably a mistake.
     fn warnings(&self, limits: &LimitChanges, expires: Option<Date>) -> Vec<String> {
         let mut warnings = limits.warnings();
@@ -319,6 +332,7 @@ impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort> Admin<'a, S, A,
         if let Some(uid) = existing_uid {
             check_existing_account(name, uid, resuming, request.system_account)?;
         }
+        self.check_gpus(&request.limits)?;
         let warnings = self.warnings(&request.limits, request.expires);
         let password = password()?;
         let hasher = Hasher::new(self.config.hash)?;
@@ -425,6 +439,7 @@ impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort> Admin<'a, S, A,
                     .into(),
             ));
         }
+        self.check_gpus(&changes.limits)?;
         let warnings = self.warnings(&changes.limits, changes.expires.flatten());
         let (now, actor) = (self.now, self.actor);
         let user = self.store.write(|tx| {

@@ -357,3 +357,50 @@ fn a_quota_that_cannot_be_cleared_does_not_stop_the_delete() {
         "the user is gone all the same"
     );
 }
+
+#[test]
+fn gpus_are_checked_against_the_node_when_granted() {
+    use crate::model::gpu::{GpuNode, NodeGpu};
+    let mut f = fixture();
+    let mut request = linked("amy-nosys");
+    request.limits.gpus = Some("0".parse().unwrap());
+    let password = b"long enough 1".to_vec();
+    let err = f
+        .admin()
+        .add(&request, &mut || Ok(Zeroizing::new(password.clone())))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Usage);
+    assert!(err.to_string().contains("only `none` and `all`"), "{err}");
+
+    request.limits.gpus = Some("all".parse().unwrap());
+    f.admin()
+        .add(&request, &mut || Ok(Zeroizing::new(password.clone())))
+        .unwrap();
+
+    f.ports.gpu.node = GpuNode {
+        gpus: vec![NodeGpu {
+            index: 0,
+            uuid: Some("GPU-82efa4d8-2419-4b59-e2b6-52028b659ad4".into()),
+            minor: 0,
+        }],
+        ..GpuNode::default()
+    };
+    let changes = |list: &str| UserChanges {
+        limits: LimitChanges {
+            gpus: Some(list.parse().unwrap()),
+            ..LimitChanges::default()
+        },
+        ..UserChanges::default()
+    };
+    let err = f.admin().modify("amy-nosys", &changes("1")).unwrap_err();
+    assert!(
+        err.to_string().contains("0 (GPU-82efa4d8"),
+        "lists what exists: {err}"
+    );
+    f.admin()
+        .modify(
+            "amy-nosys",
+            &changes("GPU-82EFA4D8-2419-4B59-E2B6-52028B659AD4"),
+        )
+        .unwrap();
+}
