@@ -319,6 +319,34 @@ left=$(xfs_quota -x -c 'report -u -N -n' /srv/scratch | awk -v u="$uid" '($1 == 
 check "xfs_quota report: no limit left for uid $uid" "" "$left"
 rm -f /etc/diycloud/diycloud.toml
 
+# --- 8. GPU access, with device nodes made by mknod (no NVIDIA driver here) --
+# Opening a node the slice allows gives ENXIO (no driver behind it); one it
+# does not allow gives EPERM from the device cgroup.
+mknod -m 666 /dev/nvidia0 c 195 0
+mknod -m 666 /dev/nvidia1 c 195 1
+mknod -m 666 /dev/nvidiactl c 195 255
+echo 'gina pw 12345' | slicectl user add gina --password-stdin --gpus 1 >/dev/null
+check "slicectl user add gina --gpus 1" "0" "$?"
+gina_slice="user-$(id -u gina).slice"
+open_as_gina() { # DEVICE: what opening it for reading says
+    as_user gina 'gina pw 12345' "cat $1 2>&1 | sed 's/.*: //'" 2>&1 | tail -1
+}
+check "granted /dev/nvidia1 opens as far as the missing driver (ENXIO)" "No such device or address" "$(open_as_gina /dev/nvidia1)"
+check "ungranted /dev/nvidia0 is refused by the device cgroup (EPERM)" "Operation not permitted" "$(open_as_gina /dev/nvidia0)"
+check "the slice's DevicePolicy" "closed" "$(systemctl show "$gina_slice" -P DevicePolicy)"
+check "gina's session has CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER" "1 PCI_BUS_ID" \
+    "$(as_user gina 'gina pw 12345' 'echo $CUDA_VISIBLE_DEVICES $CUDA_DEVICE_ORDER' 2>&1 | tail -1)"
+check "terminals and /dev/null still work under the device policy" "ok" \
+    "$(as_user gina 'gina pw 12345' 'echo x > /dev/null && test -c /dev/null && echo ok' 2>&1 | tail -1)"
+slicectl user mod gina --gpus 0 >/dev/null
+check "slicectl user mod gina --gpus 0" "0" "$?"
+check "after the change /dev/nvidia0 opens (ENXIO)" "No such device or address" "$(open_as_gina /dev/nvidia0)"
+check "and /dev/nvidia1 is refused (EPERM)" "Operation not permitted" "$(open_as_gina /dev/nvidia1)"
+say "INFO DeviceAllow of $gina_slice: $(systemctl show "$gina_slice" -P DeviceAllow | tr '\n' ' ' | cut -c1-400)"
+no_processes_of gina
+slicectl user del gina --remove-home >/dev/null 2>&1
+rm -f /dev/nvidia0 /dev/nvidia1 /dev/nvidiactl
+
 # --- 5. the shipped pam-auth-update profile, as pam-auth-update writes it ------
 # Back to the stock common-* files, then the Debian way: the profile in
 # /usr/share/pam-configs and pam-auth-update. Real sshd, su, passwd and
