@@ -54,6 +54,9 @@ pub enum Command {
         #[arg(value_parser = parse_username)]
         name: Option<Username>,
     },
+    /// This node's NVIDIA GPUs, as users are granted them
+    #[command(subcommand)]
+    Gpu(GpuCommand),
     /// Check the machine: cgroups, systemd, database and config trust, unfinished changes, managed group, disk quotas, PAM stack
     Doctor,
     /// Write a consistent copy of the database to FILE (SQLite online backup; safe while logins go on)
@@ -69,6 +72,13 @@ pub enum Command {
         /// Where to write the copy
         file: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+pub enum GpuCommand {
+    /// List the GPUs (index, UUID, device minor, model, memory, PCI bus, MIG),
+    /// through NVML, else the driver's /proc/driver/nvidia, else /dev/nvidiaN
+    List,
 }
 
 #[derive(Subcommand)]

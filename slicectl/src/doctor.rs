@@ -5,6 +5,7 @@ use std::path::Path;
 
 use libdiycloud::cgroup::Hierarchy;
 use libdiycloud::config::DEFAULT_GROUP;
+use libdiycloud::gpu::Source;
 use libdiycloud::platform::{self, Family, Membership};
 use libdiycloud::quota;
 use libdiycloud::store::Store;
@@ -38,6 +39,7 @@ pub fn run(ctx: &Context) -> Result<(), Failure> {
         managed_group(ctx),
     ];
     checks.extend(quotas(ctx));
+    checks.push(gpus());
     checks.extend([pam_module(), pam_stack(Path::new("/etc/pam.d"), "sshd")]);
     let text: Vec<String> = checks
         .iter()
@@ -141,6 +143,40 @@ fn quotas(ctx: &Context) -> Vec<Check> {
             },
         })
         .collect()
+}
+
+/// The node's GPUs and the driver: grants need the GPUs to be seen,
+/// `usage` needs NVML for their figures.
+fn gpus() -> Check {
+    let found = libdiycloud::gpu::discover();
+    let check = |status, detail| Check {
+        name: "gpus",
+        status,
+        detail,
+    };
+    let count = found.gpus.len();
+    match found.source {
+        Source::None => check(Status::Ok, "no NVIDIA GPU on this node".into()),
+        Source::Nvml => check(
+            Status::Ok,
+            format!(
+                "{count} GPU(s) through NVML, driver {}",
+                found.driver_version.as_deref().unwrap_or("?")
+            ),
+        ),
+        Source::Procfs | Source::DeviceNodes => check(
+            Status::Warn,
+            format!(
+                "{count} GPU(s) from {}, but NVML is unavailable, so `usage` has no GPU figures: {}",
+                if found.source == Source::Procfs {
+                    "/proc/driver/nvidia"
+                } else {
+                    "/dev/nvidiaN alone"
+                },
+                found.nvml_error.as_deref().unwrap_or("?")
+            ),
+        ),
+    }
 }
 
 fn systemd() -> Check {

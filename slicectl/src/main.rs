@@ -3,6 +3,7 @@
 
 mod cli;
 mod doctor;
+mod gpus;
 mod password_input;
 mod slices;
 mod users;
@@ -124,6 +125,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::User(command) => users::run(&ctx, command),
         Command::Apply { name, .. } => slices::apply(&ctx, name.as_ref()),
         Command::Usage { name } => slices::usage(&ctx, name.as_ref()),
+        Command::Gpu(cli::GpuCommand::List) => gpus::list(&ctx),
         Command::Doctor => doctor::run(&ctx),
         Command::Backup { file } => backup(&ctx, &file),
     }

@@ -94,6 +94,7 @@ fn doctor_reports_each_check() {
             "unfinished",
             "group",
             "quota",
+            "gpus",
             "module",
             "pam"
         ]
