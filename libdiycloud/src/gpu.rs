@@ -129,6 +129,76 @@ fn bus_id(nvml: &str) -> String {
     }
 }
 
+/// One GPU's load, and who holds its memory.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GpuUsage {
+    pub index: u32,
+    pub uuid: String,
+    /// Percent of the last sample period a kernel ran.
+    pub utilization_percent: Option<u32>,
+    pub memory_used_bytes: Option<u64>,
+    pub memory_total_bytes: Option<u64>,
+    pub processes: Vec<GpuProcess>,
+}
+
+/// A process with memory on a GPU.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GpuProcess {
+    pub pid: u32,
+    /// Its owner (real uid, from /proc); `None` where it has gone.
+    pub uid: Option<u32>,
+    /// `None` where the driver does not say.
+    pub memory_bytes: Option<u64>,
+}
+
+/// Every GPU's load and processes, through NVML (for `slicectl usage`;
+/// never inside sshd, see the module's note).
+pub fn usage() -> Result<Vec<GpuUsage>, GpuError> {
+    use nvml_wrapper::enums::device::UsedGpuMemory;
+    let nvml = Nvml::init()?;
+    let mut all = Vec::new();
+    for index in 0..nvml.device_count()? {
+        let device = nvml.device_by_index(index)?;
+        let memory = device.memory_info().ok();
+        let processes = device
+            .running_compute_processes()
+            .unwrap_or_default()
+            .into_iter()
+            .chain(device.running_graphics_processes().unwrap_or_default())
+            .map(|p| GpuProcess {
+                pid: p.pid,
+                uid: process_uid(Path::new("/"), p.pid),
+                memory_bytes: match p.used_gpu_memory {
+                    UsedGpuMemory::Used(bytes) => Some(bytes),
+                    UsedGpuMemory::Unavailable => None,
+                },
+            })
+            .collect();
+        all.push(GpuUsage {
+            index,
+            uuid: device.uuid()?,
+            utilization_percent: device.utilization_rates().ok().map(|u| u.gpu),
+            memory_used_bytes: memory.as_ref().map(|m| m.used),
+            memory_total_bytes: memory.as_ref().map(|m| m.total),
+            processes,
+        });
+    }
+    nvml.shutdown()?;
+    Ok(all)
+}
+
+/// The real uid of process `pid`, from `ROOT/proc/PID/status`.
+fn process_uid(root: &Path, pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(root.join(format!("proc/{pid}/status"))).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// From `ROOT/proc/driver/nvidia/gpus/*/information`, in bus order.
 pub fn discover_procfs(root: &Path) -> Result<Vec<Gpu>, GpuError> {
     let dir = root.join("proc/driver/nvidia/gpus");
@@ -387,5 +457,22 @@ mod tests {
         assert_eq!(minors, [0, 1], "from the device nodes, no procfs here");
         assert_eq!(node.majors.len(), 3);
         assert_eq!(node.present, ["/dev/nvidiactl"]);
+    }
+
+    #[test]
+    fn a_processs_owner_from_proc() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("proc/42")).unwrap();
+        std::fs::write(
+            root.path().join("proc/42/status"),
+            "Name:\tpython3\nUid:\t1000\t1000\t1000\t1000\nGid:\t1000\n",
+        )
+        .unwrap();
+        assert_eq!(process_uid(root.path(), 42), Some(1000));
+        assert_eq!(process_uid(root.path(), 43), None, "gone");
+        assert_eq!(
+            process_uid(Path::new("/"), std::process::id()),
+            Some(nix::unistd::getuid().as_raw())
+        );
     }
 }

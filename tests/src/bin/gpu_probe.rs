@@ -66,6 +66,7 @@ fn main() {
     let root = Path::new("/");
     let document = json!({
         "discover": gpu::discover(),
+        "usage": gpu::usage().map_err(|e| e.to_string()),
         "nvml": nvml.as_ref().map(|(driver, gpus)| json!({"driver": driver, "gpus": gpus})).map_err(|e| e.to_string()),
         "procfs": gpu::discover_procfs(root).map_err(|e| e.to_string()),
         "device_nodes": gpu::discover_device_nodes(root).map_err(|e| e.to_string()),
