@@ -237,6 +237,37 @@ pub struct UserUsage {
     pub username: String,
     pub usage: Option<SliceUsage>,
     pub disk: Vec<DiskUsage>,
+    /// GPU memory their processes hold, per GPU that has any.
+    pub gpus: Vec<UserGpu>,
+}
+
+/// One user's share of one GPU.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UserGpu {
+    pub index: u32,
+    pub uuid: String,
+    pub processes: usize,
+    pub memory_bytes: u64,
+}
+
+/// `uid`'s processes on each GPU in `node` (GPUs they have none on left
+/// out).
+fn user_gpus(node: &[crate::gpu::GpuUsage], uid: u32) -> Vec<UserGpu> {
+    node.iter()
+        .filter_map(|gpu| {
+            let theirs: Vec<_> = gpu
+                .processes
+                .iter()
+                .filter(|p| p.uid == Some(uid))
+                .collect();
+            (!theirs.is_empty()).then(|| UserGpu {
+                index: gpu.index,
+                uuid: gpu.uuid.clone(),
+                processes: theirs.len(),
+                memory_bytes: theirs.iter().filter_map(|p| p.memory_bytes).sum(),
+            })
+        })
+        .collect()
 }
 
 /// The admin use cases over one store, acting as `actor` at `now`.
@@ -586,16 +617,34 @@ impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort> Admin<'a, S, A,
     /// `usage [NAME]`: each user's slice as systemd reports it, and their
     /// disk as the kernel's quotas count it.
     pub fn usage(&self, name: Option<&str>) -> Result<Vec<UserUsage>, AdminError> {
-        self.selected(name)?
+        Ok(self.usage_with_gpus(name)?.0)
+    }
+
+    /// [`Admin::usage`], and every GPU's load where the node has GPU
+    /// figures (read once for all users).
+    pub fn usage_with_gpus(
+        &self,
+        name: Option<&str>,
+    ) -> Result<(Vec<UserUsage>, Option<Vec<crate::gpu::GpuUsage>>), AdminError> {
+        let node = self.ports.gpu.usage()?;
+        let users = self
+            .selected(name)?
             .iter()
             .map(|user| {
+                let usage = apply::usage(self.ports, user)?;
+                let gpus = match (&node, apply::uid_of(self.ports, user)?) {
+                    (Some(node), Some(uid)) => user_gpus(node, uid),
+                    _ => Vec::new(),
+                };
                 Ok(UserUsage {
                     username: user.username.to_string(),
-                    usage: apply::usage(self.ports, user)?,
+                    usage,
                     disk: apply::disk_usage(self.ports, self.config, user)?,
+                    gpus,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, AdminError>>()?;
+        Ok((users, node))
     }
 }
 

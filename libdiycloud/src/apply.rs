@@ -18,7 +18,7 @@ use std::pin::{pin, Pin};
 use std::task::Poll;
 
 use crate::config::Config;
-use crate::gpu::SystemGpus;
+use crate::gpu::{GpuUsage, SystemGpus};
 use crate::model::gpu::{self, GpuNode, GpuPlan};
 use crate::model::quota::{QuotaLimits, QuotaState};
 use crate::model::slice::{
@@ -88,6 +88,9 @@ pub trait QuotaPort {
 /// and go with the driver).
 pub trait GpuPort {
     fn node(&self) -> Result<GpuNode, PortError>;
+    /// Each GPU's load and the processes holding its memory (NVML: never
+    /// called at session open). `Ok(None)`: no GPU figures on this node.
+    fn usage(&self) -> Result<Option<Vec<GpuUsage>>, PortError>;
 }
 
 /// Where system accounts are looked up (NSS).
@@ -518,7 +521,7 @@ fn quota_steps_without_uid(
 
 /// The user's uid: recorded at `user add`, else looked up (an account made
 /// after the record, or linked without one); `None`: no system account.
-fn uid_of<S, A: AccountPort, Q, G>(
+pub fn uid_of<S, A: AccountPort, Q, G>(
     ports: &Ports<S, A, Q, G>,
     user: &User,
 ) -> Result<Option<u32>, PortError> {

@@ -328,6 +328,17 @@ impl GpuPort for SystemGpus {
     fn node(&self) -> Result<GpuNode, PortError> {
         node_facts(Path::new("/")).map_err(PortError::new)
     }
+
+    fn usage(&self) -> Result<Option<Vec<GpuUsage>>, PortError> {
+        if node_facts(Path::new("/"))
+            .map_err(PortError::new)?
+            .gpus
+            .is_empty()
+        {
+            return Ok(None);
+        }
+        usage().map(Some).map_err(PortError::new)
+    }
 }
 
 /// The driver version from `ROOT/proc/driver/nvidia/version`.

@@ -121,7 +121,10 @@ fn disk_row(name: &str, disk: &DiskUsage) -> ([String; 7], Value) {
 
 pub fn usage(ctx: &Context, name: Option<&Username>) -> Result<(), Failure> {
     let mut store = ctx.open_store()?;
-    let rows = ctx.admin(&mut store).usage(name.map(Username::as_str))?;
+    let (rows, node_gpus) = ctx
+        .admin(&mut store)
+        .usage_with_gpus(name.map(Username::as_str))?;
+    let mut gpu_table = Vec::new();
     let mut disk_table = Vec::new();
     let mut disk_errors = Vec::new();
     let header = [
@@ -148,13 +151,24 @@ pub fn usage(ctx: &Context, name: Option<&Username>) -> Result<(), Failure> {
                 disk_errors.push(format!("{name}: {}: {error}", disk.filesystem.display()));
             }
         }
+        for gpu in &row.gpus {
+            gpu_table.push([
+                name.clone(),
+                format!("{} ({})", gpu.index, gpu.uuid),
+                gpu.processes.to_string(),
+                human_bytes(gpu.memory_bytes),
+            ]);
+        }
+        let gpus_json = json!(row.gpus);
         let Some(usage) = row.usage else {
             let mut cells: [String; 9] = Default::default();
             cells.fill("-".into());
             cells[0] = name.clone();
             cells[2] = "no system account".into();
             table.push(cells);
-            document.push(json!({"username": name, "unit": null, "disk": disk_json}));
+            document.push(
+                json!({"username": name, "unit": null, "disk": disk_json, "gpus": gpus_json}),
+            );
             continue;
         };
         table.push([
@@ -179,6 +193,7 @@ pub fn usage(ctx: &Context, name: Option<&Username>) -> Result<(), Failure> {
         let mut entry = json!(usage);
         entry["username"] = json!(name);
         entry["disk"] = json!(disk_json);
+        entry["gpus"] = gpus_json;
         document.push(entry);
     }
     let mut text = view::table(&header, &table);
@@ -194,6 +209,36 @@ pub fn usage(ctx: &Context, name: Option<&Username>) -> Result<(), Failure> {
         ];
         text.push_str("\n\n");
         text.push_str(&view::table(&header, &disk_table));
+    }
+    if let Some(node) = &node_gpus {
+        let rows: Vec<[String; 4]> = node
+            .iter()
+            .map(|g| {
+                [
+                    format!("{} ({})", g.index, g.uuid),
+                    or_dash(g.utilization_percent.map(|p| format!("{p}%"))),
+                    match (g.memory_used_bytes, g.memory_total_bytes) {
+                        (Some(used), Some(total)) => {
+                            format!("{} / {}", human_bytes(used), human_bytes(total))
+                        }
+                        _ => "-".into(),
+                    },
+                    g.processes.len().to_string(),
+                ]
+            })
+            .collect();
+        text.push_str("\n\n");
+        text.push_str(&view::table(
+            &["GPU", "UTILISATION", "MEMORY", "PROCESSES"],
+            &rows,
+        ));
+        if !gpu_table.is_empty() {
+            text.push_str("\n\n");
+            text.push_str(&view::table(
+                &["NAME", "GPU", "PROCESSES", "GPU MEMORY"],
+                &gpu_table,
+            ));
+        }
     }
     for error in disk_errors {
         eprintln!("slicectl: warning: cannot read the disk quota of {error}");

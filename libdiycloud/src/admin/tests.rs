@@ -404,3 +404,36 @@ fn gpus_are_checked_against_the_node_when_granted() {
         )
         .unwrap();
 }
+
+#[test]
+fn usage_counts_each_users_gpu_memory_by_process_owner() {
+    use crate::gpu::{GpuProcess, GpuUsage};
+    let mut f = fixture();
+    f.ports.accounts.uids = vec![("amy-nosys", 1500)];
+    f.add("amy-nosys", "long enough 1").unwrap();
+    let process = |pid, uid, bytes| GpuProcess {
+        pid,
+        uid: Some(uid),
+        memory_bytes: Some(bytes),
+    };
+    f.ports.gpu.usage = Some(vec![GpuUsage {
+        index: 0,
+        uuid: "GPU-82efa4d8-2419-4b59-e2b6-52028b659ad4".into(),
+        utilization_percent: Some(40),
+        memory_used_bytes: Some(7 << 30),
+        memory_total_bytes: Some(140 << 30),
+        processes: vec![
+            process(10, 1500, 2 << 30),
+            process(11, 1500, 1 << 30),
+            process(12, 1600, 4 << 30),
+        ],
+    }]);
+    let (users, node) = f.admin().usage_with_gpus(Some("amy-nosys")).unwrap();
+    assert_eq!(node.unwrap().len(), 1);
+    assert_eq!(users[0].gpus.len(), 1);
+    assert_eq!(
+        (users[0].gpus[0].processes, users[0].gpus[0].memory_bytes),
+        (2, 3 << 30),
+        "hers only"
+    );
+}

@@ -209,6 +209,7 @@ impl QuotaPort for FakeQuotas {
 #[derive(Default)]
 pub struct FakeGpus {
     pub node: GpuNode,
+    pub usage: Option<Vec<crate::gpu::GpuUsage>>,
     pub broken: bool,
 }
 
@@ -218,5 +219,9 @@ impl GpuPort for FakeGpus {
             return Err(PortError::msg("cannot read /proc/devices"));
         }
         Ok(self.node.clone())
+    }
+
+    fn usage(&self) -> Result<Option<Vec<crate::gpu::GpuUsage>>, PortError> {
+        Ok(self.usage.clone())
     }
 }

@@ -431,7 +431,7 @@ fn gpu_node() -> FakeGpus {
             majors: char_majors("Character devices:\n  1 mem\n136 pts\n195 nvidia\n"),
             present: vec!["/dev/nvidiactl"],
         },
-        broken: false,
+        ..FakeGpus::default()
     }
 }
 

@@ -153,6 +153,10 @@ impl GpuPort for NoGpus {
     fn node(&self) -> Result<GpuNode, PortError> {
         Ok(GpuNode::default())
     }
+
+    fn usage(&self) -> Result<Option<Vec<libdiycloud::gpu::GpuUsage>>, PortError> {
+        Ok(None)
+    }
 }
 
 /// The machine: a settable clock, the caller, the managed group's members.
