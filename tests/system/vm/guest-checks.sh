@@ -321,31 +321,54 @@ rm -f /etc/diycloud/diycloud.toml
 
 # --- 8. GPU access, with device nodes made by mknod (no NVIDIA driver here) --
 # Opening a node the slice allows gives ENXIO (no driver behind it); one it
-# does not allow gives EPERM from the device cgroup.
+# does not allow gives EPERM from the device cgroup. /proc/devices has no
+# NVIDIA majors here: nvidia-uvm gets a major nothing else uses.
 mknod -m 666 /dev/nvidia0 c 195 0
 mknod -m 666 /dev/nvidia1 c 195 1
 mknod -m 666 /dev/nvidiactl c 195 255
-echo 'gina pw 12345' | slicectl user add gina --password-stdin --gpus 1 >/dev/null
-check "slicectl user add gina --gpus 1" "0" "$?"
-gina_slice="user-$(id -u gina).slice"
-open_as_gina() { # DEVICE: what opening it for reading says
-    as_user gina 'gina pw 12345' "cat $1 2>&1 | sed 's/.*: //'" 2>&1 | tail -1
+uvm_major=$(awk '/^Character/ { c = 1; next } /^$/ { c = 0 } c { print $1 }' /proc/devices \
+    | sort -n | awk 'BEGIN { m = 240 } $1 == m { m-- } END { print m }')
+mknod -m 666 /dev/nvidia-uvm c "$uvm_major" 0
+echo "$password" | slicectl user add alice --password-stdin --gpus 0 >/dev/null
+check "slicectl user add alice --gpus 0" "0" "$?"
+echo 'bob pw 12345' | slicectl user add bob --password-stdin --gpus none >/dev/null
+check "slicectl user add bob --gpus none" "0" "$?"
+open_as() { # USER PASSWORD DEVICE: what opening DEVICE for reading says
+    as_user "$1" "$2" "cat $3 2>&1 | sed 's/.*: //'" 2>&1 | tail -1
 }
-check "granted /dev/nvidia1 opens as far as the missing driver (ENXIO)" "No such device or address" "$(open_as_gina /dev/nvidia1)"
-check "ungranted /dev/nvidia0 is refused by the device cgroup (EPERM)" "Operation not permitted" "$(open_as_gina /dev/nvidia0)"
-check "the slice's DevicePolicy" "closed" "$(systemctl show "$gina_slice" -P DevicePolicy)"
-check "gina's session has CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER" "1 PCI_BUS_ID" \
-    "$(as_user gina 'gina pw 12345' 'echo $CUDA_VISIBLE_DEVICES $CUDA_DEVICE_ORDER' 2>&1 | tail -1)"
-check "terminals and /dev/null still work under the device policy" "ok" \
-    "$(as_user gina 'gina pw 12345' 'echo x > /dev/null && test -c /dev/null && echo ok' 2>&1 | tail -1)"
-slicectl user mod gina --gpus 0 >/dev/null
-check "slicectl user mod gina --gpus 0" "0" "$?"
-check "after the change /dev/nvidia0 opens (ENXIO)" "No such device or address" "$(open_as_gina /dev/nvidia0)"
-check "and /dev/nvidia1 is refused (EPERM)" "Operation not permitted" "$(open_as_gina /dev/nvidia1)"
-say "INFO DeviceAllow of $gina_slice: $(systemctl show "$gina_slice" -P DeviceAllow | tr '\n' ' ' | cut -c1-400)"
-no_processes_of gina
-slicectl user del gina --remove-home >/dev/null 2>&1
-rm -f /dev/nvidia0 /dev/nvidia1 /dev/nvidiactl
+check "alice (--gpus 0) opens /dev/nvidia0 as far as the missing driver (ENXIO)" "No such device or address" "$(open_as alice "$password" /dev/nvidia0)"
+check "alice is refused /dev/nvidia1 by the device cgroup (EPERM)" "Operation not permitted" "$(open_as alice "$password" /dev/nvidia1)"
+check "alice opens /dev/nvidia-uvm (ENXIO)" "No such device or address" "$(open_as alice "$password" /dev/nvidia-uvm)"
+check "bob (--gpus none) is refused /dev/nvidia0 (EPERM)" "Operation not permitted" "$(open_as bob 'bob pw 12345' /dev/nvidia0)"
+check "bob is refused /dev/nvidia1 (EPERM)" "Operation not permitted" "$(open_as bob 'bob pw 12345' /dev/nvidia1)"
+check "alice's slice has DevicePolicy=closed" "closed" "$(systemctl show "user-$(id -u alice).slice" -P DevicePolicy)"
+basics='echo x > /dev/null && head -c 1 /dev/zero > /dev/null && head -c 1 /dev/urandom > /dev/null && exec 3<> /dev/fuse && echo hi > "$(tty)" && echo basics-ok'
+for who in alice bob; do
+    pw=$password; [ "$who" = bob ] && pw='bob pw 12345'
+    out=$(sshpass -p "$pw" ssh -tt "${ssh_opts[@]}" "$who@127.0.0.1" "$basics" 2>&1 | tr -d '\r' | tail -1)
+    check "$who keeps a terminal, /dev/null, /dev/zero, /dev/urandom and /dev/fuse" "basics-ok" "$out"
+done
+check "alice's session: CUDA_VISIBLE_DEVICES names her grant" "0 PCI_BUS_ID" \
+    "$(as_user alice "$password" 'echo $CUDA_VISIBLE_DEVICES $CUDA_DEVICE_ORDER' 2>&1 | tail -1)"
+check "bob's session: CUDA_VISIBLE_DEVICES set and empty" "[]" \
+    "$(as_user bob 'bob pw 12345' 'echo "[${CUDA_VISIBLE_DEVICES-unset}]"' 2>&1 | tail -1)"
+# A running session of alice's opens /dev/nvidia1 in a new process after
+# `user mod --gpus all`, without a new login.
+rm -f /tmp/gpu-go
+as_user alice "$password" 'while [ ! -e /tmp/gpu-go ]; do sleep 0.2; done; cat /dev/nvidia1 2>&1 | sed "s/.*: //"' > /tmp/gpu-live.out 2>&1 &
+live=$!
+sleep 3
+slicectl user mod alice --gpus all >/dev/null
+check "slicectl user mod alice --gpus all" "0" "$?"
+touch /tmp/gpu-go
+wait "$live"
+check "her running session opens /dev/nvidia1 after the change (ENXIO)" "No such device or address" "$(tail -1 /tmp/gpu-live.out)"
+say "INFO DeviceAllow of alice's slice: $(systemctl show "user-$(id -u alice).slice" -P DeviceAllow | tr '\n' ' ' | cut -c1-300)"
+no_processes_of alice
+no_processes_of bob
+slicectl user del alice --remove-home >/dev/null 2>&1
+slicectl user del bob --remove-home >/dev/null 2>&1
+rm -f /dev/nvidia0 /dev/nvidia1 /dev/nvidiactl /dev/nvidia-uvm /tmp/gpu-go
 
 # --- 5. the shipped pam-auth-update profile, as pam-auth-update writes it ------
 # Back to the stock common-* files, then the Debian way: the profile in
