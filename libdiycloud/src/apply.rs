@@ -372,7 +372,14 @@ fn gpu_step(
             env.extend(grant_env);
             let mut settings: Vec<String> = granted
                 .iter()
-                .map(|g| format!("/dev/nvidia{}", g.minor))
+                .map(|g| match g.migs.as_slice() {
+                    [] => format!("/dev/nvidia{}", g.minor),
+                    migs => {
+                        let names: Vec<String> =
+                            migs.iter().map(|m| format!("{}/{}", m.gi, m.ci)).collect();
+                        format!("/dev/nvidia{} MIG {}", g.minor, names.join(" "))
+                    }
+                })
                 .collect();
             if settings.is_empty() {
                 settings.push("none".into());

@@ -15,7 +15,7 @@ use std::path::Path;
 use nvml_wrapper::Nvml;
 
 use crate::apply::{GpuPort, PortError};
-use crate::model::gpu::{char_majors, GpuNode, NodeGpu, CONTROL_NODES};
+use crate::model::gpu::{char_majors, GpuNode, MigInstance, NodeGpu, CONTROL_NODES};
 
 /// One GPU of this node.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -32,6 +32,8 @@ pub struct Gpu {
     pub pci_bus: Option<String>,
     /// Whether MIG mode is on (NVML only).
     pub mig: Option<bool>,
+    /// Its MIG instances, from the driver's procfs.
+    pub mig_instances: Vec<MigInstance>,
 }
 
 /// Where the list came from.
@@ -68,18 +70,21 @@ pub enum GpuError {
 
 /// The GPUs of this node: NVML first, then procfs, then device nodes.
 pub fn discover() -> Discovery {
+    let root = Path::new("/");
     let nvml_error = match discover_nvml() {
-        Ok((driver_version, gpus)) => {
+        Ok((driver_version, mut gpus)) => {
+            for gpu in &mut gpus {
+                gpu.mig_instances = discover_migs(root, gpu.minor);
+            }
             return Discovery {
                 source: Source::Nvml,
                 driver_version: Some(driver_version),
                 gpus,
                 nvml_error: None,
-            }
+            };
         }
         Err(e) => e.to_string(),
     };
-    let root = Path::new("/");
     let (source, gpus) = match discover_procfs(root) {
         Ok(gpus) if !gpus.is_empty() => (Source::Procfs, gpus),
         _ => match discover_device_nodes(root) {
@@ -111,6 +116,7 @@ pub fn discover_nvml() -> Result<(String, Vec<Gpu>), GpuError> {
             memory_bytes: device.memory_info().ok().map(|m| m.total),
             pci_bus: device.pci_info().ok().map(|p| bus_id(&p.bus_id)),
             mig: device.mig_mode().ok().map(|m| m.current == 1),
+            mig_instances: Vec::new(),
         });
     }
     nvml.shutdown()?;
@@ -219,7 +225,8 @@ pub fn discover_procfs(root: &Path) -> Result<Vec<Gpu>, GpuError> {
             path: path.display().to_string(),
             source,
         })?;
-        if let Some(gpu) = parse_information(&text) {
+        if let Some(mut gpu) = parse_information(&text) {
+            gpu.mig_instances = discover_migs(root, gpu.minor);
             found.push(gpu);
         }
     }
@@ -248,6 +255,69 @@ pub fn parse_information(text: &str) -> Option<Gpu> {
         memory_bytes: None,
         pci_bus: field("Bus Location").map(|b| b.to_lowercase()),
         mig: None,
+        mig_instances: Vec::new(),
+    })
+}
+
+/// The MIG instances of the GPU with device minor `minor`, from
+/// `ROOT/proc/driver/nvidia/capabilities/gpuMINOR/mig/giG/ciC/access` (the
+/// driver writes a directory per instance that exists, and in each `access`
+/// file the `nvidia-caps` minor that grants it). Unreadable or malformed
+/// entries are left out: an instance not found cannot be granted, which is
+/// the safe side.
+pub fn discover_migs(root: &Path, minor: u32) -> Vec<MigInstance> {
+    let mig_dir = root.join(format!("proc/driver/nvidia/capabilities/gpu{minor}/mig"));
+    let mut found = Vec::new();
+    for (gi, gi_dir) in numbered_dirs(&mig_dir, "gi") {
+        let Some(gi_minor) = cap_minor(&gi_dir) else {
+            continue;
+        };
+        for (ci, ci_dir) in numbered_dirs(&gi_dir, "ci") {
+            if let Some(ci_minor) = cap_minor(&ci_dir) {
+                found.push(MigInstance {
+                    gi,
+                    ci,
+                    gi_minor,
+                    ci_minor,
+                });
+            }
+        }
+    }
+    found.sort_by_key(|m| (m.gi, m.ci));
+    found
+}
+
+/// The subdirectories `PREFIX<n>` of `dir` (n a small number), with n.
+fn numbered_dirs(dir: &Path, prefix: &str) -> Vec<(u8, std::path::PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let n = name.strip_prefix(prefix)?;
+            if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            Some((n.parse().ok()?, e.path()))
+        })
+        .collect()
+}
+
+/// The `DeviceFileMinor` of `DIR/access`.
+fn cap_minor(dir: &Path) -> Option<u32> {
+    parse_cap_access(&std::fs::read_to_string(dir.join("access")).ok()?)
+}
+
+/// A capability's `access` file: `DeviceFileMinor: 12`, `DeviceFileMode:
+/// 292`, `DeviceFileModify: 1`.
+pub fn parse_cap_access(text: &str) -> Option<u32> {
+    text.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        (key.trim() == "DeviceFileMinor")
+            .then(|| value.trim().parse().ok())
+            .flatten()
     })
 }
 
@@ -277,6 +347,7 @@ pub fn discover_device_nodes(root: &Path) -> Result<Vec<Gpu>, GpuError> {
             memory_bytes: None,
             pci_bus: None,
             mig: None,
+            mig_instances: Vec::new(),
         })
         .collect())
 }
@@ -313,6 +384,7 @@ pub fn node_facts(root: &Path) -> Result<GpuNode, GpuError> {
                 index: g.index,
                 uuid: g.uuid,
                 minor: g.minor,
+                migs: g.mig_instances,
             })
             .collect(),
         majors,
@@ -468,6 +540,137 @@ mod tests {
         assert_eq!(minors, [0, 1], "from the device nodes, no procfs here");
         assert_eq!(node.majors.len(), 3);
         assert_eq!(node.present, ["/dev/nvidiactl"]);
+    }
+
+    /// A node as the driver shows it: `/proc/devices` (the H200's NVIDIA
+    /// majors, or only 195 where uvm and caps are not loaded), one GPU's
+    /// `information`, and MIG instances as capability directories, each
+    /// `access` file with the `nvidia-caps` minor as mig-minors numbers
+    /// them (gpu0/giG: 3 + 9G, its ciC: 4 + 9G + C).
+    fn fake_node(proc_devices: &str, instances: &[(u8, u8)]) -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        let write = |path: &str, text: &str| {
+            let path = root.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write("proc/devices", proc_devices);
+        write(
+            "proc/driver/nvidia/gpus/0000:1b:00.0/information",
+            &INFORMATION.replace("Device Minor: \t 3", "Device Minor: \t 0"),
+        );
+        let access = |minor: u32| {
+            format!("DeviceFileMinor: {minor}\nDeviceFileMode: 292\nDeviceFileModify: 1\n")
+        };
+        for &(gi, ci) in instances {
+            let gi_dir = format!("proc/driver/nvidia/capabilities/gpu0/mig/gi{gi}");
+            write(&format!("{gi_dir}/access"), &access(3 + 9 * u32::from(gi)));
+            write(
+                &format!("{gi_dir}/ci{ci}/access"),
+                &access(4 + 9 * u32::from(gi) + u32::from(ci)),
+            );
+        }
+        write("dev/nvidia0", "");
+        write("dev/nvidiactl", "");
+        root
+    }
+
+    const ALL_MAJORS: &str = "Character devices:\n  1 mem\n  5 /dev/tty\n136 pts\n195 nvidia\n195 nvidiactl\n238 nvidia-uvm\n241 nvidia-caps\n\nBlock devices:\n  7 loop\n";
+    const BARE_MAJORS: &str = "Character devices:\n  1 mem\n  5 /dev/tty\n136 pts\n195 nvidia\n195 nvidiactl\n\nBlock devices:\n  7 loop\n";
+    const GPU0: &str = "GPU-5b6f0c52-2c1d-4e2a-9d3f-0123456789ab";
+
+    fn rules_for(root: &Path, grant: &str) -> Result<Vec<String>, crate::model::gpu::GrantError> {
+        let node = node_facts(root).unwrap();
+        let granted = crate::model::gpu::granted(&grant.parse().unwrap(), &node.gpus)?;
+        Ok(
+            crate::model::gpu::device_allow(&node.majors, &granted, &node.present)
+                .into_iter()
+                .map(|r| format!("{} {}", r.device, r.access))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn mig_instances_from_the_drivers_capabilities() {
+        let root = fake_node(ALL_MAJORS, &[(2, 0), (1, 0), (2, 1)]);
+        // What is not an instance: a stray file, a bad number, a GI
+        // without an access file, a CI whose access file has no minor.
+        let mig = root.path().join("proc/driver/nvidia/capabilities/gpu0/mig");
+        std::fs::write(mig.join("config"), "").unwrap();
+        std::fs::create_dir_all(mig.join("gix/ci0")).unwrap();
+        std::fs::create_dir_all(mig.join("gi9/ci0")).unwrap();
+        std::fs::create_dir_all(mig.join("gi1/ci5")).unwrap();
+        std::fs::write(mig.join("gi1/ci5/access"), "DeviceFileMode: 292\n").unwrap();
+
+        let migs = discover_migs(root.path(), 0);
+        let found: Vec<(u8, u8, u32, u32)> = migs
+            .iter()
+            .map(|m| (m.gi, m.ci, m.gi_minor, m.ci_minor))
+            .collect();
+        assert_eq!(found, [(1, 0, 12, 13), (2, 0, 21, 22), (2, 1, 21, 23)]);
+        assert!(discover_migs(root.path(), 1).is_empty(), "another GPU");
+        assert_eq!(parse_cap_access("DeviceFileMinor: x\n"), None);
+
+        let gpus = discover_procfs(root.path()).unwrap();
+        assert_eq!(gpus[0].mig_instances, migs, "gpu list shows them");
+    }
+
+    #[test]
+    fn allow_lists_from_sample_driver_texts() {
+        // MIG on, caps as devices: an instance is its GPU's node and its two
+        // cap minors, by number; the other instances stay closed.
+        let root = fake_node(ALL_MAJORS, &[(1, 0), (2, 0)]);
+        let nvidia = |rules: Vec<String>| -> Vec<String> {
+            rules
+                .into_iter()
+                .filter(|r| r.contains("nvidia") || r.contains("/dev/char/"))
+                .collect()
+        };
+        let one = rules_for(root.path(), &format!("MIG-{GPU0}/2/0")).unwrap();
+        assert_eq!(
+            nvidia(one),
+            [
+                "/dev/nvidiactl rw",
+                "/dev/nvidia0 rw",
+                "/dev/char/241:21 r",
+                "/dev/char/241:22 r"
+            ]
+        );
+        // The whole GPU by index: every instance.
+        let whole = rules_for(root.path(), "0").unwrap();
+        assert_eq!(
+            nvidia(whole)[2..],
+            [
+                "/dev/char/241:12 r",
+                "/dev/char/241:13 r",
+                "/dev/char/241:21 r",
+                "/dev/char/241:22 r"
+            ]
+        );
+        // No nvidia-caps major and no nvidia-uvm: the driver checks caps
+        // through procfs, so there is no cap device to allow; only the
+        // majors /proc/devices names are allowed.
+        let bare = fake_node(BARE_MAJORS, &[(1, 0)]);
+        let rules = rules_for(bare.path(), &format!("MIG-{GPU0}/1/0")).unwrap();
+        assert_eq!(
+            nvidia(rules.clone()),
+            ["/dev/nvidiactl rw", "/dev/nvidia0 rw"]
+        );
+        assert!(!rules.iter().any(|r| r.contains("238")), "{rules:?}");
+        assert_eq!(
+            rules_for(bare.path(), "none").unwrap(),
+            ["char-mem rwm", "char-/dev/tty rwm", "char-pts rwm"]
+        );
+        // An instance the node does not have, or a MIG UUID: refused, and
+        // the error names what exists.
+        let err = rules_for(root.path(), &format!("MIG-{GPU0}/3/0")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("MIG-{GPU0}/1/0, MIG-{GPU0}/2/0")),
+            "{err}"
+        );
+        let err = rules_for(root.path(), "MIG-8f6a2c1e-1111-2222-3333-44445555aaaa").unwrap_err();
+        assert!(err.to_string().contains("location name"), "{err}");
     }
 
     #[test]

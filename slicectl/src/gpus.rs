@@ -1,6 +1,7 @@
 //! `slicectl gpu list`: the node's GPUs, as grants name them.
 
 use libdiycloud::gpu::{self, Discovery, Source};
+use libdiycloud::model::gpu::mig_name;
 use serde_json::json;
 
 use crate::{view, Context, Failure};
@@ -12,8 +13,28 @@ fn gib(bytes: u64) -> String {
 
 pub fn list(ctx: &Context) -> Result<(), Failure> {
     let found = gpu::discover();
-    view::print(ctx, &json!(found), &text(&found));
+    view::print(ctx, &document(&found), &text(&found));
     Ok(())
+}
+
+/// The JSON: the discovery, each MIG instance with the name `--gpus` takes.
+fn document(found: &Discovery) -> serde_json::Value {
+    let mut doc = json!(found);
+    for (gpu, shown) in found
+        .gpus
+        .iter()
+        .zip(doc["gpus"].as_array_mut().into_iter().flatten())
+    {
+        let names = gpu
+            .mig_instances
+            .iter()
+            .map(|m| mig_name(gpu.uuid.as_deref(), m));
+        for (name, entry) in names.zip(shown["mig_instances"].as_array_mut().into_iter().flatten())
+        {
+            entry["name"] = json!(name);
+        }
+    }
+    doc
 }
 
 fn text(found: &Discovery) -> String {
@@ -46,8 +67,30 @@ fn text(found: &Discovery) -> String {
         .driver_version
         .as_deref()
         .map_or(String::new(), |v| format!(", driver {v}"));
+    let migs: Vec<[String; 4]> = found
+        .gpus
+        .iter()
+        .flat_map(|g| {
+            g.mig_instances.iter().map(move |m| {
+                [
+                    g.index.to_string(),
+                    m.gi.to_string(),
+                    m.ci.to_string(),
+                    dash(mig_name(g.uuid.as_deref(), m)),
+                ]
+            })
+        })
+        .collect();
+    let mig_table = if migs.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "\n\nMIG instances (grant one with --gpus NAME):\n{}",
+            view::table(&["GPU", "GI", "CI", "NAME"], &migs)
+        )
+    };
     format!(
-        "{}\n\n{} GPU(s), from {source}{driver}",
+        "{}{mig_table}\n\n{} GPU(s), from {source}{driver}",
         view::table(&header, &rows),
         found.gpus.len()
     )
@@ -57,6 +100,7 @@ fn text(found: &Discovery) -> String {
 mod tests {
     use super::*;
     use libdiycloud::gpu::Gpu;
+    use libdiycloud::model::gpu::MigInstance;
 
     #[test]
     fn the_table_says_where_the_list_came_from() {
@@ -78,6 +122,7 @@ mod tests {
                 memory_bytes: Some(150_754_820_096),
                 pci_bus: Some("0000:00:06.0".into()),
                 mig: Some(false),
+                mig_instances: vec![],
             }],
             nvml_error: None,
         };
@@ -89,6 +134,24 @@ mod tests {
         assert!(
             shown.ends_with("1 GPU(s), from NVML, driver 580.159.04"),
             "{shown}"
+        );
+        assert!(!shown.contains("MIG instances"), "{shown}");
+
+        let mut mig = one;
+        mig.gpus[0].mig = Some(true);
+        mig.gpus[0].mig_instances = vec![MigInstance {
+            gi: 2,
+            ci: 0,
+            gi_minor: 21,
+            ci_minor: 22,
+        }];
+        let name = "MIG-GPU-82efa4d8-2419-4b59-e2b6-52028b659ad4/2/0";
+        let shown = text(&mig);
+        assert!(shown.contains(name), "{shown}");
+        assert_eq!(document(&mig)["gpus"][0]["mig_instances"][0]["name"], name);
+        assert_eq!(
+            document(&mig)["gpus"][0]["mig_instances"][0]["gi_minor"],
+            21
         );
     }
 }

@@ -382,6 +382,7 @@ fn gpus_are_checked_against_the_node_when_granted() {
             index: 0,
             uuid: Some("GPU-82efa4d8-2419-4b59-e2b6-52028b659ad4".into()),
             minor: 0,
+            migs: vec![],
         }],
         ..GpuNode::default()
     };

@@ -421,11 +421,13 @@ fn gpu_node() -> FakeGpus {
                     index: 0,
                     uuid: Some("GPU-82efa4d8-2419-4b59-e2b6-52028b659ad4".into()),
                     minor: 2,
+                    migs: vec![],
                 },
                 NodeGpu {
                     index: 1,
                     uuid: None,
                     minor: 0,
+                    migs: vec![],
                 },
             ],
             majors: char_majors("Character devices:\n  1 mem\n136 pts\n195 nvidia\n"),

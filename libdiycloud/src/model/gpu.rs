@@ -16,6 +16,35 @@ pub struct NodeGpu {
     pub uuid: Option<String>,
     /// The minor of `/dev/nvidiaN`, which need not equal the index.
     pub minor: u32,
+    /// Its MIG instances (none where MIG is off). In a grant: the
+    /// instances granted.
+    pub migs: Vec<MigInstance>,
+}
+
+/// A MIG instance: a compute instance `ci` in the GPU instance `gi`. Using
+/// it takes the parent's `/dev/nvidiaN` and read access to two
+/// `nvidia-caps` minors, the GPU instance's and the compute instance's,
+/// which the driver gives in `/proc/driver/nvidia/capabilities`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MigInstance {
+    pub gi: u8,
+    pub ci: u8,
+    pub gi_minor: u32,
+    pub ci_minor: u32,
+}
+
+impl NodeGpu {
+    /// The location name of one of its instances: see [`mig_name`].
+    pub fn mig_name(&self, mig: &MigInstance) -> Option<String> {
+        mig_name(self.uuid.as_deref(), mig)
+    }
+}
+
+/// NVIDIA's location name of a MIG instance of the GPU `gpu_uuid`,
+/// `MIG-GPU-.../GI/CI` (what `--gpus` takes, and what CUDA_VISIBLE_DEVICES
+/// accepts); none without the GPU's UUID.
+pub fn mig_name(gpu_uuid: Option<&str>, mig: &MigInstance) -> Option<String> {
+    Some(format!("MIG-{}/{}/{}", gpu_uuid?, mig.gi, mig.ci))
 }
 
 /// What a grant needs to know about the node: its GPUs, the character
@@ -52,7 +81,7 @@ pub fn plan(list: &GpuList, node: &GpuNode) -> Result<GpuPlan, GrantError> {
     Ok(GpuPlan::Grant {
         rules: device_allow(&node.majors, &granted, &node.present),
         env: environment(&granted),
-        granted: granted.into_iter().cloned().collect(),
+        granted,
     })
 }
 
@@ -60,45 +89,93 @@ pub fn plan(list: &GpuList, node: &GpuNode) -> Result<GpuPlan, GrantError> {
 pub enum GrantError {
     #[error("this node has no GPU {id}; it has {available}")]
     Unknown { id: String, available: String },
+    #[error(
+        "{id}: grant a MIG instance by its location name, MIG-GPU-UUID/GI/CI, which \
+         `slicectl gpu list` shows (a login resolves it from the driver's procfs; a MIG \
+         UUID would need NVML inside sshd)"
+    )]
+    MigUuid { id: String },
 }
 
-/// The node's GPUs that `list` names, in index order, each once.
-pub fn granted<'a>(list: &GpuList, node: &'a [NodeGpu]) -> Result<Vec<&'a NodeGpu>, GrantError> {
+/// The node's GPUs that `list` names, in index order, each once: a GPU by
+/// index or UUID with all its MIG instances, a MIG instance with its GPU
+/// (and, of that GPU's instances, the ones granted).
+pub fn granted(list: &GpuList, node: &[NodeGpu]) -> Result<Vec<NodeGpu>, GrantError> {
     let ids = match list {
         GpuList::None => return Ok(Vec::new()),
-        GpuList::All => return Ok(node.iter().collect()),
+        GpuList::All => return Ok(node.to_vec()),
         GpuList::Some(ids) => ids,
     };
-    let mut found = Vec::new();
+    let unknown = |id: &GpuId| GrantError::Unknown {
+        id: id.to_string(),
+        available: describe(node),
+    };
+    let mut found: Vec<NodeGpu> = Vec::new();
     for id in ids {
-        let gpu = node.iter().find(|g| match id {
-            GpuId::Index(i) => g.index == u32::from(*i),
-            GpuId::Uuid(u) => g.uuid.as_deref() == Some(u.as_str()),
-        });
-        match gpu {
-            Some(gpu) => found.push(gpu),
-            None => {
-                return Err(GrantError::Unknown {
-                    id: id.to_string(),
-                    available: describe(node),
-                })
+        let (gpu, migs) = match id {
+            GpuId::Index(i) => {
+                let gpu = node.iter().find(|g| g.index == u32::from(*i));
+                (gpu.ok_or_else(|| unknown(id))?, None)
             }
+            GpuId::Uuid(u) if u.starts_with("MIG-") => {
+                return Err(GrantError::MigUuid { id: u.clone() })
+            }
+            GpuId::Uuid(u) => {
+                let gpu = node.iter().find(|g| g.uuid.as_deref() == Some(u.as_str()));
+                (gpu.ok_or_else(|| unknown(id))?, None)
+            }
+            GpuId::Mig { gpu, gi, ci } => {
+                let parent = node
+                    .iter()
+                    .find(|g| g.uuid.as_deref() == Some(gpu.as_str()))
+                    .ok_or_else(|| unknown(id))?;
+                let mig = parent
+                    .migs
+                    .iter()
+                    .find(|m| m.gi == *gi && m.ci == *ci)
+                    .ok_or_else(|| unknown(id))?;
+                (parent, Some(mig))
+            }
+        };
+        match (found.iter_mut().find(|g| g.index == gpu.index), migs) {
+            // The whole GPU: all its instances, whatever else was named.
+            (Some(entry), None) => entry.migs.clone_from(&gpu.migs),
+            (Some(entry), Some(mig)) => {
+                if !entry.migs.contains(mig) {
+                    entry.migs.push(mig.clone());
+                }
+            }
+            (None, None) => found.push(gpu.clone()),
+            (None, Some(mig)) => found.push(NodeGpu {
+                migs: vec![mig.clone()],
+                ..gpu.clone()
+            }),
         }
     }
     found.sort_by_key(|g| g.index);
-    found.dedup_by_key(|g| g.index);
+    for gpu in &mut found {
+        gpu.migs.sort_by_key(|m| (m.gi, m.ci));
+    }
     Ok(found)
 }
 
-/// The node's GPUs for an error message: `0 (GPU-...), 1 (GPU-...)`.
+/// The node's GPUs for an error message: `0 (GPU-...), 1 (GPU-...)`, and
+/// their MIG instances by name.
 fn describe(node: &[NodeGpu]) -> String {
     if node.is_empty() {
         return "no GPUs (only `none` and `all` can be granted)".into();
     }
     node.iter()
-        .map(|g| match &g.uuid {
-            Some(uuid) => format!("{} ({uuid})", g.index),
-            None => g.index.to_string(),
+        .map(|g| {
+            let mut text = match &g.uuid {
+                Some(uuid) => format!("{} ({uuid})", g.index),
+                None => g.index.to_string(),
+            };
+            let migs: Vec<String> = g.migs.iter().filter_map(|m| g.mig_name(m)).collect();
+            if !migs.is_empty() {
+                text.push_str(&format!(" with MIG instances {}", migs.join(", ")));
+            }
+            text
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -129,7 +206,8 @@ pub fn char_majors(proc_devices: &str) -> Vec<CharMajor> {
         .collect()
 }
 
-/// One `DeviceAllow=` entry: a device node or `char-NAME`, and the access.
+/// One `DeviceAllow=` entry: a device node, `/dev/char/MAJOR:MINOR` or
+/// `char-NAME`, and the access.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceRule {
     pub device: String,
@@ -147,12 +225,13 @@ pub const CONTROL_NODES: [&str; 4] = [
 /// The device allow-list of a slice (`DevicePolicy=closed`): every
 /// character major except NVIDIA's (terminals, fuse, /dev/null keep
 /// working), then the granted `/dev/nvidiaN` and, for anyone with a GPU, the
-/// control nodes in `present` (those the node has). A major is NVIDIA's if
+/// control nodes in `present` (those the node has), and for each granted
+/// MIG instance its two `nvidia-caps` minors. A major is NVIDIA's if
 /// any of its names starts with `nvidia`: they are given out at module load
 /// (only 195 is fixed), so they are read, never assumed.
 pub fn device_allow(
     majors: &[CharMajor],
-    granted: &[&NodeGpu],
+    granted: &[NodeGpu],
     present: &[&str],
 ) -> Vec<DeviceRule> {
     let nvidia: Vec<u32> = majors
@@ -170,36 +249,67 @@ pub fn device_allow(
             });
         }
     }
-    if !granted.is_empty() {
-        for node in CONTROL_NODES.iter().filter(|n| present.contains(n)) {
-            rules.push(DeviceRule {
-                device: (*node).to_owned(),
-                access: "rw",
-            });
-        }
-        for gpu in granted {
-            rules.push(DeviceRule {
-                device: format!("/dev/nvidia{}", gpu.minor),
-                access: "rw",
-            });
+    if granted.is_empty() {
+        return rules;
+    }
+    for node in CONTROL_NODES.iter().filter(|n| present.contains(n)) {
+        rules.push(DeviceRule {
+            device: (*node).to_owned(),
+            access: "rw",
+        });
+    }
+    // The cap nodes by number: /dev/nvidia-caps/nvidia-capN exists only
+    // once something made it (nvidia-modprobe), and systemd takes
+    // /dev/char/MAJOR:MINOR without the node. Without an `nvidia-caps`
+    // major the driver checks caps through procfs files (its
+    // `nv_cap_enable_devfs=0`): there is no device to allow.
+    let caps = majors.iter().find(|m| m.name == "nvidia-caps");
+    for gpu in granted {
+        rules.push(DeviceRule {
+            device: format!("/dev/nvidia{}", gpu.minor),
+            access: "rw",
+        });
+        for mig in gpu.migs.iter().filter(|_| caps.is_some()) {
+            let major = caps.map_or(0, |c| c.major);
+            for minor in [mig.gi_minor, mig.ci_minor] {
+                let device = format!("/dev/char/{major}:{minor}");
+                if !rules.iter().any(|r| r.device == device) {
+                    rules.push(DeviceRule {
+                        device,
+                        access: "r",
+                    });
+                }
+            }
         }
     }
     rules
 }
 
 /// The session's environment for a grant: the granted UUIDs (CUDA numbers
-/// the visible GPUs from 0 whatever their index), or, where a UUID is not
-/// known, the indices in PCI bus order. Nothing granted: CUDA sees none.
-pub fn environment(granted: &[&NodeGpu]) -> BTreeMap<String, String> {
+/// the visible GPUs from 0 whatever their index), a MIG instance by its
+/// location name in place of its GPU, or, where a UUID is not known, the
+/// indices in PCI bus order. Nothing granted: CUDA sees none.
+pub fn environment(granted: &[NodeGpu]) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     if granted.is_empty() {
         env.insert("CUDA_VISIBLE_DEVICES".into(), String::new());
         env.insert("NVIDIA_VISIBLE_DEVICES".into(), "void".into());
         return env;
     }
-    let uuids: Option<Vec<&str>> = granted.iter().map(|g| g.uuid.as_deref()).collect();
-    let visible = match uuids {
-        Some(uuids) => uuids.join(","),
+    let names: Option<Vec<String>> = granted
+        .iter()
+        .map(|g| match g.migs.as_slice() {
+            [] => g.uuid.clone(),
+            migs => Some(
+                migs.iter()
+                    .map(|m| g.mig_name(m))
+                    .collect::<Option<Vec<_>>>()?
+                    .join(","),
+            ),
+        })
+        .collect();
+    let visible = match names {
+        Some(names) => names.join(","),
         None => {
             env.insert("CUDA_DEVICE_ORDER".into(), "PCI_BUS_ID".into());
             granted
@@ -227,11 +337,13 @@ mod tests {
                 index: 0,
                 uuid: Some("GPU-82efa4d8-2419-4b59-e2b6-52028b659ad4".into()),
                 minor: 2,
+                migs: vec![],
             },
             NodeGpu {
                 index: 1,
                 uuid: Some("GPU-00000000-1111-2222-3333-444444444444".into()),
                 minor: 0,
+                migs: vec![],
             },
         ]
     }
@@ -317,14 +429,93 @@ mod tests {
             index: 3,
             uuid: None,
             minor: 3,
+            migs: vec![],
         }];
-        let env = environment(&no_uuid.iter().collect::<Vec<_>>());
+        let env = environment(&no_uuid);
         assert_eq!(env["CUDA_VISIBLE_DEVICES"], "3");
         assert_eq!(env["CUDA_DEVICE_ORDER"], "PCI_BUS_ID");
 
         let env = environment(&[]);
         assert_eq!(env["CUDA_VISIBLE_DEVICES"], "");
         assert_eq!(env["NVIDIA_VISIBLE_DEVICES"], "void");
+    }
+
+    /// GPU 0 of [`node`] in MIG mode with three instances.
+    fn mig_node() -> Vec<NodeGpu> {
+        let mut node = node();
+        node[0].migs = [(1, 0), (2, 0), (2, 1)]
+            .into_iter()
+            .map(|(gi, ci)| MigInstance {
+                gi,
+                ci,
+                gi_minor: 3 + 9 * u32::from(gi),
+                ci_minor: 4 + 9 * u32::from(gi) + u32::from(ci),
+            })
+            .collect();
+        node
+    }
+
+    #[test]
+    fn mig_grants_name_instances_and_the_whole_gpu_takes_them_all() {
+        let node = mig_node();
+        let gpu0 = "GPU-82efa4d8-2419-4b59-e2b6-52028b659ad4";
+        let mig = |gi, ci| format!("MIG-{gpu0}/{gi}/{ci}");
+        let instances =
+            |g: &NodeGpu| -> Vec<(u8, u8)> { g.migs.iter().map(|m| (m.gi, m.ci)).collect() };
+
+        let two = granted(&list(&format!("{},{}", mig(2, 1), mig(1, 0))), &node).unwrap();
+        assert_eq!(two.len(), 1, "one GPU");
+        assert_eq!(instances(&two[0]), [(1, 0), (2, 1)], "those two, in order");
+        let env = environment(&two);
+        assert_eq!(
+            env["CUDA_VISIBLE_DEVICES"],
+            format!("{},{}", mig(1, 0), mig(2, 1))
+        );
+
+        let whole = granted(&list(&format!("{},0", mig(2, 0))), &node).unwrap();
+        assert_eq!(instances(&whole[0]), [(1, 0), (2, 0), (2, 1)]);
+        let whole_first = granted(&list(&format!("0,{}", mig(2, 0))), &node).unwrap();
+        assert_eq!(whole_first, whole, "the order of the list does not matter");
+
+        // MIG on GPU 0, GPU 1 whole: the instance and the GPU, by name.
+        let mixed = granted(&list(&format!("1,{}", mig(1, 0))), &node).unwrap();
+        assert_eq!(
+            environment(&mixed)["CUDA_VISIBLE_DEVICES"],
+            format!("{},GPU-00000000-1111-2222-3333-444444444444", mig(1, 0))
+        );
+        let rules = device_allow(&char_majors(PROC_DEVICES), &mixed, &["/dev/nvidiactl"]);
+        let nvidia: Vec<&str> = rules
+            .iter()
+            .filter(|r| r.device.contains("nvidia") || r.device.starts_with("/dev/char/"))
+            .map(|r| r.device.as_str())
+            .collect();
+        assert_eq!(
+            nvidia,
+            [
+                "/dev/nvidiactl",
+                "/dev/nvidia2",
+                "/dev/char/241:12",
+                "/dev/char/241:13",
+                "/dev/nvidia0"
+            ]
+        );
+        assert!(rules
+            .iter()
+            .filter(|r| r.device.starts_with("/dev/char/"))
+            .all(|r| r.access == "r"));
+
+        // Instances a node does not have, or on a GPU it does not have.
+        for missing in [
+            mig(3, 0),
+            mig(2, 2),
+            "MIG-GPU-00000000-0000-0000-0000-000000000000/1/0".into(),
+        ] {
+            let err = granted(&list(&missing), &node).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("with MIG instances {}", mig(1, 0))),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -253,7 +253,9 @@ impl fmt::Display for Tasks {
 // ---------------------------------------------------------------- GPUs
 
 pub const GPU_RULE: &str = "a GPU list is 'none', 'all', or a comma-separated list without \
-     repeats of GPU indices (0-1023) and UUIDs (GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx or MIG-...)";
+     repeats of GPU indices (0-1023), GPU UUIDs (GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx) and \
+     MIG instances (MIG-GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx/GI/CI, as `slicectl gpu list` \
+     shows them)";
 
 /// Which GPUs a user may open.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,11 +265,21 @@ pub enum GpuList {
     Some(Vec<GpuId>),
 }
 
-/// One GPU (or MIG instance) named by its index or its NVML UUID.
+/// One GPU named by its index or its UUID, or one MIG instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GpuId {
     Index(u16),
+    /// `GPU-...`, or a MIG UUID (`MIG-...`), which parses (older records
+    /// may hold one) but cannot be granted: see [`GpuId::Mig`].
     Uuid(String),
+    /// A MIG instance by NVIDIA's location name, `MIG-GPU-UUID/GI/CI`: its
+    /// GPU, GPU instance and compute instance, all of which the driver's
+    /// procfs shows, so a session can resolve it without NVML.
+    Mig {
+        gpu: String,
+        gi: u8,
+        ci: u8,
+    },
 }
 
 fn is_uuid(s: &str) -> bool {
@@ -283,6 +295,27 @@ impl FromStr for GpuId {
     type Err = ();
 
     fn from_str(s: &str) -> Result<Self, ()> {
+        if let Some((gpu, rest)) = s
+            .get(..8)
+            .filter(|p| p.eq_ignore_ascii_case("MIG-GPU-"))
+            .and_then(|_| s[4..].split_once('/'))
+        {
+            let Ok(GpuId::Uuid(gpu)) = gpu.parse() else {
+                return Err(());
+            };
+            let (gi, ci) = rest.split_once('/').ok_or(())?;
+            let number = |t: &str| -> Result<u8, ()> {
+                if t.is_empty() || t.len() > 3 || !t.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(());
+                }
+                t.parse().map_err(|_| ())
+            };
+            return Ok(GpuId::Mig {
+                gpu,
+                gi: number(gi)?,
+                ci: number(ci)?,
+            });
+        }
         // NVML spells UUIDs "GPU-" + lower-case hex; the same GPU typed in
         // another case is the same GPU, so it is stored in NVML's spelling.
         let prefix = s.get(..4).map(str::to_ascii_uppercase);
@@ -309,6 +342,7 @@ impl fmt::Display for GpuId {
         match self {
             GpuId::Index(i) => write!(f, "{i}"),
             GpuId::Uuid(u) => f.write_str(u),
+            GpuId::Mig { gpu, gi, ci } => write!(f, "MIG-{gpu}/{gi}/{ci}"),
         }
     }
 }
@@ -598,6 +632,45 @@ mod tests {
         ] {
             let err = input.parse::<GpuList>().unwrap_err().to_string();
             assert!(err.contains("'none', 'all'"), "{input}: {err}");
+        }
+    }
+
+    #[test]
+    fn mig_instances_by_location() {
+        let list: GpuList = "1,mig-gpu-8F6A2C1E-1111-2222-3333-44445555AAAA/13/0"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            list,
+            GpuList::Some(vec![
+                GpuId::Index(1),
+                GpuId::Mig {
+                    gpu: "GPU-8f6a2c1e-1111-2222-3333-44445555aaaa".into(),
+                    gi: 13,
+                    ci: 0
+                }
+            ])
+        );
+        assert_eq!(
+            list.to_string(),
+            "1,MIG-GPU-8f6a2c1e-1111-2222-3333-44445555aaaa/13/0",
+            "stored in NVIDIA's spelling"
+        );
+        let gpu = "GPU-8f6a2c1e-1111-2222-3333-44445555aaaa";
+        for bad in [
+            format!("MIG-{gpu}"),
+            format!("MIG-{gpu}/1"),
+            format!("MIG-{gpu}/1/"),
+            format!("MIG-{gpu}//0"),
+            format!("MIG-{gpu}/1/0/2"),
+            format!("MIG-{gpu}/256/0"),
+            format!("MIG-{gpu}/-1/0"),
+            format!("MIG-{gpu}/+1/0"),
+            format!("MIG-{gpu}/1/0x1"),
+            "MIG-GPU-xyz/1/0".to_string(),
+            format!("MIG-{gpu}/1/0,MIG-{gpu}/1/0"),
+        ] {
+            assert!(bad.parse::<GpuList>().is_err(), "{bad}");
         }
     }
 
