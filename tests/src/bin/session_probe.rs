@@ -2,7 +2,8 @@
 //!
 //! 1. Loads pam_diycloud through libpam in this process and checks that after
 //!    `pam_open_session` returns, the process has the same threads and
-//!    children as before (the module runs inside sshd: nothing may linger).
+//!    children as before (the module runs inside sshd: nothing may linger),
+//!    and has not mapped NVML or CUDA.
 //! 2. Benchmarks session open (`pam_open_session` through libpam) against
 //!    `systemctl set-property --runtime` with the same properties.
 //!
@@ -67,7 +68,14 @@ fn main() {
         "probe: open_session for a user not in the database: threads after={} children after={}",
         after_stranger.0, after_stranger.1
     );
-    let clean = rc == PAM_SUCCESS && before == after && before == after_stranger;
+    // NVML would map libnvidia-ml and libcuda and leave a CUDA thread: the
+    // module must not load it (the thread count above would catch the
+    // thread on a node with the driver; this catches the load anywhere the
+    // library exists).
+    let maps = std::fs::read_to_string("/proc/self/maps").expect("/proc/self/maps");
+    let nvml_mapped = maps.contains("libnvidia-ml") || maps.contains("libcuda");
+    println!("probe: NVML or CUDA mapped after open_session: {nvml_mapped}");
+    let clean = rc == PAM_SUCCESS && before == after && before == after_stranger && !nvml_mapped;
 
     // `open`: the pam_open_session call, as the benchmark asks; `with_start`:
     // pam_start (which loads the module) plus that call.

@@ -106,7 +106,7 @@ probe=$("$stage/session_probe" alice /tmp/probe-pam.d probe 40 "$slice" \
     CPUAccounting=yes MemoryAccounting=yes TasksAccounting=yes CPUQuota=50% MemoryMax=512M TasksMax=64)
 probe_rc=$?
 echo "$probe" | sed 's/^/DIYCLOUD INFO /'
-check "pam_open_session leaves the same threads and children" "0" "$probe_rc"
+check "pam_open_session leaves the same threads and children, and maps no NVML" "0" "$probe_rc"
 echo "$probe" | grep -E '^probe: (bench|floor)' | sed -E 's/^probe: (bench|floor)/DIYCLOUD BENCH \1/'
 # Where a session open's time goes, from the module's own debug timing.
 "$stage/session_probe" alice /tmp/probe-pam.d probe-debug 3 "$slice" CPUQuota=50% >/dev/null
