@@ -361,10 +361,13 @@ pub fn node_facts(root: &Path) -> Result<GpuNode, GpuError> {
     if !root.join("proc/driver/nvidia").exists() && !root.join("dev/nvidiactl").exists() {
         return Ok(GpuNode::default());
     }
-    let mut gpus = discover_procfs(root)?;
-    if gpus.is_empty() {
-        gpus = discover_device_nodes(root)?;
-    }
+    let gpus = match discover_procfs(root) {
+        Ok(gpus) if !gpus.is_empty() => gpus,
+        // A driver whose procfs cannot be read (a broken install) must not
+        // stop the logins of users without GPUs: the device nodes still
+        // say which GPUs exist (a grant by UUID then fails, closed).
+        _ => discover_device_nodes(root)?,
+    };
     let devices = root.join("proc/devices");
     let majors =
         char_majors(
@@ -671,6 +674,27 @@ mod tests {
         );
         let err = rules_for(root.path(), "MIG-8f6a2c1e-1111-2222-3333-44445555aaaa").unwrap_err();
         assert!(err.to_string().contains("location name"), "{err}");
+    }
+
+    #[test]
+    fn a_broken_driver_leaves_the_device_nodes() {
+        let root = fake_node(ALL_MAJORS, &[]);
+        // The information file unreadable as text: a broken install.
+        std::fs::write(
+            root.path()
+                .join("proc/driver/nvidia/gpus/0000:1b:00.0/information"),
+            [0xff, 0xfe, 0x00],
+        )
+        .unwrap();
+        assert!(discover_procfs(root.path()).is_err());
+        let node = node_facts(root.path()).unwrap();
+        assert_eq!(node.gpus.len(), 1);
+        assert_eq!(node.gpus[0].uuid, None, "from /dev/nvidia0 alone");
+        let rules = rules_for(root.path(), "none").unwrap();
+        assert!(rules.iter().all(|r| !r.contains("nvidia")), "{rules:?}");
+        assert!(rules_for(root.path(), "0").is_ok());
+        let err = rules_for(root.path(), GPU0).unwrap_err().to_string();
+        assert!(err.contains("no GPU GPU-5b6f0c52"), "{err}");
     }
 
     #[test]
