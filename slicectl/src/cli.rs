@@ -48,7 +48,7 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
-    /// CPU time, memory and tasks of users' slices (from systemd) and their disk use and quota on each [quota] filesystem (from the kernel)
+    /// CPU time, memory and tasks of users' slices (from systemd), their disk use and quota on each [quota] filesystem (from the kernel), and their GPU memory (NVML)
     Usage {
         /// Only this user
         #[arg(value_parser = parse_username)]
@@ -57,7 +57,7 @@ pub enum Command {
     /// This node's NVIDIA GPUs, as users are granted them
     #[command(subcommand)]
     Gpu(GpuCommand),
-    /// Check the machine: cgroups, systemd, database and config trust, unfinished changes, managed group, disk quotas, PAM stack
+    /// Check the machine: cgroups, systemd, database and config trust, unfinished changes, managed group, disk quotas, GPUs, PAM stack
     Doctor,
     /// Write a consistent copy of the database to FILE (SQLite online backup; safe while logins go on)
     #[command(
@@ -76,8 +76,8 @@ pub enum Command {
 
 #[derive(Subcommand)]
 pub enum GpuCommand {
-    /// List the GPUs (index, UUID, device minor, model, memory, PCI bus, MIG),
-    /// through NVML, else the driver's /proc/driver/nvidia, else /dev/nvidiaN
+    /// List the GPUs (index, UUID, device minor, model, memory, PCI bus, MIG mode) and their
+    /// MIG instances, through NVML, else the driver's /proc/driver/nvidia, else /dev/nvidiaN
     List,
 }
 
@@ -186,7 +186,7 @@ pub struct LimitArgs {
     /// Most processes and threads at once, or infinity
     #[arg(long, value_parser = parse_value::<Tasks>, value_name = "N", allow_hyphen_values = true)]
     pub tasks: Option<Tasks>,
-    /// GPUs: none, all, or indices/UUIDs like 0,1 or GPU-...
+    /// GPUs: none, all, or a list of indices, GPU-UUIDs and MIG instances (MIG-GPU-UUID/GI/CI), as `slicectl gpu list` shows them
     #[arg(long, value_parser = parse_value::<GpuList>, value_name = "LIST", allow_hyphen_values = true)]
     pub gpus: Option<GpuList>,
 }
