@@ -3,6 +3,7 @@
 //! used, change a password.
 
 use serde_json::json;
+use zeroize::Zeroizing;
 
 use crate::config::Config;
 use crate::model::lockout::{FailureState, LockoutPolicy};
@@ -304,6 +305,113 @@ pub fn hash_new_password(
         Ok(text) => hasher.hash(text).map(Ok),
         Err(violation) => Ok(Err(violation)),
     }
+}
+
+/// A session of the REST API: the bearer token the client keeps (shown
+/// once, stored only as its hash) and when it ends.
+#[derive(Debug)]
+pub struct ApiSession {
+    pub token: Zeroizing<String>,
+    pub user: Box<User>,
+    pub expires: Timestamp,
+}
+
+/// A token is 32 random bytes, in hex.
+const TOKEN_BYTES: usize = 32;
+
+impl Authenticator<'_> {
+    /// A login through the API: the same password check, lockout and audit
+    /// as a PAM login (a wrong password here counts for SSH too), and only
+    /// a user whose account is usable now (not expired) gets a session,
+    /// valid for `ttl_secs`. Anything else is the outcome, for the log.
+    pub fn open_api_session(
+        &mut self,
+        name: &str,
+        password: &[u8],
+        now: Timestamp,
+        ttl_secs: i64,
+    ) -> Result<Result<ApiSession, LoginOutcome>, AuthError> {
+        let user = match self.login(name, password, now)? {
+            LoginOutcome::Success(user) => user,
+            other => return Ok(Err(other)),
+        };
+        if user.state(&self.lockout, now) != AccountState::Active {
+            return Ok(Err(LoginOutcome::Inactive));
+        }
+        let mut bytes = Zeroizing::new([0u8; TOKEN_BYTES]);
+        getrandom::fill(bytes.as_mut()).map_err(|e| PasswordError::Random(e.to_string()))?;
+        let token = Zeroizing::new(hex(bytes.as_ref()));
+        let expires = Timestamp(now.0.saturating_add(ttl_secs));
+        let actor = self.actor.as_str();
+        self.store.write(|tx| {
+            tx.prune_api_sessions(now)?;
+            tx.insert_api_session(&token_hash(&token), name, now, expires)?;
+            tx.audit(
+                now,
+                actor,
+                "api.login",
+                name,
+                &json!({"expires": expires.0}),
+            )
+        })?;
+        Ok(Ok(ApiSession {
+            token,
+            user,
+            expires,
+        }))
+    }
+}
+
+/// The user a bearer token stands for: an open, unexpired session of an
+/// account usable now (a disabled, locked, expired or deleted account's
+/// tokens stop working at once). Anything malformed is no one.
+pub fn session_user(
+    store: &Store,
+    lockout: &LockoutPolicy,
+    token: &str,
+    now: Timestamp,
+) -> Result<Option<User>, StoreError> {
+    if !is_token(token) {
+        return Ok(None);
+    }
+    Ok(store
+        .api_session(&token_hash(token), now)?
+        .filter(|user| user.state(lockout, now) == AccountState::Active))
+}
+
+/// Logout: the session ends; false if the token had none.
+pub fn close_api_session(
+    store: &mut Store,
+    token: &str,
+    actor: &str,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    if !is_token(token) {
+        return Ok(false);
+    }
+    let Some(user) = store.api_session(&token_hash(token), now)? else {
+        return Ok(false);
+    };
+    store.write(|tx| {
+        let closed = tx.delete_api_session(&token_hash(token))?;
+        tx.audit(now, actor, "api.logout", user.username.as_str(), &json!({}))?;
+        Ok(closed)
+    })
+}
+
+fn is_token(token: &str) -> bool {
+    token.len() == 2 * TOKEN_BYTES && token.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// What the database keeps of a token: its BLAKE2s-256, in hex. A token is
+/// 256 random bits, so a fast hash is enough (nothing to guess).
+fn token_hash(token: &str) -> String {
+    use blake2::Digest;
+    hex(&blake2::Blake2s256::digest(token.as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ pub enum PasswordError {
     Argon2(argon2::Error),
     #[error("password hash: {0}")]
     Phc(argon2::password_hash::phc::Error),
-    #[error("no random salt: {0}")]
+    #[error("no random bytes from the kernel: {0}")]
     Random(String),
 }
 

@@ -249,3 +249,108 @@ fn an_unknown_user_costs_as_much_as_a_wrong_password() {
         "unknown/known time, median of pairs: {ratio:.2} ({ratios:.2?})"
     );
 }
+
+impl Fixture {
+    fn open_session(&mut self, pw: &str, at: i64) -> Result<ApiSession, LoginOutcome> {
+        Authenticator::new(&mut self.store, &self.config, "api")
+            .unwrap()
+            .open_api_session("alice", pw.as_bytes(), Timestamp(at), 3600)
+            .unwrap()
+    }
+
+    fn holder(&self, token: &str, at: i64) -> Option<String> {
+        session_user(&self.store, &self.config.lockout, token, Timestamp(at))
+            .unwrap()
+            .map(|u| u.username.to_string())
+    }
+}
+
+#[test]
+fn api_sessions_open_expire_and_close() {
+    let mut f = fixture();
+    let session = f.open_session("right password", 100).unwrap();
+    assert_eq!(session.token.len(), 64);
+    assert_eq!(session.expires, Timestamp(3700));
+    assert_eq!(f.holder(&session.token, 101).as_deref(), Some("alice"));
+    assert_eq!(f.holder(&session.token, 3700), None, "expired");
+    // Another session is another token; a forged one is no one.
+    let other = f.open_session("right password", 102).unwrap();
+    assert_ne!(*other.token, *session.token);
+    let mut forged = session.token.to_string();
+    forged.replace_range(0..1, if forged.starts_with('0') { "1" } else { "0" });
+    for bad in [
+        forged.as_str(),
+        "",
+        "x",
+        &"g".repeat(64),
+        &session.token[..63],
+    ] {
+        assert_eq!(f.holder(bad, 101), None, "{bad}");
+    }
+    assert!(close_api_session(&mut f.store, &session.token, "api", Timestamp(103)).unwrap());
+    assert_eq!(f.holder(&session.token, 104), None, "logged out");
+    assert!(!close_api_session(&mut f.store, &session.token, "api", Timestamp(105)).unwrap());
+    assert_eq!(f.holder(&other.token, 104).as_deref(), Some("alice"));
+}
+
+#[test]
+fn api_sessions_end_with_a_password_change_a_disable_a_lock_and_a_delete() {
+    let mut f = fixture();
+    // Wrong passwords through the API count like any other (deny = 3).
+    for at in 1..=2 {
+        assert!(matches!(
+            f.open_session("wrong", at),
+            Err(LoginOutcome::WrongPassword { .. })
+        ));
+    }
+    let token = f.open_session("right password", 10).unwrap().token;
+    assert_eq!(f.holder(&token, 11).as_deref(), Some("alice"));
+    f.modify(UserChanges {
+        active: Some(false),
+        ..UserChanges::default()
+    });
+    assert_eq!(f.holder(&token, 12), None, "disabled");
+    f.modify(UserChanges {
+        active: Some(true),
+        ..UserChanges::default()
+    });
+    assert_eq!(f.holder(&token, 13), None, "revoked, not just hidden");
+
+    let token = f.open_session("right password", 20).unwrap().token;
+    Authenticator::new(&mut f.store, &f.config, "api")
+        .unwrap()
+        .set_password(
+            "alice",
+            b"another good password 1",
+            Timestamp(21),
+            SetBy::Admin,
+        )
+        .unwrap();
+    assert_eq!(f.holder(&token, 22), None, "password changed");
+
+    let token = f.open_session("another good password 1", 30).unwrap().token;
+    for at in 31..=33 {
+        f.open_session("wrong", at).unwrap_err();
+    }
+    assert_eq!(f.holder(&token, 34), None, "locked");
+    assert_eq!(
+        f.open_session("another good password 1", 35).unwrap_err(),
+        LoginOutcome::Locked
+    );
+
+    f.store.write(|tx| tx.delete_user("alice")).unwrap();
+    assert_eq!(f.holder(&token, 10_000), None, "deleted");
+}
+
+#[test]
+fn an_expired_account_gets_no_api_session() {
+    let mut f = fixture();
+    f.modify(UserChanges {
+        expires: Some(Some("1970-01-02".parse::<Date>().unwrap())),
+        ..UserChanges::default()
+    });
+    assert_eq!(
+        f.open_session("right password", 200_000).unwrap_err(),
+        LoginOutcome::Inactive
+    );
+}

@@ -5,6 +5,7 @@
 //! `SQLITE_BUSY`; every write happens in one transaction that rolls back on
 //! any error (a dropped [`Tx`] rolls back), so no command leaves half a record.
 
+mod sessions;
 mod users;
 
 use std::fs::{DirBuilder, OpenOptions};
@@ -24,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0001_initial.sql"),
     include_str!("0002_logout.sql"),
     include_str!("0003_intents.sql"),
+    include_str!("0004_api_sessions.sql"),
 ];
 
 /// `PRAGMA application_id` of a diycloud database ("DIYC"), set by migration 3.

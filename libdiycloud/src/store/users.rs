@@ -414,6 +414,10 @@ impl Tx<'_> {
         if let Some(active) = changes.active {
             user_sets.push(("is_active", Sql::Integer(i64::from(active))));
             detail.insert("active".into(), json!(active));
+            if !active {
+                // Disabled: their API sessions end now, not at expiry.
+                self.delete_api_sessions_of(name)?;
+            }
         }
         let limits = &changes.limits;
         if let Some(cpu) = limits.cpu {
@@ -466,6 +470,7 @@ impl Tx<'_> {
         Ok(Value::Object(detail))
     }
 
+    /// A new password: every API session of the user ends with the old one.
     pub fn set_password_hash(
         &self,
         name: &str,
@@ -476,7 +481,8 @@ impl Tx<'_> {
             "UPDATE users SET password_hash = ?2, password_changed_at = ?3, updated_at = ?3 WHERE username = ?1",
             params![name, hash, now.0],
             name,
-        )
+        )?;
+        self.delete_api_sessions_of(name).map(|_| ())
     }
 
     /// The same password at another cost: `password_changed_at` stays.

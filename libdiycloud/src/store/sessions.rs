@@ -1,0 +1,85 @@
+//! API sessions: the REST API's bearer tokens, stored by their hash.
+
+use rusqlite::{params, OptionalExtension};
+
+use super::{Store, StoreError, Tx};
+use crate::model::time::Timestamp;
+use crate::model::user::User;
+
+impl Tx<'_> {
+    /// A new session of `name` until `expires`.
+    pub fn insert_api_session(
+        &self,
+        token_hash: &str,
+        name: &str,
+        now: Timestamp,
+        expires: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "INSERT INTO api_sessions (token_hash, user_id, created_at, expires_at) \
+                 SELECT ?1, id, ?3, ?4 FROM users WHERE username = ?2",
+                params![token_hash, name, now.0, expires.0],
+            )
+            .map_err(|e| self.sqlite(e))
+            .and_then(|n| match n {
+                1 => Ok(()),
+                _ => Err(StoreError::UserNotFound(name.into())),
+            })
+    }
+
+    /// Ends one session (logout); false if there was none.
+    pub fn delete_api_session(&self, token_hash: &str) -> Result<bool, StoreError> {
+        self.tx
+            .execute(
+                "DELETE FROM api_sessions WHERE token_hash = ?1",
+                [token_hash],
+            )
+            .map(|n| n > 0)
+            .map_err(|e| self.sqlite(e))
+    }
+
+    /// Ends every session of `name` (password changed, account disabled).
+    pub fn delete_api_sessions_of(&self, name: &str) -> Result<usize, StoreError> {
+        self.tx
+            .execute(
+                "DELETE FROM api_sessions WHERE user_id = \
+                 (SELECT id FROM users WHERE username = ?1)",
+                [name],
+            )
+            .map_err(|e| self.sqlite(e))
+    }
+
+    /// Forgets sessions that have expired, so the table cannot grow
+    /// without bound.
+    pub fn prune_api_sessions(&self, now: Timestamp) -> Result<usize, StoreError> {
+        self.tx
+            .execute("DELETE FROM api_sessions WHERE expires_at <= ?1", [now.0])
+            .map_err(|e| self.sqlite(e))
+    }
+}
+
+impl Store {
+    /// The user whose session `token_hash` is, while it has not expired.
+    pub fn api_session(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError> {
+        let name: Option<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT u.username FROM api_sessions s JOIN users u ON u.id = s.user_id \
+                 WHERE s.token_hash = ?1 AND s.expires_at > ?2",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_row(params![token_hash, now.0], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(|e| self.sqlite(e))?;
+        match name {
+            Some(name) => self.user(&name),
+            None => Ok(None),
+        }
+    }
+}
