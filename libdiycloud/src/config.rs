@@ -31,6 +31,34 @@ pub struct Config {
     pub group: String,
     pub on_session_error: SessionErrorPolicy,
     pub quota: QuotaConfig,
+    pub api: ApiConfig,
+}
+
+/// `[api]`: the REST API of `slicectl serve`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiConfig {
+    /// `HOST:PORT`, or the absolute path of a unix socket.
+    pub listen: String,
+    /// How long a login's token lasts, in seconds.
+    pub session_ttl: u64,
+    /// Login attempts one client may make per minute before 429.
+    pub login_rate: u32,
+    /// Peers whose `X-Forwarded-For` names the client (the nginx in front).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8480".into(),
+            session_ttl: 8 * 3600,
+            login_rate: 10,
+            trusted_proxies: vec![
+                std::net::IpAddr::from([127, 0, 0, 1]),
+                std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ],
+        }
+    }
 }
 
 /// `[quota]`: where users' disk quotas apply, and how.
@@ -63,6 +91,7 @@ impl Default for Config {
             group: DEFAULT_GROUP.to_owned(),
             on_session_error: SessionErrorPolicy::Deny,
             quota: QuotaConfig::default(),
+            api: ApiConfig::default(),
         }
     }
 }
@@ -98,6 +127,17 @@ struct RawConfig {
     session: RawSession,
     #[serde(default)]
     quota: RawQuota,
+    #[serde(default)]
+    api: RawApi,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    listen: Option<String>,
+    session_ttl: Option<String>,
+    login_rate: Option<u32>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -280,8 +320,44 @@ impl Config {
             config.on_session_error = policy;
         }
         config.quota = quota_config(raw.quota)?;
+        config.api = api_config(raw.api)?;
         Ok(config)
     }
+}
+
+fn api_config(raw: RawApi) -> Result<ApiConfig, String> {
+    let mut api = ApiConfig::default();
+    if let Some(listen) = raw.listen {
+        let is_socket = listen.starts_with('/');
+        if !is_socket && listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!(
+                "api.listen: {listen:?} is neither HOST:PORT (an IP address and a port) nor the absolute path of a unix socket"
+            ));
+        }
+        api.listen = listen;
+    }
+    if let Some(ttl) = raw.session_ttl {
+        api.session_ttl = parse_duration(&ttl).map_err(|e| format!("api.session_ttl: {e}"))?;
+        if api.session_ttl == 0 {
+            return Err("api.session_ttl: must be longer than 0s".into());
+        }
+    }
+    if let Some(rate) = raw.login_rate {
+        if rate == 0 {
+            return Err("api.login_rate: must be at least 1 (attempts per minute)".into());
+        }
+        api.login_rate = rate;
+    }
+    if let Some(proxies) = raw.trusted_proxies {
+        api.trusted_proxies = proxies
+            .iter()
+            .map(|p| {
+                p.parse()
+                    .map_err(|_| format!("api.trusted_proxies: {p:?} is not an IP address"))
+            })
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(api)
 }
 
 fn quota_config(raw: RawQuota) -> Result<QuotaConfig, String> {
@@ -355,9 +431,21 @@ mod tests {
             filesystems = ["/home", "/scratch"]
             soft_percent = 90
             inodes = 100000
+            [api]
+            listen = "[::1]:9000"
+            session_ttl = "30m"
+            login_rate = 3
+            trusted_proxies = ["10.0.0.5"]
             "#,
         )
         .unwrap();
+        assert_eq!(c.api.listen, "[::1]:9000");
+        assert_eq!(c.api.session_ttl, 1800);
+        assert_eq!(c.api.login_rate, 3);
+        assert_eq!(
+            c.api.trusted_proxies,
+            [std::net::IpAddr::from([10, 0, 0, 5])]
+        );
         assert_eq!(c.db, PathBuf::from("/srv/users.db"));
         assert_eq!(
             c.hash,
@@ -402,6 +490,30 @@ mod tests {
                 .cpu,
             Cpu::Percent(150)
         );
+    }
+
+    #[test]
+    fn api_values_are_checked() {
+        assert_eq!(Config::parse("").unwrap().api, ApiConfig::default());
+        let socket = Config::parse("[api]\nlisten = \"/run/diycloud/api.sock\"").unwrap();
+        assert_eq!(socket.api.listen, "/run/diycloud/api.sock");
+        for (text, key) in [
+            ("[api]\nlisten = \"localhost:80\"", "api.listen"),
+            ("[api]\nlisten = \"run/api.sock\"", "api.listen"),
+            ("[api]\nsession_ttl = \"0\"", "api.session_ttl"),
+            ("[api]\nsession_ttl = \"soon\"", "api.session_ttl"),
+            ("[api]\nlogin_rate = 0", "api.login_rate"),
+            (
+                "[api]\ntrusted_proxies = [\"nginx\"]",
+                "api.trusted_proxies",
+            ),
+        ] {
+            let err = Config::parse(text).unwrap_err();
+            assert!(err.starts_with(key), "{text}: {err}");
+        }
+        assert!(Config::parse("[api]\nport = 1")
+            .unwrap_err()
+            .contains("port"));
     }
 
     #[test]
