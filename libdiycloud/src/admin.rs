@@ -241,6 +241,21 @@ pub struct UserUsage {
     pub gpus: Vec<UserGpu>,
 }
 
+impl UserUsage {
+    /// As every front door shows it: the slice's figures (`unit: null`
+    /// without a system account), `disk` and `gpus`.
+    pub fn document(&self) -> serde_json::Value {
+        let mut entry = match &self.usage {
+            Some(usage) => serde_json::json!(usage),
+            None => serde_json::json!({"unit": null}),
+        };
+        entry["username"] = serde_json::json!(self.username);
+        entry["disk"] = self.disk.iter().map(DiskUsage::document).collect();
+        entry["gpus"] = serde_json::json!(self.gpus);
+        entry
+    }
+}
+
 /// One user's share of one GPU.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct UserGpu {

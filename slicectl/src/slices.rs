@@ -3,7 +3,7 @@
 
 use libdiycloud::apply::DiskUsage;
 use libdiycloud::model::Username;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::{view, Context, Failure};
 
@@ -85,36 +85,25 @@ fn limit_text(limit: Option<u64>, show: impl Fn(u64) -> String) -> String {
 }
 
 /// One user's disk on one filesystem: a table row and its JSON.
-fn disk_row(name: &str, disk: &DiskUsage) -> ([String; 7], Value) {
+fn disk_row(name: &str, disk: &DiskUsage) -> [String; 7] {
     let filesystem = disk.filesystem.display().to_string();
     match &disk.quota {
-        Ok(q) => (
-            [
-                name.to_owned(),
-                filesystem.clone(),
-                human_bytes(q.used_bytes),
-                limit_text(q.limits.soft_bytes(), human_bytes),
-                limit_text(q.limits.hard_bytes(), human_bytes),
-                q.used_inodes.to_string(),
-                limit_text(q.limits.hard_inodes(), |n| n.to_string()),
-            ],
-            json!({
-                "filesystem": filesystem,
-                "used_bytes": q.used_bytes,
-                "soft_limit_bytes": q.limits.soft_bytes(),
-                "limit_bytes": q.limits.hard_bytes(),
-                "used_inodes": q.used_inodes,
-                "soft_inode_limit": q.limits.soft_inodes(),
-                "inode_limit": q.limits.hard_inodes(),
-            }),
-        ),
-        Err(error) => {
+        Ok(q) => [
+            name.to_owned(),
+            filesystem,
+            human_bytes(q.used_bytes),
+            limit_text(q.limits.soft_bytes(), human_bytes),
+            limit_text(q.limits.hard_bytes(), human_bytes),
+            q.used_inodes.to_string(),
+            limit_text(q.limits.hard_inodes(), |n| n.to_string()),
+        ],
+        Err(_) => {
             let mut cells: [String; 7] = Default::default();
             cells.fill("-".into());
             cells[0] = name.to_owned();
-            cells[1] = filesystem.clone();
+            cells[1] = filesystem;
             cells[2] = "unreadable".into();
-            (cells, json!({"filesystem": filesystem, "error": error}))
+            cells
         }
     }
 }
@@ -141,12 +130,10 @@ pub fn usage(ctx: &Context, name: Option<&Username>) -> Result<(), Failure> {
     let mut table = Vec::new();
     let mut document = Vec::new();
     for row in rows {
+        document.push(row.document());
         let name = row.username;
-        let mut disk_json = Vec::new();
         for disk in &row.disk {
-            let (cells, entry) = disk_row(&name, disk);
-            disk_table.push(cells);
-            disk_json.push(entry);
+            disk_table.push(disk_row(&name, disk));
             if let Err(error) = &disk.quota {
                 disk_errors.push(format!("{name}: {}: {error}", disk.filesystem.display()));
             }
@@ -159,16 +146,12 @@ pub fn usage(ctx: &Context, name: Option<&Username>) -> Result<(), Failure> {
                 human_bytes(gpu.memory_bytes),
             ]);
         }
-        let gpus_json = json!(row.gpus);
         let Some(usage) = row.usage else {
             let mut cells: [String; 9] = Default::default();
             cells.fill("-".into());
             cells[0] = name.clone();
             cells[2] = "no system account".into();
             table.push(cells);
-            document.push(
-                json!({"username": name, "unit": null, "disk": disk_json, "gpus": gpus_json}),
-            );
             continue;
         };
         table.push([
@@ -190,11 +173,6 @@ pub fn usage(ctx: &Context, name: Option<&Username>) -> Result<(), Failure> {
             usage.memory_max.map_or("infinity".into(), human_bytes),
             usage.tasks_max.map_or("infinity".into(), |t| t.to_string()),
         ]);
-        let mut entry = json!(usage);
-        entry["username"] = json!(name);
-        entry["disk"] = json!(disk_json);
-        entry["gpus"] = gpus_json;
-        document.push(entry);
     }
     let mut text = view::table(&header, &table);
     if !disk_table.is_empty() {
