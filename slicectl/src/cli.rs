@@ -227,24 +227,10 @@ fn parse_expiry(s: &str) -> Result<Expiry, String> {
 }
 
 /// Free text stored in the record: one line, bounded, nothing hidden.
-fn parse_text(s: &str, what: &str, max: usize, forbidden: &[char]) -> Result<String, String> {
-    libdiycloud::model::text::check_line(s, what, max, forbidden)?;
-    Ok(s.to_owned())
-}
-
 fn parse_email(s: &str) -> Result<String, String> {
-    let text = parse_text(s, "an e-mail address", 254, &[' '])?;
-    if !text.is_empty()
-        && !text
-            .split_once('@')
-            .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty())
-    {
-        return Err("an e-mail address looks like name@example.org".into());
-    }
-    Ok(text)
+    libdiycloud::model::text::email(s).map(|()| s.to_owned())
 }
 
 fn parse_full_name(s: &str) -> Result<String, String> {
-    // ':' would break the passwd file's comment field.
-    parse_text(s, "a full name", 128, &[':'])
+    libdiycloud::model::text::full_name(s).map(|()| s.to_owned())
 }

@@ -21,6 +21,26 @@ fn is_invisible(c: char) -> bool {
     c.is_control() || INVISIBLE.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c))
 }
 
+/// An e-mail address as a record keeps it (empty: none). The check every
+/// front door makes (`--email`, the API's `email`).
+pub fn email(s: &str) -> Result<(), String> {
+    check_line(s, "an e-mail address", 254, &[' '])?;
+    if !s.is_empty()
+        && !s
+            .split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty())
+    {
+        return Err("an e-mail address looks like name@example.org".into());
+    }
+    Ok(())
+}
+
+/// A full name (empty: none); ':' would break the passwd file's comment
+/// field.
+pub fn full_name(s: &str) -> Result<(), String> {
+    check_line(s, "a full name", 128, &[':'])
+}
+
 /// Checks one line of free text: at most `max` characters, no control,
 /// bidirectional or invisible characters, none of `forbidden`. The error
 /// is for the person who typed it.
