@@ -128,7 +128,20 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Gpu(cli::GpuCommand::List) => gpus::list(&ctx),
         Command::Doctor => doctor::run(&ctx),
         Command::Backup { file } => backup(&ctx, &file),
+        Command::Serve { listen } => serve(ctx, listen),
     }
+}
+
+/// `slicectl serve`: the only command that starts an async runtime.
+fn serve(ctx: Context, listen: Option<String>) -> Result<(), Failure> {
+    let listen: diycloud_server::Listen = listen
+        .unwrap_or_else(|| ctx.config.api.listen.clone())
+        .parse()
+        .map_err(|e| Failure::Usage(format!("--listen: {e}")))?;
+    // The database must be there and current before anyone logs in.
+    Store::open(&ctx.db)?;
+    eprintln!("slicectl serve: listening on {listen}");
+    diycloud_server::serve(ctx.config, ctx.db, listen).map_err(|e| Failure::Runtime(e.to_string()))
 }
 
 fn backup(ctx: &Context, file: &std::path::Path) -> Result<(), Failure> {

@@ -1,0 +1,200 @@
+//! The REST API of diycloud (DESIGN §11), started by `slicectl serve`.
+//!
+//! A thin front door, like the CLI: every route calls the library's use
+//! cases (`auth` for logins and passwords, `admin` for users, `apply` for
+//! limits), so the rules, the lockout and the audit log are the ones the PAM
+//! module and `slicectl` use. Blocking work (argon2, SQLite, D-Bus, NVML)
+//! runs on tokio's blocking pool, never on the async workers.
+
+mod client;
+mod error;
+mod limiter;
+mod routes;
+
+use std::net::SocketAddr;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use libdiycloud::apply::Ports;
+use libdiycloud::config::Config;
+use libdiycloud::model::time::Timestamp;
+
+pub use error::ApiError;
+pub use routes::router;
+
+/// Where the server listens: `HOST:PORT` or a unix socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl std::str::FromStr for Listen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.starts_with('/') {
+            return Ok(Listen::Unix(PathBuf::from(s)));
+        }
+        s.parse().map(Listen::Tcp).map_err(|_| {
+            format!(
+                "{s:?} is neither HOST:PORT (an IP address and a port, e.g. 127.0.0.1:8480) \
+                 nor the absolute path of a unix socket"
+            )
+        })
+    }
+}
+
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listen::Tcp(addr) => write!(f, "http://{addr}"),
+            Listen::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot start the server's runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot listen on {listen}: {source}")]
+    Bind {
+        listen: Listen,
+        source: std::io::Error,
+    },
+    #[error("{0} exists and is not a socket: refusing to replace it")]
+    NotASocket(PathBuf),
+    #[error("the server stopped: {0}")]
+    Serve(std::io::Error),
+}
+
+/// What every request shares: the configuration, the database's path (each
+/// request opens its own connection: SQLite in WAL mode serves many), the
+/// outside systems, and the login rate limiter.
+pub struct AppState {
+    pub config: Config,
+    pub db: PathBuf,
+    pub ports: Ports,
+    limiter: limiter::Limiter,
+    clock: fn() -> Timestamp,
+}
+
+impl AppState {
+    pub fn new(config: Config, db: PathBuf) -> Self {
+        Self::with_clock(config, db, system_now)
+    }
+
+    /// With another clock (tests set the time instead of waiting).
+    pub fn with_clock(config: Config, db: PathBuf, clock: fn() -> Timestamp) -> Self {
+        let limiter = limiter::Limiter::new(config.api.login_rate, 60);
+        Self {
+            config,
+            db,
+            ports: Ports::system(),
+            limiter,
+            clock,
+        }
+    }
+
+    fn now(&self) -> Timestamp {
+        (self.clock)()
+    }
+}
+
+// The entry point of the server: the one place it reads the clock.
+#[allow(clippy::disallowed_methods)]
+fn system_now() -> Timestamp {
+    Timestamp::from(std::time::SystemTime::now())
+}
+
+/// Serves until SIGINT or SIGTERM. Blocks the calling thread, which runs
+/// the runtime; returns when the server has stopped.
+pub fn serve(config: Config, db: PathBuf, listen: Listen) -> Result<(), ServeError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(ServeError::Runtime)?;
+    runtime.block_on(run(Arc::new(AppState::new(config, db)), listen, |_| {}))
+}
+
+/// Serves `state` on `listen`; `ready` is told the address once bound
+/// (tests bind port 0 and learn the port).
+pub async fn run(
+    state: Arc<AppState>,
+    listen: Listen,
+    ready: impl FnOnce(&Listen),
+) -> Result<(), ServeError> {
+    let app = router(state);
+    match &listen {
+        Listen::Tcp(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    listen: listen.clone(),
+                    source,
+                })?;
+            let bound = listener.local_addr().map_or(listen.clone(), Listen::Tcp);
+            ready(&bound);
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown())
+            .await
+            .map_err(ServeError::Serve)
+        }
+        Listen::Unix(path) => {
+            let listener = bind_unix(path).map_err(|e| match e {
+                UnixBindError::NotASocket => ServeError::NotASocket(path.clone()),
+                UnixBindError::Io(source) => ServeError::Bind {
+                    listen: listen.clone(),
+                    source,
+                },
+            })?;
+            ready(&listen);
+            axum::serve(listener, app.into_make_service())
+                .with_graceful_shutdown(shutdown())
+                .await
+                .map_err(ServeError::Serve)
+        }
+    }
+}
+
+enum UnixBindError {
+    NotASocket,
+    Io(std::io::Error),
+}
+
+/// Binds a unix socket at `path`, replacing a stale socket (never another
+/// kind of file), mode 0660: the proxy's group may connect, nobody else.
+fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener, UnixBindError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            std::fs::remove_file(path).map_err(UnixBindError::Io)?;
+        }
+        Ok(_) => return Err(UnixBindError::NotASocket),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(UnixBindError::Io(e)),
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(UnixBindError::Io)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(UnixBindError::Io)?;
+    Ok(listener)
+}
+
+async fn shutdown() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}

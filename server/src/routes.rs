@@ -1,0 +1,576 @@
+//! The routes of DESIGN §11. JSON fields are named like `slicectl`'s flags.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use libdiycloud::admin::{AddUser, Admin, SystemAccount, UserView};
+use libdiycloud::auth::{self, Authenticator, PasswordChange};
+use libdiycloud::model::limits::{Cpu, GpuList, Size, Tasks};
+use libdiycloud::model::time::Date;
+use libdiycloud::model::user::Role;
+use libdiycloud::model::{LimitChanges, Username};
+use libdiycloud::store::{Store, UserChanges};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use zeroize::Zeroizing;
+
+use crate::client::{Caller, Client, COOKIE_NAME};
+use crate::error::ApiError;
+use crate::AppState;
+
+/// The largest request body: a user record is a few hundred bytes.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// The OpenAPI document of these routes.
+const OPENAPI: &str = include_str!("openapi.json");
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/auth/login", post(login))
+        .route("/api/v1/auth/logout", post(logout))
+        .route("/api/v1/me", get(me))
+        .route("/api/v1/me/password", put(change_password))
+        .route("/api/v1/users", get(list_users).post(add_user))
+        .route(
+            "/api/v1/users/{name}",
+            get(show_user).patch(modify_user).delete(delete_user),
+        )
+        .route("/api/v1/users/{name}/apply", post(apply_user))
+        .route("/api/v1/users/{name}/unlock", post(unlock_user))
+        .route("/api/v1/usage", get(usage))
+        .fallback(|| async { ApiError::not_found("no such route: see /api/v1/openapi.json") })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// Runs blocking work (argon2, SQLite, D-Bus) on tokio's blocking pool.
+pub async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(ApiError::internal)?
+}
+
+async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    let db = blocking(move || Ok(Store::open(&state.db).map(|_| ())?)).await;
+    match db {
+        Ok(()) => Json(json!({"status": "ok"})).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "detail": e.detail})),
+        )
+            .into_response(),
+    }
+}
+
+async fn openapi() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        OPENAPI,
+    )
+        .into_response()
+}
+
+// ------------------------------------------------------------ sessions
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginRequest {
+    username: String,
+    password: String,
+}
+
+async fn login(
+    State(state): State<Arc<AppState>>,
+    client: Client,
+    body: Result<Json<LoginRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(request) = body?;
+    let password = Zeroizing::new(request.password);
+    let now = state.now();
+    state
+        .limiter
+        .attempt(client.ip, now)
+        .map_err(ApiError::too_many)?;
+    let ttl = state.config.api.session_ttl;
+    let work = Arc::clone(&state);
+    let name = request.username;
+    let opened = blocking(move || {
+        let mut store = Store::open(&work.db)?;
+        let actor = format!("api:{}", client.ip);
+        let ttl_secs = i64::try_from(ttl).unwrap_or(i64::MAX);
+        let outcome = Authenticator::new(&mut store, &work.config, actor)?.open_api_session(
+            &name,
+            password.as_bytes(),
+            now,
+            ttl_secs,
+        )?;
+        Ok(outcome
+            .map(|session| {
+                let view = UserView::of(&session.user, &work.config, now);
+                (session.token, view)
+            })
+            .map_err(|outcome| (name, outcome)))
+    })
+    .await?;
+    match opened {
+        Ok((token, user)) => {
+            let cookie = format!(
+                "{COOKIE_NAME}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={ttl}{}",
+                *token,
+                if client.https { "; Secure" } else { "" }
+            );
+            let mut response =
+                Json(json!({"token": *token, "expires_in": ttl, "user": user})).into_response();
+            if let Ok(value) = HeaderValue::from_str(&cookie) {
+                response.headers_mut().insert(header::SET_COOKIE, value);
+            }
+            Ok(response)
+        }
+        Err((name, outcome)) => {
+            // The reason goes to the log; the client learns only that it failed.
+            eprintln!(
+                "diycloud-server: login refused for {:?} from {}: {outcome:?}",
+                name.chars().take(40).collect::<String>(),
+                client.ip
+            );
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "login refused: wrong username or password, or the account cannot log in now",
+            ))
+        }
+    }
+}
+
+async fn logout(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Response, ApiError> {
+    blocking(move || {
+        let mut store = Store::open(&state.db)?;
+        Ok(auth::close_api_session(
+            &mut store,
+            &caller.token,
+            &caller.actor(),
+            state.now(),
+        )?)
+    })
+    .await?;
+    let clear = format!("{COOKIE_NAME}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let Ok(value) = HeaderValue::from_str(&clear) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+async fn me(State(state): State<Arc<AppState>>, caller: Caller) -> Json<UserView> {
+    Json(UserView::of(&caller.user, &state.config, state.now()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordRequest {
+    current_password: String,
+    new_password: String,
+}
+
+/// A user's own password change: the current password is checked like a
+/// login (a wrong one counts toward the lockout); every session of the
+/// user ends, this one too.
+async fn change_password(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    body: Result<Json<PasswordRequest>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Json(request) = body?;
+    let (old, new) = (
+        Zeroizing::new(request.current_password),
+        Zeroizing::new(request.new_password),
+    );
+    let change = blocking(move || {
+        let mut store = Store::open(&state.db)?;
+        Ok(
+            Authenticator::new(&mut store, &state.config, caller.actor())?.change_password(
+                caller.user.username.as_str(),
+                old.as_bytes(),
+                new.as_bytes(),
+                state.now(),
+            )?,
+        )
+    })
+    .await?;
+    match change {
+        PasswordChange::Changed => Ok(StatusCode::NO_CONTENT),
+        PasswordChange::Denied(_) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "the current password is wrong",
+        )),
+        PasswordChange::Refused(violation) => {
+            Err(ApiError::invalid(format!("new_password: {violation}")))
+        }
+    }
+}
+
+// ------------------------------------------------------------ users
+
+/// A number or a text: `"cpu": 1.5` and `"cpu": "150%"` are both natural.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Integer(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl Scalar {
+    fn text(&self) -> String {
+        match self {
+            Scalar::Integer(n) => n.to_string(),
+            Scalar::Float(x) => x.to_string(),
+            Scalar::Text(s) => s.clone(),
+        }
+    }
+}
+
+/// The limit fields of a request, each parsed by the rule `slicectl` uses.
+fn limit_changes(
+    cpu: &Option<Scalar>,
+    memory: &Option<Scalar>,
+    disk: &Option<Scalar>,
+    tasks: &Option<Scalar>,
+    gpus: &Option<String>,
+) -> Result<LimitChanges, ApiError> {
+    Ok(LimitChanges {
+        cpu: field::<Cpu>("cpu", cpu)?,
+        memory: field::<Size>("memory", memory)?,
+        disk: field::<Size>("disk", disk)?,
+        tasks: field::<Tasks>("tasks", tasks)?,
+        gpus: gpus
+            .as_ref()
+            .map(|g| {
+                g.parse::<GpuList>()
+                    .map_err(|e| ApiError::invalid(format!("gpus: {e}")))
+            })
+            .transpose()?,
+    })
+}
+
+fn field<T: std::str::FromStr>(name: &str, value: &Option<Scalar>) -> Result<Option<T>, ApiError>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .as_ref()
+        .map(|v| {
+            v.text()
+                .parse::<T>()
+                .map_err(|e| ApiError::invalid(format!("{name}: {e}")))
+        })
+        .transpose()
+}
+
+fn role(value: &Option<String>) -> Result<Option<Role>, ApiError> {
+    value
+        .as_ref()
+        .map(|r| {
+            r.parse()
+                .map_err(|e| ApiError::invalid(format!("role: {e}")))
+        })
+        .transpose()
+}
+
+/// `email`/`full_name`: checked like the CLI's; empty means none.
+fn text(
+    name: &str,
+    value: &Option<String>,
+    check: fn(&str) -> Result<(), String>,
+) -> Result<Option<Option<String>>, ApiError> {
+    value
+        .as_ref()
+        .map(|v| {
+            check(v)
+                .map(|()| Some(v.clone()).filter(|v| !v.is_empty()))
+                .map_err(|e| ApiError::invalid(format!("{name}: {e}")))
+        })
+        .transpose()
+}
+
+/// `expires`: `YYYY-MM-DD`, or `never` to clear it.
+fn expires(value: &Option<String>) -> Result<Option<Option<Date>>, ApiError> {
+    value
+        .as_ref()
+        .map(|v| match v.as_str() {
+            "never" => Ok(None),
+            day => day
+                .parse::<Date>()
+                .map(Some)
+                .map_err(|e| ApiError::invalid(format!("expires: {e}, or 'never'"))),
+        })
+        .transpose()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddRequest {
+    username: String,
+    password: String,
+    role: Option<String>,
+    email: Option<String>,
+    full_name: Option<String>,
+    expires: Option<String>,
+    /// false: only the record (like `--no-system-account`).
+    system_account: Option<bool>,
+    cpu: Option<Scalar>,
+    memory: Option<Scalar>,
+    disk: Option<Scalar>,
+    tasks: Option<Scalar>,
+    gpus: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModifyRequest {
+    role: Option<String>,
+    email: Option<String>,
+    full_name: Option<String>,
+    expires: Option<String>,
+    active: Option<bool>,
+    cpu: Option<Scalar>,
+    memory: Option<Scalar>,
+    disk: Option<Scalar>,
+    tasks: Option<Scalar>,
+    gpus: Option<String>,
+}
+
+/// An admin's view of the users; 403 for anyone else.
+async fn list_users(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<Json<Vec<UserView>>, ApiError> {
+    caller.admin()?;
+    blocking(move || {
+        let mut store = Store::open(&state.db)?;
+        let actor = caller.actor();
+        let admin = Admin::new(&mut store, &state.config, &state.ports, &actor, state.now());
+        Ok(Json(admin.users()?))
+    })
+    .await
+}
+
+async fn add_user(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    body: Result<Json<AddRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.admin()?;
+    let Json(request) = body?;
+    let password = Zeroizing::new(request.password.into_bytes());
+    let add = AddUser {
+        name: Username::parse_new(&request.username)
+            .map_err(|e| ApiError::invalid(format!("username: {e}")))?,
+        role: role(&request.role)?.unwrap_or(Role::User),
+        email: text("email", &request.email, libdiycloud::model::text::email)?.flatten(),
+        full_name: text(
+            "full_name",
+            &request.full_name,
+            libdiycloud::model::text::full_name,
+        )?
+        .flatten(),
+        expires: expires(&request.expires)?.flatten(),
+        limits: limit_changes(
+            &request.cpu,
+            &request.memory,
+            &request.disk,
+            &request.tasks,
+            &request.gpus,
+        )?,
+        system_account: if request.system_account.unwrap_or(true) {
+            SystemAccount::Create
+        } else {
+            SystemAccount::Link {
+                allow_service_account: false,
+            }
+        },
+    };
+    blocking(move || {
+        let mut store = Store::open(&state.db)?;
+        let actor = caller.actor();
+        let mut admin = Admin::new(&mut store, &state.config, &state.ports, &actor, state.now());
+        let mut source = move || Ok(password.clone());
+        let added = admin.add(&add, &mut source)?;
+        Ok((
+            StatusCode::CREATED,
+            Json(json!({
+                "user": added.user,
+                "warnings": added.warnings,
+                "applied": added.applied,
+            })),
+        ))
+    })
+    .await
+}
+
+/// An admin sees anyone; a user only themself (403 for others).
+async fn show_user(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    if !caller.is_admin() && caller.user.username.as_str() != name {
+        return Err(ApiError::forbidden());
+    }
+    blocking(move || {
+        let mut store = Store::open(&state.db)?;
+        let actor = caller.actor();
+        let admin = Admin::new(&mut store, &state.config, &state.ports, &actor, state.now());
+        let (user, log) = admin.show(&name, 20)?;
+        let mut document = json!(user);
+        if caller.is_admin() {
+            document["audit"] = json!(log);
+        }
+        Ok(Json(document))
+    })
+    .await
+}
+
+async fn modify_user(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Result<Json<ModifyRequest>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    caller.admin()?;
+    let Json(request) = body?;
+    let changes = UserChanges {
+        role: role(&request.role)?,
+        email: text("email", &request.email, libdiycloud::model::text::email)?,
+        full_name: text(
+            "full_name",
+            &request.full_name,
+            libdiycloud::model::text::full_name,
+        )?,
+        expires: expires(&request.expires)?,
+        active: request.active,
+        limits: limit_changes(
+            &request.cpu,
+            &request.memory,
+            &request.disk,
+            &request.tasks,
+            &request.gpus,
+        )?,
+    };
+    blocking(move || {
+        let mut store = Store::open(&state.db)?;
+        let actor = caller.actor();
+        let mut admin = Admin::new(&mut store, &state.config, &state.ports, &actor, state.now());
+        let modified = admin.modify(&name, &changes)?;
+        Ok(Json(json!({
+            "user": modified.user,
+            "warnings": modified.warnings,
+            "applied": modified.applied,
+        })))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteQuery {
+    remove_home: Option<bool>,
+}
+
+async fn delete_user(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Query(query): Query<DeleteQuery>,
+) -> Result<Json<Value>, ApiError> {
+    caller.admin()?;
+    blocking(move || {
+        let mut store = Store::open(&state.db)?;
+        let actor = caller.actor();
+        let mut admin = Admin::new(&mut store, &state.config, &state.ports, &actor, state.now());
+        let deleted = admin.delete(&name, query.remove_home.unwrap_or(false))?;
+        let mut document = json!(deleted);
+        document["username"] = json!(name);
+        document["deleted"] = json!(true);
+        Ok(Json(document))
+    })
+    .await
+}
+
+async fn apply_user(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.admin()?;
+    blocking(move || {
+        let mut store = Store::open(&state.db)?;
+        let actor = caller.actor();
+        let admin = Admin::new(&mut store, &state.config, &state.ports, &actor, state.now());
+        let reports = admin.apply(Some(&name))?;
+        let report = reports
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::not_found(format!("no such user: {name}")))?;
+        let mut document = json!(report);
+        document["applied"] = json!(report.error().is_none() && report.skipped().is_none());
+        Ok(Json(document))
+    })
+    .await
+}
+
+async fn unlock_user(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.admin()?;
+    blocking(move || {
+        let mut store = Store::open(&state.db)?;
+        let actor = caller.actor();
+        let mut admin = Admin::new(&mut store, &state.config, &state.ports, &actor, state.now());
+        let was_locked = admin.unlock(&name)?;
+        Ok(Json(json!({"username": name, "was_locked": was_locked})))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsageQuery {
+    user: Option<String>,
+}
+
+/// Usage: an admin's of everyone (or `?user=NAME`), a user's of themself.
+async fn usage(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(query): Query<UsageQuery>,
+) -> Result<Json<Vec<Value>>, ApiError> {
+    let me = caller.user.username.as_str().to_owned();
+    let name = match (caller.is_admin(), query.user) {
+        (true, name) => name,
+        (false, None) => Some(me),
+        (false, Some(name)) if name == me => Some(me),
+        (false, Some(_)) => return Err(ApiError::forbidden()),
+    };
+    blocking(move || {
+        let mut store = Store::open(&state.db)?;
+        let actor = caller.actor();
+        let admin = Admin::new(&mut store, &state.config, &state.ports, &actor, state.now());
+        let rows = admin.usage(name.as_deref())?;
+        Ok(Json(rows.iter().map(|row| row.document()).collect()))
+    })
+    .await
+}
