@@ -78,16 +78,19 @@ pub struct AppState {
     pub db: PathBuf,
     pub ports: Ports,
     limiter: limiter::Limiter,
-    clock: fn() -> Timestamp,
+    clock: Clock,
 }
+
+/// Where the server reads the time: the system clock, or a test's.
+pub type Clock = Box<dyn Fn() -> Timestamp + Send + Sync>;
 
 impl AppState {
     pub fn new(config: Config, db: PathBuf) -> Self {
-        Self::with_clock(config, db, system_now)
+        Self::with_clock(config, db, Box::new(system_now))
     }
 
     /// With another clock (tests set the time instead of waiting).
-    pub fn with_clock(config: Config, db: PathBuf, clock: fn() -> Timestamp) -> Self {
+    pub fn with_clock(config: Config, db: PathBuf, clock: Clock) -> Self {
         let limiter = limiter::Limiter::new(config.api.login_rate, 60);
         Self {
             config,
