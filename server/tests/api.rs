@@ -585,3 +585,66 @@ fn health_and_the_openapi_document() {
         assert!(paths.contains_key(path), "{path} is not documented");
     }
 }
+
+#[test]
+fn concurrent_reads_writes_and_logins_no_5xx_no_lost_update() {
+    let server = Arc::new(start(10_000));
+    let admin = server.token("boss", ADMIN_PASSWORD);
+    // 50 users to change, made first.
+    for i in 0..50 {
+        let made = server.add(
+            &admin,
+            json!({"username": format!("old{i}"), "password": "old password 12", "system_account": false}),
+        );
+        assert_eq!(made.status, 201, "{}", made.body);
+    }
+    // Then at once: 50 creations, 50 changes (each user's memory and, in
+    // the same moment, another request changing their tasks), 50 reads
+    // and 50 logins: 250 requests.
+    let mut threads = Vec::new();
+    for i in 0..250 {
+        let server = Arc::clone(&server);
+        let admin = admin.clone();
+        threads.push(std::thread::spawn(move || {
+            let n = i % 50;
+            let reply = match i / 50 {
+                0 => server.add(
+                    &admin,
+                    json!({"username": format!("new{n}"), "password": "new password 12", "system_account": false}),
+                ),
+                1 => server.call(
+                    "PATCH",
+                    &format!("/api/v1/users/old{n}"),
+                    Some(&admin),
+                    Some(json!({"memory": format!("{}M", 100 + n)})),
+                ),
+                2 => server.call(
+                    "PATCH",
+                    &format!("/api/v1/users/old{n}"),
+                    Some(&admin),
+                    Some(json!({"tasks": 1000 + n})),
+                ),
+                3 => server.call("GET", &format!("/api/v1/users/old{n}"), Some(&admin), None),
+                _ => server.login(&format!("old{n}"), "old password 12"),
+            };
+            (i, reply.status, reply.body)
+        }));
+    }
+    for thread in threads {
+        let (i, status, body) = thread.join().unwrap();
+        let expected = if i < 50 { 201 } else { 200 };
+        assert_eq!(status, expected, "request {i}: {body}");
+    }
+    let users = server.call("GET", "/api/v1/users", Some(&admin), None);
+    let users = users.body.as_array().unwrap();
+    assert_eq!(users.len(), 101, "boss, 50 old, 50 new");
+    for n in 0..50 {
+        let user = users
+            .iter()
+            .find(|u| u["username"] == format!("old{n}"))
+            .unwrap();
+        assert_eq!(user["memory"], format!("{}M", 100 + n), "{user}");
+        assert_eq!(user["tasks"], (1000 + n).to_string(), "{user}");
+        assert!(user["last_login"].is_string(), "{user}");
+    }
+}
