@@ -29,6 +29,13 @@ install -d -m 0755 /etc/diycloud
 if [ -d /usr/share/pam-configs ]; then
     install -m 0644 packaging/pam-configs/diycloud /usr/share/pam-configs/diycloud
 fi
+# The REST API's unit (`slicectl serve`), not enabled: see the admin guide.
+if [ -d /etc/systemd/system ]; then
+    sed 's|/usr/sbin/slicectl|/usr/local/sbin/slicectl|' packaging/systemd/diycloud-api.service \
+        >/etc/systemd/system/diycloud-api.service
+    chmod 0644 /etc/systemd/system/diycloud-api.service
+    if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+fi
 /usr/local/sbin/slicectl init
-echo "installed: $moddir/pam_diycloud.so, /usr/local/sbin/slicectl, /etc/diycloud/diycloud.toml"
+echo "installed: $moddir/pam_diycloud.so, /usr/local/sbin/slicectl, /etc/diycloud/diycloud.toml, diycloud-api.service (not enabled)"
 echo "next: slicectl user add NAME; then wire PAM (docs/pam.md), e.g. pam-auth-update --enable diycloud"

@@ -24,6 +24,9 @@ declare -A tools=(
     [qemu-img]=qemu-utils
     [debootstrap]=debootstrap
     [mkfs.ext4]=e2fsprogs
+    [nginx]=nginx
+    [curl]=curl
+    [openssl]=openssl
 )
 # files to check -> package
 declare -A files=(
@@ -32,7 +35,7 @@ declare -A files=(
     [/usr/lib/x86_64-linux-gnu/libnss_wrapper.so]=libnss-wrapper
 )
 packages=(libpam0g-dev pamtester libpam-wrapper libnss-wrapper sqlite3 passwd python3-venv binutils gcc
-    qemu-system-x86 qemu-utils debootstrap e2fsprogs)
+    qemu-system-x86 qemu-utils debootstrap e2fsprogs nginx curl openssl)
 
 have_python_venv() { python3 -c 'import ensurepip, venv' >/dev/null 2>&1; }
 
