@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every test of diycloud, in order: lint, the fast tier (`cargo test`: unit
 # tests, the real module through real libpam under pam_wrapper, slicectl, and
-# system accounts when run as root), JupyterHub's PAMAuthenticator, the
-# authentication benchmark, and the system tier (Debian VMs under qemu with
+# system accounts when run as root), JupyterHub's PAMAuthenticator, the REST
+# API under schemathesis, the authentication benchmark, and the system tier (Debian VMs under qemu with
 # real systemd, kernel and sshd). Run as root on Debian 12: tests/run-all.sh
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -39,6 +39,9 @@ tests/fuzz.sh --short 20
 echo "== JupyterHub PAMAuthenticator"
 cargo build --workspace --locked
 tests/system/jupyterhub.sh
+
+echo "== REST API: schemathesis checks the OpenAPI document against the running server"
+tests/system/api-schemathesis.sh
 
 echo "== the release module exports exactly the six pam_sm_* symbols"
 cargo build --release --workspace --locked

@@ -25,7 +25,7 @@ use crate::store::{AuditEntry, NewUser, Store, StoreError, UserChanges};
 /// HTTP status: the caller (a bad request) or the system.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
-    /// The request is invalid whatever the state: exit 2, HTTP 400.
+    /// The request is invalid whatever the state: exit 2, HTTP 422.
     Usage,
     /// It names a user that does not exist: exit 1, HTTP 404.
     NotFound,

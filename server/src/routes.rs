@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -423,8 +423,9 @@ async fn add_user(
 async fn show_user(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Path(name) = name?;
     if !caller.is_admin() && caller.user.username.as_str() != name {
         return Err(ApiError::forbidden());
     }
@@ -445,9 +446,10 @@ async fn show_user(
 async fn modify_user(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
     body: Result<Json<ModifyRequest>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Path(name) = name?;
     caller.admin()?;
     let Json(request) = body?;
     let changes = UserChanges {
@@ -468,6 +470,15 @@ async fn modify_user(
             &request.gpus,
         )?,
     };
+    // An admin who disabled or demoted themself could lock everyone out.
+    if caller.user.username.as_str() == name
+        && (changes.active == Some(false) || changes.role == Some(Role::User))
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "an admin cannot disable or demote themself: another admin must",
+        ));
+    }
     blocking(move || {
         let mut store = Store::open(&state.db)?;
         let actor = caller.actor();
@@ -491,10 +502,18 @@ struct DeleteQuery {
 async fn delete_user(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    Path(name): Path<String>,
-    Query(query): Query<DeleteQuery>,
+    name: Result<Path<String>, PathRejection>,
+    query: Result<Query<DeleteQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Path(name) = name?;
+    let Query(query) = query?;
     caller.admin()?;
+    if caller.user.username.as_str() == name {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "an admin cannot delete themself: another admin must",
+        ));
+    }
     blocking(move || {
         let mut store = Store::open(&state.db)?;
         let actor = caller.actor();
@@ -511,8 +530,9 @@ async fn delete_user(
 async fn apply_user(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Path(name) = name?;
     caller.admin()?;
     blocking(move || {
         let mut store = Store::open(&state.db)?;
@@ -533,8 +553,9 @@ async fn apply_user(
 async fn unlock_user(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Path(name) = name?;
     caller.admin()?;
     blocking(move || {
         let mut store = Store::open(&state.db)?;
@@ -556,8 +577,9 @@ struct UsageQuery {
 async fn usage(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    Query(query): Query<UsageQuery>,
+    query: Result<Query<UsageQuery>, QueryRejection>,
 ) -> Result<Json<Vec<Value>>, ApiError> {
+    let Query(query) = query?;
     let me = caller.user.username.as_str().to_owned();
     let name = match (caller.is_admin(), query.user) {
         (true, name) => name,

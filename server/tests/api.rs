@@ -525,6 +525,28 @@ fn bad_input_gets_the_right_status_and_names_the_rule() {
         Some(json!({"memory": "1G"})),
     );
     assert_eq!(patch_missing.status, 404);
+    for (method, body) in [
+        ("PATCH", Some(json!({"active": false}))),
+        ("PATCH", Some(json!({"role": "user"}))),
+        ("DELETE", None),
+    ] {
+        let reply = server.call(method, "/api/v1/users/boss", Some(&admin), body);
+        assert_eq!(
+            reply.status, 409,
+            "an admin locking themself out: {}",
+            reply.body
+        );
+    }
+    let bad_query = server.call(
+        "DELETE",
+        "/api/v1/users/carl?remove_home=maybe",
+        Some(&admin),
+        None,
+    );
+    assert_eq!(
+        (bad_query.status, bad_query.body["error"].as_str()),
+        (400, Some("bad_request"))
+    );
     let nothing = server.call("PATCH", "/api/v1/users/boss", Some(&admin), Some(json!({})));
     assert_eq!(nothing.status, 422, "{}", nothing.body);
     let carl = json!({"username": "carl", "password": "carl password 1", "system_account": false});
