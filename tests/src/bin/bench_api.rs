@@ -1,0 +1,237 @@
+//! Benchmark: the REST API on loopback, with the production argon2 cost.
+//!
+//! 1. Authenticated reads: `GET /api/v1/users/{name}` from `--connections`
+//!    keep-alive connections for `--seconds`: requests per second, median and
+//!    p99 latency.
+//! 2. Logins: `POST /api/v1/auth/login` from one connection per core, against
+//!    the physical limit measured in the same run, cores / (bare argon2
+//!    verify time). Target: at least 85% of it.
+//!
+//! Usage: bench_api [--seconds S] [--connections C] [--check]
+//! (`--check` exits 1 when the login target is missed.) Build with --release.
+#![deny(unsafe_code)]
+// A benchmark or load driver: reading the clock is its job.
+#![allow(clippy::disallowed_methods)]
+// Benchmark code: a panic is how a failed check is reported.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use diycloud_server::{AppState, Listen};
+use diycloud_tests::pam_client::percentile;
+use libdiycloud::config::Config;
+use libdiycloud::model::{Allocation, Role, Timestamp, Username};
+use libdiycloud::password::Hasher;
+use libdiycloud::store::{NewUser, Store};
+
+const PASSWORD: &str = "benchmark password";
+
+/// One keep-alive HTTP/1.1 connection.
+struct Connection {
+    reader: BufReader<TcpStream>,
+}
+
+impl Connection {
+    fn open(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Self {
+            reader: BufReader::new(stream),
+        }
+    }
+
+    /// Sends one request and reads the whole response: (status, body).
+    fn request(&mut self, method: &str, path: &str, headers: &str, body: &str) -> (u16, Vec<u8>) {
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.reader.get_mut().write_all(request.as_bytes()).unwrap();
+        let mut line = String::new();
+        self.reader.read_line(&mut line).unwrap();
+        let status = line.split(' ').nth(1).unwrap().parse().unwrap();
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap();
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        self.reader.read_exact(&mut body).unwrap();
+        (status, body)
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let (mut seconds, mut connections, mut check) = (5.0f64, 16usize, false);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--seconds" => seconds = args.next().and_then(|n| n.parse().ok()).unwrap_or(seconds),
+            "--connections" => {
+                connections = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(connections)
+            }
+            "--check" => check = true,
+            _ => {
+                eprintln!("usage: bench_api [--seconds S] [--connections C] [--check]");
+                std::process::exit(2);
+            }
+        }
+    }
+    let duration = Duration::from_secs_f64(seconds);
+
+    // A database with the production hash cost, an admin and a user.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("diycloud.db");
+    let mut config = Config::parse("[api]\nlogin_rate = 1000000000\n").unwrap();
+    config.db = db.clone();
+    let hasher = Hasher::new(config.hash).unwrap();
+    let hash = hasher.hash(PASSWORD).unwrap();
+    let (mut store, _) = Store::init(&db).unwrap();
+    for (name, role) in [("boss", Role::Admin), ("alice", Role::User)] {
+        let mut user = NewUser::new(
+            Username::parse(name).unwrap(),
+            hash.clone(),
+            Allocation::default(),
+        );
+        user.role = role;
+        store
+            .write(|tx| tx.insert_user(&user, Timestamp(0)))
+            .unwrap();
+    }
+    drop(store);
+
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let state = Arc::new(AppState::new(config, db));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(diycloud_server::run(
+                state,
+                Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], 0))),
+                |bound| {
+                    if let Listen::Tcp(addr) = bound {
+                        tx.send(*addr).unwrap();
+                    }
+                },
+            ))
+            .unwrap();
+    });
+    let addr = rx.recv().unwrap();
+    let login_body = format!("{{\"username\": \"boss\", \"password\": \"{PASSWORD}\"}}");
+    let json = "Content-Type: application/json\r\n";
+    let (status, body) =
+        Connection::open(addr).request("POST", "/api/v1/auth/login", json, &login_body);
+    assert_eq!(status, 200);
+    let token: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let auth = format!(
+        "Authorization: Bearer {}\r\n",
+        token["token"].as_str().unwrap()
+    );
+
+    // 1. Authenticated reads.
+    let run = |threads: usize, work: &(dyn Fn(&mut Connection) + Sync)| -> (usize, Vec<Duration>) {
+        let results: Vec<Vec<Duration>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut connection = Connection::open(addr);
+                        let mut latencies = Vec::new();
+                        let start = Instant::now();
+                        while start.elapsed() < duration {
+                            let one = Instant::now();
+                            work(&mut connection);
+                            latencies.push(one.elapsed());
+                        }
+                        latencies
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let all: Vec<Duration> = results.into_iter().flatten().collect();
+        (all.len(), all)
+    };
+    let read = |c: &mut Connection| {
+        let (status, _) = c.request("GET", "/api/v1/users/alice", &auth, "");
+        assert_eq!(status, 200);
+    };
+    let (reads, mut read_latency) = run(connections, &read);
+    let reads_per_sec = reads as f64 / seconds;
+    let (read_median, read_p99) = (
+        percentile(&mut read_latency, 0.5),
+        percentile(&mut read_latency, 0.99),
+    );
+
+    // 2. Logins on every core, against cores / verify time measured now.
+    let mut verifies: Vec<Duration> = (0..20)
+        .map(|_| {
+            let start = Instant::now();
+            assert!(hasher.verify(PASSWORD.as_bytes(), &hash).unwrap());
+            start.elapsed()
+        })
+        .collect();
+    let verify_median = percentile(&mut verifies, 0.5);
+    let limit = cores as f64 / verify_median.as_secs_f64();
+    let login = |c: &mut Connection| {
+        let (status, _) = c.request("POST", "/api/v1/auth/login", json, &login_body);
+        assert_eq!(status, 200);
+    };
+    let (logins, mut login_latency) = run(cores, &login);
+    let logins_per_sec = logins as f64 / seconds;
+    let share = logins_per_sec / limit;
+    let login_median = percentile(&mut login_latency, 0.5);
+
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("REST API on loopback, {cores} cores, {seconds} s per part");
+    println!(
+        "  GET /api/v1/users/alice, {connections} keep-alive connections: {reads_per_sec:.0} req/s, median {:.2} ms, p99 {:.2} ms",
+        ms(read_median),
+        ms(read_p99)
+    );
+    println!(
+        "  POST /api/v1/auth/login, {cores} connections: {logins_per_sec:.1}/s (median {:.1} ms); limit cores / verify ({:.2} ms) = {limit:.1}/s; {:.1}% of it (target >= 85%)",
+        ms(login_median),
+        ms(verify_median),
+        share * 100.0
+    );
+    println!(
+        "{}",
+        serde_json::json!({
+            "bench": "api",
+            "cores": cores,
+            "read_connections": connections,
+            "reads_per_sec": reads_per_sec,
+            "read_median_ms": ms(read_median),
+            "read_p99_ms": ms(read_p99),
+            "logins_per_sec": logins_per_sec,
+            "login_median_ms": ms(login_median),
+            "verify_median_ms": ms(verify_median),
+            "limit_per_sec": limit,
+            "share_of_limit": share,
+        })
+    );
+    if check && share < 0.85 {
+        eprintln!(
+            "FAIL: logins reach {:.1}% of the limit (target >= 85%)",
+            share * 100.0
+        );
+        std::process::exit(1);
+    }
+}
