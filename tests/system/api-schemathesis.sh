@@ -68,6 +68,8 @@ done
 token=$(curl -sf -H 'Content-Type: application/json' \
     -d '{"username": "fuzzadmin", "password": "fuzz admin password 1"}' \
     "http://127.0.0.1:$port/api/v1/auth/login" | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
+# From the scratch directory: schemathesis keeps its reports in ./.schemathesis.
+cd "$work"
 "$venv/bin/schemathesis" run "http://127.0.0.1:$port/api/v1/openapi.json" \
     -H "Authorization: Bearer $token" \
     --checks all --exclude-checks positive_data_acceptance \
