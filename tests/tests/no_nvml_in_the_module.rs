@@ -27,3 +27,16 @@ fn the_module_cannot_load_nvml_or_cuda() {
     let bytes = std::fs::read(env!("CARGO_BIN_EXE_gpu_probe")).unwrap();
     assert!(bytes.windows(12).any(|w| w == b"libnvidia-ml"));
 }
+
+/// The REST server's runtime stays out of the module too (DESIGN §2: tokio
+/// never reaches the PAM module); bench_api, which runs the server, has it.
+#[test]
+fn the_module_does_not_link_the_api_runtime() {
+    let module = std::fs::read(diycloud_tests::module()).unwrap();
+    let server = std::fs::read(env!("CARGO_BIN_EXE_bench_api")).unwrap();
+    for name in ["tokio", "axum", "hyper"] {
+        let has = |bytes: &[u8]| bytes.windows(name.len()).any(|w| w == name.as_bytes());
+        assert!(!has(&module), "the module contains {name}");
+        assert!(has(&server), "bench_api should contain {name}");
+    }
+}
