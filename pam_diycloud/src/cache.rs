@@ -10,25 +10,18 @@
 //! and the file opened afresh. Idle, it holds no lock and no transaction,
 //! so it blocks neither writers nor checkpoints.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use libdiycloud::store::{Store, StoreError};
-use libdiycloud::trust::{self, Presence};
 
 struct Idle {
     path: PathBuf,
     pid: u32,
-    file: (u64, u64),
     store: Store,
 }
 
 static IDLE: Mutex<Option<Idle>> = Mutex::new(None);
-
-fn file_identity(path: &Path) -> Option<(u64, u64)> {
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
-}
 
 /// The kept connection to `path`, if it may be used again; else a new one.
 pub fn open(path: &Path) -> Result<Store, StoreError> {
@@ -47,17 +40,11 @@ pub fn open(path: &Path) -> Result<Store, StoreError> {
 
 /// Whether the kept connection may serve `path` now.
 fn reusable(idle: &Idle, path: &Path) -> bool {
-    idle.path == path
-        && matches!(trust::check_database(path), Ok(Presence::Present))
-        && file_identity(path) == Some(idle.file)
-        && idle.store.schema_is_current()
+    idle.path == path && idle.store.is_reusable()
 }
 
 /// Keeps `store` for the next call in this process (one at most).
 pub fn keep(store: Store) {
-    let Some(file) = file_identity(store.path()) else {
-        return;
-    };
     let Ok(mut slot) = IDLE.lock() else {
         return;
     };
@@ -65,7 +52,6 @@ pub fn keep(store: Store) {
         *slot = Some(Idle {
             path: store.path().to_path_buf(),
             pid: std::process::id(),
-            file,
             store,
         });
     }
@@ -81,7 +67,6 @@ mod tests {
         Idle {
             path: path.to_path_buf(),
             pid: std::process::id(),
-            file: file_identity(path).unwrap(),
             store: Store::open(path).unwrap(),
         }
     }

@@ -132,7 +132,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         let state = Arc::clone(state);
         let looked_up = token.clone();
         let user = crate::routes::blocking(move || {
-            let store = libdiycloud::store::Store::open(&state.db)?;
+            let store = state.store()?;
             Ok(libdiycloud::auth::session_user(
                 &store,
                 &state.config.lockout,

@@ -14,11 +14,12 @@ mod routes;
 use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use libdiycloud::apply::Ports;
 use libdiycloud::config::Config;
 use libdiycloud::model::time::Timestamp;
+use libdiycloud::store::{Store, StoreError};
 
 pub use error::ApiError;
 pub use routes::router;
@@ -79,6 +80,44 @@ pub struct AppState {
     pub ports: Ports,
     limiter: limiter::Limiter,
     clock: Clock,
+    /// Idle database connections, used again while they may
+    /// ([`Store::is_reusable`]): opening SQLite for every request was most
+    /// of a read's cost.
+    idle: Mutex<Vec<Store>>,
+}
+
+/// At most this many idle connections are kept.
+const MAX_IDLE: usize = 32;
+
+/// A connection lent by [`AppState::store`]; back to the pool when dropped.
+pub struct Kept<'a> {
+    state: &'a AppState,
+    store: Option<Store>,
+}
+
+impl std::ops::Deref for Kept<'_> {
+    type Target = Store;
+
+    fn deref(&self) -> &Store {
+        // Always Some until drop.
+        self.store.as_ref().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl std::ops::DerefMut for Kept<'_> {
+    fn deref_mut(&mut self) -> &mut Store {
+        self.store.as_mut().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl Drop for Kept<'_> {
+    fn drop(&mut self) {
+        if let (Some(store), Ok(mut idle)) = (self.store.take(), self.state.idle.lock()) {
+            if idle.len() < MAX_IDLE {
+                idle.push(store);
+            }
+        }
+    }
 }
 
 /// Where the server reads the time: the system clock, or a test's.
@@ -92,13 +131,30 @@ impl AppState {
     /// With another clock (tests set the time instead of waiting).
     pub fn with_clock(config: Config, db: PathBuf, clock: Clock) -> Self {
         let limiter = limiter::Limiter::new(config.api.login_rate, 60);
+        // As the store names it, so a kept connection is known by its path.
+        let db = std::path::absolute(&db).unwrap_or(db);
         Self {
             config,
             db,
             ports: Ports::system(),
             limiter,
             clock,
+            idle: Mutex::new(Vec::new()),
         }
+    }
+
+    /// A connection to the database: an idle one that may serve again, else
+    /// a new one (which checks the file's trust and schema as it opens).
+    pub fn store(&self) -> Result<Kept<'_>, StoreError> {
+        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let store = match idle {
+            Some(store) if store.path() == self.db && store.is_reusable() => store,
+            _ => Store::open(&self.db)?,
+        };
+        Ok(Kept {
+            state: self,
+            store: Some(store),
+        })
     }
 
     fn now(&self) -> Timestamp {

@@ -14,7 +14,7 @@ use libdiycloud::model::limits::{Cpu, GpuList, Size, Tasks};
 use libdiycloud::model::time::Date;
 use libdiycloud::model::user::Role;
 use libdiycloud::model::{LimitChanges, Username};
-use libdiycloud::store::{Store, UserChanges};
+use libdiycloud::store::UserChanges;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
@@ -60,7 +60,7 @@ pub async fn blocking<T: Send + 'static>(
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
-    let db = blocking(move || Ok(Store::open(&state.db).map(|_| ())?)).await;
+    let db = blocking(move || Ok(state.store().map(|_| ())?)).await;
     match db {
         Ok(()) => Json(json!({"status": "ok"})).into_response(),
         Err(e) => (
@@ -107,7 +107,7 @@ async fn login(
     let work = Arc::clone(&state);
     let name = request.username;
     let opened = blocking(move || {
-        let mut store = Store::open(&work.db)?;
+        let mut store = work.store()?;
         let actor = format!("api:{}", client.ip);
         let ttl_secs = i64::try_from(ttl).unwrap_or(i64::MAX);
         let outcome = Authenticator::new(&mut store, &work.config, actor)?.open_api_session(
@@ -155,7 +155,7 @@ async fn login(
 
 async fn logout(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Response, ApiError> {
     blocking(move || {
-        let mut store = Store::open(&state.db)?;
+        let mut store = state.store()?;
         Ok(auth::close_api_session(
             &mut store,
             &caller.token,
@@ -197,7 +197,7 @@ async fn change_password(
         Zeroizing::new(request.new_password),
     );
     let change = blocking(move || {
-        let mut store = Store::open(&state.db)?;
+        let mut store = state.store()?;
         Ok(
             Authenticator::new(&mut store, &state.config, caller.actor())?.change_password(
                 caller.user.username.as_str(),
@@ -358,7 +358,7 @@ async fn list_users(
 ) -> Result<Json<Vec<UserView>>, ApiError> {
     caller.admin()?;
     blocking(move || {
-        let mut store = Store::open(&state.db)?;
+        let mut store = state.store()?;
         let actor = caller.actor();
         let admin = Admin::new(&mut store, &state.config, &state.ports, &actor, state.now());
         Ok(Json(admin.users()?))
@@ -402,7 +402,7 @@ async fn add_user(
         },
     };
     blocking(move || {
-        let mut store = Store::open(&state.db)?;
+        let mut store = state.store()?;
         let actor = caller.actor();
         let mut admin = Admin::new(&mut store, &state.config, &state.ports, &actor, state.now());
         let mut source = move || Ok(password.clone());
@@ -430,7 +430,7 @@ async fn show_user(
         return Err(ApiError::forbidden());
     }
     blocking(move || {
-        let mut store = Store::open(&state.db)?;
+        let mut store = state.store()?;
         let actor = caller.actor();
         let admin = Admin::new(&mut store, &state.config, &state.ports, &actor, state.now());
         let (user, log) = admin.show(&name, 20)?;
@@ -480,7 +480,7 @@ async fn modify_user(
         ));
     }
     blocking(move || {
-        let mut store = Store::open(&state.db)?;
+        let mut store = state.store()?;
         let actor = caller.actor();
         let mut admin = Admin::new(&mut store, &state.config, &state.ports, &actor, state.now());
         let modified = admin.modify(&name, &changes)?;
@@ -515,7 +515,7 @@ async fn delete_user(
         ));
     }
     blocking(move || {
-        let mut store = Store::open(&state.db)?;
+        let mut store = state.store()?;
         let actor = caller.actor();
         let mut admin = Admin::new(&mut store, &state.config, &state.ports, &actor, state.now());
         let deleted = admin.delete(&name, query.remove_home.unwrap_or(false))?;
@@ -535,7 +535,7 @@ async fn apply_user(
     let Path(name) = name?;
     caller.admin()?;
     blocking(move || {
-        let mut store = Store::open(&state.db)?;
+        let mut store = state.store()?;
         let actor = caller.actor();
         let admin = Admin::new(&mut store, &state.config, &state.ports, &actor, state.now());
         let reports = admin.apply(Some(&name))?;
@@ -558,7 +558,7 @@ async fn unlock_user(
     let Path(name) = name?;
     caller.admin()?;
     blocking(move || {
-        let mut store = Store::open(&state.db)?;
+        let mut store = state.store()?;
         let actor = caller.actor();
         let mut admin = Admin::new(&mut store, &state.config, &state.ports, &actor, state.now());
         let was_locked = admin.unlock(&name)?;
@@ -588,7 +588,7 @@ async fn usage(
         (false, Some(_)) => return Err(ApiError::forbidden()),
     };
     blocking(move || {
-        let mut store = Store::open(&state.db)?;
+        let mut store = state.store()?;
         let actor = caller.actor();
         let admin = Admin::new(&mut store, &state.config, &state.ports, &actor, state.now());
         let rows = admin.usage(name.as_deref())?;

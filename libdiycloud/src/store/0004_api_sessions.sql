@@ -8,3 +8,5 @@ CREATE TABLE api_sessions (
     expires_at INTEGER NOT NULL
 );
 CREATE INDEX api_sessions_user ON api_sessions(user_id);
+-- Every login forgets the expired sessions: by this index, not a scan.
+CREATE INDEX api_sessions_expiry ON api_sessions(expires_at);

@@ -28,6 +28,11 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0004_api_sessions.sql"),
 ];
 
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
 /// `PRAGMA application_id` of a diycloud database ("DIYC"), set by migration 3.
 pub const APPLICATION_ID: i32 = 0x4449_5943;
 
@@ -94,6 +99,9 @@ pub struct InitReport {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// Device and inode of the file when opened: a restored backup is
+    /// another file, which a kept connection must not go on serving.
+    file: Option<(u64, u64)>,
     checkpoint_on_close: bool,
     wrote: bool,
 }
@@ -360,6 +368,7 @@ impl Store {
         Ok(Self {
             conn,
             path: path.into(),
+            file: file_identity(path),
             checkpoint_on_close: false,
             wrote: false,
         })
@@ -367,6 +376,18 @@ impl Store {
 
     /// Whether the file still has the schema this build knows (another
     /// version's `slicectl init` may have migrated it since it was opened).
+    /// Whether this connection, kept idle, may serve its path again: the
+    /// file still passes the trust rules, is still the same file (a restored
+    /// backup is a new one) and has the schema this build knows. Otherwise
+    /// it is to be closed and the path opened afresh. (For processes that
+    /// keep connections: the PAM module inside a JupyterHub, the API server.)
+    pub fn is_reusable(&self) -> bool {
+        matches!(trust::check_database(&self.path), Ok(Presence::Present))
+            && self.file.is_some()
+            && file_identity(&self.path) == self.file
+            && self.schema_is_current()
+    }
+
     pub fn schema_is_current(&self) -> bool {
         matches!(self.user_version(), Ok(SCHEMA_VERSION))
     }
