@@ -12,7 +12,7 @@ use crate::model::time::Timestamp;
 use crate::model::user::{AccountState, User};
 use crate::model::username::Username;
 use crate::password::{Hasher, PasswordError, StoredHash};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Tx};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -68,6 +68,9 @@ impl SetBy {
     }
 }
 
+/// More writes for a successful login, inside its transaction.
+type AlsoOnSuccess<'f> = dyn Fn(&Tx<'_>, &User) -> Result<(), StoreError> + 'f;
+
 /// The login path: one per PAM hook call or API request.
 pub struct Authenticator<'a> {
     store: &'a mut Store,
@@ -102,7 +105,7 @@ impl<'a> Authenticator<'a> {
         password: &[u8],
         now: Timestamp,
     ) -> Result<LoginOutcome, AuthError> {
-        self.check(name, password, now, true)
+        self.check(name, password, now, true, None)
     }
 
     /// Like [`Authenticator::login`] but without recording a login: for
@@ -113,15 +116,18 @@ impl<'a> Authenticator<'a> {
         password: &[u8],
         now: Timestamp,
     ) -> Result<LoginOutcome, AuthError> {
-        self.check(name, password, now, false)
+        self.check(name, password, now, false, None)
     }
 
+    /// `also`: more writes for a successful login, in the same transaction
+    /// as its bookkeeping (one write, one WAL append, per API login).
     fn check(
         &mut self,
         name: &str,
         password: &[u8],
         now: Timestamp,
         is_login: bool,
+        also: Option<&AlsoOnSuccess<'_>>,
     ) -> Result<LoginOutcome, AuthError> {
         let found = match Username::parse(name) {
             Ok(_) => self.store.credentials(name)?,
@@ -188,6 +194,9 @@ impl<'a> Authenticator<'a> {
                 if is_login {
                     current.failures = FailureState::default();
                     current.last_login = Some(now);
+                }
+                if let Some(also) = also {
+                    also(tx, &current)?;
                 }
                 return Ok(LoginOutcome::Success(Box::new(current)));
             }
@@ -331,34 +340,38 @@ impl Authenticator<'_> {
         now: Timestamp,
         ttl_secs: i64,
     ) -> Result<Result<ApiSession, LoginOutcome>, AuthError> {
-        let user = match self.login(name, password, now)? {
-            LoginOutcome::Success(user) => user,
-            other => return Ok(Err(other)),
-        };
-        if user.state(&self.lockout, now) != AccountState::Active {
-            return Ok(Err(LoginOutcome::Inactive));
-        }
         let mut bytes = Zeroizing::new([0u8; TOKEN_BYTES]);
         getrandom::fill(bytes.as_mut()).map_err(|e| PasswordError::Random(e.to_string()))?;
         let token = Zeroizing::new(hex(bytes.as_ref()));
+        let hash = token_hash(&token);
         let expires = Timestamp(now.0.saturating_add(ttl_secs));
-        let actor = self.actor.as_str();
-        self.store.write(|tx| {
+        let (lockout, actor) = (self.lockout, self.actor.clone());
+        let usable = move |user: &User| user.state(&lockout, now) == AccountState::Active;
+        // The session goes in with the login's own bookkeeping.
+        let open = |tx: &Tx<'_>, user: &User| {
+            if !usable(user) {
+                return Ok(());
+            }
             tx.prune_api_sessions(now)?;
-            tx.insert_api_session(&token_hash(&token), name, now, expires)?;
+            tx.insert_api_session(&hash, name, now, expires)?;
             tx.audit(
                 now,
-                actor,
+                &actor,
                 "api.login",
                 name,
                 &json!({"expires": expires.0}),
             )
-        })?;
-        Ok(Ok(ApiSession {
-            token,
-            user,
-            expires,
-        }))
+        };
+        match self.check(name, password, now, true, Some(&open))? {
+            LoginOutcome::Success(user) if usable(&user) => Ok(Ok(ApiSession {
+                token,
+                user,
+                expires,
+            })),
+            // Right password, but expired (or otherwise not usable now).
+            LoginOutcome::Success(_) => Ok(Err(LoginOutcome::Inactive)),
+            other => Ok(Err(other)),
+        }
     }
 }
 
