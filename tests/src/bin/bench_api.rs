@@ -111,6 +111,33 @@ fn server(db: &std::path::Path, mut config: Config, hash: &str) -> SocketAddr {
     rx.recv().unwrap()
 }
 
+/// CPU time (user + system) of the calling thread, from procfs (10 ms
+/// ticks: enough over seconds).
+fn thread_cpu() -> Duration {
+    cpu_of("/proc/thread-self/stat")
+}
+
+/// CPU time (user + system) of the whole process.
+fn process_cpu() -> Duration {
+    cpu_of("/proc/self/stat")
+}
+
+fn cpu_of(path: &str) -> Duration {
+    let stat = std::fs::read_to_string(path).unwrap();
+    let after = stat.rsplit_once(')').unwrap().1;
+    let fields: Vec<u64> = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|f| f.parse().unwrap())
+        .collect();
+    Duration::from_millis((fields[0] + fields[1]) * 10)
+}
+
+fn logins_per_sec_of(logins: usize, seconds: f64) -> f64 {
+    logins as f64 / seconds
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let (mut seconds, mut connections, mut check) = (5.0f64, 16usize, false);
@@ -151,33 +178,39 @@ fn main() {
     );
 
     // 1. Authenticated reads.
-    let run = |threads: usize, work: &(dyn Fn(&mut Connection) + Sync)| -> (usize, Vec<Duration>) {
-        let results: Vec<Vec<Duration>> = std::thread::scope(|s| {
+    // Each client thread also reports the CPU it used: the load generator
+    // shares the cores with the server.
+    let run = |threads: usize,
+               work: &(dyn Fn(&mut Connection) + Sync)|
+     -> (usize, Vec<Duration>, Duration) {
+        let results: Vec<(Vec<Duration>, Duration)> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads)
                 .map(|_| {
                     s.spawn(|| {
                         let mut connection = Connection::open(addr);
                         let mut latencies = Vec::new();
+                        let cpu = thread_cpu();
                         let start = Instant::now();
                         while start.elapsed() < duration {
                             let one = Instant::now();
                             work(&mut connection);
                             latencies.push(one.elapsed());
                         }
-                        latencies
+                        (latencies, thread_cpu().saturating_sub(cpu))
                     })
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
-        let all: Vec<Duration> = results.into_iter().flatten().collect();
-        (all.len(), all)
+        let client_cpu = results.iter().map(|(_, cpu)| *cpu).sum();
+        let all: Vec<Duration> = results.into_iter().flat_map(|(l, _)| l).collect();
+        (all.len(), all, client_cpu)
     };
     let read = |c: &mut Connection| {
         let (status, _) = c.request("GET", "/api/v1/users/alice", &auth, "");
         assert_eq!(status, 200);
     };
-    let (reads, mut read_latency) = run(connections, &read);
+    let (reads, mut read_latency, _) = run(connections, &read);
     let reads_per_sec = reads as f64 / seconds;
     let (read_median, read_p99) = (
         percentile(&mut read_latency, 0.5),
@@ -199,7 +232,13 @@ fn main() {
         assert_eq!(status, 200);
     };
     let login_connections = 2 * cores;
-    let (logins, mut login_latency) = run(login_connections, &login);
+    let busy_before = process_cpu();
+    let (logins, mut login_latency, client_cpu) = run(login_connections, &login);
+    let busy_cores = process_cpu().saturating_sub(busy_before).as_secs_f64() / seconds;
+    // The cores left to the server while the clients ran.
+    let client_cores = client_cpu.as_secs_f64() / seconds;
+    let server_share = logins_per_sec_of(logins, seconds)
+        / ((cores as f64 - client_cores) / verify_median.as_secs_f64());
     let logins_per_sec = logins as f64 / seconds;
     let share = logins_per_sec / limit;
     let login_median = percentile(&mut login_latency, 0.5);
@@ -254,6 +293,10 @@ fn main() {
         share * 100.0
     );
     println!(
+        "  meanwhile the process kept {busy_cores:.2} of the {cores} cores busy; the load generator's threads used {client_cores:.2}; on the cores left to the server, logins reach {:.1}% of (cores left) / verify",
+        server_share * 100.0
+    );
+    println!(
         "  (bare verifies on {cores} threads: {verifies_per_sec:.1}/s, {:.1}% of the limit)",
         verifies_per_sec / limit * 100.0
     );
@@ -267,6 +310,9 @@ fn main() {
             "bench": "api",
             "login_overhead_median_ms": ms(overhead_median),
             "parallel_verifies_per_sec": verifies_per_sec,
+            "client_cores": client_cores,
+            "busy_cores_during_logins": busy_cores,
+            "share_of_cores_left": server_share,
             "cores": cores,
             "read_connections": connections,
             "reads_per_sec": reads_per_sec,
