@@ -50,6 +50,21 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// Runs `work` with the admin use cases as `caller`, on the blocking pool.
+async fn with_admin<T: Send + 'static>(
+    state: Arc<AppState>,
+    caller: &Caller,
+    work: impl FnOnce(&mut Admin<'_>) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let actor = caller.actor();
+    blocking(move || {
+        let mut store = state.store()?;
+        let mut admin = Admin::new(&mut store, &state.config, &state.ports, &actor, state.now());
+        work(&mut admin)
+    })
+    .await
+}
+
 /// Runs blocking work (argon2, SQLite, D-Bus) on tokio's blocking pool.
 pub async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
@@ -357,13 +372,7 @@ async fn list_users(
     caller: Caller,
 ) -> Result<Json<Vec<UserView>>, ApiError> {
     caller.admin()?;
-    blocking(move || {
-        let mut store = state.store()?;
-        let actor = caller.actor();
-        let admin = Admin::new(&mut store, &state.config, &state.ports, &actor, state.now());
-        Ok(Json(admin.users()?))
-    })
-    .await
+    with_admin(state, &caller, move |admin| Ok(Json(admin.users()?))).await
 }
 
 async fn add_user(
@@ -401,10 +410,7 @@ async fn add_user(
             }
         },
     };
-    blocking(move || {
-        let mut store = state.store()?;
-        let actor = caller.actor();
-        let mut admin = Admin::new(&mut store, &state.config, &state.ports, &actor, state.now());
+    with_admin(state, &caller, move |admin| {
         let mut source = move || Ok(password.clone());
         let added = admin.add(&add, &mut source)?;
         Ok((
@@ -426,16 +432,14 @@ async fn show_user(
     name: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Path(name) = name?;
-    if !caller.is_admin() && caller.user.username.as_str() != name {
+    let is_admin = caller.is_admin();
+    if !is_admin && caller.user.username.as_str() != name {
         return Err(ApiError::forbidden());
     }
-    blocking(move || {
-        let mut store = state.store()?;
-        let actor = caller.actor();
-        let admin = Admin::new(&mut store, &state.config, &state.ports, &actor, state.now());
+    with_admin(state, &caller, move |admin| {
         let (user, log) = admin.show(&name, 20)?;
         let mut document = json!(user);
-        if caller.is_admin() {
+        if is_admin {
             document["audit"] = json!(log);
         }
         Ok(Json(document))
@@ -479,10 +483,7 @@ async fn modify_user(
             "an admin cannot disable or demote themself: another admin must",
         ));
     }
-    blocking(move || {
-        let mut store = state.store()?;
-        let actor = caller.actor();
-        let mut admin = Admin::new(&mut store, &state.config, &state.ports, &actor, state.now());
+    with_admin(state, &caller, move |admin| {
         let modified = admin.modify(&name, &changes)?;
         Ok(Json(json!({
             "user": modified.user,
@@ -514,10 +515,7 @@ async fn delete_user(
             "an admin cannot delete themself: another admin must",
         ));
     }
-    blocking(move || {
-        let mut store = state.store()?;
-        let actor = caller.actor();
-        let mut admin = Admin::new(&mut store, &state.config, &state.ports, &actor, state.now());
+    with_admin(state, &caller, move |admin| {
         let deleted = admin.delete(&name, query.remove_home.unwrap_or(false))?;
         let mut document = json!(deleted);
         document["username"] = json!(name);
@@ -534,10 +532,7 @@ async fn apply_user(
 ) -> Result<Json<Value>, ApiError> {
     let Path(name) = name?;
     caller.admin()?;
-    blocking(move || {
-        let mut store = state.store()?;
-        let actor = caller.actor();
-        let admin = Admin::new(&mut store, &state.config, &state.ports, &actor, state.now());
+    with_admin(state, &caller, move |admin| {
         let reports = admin.apply(Some(&name))?;
         let report = reports
             .into_iter()
@@ -557,10 +552,7 @@ async fn unlock_user(
 ) -> Result<Json<Value>, ApiError> {
     let Path(name) = name?;
     caller.admin()?;
-    blocking(move || {
-        let mut store = state.store()?;
-        let actor = caller.actor();
-        let mut admin = Admin::new(&mut store, &state.config, &state.ports, &actor, state.now());
+    with_admin(state, &caller, move |admin| {
         let was_locked = admin.unlock(&name)?;
         Ok(Json(json!({"username": name, "was_locked": was_locked})))
     })
@@ -587,10 +579,7 @@ async fn usage(
         (false, Some(name)) if name == me => Some(me),
         (false, Some(_)) => return Err(ApiError::forbidden()),
     };
-    blocking(move || {
-        let mut store = state.store()?;
-        let actor = caller.actor();
-        let admin = Admin::new(&mut store, &state.config, &state.ports, &actor, state.now());
+    with_admin(state, &caller, move |admin| {
         let rows = admin.usage(name.as_deref())?;
         Ok(Json(rows.iter().map(|row| row.document()).collect()))
     })
