@@ -131,8 +131,6 @@ impl AppState {
     /// With another clock (tests set the time instead of waiting).
     pub fn with_clock(config: Config, db: PathBuf, clock: Clock) -> Self {
         let limiter = limiter::Limiter::new(config.api.login_rate, 60);
-        // As the store names it, so a kept connection is known by its path.
-        let db = std::path::absolute(&db).unwrap_or(db);
         Self {
             config,
             db,
@@ -148,7 +146,7 @@ impl AppState {
     pub fn store(&self) -> Result<Kept<'_>, StoreError> {
         let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let store = match idle {
-            Some(store) if store.path() == self.db && store.is_reusable() => store,
+            Some(store) if store.is_reusable() => store,
             _ => Store::open(&self.db)?,
         };
         Ok(Kept {
