@@ -176,6 +176,33 @@ pub fn serve(config: Config, db: PathBuf, listen: Listen) -> Result<(), ServeErr
     runtime.block_on(run(Arc::new(AppState::new(config, db)), listen, |_| {}))
 }
 
+/// Serves `state` on 127.0.0.1 at a port the kernel picks, on a thread of
+/// its own with its own runtime, for as long as the process lives: for
+/// tests and benchmarks. Returns the address once it listens.
+pub fn spawn_on_loopback(state: Arc<AppState>) -> Result<SocketAddr, ServeError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let failed = tx.clone();
+    std::thread::spawn(move || {
+        let served = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(ServeError::Runtime)
+            .and_then(|runtime| {
+                let loopback = Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], 0)));
+                runtime.block_on(run(state, loopback, |bound| {
+                    if let Listen::Tcp(addr) = bound {
+                        let _ = tx.send(Ok(*addr));
+                    }
+                }))
+            });
+        if let Err(e) = served {
+            let _ = failed.send(Err(e));
+        }
+    });
+    rx.recv()
+        .map_err(|_| ServeError::Serve(std::io::Error::other("the server's thread ended")))?
+}
+
 /// Serves `state` on `listen`; `ready` is told the address once bound
 /// (tests bind port 0 and learn the port).
 pub async fn run(

@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use diycloud_server::{AppState, Listen};
+use diycloud_server::AppState;
 use libdiycloud::config::Config;
 use libdiycloud::model::time::Timestamp;
 use libdiycloud::model::user::Role;
@@ -80,27 +80,8 @@ fn start(login_rate: u32) -> Server {
         db,
         Box::new(move || Timestamp(read.load(Ordering::SeqCst))),
     ));
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime
-            .block_on(diycloud_server::run(
-                state,
-                Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], 0))),
-                |bound| {
-                    if let Listen::Tcp(addr) = bound {
-                        tx.send(*addr).unwrap();
-                    }
-                },
-            ))
-            .unwrap();
-    });
     Server {
-        addr: rx.recv().unwrap(),
+        addr: diycloud_server::spawn_on_loopback(state).unwrap(),
         clock,
         _dir: dir,
     }

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
-use diycloud_server::{AppState, Listen};
+use diycloud_server::AppState;
 use libdiycloud::config::Config;
 use libdiycloud::model::time::Timestamp;
 use libdiycloud::model::{Allocation, Role, Username};
@@ -49,25 +49,7 @@ fn api_server(dir: &Path) -> SocketAddr {
         .unwrap();
     drop(store);
     let state = Arc::new(AppState::new(config, db));
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(diycloud_server::run(
-                state,
-                Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], 0))),
-                |bound| {
-                    if let Listen::Tcp(addr) = bound {
-                        tx.send(*addr).unwrap();
-                    }
-                },
-            ))
-            .unwrap();
-    });
-    rx.recv().unwrap()
+    diycloud_server::spawn_on_loopback(state).unwrap()
 }
 
 struct Nginx(Child);

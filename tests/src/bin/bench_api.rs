@@ -21,7 +21,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use diycloud_server::{AppState, Listen};
+use diycloud_server::AppState;
 use diycloud_tests::pam_client::percentile;
 use libdiycloud::config::Config;
 use libdiycloud::model::{Allocation, Role, Timestamp, Username};
@@ -91,24 +91,7 @@ fn server(db: &std::path::Path, mut config: Config, hash: &str) -> SocketAddr {
     }
     drop(store);
     let state = Arc::new(AppState::new(config, db.to_path_buf()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(diycloud_server::run(
-                state,
-                Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], 0))),
-                |bound| {
-                    if let Listen::Tcp(addr) = bound {
-                        tx.send(*addr).unwrap();
-                    }
-                },
-            ))
-            .unwrap();
-    });
-    rx.recv().unwrap()
+    diycloud_server::spawn_on_loopback(state).unwrap()
 }
 
 /// CPU time (user + system) of the calling thread, from procfs (10 ms
