@@ -166,3 +166,19 @@ pub fn median_time(rounds: usize, mut f: impl FnMut()) -> Duration {
         .collect();
     percentile(&mut samples, 0.5)
 }
+
+/// Calls per second of `f` run `per_thread` times on each of `threads`
+/// threads at once.
+pub fn parallel_rate(threads: usize, per_thread: usize, f: impl Fn() + Sync) -> f64 {
+    let start = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                for _ in 0..per_thread {
+                    f();
+                }
+            });
+        }
+    });
+    (threads * per_thread) as f64 / start.elapsed().as_secs_f64()
+}

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diycloud_server::AppState;
-use diycloud_tests::pam_client::percentile;
+use diycloud_tests::pam_client::{parallel_rate, percentile};
 use libdiycloud::config::Config;
 use libdiycloud::model::{Allocation, Role, Timestamp, Username};
 use libdiycloud::password::Hasher;
@@ -115,10 +115,6 @@ fn cpu_of(path: &str) -> Duration {
         .map(|f| f.parse().unwrap())
         .collect();
     Duration::from_millis((fields[0] + fields[1]) * 10)
-}
-
-fn logins_per_sec_of(logins: usize, seconds: f64) -> f64 {
-    logins as f64 / seconds
 }
 
 fn main() {
@@ -220,25 +216,16 @@ fn main() {
     let busy_cores = process_cpu().saturating_sub(busy_before).as_secs_f64() / seconds;
     // The cores left to the server while the clients ran.
     let client_cores = client_cpu.as_secs_f64() / seconds;
-    let server_share = logins_per_sec_of(logins, seconds)
-        / ((cores as f64 - client_cores) / verify_median.as_secs_f64());
     let logins_per_sec = logins as f64 / seconds;
+    let server_share =
+        logins_per_sec / ((cores as f64 - client_cores) / verify_median.as_secs_f64());
     let share = logins_per_sec / limit;
     let login_median = percentile(&mut login_latency, 0.5);
 
     // For context: how well bare verifies scale on this machine's cores.
-    let per_thread = 40;
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..cores {
-            s.spawn(|| {
-                for _ in 0..per_thread {
-                    assert!(hasher.verify(PASSWORD.as_bytes(), &hash).unwrap());
-                }
-            });
-        }
+    let verifies_per_sec = parallel_rate(cores, 40, || {
+        assert!(hasher.verify(PASSWORD.as_bytes(), &hash).unwrap());
     });
-    let verifies_per_sec = (cores * per_thread) as f64 / start.elapsed().as_secs_f64();
 
     // The API's own cost of a login, seen alone: the same login on a server
     // whose hashes are so cheap (m=8 KiB, t=1) that argon2 is negligible.

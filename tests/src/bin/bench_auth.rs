@@ -19,7 +19,7 @@ use std::ffi::CString;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use diycloud_tests::pam_client::{median_time, percentile, Pam, PAM_SUCCESS};
+use diycloud_tests::pam_client::{median_time, parallel_rate, percentile, Pam, PAM_SUCCESS};
 use libdiycloud::config::Config;
 use libdiycloud::model::{Allocation, Timestamp, Username};
 use libdiycloud::password::Hasher;
@@ -139,30 +139,13 @@ fn main() {
     // 2. Throughput on all cores.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let per_thread = rounds.max(cores * 20) / cores;
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..cores {
-            s.spawn(|| {
-                for _ in 0..per_thread {
-                    assert_eq!(pam.login(), PAM_SUCCESS);
-                }
-            });
-        }
+    let logins_per_sec = parallel_rate(cores, per_thread, || {
+        assert_eq!(pam.login(), PAM_SUCCESS);
     });
-    let elapsed = start.elapsed().as_secs_f64();
-    let logins_per_sec = (cores * per_thread) as f64 / elapsed;
     // For context: how well bare verifies themselves scale on this machine.
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..cores {
-            s.spawn(|| {
-                for _ in 0..per_thread {
-                    assert!(hasher.verify(PASSWORD.as_bytes(), &hash).unwrap());
-                }
-            });
-        }
+    let verifies_per_sec = parallel_rate(cores, per_thread, || {
+        assert!(hasher.verify(PASSWORD.as_bytes(), &hash).unwrap());
     });
-    let verifies_per_sec = (cores * per_thread) as f64 / start.elapsed().as_secs_f64();
     let limit = cores as f64 / bare_median.as_secs_f64();
     let share = logins_per_sec / limit;
 
