@@ -209,13 +209,24 @@ impl RawUser {
 }
 
 fn find(conn: &Connection, path: &Path, name: &str) -> Result<Option<(User, String)>, StoreError> {
+    find_where(conn, path, "WHERE u.username = ?1", [name])
+}
+
+/// The one user (and their hash) that `rest` (joins and a WHERE clause on
+/// the users `u`) selects, if any.
+pub(super) fn find_where(
+    conn: &Connection,
+    path: &Path,
+    rest: &str,
+    params: impl rusqlite::Params,
+) -> Result<Option<(User, String)>, StoreError> {
     let sqlite = |source| StoreError::Sqlite {
         path: path.into(),
         source,
     };
     let raw = conn
-        .prepare_cached(&format!("{SELECT_USER} WHERE u.username = ?1"))
-        .and_then(|mut stmt| stmt.query_row([name], RawUser::from_row).optional())
+        .prepare_cached(&format!("{SELECT_USER} {rest}"))
+        .and_then(|mut stmt| stmt.query_row(params, RawUser::from_row).optional())
         .map_err(sqlite)?;
     raw.map(|r| r.into_user(path)).transpose()
 }
