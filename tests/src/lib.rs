@@ -352,3 +352,32 @@ pub fn run(mut cmd: Command, stdin: Option<&[u8]>) -> Output {
     }
     child.wait_with_output().expect("wait")
 }
+
+/// An API server on loopback (its own thread, for the process's life) on a
+/// new database at `db` holding `users` (name and role), each with the
+/// password hash `hash`; `config`'s `db` is set to `db`.
+pub fn api_server(
+    mut config: libdiycloud::config::Config,
+    db: &Path,
+    hash: &str,
+    users: &[(&str, libdiycloud::model::Role)],
+) -> std::net::SocketAddr {
+    use libdiycloud::model::{Allocation, Timestamp, Username};
+    use libdiycloud::store::{NewUser, Store};
+    config.db = db.to_path_buf();
+    let (mut store, _) = Store::init(db).expect("init");
+    for (name, role) in users {
+        let mut user = NewUser::new(
+            Username::parse(name).expect("name"),
+            hash.to_owned(),
+            Allocation::default(),
+        );
+        user.role = *role;
+        store
+            .write(|tx| tx.insert_user(&user, Timestamp(0)))
+            .expect("user");
+    }
+    drop(store);
+    let state = std::sync::Arc::new(diycloud_server::AppState::new(config, db.to_path_buf()));
+    diycloud_server::spawn_on_loopback(state).expect("server")
+}

@@ -9,14 +9,10 @@
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 
-use diycloud_server::AppState;
 use libdiycloud::config::Config;
-use libdiycloud::model::time::Timestamp;
-use libdiycloud::model::{Allocation, Role, Username};
+use libdiycloud::model::Role;
 use libdiycloud::password::Hasher;
-use libdiycloud::store::{NewUser, Store};
 use serde_json::Value;
 
 fn free_port() -> u16 {
@@ -29,27 +25,14 @@ fn free_port() -> u16 {
 
 fn api_server(dir: &Path) -> SocketAddr {
     let db = dir.join("db");
-    let mut config =
+    let config =
         Config::parse("[password]\nmemory_kib = 1024\niterations = 1\n[api]\nlogin_rate = 3\n")
             .unwrap();
-    config.db = db.clone();
-    let (mut store, _) = Store::init(&db).unwrap();
     let hash = Hasher::new(config.hash)
         .unwrap()
         .hash("boss password 1")
         .unwrap();
-    let mut boss = NewUser::new(
-        Username::parse("boss").unwrap(),
-        hash,
-        Allocation::default(),
-    );
-    boss.role = Role::Admin;
-    store
-        .write(|tx| tx.insert_user(&boss, Timestamp(1)))
-        .unwrap();
-    drop(store);
-    let state = Arc::new(AppState::new(config, db));
-    diycloud_server::spawn_on_loopback(state).unwrap()
+    diycloud_tests::api_server(config, &db, &hash, &[("boss", Role::Admin)])
 }
 
 struct Nginx(Child);

@@ -18,15 +18,12 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use diycloud_server::AppState;
 use diycloud_tests::pam_client::{parallel_rate, percentile};
 use libdiycloud::config::Config;
-use libdiycloud::model::{Allocation, Role, Timestamp, Username};
+use libdiycloud::model::Role;
 use libdiycloud::password::Hasher;
-use libdiycloud::store::{NewUser, Store};
 
 const PASSWORD: &str = "benchmark password";
 
@@ -75,23 +72,13 @@ impl Connection {
 
 /// A server in this process on `db` with an admin (`boss`) and a user
 /// (`alice`) whose password hash is `hash`.
-fn server(db: &std::path::Path, mut config: Config, hash: &str) -> SocketAddr {
-    config.db = db.to_path_buf();
-    let (mut store, _) = Store::init(db).unwrap();
-    for (name, role) in [("boss", Role::Admin), ("alice", Role::User)] {
-        let mut user = NewUser::new(
-            Username::parse(name).unwrap(),
-            hash.to_owned(),
-            Allocation::default(),
-        );
-        user.role = role;
-        store
-            .write(|tx| tx.insert_user(&user, Timestamp(0)))
-            .unwrap();
-    }
-    drop(store);
-    let state = Arc::new(AppState::new(config, db.to_path_buf()));
-    diycloud_server::spawn_on_loopback(state).unwrap()
+fn server(db: &std::path::Path, config: Config, hash: &str) -> SocketAddr {
+    diycloud_tests::api_server(
+        config,
+        db,
+        hash,
+        &[("boss", Role::Admin), ("alice", Role::User)],
+    )
 }
 
 /// CPU time (user + system) of the calling thread, from procfs (10 ms
