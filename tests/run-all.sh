@@ -60,7 +60,7 @@ echo "== benchmark: failed logins take the same time whatever the reason (target
 target/release/bench_timing --rounds 100
 
 echo "== benchmark: the REST API on loopback (reads: throughput and p99; logins against cores / argon2 verify, target >= 85%)"
-target/release/bench_api --seconds 5 --connections 16
+target/release/bench_api --seconds 5 --connections 16 --check
 
 echo "== system tier: Debian 12 and 13 VMs, cgroup v2 and v1 (qemu, real systemd/kernel/sshd)"
 if [ "$(id -u)" = 0 ]; then

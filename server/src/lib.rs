@@ -8,6 +8,7 @@
 
 mod client;
 mod error;
+mod hashing;
 mod limiter;
 mod routes;
 
@@ -73,7 +74,8 @@ pub enum ServeError {
 
 /// What every request shares: the configuration, the database's path (each
 /// request opens its own connection: SQLite in WAL mode serves many), the
-/// outside systems, and the login rate limiter.
+/// outside systems, the login rate limiter and the gate of the password
+/// hashing.
 pub struct AppState {
     pub config: Config,
     pub db: PathBuf,
@@ -84,6 +86,9 @@ pub struct AppState {
     /// ([`Store::is_reusable`]): opening SQLite for every request was most
     /// of a read's cost.
     idle: Mutex<Vec<Store>>,
+    /// Where logins, password changes and new users wait for a CPU to
+    /// hash on.
+    hashing: hashing::Hashing,
 }
 
 /// At most this many idle connections are kept.
@@ -138,6 +143,7 @@ impl AppState {
             limiter,
             clock,
             idle: Mutex::new(Vec::new()),
+            hashing: hashing::Hashing::new(),
         }
     }
 

@@ -56,13 +56,21 @@ async fn with_admin<T: Send + 'static>(
     caller: &Caller,
     work: impl FnOnce(&mut Admin<'_>) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
+    blocking(as_admin(state, caller, work)).await
+}
+
+/// `work` with the admin use cases as `caller`, as blocking work.
+fn as_admin<T>(
+    state: Arc<AppState>,
+    caller: &Caller,
+    work: impl FnOnce(&mut Admin<'_>) -> Result<T, ApiError>,
+) -> impl FnOnce() -> Result<T, ApiError> {
     let actor = caller.actor();
-    blocking(move || {
+    move || {
         let mut store = state.store()?;
         let mut admin = Admin::new(&mut store, &state.config, &state.ports, &actor, state.now());
         work(&mut admin)
-    })
-    .await
+    }
 }
 
 /// Runs blocking work (argon2, SQLite, D-Bus) on tokio's blocking pool.
@@ -72,6 +80,16 @@ pub async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(ApiError::internal)?
+}
+
+/// Runs blocking work that hashes a password (argon2) once it has a
+/// hashing slot: one hash per CPU at a time (see `hashing`).
+async fn hashing<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let slot = state.hashing.slot().await?;
+    blocking(move || slot.run(work)).await
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
@@ -121,7 +139,7 @@ async fn login(
     let ttl = state.config.api.session_ttl;
     let work = Arc::clone(&state);
     let name = request.username;
-    let opened = blocking(move || {
+    let opened = hashing(&state, move || {
         let mut store = work.store()?;
         let actor = format!("api:{}", client.ip);
         let ttl_secs = i64::try_from(ttl).unwrap_or(i64::MAX);
@@ -211,14 +229,15 @@ async fn change_password(
         Zeroizing::new(request.current_password),
         Zeroizing::new(request.new_password),
     );
-    let change = blocking(move || {
-        let mut store = state.store()?;
+    let work = Arc::clone(&state);
+    let change = hashing(&state, move || {
+        let mut store = work.store()?;
         Ok(
-            Authenticator::new(&mut store, &state.config, caller.actor())?.change_password(
+            Authenticator::new(&mut store, &work.config, caller.actor())?.change_password(
                 caller.user.username.as_str(),
                 old.as_bytes(),
                 new.as_bytes(),
-                state.now(),
+                work.now(),
             )?,
         )
     })
@@ -410,7 +429,8 @@ async fn add_user(
             }
         },
     };
-    with_admin(state, &caller, move |admin| {
+    let hashes = Arc::clone(&state);
+    let work = as_admin(state, &caller, move |admin| {
         let mut source = move || Ok(password.clone());
         let added = admin.add(&add, &mut source)?;
         Ok((
@@ -421,8 +441,8 @@ async fn add_user(
                 "applied": added.applied,
             })),
         ))
-    })
-    .await
+    });
+    hashing(&hashes, work).await
 }
 
 /// An admin sees anyone; a user only themself (403 for others).
