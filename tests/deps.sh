@@ -27,6 +27,9 @@ declare -A tools=(
     [nginx]=nginx
     [curl]=curl
     [openssl]=openssl
+    [chromium]=chromium
+    [node]=nodejs
+    [npm]=npm
 )
 # files to check -> package
 declare -A files=(
@@ -35,7 +38,7 @@ declare -A files=(
     [/usr/lib/x86_64-linux-gnu/libnss_wrapper.so]=libnss-wrapper
 )
 packages=(libpam0g-dev pamtester libpam-wrapper libnss-wrapper sqlite3 passwd python3-venv binutils gcc
-    qemu-system-x86 qemu-utils debootstrap e2fsprogs nginx curl openssl)
+    qemu-system-x86 qemu-utils debootstrap e2fsprogs nginx curl openssl chromium)
 
 have_python_venv() { python3 -c 'import ensurepip, venv' >/dev/null 2>&1; }
 
@@ -58,6 +61,12 @@ if [ "${1:-}" != --check ]; then
     for p in "${packages[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || need+=("$p")
     done
+    # Node.js (for the portal's browser test, through Playwright): Debian's
+    # only where there is none; one from elsewhere (NodeSource's, which has
+    # npm inside) stays, as Debian's npm would conflict with it.
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        need+=(nodejs npm)
+    fi
     # qemu-system-x86 and qemu-utils must come from the same release.
     codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
     qemu_pair=()

@@ -267,7 +267,7 @@ pub struct UserGpu {
 
 /// `uid`'s processes on each GPU in `node` (GPUs they have none on left
 /// out).
-fn user_gpus(node: &[crate::gpu::GpuUsage], uid: u32) -> Vec<UserGpu> {
+pub(crate) fn user_gpus(node: &[crate::gpu::GpuUsage], uid: u32) -> Vec<UserGpu> {
     node.iter()
         .filter_map(|gpu| {
             let theirs: Vec<_> = gpu

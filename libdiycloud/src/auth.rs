@@ -6,6 +6,7 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use crate::config::Config;
+use crate::model::history::Counter;
 use crate::model::lockout::{FailureState, LockoutPolicy};
 use crate::model::password::{HashParams, PasswordPolicy, PolicyViolation};
 use crate::model::time::Timestamp;
@@ -105,7 +106,7 @@ impl<'a> Authenticator<'a> {
         password: &[u8],
         now: Timestamp,
     ) -> Result<LoginOutcome, AuthError> {
-        self.check(name, password, now, true, None)
+        Ok(self.check(name, password, now, true, None)?.0)
     }
 
     /// Like [`Authenticator::login`] but without recording a login: for
@@ -116,11 +117,13 @@ impl<'a> Authenticator<'a> {
         password: &[u8],
         now: Timestamp,
     ) -> Result<LoginOutcome, AuthError> {
-        self.check(name, password, now, false, None)
+        Ok(self.check(name, password, now, false, None)?.0)
     }
 
     /// `also`: more writes for a successful login, in the same transaction
     /// as its bookkeeping (one write, one WAL append, per API login).
+    /// Returns the outcome and whether the password matched (which only a
+    /// front door that may say why a right password was refused uses).
     fn check(
         &mut self,
         name: &str,
@@ -128,7 +131,7 @@ impl<'a> Authenticator<'a> {
         now: Timestamp,
         is_login: bool,
         also: Option<&AlsoOnSuccess<'_>>,
-    ) -> Result<LoginOutcome, AuthError> {
+    ) -> Result<(LoginOutcome, bool), AuthError> {
         let found = match Username::parse(name) {
             Ok(_) => self.store.credentials(name)?,
             Err(_) => None,
@@ -144,14 +147,14 @@ impl<'a> Authenticator<'a> {
                 .and_then(|phc| StoredHash::parse(&phc).ok())
                 .map_or(self.hasher.params(), |stored| stored.params());
             self.hasher.dummy_verify_with(params);
-            return Ok(LoginOutcome::UnknownUser);
+            return Ok((LoginOutcome::UnknownUser, false));
         };
         let matches = self.hasher.verify(password, &hash)?;
         if !user.active || user.pending.is_some() {
-            return Ok(LoginOutcome::Inactive);
+            return Ok((LoginOutcome::Inactive, matches));
         }
         if self.lockout.is_locked(&user.failures, now) {
-            return Ok(LoginOutcome::Locked);
+            return Ok((LoginOutcome::Locked, matches));
         }
         // A successful login moves an old hash to the configured cost, so a
         // cost change reaches the whole user base as people log in. Hashed
@@ -166,57 +169,62 @@ impl<'a> Authenticator<'a> {
         // logins may have counted failures (or locked it) since we looked.
         let lockout = self.lockout;
         let actor = self.actor.as_str();
-        self.store.write(|tx| {
-            let (current_failures, current_hash) = tx
-                .login_state(name)?
-                .ok_or_else(|| StoreError::UserNotFound(name.into()))?;
-            if lockout.is_locked(&current_failures, now) {
-                return Ok(LoginOutcome::Locked);
-            }
-            if matches {
-                if is_login {
-                    tx.record_login(name, now)?;
+        self.store
+            .write(|tx| {
+                let (current_failures, current_hash) = tx
+                    .login_state(name)?
+                    .ok_or_else(|| StoreError::UserNotFound(name.into()))?;
+                if lockout.is_locked(&current_failures, now) {
+                    return Ok(LoginOutcome::Locked);
                 }
-                // Only if nobody changed the password meanwhile.
-                if let Some((new_hash, from, to)) = rehashed.filter(|_| current_hash == hash) {
-                    tx.replace_hash(name, &new_hash)?;
+                if matches {
+                    if is_login {
+                        tx.record_login(name, now)?;
+                        tx.count(Counter::LoginSuccess)?;
+                    }
+                    // Only if nobody changed the password meanwhile.
+                    if let Some((new_hash, from, to)) = rehashed.filter(|_| current_hash == hash) {
+                        tx.replace_hash(name, &new_hash)?;
+                        tx.audit(
+                            now,
+                            actor,
+                            "user.rehash",
+                            name,
+                            &json!({"from": from.to_string(), "to": to.to_string()}),
+                        )?;
+                    }
+                    // The record as it is now: what was read, with this login.
+                    let mut current = user;
+                    current.failures = current_failures;
+                    if is_login {
+                        current.failures = FailureState::default();
+                        current.last_login = Some(now);
+                    }
+                    if let Some(also) = also {
+                        also(tx, &current)?;
+                    }
+                    return Ok(LoginOutcome::Success(Box::new(current)));
+                }
+                let after = lockout.after_failure(&current_failures, now);
+                tx.set_failures(name, &after)?;
+                let locked_now = LockoutPolicy::newly_locked(&current_failures, &after);
+                tx.count(Counter::LoginFailure)?;
+                if locked_now {
+                    tx.count(Counter::Lockout)?;
                     tx.audit(
                         now,
                         actor,
-                        "user.rehash",
+                        "user.lock",
                         name,
-                        &json!({"from": from.to_string(), "to": to.to_string()}),
+                        &json!({"failures": after.count}),
                     )?;
                 }
-                // The record as it is now: what was read, with this login.
-                let mut current = user;
-                current.failures = current_failures;
-                if is_login {
-                    current.failures = FailureState::default();
-                    current.last_login = Some(now);
-                }
-                if let Some(also) = also {
-                    also(tx, &current)?;
-                }
-                return Ok(LoginOutcome::Success(Box::new(current)));
-            }
-            let after = lockout.after_failure(&current_failures, now);
-            tx.set_failures(name, &after)?;
-            let locked_now = LockoutPolicy::newly_locked(&current_failures, &after);
-            if locked_now {
-                tx.audit(
-                    now,
-                    actor,
-                    "user.lock",
-                    name,
-                    &json!({"failures": after.count}),
-                )?;
-            }
-            Ok(LoginOutcome::WrongPassword {
-                failures: after.count,
-                locked_now,
+                Ok(LoginOutcome::WrongPassword {
+                    failures: after.count,
+                    locked_now,
+                })
             })
-        })
+            .map(|outcome| (outcome, matches))
     }
 
     /// A new hash of `password` at the configured cost when `hash` was made
@@ -339,7 +347,7 @@ impl Authenticator<'_> {
         password: &[u8],
         now: Timestamp,
         ttl_secs: i64,
-    ) -> Result<Result<ApiSession, LoginOutcome>, AuthError> {
+    ) -> Result<Result<ApiSession, Refusal>, AuthError> {
         let mut bytes = Zeroizing::new([0u8; TOKEN_BYTES]);
         getrandom::fill(bytes.as_mut()).map_err(|e| PasswordError::Random(e.to_string()))?;
         let token = Zeroizing::new(hex(bytes.as_ref()));
@@ -362,17 +370,34 @@ impl Authenticator<'_> {
                 &json!({"expires": expires.0}),
             )
         };
-        match self.check(name, password, now, true, Some(&open))? {
+        let (outcome, password_matched) = self.check(name, password, now, true, Some(&open))?;
+        match outcome {
             LoginOutcome::Success(user) if usable(&user) => Ok(Ok(ApiSession {
                 token,
                 user,
                 expires,
             })),
             // Right password, but expired (or otherwise not usable now).
-            LoginOutcome::Success(_) => Ok(Err(LoginOutcome::Inactive)),
-            other => Ok(Err(other)),
+            LoginOutcome::Success(_) => Ok(Err(Refusal {
+                outcome: LoginOutcome::Inactive,
+                password_matched,
+            })),
+            outcome => Ok(Err(Refusal {
+                outcome,
+                password_matched,
+            })),
         }
     }
+}
+
+/// Why a login through the API or the portal was refused. Only where
+/// `password_matched` may a front door say more than "wrong username or
+/// password" (that the account is locked or disabled): whoever knows the
+/// password may know that; whoever guesses learns nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub outcome: LoginOutcome,
+    pub password_matched: bool,
 }
 
 /// The user a bearer token stands for: an open, unexpired session of an
@@ -418,6 +443,18 @@ fn is_token(token: &str) -> bool {
 
 /// What the database keeps of a token: its BLAKE2s-256, in hex. A token is
 /// 256 random bits, so a fast hash is enough (nothing to guess).
+/// The token a session's forms carry (the portal's CSRF defence): derived
+/// from the session token, so it needs no storage and dies with the
+/// session, and unlike the token it may appear in a page (the token is in
+/// an HttpOnly cookie). Not the stored hash: another domain.
+pub fn form_token(token: &str) -> String {
+    use blake2::Digest;
+    let mut hasher = blake2::Blake2s256::new();
+    hasher.update(b"diycloud form token\0");
+    hasher.update(token.as_bytes());
+    hex(&hasher.finalize())
+}
+
 fn token_hash(token: &str) -> String {
     use blake2::Digest;
     hex(&blake2::Blake2s256::digest(token.as_bytes()))

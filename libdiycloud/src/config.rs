@@ -32,6 +32,31 @@ pub struct Config {
     pub on_session_error: SessionErrorPolicy,
     pub quota: QuotaConfig,
     pub api: ApiConfig,
+    pub history: HistoryConfig,
+}
+
+/// `[history]`: the usage history `slicectl serve` samples for the portal's
+/// charts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryConfig {
+    /// Seconds between samples; 0 samples nothing.
+    pub interval: u64,
+    /// Seconds a sample is kept.
+    pub keep: u64,
+    /// The most samples kept (the oldest go first).
+    pub max_rows: u64,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        Self {
+            interval: 60,
+            // A week's chart, and a day to spare.
+            keep: 8 * 24 * 3600,
+            // At 60 s, 50 users logged in all week: about 60 MB.
+            max_rows: 1_000_000,
+        }
+    }
 }
 
 /// `[api]`: the REST API of `slicectl serve`.
@@ -92,6 +117,7 @@ impl Default for Config {
             on_session_error: SessionErrorPolicy::Deny,
             quota: QuotaConfig::default(),
             api: ApiConfig::default(),
+            history: HistoryConfig::default(),
         }
     }
 }
@@ -129,6 +155,16 @@ struct RawConfig {
     quota: RawQuota,
     #[serde(default)]
     api: RawApi,
+    #[serde(default)]
+    history: RawHistory,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHistory {
+    interval: Option<String>,
+    keep: Option<String>,
+    max_rows: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -321,6 +357,7 @@ impl Config {
         }
         config.quota = quota_config(raw.quota)?;
         config.api = api_config(raw.api)?;
+        config.history = history_config(raw.history)?;
         Ok(config)
     }
 }
@@ -358,6 +395,26 @@ fn api_config(raw: RawApi) -> Result<ApiConfig, String> {
             .collect::<Result<_, _>>()?;
     }
     Ok(api)
+}
+
+fn history_config(raw: RawHistory) -> Result<HistoryConfig, String> {
+    let mut history = HistoryConfig::default();
+    if let Some(d) = raw.interval {
+        history.interval = parse_duration(&d).map_err(|e| format!("history.interval: {e}"))?;
+    }
+    if let Some(d) = raw.keep {
+        history.keep = parse_duration(&d).map_err(|e| format!("history.keep: {e}"))?;
+        if history.keep == 0 {
+            return Err("history.keep: must be longer than 0s".into());
+        }
+    }
+    if let Some(n) = raw.max_rows {
+        history.max_rows = u64::try_from(n)
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("history.max_rows: {n} is not a number of samples above 0"))?;
+    }
+    Ok(history)
 }
 
 fn quota_config(raw: RawQuota) -> Result<QuotaConfig, String> {
@@ -490,6 +547,40 @@ mod tests {
                 .cpu,
             Cpu::Percent(150)
         );
+    }
+
+    #[test]
+    fn history_values_are_checked() {
+        assert_eq!(Config::parse("").unwrap().history, HistoryConfig::default());
+        let c =
+            Config::parse("[history]\ninterval = \"5s\"\nkeep = \"2h\"\nmax_rows = 10").unwrap();
+        assert_eq!(
+            c.history,
+            HistoryConfig {
+                interval: 5,
+                keep: 7200,
+                max_rows: 10
+            }
+        );
+        assert_eq!(
+            Config::parse("[history]\ninterval = \"0\"")
+                .unwrap()
+                .history
+                .interval,
+            0
+        );
+        for (text, key) in [
+            ("[history]\ninterval = \"often\"", "history.interval"),
+            ("[history]\nkeep = \"0\"", "history.keep"),
+            ("[history]\nmax_rows = 0", "history.max_rows"),
+            ("[history]\nmax_rows = -5", "history.max_rows"),
+        ] {
+            let e = Config::parse(text).unwrap_err();
+            assert!(e.starts_with(key), "{text}: {e}");
+        }
+        assert!(Config::parse("[history]\nrows = 1")
+            .unwrap_err()
+            .contains("rows"));
     }
 
     #[test]

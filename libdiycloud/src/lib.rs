@@ -10,6 +10,7 @@ pub mod auth;
 pub mod cgroup;
 pub mod config;
 pub mod gpu;
+pub mod history;
 pub mod model;
 pub mod password;
 pub mod platform;

@@ -74,6 +74,27 @@ pub fn client(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpAddr]) -> 
     }
 }
 
+/// Whether the request came straight from a process on this node: over
+/// the unix socket, or from a loopback address with no proxy's
+/// `X-Forwarded-For` (a request through the nginx in front carries one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirectLocal(pub bool);
+
+impl<S: Sync> FromRequestParts<S> for DirectLocal {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip());
+        Ok(DirectLocal(
+            peer.is_none_or(|ip| ip.is_loopback())
+                && !parts.headers.contains_key("x-forwarded-for"),
+        ))
+    }
+}
+
 /// The bearer token of a request: `Authorization: Bearer TOKEN`, else the
 /// session cookie.
 pub fn token(headers: &HeaderMap) -> Option<String> {

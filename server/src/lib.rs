@@ -10,7 +10,10 @@ mod client;
 mod error;
 mod hashing;
 mod limiter;
+mod metrics;
+mod portal;
 mod routes;
+mod sampler;
 
 use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -216,6 +219,9 @@ pub async fn run(
     listen: Listen,
     ready: impl FnOnce(&Listen),
 ) -> Result<(), ServeError> {
+    if state.config.history.interval > 0 {
+        tokio::spawn(sampler::sample_forever(Arc::clone(&state)));
+    }
     let app = router(state);
     match &listen {
         Listen::Tcp(addr) => {

@@ -10,8 +10,9 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use libdiycloud::admin::{AddUser, Admin, SystemAccount, UserView};
 use libdiycloud::auth::{self, Authenticator, PasswordChange};
+use libdiycloud::history;
 use libdiycloud::model::limits::{Cpu, GpuList, Size, Tasks};
-use libdiycloud::model::time::Date;
+use libdiycloud::model::time::{Date, Timestamp};
 use libdiycloud::model::user::Role;
 use libdiycloud::model::{LimitChanges, Username};
 use libdiycloud::store::UserChanges;
@@ -19,7 +20,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
-use crate::client::{Caller, Client, COOKIE_NAME};
+use crate::client::{Caller, Client, DirectLocal, COOKIE_NAME};
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -45,6 +46,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/users/{name}/apply", post(apply_user))
         .route("/api/v1/users/{name}/unlock", post(unlock_user))
         .route("/api/v1/usage", get(usage))
+        .route("/api/v1/users/{name}/history", get(user_history))
+        .route("/api/v1/history", get(node_history))
+        .route("/metrics", get(metrics))
+        .merge(crate::portal::routes())
         .fallback(|| async { ApiError::not_found("no such route: see /api/v1/openapi.json") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
@@ -84,7 +89,7 @@ pub async fn blocking<T: Send + 'static>(
 
 /// Runs blocking work that hashes a password (argon2) once it has a
 /// hashing slot: one hash per CPU at a time (see `hashing`).
-async fn hashing<T: Send + 'static>(
+pub(crate) async fn hashing<T: Send + 'static>(
     state: &AppState,
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -259,7 +264,7 @@ async fn change_password(
 /// A number or a text: `"cpu": 1.5` and `"cpu": "150%"` are both natural.
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum Scalar {
+pub(crate) enum Scalar {
     Integer(i64),
     Float(f64),
     Text(String),
@@ -276,7 +281,7 @@ impl Scalar {
 }
 
 /// The limit fields of a request, each parsed by the rule `slicectl` uses.
-fn limit_changes(
+pub(crate) fn limit_changes(
     cpu: &Option<Scalar>,
     memory: &Option<Scalar>,
     disk: &Option<Scalar>,
@@ -604,4 +609,111 @@ async fn usage(
         Ok(Json(rows.iter().map(|row| row.document()).collect()))
     })
     .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RangeQuery {
+    from: Option<i64>,
+    to: Option<i64>,
+}
+
+/// The range a history request asks for: `to` defaults to now, `from` to
+/// an hour before `to`.
+fn range(query: &RangeQuery, now: Timestamp) -> Result<(Timestamp, Timestamp), ApiError> {
+    let to = query.to.unwrap_or(now.0);
+    let from = query.from.unwrap_or(to.saturating_sub(3600));
+    if from > to {
+        return Err(ApiError::invalid("from: must not be after to"));
+    }
+    Ok((Timestamp(from), Timestamp(to)))
+}
+
+fn history_document(
+    state: &AppState,
+    user: Option<&str>,
+    from: Timestamp,
+    to: Timestamp,
+    points: Vec<libdiycloud::model::history::Point>,
+) -> Value {
+    json!({
+        "username": user,
+        "from": from,
+        "to": to,
+        "interval": state.config.history.interval,
+        "points": points,
+    })
+}
+
+/// A user's usage history: an admin's of anyone, a user's of themself.
+async fn user_history(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    name: Result<Path<String>, PathRejection>,
+    query: Result<Query<RangeQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path(name) = name?;
+    let Query(query) = query?;
+    if !caller.is_admin() && caller.user.username.as_str() != name {
+        return Err(ApiError::forbidden());
+    }
+    let (from, to) = range(&query, state.now())?;
+    blocking(move || {
+        let store = state.store()?;
+        if store.user(&name)?.is_none() {
+            return Err(ApiError::not_found(format!("no such user: {name}")));
+        }
+        let points = history::series(&store, &state.config, Some(&name), from, to)?;
+        Ok(Json(history_document(
+            &state,
+            Some(&name),
+            from,
+            to,
+            points,
+        )))
+    })
+    .await
+}
+
+/// The node's usage history (every user's added up): admins only.
+async fn node_history(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    query: Result<Query<RangeQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query?;
+    caller.admin()?;
+    let (from, to) = range(&query, state.now())?;
+    blocking(move || {
+        let store = state.store()?;
+        let points = history::series(&store, &state.config, None, from, to)?;
+        Ok(Json(history_document(&state, None, from, to, points)))
+    })
+    .await
+}
+
+/// Prometheus's scrape: for a direct local client, or an admin's token.
+async fn metrics(
+    State(state): State<Arc<AppState>>,
+    local: DirectLocal,
+    caller: Result<Caller, ApiError>,
+) -> Result<Response, ApiError> {
+    if !local.0 {
+        caller?.admin()?;
+    }
+    let text = blocking(move || {
+        let store = state.store()?;
+        let now = state.now();
+        let scrape = crate::metrics::scrape(&store, &state.config, &state.ports, now)?;
+        Ok(crate::metrics::render(&scrape, &state.config, now))
+    })
+    .await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response())
 }

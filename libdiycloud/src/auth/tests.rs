@@ -251,7 +251,7 @@ fn an_unknown_user_costs_as_much_as_a_wrong_password() {
 }
 
 impl Fixture {
-    fn open_session(&mut self, pw: &str, at: i64) -> Result<ApiSession, LoginOutcome> {
+    fn open_session(&mut self, pw: &str, at: i64) -> Result<ApiSession, Refusal> {
         Authenticator::new(&mut self.store, &self.config, "api")
             .unwrap()
             .open_api_session("alice", pw.as_bytes(), Timestamp(at), 3600)
@@ -300,7 +300,10 @@ fn api_sessions_end_with_a_password_change_a_disable_a_lock_and_a_delete() {
     for at in 1..=2 {
         assert!(matches!(
             f.open_session("wrong", at),
-            Err(LoginOutcome::WrongPassword { .. })
+            Err(Refusal {
+                outcome: LoginOutcome::WrongPassword { .. },
+                password_matched: false
+            })
         ));
     }
     let token = f.open_session("right password", 10).unwrap().token;
@@ -333,10 +336,26 @@ fn api_sessions_end_with_a_password_change_a_disable_a_lock_and_a_delete() {
         f.open_session("wrong", at).unwrap_err();
     }
     assert_eq!(f.holder(&token, 34), None, "locked");
+    // Only the right password learns that the account is locked.
     assert_eq!(
         f.open_session("another good password 1", 35).unwrap_err(),
-        LoginOutcome::Locked
+        Refusal {
+            outcome: LoginOutcome::Locked,
+            password_matched: true
+        }
     );
+    assert_eq!(
+        f.open_session("wrong", 36).unwrap_err(),
+        Refusal {
+            outcome: LoginOutcome::Locked,
+            password_matched: false
+        }
+    );
+    // Counted for /metrics: 3 sessions opened; 5 wrong passwords, one of
+    // which locked the account (the attempts while locked count nowhere).
+    assert_eq!(f.store.counter(Counter::LoginSuccess).unwrap(), 3);
+    assert_eq!(f.store.counter(Counter::LoginFailure).unwrap(), 5);
+    assert_eq!(f.store.counter(Counter::Lockout).unwrap(), 1);
 
     f.store.write(|tx| tx.delete_user("alice")).unwrap();
     assert_eq!(f.holder(&token, 10_000), None, "deleted");
@@ -351,6 +370,9 @@ fn an_expired_account_gets_no_api_session() {
     });
     assert_eq!(
         f.open_session("right password", 200_000).unwrap_err(),
-        LoginOutcome::Inactive
+        Refusal {
+            outcome: LoginOutcome::Inactive,
+            password_matched: true
+        }
     );
 }

@@ -4,6 +4,7 @@
 //! rule is testable without sleeping or touching the system.
 
 pub mod gpu;
+pub mod history;
 pub mod limits;
 pub mod lockout;
 pub mod password;

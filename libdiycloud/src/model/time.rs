@@ -7,7 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// Seconds since the Unix epoch, UTC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub struct Timestamp(pub i64);
 
 /// A calendar day, like an account's expiry date.

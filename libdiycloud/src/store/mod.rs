@@ -5,6 +5,7 @@
 //! `SQLITE_BUSY`; every write happens in one transaction that rolls back on
 //! any error (a dropped [`Tx`] rolls back), so no command leaves half a record.
 
+mod history;
 mod sessions;
 mod users;
 
@@ -26,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0002_logout.sql"),
     include_str!("0003_intents.sql"),
     include_str!("0004_api_sessions.sql"),
+    include_str!("0005_history.sql"),
 ];
 
 fn file_identity(path: &Path) -> Option<(u64, u64)> {

@@ -113,6 +113,40 @@ echo "$probe" | grep -E '^probe: (bench|floor)' | sed -E 's/^probe: (bench|floor
 journalctl -q --no-pager -g "session open took" | tail -3 | sed 's/^.*pam_diycloud/DIYCLOUD INFO pam_diycloud/'
 kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null
 
+# --- 9. the web portal and the usage history, driven from the host ---------
+# Only in the boot run.sh marks (stage file portal-browser): it forwards a
+# host port to this guest's 8480, waits for PORTAL-READY, runs its browser,
+# history and /metrics checks (tests/system/portal/host-checks.sh) against
+# the server here, and ends them by creating the user portal-done.
+if [ -e "$stage/portal-browser" ]; then
+    nic=$(ls /sys/class/net | grep -vx lo | head -1)
+    ip link set "$nic" up && ip addr add 10.0.2.15/24 dev "$nic"
+    # One sample a second, kept 40 s: the host sees history grow and go.
+    printf '[history]\ninterval = "1s"\nkeep = "40s"\n' > /root/portal.toml
+    echo 'boss portal pw 1' | slicectl user add boss --role admin --password-stdin --no-system-account >/dev/null
+    systemd-run --quiet --unit=diycloud-portal /usr/local/sbin/slicectl --config /root/portal.toml serve --listen 0.0.0.0:8480
+    # alice keeps her slice busy meanwhile: CPU time to chart.
+    as_alice "$stage/cpu_burn 1 240" >/dev/null 2>&1 &
+    portal_burner=$!
+    for _ in $(seq 100); do
+        (exec 3<>/dev/tcp/127.0.0.1/8480) 2>/dev/null && break
+        sleep 0.2
+    done
+    say "PORTAL-READY"
+    for _ in $(seq 300); do
+        slicectl user show portal-done >/dev/null 2>&1 && break
+        sleep 1
+    done
+    check "the host's portal checks came to an end" "yes" "$(slicectl user show portal-done >/dev/null 2>&1 && echo yes || echo no)"
+    check "the server ran all along" "active" "$(systemctl is-active diycloud-portal)"
+    journalctl -q --no-pager -u diycloud-portal | tail -5 | sed 's/^/DIYCLOUD INFO portal server: /'
+    kill "$portal_burner" 2>/dev/null; wait "$portal_burner" 2>/dev/null
+    systemctl stop diycloud-portal
+    for name in portal-done boss carol; do slicectl user del "$name" >/dev/null 2>&1; done
+    loginctl terminate-user alice 2>/dev/null
+    for _ in $(seq 60); do pgrep -u alice >/dev/null || break; sleep 0.5; done
+fi
+
 # --- 4. systemd's bus unreachable -------------------------------------------
 touch /tmp/no-bus
 mount --bind /tmp/no-bus /run/dbus/system_bus_socket

@@ -32,6 +32,12 @@ cp target/release/slicectl target/release/session_probe target/release/session_c
     target/release/cpu_burn "$here/guest-checks.sh" "$stage/"
 cp packaging/pam-configs/diycloud "$stage/pam-configs-diycloud"
 
+# The boot that also runs the portal's checks, and its forwarded port.
+portal_variant=${DIYCLOUD_PORTAL_VARIANT:-bookworm-v2}
+portal_port=${DIYCLOUD_PORTAL_PORT:-18480}
+portal_log="$logs/portal-host.log"
+mkdir -p "$logs/portal"
+
 passed=0
 failed=0
 for variant in "${variants[@]}"; do
@@ -48,11 +54,22 @@ for variant in "${variants[@]}"; do
     # Under TCG the guest kernel very rarely panics while booting (seen once
     # in the scheduler, 24 s in, before any check ran). Such a boot is tried
     # again, once: a panic after the checks began still fails.
+    # One boot also runs the portal's checks: its guest serves on a port
+    # forwarded to the host, where a browser, the history and /metrics
+    # checks run (tests/system/portal/host-checks.sh).
+    portal=""
+    nic=()
+    if [ "$variant" = "$portal_variant" ]; then
+        portal=yes
+        nic=(-nic "user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:$portal_port-10.0.2.15:8480")
+    fi
     for attempt in 1 2; do
         work=$(mktemp -d)
         qemu-img create -q -f qcow2 -b "$image/root.img" -F raw "$work/root.qcow2"
         truncate -s 64M "$work/stage.img"
+        if [ -n "$portal" ]; then touch "$stage/portal-browser"; fi
         mkfs.ext4 -q -F -d "$stage" "$work/stage.img"
+        rm -f "$stage/portal-browser"
         # Blank (sparse) disks for the quota checks: ext4 and XFS (300M at least).
         truncate -s 512M "$work/quota-ext4.img" "$work/quota-xfs.img"
         echo "== $variant: booting ($release, cgroup $cgroup; console log: ${console#"$root"/})"
@@ -63,8 +80,22 @@ for variant in "${variants[@]}"; do
             -drive "file=$work/stage.img,format=raw,if=virtio,readonly=on" \
             -drive "file=$work/quota-ext4.img,format=raw,if=virtio" \
             -drive "file=$work/quota-xfs.img,format=raw,if=virtio" \
+            "${nic[@]}" \
             -append "console=ttyS0 root=/dev/vda rw quiet panic=-1 $cmdline" \
-            -serial "file:$console" -monitor none -display none >/dev/null 2>&1 || true
+            -serial "file:$console" -monitor none -display none >/dev/null 2>&1 &
+        qemu=$!
+        if [ -n "$portal" ]; then
+            : > "$portal_log"
+            while kill -0 "$qemu" 2>/dev/null; do
+                if tr -d '\r' < "$console" 2>/dev/null | grep -aq 'DIYCLOUD PORTAL-READY'; then
+                    "$root/tests/system/portal/host-checks.sh" "http://127.0.0.1:$portal_port" "$logs/portal" \
+                        > "$portal_log" 2>&1 || true
+                    break
+                fi
+                sleep 1
+            done
+        fi
+        wait "$qemu" || true
         rm -rf "$work"
         if [ "$attempt" = 1 ] && grep -aq 'Kernel panic' "$console" && ! grep -aq 'DIYCLOUD ' "$console"; then
             cp "$console" "$console.panic"
@@ -76,6 +107,11 @@ for variant in "${variants[@]}"; do
     echo "   guest ran $(( $(date +%s) - start ))s"
     # Lines may come after terminal escapes on the console: match anywhere.
     results=$(tr -d '\r' < "$console" | grep -ao 'DIYCLOUD .*' || true)
+    if [ -n "$portal" ]; then
+        host_results=$(grep -a '^DIYCLOUD \(PASS\|FAIL\)' "$portal_log" || true)
+        [ -n "$host_results" ] || host_results="DIYCLOUD FAIL portal: the host's checks ran: expected results; saw none (see ${portal_log#"$root"/})"
+        results=$(printf '%s\n%s' "$results" "$host_results")
+    fi
     echo "$results" | while read -r _ kind rest; do
         case "$kind" in
             PASS) echo "   pass  $rest" ;;

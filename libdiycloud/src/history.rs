@@ -1,0 +1,325 @@
+//! The usage history (`[history]`): every active user's usage, sampled by
+//! `slicectl serve` into the database, and the charts' series read back.
+//!
+//! A sample holds a user only while their slice is active (they have a
+//! session or processes): an idle user costs no rows.
+
+use crate::admin::user_gpus;
+use crate::apply::{self, AccountPort, GpuPort, PortError, Ports, QuotaPort, SliceLink, SlicePort};
+use crate::config::Config;
+use crate::model::history::{self, Point, Sample};
+use crate::model::slice::user_slice;
+use crate::model::time::Timestamp;
+use crate::model::user::User;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot read usage: {0}")]
+    Port(#[from] PortError),
+}
+
+/// What one round of sampling did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SampleReport {
+    /// Users recorded (their slice was active).
+    pub sampled: usize,
+    /// Old samples deleted by the retention bounds.
+    pub pruned: u64,
+    /// Users whose usage could not be read, and why.
+    pub errors: Vec<String>,
+}
+
+/// Samples every active user's usage at `now` and applies the retention
+/// bounds, in one write.
+pub fn sample<S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort>(
+    ports: &Ports<S, A, Q, G>,
+    config: &Config,
+    store: &mut Store,
+    now: Timestamp,
+) -> Result<SampleReport, HistoryError> {
+    let users = store.users()?;
+    let (samples, errors) = read_usage(ports, config, &users, now)?;
+    let oldest = Timestamp(now.0.saturating_sub(seconds(config.history.keep)));
+    let max_rows = config.history.max_rows;
+    let (sampled, pruned) = store.write(|tx| {
+        Ok::<_, StoreError>((
+            tx.insert_samples(&samples)?,
+            tx.prune_samples(oldest, max_rows)?,
+        ))
+    })?;
+    Ok(SampleReport {
+        sampled,
+        pruned,
+        errors,
+    })
+}
+
+/// The usage of those of `users` who are active and whose slice is, read
+/// now: their slices over one connection to systemd, their disk from the
+/// quotas, their GPU memory from the node's figures (read once). Also the
+/// users whose usage could not be read, and why. An error only where
+/// systemd cannot be reached at all.
+pub fn read_usage<S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort>(
+    ports: &Ports<S, A, Q, G>,
+    config: &Config,
+    users: &[User],
+    now: Timestamp,
+) -> Result<(Vec<Sample>, Vec<String>), HistoryError> {
+    let mut errors = Vec::new();
+    let mut accounts = Vec::new();
+    for user in users.iter().filter(|u| u.active) {
+        match apply::uid_of(ports, user) {
+            Ok(Some(uid)) => accounts.push((user, uid)),
+            Ok(None) => {}
+            Err(e) => errors.push(format!("{}: {e}", user.username)),
+        }
+    }
+    let slices = crate::systemd::block_on(async {
+        let link = ports.slice.connect().await?;
+        let mut slices = Vec::with_capacity(accounts.len());
+        for (_, uid) in &accounts {
+            slices.push(link.usage(&user_slice(*uid)).await);
+        }
+        link.close().await;
+        Ok::<_, PortError>(slices)
+    })?;
+    // A node without GPU figures has none.
+    let gpus = ports.gpu.usage().ok().flatten();
+    let mut samples = Vec::new();
+    for ((user, uid), slice) in accounts.iter().zip(slices) {
+        let slice = match slice {
+            Ok(slice) if slice.active_state == "active" => slice,
+            Ok(_) => continue,
+            Err(e) => {
+                errors.push(format!("{}: {e}", user.username));
+                continue;
+            }
+        };
+        let disk: Vec<u64> = apply::disk_usage(ports, config, user)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|d| d.quota.ok().map(|q| q.used_bytes))
+            .collect();
+        samples.push(Sample {
+            username: user.username.to_string(),
+            at: now,
+            cpu_nsec: slice.cpu_usage_nsec,
+            memory_bytes: slice.memory_current,
+            tasks: slice.tasks_current,
+            disk_bytes: (!disk.is_empty()).then(|| disk.iter().sum()),
+            gpu_memory_bytes: gpus
+                .as_ref()
+                .map(|node| user_gpus(node, *uid).iter().map(|g| g.memory_bytes).sum()),
+        });
+    }
+    Ok((samples, errors))
+}
+
+fn seconds(s: u64) -> i64 {
+    i64::try_from(s).unwrap_or(i64::MAX)
+}
+
+/// The most points a series has: enough for a chart as wide as a screen.
+pub const MAX_POINTS: u64 = 300;
+
+/// The points of `user`'s history (the node's, all users added up, where
+/// `None`) from `from` to `to`, at most [`MAX_POINTS`].
+pub fn series(
+    store: &Store,
+    config: &Config,
+    user: Option<&str>,
+    from: Timestamp,
+    to: Timestamp,
+) -> Result<Vec<Point>, StoreError> {
+    let range = u64::try_from(to.0.saturating_sub(from.0)).unwrap_or(0);
+    let bucket = history::bucket(range, config.history.interval, MAX_POINTS);
+    let samples = store.samples(user, from, to, bucket)?;
+    Ok(match user {
+        Some(_) => history::points(&samples),
+        None => history::node_points(&samples),
+    })
+}
+
+/// Every user's points from `from` to `to`, by user: for the admin's
+/// "top users".
+pub fn series_of_all(
+    store: &Store,
+    config: &Config,
+    from: Timestamp,
+    to: Timestamp,
+) -> Result<Vec<(String, Vec<Point>)>, StoreError> {
+    let range = u64::try_from(to.0.saturating_sub(from.0)).unwrap_or(0);
+    let bucket = history::bucket(range, config.history.interval, MAX_POINTS);
+    let samples = store.samples(None, from, to, bucket)?;
+    Ok(samples
+        .chunk_by(|a, b| a.username == b.username)
+        .map(|user| (user[0].username.clone(), history::points(user)))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::fakes::{FakeAccounts, FakeGpus, FakeQuotas, FakeSlice};
+    use crate::model::history::Counter;
+    use crate::model::{Allocation, Username};
+    use crate::store::{NewUser, UserChanges};
+
+    fn store_with(names: &[&str]) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = Store::init(&dir.path().join("d.db")).unwrap();
+        store
+            .write(|tx| {
+                for name in names {
+                    let new = NewUser::new(
+                        Username::parse(name).unwrap(),
+                        "$argon2id$fake".into(),
+                        Allocation::default(),
+                    );
+                    tx.insert_user(&new, Timestamp(1))?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        (dir, store)
+    }
+
+    fn ports(
+        uids: Vec<(&'static str, u32)>,
+    ) -> Ports<FakeSlice, FakeAccounts, FakeQuotas, FakeGpus> {
+        Ports {
+            accounts: FakeAccounts {
+                uids,
+                ..FakeAccounts::default()
+            },
+            ..Ports::default()
+        }
+    }
+
+    #[test]
+    fn active_users_with_an_account_are_sampled_over_one_connection() {
+        let (_dir, mut store) = store_with(&["alice", "bob", "carl", "dora"]);
+        store
+            .write(|tx| {
+                tx.update_user(
+                    "carl",
+                    &UserChanges {
+                        active: Some(false),
+                        ..UserChanges::default()
+                    },
+                    Timestamp(2),
+                )
+            })
+            .unwrap();
+        // dora has no system account.
+        let ports = ports(vec![("alice", 1001), ("bob", 1002), ("carl", 1003)]);
+        let report = sample(&ports, &Config::default(), &mut store, Timestamp(100)).unwrap();
+        assert_eq!(report.sampled, 2);
+        assert_eq!(report.errors, Vec::<String>::new());
+        let journal = ports.slice.journal.borrow().clone();
+        assert_eq!(
+            journal.iter().filter(|l| l.as_str() == "connected").count(),
+            1
+        );
+        assert!(journal.contains(&"usage user-1001.slice".to_string()));
+        assert!(!journal.contains(&"usage user-1003.slice".to_string()));
+        let alice = store
+            .samples(Some("alice"), Timestamp(0), Timestamp(200), 1)
+            .unwrap();
+        assert_eq!(alice.len(), 1);
+        assert_eq!(alice[0].memory_bytes, Some(1 << 20));
+        assert_eq!(alice[0].disk_bytes, None);
+    }
+
+    #[test]
+    fn no_systemd_is_an_error_and_records_nothing() {
+        let (_dir, mut store) = store_with(&["alice"]);
+        let mut ports = ports(vec![("alice", 1001)]);
+        ports.slice.refuse_connect = true;
+        assert!(matches!(
+            sample(&ports, &Config::default(), &mut store, Timestamp(100)),
+            Err(HistoryError::Port(_))
+        ));
+        assert_eq!(store.sample_count().unwrap(), 0);
+    }
+
+    #[test]
+    fn retention_removes_samples_by_age_and_by_count() {
+        let (_dir, mut store) = store_with(&["alice", "bob"]);
+        let ports = ports(vec![("alice", 1001), ("bob", 1002)]);
+        let mut config = Config::default();
+        config.history.keep = 100;
+        config.history.max_rows = 5;
+        for at in [1000, 1010, 1020] {
+            sample(&ports, &config, &mut store, Timestamp(at)).unwrap();
+        }
+        // 6 samples, 5 at most: the oldest went.
+        assert_eq!(store.sample_count().unwrap(), 5);
+        let all = store
+            .samples(None, Timestamp(0), Timestamp(9999), 1)
+            .unwrap();
+        assert_eq!(all.iter().filter(|s| s.at == Timestamp(1000)).count(), 1);
+        // 200 s later, all but the new round are older than `keep`.
+        let report = sample(&ports, &config, &mut store, Timestamp(1220)).unwrap();
+        assert_eq!(report.pruned, 5);
+        let left = store
+            .samples(None, Timestamp(0), Timestamp(9999), 1)
+            .unwrap();
+        assert!(left.iter().all(|s| s.at == Timestamp(1220)), "{left:?}");
+        assert_eq!(left.len(), 2);
+    }
+
+    #[test]
+    fn a_deleted_users_history_goes_with_them() {
+        let (_dir, mut store) = store_with(&["alice"]);
+        let ports = ports(vec![("alice", 1001)]);
+        sample(&ports, &Config::default(), &mut store, Timestamp(100)).unwrap();
+        assert_eq!(store.sample_count().unwrap(), 1);
+        store.write(|tx| tx.delete_user("alice")).unwrap();
+        assert_eq!(store.sample_count().unwrap(), 0);
+    }
+
+    #[test]
+    fn series_buckets_a_long_range_and_adds_up_the_node() {
+        let (_dir, mut store) = store_with(&["alice", "bob"]);
+        let ports = ports(vec![("alice", 1001), ("bob", 1002)]);
+        let mut config = Config::default();
+        config.history.interval = 1;
+        for at in 0..1000 {
+            sample(&ports, &config, &mut store, Timestamp(10_000 + at)).unwrap();
+        }
+        let alice = series(
+            &store,
+            &config,
+            Some("alice"),
+            Timestamp(10_000),
+            Timestamp(11_000),
+        )
+        .unwrap();
+        assert!(
+            alice.len() <= MAX_POINTS as usize && alice.len() > 100,
+            "{}",
+            alice.len()
+        );
+        let node = series(&store, &config, None, Timestamp(10_000), Timestamp(11_000)).unwrap();
+        assert_eq!(node.len(), alice.len());
+        assert_eq!(node[3].memory_bytes, Some(2 << 20));
+    }
+
+    #[test]
+    fn counters_start_at_zero_and_count() {
+        let (_dir, mut store) = store_with(&[]);
+        assert_eq!(store.counter(Counter::Lockout).unwrap(), 0);
+        store
+            .write(|tx| {
+                tx.count(Counter::Lockout)?;
+                tx.count(Counter::Lockout)
+            })
+            .unwrap();
+        assert_eq!(store.counter(Counter::Lockout).unwrap(), 2);
+        assert_eq!(store.counter(Counter::LoginSuccess).unwrap(), 0);
+    }
+}

@@ -1,0 +1,149 @@
+//! Usage history and counters: what the portal's charts and `/metrics` read.
+
+use rusqlite::{params, OptionalExtension};
+
+use super::{Store, StoreError, Tx};
+use crate::model::history::{Counter, Sample};
+use crate::model::time::Timestamp;
+
+/// SQLite keeps integers signed: figures above `i64::MAX` (none real) are
+/// stored as that.
+fn stored(value: Option<u64>) -> Option<i64> {
+    value.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+fn read(value: Option<i64>) -> Option<u64> {
+    value.and_then(|v| u64::try_from(v).ok())
+}
+
+impl Tx<'_> {
+    /// Records `samples`; a sample of a user no longer in the database (
+    /// deleted while the node was read) is left out. Returns how many went in.
+    pub fn insert_samples(&self, samples: &[Sample]) -> Result<usize, StoreError> {
+        let mut insert = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO usage_samples \
+                 (user_id, at, cpu_nsec, memory_bytes, tasks, disk_bytes, gpu_memory_bytes) \
+                 SELECT id, ?2, ?3, ?4, ?5, ?6, ?7 FROM users WHERE username = ?1",
+            )
+            .map_err(|e| self.sqlite(e))?;
+        let mut inserted = 0;
+        for s in samples {
+            inserted += insert
+                .execute(params![
+                    s.username,
+                    s.at.0,
+                    stored(s.cpu_nsec),
+                    stored(s.memory_bytes),
+                    stored(s.tasks),
+                    stored(s.disk_bytes),
+                    stored(s.gpu_memory_bytes),
+                ])
+                .map_err(|e| self.sqlite(e))?;
+        }
+        Ok(inserted)
+    }
+
+    /// Deletes the samples taken before `oldest`, then the oldest ones past
+    /// `max_rows`. Returns how many went.
+    pub fn prune_samples(&self, oldest: Timestamp, max_rows: u64) -> Result<u64, StoreError> {
+        let by_age = self
+            .tx
+            .execute("DELETE FROM usage_samples WHERE at < ?1", params![oldest.0])
+            .map_err(|e| self.sqlite(e))?;
+        let count: i64 = self
+            .tx
+            .query_row("SELECT count(*) FROM usage_samples", [], |row| row.get(0))
+            .map_err(|e| self.sqlite(e))?;
+        let over = u64::try_from(count).unwrap_or(0).saturating_sub(max_rows);
+        let by_count = if over > 0 {
+            self.tx
+                .execute(
+                    "DELETE FROM usage_samples WHERE rowid IN \
+                     (SELECT rowid FROM usage_samples ORDER BY at, rowid LIMIT ?1)",
+                    params![i64::try_from(over).unwrap_or(i64::MAX)],
+                )
+                .map_err(|e| self.sqlite(e))?
+        } else {
+            0
+        };
+        Ok((by_age + by_count) as u64)
+    }
+
+    /// Adds one to `counter`.
+    pub fn count(&self, counter: Counter) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "INSERT INTO counters (name, value) VALUES (?1, 1) \
+                 ON CONFLICT (name) DO UPDATE SET value = value + 1",
+                params![counter.name()],
+            )
+            .map(drop)
+            .map_err(|e| self.sqlite(e))
+    }
+}
+
+impl Store {
+    /// The samples of `user` (everyone's where `None`) taken from `from` to
+    /// `to` (inclusive), one per user and `bucket` seconds: the bucket's
+    /// start, its highest CPU counter, tasks and disk, and its mean memory
+    /// and GPU memory. Ordered by user, then time.
+    pub fn samples(
+        &self,
+        user: Option<&str>,
+        from: Timestamp,
+        to: Timestamp,
+        bucket: u64,
+    ) -> Result<Vec<Sample>, StoreError> {
+        let bucket = i64::try_from(bucket.max(1)).unwrap_or(i64::MAX);
+        let mut query = self
+            .conn
+            .prepare_cached(
+                "SELECT u.username, (s.at / ?4) * ?4 AS t, max(s.cpu_nsec), \
+                 CAST(avg(s.memory_bytes) AS INTEGER), max(s.tasks), max(s.disk_bytes), \
+                 CAST(avg(s.gpu_memory_bytes) AS INTEGER) \
+                 FROM usage_samples s JOIN users u ON u.id = s.user_id \
+                 WHERE s.at BETWEEN ?2 AND ?3 AND (?1 IS NULL OR u.username = ?1) \
+                 GROUP BY u.username, t ORDER BY u.username, t",
+            )
+            .map_err(|e| self.sqlite(e))?;
+        let rows = query
+            .query_map(params![user, from.0, to.0, bucket], |row| {
+                Ok(Sample {
+                    username: row.get(0)?,
+                    at: Timestamp(row.get(1)?),
+                    cpu_nsec: read(row.get(2)?),
+                    memory_bytes: read(row.get(3)?),
+                    tasks: read(row.get(4)?),
+                    disk_bytes: read(row.get(5)?),
+                    gpu_memory_bytes: read(row.get(6)?),
+                })
+            })
+            .map_err(|e| self.sqlite(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.sqlite(e))
+    }
+
+    /// How many samples the history holds.
+    pub fn sample_count(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row("SELECT count(*) FROM usage_samples", [], |row| {
+                row.get::<_, i64>(0)
+            })
+            .map(|n| u64::try_from(n).unwrap_or(0))
+            .map_err(|e| self.sqlite(e))
+    }
+
+    /// The value of `counter` (0 before it was first counted).
+    pub fn counter(&self, counter: Counter) -> Result<u64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT value FROM counters WHERE name = ?1",
+                params![counter.name()],
+                |row| row.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|v| v.and_then(|v| u64::try_from(v).ok()).unwrap_or(0))
+            .map_err(|e| self.sqlite(e))
+    }
+}

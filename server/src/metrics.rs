@@ -1,0 +1,212 @@
+//! `/metrics`: the node's users and their usage in Prometheus's text format
+//! (version 0.0.4), read live at each scrape.
+//!
+//! Open to local processes that ask directly (a Prometheus on this node;
+//! what it shows, `ps` and `top` show them too), and to admins' tokens from
+//! anywhere. The shipped nginx site does not pass it on.
+
+use std::fmt::Write;
+
+use libdiycloud::config::Config;
+use libdiycloud::history::read_usage;
+use libdiycloud::model::history::{Counter, Sample};
+use libdiycloud::model::time::Timestamp;
+use libdiycloud::model::user::User;
+use libdiycloud::store::{Store, StoreError};
+
+/// The figures of one scrape.
+pub struct Scrape {
+    pub users: Vec<User>,
+    /// `None`: usage could not be read (systemd not reachable).
+    pub usage: Option<Vec<Sample>>,
+    pub counters: Vec<(Counter, u64)>,
+}
+
+/// Reads what a scrape shows.
+pub fn scrape(
+    store: &Store,
+    config: &Config,
+    ports: &libdiycloud::apply::Ports,
+    now: Timestamp,
+) -> Result<Scrape, StoreError> {
+    let users = store.users()?;
+    let usage = read_usage(ports, config, &users, now)
+        .ok()
+        .map(|(samples, _)| samples);
+    let counters = Counter::ALL
+        .iter()
+        .map(|c| Ok((*c, store.counter(*c)?)))
+        .collect::<Result<_, StoreError>>()?;
+    Ok(Scrape {
+        users,
+        usage,
+        counters,
+    })
+}
+
+/// A label value as the format wants it.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// The text of a scrape.
+pub fn render(scrape: &Scrape, config: &Config, now: Timestamp) -> String {
+    let mut out = String::new();
+    family(
+        &mut out,
+        "diycloud_user_info",
+        "gauge",
+        "One series per user of the database: role and state.",
+    );
+    for user in &scrape.users {
+        let state = user.state(&config.lockout, now).as_str();
+        let _ = writeln!(
+            out,
+            "diycloud_user_info{{user=\"{}\",role=\"{}\",state=\"{}\"}} 1",
+            label(user.username.as_str()),
+            label(&user.role.to_string()),
+            label(state)
+        );
+    }
+
+    family(
+        &mut out,
+        "diycloud_usage_up",
+        "gauge",
+        "1 when the users' usage could be read from systemd at this scrape.",
+    );
+    let _ = writeln!(
+        out,
+        "diycloud_usage_up {}",
+        u8::from(scrape.usage.is_some())
+    );
+    let usage = scrape.usage.as_deref().unwrap_or_default();
+    type Figure = fn(&Sample) -> Option<f64>;
+    let figures: [(&str, &str, &str, Figure); 5] = [
+        (
+            "diycloud_user_cpu_seconds_total",
+            "counter",
+            "CPU time of the user's slice since it started.",
+            |s| s.cpu_nsec.map(|n| n as f64 / 1e9),
+        ),
+        (
+            "diycloud_user_memory_bytes",
+            "gauge",
+            "Memory the user's slice holds.",
+            |s| s.memory_bytes.map(|v| v as f64),
+        ),
+        (
+            "diycloud_user_tasks",
+            "gauge",
+            "Tasks (processes and threads) in the user's slice.",
+            |s| s.tasks.map(|v| v as f64),
+        ),
+        (
+            "diycloud_user_disk_bytes",
+            "gauge",
+            "Disk the user uses on the quota filesystems, summed.",
+            |s| s.disk_bytes.map(|v| v as f64),
+        ),
+        (
+            "diycloud_user_gpu_memory_bytes",
+            "gauge",
+            "GPU memory the user's processes hold, summed over GPUs.",
+            |s| s.gpu_memory_bytes.map(|v| v as f64),
+        ),
+    ];
+    for (name, kind, help, figure) in figures {
+        family(&mut out, name, kind, help);
+        for sample in usage {
+            if let Some(value) = figure(sample) {
+                let _ = writeln!(
+                    out,
+                    "{name}{{user=\"{}\"}} {value}",
+                    label(&sample.username)
+                );
+            }
+        }
+    }
+
+    family(
+        &mut out,
+        "diycloud_logins_total",
+        "counter",
+        "Password checks of diycloud users by result (SSH, su, the API, the portal: every front door).",
+    );
+    for (counter, value) in &scrape.counters {
+        match counter {
+            Counter::LoginSuccess => {
+                let _ = writeln!(out, "diycloud_logins_total{{result=\"success\"}} {value}");
+            }
+            Counter::LoginFailure => {
+                let _ = writeln!(out, "diycloud_logins_total{{result=\"failure\"}} {value}");
+            }
+            Counter::Lockout => {}
+        }
+    }
+    family(
+        &mut out,
+        "diycloud_lockouts_total",
+        "counter",
+        "Accounts locked by failed logins.",
+    );
+    for (counter, value) in &scrape.counters {
+        if *counter == Counter::Lockout {
+            let _ = writeln!(out, "diycloud_lockouts_total {value}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_escaped() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn a_scrape_without_usage_says_so_and_still_lists_users() {
+        let config = Config::default();
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = Store::init(&dir.path().join("d.db")).unwrap();
+        store
+            .write(|tx| {
+                tx.insert_user(
+                    &libdiycloud::store::NewUser::new(
+                        libdiycloud::model::Username::parse("alice").unwrap(),
+                        "$argon2id$x".into(),
+                        config.defaults.clone(),
+                    ),
+                    Timestamp(0),
+                )
+            })
+            .unwrap();
+        let text = render(
+            &Scrape {
+                users: store.users().unwrap(),
+                usage: None,
+                counters: vec![(Counter::LoginSuccess, 3), (Counter::Lockout, 1)],
+            },
+            &config,
+            Timestamp(0),
+        );
+        assert!(text.contains("diycloud_usage_up 0\n"), "{text}");
+        assert!(
+            text.contains("diycloud_user_info{user=\"alice\",role=\"user\",state=\"active\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("diycloud_logins_total{result=\"success\"} 3\n"));
+        assert!(text.contains("diycloud_lockouts_total 1\n"));
+    }
+}

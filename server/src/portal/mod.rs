@@ -1,0 +1,1560 @@
+//! The web portal under `/portal/`: pages rendered on the server, over the
+//! same use cases as the REST API (`auth` for logins and passwords, `admin`
+//! for users, `history` for the charts), with the same session cookie.
+//!
+//! - No script: forms post and the server answers with a redirect (after a
+//!   change) or the page again (with what was wrong). Keyboard use is the
+//!   browser's own; the layout folds to one column at phone width.
+//! - CSRF: the session cookie is `SameSite=Strict`, and every form carries a
+//!   token derived from the session ([`libdiycloud::auth::form_token`]),
+//!   checked before anything changes.
+//! - A login names the reason of a refusal only to whoever gave the right
+//!   password (locked, disabled); anyone else reads "wrong username or
+//!   password".
+
+mod chart;
+mod html;
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{FormRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use libdiycloud::admin::{AddUser, Admin, SystemAccount, UserView};
+use libdiycloud::auth::{self, Authenticator, LoginOutcome, PasswordChange, Refusal};
+use libdiycloud::history;
+use libdiycloud::model::history::Point;
+use libdiycloud::model::limits::{Cpu, Size, Tasks};
+use libdiycloud::model::time::Timestamp;
+use libdiycloud::model::user::{Role, User};
+use libdiycloud::model::Username;
+use libdiycloud::store::UserChanges;
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use self::chart::Chart;
+use self::html::{bytes, csrf_field, esc, facts, input, notice, page, segment, Viewer};
+use crate::client::{token, Client, COOKIE_NAME};
+use crate::error::ApiError;
+use crate::routes::{blocking, hashing, limit_changes, Scalar};
+use crate::AppState;
+
+const STYLE: &str = include_str!("style.css");
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/portal", get(|| async { Redirect::permanent("/portal/") }))
+        .route("/portal/", get(home))
+        .route("/portal/style.css", get(style))
+        .route("/portal/login", get(login_page).post(login))
+        .route("/portal/logout", post(logout))
+        .route("/portal/password", post(change_password))
+        .route("/portal/admin", get(admin_page))
+        .route("/portal/admin/new", get(new_user_page).post(create_user))
+        .route("/portal/admin/users/{name}", get(user_page).post(save_user))
+        .route("/portal/admin/users/{name}/state", post(change_state))
+        .route(
+            "/portal/admin/users/{name}/delete",
+            get(delete_page).post(delete_user),
+        )
+}
+
+async fn style() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/css")),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("max-age=3600"),
+            ),
+        ],
+        STYLE,
+    )
+        .into_response()
+}
+
+// ------------------------------------------------------------ who is asking
+
+/// A logged-in visitor; anyone else is sent to the login page.
+struct Visitor {
+    user: User,
+    csrf: String,
+}
+
+impl Visitor {
+    fn viewer(&self) -> Viewer<'_> {
+        Viewer {
+            name: self.user.username.as_str(),
+            admin: self.user.role == Role::Admin,
+            csrf: &self.csrf,
+        }
+    }
+
+    fn is_admin(&self) -> bool {
+        self.user.role == Role::Admin
+    }
+
+    /// A refusal unless the form's token is this session's.
+    fn wrong_form_token(&self, sent: &str) -> Option<Response> {
+        if constant_time_eq(sent.as_bytes(), self.csrf.as_bytes()) {
+            None
+        } else {
+            Some(page(
+                StatusCode::FORBIDDEN,
+                "Form expired",
+                Some(&self.viewer()),
+                &format!(
+                    "<h1>This form has expired</h1>{}",
+                    notice(
+                        "error",
+                        "The form did not come from this session (it is older than your login, or from another site). Nothing was changed: go back, reload the page and try again."
+                    )
+                ),
+            ))
+        }
+    }
+
+    /// A 403 page unless an admin.
+    fn not_admin(&self) -> Option<Response> {
+        if self.is_admin() {
+            None
+        } else {
+            Some(page(
+                StatusCode::FORBIDDEN,
+                "Admins only",
+                Some(&self.viewer()),
+                &format!(
+                    "<h1>Admins only</h1>{}<p><a href=\"/portal/\">Back to your account</a></p>",
+                    notice("error", "This page needs the admin role.")
+                ),
+            ))
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl FromRequestParts<Arc<AppState>> for Visitor {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let to_login = || Redirect::to("/portal/login").into_response();
+        let token = token(&parts.headers).ok_or_else(to_login)?;
+        let state = Arc::clone(state);
+        let looked_up = token.clone();
+        let user = blocking(move || {
+            let store = state.store()?;
+            Ok(auth::session_user(
+                &store,
+                &state.config.lockout,
+                &looked_up,
+                state.now(),
+            )?)
+        })
+        .await
+        .map_err(IntoResponse::into_response)?
+        .ok_or_else(to_login)?;
+        Ok(Visitor {
+            user,
+            csrf: auth::form_token(&token),
+        })
+    }
+}
+
+/// An error of a use case as a page.
+fn error_page(viewer: Option<&Viewer<'_>>, error: &ApiError) -> Response {
+    page(
+        error.status,
+        "Error",
+        viewer,
+        &format!(
+            "<h1>That did not work</h1>{}<p><a href=\"/portal/\">Back to your account</a></p>",
+            notice("error", &error.detail)
+        ),
+    )
+}
+
+// ------------------------------------------------------------ login
+
+#[derive(Deserialize)]
+struct LoginForm {
+    username: String,
+    password: String,
+}
+
+fn login_form(status: StatusCode, message: Option<&str>, username: &str) -> Response {
+    let message = message.map(|m| notice("error", m)).unwrap_or_default();
+    page(
+        status,
+        "Log in",
+        None,
+        &format!(
+            "<h1>Log in</h1>{message}<form class=\"card narrow\" method=\"post\" action=\"/portal/login\">{}{}<button type=\"submit\">Log in</button></form>",
+            input("username", "Username", "text", username, "autocomplete=\"username\" required autofocus"),
+            input("password", "Password", "password", "", "autocomplete=\"current-password\" required"),
+        ),
+    )
+}
+
+async fn login_page() -> Response {
+    login_form(StatusCode::OK, None, "")
+}
+
+async fn login(
+    State(state): State<Arc<AppState>>,
+    client: Client,
+    form: Result<Form<LoginForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return login_form(
+            StatusCode::BAD_REQUEST,
+            Some("Fill in the username and the password."),
+            "",
+        );
+    };
+    let now = state.now();
+    if let Err(wait) = state.limiter.attempt(client.ip, now) {
+        let mut response = login_form(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(&format!(
+                "Too many login attempts from your address: try again in {wait} seconds."
+            )),
+            &form.username,
+        );
+        if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
+    }
+    let password = Zeroizing::new(form.password);
+    let name = form.username;
+    let work = Arc::clone(&state);
+    let ttl = state.config.api.session_ttl;
+    let asked = name.clone();
+    let opened = hashing(&state, move || {
+        let mut store = work.store()?;
+        let actor = format!("portal:{}", client.ip);
+        let ttl_secs = i64::try_from(ttl).unwrap_or(i64::MAX);
+        Ok(
+            Authenticator::new(&mut store, &work.config, actor)?.open_api_session(
+                &asked,
+                password.as_bytes(),
+                now,
+                ttl_secs,
+            )?,
+        )
+    })
+    .await;
+    match opened {
+        Ok(Ok(session)) => {
+            let cookie = format!(
+                "{COOKIE_NAME}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={ttl}{}",
+                *session.token,
+                if client.https { "; Secure" } else { "" }
+            );
+            let mut response = Redirect::to("/portal/").into_response();
+            if let Ok(value) = HeaderValue::from_str(&cookie) {
+                response.headers_mut().insert(header::SET_COOKIE, value);
+            }
+            response
+        }
+        Ok(Err(refusal)) => {
+            eprintln!(
+                "diycloud-server: portal login refused for {:?} from {}: {:?}",
+                name.chars().take(40).collect::<String>(),
+                client.ip,
+                refusal.outcome
+            );
+            login_form(
+                StatusCode::UNAUTHORIZED,
+                Some(&refusal_message(&refusal, state.config.lockout.unlock_time)),
+                &name,
+            )
+        }
+        Err(e) => login_form(
+            e.status,
+            Some("The server could not check the login now: try again later."),
+            &name,
+        ),
+    }
+}
+
+/// What the login page says. The reason only to the right password.
+fn refusal_message(refusal: &Refusal, unlock_secs: u64) -> String {
+    match (&refusal.outcome, refusal.password_matched) {
+        (LoginOutcome::Locked, true) if unlock_secs > 0 => format!(
+            "This account is locked after too many wrong passwords. It unlocks by itself {} after the lock, or an admin can unlock it now.",
+            duration(unlock_secs)
+        ),
+        (LoginOutcome::Locked, true) => {
+            "This account is locked after too many wrong passwords: an admin must unlock it.".into()
+        }
+        (LoginOutcome::Inactive, true) => {
+            "This account is disabled or has expired: ask an admin.".into()
+        }
+        _ => "Wrong username or password.".into(),
+    }
+}
+
+fn duration(secs: u64) -> String {
+    match secs {
+        s if s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn logout(
+    State(state): State<Arc<AppState>>,
+    visitor: Visitor,
+    parts: axum::http::HeaderMap,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Response {
+    let sent = form.map(|Form(f)| f.csrf).unwrap_or_default();
+    if let Some(refused) = visitor.wrong_form_token(&sent) {
+        return refused;
+    }
+    if let Some(token) = token(&parts) {
+        let actor = format!("portal:{}", visitor.user.username);
+        let _ = blocking(move || {
+            let mut store = state.store()?;
+            Ok(auth::close_api_session(
+                &mut store,
+                &token,
+                &actor,
+                state.now(),
+            )?)
+        })
+        .await;
+    }
+    let mut response = Redirect::to("/portal/login").into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("diycloud_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
+    );
+    response
+}
+
+// ------------------------------------------------------------ my account
+
+#[derive(Deserialize)]
+struct PageQuery {
+    range: Option<String>,
+    done: Option<String>,
+}
+
+/// The chart ranges: (query value, label, seconds).
+const RANGES: [(&str, &str, i64); 3] = [
+    ("hour", "Last hour", 3600),
+    ("day", "Last day", 86_400),
+    ("week", "Last week", 7 * 86_400),
+];
+
+fn range_of(query: &PageQuery) -> (&'static str, i64) {
+    let wanted = query.range.as_deref().unwrap_or("hour");
+    RANGES
+        .iter()
+        .find(|(key, _, _)| *key == wanted)
+        .map_or(("hour", 3600), |(key, _, secs)| (*key, *secs))
+}
+
+/// The messages a redirect after a change may ask for (`?done=`): fixed
+/// texts, so a link cannot put words on the page.
+fn done_message(done: Option<&str>) -> String {
+    let text = match done {
+        Some("password") => "Your password was changed. Log in again on your other devices.",
+        Some("created") => "The user was created and their allocation applied.",
+        Some("saved") => "Saved; the limits apply at once.",
+        Some("disabled") => "The account is disabled; their sessions ended.",
+        Some("enabled") => "The account is enabled.",
+        Some("unlocked") => "The account is unlocked.",
+        Some("applied") => "The allocation was applied again.",
+        Some("deleted") => "The user was deleted.",
+        _ => return String::new(),
+    };
+    notice("ok", text)
+}
+
+async fn home(
+    State(state): State<Arc<AppState>>,
+    visitor: Visitor,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Response {
+    let query = query.map(|Query(q)| q).unwrap_or(PageQuery {
+        range: None,
+        done: None,
+    });
+    let (range, secs) = range_of(&query);
+    let name = visitor.user.username.to_string();
+    let work = Arc::clone(&state);
+    let now = state.now();
+    let loaded = blocking(move || {
+        let mut store = work.store()?;
+        let points = history::series(
+            &store,
+            &work.config,
+            Some(&name),
+            Timestamp(now.0 - secs),
+            now,
+        )?;
+        let admin = Admin::new(&mut store, &work.config, &work.ports, "portal", now);
+        let usage = admin
+            .usage(Some(&name))
+            .ok()
+            .and_then(|u| u.into_iter().next());
+        Ok((points, usage))
+    })
+    .await;
+    let (points, usage) = match loaded {
+        Ok(loaded) => loaded,
+        Err(e) => return error_page(Some(&visitor.viewer()), &e),
+    };
+    let view = UserView::of(&visitor.user, &state.config, now);
+    let mut body = format!(
+        "<h1>{}</h1>{}",
+        esc(view.full_name.as_deref().unwrap_or(&view.username)),
+        done_message(query.done.as_deref())
+    );
+    body.push_str("<section class=\"card\"><h2>Your allocation</h2>");
+    body.push_str(&allocation_facts(&view));
+    body.push_str("</section><section class=\"card\"><h2>Using now</h2>");
+    body.push_str(&usage_now(usage.as_ref()));
+    body.push_str("</section>");
+    body.push_str(&charts_section(
+        "/portal/?range=",
+        range,
+        &points,
+        now.0 - secs,
+        now.0,
+        &visitor.user,
+    ));
+    body.push_str(&format!(
+        "<section class=\"card narrow\"><h2>Change your password</h2>\
+         <form method=\"post\" action=\"/portal/password\">{}{}{}{}<button type=\"submit\">Change password</button></form></section>",
+        csrf_field(&visitor.csrf),
+        input("current_password", "Current password", "password", "", "autocomplete=\"current-password\" required"),
+        input("new_password", "New password", "password", "", "autocomplete=\"new-password\" required"),
+        input("confirm_password", "New password again", "password", "", "autocomplete=\"new-password\" required"),
+    ));
+    page(StatusCode::OK, "My account", Some(&visitor.viewer()), &body)
+}
+
+fn allocation_facts(view: &UserView) -> String {
+    facts(&[
+        ("User", view.username.clone()),
+        ("Role", view.role.to_string()),
+        ("State", view.state.clone()),
+        ("CPU", view.cpu.clone()),
+        ("Memory", view.memory.clone()),
+        ("Disk", view.disk.clone()),
+        ("Tasks", view.tasks.clone()),
+        ("GPUs", view.gpus.clone()),
+        (
+            "Expires",
+            view.expires.clone().unwrap_or_else(|| "never".into()),
+        ),
+        (
+            "Last login",
+            view.last_login.clone().unwrap_or_else(|| "never".into()),
+        ),
+    ])
+}
+
+fn usage_now(usage: Option<&libdiycloud::admin::UserUsage>) -> String {
+    let Some(slice) = usage.and_then(|u| u.usage.as_ref()) else {
+        return "<p>No figures: there is no system account, or the node's systemd cannot be reached.</p>".into();
+    };
+    if slice.active_state != "active" {
+        return "<p>Nothing running: you have no session or process on this node.</p>".into();
+    }
+    let disk: u64 = usage
+        .map(|u| {
+            u.disk
+                .iter()
+                .filter_map(|d| d.quota.as_ref().ok().map(|q| q.used_bytes))
+                .sum()
+        })
+        .unwrap_or(0);
+    facts(&[
+        (
+            "CPU time",
+            slice
+                .cpu_usage_nsec
+                .map_or("unknown".into(), |n| format!("{:.1} s", n as f64 / 1e9)),
+        ),
+        (
+            "Memory",
+            slice.memory_current.map_or("unknown".into(), bytes),
+        ),
+        (
+            "Tasks",
+            slice
+                .tasks_current
+                .map_or("unknown".into(), |t| t.to_string()),
+        ),
+        ("Disk", bytes(disk)),
+    ])
+}
+
+/// The charts of one user's (or the node's) history, with the range links.
+fn charts_section(
+    link: &str,
+    range: &str,
+    points: &[Point],
+    from: i64,
+    to: i64,
+    limits_of: &User,
+) -> String {
+    charts(link, range, points, from, to, Some(limits_of))
+}
+
+fn charts(
+    link: &str,
+    range: &str,
+    points: &[Point],
+    from: i64,
+    to: i64,
+    limits_of: Option<&User>,
+) -> String {
+    let mut out = String::from("<section class=\"card\"><h2>History</h2><p class=\"ranges\">");
+    for (key, label, _) in RANGES {
+        if key == range {
+            out.push_str(&format!("<strong aria-current=\"page\">{label}</strong>"));
+        } else {
+            out.push_str(&format!("<a href=\"{}{key}\">{label}</a>", esc(link)));
+        }
+    }
+    out.push_str("</p><div class=\"charts\">");
+    let allocation = limits_of.map(|u| &u.allocation);
+    let series = |f: fn(&Point) -> Option<f64>| -> Vec<(i64, Option<f64>)> {
+        points.iter().map(|p| (p.at.0, f(p))).collect()
+    };
+    let cores = |v: f64| format!("{v:.2}");
+    let size = |v: f64| bytes(v as u64);
+    let count = |v: f64| format!("{v:.0}");
+    out.push_str(
+        &Chart {
+            title: "CPU (cores busy)",
+            values: series(|p| p.cpu_cores),
+            from,
+            to,
+            limit: allocation.and_then(|a| match a.cpu {
+                Cpu::Percent(p) => Some(f64::from(p) / 100.0),
+                Cpu::Infinity => None,
+            }),
+            label: &cores,
+        }
+        .svg(),
+    );
+    out.push_str(
+        &Chart {
+            title: "Memory",
+            values: series(|p| p.memory_bytes.map(|v| v as f64)),
+            from,
+            to,
+            limit: allocation.and_then(|a| match a.memory {
+                Size::Bytes(b) => Some(b as f64),
+                Size::Infinity => None,
+            }),
+            label: &size,
+        }
+        .svg(),
+    );
+    out.push_str(
+        &Chart {
+            title: "Tasks",
+            values: series(|p| p.tasks.map(|v| v as f64)),
+            from,
+            to,
+            limit: allocation.and_then(|a| match a.tasks {
+                Tasks::Count(n) => Some(f64::from(n)),
+                Tasks::Infinity => None,
+            }),
+            label: &count,
+        }
+        .svg(),
+    );
+    if points.iter().any(|p| p.disk_bytes.is_some()) {
+        out.push_str(
+            &Chart {
+                title: "Disk",
+                values: series(|p| p.disk_bytes.map(|v| v as f64)),
+                from,
+                to,
+                limit: allocation.and_then(|a| match a.disk {
+                    Size::Bytes(b) => Some(b as f64),
+                    Size::Infinity => None,
+                }),
+                label: &size,
+            }
+            .svg(),
+        );
+    }
+    if points.iter().any(|p| p.gpu_memory_bytes.is_some()) {
+        out.push_str(
+            &Chart {
+                title: "GPU memory",
+                values: series(|p| p.gpu_memory_bytes.map(|v| v as f64)),
+                from,
+                to,
+                limit: None,
+                label: &size,
+            }
+            .svg(),
+        );
+    }
+    out.push_str("</div></section>");
+    out
+}
+
+#[derive(Deserialize)]
+struct PasswordForm {
+    csrf: String,
+    current_password: String,
+    new_password: String,
+    confirm_password: String,
+}
+
+async fn change_password(
+    State(state): State<Arc<AppState>>,
+    visitor: Visitor,
+    form: Result<Form<PasswordForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return error_page(
+            Some(&visitor.viewer()),
+            &ApiError::bad_request("the form was incomplete"),
+        );
+    };
+    if let Some(refused) = visitor.wrong_form_token(&form.csrf) {
+        return refused;
+    }
+    let (old, new, again) = (
+        Zeroizing::new(form.current_password),
+        Zeroizing::new(form.new_password),
+        Zeroizing::new(form.confirm_password),
+    );
+    let back = |status, text: &str| {
+        page(
+            status,
+            "Change password",
+            Some(&visitor.viewer()),
+            &format!(
+                "<h1>Change your password</h1>{}<p><a href=\"/portal/\">Back to your account</a></p>",
+                notice("error", text)
+            ),
+        )
+    };
+    if *new != *again {
+        return back(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "The two new passwords differ: nothing was changed.",
+        );
+    }
+    let name = visitor.user.username.to_string();
+    let actor = format!("portal:{name}");
+    let work = Arc::clone(&state);
+    let changed = hashing(&state, move || {
+        let mut store = work.store()?;
+        Ok(
+            Authenticator::new(&mut store, &work.config, actor)?.change_password(
+                &name,
+                old.as_bytes(),
+                new.as_bytes(),
+                work.now(),
+            )?,
+        )
+    })
+    .await;
+    match changed {
+        // Every session ended, this one too: log in with the new password.
+        Ok(PasswordChange::Changed) => Redirect::to("/portal/login").into_response(),
+        Ok(PasswordChange::Denied(_)) => back(
+            StatusCode::FORBIDDEN,
+            "The current password is wrong: nothing was changed (wrong passwords count toward the lockout).",
+        ),
+        Ok(PasswordChange::Refused(violation)) => back(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &format!("The new password is refused: {violation}."),
+        ),
+        Err(e) => error_page(Some(&visitor.viewer()), &e),
+    }
+}
+
+// ------------------------------------------------------------ admin
+
+async fn admin_page(
+    State(state): State<Arc<AppState>>,
+    visitor: Visitor,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Response {
+    if let Some(refused) = visitor.not_admin() {
+        return refused;
+    }
+    let query = query.map(|Query(q)| q).unwrap_or(PageQuery {
+        range: None,
+        done: None,
+    });
+    let (range, secs) = range_of(&query);
+    let now = state.now();
+    let work = Arc::clone(&state);
+    let loaded = blocking(move || {
+        let mut store = work.store()?;
+        let from = Timestamp(now.0 - secs);
+        let node = history::series(&store, &work.config, None, from, now)?;
+        // The last hour's figures for the top users.
+        let recent = history::series_of_all(&store, &work.config, Timestamp(now.0 - 3600), now)?;
+        let admin = Admin::new(&mut store, &work.config, &work.ports, "portal", now);
+        let users = admin.users()?;
+        let (usage, gpus) = admin
+            .usage_with_gpus(None)
+            .unwrap_or_else(|_| (Vec::new(), None));
+        Ok((node, recent, users, usage, gpus))
+    })
+    .await;
+    let (node, recent, users, usage, gpus) = match loaded {
+        Ok(loaded) => loaded,
+        Err(e) => return error_page(Some(&visitor.viewer()), &e),
+    };
+    let mut body = format!(
+        "<h1>Users and node</h1>{}",
+        done_message(query.done.as_deref())
+    );
+
+    // The node at a glance.
+    let memory_now = |name: &str| {
+        usage
+            .iter()
+            .find(|u| u.username == name)
+            .and_then(|u| u.usage.as_ref())
+            .filter(|s| s.active_state == "active")
+            .and_then(|s| s.memory_current)
+    };
+    let count = |state: &str| users.iter().filter(|u| u.state == state).count();
+    let total_memory: u64 = users.iter().filter_map(|u| memory_now(&u.username)).sum();
+    let running = users
+        .iter()
+        .filter(|u| memory_now(&u.username).is_some())
+        .count();
+    body.push_str("<section class=\"card\"><h2>Node</h2>");
+    body.push_str(&facts(&[
+        ("Users", users.len().to_string()),
+        (
+            "Active / disabled / locked / expired",
+            format!(
+                "{} / {} / {} / {}",
+                count("active"),
+                count("disabled"),
+                count("locked"),
+                count("expired")
+            ),
+        ),
+        ("Users with something running", running.to_string()),
+        ("Memory held by users now", bytes(total_memory)),
+    ]));
+    // Top users over the last hour.
+    let mut top: Vec<(String, f64, u64)> = recent
+        .iter()
+        .map(|(name, points)| {
+            let cpu = mean(points.iter().filter_map(|p| p.cpu_cores));
+            let memory = points
+                .iter()
+                .filter_map(|p| p.memory_bytes)
+                .max()
+                .unwrap_or(0);
+            (name.clone(), cpu, memory)
+        })
+        .collect();
+    top.sort_by(|a, b| b.1.total_cmp(&a.1).then(b.2.cmp(&a.2)));
+    body.push_str("<h3>Top users, last hour</h3>");
+    if top.is_empty() {
+        body.push_str("<p>No samples in the last hour.</p>");
+    } else {
+        body.push_str("<div class=\"scroll\"><table><thead><tr><th scope=\"col\">User</th><th scope=\"col\">CPU (mean cores)</th><th scope=\"col\">Memory (peak)</th></tr></thead><tbody>");
+        for (name, cpu, memory) in top.iter().take(5) {
+            body.push_str(&format!(
+                "<tr><td><a href=\"/portal/admin/users/{}\">{}</a></td><td>{cpu:.2}</td><td>{}</td></tr>",
+                segment(name),
+                esc(name),
+                bytes(*memory)
+            ));
+        }
+        body.push_str("</tbody></table></div>");
+    }
+    body.push_str("<h3>GPUs</h3>");
+    match &gpus {
+        Some(gpus) if !gpus.is_empty() => {
+            body.push_str("<div class=\"scroll\"><table><thead><tr><th scope=\"col\">GPU</th><th scope=\"col\">UUID</th><th scope=\"col\">Busy</th><th scope=\"col\">Memory used</th><th scope=\"col\">Processes</th></tr></thead><tbody>");
+            for gpu in gpus {
+                body.push_str(&format!(
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} of {}</td><td>{}</td></tr>",
+                    gpu.index,
+                    esc(&gpu.uuid),
+                    gpu.utilization_percent
+                        .map_or("unknown".into(), |p| format!("{p}%")),
+                    gpu.memory_used_bytes.map_or("unknown".into(), bytes),
+                    gpu.memory_total_bytes.map_or("unknown".into(), bytes),
+                    gpu.processes.len()
+                ));
+            }
+            body.push_str("</tbody></table></div>");
+        }
+        _ => body.push_str("<p>No GPU figures on this node (no NVIDIA driver, or no GPUs).</p>"),
+    }
+    body.push_str("</section>");
+    body.push_str(&charts(
+        "/portal/admin?range=",
+        range,
+        &node,
+        now.0 - secs,
+        now.0,
+        None,
+    ));
+
+    // Every user.
+    body.push_str("<section class=\"card\"><h2>Users</h2><p><a class=\"button\" href=\"/portal/admin/new\">New user</a></p><div class=\"scroll\"><table class=\"users\"><thead><tr>");
+    for column in [
+        "User",
+        "Role",
+        "State",
+        "CPU",
+        "Memory",
+        "Disk",
+        "Tasks",
+        "GPUs",
+        "Memory now",
+        "Last login",
+    ] {
+        body.push_str(&format!("<th scope=\"col\">{column}</th>"));
+    }
+    body.push_str("</tr></thead><tbody>");
+    for user in &users {
+        body.push_str(&format!(
+            "<tr><td><a href=\"/portal/admin/users/{}\">{}</a></td><td>{}</td><td class=\"state {}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            segment(&user.username),
+            esc(&user.username),
+            user.role,
+            esc(&user.state.replace(' ', "-")),
+            esc(&user.state),
+            esc(&user.cpu),
+            esc(&user.memory),
+            esc(&user.disk),
+            esc(&user.tasks),
+            esc(&user.gpus),
+            memory_now(&user.username).map_or("-".into(), bytes),
+            esc(user.last_login.as_deref().unwrap_or("never")),
+        ));
+    }
+    body.push_str("</tbody></table></div></section>");
+    page(
+        StatusCode::OK,
+        "Users and node",
+        Some(&visitor.viewer()),
+        &body,
+    )
+}
+
+fn mean(values: impl Iterator<Item = f64>) -> f64 {
+    let (sum, n) = values.fold((0.0, 0u32), |(s, n), v| (s + v, n + 1));
+    if n == 0 {
+        0.0
+    } else {
+        sum / f64::from(n)
+    }
+}
+
+/// The fields of the create and edit forms, as typed.
+#[derive(Deserialize, Default)]
+struct UserForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    full_name: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    expires: String,
+    #[serde(default)]
+    cpu: String,
+    #[serde(default)]
+    memory: String,
+    #[serde(default)]
+    disk: String,
+    #[serde(default)]
+    tasks: String,
+    #[serde(default)]
+    gpus: String,
+    /// A checkbox: present when ticked.
+    system_account: Option<String>,
+}
+
+impl UserForm {
+    fn of(view: &UserView) -> Self {
+        Self {
+            username: view.username.clone(),
+            role: view.role.to_string(),
+            full_name: view.full_name.clone().unwrap_or_default(),
+            email: view.email.clone().unwrap_or_default(),
+            expires: view.expires.clone().unwrap_or_default(),
+            cpu: view.cpu.clone(),
+            memory: view.memory.clone(),
+            disk: view.disk.clone(),
+            tasks: view.tasks.clone(),
+            gpus: view.gpus.clone(),
+            ..Self::default()
+        }
+    }
+
+    /// The limits typed; an empty field keeps the current (or default) value.
+    fn limits(&self) -> Result<libdiycloud::model::LimitChanges, ApiError> {
+        let scalar = |v: &str| (!v.trim().is_empty()).then(|| Scalar::Text(v.trim().to_owned()));
+        let gpus = (!self.gpus.trim().is_empty()).then(|| self.gpus.trim().to_owned());
+        limit_changes(
+            &scalar(&self.cpu),
+            &scalar(&self.memory),
+            &scalar(&self.disk),
+            &scalar(&self.tasks),
+            &gpus,
+        )
+    }
+
+    fn role(&self) -> Result<Role, ApiError> {
+        match self.role.as_str() {
+            "admin" => Ok(Role::Admin),
+            "user" | "" => Ok(Role::User),
+            other => Err(ApiError::invalid(format!(
+                "role: {other:?} is neither user nor admin"
+            ))),
+        }
+    }
+
+    /// Full name, email and expiry as changes: an empty field clears it.
+    fn profile(&self) -> Result<Profile, ApiError> {
+        let full_name = Some(self.full_name.trim().to_owned()).filter(|v| !v.is_empty());
+        if let Some(v) = &full_name {
+            libdiycloud::model::text::full_name(v)
+                .map_err(|e| ApiError::invalid(format!("full name: {e}")))?;
+        }
+        let email = Some(self.email.trim().to_owned()).filter(|v| !v.is_empty());
+        if let Some(v) = &email {
+            libdiycloud::model::text::email(v)
+                .map_err(|e| ApiError::invalid(format!("email: {e}")))?;
+        }
+        let expires = match self.expires.trim() {
+            "" | "never" => None,
+            day => Some(
+                day.parse()
+                    .map_err(|e| ApiError::invalid(format!("expires: {e}")))?,
+            ),
+        };
+        Ok(Profile {
+            full_name,
+            email,
+            expires,
+        })
+    }
+}
+
+/// The profile fields of a form, checked; `None` clears a field.
+struct Profile {
+    full_name: Option<String>,
+    email: Option<String>,
+    expires: Option<libdiycloud::model::Date>,
+}
+
+/// The create (no `name`) or edit form.
+fn user_form(csrf: &str, form: &UserForm, name: Option<&str>) -> String {
+    let action = match name {
+        Some(name) => format!("/portal/admin/users/{}", segment(name)),
+        None => "/portal/admin/new".into(),
+    };
+    let mut out = format!(
+        "<form class=\"card grid\" method=\"post\" action=\"{}\">{}",
+        esc(&action),
+        csrf_field(csrf)
+    );
+    if name.is_none() {
+        out.push_str(&input(
+            "username",
+            "Username",
+            "text",
+            &form.username,
+            "required autocomplete=\"off\" pattern=\"[a-z_][a-z0-9_-]*\" maxlength=\"32\"",
+        ));
+        out.push_str(&input(
+            "password",
+            "Password",
+            "password",
+            "",
+            "required autocomplete=\"new-password\"",
+        ));
+    }
+    out.push_str("<label for=\"f-role\">Role</label><select id=\"f-role\" name=\"role\">");
+    for role in ["user", "admin"] {
+        let selected = if form.role == role { " selected" } else { "" };
+        out.push_str(&format!(
+            "<option value=\"{role}\"{selected}>{role}</option>"
+        ));
+    }
+    out.push_str("</select>");
+    out.push_str(&input(
+        "full_name",
+        "Full name",
+        "text",
+        &form.full_name,
+        "",
+    ));
+    out.push_str(&input("email", "Email", "email", &form.email, ""));
+    out.push_str(&input(
+        "expires",
+        "Expires (YYYY-MM-DD, empty: never)",
+        "text",
+        &form.expires,
+        "pattern=\"(\\d{4}-\\d{2}-\\d{2}|never)?\"",
+    ));
+    let hint = "empty: the default";
+    out.push_str(&input(
+        "cpu",
+        &format!("CPU: cores or percent, e.g. 2 or 150% ({hint})"),
+        "text",
+        &form.cpu,
+        "",
+    ));
+    out.push_str(&input(
+        "memory",
+        &format!("Memory, e.g. 8G ({hint})"),
+        "text",
+        &form.memory,
+        "",
+    ));
+    out.push_str(&input(
+        "disk",
+        &format!("Disk, e.g. 50G ({hint})"),
+        "text",
+        &form.disk,
+        "",
+    ));
+    out.push_str(&input(
+        "tasks",
+        &format!("Tasks, e.g. 4096 ({hint})"),
+        "text",
+        &form.tasks,
+        "",
+    ));
+    out.push_str(&input(
+        "gpus",
+        &format!("GPUs: none, all, or e.g. 0,1 ({hint})"),
+        "text",
+        &form.gpus,
+        "",
+    ));
+    if name.is_none() {
+        let checked = if form.system_account.is_some() || form.username.is_empty() {
+            " checked"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "<label class=\"check\"><input type=\"checkbox\" name=\"system_account\" value=\"on\"{checked}> Create the Linux account (untick to link an account that exists)</label>"
+        ));
+    }
+    out.push_str(&format!(
+        "<button type=\"submit\">{}</button></form>",
+        if name.is_some() {
+            "Save"
+        } else {
+            "Create user"
+        }
+    ));
+    out
+}
+
+async fn new_user_page(State(state): State<Arc<AppState>>, visitor: Visitor) -> Response {
+    if let Some(refused) = visitor.not_admin() {
+        return refused;
+    }
+    let defaults = &state.config.defaults;
+    let form = UserForm {
+        role: "user".into(),
+        cpu: defaults.cpu.to_string(),
+        memory: defaults.memory.to_string(),
+        disk: defaults.disk.to_string(),
+        tasks: defaults.tasks.to_string(),
+        gpus: defaults.gpus.to_string(),
+        ..UserForm::default()
+    };
+    page(
+        StatusCode::OK,
+        "New user",
+        Some(&visitor.viewer()),
+        &format!("<h1>New user</h1>{}", user_form(&visitor.csrf, &form, None)),
+    )
+}
+
+async fn create_user(
+    State(state): State<Arc<AppState>>,
+    visitor: Visitor,
+    form: Result<Form<UserForm>, FormRejection>,
+) -> Response {
+    if let Some(refused) = visitor.not_admin() {
+        return refused;
+    }
+    let Ok(Form(form)) = form else {
+        return error_page(
+            Some(&visitor.viewer()),
+            &ApiError::bad_request("the form could not be read"),
+        );
+    };
+    if let Some(refused) = visitor.wrong_form_token(&form.csrf) {
+        return refused;
+    }
+    let again = |error: &ApiError, form: &UserForm| {
+        page(
+            error.status,
+            "New user",
+            Some(&visitor.viewer()),
+            &format!(
+                "<h1>New user</h1>{}{}",
+                notice("error", &error.detail),
+                user_form(&visitor.csrf, form, None)
+            ),
+        )
+    };
+    let request = (|| {
+        let name = Username::parse_new(form.username.trim())
+            .map_err(|e| ApiError::invalid(format!("username: {e}")))?;
+        let profile = form.profile()?;
+        Ok::<_, ApiError>(AddUser {
+            name,
+            role: form.role()?,
+            email: profile.email,
+            full_name: profile.full_name,
+            expires: profile.expires,
+            limits: form.limits()?,
+            system_account: if form.system_account.is_some() {
+                SystemAccount::Create
+            } else {
+                SystemAccount::Link {
+                    allow_service_account: false,
+                }
+            },
+        })
+    })();
+    let request = match request {
+        Ok(request) => request,
+        Err(e) => return again(&e, &form),
+    };
+    let password = Zeroizing::new(form.password.clone().into_bytes());
+    let actor = format!("portal:{}", visitor.user.username);
+    let work = Arc::clone(&state);
+    let added = hashing(&state, move || {
+        let mut store = work.store()?;
+        let mut admin = Admin::new(&mut store, &work.config, &work.ports, &actor, work.now());
+        let mut source = move || Ok(password.clone());
+        Ok(admin.add(&request, &mut source)?)
+    })
+    .await;
+    match added {
+        Ok(added) => Redirect::to(&format!(
+            "/portal/admin/users/{}?done=created",
+            segment(&added.user.username)
+        ))
+        .into_response(),
+        Err(e) => again(&e, &form),
+    }
+}
+
+/// One user, for an admin: the edit form, the state actions, the charts.
+async fn user_page(
+    State(state): State<Arc<AppState>>,
+    visitor: Visitor,
+    name: Result<Path<String>, PathRejection>,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Response {
+    if let Some(refused) = visitor.not_admin() {
+        return refused;
+    }
+    let Ok(Path(name)) = name else {
+        return error_page(
+            Some(&visitor.viewer()),
+            &ApiError::bad_request("bad user name in the address"),
+        );
+    };
+    let query = query.map(|Query(q)| q).unwrap_or(PageQuery {
+        range: None,
+        done: None,
+    });
+    let (range, secs) = range_of(&query);
+    let now = state.now();
+    let work = Arc::clone(&state);
+    let asked = name.clone();
+    let loaded = blocking(move || {
+        let mut store = work.store()?;
+        let user = store
+            .user(&asked)?
+            .ok_or_else(|| ApiError::not_found(format!("no such user: {asked}")))?;
+        let points = history::series(
+            &store,
+            &work.config,
+            Some(&asked),
+            Timestamp(now.0 - secs),
+            now,
+        )?;
+        let admin = Admin::new(&mut store, &work.config, &work.ports, "portal", now);
+        let usage = admin
+            .usage(Some(&asked))
+            .ok()
+            .and_then(|u| u.into_iter().next());
+        Ok((user, points, usage))
+    })
+    .await;
+    let (user, points, usage) = match loaded {
+        Ok(loaded) => loaded,
+        Err(e) => return error_page(Some(&visitor.viewer()), &e),
+    };
+    let view = UserView::of(&user, &state.config, now);
+    let body = user_body(
+        &visitor,
+        &view,
+        &user,
+        None,
+        &query,
+        range,
+        &points,
+        usage.as_ref(),
+        now,
+        secs,
+    );
+    page(
+        StatusCode::OK,
+        &view.username,
+        Some(&visitor.viewer()),
+        &body,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn user_body(
+    visitor: &Visitor,
+    view: &UserView,
+    user: &User,
+    error: Option<(&ApiError, &UserForm)>,
+    query: &PageQuery,
+    range: &str,
+    points: &[Point],
+    usage: Option<&libdiycloud::admin::UserUsage>,
+    now: Timestamp,
+    secs: i64,
+) -> String {
+    let path = format!("/portal/admin/users/{}", segment(&view.username));
+    let mut body = format!(
+        "<h1>{}</h1>{}",
+        esc(&view.username),
+        done_message(query.done.as_deref())
+    );
+    let shown = match error {
+        Some((e, form)) => {
+            body.push_str(&notice("error", &e.detail));
+            user_form(&visitor.csrf, form, Some(&view.username))
+        }
+        None => user_form(&visitor.csrf, &UserForm::of(view), Some(&view.username)),
+    };
+    body.push_str(&format!(
+        "<section class=\"card\"><h2>State</h2>{}<form class=\"actions\" method=\"post\" action=\"{}/state\">{}",
+        facts(&[
+            ("State", view.state.clone()),
+            ("Failed logins", view.failed_logins.to_string()),
+            ("System account", view.uid.map_or("none".into(), |uid| format!("uid {uid}"))),
+            ("Last login", view.last_login.clone().unwrap_or_else(|| "never".into())),
+        ]),
+        esc(&path),
+        csrf_field(&visitor.csrf)
+    ));
+    if view.active {
+        body.push_str("<button type=\"submit\" name=\"action\" value=\"disable\">Disable</button>");
+    } else {
+        body.push_str("<button type=\"submit\" name=\"action\" value=\"enable\">Enable</button>");
+    }
+    if view.locked || view.failed_logins > 0 {
+        body.push_str("<button type=\"submit\" name=\"action\" value=\"unlock\">Unlock</button>");
+    }
+    body.push_str(&format!(
+        "<button type=\"submit\" name=\"action\" value=\"apply\">Apply the allocation again</button></form><p><a class=\"danger\" href=\"{}/delete\">Delete this user…</a></p></section>",
+        esc(&path)
+    ));
+    body.push_str("<section><h2>Profile and limits</h2>");
+    body.push_str(&shown);
+    body.push_str("</section><section class=\"card\"><h2>Using now</h2>");
+    body.push_str(&usage_now(usage));
+    body.push_str("</section>");
+    body.push_str(&charts_section(
+        &format!("{path}?range="),
+        range,
+        points,
+        now.0 - secs,
+        now.0,
+        user,
+    ));
+    body
+}
+
+async fn save_user(
+    State(state): State<Arc<AppState>>,
+    visitor: Visitor,
+    name: Result<Path<String>, PathRejection>,
+    form: Result<Form<UserForm>, FormRejection>,
+) -> Response {
+    if let Some(refused) = visitor.not_admin() {
+        return refused;
+    }
+    let (Ok(Path(name)), Ok(Form(form))) = (name, form) else {
+        return error_page(
+            Some(&visitor.viewer()),
+            &ApiError::bad_request("the form could not be read"),
+        );
+    };
+    if let Some(refused) = visitor.wrong_form_token(&form.csrf) {
+        return refused;
+    }
+    let changes = (|| {
+        let profile = form.profile()?;
+        let role = form.role()?;
+        if visitor.user.username.as_str() == name && role == Role::User {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "an admin cannot demote themself: another admin must",
+            ));
+        }
+        Ok(UserChanges {
+            role: Some(role),
+            email: Some(profile.email),
+            full_name: Some(profile.full_name),
+            expires: Some(profile.expires),
+            active: None,
+            limits: form.limits()?,
+        })
+    })();
+    let work = Arc::clone(&state);
+    let actor = format!("portal:{}", visitor.user.username);
+    let target = name.clone();
+    let saved = match changes {
+        Ok(changes) => {
+            blocking(move || {
+                let mut store = work.store()?;
+                let mut admin =
+                    Admin::new(&mut store, &work.config, &work.ports, &actor, work.now());
+                Ok(admin.modify(&target, &changes)?)
+            })
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    match saved {
+        Ok(_) => Redirect::to(&format!(
+            "/portal/admin/users/{}?done=saved",
+            segment(&name)
+        ))
+        .into_response(),
+        Err(e) => {
+            // The page again, with what was typed and what was wrong.
+            let now = state.now();
+            let work = Arc::clone(&state);
+            let asked = name.clone();
+            let user = blocking(move || Ok(work.store()?.user(&asked)?)).await;
+            match user {
+                Ok(Some(user)) => {
+                    let view = UserView::of(&user, &state.config, now);
+                    let query = PageQuery {
+                        range: None,
+                        done: None,
+                    };
+                    let body = user_body(
+                        &visitor,
+                        &view,
+                        &user,
+                        Some((&e, &form)),
+                        &query,
+                        "hour",
+                        &[],
+                        None,
+                        now,
+                        3600,
+                    );
+                    page(e.status, &view.username, Some(&visitor.viewer()), &body)
+                }
+                _ => error_page(Some(&visitor.viewer()), &e),
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct StateForm {
+    csrf: String,
+    action: String,
+}
+
+async fn change_state(
+    State(state): State<Arc<AppState>>,
+    visitor: Visitor,
+    name: Result<Path<String>, PathRejection>,
+    form: Result<Form<StateForm>, FormRejection>,
+) -> Response {
+    if let Some(refused) = visitor.not_admin() {
+        return refused;
+    }
+    let (Ok(Path(name)), Ok(Form(form))) = (name, form) else {
+        return error_page(
+            Some(&visitor.viewer()),
+            &ApiError::bad_request("the form could not be read"),
+        );
+    };
+    if let Some(refused) = visitor.wrong_form_token(&form.csrf) {
+        return refused;
+    }
+    if visitor.user.username.as_str() == name && form.action == "disable" {
+        return error_page(
+            Some(&visitor.viewer()),
+            &ApiError::new(
+                StatusCode::CONFLICT,
+                "an admin cannot disable themself: another admin must",
+            ),
+        );
+    }
+    let action = form.action.clone();
+    let actor = format!("portal:{}", visitor.user.username);
+    let work = Arc::clone(&state);
+    let target = name.clone();
+    let done = blocking(move || {
+        let mut store = work.store()?;
+        let mut admin = Admin::new(&mut store, &work.config, &work.ports, &actor, work.now());
+        let active = |active| UserChanges {
+            active: Some(active),
+            ..UserChanges::default()
+        };
+        match action.as_str() {
+            "disable" => admin.modify(&target, &active(false)).map(drop)?,
+            "enable" => admin.modify(&target, &active(true)).map(drop)?,
+            "unlock" => admin.unlock(&target).map(drop)?,
+            "apply" => admin.apply(Some(&target)).map(drop)?,
+            other => {
+                return Err(ApiError::invalid(format!(
+                    "action: {other:?} is not one of disable, enable, unlock, apply"
+                )))
+            }
+        }
+        Ok(match action.as_str() {
+            "disable" => "disabled",
+            "enable" => "enabled",
+            "unlock" => "unlocked",
+            _ => "applied",
+        })
+    })
+    .await;
+    match done {
+        Ok(done) => Redirect::to(&format!(
+            "/portal/admin/users/{}?done={done}",
+            segment(&name)
+        ))
+        .into_response(),
+        Err(e) => error_page(Some(&visitor.viewer()), &e),
+    }
+}
+
+async fn delete_page(visitor: Visitor, name: Result<Path<String>, PathRejection>) -> Response {
+    if let Some(refused) = visitor.not_admin() {
+        return refused;
+    }
+    let Ok(Path(name)) = name else {
+        return error_page(
+            Some(&visitor.viewer()),
+            &ApiError::bad_request("bad user name in the address"),
+        );
+    };
+    let path = format!("/portal/admin/users/{}", segment(&name));
+    page(
+        StatusCode::OK,
+        "Delete user",
+        Some(&visitor.viewer()),
+        &format!(
+            "<h1>Delete {name}?</h1>{}<form class=\"card narrow\" method=\"post\" action=\"{path}/delete\">{}\
+             <label class=\"check\"><input type=\"checkbox\" name=\"remove_home\" value=\"on\"> Also remove their home directory (only for an account diycloud created)</label>\
+             <button class=\"danger\" type=\"submit\">Delete {name}</button> <a href=\"{path}\">Cancel</a></form>",
+            notice(
+                "error",
+                "The record, the allocation, the API sessions and the history go; a Linux account diycloud created is removed. This cannot be undone."
+            ),
+            csrf_field(&visitor.csrf),
+            name = esc(&name),
+            path = esc(&path),
+        ),
+    )
+}
+
+#[derive(Deserialize)]
+struct DeleteForm {
+    csrf: String,
+    remove_home: Option<String>,
+}
+
+async fn delete_user(
+    State(state): State<Arc<AppState>>,
+    visitor: Visitor,
+    name: Result<Path<String>, PathRejection>,
+    form: Result<Form<DeleteForm>, FormRejection>,
+) -> Response {
+    if let Some(refused) = visitor.not_admin() {
+        return refused;
+    }
+    let (Ok(Path(name)), Ok(Form(form))) = (name, form) else {
+        return error_page(
+            Some(&visitor.viewer()),
+            &ApiError::bad_request("the form could not be read"),
+        );
+    };
+    if let Some(refused) = visitor.wrong_form_token(&form.csrf) {
+        return refused;
+    }
+    if visitor.user.username.as_str() == name {
+        return error_page(
+            Some(&visitor.viewer()),
+            &ApiError::new(
+                StatusCode::CONFLICT,
+                "an admin cannot delete themself: another admin must",
+            ),
+        );
+    }
+    let actor = format!("portal:{}", visitor.user.username);
+    let work = Arc::clone(&state);
+    let remove_home = form.remove_home.is_some();
+    let deleted = blocking(move || {
+        let mut store = work.store()?;
+        let mut admin = Admin::new(&mut store, &work.config, &work.ports, &actor, work.now());
+        Ok(admin.delete(&name, remove_home)?)
+    })
+    .await;
+    match deleted {
+        Ok(_) => Redirect::to("/portal/admin?done=deleted").into_response(),
+        Err(e) => error_page(Some(&visitor.viewer()), &e),
+    }
+}

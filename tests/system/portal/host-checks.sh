@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# The portal's checks, run on the host against `slicectl serve` inside a
+# test VM (real systemd slices, real usage), reached through a port qemu
+# forwards. tests/system/vm/run.sh starts this when the guest prints
+# PORTAL-READY; the guest waits until the user portal-done exists, which
+# this script creates last, whatever happened before.
+#
+#   host-checks.sh BASE_URL ARTIFACTS_DIR
+#
+# Prints DIYCLOUD PASS/FAIL lines like the guest. Checks:
+# - the usage history: alice's CPU seconds rise from sample to sample (the
+#   server samples every second); samples older than `keep` (40 s) are gone;
+# - /metrics parses with prometheus_client's parser and has a series per
+#   user;
+# - the pages, in headless Chromium driven by Playwright (portal.mjs).
+# Needs: curl, python3 with venv, node with npm, chromium (tests/deps.sh).
+set -uo pipefail
+base=$1
+artifacts=$2
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../../.." && pwd)
+cache="$root/tests/.cache"
+say() { echo "DIYCLOUD $*"; }
+pass() { say "PASS $1"; }
+fail() { say "FAIL $1: expected $2; saw $3"; }
+started=$(date +%s)
+mkdir -p "$artifacts" "$cache"
+
+login() { # USER PASSWORD -> token
+    curl -sS --max-time 30 -H 'Content-Type: application/json' \
+        -d "{\"username\": \"$1\", \"password\": \"$2\"}" "$base/api/v1/auth/login" |
+        python3 -c 'import json, sys; print(json.load(sys.stdin).get("token", ""))'
+}
+token=$(login boss 'boss portal pw 1')
+auth=(-H "Authorization: Bearer $token")
+finish() {
+    # The guest waits for this user: create it whatever happened.
+    curl -sS --max-time 30 "${auth[@]}" -H 'Content-Type: application/json' \
+        -d '{"username": "portal-done", "password": "portal done pw 1", "system_account": false}' \
+        "$base/api/v1/users" >/dev/null || true
+}
+trap finish EXIT
+if [ -z "$token" ]; then
+    fail "the admin logs in through the forwarded port" "a token" "none"
+    exit 1
+fi
+
+# --- the usage history --------------------------------------------------------
+sleep 6
+history=$(curl -sS --max-time 30 "${auth[@]}" "$base/api/v1/users/alice/history?from=$(( $(date +%s) - 60 ))")
+verdict=$(echo "$history" | python3 -c '
+import json, sys
+points = [p for p in json.load(sys.stdin)["points"] if p["cpu_seconds"] is not None]
+cpu = [p["cpu_seconds"] for p in points]
+rising = len(cpu) >= 3 and all(b > a for a, b in zip(cpu, cpu[1:]))
+print("rising" if rising else "not rising: %s" % cpu)')
+if [ "$verdict" = rising ]; then
+    pass "alice's history: her CPU seconds rise from sample to sample"
+else
+    fail "alice's history" "CPU seconds rising over at least 3 samples" "$verdict"
+fi
+
+# --- /metrics -----------------------------------------------------------------
+venv="$cache/metrics-venv"
+if ! "$venv/bin/python" -c 'import prometheus_client' >/dev/null 2>&1; then
+    python3 -m venv "$venv" && "$venv/bin/pip" install --quiet --disable-pip-version-check 'prometheus_client>=0.20,<1'
+fi
+curl -sS --max-time 30 "${auth[@]}" "$base/metrics" -o "$artifacts/metrics.txt"
+verdict=$("$venv/bin/python" - "$artifacts/metrics.txt" <<'PY'
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+families = {f.name: f for f in text_string_to_metric_families(open(sys.argv[1]).read())}
+users = {s.labels["user"] for s in families["diycloud_user_info"].samples}
+cpu = {s.labels["user"]: s.value for s in families["diycloud_user_cpu_seconds"].samples}
+memory = {s.labels["user"] for s in families["diycloud_user_memory_bytes"].samples}
+logins = {s.labels["result"]: s.value for s in families["diycloud_logins"].samples if s.name.endswith("_total")}
+problems = []
+if not {"alice", "boss"} <= users: problems.append("users %s" % sorted(users))
+if cpu.get("alice", 0) <= 0: problems.append("alice cpu %s" % cpu)
+if "alice" not in memory: problems.append("alice memory missing")
+if logins.get("success", 0) < 1: problems.append("logins %s" % logins)
+print("ok" if not problems else "; ".join(problems))
+PY
+)
+if [ "$verdict" = ok ]; then
+    pass "/metrics parses with prometheus_client and has a series per user, alice's usage and the logins"
+else
+    fail "/metrics" "parsed, with users, alice's CPU and memory, logins" "$verdict"
+fi
+
+# --- the pages, in a real browser -----------------------------------------------
+node_dir="$cache/portal-node"
+if [ ! -e "$node_dir/node_modules/playwright-core" ]; then
+    mkdir -p "$node_dir"
+    (cd "$node_dir" && npm install --silent --no-audit --no-fund 'playwright-core@1' >/dev/null 2>&1)
+fi
+NODE_PATH="$node_dir/node_modules" node "$here/portal.mjs" "$base" "$artifacts" "$token" 2>&1 |
+    grep -a '^DIYCLOUD ' || fail "the browser test" "it runs" "no result (see $artifacts)"
+
+# --- retention: nothing older than `keep` (40 s) ----------------------------------
+# Wait until the server has sampled for longer than `keep`.
+while [ $(( $(date +%s) - started )) -lt 50 ]; do sleep 2; done
+now=$(date +%s)
+oldest=$(curl -sS --max-time 30 "${auth[@]}" "$base/api/v1/history?from=0&to=$now" |
+    python3 -c 'import json, sys; p = json.load(sys.stdin)["points"]; print(min(x["at"] for x in p) if p else "none")')
+if [ "$oldest" != none ] && [ "$oldest" -ge $(( now - 42 )) ]; then
+    pass "retention: no sample older than keep (40 s) is left (oldest $(( now - oldest )) s old)"
+else
+    fail "retention" "the oldest sample at most 42 s old" "$oldest (now $now)"
+fi
