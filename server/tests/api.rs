@@ -442,6 +442,9 @@ fn health_and_the_openapi_document() {
         "/api/v1/users/{name}/apply",
         "/api/v1/users/{name}/unlock",
         "/api/v1/usage",
+        "/api/v1/users/{name}/history",
+        "/api/v1/history",
+        "/metrics",
         "/healthz",
     ] {
         assert!(paths.contains_key(path), "{path} is not documented");

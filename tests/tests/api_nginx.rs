@@ -44,9 +44,9 @@ impl Drop for Nginx {
     }
 }
 
-/// `curl` through nginx: (status, headers, body); the last argument is the
-/// path.
-fn curl(port: u16, args: &[&str]) -> (u16, String, Value) {
+/// `curl` through nginx: (status, headers, body text); the last argument
+/// is the path.
+fn curl_text(port: u16, args: &[&str]) -> (u16, String, String) {
     let (path, options) = args.split_last().unwrap();
     let out = Command::new("curl")
         .args(["-sk", "-D", "-", "--max-time", "10"])
@@ -61,10 +61,16 @@ fn curl(port: u16, args: &[&str]) -> (u16, String, Value) {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
+    (status, head.to_owned(), body.to_owned())
+}
+
+/// [`curl_text`] with the body as JSON (`Null` where it is not).
+fn curl(port: u16, args: &[&str]) -> (u16, String, Value) {
+    let (status, head, body) = curl_text(port, args);
     (
         status,
-        head.to_owned(),
-        serde_json::from_str(body).unwrap_or(Value::Null),
+        head,
+        serde_json::from_str(&body).unwrap_or(Value::Null),
     )
 }
 
@@ -80,14 +86,15 @@ fn wait_for(port: u16) {
     panic!("nginx did not listen on {port}");
 }
 
-#[test]
-fn the_api_through_nginx_with_the_shipped_site() {
+/// A server (admin `boss`) behind nginx with the shipped site: the nginx,
+/// its HTTP and HTTPS ports, and the scratch directory. `None` without nginx.
+fn behind_nginx() -> Option<(Nginx, u16, u16, tempfile::TempDir)> {
     let nginx_bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
         .into_iter()
         .find(|p| Path::new(p).exists());
     let Some(nginx_bin) = nginx_bin else {
         diycloud_tests::skip("no nginx here (tests/deps.sh installs it)");
-        return;
+        return None;
     };
     let dir = tempfile::tempdir().unwrap();
     let api = api_server(dir.path());
@@ -152,8 +159,16 @@ fn the_api_through_nginx_with_the_shipped_site() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let _nginx = Nginx(child);
+    let nginx = Nginx(child);
     wait_for(https_port);
+    Some((nginx, http_port, https_port, dir))
+}
+
+#[test]
+fn the_api_through_nginx_with_the_shipped_site() {
+    let Some((_nginx, http_port, https_port, _dir)) = behind_nginx() else {
+        return;
+    };
 
     let (status, _, body) = curl(https_port, &["/healthz"]);
     assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
@@ -242,4 +257,104 @@ fn the_api_through_nginx_with_the_shipped_site() {
         .unwrap();
     let shown = String::from_utf8(out.stdout).unwrap();
     assert!(shown.starts_with("301 https://"), "{shown}");
+}
+
+#[test]
+fn the_portal_through_nginx_with_the_shipped_site() {
+    let Some((_nginx, _, https_port, dir)) = behind_nginx() else {
+        return;
+    };
+    let header = |head: &str, name: &str| {
+        head.lines()
+            .find_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+            })
+            .unwrap_or_default()
+    };
+    // The site's front page is the portal, which sends strangers to log in.
+    let (status, head, _) = curl_text(https_port, &["/"]);
+    assert_eq!(
+        (status, header(&head, "location").ends_with("/portal/")),
+        (302, true),
+        "{head}"
+    );
+    let (status, head, _) = curl_text(https_port, &["/portal/"]);
+    assert_eq!(
+        (status, header(&head, "location")),
+        (303, "/portal/login".into())
+    );
+    let (status, _, page) = curl_text(https_port, &["/portal/login"]);
+    assert_eq!(status, 200);
+    assert!(page.contains("action=\"/portal/login\""), "{page}");
+    let (status, head, css) = curl_text(https_port, &["/portal/style.css"]);
+    assert_eq!(
+        (status, header(&head, "content-type")),
+        (200, "text/css".into())
+    );
+    assert!(css.contains(".chart"));
+
+    let jar = dir.path().join("cookies");
+    let jar = jar.to_str().unwrap();
+    let login = |password: &str| {
+        curl_text(
+            https_port,
+            &[
+                "-c",
+                jar,
+                "--data-urlencode",
+                "username=boss",
+                "--data-urlencode",
+                &format!("password={password}"),
+                "/portal/login",
+            ],
+        )
+    };
+    let (status, _, page) = login("not it");
+    assert_eq!(status, 401);
+    assert!(page.contains("Wrong username or password."), "{page}");
+    let (status, head, _) = login("boss password 1");
+    assert_eq!(
+        (status, header(&head, "location")),
+        (303, "/portal/".into()),
+        "{head}"
+    );
+    // nginx said https: the cookie is Secure.
+    let cookie = header(&head, "set-cookie");
+    assert!(
+        cookie.contains("Secure") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let (status, _, page) = curl_text(https_port, &["-b", jar, "/portal/"]);
+    assert_eq!(status, 200);
+    assert!(page.contains("Change your password"), "{page}");
+    let (status, _, page) = curl_text(https_port, &["-b", jar, "/portal/admin"]);
+    assert_eq!(status, 200);
+    assert!(page.contains("Users and node") && page.contains("href=\"/portal/admin/users/boss\""));
+    // A form posted through nginx: the logout, with the page's form token.
+    let token = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|t| t.split('"').next())
+        .unwrap()
+        .to_owned();
+    let (status, head, _) = curl_text(
+        https_port,
+        &[
+            "-b",
+            jar,
+            "--data-urlencode",
+            &format!("csrf={token}"),
+            "/portal/logout",
+        ],
+    );
+    assert_eq!(
+        (status, header(&head, "location")),
+        (303, "/portal/login".into())
+    );
+    let (status, _, _) = curl_text(https_port, &["-b", jar, "/portal/"]);
+    assert_eq!(status, 303, "the session ended");
+    // /metrics stays on the node.
+    let (status, _, _) = curl_text(https_port, &["/metrics"]);
+    assert_eq!(status, 404);
 }

@@ -5,7 +5,7 @@
 //
 // Prints DIYCLOUD PASS/FAIL lines; saves a screenshot of each page it
 // checks in ARTIFACTS_DIR. The admin is boss (made by the guest); the test
-// creates carol through the pages.
+// creates pia through the pages.
 import { createRequire } from "node:module";
 import { join } from "node:path";
 
@@ -51,39 +51,39 @@ try {
   check("a wrong password shows the message", refused.includes("Wrong username or password."), "Wrong username or password.", refused);
   await shot("login-wrong-password");
 
-  // The admin logs in and creates carol with limits.
+  // The admin logs in and creates pia with limits.
   await login("boss", "boss portal pw 1");
   check("the admin logs in", page.url().endsWith("/portal/"), "/portal/", page.url());
   await page.click("text=New user");
-  await page.fill("#f-username", "carol");
-  await page.fill("#f-password", "carol portal pw 1");
-  await page.fill("#f-full_name", "Carol Example");
+  await page.fill("#f-username", "pia");
+  await page.fill("#f-password", "pia portal pw 1");
+  await page.fill("#f-full_name", "Pia Example");
   await page.fill("#f-cpu", "1");
   await page.fill("#f-memory", "300M");
   await page.fill("#f-tasks", "100");
   await Promise.all([page.waitForLoadState("load"), page.click("form.grid button[type=submit]")]);
   const created = await text();
-  check("the admin creates carol with limits", page.url().includes("/portal/admin/users/carol?done=created") && created.includes("was created"), "carol's page, created", `${page.url()} ${created}`);
+  check("the admin creates pia with limits", page.url().includes("/portal/admin/users/pia?done=created") && created.includes("was created"), "pia's page, created", `${page.url()} ${created}`);
   await shot("user-created");
 
   // She is in the list with her memory.
   await page.goto(`${base}/portal/admin`);
-  const row = page.locator("table.users tr", { hasText: "carol" });
-  check("carol is in the user list", (await row.count()) === 1, "one row", await row.count());
+  const row = page.locator("table.users tr", { hasText: "pia" });
+  check("pia is in the user list", (await row.count()) === 1, "one row", await row.count());
   check("the list shows her memory limit", (await row.innerText()).includes("300M"), "300M", await row.innerText());
 
   // Her memory changes, live.
-  await page.goto(`${base}/portal/admin/users/carol`);
+  await page.goto(`${base}/portal/admin/users/pia`);
   await page.fill("#f-memory", "400M");
   await Promise.all([page.waitForLoadState("load"), page.click("form.grid button[type=submit]")]);
-  const saved = await api("/api/v1/users/carol");
+  const saved = await api("/api/v1/users/pia");
   check("the admin changes her memory (the API reads 400M)", saved.memory === "400M" && page.url().includes("done=saved"), "400M, saved", `${saved.memory} ${page.url()}`);
 
   // Disabled, then enabled again.
   await Promise.all([page.waitForLoadState("load"), page.click("button[value=disable]")]);
-  check("the admin disables her", (await api("/api/v1/users/carol")).state === "disabled", "disabled", (await api("/api/v1/users/carol")).state);
+  check("the admin disables her", (await api("/api/v1/users/pia")).state === "disabled", "disabled", (await api("/api/v1/users/pia")).state);
   await Promise.all([page.waitForLoadState("load"), page.click("button[value=enable]")]);
-  check("the admin enables her again", (await api("/api/v1/users/carol")).state === "active", "active", (await api("/api/v1/users/carol")).state);
+  check("the admin enables her again", (await api("/api/v1/users/pia")).state === "active", "active", (await api("/api/v1/users/pia")).state);
   await shot("user-edited");
 
   // The dashboard: the node's charts have samples (alice is busy meanwhile).
@@ -102,23 +102,25 @@ try {
   await shot("admin-phone");
   await page.setViewportSize({ width: 1200, height: 900 });
 
-  // Log out; carol logs in with the keyboard only and sees only her own page.
+  // Log out; pia logs in with the keyboard only and sees only her own page.
   await Promise.all([page.waitForLoadState("load"), page.click("header form.logout button")]);
   check("logging out ends the session", page.url().endsWith("/portal/login"), "/portal/login", page.url());
   await page.goto(`${base}/portal/login`);
-  await page.keyboard.type("carol"); // the username field has the focus
+  // The username field takes the focus by itself (autofocus).
+  await page.waitForFunction(() => document.activeElement && document.activeElement.id === "f-username");
+  await page.keyboard.type("pia");
   await page.keyboard.press("Tab");
-  await page.keyboard.type("carol portal pw 1");
+  await page.keyboard.type("pia portal pw 1");
   await Promise.all([page.waitForLoadState("load"), page.keyboard.press("Enter")]);
   const own = await text();
-  check("carol logs in with the keyboard and sees her page", page.url().endsWith("/portal/") && own.includes("Carol Example") && own.includes("400M"), "her page with 400M", own);
+  check("pia logs in with the keyboard and sees her page", page.url().endsWith("/portal/") && own.includes("Pia Example") && own.includes("400M"), "her page with 400M", own);
   const adminLink = await page.locator("nav a", { hasText: "Users and node" }).count();
-  check("carol's page has no admin link", adminLink === 0, "0", adminLink);
+  check("pia's page has no admin link", adminLink === 0, "0", adminLink);
   await shot("user-own-page");
   const forbidden = await page.goto(`${base}/portal/admin`);
-  check("carol cannot open the admin pages", forbidden.status() === 403, "403", forbidden.status());
+  check("pia cannot open the admin pages", forbidden.status() === 403, "403", forbidden.status());
   const other = await page.goto(`${base}/portal/admin/users/alice`);
-  check("carol cannot open another user's page", other.status() === 403, "403", other.status());
+  check("pia cannot open another user's page", other.status() === 403, "403", other.status());
 } catch (error) {
   fail("the browser test ran to the end", "no error", error.stack || error);
   await shot("error").catch(() => {});

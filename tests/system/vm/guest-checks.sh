@@ -142,7 +142,7 @@ if [ -e "$stage/portal-browser" ]; then
     journalctl -q --no-pager -u diycloud-portal | tail -5 | sed 's/^/DIYCLOUD INFO portal server: /'
     kill "$portal_burner" 2>/dev/null; wait "$portal_burner" 2>/dev/null
     systemctl stop diycloud-portal
-    for name in portal-done boss carol; do slicectl user del "$name" >/dev/null 2>&1; done
+    for name in portal-done boss pia; do slicectl user del "$name" >/dev/null 2>&1; done
     loginctl terminate-user alice 2>/dev/null
     for _ in $(seq 60); do pgrep -u alice >/dev/null || break; sleep 0.5; done
 fi

@@ -10,6 +10,13 @@
 # no v1, so trixie-v1 does not exist). Images are built once and cached in
 # $DIYCLOUD_VM_CACHE (default /var/cache/diycloud-vm). Each guest's console
 # log is kept in target/vm/VARIANT-console.log. Needs root.
+#
+# One boot ($DIYCLOUD_PORTAL_VARIANT, default bookworm-v2) also runs the
+# web portal's checks: its guest serves on a port forwarded to the host
+# ($DIYCLOUD_PORTAL_PORT, default 18480), where tests/system/portal/
+# host-checks.sh drives a browser and checks the history and /metrics; its
+# lines join the guest's (log: target/vm/portal-host.log, screenshots:
+# target/vm/portal/).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../../.." && pwd)
 here="$root/tests/system/vm"
