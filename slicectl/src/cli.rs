@@ -57,13 +57,15 @@ pub enum Command {
     /// This node's NVIDIA GPUs, as users are granted them
     #[command(subcommand)]
     Gpu(GpuCommand),
-    /// Serve the REST API (and later the portal) until SIGTERM or Ctrl-C
+    /// Serve the REST API, the web portal and /metrics until SIGTERM or Ctrl-C
     #[command(
-        long_about = "Serve the REST API: logins, users, limits and usage over HTTP, with the same \
-        rules, lockout and audit log as the PAM module and slicectl. Listens on [api] listen of the \
-        config (default 127.0.0.1:8480), or --listen: HOST:PORT, or the absolute path of a unix \
-        socket (created mode 0660). Put nginx in front for TLS (packaging/nginx/diycloud.conf). \
-        Runs until SIGTERM or Ctrl-C."
+        long_about = "Serve the REST API (logins, users, limits, usage and its history over HTTP), \
+        the web portal under /portal/ and /metrics for Prometheus, with the same rules, lockout and \
+        audit log as the PAM module and slicectl; sample every active user's usage every \
+        [history] interval for the charts. Listens on [api] listen of the config (default \
+        127.0.0.1:8480), or --listen: HOST:PORT, or the absolute path of a unix socket (created \
+        mode 0660). Put nginx in front for TLS (packaging/nginx/diycloud.conf). Runs until \
+        SIGTERM or Ctrl-C."
     )]
     Serve {
         /// HOST:PORT, or the absolute path of a unix socket
