@@ -8,6 +8,11 @@
 //!    its database write), against the physical limit measured in the same
 //!    run, cores / (bare argon2 verify time). Target: at least 85% of it.
 //!
+//! 3. History: a week of one-minute samples of 50 users (504,000 rows, what
+//!    a busy node's database holds at the default `[history]`): the median
+//!    time of a user's week, the node's week and hour, and the admin page
+//!    with the node's week charts.
+//!
 //! Usage: bench_api [--seconds S] [--connections C] [--check]
 //! (`--check` exits 1 when the login target is missed.) Build with --release.
 #![deny(unsafe_code)]
@@ -236,6 +241,34 @@ fn main() {
         .collect();
     let overhead_median = percentile(&mut overhead, 0.5);
 
+    // 3. History.
+    let rows = seed_history(&dir.path().join("diycloud.db"));
+    let mut connection = Connection::open(addr);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let week = now - 7 * 86_400;
+    let history: Vec<(&str, String, Duration)> = [
+        ("a user's week", format!("/api/v1/users/user07/history?from={week}")),
+        ("the node's week", format!("/api/v1/history?from={week}")),
+        ("the node's hour", "/api/v1/history".to_owned()),
+        ("the admin page, week charts", "/portal/admin?range=week".to_owned()),
+    ]
+    .into_iter()
+    .map(|(what, path)| {
+        let mut times: Vec<Duration> = (0..7)
+            .map(|_| {
+                let start = Instant::now();
+                let (status, _) = connection.request("GET", &path, &auth, "");
+                assert_eq!(status, 200, "{path}");
+                start.elapsed()
+            })
+            .collect();
+        (what, path, percentile(&mut times, 0.5))
+    })
+    .collect();
+
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!("REST API on loopback, {cores} cores, {seconds} s per part");
     println!(
@@ -261,10 +294,19 @@ fn main() {
         "  the API's own cost of a login (negligible hash, one connection): median {:.2} ms",
         ms(overhead_median)
     );
+    println!("  history, {rows} samples (a week of 50 users, one a minute), median of 7:");
+    for (what, path, median) in &history {
+        println!("    {what:<28} {:7.1} ms  GET {path}", ms(*median));
+    }
     println!(
         "{}",
         serde_json::json!({
             "bench": "api",
+            "history_rows": rows,
+            "history_median_ms": history
+                .iter()
+                .map(|(what, _, median)| (what.to_string(), ms(*median)))
+                .collect::<std::collections::BTreeMap<_, _>>(),
             "login_overhead_median_ms": ms(overhead_median),
             "parallel_verifies_per_sec": verifies_per_sec,
             "client_cores": client_cores,
@@ -289,4 +331,49 @@ fn main() {
         );
         std::process::exit(1);
     }
+}
+
+/// A week of one-minute samples of 50 users (`user00`..`user49`, made
+/// here), in the database at `db`: what the default `[history]` keeps on a
+/// busy node. Returns how many samples.
+fn seed_history(db: &std::path::Path) -> usize {
+    use libdiycloud::model::history::Sample;
+    use libdiycloud::model::{Allocation, Timestamp, Username};
+    use libdiycloud::store::{NewUser, Store};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut store = Store::open(db).unwrap();
+    let names: Vec<String> = (0..50).map(|i| format!("user{i:02}")).collect();
+    store
+        .write(|tx| {
+            for name in &names {
+                let user = NewUser::new(
+                    Username::parse(name).unwrap(),
+                    "$argon2id$unused".into(),
+                    Allocation::default(),
+                );
+                tx.insert_user(&user, Timestamp(0))?;
+            }
+            Ok::<_, libdiycloud::store::StoreError>(())
+        })
+        .unwrap();
+    let minutes = 7 * 24 * 60;
+    let mut rows = 0;
+    for name in &names {
+        let samples: Vec<Sample> = (0..minutes)
+            .map(|m| Sample {
+                username: name.clone(),
+                at: Timestamp(now - (minutes - m) * 60),
+                cpu_nsec: Some(m as u64 * 30_000_000_000),
+                memory_bytes: Some((1 << 30) + (m as u64 % 97) * (1 << 20)),
+                tasks: Some(20 + m as u64 % 7),
+                disk_bytes: Some(5 << 30),
+                gpu_memory_bytes: None,
+            })
+            .collect();
+        rows += store.write(|tx| tx.insert_samples(&samples)).unwrap();
+    }
+    rows
 }

@@ -119,8 +119,15 @@ kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null
 # history and /metrics checks (tests/system/portal/host-checks.sh) against
 # the server here, and ends them by creating the user portal-done.
 if [ -e "$stage/portal-browser" ]; then
-    nic=$(ls /sys/class/net | grep -vx lo | head -1)
+    # udev may still be renaming the NIC (eth0 -> enp0s...) this early.
+    udevadm settle --timeout=30 2>/dev/null
+    nic=$(for d in /sys/class/net/*; do [ -e "$d/device" ] && basename "$d"; done | head -1)
     ip link set "$nic" up && ip addr add 10.0.2.15/24 dev "$nic"
+    for _ in $(seq 50); do
+        [ "$(cat "/sys/class/net/$nic/operstate" 2>/dev/null)" = up ] && break
+        sleep 0.1
+    done
+    say "INFO portal: network $(ip -br addr show dev "$nic" 2>&1 | tr -s ' ')"
     # One sample a second, kept 40 s: the host sees history grow and go.
     printf '[history]\ninterval = "1s"\nkeep = "40s"\n' > /root/portal.toml
     echo 'boss portal pw 1' | slicectl user add boss --role admin --password-stdin --no-system-account >/dev/null

@@ -79,6 +79,8 @@ for variant in "${variants[@]}"; do
         rm -f "$stage/portal-browser"
         # Blank (sparse) disks for the quota checks: ext4 and XFS (300M at least).
         truncate -s 512M "$work/quota-ext4.img" "$work/quota-xfs.img"
+        # A console log of an earlier boot must not be read as this one's.
+        rm -f "$console"
         echo "== $variant: booting ($release, cgroup $cgroup; console log: ${console#"$root"/})"
         start=$(date +%s)
         timeout 600 qemu-system-x86_64 -accel tcg -m 2048 -smp 2 -nographic -no-reboot \
@@ -94,7 +96,7 @@ for variant in "${variants[@]}"; do
         if [ -n "$portal" ]; then
             : > "$portal_log"
             while kill -0 "$qemu" 2>/dev/null; do
-                if tr -d '\r' < "$console" 2>/dev/null | grep -aq 'DIYCLOUD PORTAL-READY'; then
+                if [ -e "$console" ] && tr -d '\r' < "$console" | grep -aq 'DIYCLOUD PORTAL-READY'; then
                     "$root/tests/system/portal/host-checks.sh" "http://127.0.0.1:$portal_port" "$logs/portal" \
                         > "$portal_log" 2>&1 || true
                     break
