@@ -97,17 +97,29 @@ impl Store {
         bucket: u64,
     ) -> Result<Vec<Sample>, StoreError> {
         let bucket = i64::try_from(bucket.max(1)).unwrap_or(i64::MAX);
-        let mut query = self
-            .conn
-            .prepare_cached(
-                "SELECT u.username, (s.at / ?4) * ?4 AS t, max(s.cpu_nsec), \
-                 CAST(avg(s.memory_bytes) AS INTEGER), max(s.tasks), max(s.disk_bytes), \
-                 CAST(avg(s.gpu_memory_bytes) AS INTEGER) \
-                 FROM usage_samples s JOIN users u ON u.id = s.user_id \
-                 WHERE s.at BETWEEN ?2 AND ?3 AND (?1 IS NULL OR u.username = ?1) \
-                 GROUP BY u.username, t ORDER BY u.username, t",
-            )
-            .map_err(|e| self.sqlite(e))?;
+        // One user: by the (user_id, at) index. Everyone: grouped by user
+        // id first (the names are joined to the few buckets, not the rows).
+        let sql = match user {
+            Some(_) => {
+                "SELECT ?1, (at / ?4) * ?4 AS t, max(cpu_nsec), \
+                 CAST(avg(memory_bytes) AS INTEGER), max(tasks), max(disk_bytes), \
+                 CAST(avg(gpu_memory_bytes) AS INTEGER) \
+                 FROM usage_samples \
+                 WHERE user_id = (SELECT id FROM users WHERE username = ?1) \
+                 AND at BETWEEN ?2 AND ?3 \
+                 GROUP BY t ORDER BY t"
+            }
+            None => {
+                "SELECT u.username, b.t, b.cpu, b.memory, b.tasks, b.disk, b.gpu FROM \
+                 (SELECT user_id, (at / ?4) * ?4 AS t, max(cpu_nsec) AS cpu, \
+                  CAST(avg(memory_bytes) AS INTEGER) AS memory, max(tasks) AS tasks, \
+                  max(disk_bytes) AS disk, CAST(avg(gpu_memory_bytes) AS INTEGER) AS gpu \
+                  FROM usage_samples WHERE at BETWEEN ?2 AND ?3 AND ?1 IS NULL \
+                  GROUP BY user_id, t) b \
+                 JOIN users u ON u.id = b.user_id ORDER BY u.username, b.t"
+            }
+        };
+        let mut query = self.conn.prepare_cached(sql).map_err(|e| self.sqlite(e))?;
         let rows = query
             .query_map(params![user, from.0, to.0, bucket], |row| {
                 Ok(Sample {

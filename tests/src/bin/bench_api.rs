@@ -250,10 +250,16 @@ fn main() {
         .as_secs();
     let week = now - 7 * 86_400;
     let history: Vec<(&str, String, Duration)> = [
-        ("a user's week", format!("/api/v1/users/user07/history?from={week}")),
+        (
+            "a user's week",
+            format!("/api/v1/users/user07/history?from={week}"),
+        ),
         ("the node's week", format!("/api/v1/history?from={week}")),
         ("the node's hour", "/api/v1/history".to_owned()),
-        ("the admin page, week charts", "/portal/admin?range=week".to_owned()),
+        (
+            "the admin page, week charts",
+            "/portal/admin?range=week".to_owned(),
+        ),
     ]
     .into_iter()
     .map(|(what, path)| {
