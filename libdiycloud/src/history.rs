@@ -235,6 +235,51 @@ mod tests {
     }
 
     #[test]
+    fn gpu_memory_is_summed_per_user_and_unknown_without_gpu_figures() {
+        use crate::gpu::{GpuProcess, GpuUsage};
+        let (_dir, mut store) = store_with(&["alice", "bob"]);
+        let mut ports = ports(vec![("alice", 1001), ("bob", 1002)]);
+        let gpu = |index, processes: Vec<(u32, u64)>| GpuUsage {
+            index,
+            uuid: format!("GPU-{index}"),
+            utilization_percent: Some(50),
+            memory_used_bytes: None,
+            memory_total_bytes: None,
+            processes: processes
+                .into_iter()
+                .map(|(uid, bytes)| GpuProcess {
+                    pid: 1,
+                    uid: Some(uid),
+                    memory_bytes: Some(bytes),
+                })
+                .collect(),
+        };
+        ports.gpu.usage = Some(vec![
+            gpu(0, vec![(1001, 100), (1002, 7)]),
+            gpu(1, vec![(1001, 50)]),
+        ]);
+        sample(&ports, &Config::default(), &mut store, Timestamp(100)).unwrap();
+        let all = store
+            .samples(None, Timestamp(0), Timestamp(200), 1)
+            .unwrap();
+        let gpu_of = |name: &str| {
+            all.iter()
+                .find(|s| s.username == name)
+                .unwrap()
+                .gpu_memory_bytes
+        };
+        assert_eq!(gpu_of("alice"), Some(150));
+        assert_eq!(gpu_of("bob"), Some(7));
+        // A node without GPU figures: unknown, not zero.
+        ports.gpu.usage = None;
+        sample(&ports, &Config::default(), &mut store, Timestamp(101)).unwrap();
+        let later = store
+            .samples(Some("alice"), Timestamp(101), Timestamp(101), 1)
+            .unwrap();
+        assert_eq!(later[0].gpu_memory_bytes, None);
+    }
+
+    #[test]
     fn no_systemd_is_an_error_and_records_nothing() {
         let (_dir, mut store) = store_with(&["alice"]);
         let mut ports = ports(vec![("alice", 1001)]);

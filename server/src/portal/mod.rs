@@ -321,14 +321,14 @@ struct CsrfForm {
 async fn logout(
     State(state): State<Arc<AppState>>,
     visitor: Visitor,
-    parts: axum::http::HeaderMap,
+    headers: axum::http::HeaderMap,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
     let sent = form.map(|Form(f)| f.csrf).unwrap_or_default();
     if let Some(refused) = visitor.wrong_form_token(&sent) {
         return refused;
     }
-    if let Some(token) = token(&parts) {
+    if let Some(token) = token(&headers) {
         let actor = format!("portal:{}", visitor.user.username);
         let _ = blocking(move || {
             let mut store = state.store()?;
@@ -434,13 +434,13 @@ async fn home(
     body.push_str("</section><section class=\"card\"><h2>Using now</h2>");
     body.push_str(&usage_now(usage.as_ref()));
     body.push_str("</section>");
-    body.push_str(&charts_section(
+    body.push_str(&charts(
         "/portal/?range=",
         range,
         &points,
         now.0 - secs,
         now.0,
-        &visitor.user,
+        Some(&visitor.user),
     ));
     body.push_str(&format!(
         "<section class=\"card narrow\"><h2>Change your password</h2>\
@@ -510,18 +510,8 @@ fn usage_now(usage: Option<&libdiycloud::admin::UserUsage>) -> String {
     ])
 }
 
-/// The charts of one user's (or the node's) history, with the range links.
-fn charts_section(
-    link: &str,
-    range: &str,
-    points: &[Point],
-    from: i64,
-    to: i64,
-    limits_of: &User,
-) -> String {
-    charts(link, range, points, from, to, Some(limits_of))
-}
-
+/// The charts of one user's (`limits_of`) or the node's history, with
+/// the range links.
 fn charts(
     link: &str,
     range: &str,
@@ -1307,13 +1297,13 @@ fn user_body(
     body.push_str("</section><section class=\"card\"><h2>Using now</h2>");
     body.push_str(&usage_now(usage));
     body.push_str("</section>");
-    body.push_str(&charts_section(
+    body.push_str(&charts(
         &format!("{path}?range="),
         range,
         points,
         now.0 - secs,
         now.0,
-        user,
+        Some(user),
     ));
     body
 }
