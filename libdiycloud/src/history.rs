@@ -134,9 +134,7 @@ pub fn series(
     from: Timestamp,
     to: Timestamp,
 ) -> Result<Vec<Point>, StoreError> {
-    let range = u64::try_from(to.0.saturating_sub(from.0)).unwrap_or(0);
-    let bucket = history::bucket(range, config.history.interval, MAX_POINTS);
-    let samples = store.samples(user, from, to, bucket)?;
+    let samples = bucketed(store, config, user, from, to)?;
     Ok(match user {
         Some(_) => history::points(&samples),
         None => history::node_points(&samples),
@@ -151,13 +149,25 @@ pub fn series_of_all(
     from: Timestamp,
     to: Timestamp,
 ) -> Result<Vec<(String, Vec<Point>)>, StoreError> {
-    let range = u64::try_from(to.0.saturating_sub(from.0)).unwrap_or(0);
-    let bucket = history::bucket(range, config.history.interval, MAX_POINTS);
-    let samples = store.samples(None, from, to, bucket)?;
+    let samples = bucketed(store, config, None, from, to)?;
     Ok(samples
         .chunk_by(|a, b| a.username == b.username)
         .map(|user| (user[0].username.clone(), history::points(user)))
         .collect())
+}
+
+/// The samples of `user` (everyone's: `None`) from `from` to `to`, in
+/// buckets wide enough for at most [`MAX_POINTS`] points.
+fn bucketed(
+    store: &Store,
+    config: &Config,
+    user: Option<&str>,
+    from: Timestamp,
+    to: Timestamp,
+) -> Result<Vec<Sample>, StoreError> {
+    let range = u64::try_from(to.0.saturating_sub(from.0)).unwrap_or(0);
+    let bucket = history::bucket(range, config.history.interval, MAX_POINTS);
+    store.samples(user, from, to, bucket)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use libdiycloud::admin::{AddUser, Admin, SystemAccount, UserView};
-use libdiycloud::auth::{self, Authenticator, PasswordChange};
+use libdiycloud::auth::{self, ApiSession, Authenticator, PasswordChange, Refusal};
 use libdiycloud::history;
 use libdiycloud::model::limits::{Cpu, GpuList, Size, Tasks};
 use libdiycloud::model::time::{Date, Timestamp};
@@ -61,16 +61,16 @@ async fn with_admin<T: Send + 'static>(
     caller: &Caller,
     work: impl FnOnce(&mut Admin<'_>) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    blocking(as_admin(state, caller, work)).await
+    blocking(as_admin(state, caller.actor(), work)).await
 }
 
-/// `work` with the admin use cases as `caller`, as blocking work.
-fn as_admin<T>(
+/// `work` with the admin use cases as `actor` (for the audit log), as
+/// blocking work.
+pub(crate) fn as_admin<T>(
     state: Arc<AppState>,
-    caller: &Caller,
+    actor: String,
     work: impl FnOnce(&mut Admin<'_>) -> Result<T, ApiError>,
 ) -> impl FnOnce() -> Result<T, ApiError> {
-    let actor = caller.actor();
     move || {
         let mut store = state.store()?;
         let mut admin = Admin::new(&mut store, &state.config, &state.ports, &actor, state.now());
@@ -142,71 +142,128 @@ async fn login(
         .attempt(client.ip, now)
         .map_err(ApiError::too_many)?;
     let ttl = state.config.api.session_ttl;
-    let work = Arc::clone(&state);
-    let name = request.username;
-    let opened = hashing(&state, move || {
-        let mut store = work.store()?;
-        let actor = format!("api:{}", client.ip);
-        let ttl_secs = i64::try_from(ttl).unwrap_or(i64::MAX);
-        let outcome = Authenticator::new(&mut store, &work.config, actor)?.open_api_session(
-            &name,
-            password.as_bytes(),
-            now,
-            ttl_secs,
-        )?;
-        Ok(outcome
-            .map(|session| {
-                let view = UserView::of(&session.user, &work.config, now);
-                (session.token, view)
-            })
-            .map_err(|outcome| (name, outcome)))
-    })
-    .await?;
-    match opened {
-        Ok((token, user)) => {
-            let cookie = format!(
-                "{COOKIE_NAME}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={ttl}{}",
-                *token,
-                if client.https { "; Secure" } else { "" }
-            );
+    match open_session(&state, client, "api", request.username, password, now).await? {
+        Ok(session) => {
+            let user = UserView::of(&session.user, &state.config, now);
             let mut response =
-                Json(json!({"token": *token, "expires_in": ttl, "user": user})).into_response();
-            if let Ok(value) = HeaderValue::from_str(&cookie) {
-                response.headers_mut().insert(header::SET_COOKIE, value);
-            }
+                Json(json!({"token": *session.token, "expires_in": ttl, "user": user}))
+                    .into_response();
+            set_session_cookie(&mut response, &session.token, ttl, client.https);
             Ok(response)
         }
-        Err((name, outcome)) => {
-            // The reason goes to the log; the client learns only that it failed.
-            eprintln!(
-                "diycloud-server: login refused for {:?} from {}: {outcome:?}",
-                name.chars().take(40).collect::<String>(),
-                client.ip
-            );
-            Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "login refused: wrong username or password, or the account cannot log in now",
-            ))
-        }
+        // The reason is in the log; the client learns only that it failed.
+        Err(_) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "login refused: wrong username or password, or the account cannot log in now",
+        )),
     }
 }
 
-async fn logout(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Response, ApiError> {
+/// A login at a front door (`api` or `portal`): the password checked on a
+/// hashing slot, the session opened with the login's bookkeeping. A refusal
+/// is logged with its reason; the front door decides what the client hears.
+pub(crate) async fn open_session(
+    state: &Arc<AppState>,
+    client: Client,
+    front: &'static str,
+    name: String,
+    password: Zeroizing<String>,
+    now: Timestamp,
+) -> Result<Result<ApiSession, Refusal>, ApiError> {
+    let work = Arc::clone(state);
+    let asked = name.clone();
+    let opened = hashing(state, move || {
+        let mut store = work.store()?;
+        let actor = format!("{front}:{}", client.ip);
+        let ttl_secs = i64::try_from(work.config.api.session_ttl).unwrap_or(i64::MAX);
+        Ok(
+            Authenticator::new(&mut store, &work.config, actor)?.open_api_session(
+                &asked,
+                password.as_bytes(),
+                now,
+                ttl_secs,
+            )?,
+        )
+    })
+    .await?;
+    if let Err(refusal) = &opened {
+        eprintln!(
+            "diycloud-server: {front} login refused for {:?} from {}: {:?}",
+            name.chars().take(40).collect::<String>(),
+            client.ip,
+            refusal.outcome
+        );
+    }
+    Ok(opened)
+}
+
+/// A user's own password change, the current password checked like a
+/// login, on a hashing slot.
+pub(crate) async fn change_own_password(
+    state: &Arc<AppState>,
+    name: String,
+    actor: String,
+    old: Zeroizing<String>,
+    new: Zeroizing<String>,
+) -> Result<PasswordChange, ApiError> {
+    let work = Arc::clone(state);
+    hashing(state, move || {
+        let mut store = work.store()?;
+        Ok(
+            Authenticator::new(&mut store, &work.config, actor)?.change_password(
+                &name,
+                old.as_bytes(),
+                new.as_bytes(),
+                work.now(),
+            )?,
+        )
+    })
+    .await
+}
+
+/// Ends the session of `token` (false: it had none).
+pub(crate) async fn end_session(
+    state: Arc<AppState>,
+    token: String,
+    actor: String,
+) -> Result<bool, ApiError> {
     blocking(move || {
         let mut store = state.store()?;
         Ok(auth::close_api_session(
             &mut store,
-            &caller.token,
-            &caller.actor(),
+            &token,
+            &actor,
             state.now(),
         )?)
     })
-    .await?;
+    .await
+}
+
+/// The session cookie on `response`: HttpOnly, SameSite=Strict, Secure
+/// where the client came over TLS.
+pub(crate) fn set_session_cookie(response: &mut Response, token: &str, ttl: u64, https: bool) {
+    let cookie = format!(
+        "{COOKIE_NAME}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={ttl}{}",
+        if https { "; Secure" } else { "" }
+    );
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+}
+
+/// The session cookie cleared on `response`.
+pub(crate) fn clear_session_cookie(response: &mut Response) {
     let clear = format!("{COOKIE_NAME}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
-    let mut response = StatusCode::NO_CONTENT.into_response();
     if let Ok(value) = HeaderValue::from_str(&clear) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
+}
+
+async fn logout(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Response, ApiError> {
+    let actor = caller.actor();
+    end_session(state, caller.token, actor).await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    clear_session_cookie(&mut response);
     Ok(response)
 }
 
@@ -234,20 +291,8 @@ async fn change_password(
         Zeroizing::new(request.current_password),
         Zeroizing::new(request.new_password),
     );
-    let work = Arc::clone(&state);
-    let change = hashing(&state, move || {
-        let mut store = work.store()?;
-        Ok(
-            Authenticator::new(&mut store, &work.config, caller.actor())?.change_password(
-                caller.user.username.as_str(),
-                old.as_bytes(),
-                new.as_bytes(),
-                work.now(),
-            )?,
-        )
-    })
-    .await?;
-    match change {
+    let (name, actor) = (caller.user.username.to_string(), caller.actor());
+    match change_own_password(&state, name, actor, old, new).await? {
         PasswordChange::Changed => Ok(StatusCode::NO_CONTENT),
         PasswordChange::Denied(_) => Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -435,7 +480,7 @@ async fn add_user(
         },
     };
     let hashes = Arc::clone(&state);
-    let work = as_admin(state, &caller, move |admin| {
+    let work = as_admin(state, caller.actor(), move |admin| {
         let mut source = move || Ok(password.clone());
         let added = admin.add(&add, &mut source)?;
         Ok((

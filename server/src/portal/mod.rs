@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use libdiycloud::admin::{AddUser, Admin, SystemAccount, UserView};
-use libdiycloud::auth::{self, Authenticator, LoginOutcome, PasswordChange, Refusal};
+use libdiycloud::auth::{self, LoginOutcome, PasswordChange, Refusal};
 use libdiycloud::history;
 use libdiycloud::model::history::Point;
 use libdiycloud::model::limits::{Cpu, Size, Tasks};
@@ -38,9 +38,12 @@ use zeroize::Zeroizing;
 
 use self::chart::Chart;
 use self::html::{bytes, csrf_field, esc, facts, input, notice, page, segment, Viewer};
-use crate::client::{token, Client, COOKIE_NAME};
+use crate::client::{token, Client};
 use crate::error::ApiError;
-use crate::routes::{blocking, hashing, limit_changes, Scalar};
+use crate::routes::{
+    as_admin, blocking, change_own_password, clear_session_cookie, end_session, hashing,
+    limit_changes, open_session, set_session_cookie, Scalar,
+};
 use crate::AppState;
 
 const STYLE: &str = include_str!("style.css");
@@ -82,6 +85,8 @@ async fn style() -> Response {
 /// A logged-in visitor; anyone else is sent to the login page.
 struct Visitor {
     user: User,
+    /// The session token (from the cookie), and the form token derived from it.
+    token: String,
     csrf: String,
 }
 
@@ -96,6 +101,11 @@ impl Visitor {
 
     fn is_admin(&self) -> bool {
         self.user.role == Role::Admin
+    }
+
+    /// For the audit log: `portal:NAME`.
+    fn actor(&self) -> String {
+        format!("portal:{}", self.user.username)
     }
 
     /// A refusal unless the form's token is this session's.
@@ -115,6 +125,21 @@ impl Visitor {
                     )
                 ),
             ))
+        }
+    }
+
+    /// A posted form, read and its token checked; else the page that
+    /// refuses it.
+    fn checked_form<F: FormToken>(
+        &self,
+        form: Result<Form<F>, FormRejection>,
+    ) -> Result<F, Box<Response>> {
+        let Ok(Form(form)) = form else {
+            return Err(Box::new(unreadable(self)));
+        };
+        match self.wrong_form_token(form.token()) {
+            Some(refused) => Err(Box::new(refused)),
+            None => Ok(form),
         }
     }
 
@@ -166,8 +191,22 @@ impl FromRequestParts<Arc<AppState>> for Visitor {
         Ok(Visitor {
             user,
             csrf: auth::form_token(&token),
+            token,
         })
     }
+}
+
+/// A form that carries the session's form token.
+trait FormToken {
+    fn token(&self) -> &str;
+}
+
+/// The page for a form (or an address) the server could not read.
+fn unreadable(visitor: &Visitor) -> Response {
+    error_page(
+        Some(&visitor.viewer()),
+        &ApiError::bad_request("the form could not be read"),
+    )
 }
 
 /// An error of a use case as a page.
@@ -237,49 +276,18 @@ async fn login(
     }
     let password = Zeroizing::new(form.password);
     let name = form.username;
-    let work = Arc::clone(&state);
     let ttl = state.config.api.session_ttl;
-    let asked = name.clone();
-    let opened = hashing(&state, move || {
-        let mut store = work.store()?;
-        let actor = format!("portal:{}", client.ip);
-        let ttl_secs = i64::try_from(ttl).unwrap_or(i64::MAX);
-        Ok(
-            Authenticator::new(&mut store, &work.config, actor)?.open_api_session(
-                &asked,
-                password.as_bytes(),
-                now,
-                ttl_secs,
-            )?,
-        )
-    })
-    .await;
-    match opened {
+    match open_session(&state, client, "portal", name.clone(), password, now).await {
         Ok(Ok(session)) => {
-            let cookie = format!(
-                "{COOKIE_NAME}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={ttl}{}",
-                *session.token,
-                if client.https { "; Secure" } else { "" }
-            );
             let mut response = Redirect::to("/portal/").into_response();
-            if let Ok(value) = HeaderValue::from_str(&cookie) {
-                response.headers_mut().insert(header::SET_COOKIE, value);
-            }
+            set_session_cookie(&mut response, &session.token, ttl, client.https);
             response
         }
-        Ok(Err(refusal)) => {
-            eprintln!(
-                "diycloud-server: portal login refused for {:?} from {}: {:?}",
-                name.chars().take(40).collect::<String>(),
-                client.ip,
-                refusal.outcome
-            );
-            login_form(
-                StatusCode::UNAUTHORIZED,
-                Some(&refusal_message(&refusal, state.config.lockout.unlock_time)),
-                &name,
-            )
-        }
+        Ok(Err(refusal)) => login_form(
+            StatusCode::UNAUTHORIZED,
+            Some(&refusal_message(&refusal, state.config.lockout.unlock_time)),
+            &name,
+        ),
         Err(e) => login_form(
             e.status,
             Some("The server could not check the login now: try again later."),
@@ -321,37 +329,22 @@ struct CsrfForm {
 async fn logout(
     State(state): State<Arc<AppState>>,
     visitor: Visitor,
-    headers: axum::http::HeaderMap,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
     let sent = form.map(|Form(f)| f.csrf).unwrap_or_default();
     if let Some(refused) = visitor.wrong_form_token(&sent) {
         return refused;
     }
-    if let Some(token) = token(&headers) {
-        let actor = format!("portal:{}", visitor.user.username);
-        let _ = blocking(move || {
-            let mut store = state.store()?;
-            Ok(auth::close_api_session(
-                &mut store,
-                &token,
-                &actor,
-                state.now(),
-            )?)
-        })
-        .await;
-    }
+    let actor = visitor.actor();
+    let _ = end_session(state, visitor.token, actor).await;
     let mut response = Redirect::to("/portal/login").into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("diycloud_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
-    );
+    clear_session_cookie(&mut response);
     response
 }
 
 // ------------------------------------------------------------ my account
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct PageQuery {
     range: Option<String>,
     done: Option<String>,
@@ -394,10 +387,7 @@ async fn home(
     visitor: Visitor,
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Response {
-    let query = query.map(|Query(q)| q).unwrap_or(PageQuery {
-        range: None,
-        done: None,
-    });
+    let query = query.map(|Query(q)| q).unwrap_or_default();
     let (range, secs) = range_of(&query);
     let name = visitor.user.username.to_string();
     let work = Arc::clone(&state);
@@ -656,21 +646,7 @@ async fn change_password(
         );
     }
     let name = visitor.user.username.to_string();
-    let actor = format!("portal:{name}");
-    let work = Arc::clone(&state);
-    let changed = hashing(&state, move || {
-        let mut store = work.store()?;
-        Ok(
-            Authenticator::new(&mut store, &work.config, actor)?.change_password(
-                &name,
-                old.as_bytes(),
-                new.as_bytes(),
-                work.now(),
-            )?,
-        )
-    })
-    .await;
-    match changed {
+    match change_own_password(&state, name, visitor.actor(), old, new).await {
         // Every session ended, this one too: log in with the new password.
         Ok(PasswordChange::Changed) => Redirect::to("/portal/login").into_response(),
         Ok(PasswordChange::Denied(_)) => back(
@@ -695,10 +671,7 @@ async fn admin_page(
     if let Some(refused) = visitor.not_admin() {
         return refused;
     }
-    let query = query.map(|Query(q)| q).unwrap_or(PageQuery {
-        range: None,
-        done: None,
-    });
+    let query = query.map(|Query(q)| q).unwrap_or_default();
     let (range, secs) = range_of(&query);
     let now = state.now();
     let work = Arc::clone(&state);
@@ -965,6 +938,12 @@ impl UserForm {
     }
 }
 
+impl FormToken for UserForm {
+    fn token(&self) -> &str {
+        &self.csrf
+    }
+}
+
 /// The profile fields of a form, checked; `None` clears a field.
 struct Profile {
     full_name: Option<String>,
@@ -1109,15 +1088,10 @@ async fn create_user(
     if let Some(refused) = visitor.not_admin() {
         return refused;
     }
-    let Ok(Form(form)) = form else {
-        return error_page(
-            Some(&visitor.viewer()),
-            &ApiError::bad_request("the form could not be read"),
-        );
+    let form = match visitor.checked_form(form) {
+        Ok(form) => form,
+        Err(refused) => return *refused,
     };
-    if let Some(refused) = visitor.wrong_form_token(&form.csrf) {
-        return refused;
-    }
     let again = |error: &ApiError, form: &UserForm| {
         page(
             error.status,
@@ -1155,15 +1129,11 @@ async fn create_user(
         Err(e) => return again(&e, &form),
     };
     let password = Zeroizing::new(form.password.clone().into_bytes());
-    let actor = format!("portal:{}", visitor.user.username);
-    let work = Arc::clone(&state);
-    let added = hashing(&state, move || {
-        let mut store = work.store()?;
-        let mut admin = Admin::new(&mut store, &work.config, &work.ports, &actor, work.now());
+    let work = as_admin(Arc::clone(&state), visitor.actor(), move |admin| {
         let mut source = move || Ok(password.clone());
         Ok(admin.add(&request, &mut source)?)
-    })
-    .await;
+    });
+    let added = hashing(&state, work).await;
     match added {
         Ok(added) => Redirect::to(&format!(
             "/portal/admin/users/{}?done=created",
@@ -1190,10 +1160,7 @@ async fn user_page(
             &ApiError::bad_request("bad user name in the address"),
         );
     };
-    let query = query.map(|Query(q)| q).unwrap_or(PageQuery {
-        range: None,
-        done: None,
-    });
+    let query = query.map(|Query(q)| q).unwrap_or_default();
     let (range, secs) = range_of(&query);
     let now = state.now();
     let work = Arc::clone(&state);
@@ -1317,15 +1284,13 @@ async fn save_user(
     if let Some(refused) = visitor.not_admin() {
         return refused;
     }
-    let (Ok(Path(name)), Ok(Form(form))) = (name, form) else {
-        return error_page(
-            Some(&visitor.viewer()),
-            &ApiError::bad_request("the form could not be read"),
-        );
+    let Ok(Path(name)) = name else {
+        return unreadable(&visitor);
     };
-    if let Some(refused) = visitor.wrong_form_token(&form.csrf) {
-        return refused;
-    }
+    let form = match visitor.checked_form(form) {
+        Ok(form) => form,
+        Err(refused) => return *refused,
+    };
     let changes = (|| {
         let profile = form.profile()?;
         let role = form.role()?;
@@ -1344,17 +1309,14 @@ async fn save_user(
             limits: form.limits()?,
         })
     })();
-    let work = Arc::clone(&state);
-    let actor = format!("portal:{}", visitor.user.username);
     let target = name.clone();
     let saved = match changes {
         Ok(changes) => {
-            blocking(move || {
-                let mut store = work.store()?;
-                let mut admin =
-                    Admin::new(&mut store, &work.config, &work.ports, &actor, work.now());
-                Ok(admin.modify(&target, &changes)?)
-            })
+            blocking(as_admin(
+                Arc::clone(&state),
+                visitor.actor(),
+                move |admin| Ok(admin.modify(&target, &changes)?),
+            ))
             .await
         }
         Err(e) => Err(e),
@@ -1374,10 +1336,7 @@ async fn save_user(
             match user {
                 Ok(Some(user)) => {
                     let view = UserView::of(&user, &state.config, now);
-                    let query = PageQuery {
-                        range: None,
-                        done: None,
-                    };
+                    let query = PageQuery::default();
                     let body = user_body(
                         &visitor,
                         &view,
@@ -1404,6 +1363,12 @@ struct StateForm {
     action: String,
 }
 
+impl FormToken for StateForm {
+    fn token(&self) -> &str {
+        &self.csrf
+    }
+}
+
 async fn change_state(
     State(state): State<Arc<AppState>>,
     visitor: Visitor,
@@ -1413,15 +1378,13 @@ async fn change_state(
     if let Some(refused) = visitor.not_admin() {
         return refused;
     }
-    let (Ok(Path(name)), Ok(Form(form))) = (name, form) else {
-        return error_page(
-            Some(&visitor.viewer()),
-            &ApiError::bad_request("the form could not be read"),
-        );
+    let Ok(Path(name)) = name else {
+        return unreadable(&visitor);
     };
-    if let Some(refused) = visitor.wrong_form_token(&form.csrf) {
-        return refused;
-    }
+    let form = match visitor.checked_form(form) {
+        Ok(form) => form,
+        Err(refused) => return *refused,
+    };
     if visitor.user.username.as_str() == name && form.action == "disable" {
         return error_page(
             Some(&visitor.viewer()),
@@ -1432,34 +1395,34 @@ async fn change_state(
         );
     }
     let action = form.action.clone();
-    let actor = format!("portal:{}", visitor.user.username);
-    let work = Arc::clone(&state);
     let target = name.clone();
-    let done = blocking(move || {
-        let mut store = work.store()?;
-        let mut admin = Admin::new(&mut store, &work.config, &work.ports, &actor, work.now());
-        let active = |active| UserChanges {
-            active: Some(active),
-            ..UserChanges::default()
-        };
-        match action.as_str() {
-            "disable" => admin.modify(&target, &active(false)).map(drop)?,
-            "enable" => admin.modify(&target, &active(true)).map(drop)?,
-            "unlock" => admin.unlock(&target).map(drop)?,
-            "apply" => admin.apply(Some(&target)).map(drop)?,
-            other => {
-                return Err(ApiError::invalid(format!(
-                    "action: {other:?} is not one of disable, enable, unlock, apply"
-                )))
+    let done = blocking(as_admin(
+        Arc::clone(&state),
+        visitor.actor(),
+        move |admin| {
+            let active = |active| UserChanges {
+                active: Some(active),
+                ..UserChanges::default()
+            };
+            match action.as_str() {
+                "disable" => admin.modify(&target, &active(false)).map(drop)?,
+                "enable" => admin.modify(&target, &active(true)).map(drop)?,
+                "unlock" => admin.unlock(&target).map(drop)?,
+                "apply" => admin.apply(Some(&target)).map(drop)?,
+                other => {
+                    return Err(ApiError::invalid(format!(
+                        "action: {other:?} is not one of disable, enable, unlock, apply"
+                    )))
+                }
             }
-        }
-        Ok(match action.as_str() {
-            "disable" => "disabled",
-            "enable" => "enabled",
-            "unlock" => "unlocked",
-            _ => "applied",
-        })
-    })
+            Ok(match action.as_str() {
+                "disable" => "disabled",
+                "enable" => "enabled",
+                "unlock" => "unlocked",
+                _ => "applied",
+            })
+        },
+    ))
     .await;
     match done {
         Ok(done) => Redirect::to(&format!(
@@ -1507,6 +1470,12 @@ struct DeleteForm {
     remove_home: Option<String>,
 }
 
+impl FormToken for DeleteForm {
+    fn token(&self) -> &str {
+        &self.csrf
+    }
+}
+
 async fn delete_user(
     State(state): State<Arc<AppState>>,
     visitor: Visitor,
@@ -1516,15 +1485,13 @@ async fn delete_user(
     if let Some(refused) = visitor.not_admin() {
         return refused;
     }
-    let (Ok(Path(name)), Ok(Form(form))) = (name, form) else {
-        return error_page(
-            Some(&visitor.viewer()),
-            &ApiError::bad_request("the form could not be read"),
-        );
+    let Ok(Path(name)) = name else {
+        return unreadable(&visitor);
     };
-    if let Some(refused) = visitor.wrong_form_token(&form.csrf) {
-        return refused;
-    }
+    let form = match visitor.checked_form(form) {
+        Ok(form) => form,
+        Err(refused) => return *refused,
+    };
     if visitor.user.username.as_str() == name {
         return error_page(
             Some(&visitor.viewer()),
@@ -1534,14 +1501,12 @@ async fn delete_user(
             ),
         );
     }
-    let actor = format!("portal:{}", visitor.user.username);
-    let work = Arc::clone(&state);
     let remove_home = form.remove_home.is_some();
-    let deleted = blocking(move || {
-        let mut store = work.store()?;
-        let mut admin = Admin::new(&mut store, &work.config, &work.ports, &actor, work.now());
-        Ok(admin.delete(&name, remove_home)?)
-    })
+    let deleted = blocking(as_admin(
+        Arc::clone(&state),
+        visitor.actor(),
+        move |admin| Ok(admin.delete(&name, remove_home)?),
+    ))
     .await;
     match deleted {
         Ok(_) => Redirect::to("/portal/admin?done=deleted").into_response(),
