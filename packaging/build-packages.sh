@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Builds the installable package of diycloud from this checkout:
+#   target/packages/diycloud_<version>_<arch>.deb
+# (dpkg-deb from a staged tree; dependencies from what the binaries link,
+# by dpkg-shlibdeps). Needs: cargo, dpkg-dev, fakeroot (tests/deps.sh).
+#
+#   packaging/build-packages.sh [--no-build]    --no-build: use target/release as it is
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+out="$root/target/packages"
+stage="$root/target/packages/stage"
+
+if [ "${1:-}" != --no-build ]; then
+    cargo build --release --locked -p pam_diycloud -p slicectl
+fi
+version=$(cargo metadata --no-deps --format-version 1 |
+    python3 -c 'import json, sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"] == "slicectl"))')
+arch=$(dpkg --print-architecture)
+triplet=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
+
+# --- the tree, as installed -----------------------------------------------------
+rm -rf "$stage" && mkdir -p "$stage/deb"
+tree="$stage/deb"
+# The module in the multiarch PAM directory under /usr (merged /usr: Debian
+# 12 and later, where /lib is /usr/lib).
+install -D -m 0644 target/release/libpam_diycloud.so "$tree/usr/lib/$triplet/security/pam_diycloud.so"
+install -D -m 0755 target/release/slicectl "$tree/usr/sbin/slicectl"
+strip --strip-unneeded "$tree/usr/lib/$triplet/security/pam_diycloud.so" "$tree/usr/sbin/slicectl"
+install -D -m 0644 packaging/diycloud.toml "$tree/etc/diycloud/diycloud.toml"
+install -D -m 0644 packaging/pam-configs/diycloud "$tree/usr/share/pam-configs/diycloud"
+install -D -m 0644 packaging/systemd/diycloud-api.service "$tree/usr/lib/systemd/system/diycloud-api.service"
+doc="$tree/usr/share/doc/diycloud"
+install -D -m 0644 README.md "$doc/README.md"
+for page in docs/*.md; do install -m 0644 "$page" "$doc/"; done
+install -D -m 0644 packaging/nginx/diycloud.conf "$doc/examples/nginx/diycloud.conf"
+install -D -m 0644 packaging/pam.d/diycloud-example "$doc/examples/pam.d/diycloud-example"
+install -m 0644 packaging/deb/copyright "$doc/copyright"
+gzip -9n -c packaging/deb/changelog > "$doc/changelog.Debian.gz"
+
+# --- control ----------------------------------------------------------------------
+mkdir -p "$tree/DEBIAN"
+install -m 0755 packaging/deb/postinst packaging/deb/prerm packaging/deb/postrm "$tree/DEBIAN/"
+echo /etc/diycloud/diycloud.toml > "$tree/DEBIAN/conffiles"
+# dpkg-shlibdeps wants a debian/control beside it: a scratch one.
+shlib="$stage/shlibdeps"
+mkdir -p "$shlib/debian"
+printf 'Source: diycloud\n\nPackage: diycloud\nArchitecture: any\n' > "$shlib/debian/control"
+depends=$(cd "$shlib" && dpkg-shlibdeps -O \
+    "$tree/usr/sbin/slicectl" "$tree/usr/lib/$triplet/security/pam_diycloud.so" |
+    sed -n 's/^shlibs:Depends=//p')
+[ -n "$depends" ] || { echo "build-packages.sh: dpkg-shlibdeps found no dependencies" >&2; exit 1; }
+size=$(du -sk --exclude=DEBIAN "$tree" | cut -f1)
+sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" -e "s/@SIZE@/$size/" \
+    -e "s/@DEPENDS@/$depends/" packaging/deb/control.in > "$tree/DEBIAN/control"
+(cd "$tree" && find . -path ./DEBIAN -prune -o -type f -printf '%P\n' | sort | xargs md5sum) \
+    > "$tree/DEBIAN/md5sums"
+
+mkdir -p "$out"
+deb="$out/diycloud_${version}_${arch}.deb"
+fakeroot dpkg-deb --build -Zxz "$tree" "$deb" >/dev/null
+echo "$deb"
