@@ -36,6 +36,17 @@ for page in docs/*.md; do install -m 0644 "$page" "$doc/"; done
 install -D -m 0644 packaging/nginx/diycloud.conf "$doc/examples/nginx/diycloud.conf"
 install -D -m 0644 packaging/pam.d/diycloud-example "$doc/examples/pam.d/diycloud-example"
 install -m 0644 packaging/deb/copyright "$doc/copyright"
+# Manual pages and completions, from the command line's own definition.
+man="$tree/usr/share/man/man8"
+mkdir -p "$man"
+target/release/slicectl manpages "$man"
+gzip -9n "$man"/*.8
+target/release/slicectl completions bash |
+    install -D -m 0644 /dev/stdin "$tree/usr/share/bash-completion/completions/slicectl"
+target/release/slicectl completions zsh |
+    install -D -m 0644 /dev/stdin "$tree/usr/share/zsh/vendor-completions/_slicectl"
+target/release/slicectl completions fish |
+    install -D -m 0644 /dev/stdin "$tree/usr/share/fish/vendor_completions.d/slicectl.fish"
 gzip -9n -c packaging/deb/changelog > "$doc/changelog.Debian.gz"
 
 # --- control ----------------------------------------------------------------------

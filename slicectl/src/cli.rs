@@ -87,6 +87,33 @@ pub enum Command {
         /// Where to write the copy
         file: PathBuf,
     },
+    /// Print the completion script of a shell (bash, zsh or fish)
+    #[command(
+        long_about = "Print the completion script of a shell to standard output. The packages \
+        install them; by hand: `slicectl completions bash > \
+        /usr/share/bash-completion/completions/slicectl`, `slicectl completions zsh > \
+        /usr/share/zsh/vendor-completions/_slicectl`, `slicectl completions fish > \
+        /usr/share/fish/vendor_completions.d/slicectl.fish`. Needs no config or database."
+    )]
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Write the manual pages (slicectl.8 and one per subcommand) into DIR
+    #[command(hide = true)]
+    Manpages {
+        /// An existing directory
+        dir: PathBuf,
+    },
+}
+
+/// The shells `completions` writes for.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Subcommand)]

@@ -98,6 +98,12 @@ fn now() -> Timestamp {
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
+    // These need no config or database: they describe the command line.
+    match &cli.command {
+        Command::Completions { shell } => return completions(*shell),
+        Command::Manpages { dir } => return manpages(dir),
+        _ => {}
+    }
     let explicit = cli.config.as_os_str() != libdiycloud::config::DEFAULT_CONFIG_PATH;
     // `doctor` reports a config it cannot use instead of stopping at it.
     let mut config_error = None;
@@ -129,7 +135,45 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Doctor => doctor::run(&ctx),
         Command::Backup { file } => backup(&ctx, &file),
         Command::Serve { listen } => serve(ctx, listen),
+        Command::Completions { .. } | Command::Manpages { .. } => Ok(()),
     }
+}
+
+/// `slicectl completions SHELL`: the shell's completion script, from the
+/// command line's own definition.
+fn completions(shell: cli::Shell) -> Result<(), Failure> {
+    use clap::CommandFactory;
+    let shell = match shell {
+        cli::Shell::Bash => clap_complete::Shell::Bash,
+        cli::Shell::Zsh => clap_complete::Shell::Zsh,
+        cli::Shell::Fish => clap_complete::Shell::Fish,
+    };
+    clap_complete::generate(
+        shell,
+        &mut Cli::command(),
+        "slicectl",
+        &mut std::io::stdout(),
+    );
+    Ok(())
+}
+
+/// `slicectl manpages DIR` (hidden; the package build runs it): slicectl.8
+/// and a page per subcommand (slicectl-user-add.8, ...), in section 8 (system
+/// administration).
+fn manpages(dir: &std::path::Path) -> Result<(), Failure> {
+    use clap::CommandFactory;
+    fn write(cmd: clap::Command, dir: &std::path::Path) -> std::io::Result<()> {
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            write(sub.clone(), dir)?;
+        }
+        clap_mangen::Man::new(cmd)
+            .section("8")
+            .generate_to(dir)
+            .map(drop)
+    }
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    write(cmd, dir).map_err(|e| Failure::Runtime(format!("{}: {e}", dir.display())))
 }
 
 /// `slicectl serve`: the only command that starts an async runtime.

@@ -315,3 +315,44 @@ fn help_explains_every_command() {
         assert!(add_help.contains(flag), "{flag}");
     }
 }
+
+#[test]
+fn completions_and_manual_pages_come_from_the_command_line() {
+    // No config and no database needed: a broken config path does not matter.
+    let bin = env!("CARGO_BIN_EXE_slicectl");
+    let run = |args: &[&str]| {
+        std::process::Command::new(bin)
+            .args(args)
+            .env("DIYCLOUD_CONFIG", "/nonexistent/diycloud.toml")
+            .output()
+            .unwrap()
+    };
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef slicectl"),
+        ("fish", "complete -c slicectl"),
+    ] {
+        let out = run(&["completions", shell]);
+        assert!(out.status.success(), "{shell}: {}", stderr(&out));
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(script.contains(marker), "{shell}: {script}");
+        assert!(
+            script.contains("unlock") && script.contains("--no-system-account"),
+            "{shell}"
+        );
+    }
+    assert_eq!(run(&["completions", "tcsh"]).status.code(), Some(2));
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&["manpages", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let page = std::fs::read_to_string(dir.path().join("slicectl-user-add.8")).unwrap();
+    assert!(page.contains(".TH slicectl-user-add 8"), "{page}");
+    assert!(page.contains("no\\-system\\-account"));
+    assert!(dir.path().join("slicectl.8").exists());
+    assert!(!dir.path().join("slicectl-manpages.8").exists(), "hidden");
+    assert_eq!(
+        run(&["manpages", "/nonexistent/dir"]).status.code(),
+        Some(1)
+    );
+}
