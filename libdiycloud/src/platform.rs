@@ -56,6 +56,98 @@ impl Family {
     }
 }
 
+/// A distribution release, from `/etc/os-release`, with the facts
+/// diycloud's packages and docs rely on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Distro {
+    /// `ID` (`debian`, `ubuntu`, `fedora`, `rhel`, `rocky`, `almalinux`,
+    /// `arch`, `opensuse-leap`, `opensuse-tumbleweed`, ...).
+    pub id: String,
+    /// `VERSION_ID` (empty on rolling releases).
+    pub version_id: String,
+    pub family: Family,
+}
+
+/// How the distribution wants PAM stacks changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PamTool {
+    /// Debian and Ubuntu: profiles in /usr/share/pam-configs, merged into
+    /// /etc/pam.d/common-*.
+    PamAuthUpdate,
+    /// Fedora and RHEL 8 and later: profiles in /etc/authselect, written
+    /// to /etc/pam.d/system-auth and password-auth.
+    Authselect,
+    /// openSUSE: pam-config, writing /etc/pam.d/common-*-pc.
+    PamConfig,
+    /// Arch and others: /etc/pam.d/system-auth edited by hand.
+    ByHand,
+}
+
+impl Distro {
+    /// From the text of `/etc/os-release`.
+    pub fn from_os_release(text: &str) -> Self {
+        let value = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+                .map(|v| v.trim().trim_matches('"').trim_matches('\'').to_owned())
+                .unwrap_or_default()
+        };
+        Self {
+            id: value("ID"),
+            version_id: value("VERSION_ID"),
+            family: Family::from_os_release(text),
+        }
+    }
+
+    /// This machine's.
+    pub fn detect() -> Self {
+        std::fs::read_to_string("/etc/os-release")
+            .or_else(|_| std::fs::read_to_string("/usr/lib/os-release"))
+            .map(|t| Self::from_os_release(&t))
+            .unwrap_or_else(|_| Self::from_os_release(""))
+    }
+
+    /// The major version (`12` of `12`, `22` of `22.04`); `None` on rolling
+    /// releases.
+    fn major(&self) -> Option<u32> {
+        self.version_id.split('.').next()?.parse().ok()
+    }
+
+    fn major_minor(&self) -> Option<(u32, u32)> {
+        let mut parts = self.version_id.split('.');
+        let major = parts.next()?.parse().ok()?;
+        let minor = parts.next().and_then(|m| m.parse().ok()).unwrap_or(0);
+        Some((major, minor))
+    }
+
+    pub fn pam_tool(&self) -> PamTool {
+        match self.family {
+            Family::Debian => PamTool::PamAuthUpdate,
+            Family::RedHat if self.id == "fedora" || self.major().is_some_and(|v| v >= 8) => {
+                PamTool::Authselect
+            }
+            Family::Suse => PamTool::PamConfig,
+            _ => PamTool::ByHand,
+        }
+    }
+
+    /// Whether systemd mounts the unified cgroup v2 hierarchy by default
+    /// (diycloud sizes slices on v1 too, but v2 is where memory and CPU
+    /// accounting are complete); `None` where this release is not known.
+    pub fn cgroup_v2_by_default(&self) -> Option<bool> {
+        let at_least = |v: (u32, u32)| self.major_minor().map(|m| m >= v);
+        match self.id.as_str() {
+            "debian" => at_least((11, 0)),
+            "ubuntu" => at_least((21, 10)),
+            "fedora" => at_least((31, 0)),
+            "rhel" | "rocky" | "almalinux" | "centos" => at_least((9, 0)),
+            "arch" | "opensuse-tumbleweed" => Some(true),
+            "opensuse-leap" => Some(false),
+            _ => None,
+        }
+    }
+}
+
 /// The lowest uid of a regular (human) account when login.defs says nothing:
 /// shadow's own default.
 pub const DEFAULT_UID_MIN: u32 = 1000;
@@ -297,6 +389,85 @@ mod tests {
         assert_eq!(Family::from_os_release(leap), Family::Suse);
         assert_eq!(Family::from_os_release("ID=arch\n"), Family::Arch);
         assert_eq!(Family::from_os_release(""), Family::Other);
+    }
+
+    /// Samples of each distribution's /etc/os-release, as shipped.
+    const DEBIAN_12: &str = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION=\"12 (bookworm)\"\nVERSION_CODENAME=bookworm\nID=debian\n";
+    const UBUNTU_2004: &str = "NAME=\"Ubuntu\"\nVERSION=\"20.04.6 LTS (Focal Fossa)\"\nID=ubuntu\nID_LIKE=debian\nVERSION_ID=\"20.04\"\n";
+    const UBUNTU_2404: &str = "PRETTY_NAME=\"Ubuntu 24.04 LTS\"\nNAME=\"Ubuntu\"\nVERSION_ID=\"24.04\"\nID=ubuntu\nID_LIKE=debian\n";
+    const FEDORA_40: &str =
+        "NAME=\"Fedora Linux\"\nVERSION=\"40 (Server Edition)\"\nID=fedora\nVERSION_ID=40\n";
+    const RHEL_8: &str = "NAME=\"Red Hat Enterprise Linux\"\nVERSION=\"8.9 (Ootpa)\"\nID=\"rhel\"\nID_LIKE=\"fedora\"\nVERSION_ID=\"8.9\"\n";
+    const ROCKY_9: &str = "NAME=\"Rocky Linux\"\nVERSION=\"9.4 (Blue Onyx)\"\nID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.4\"\n";
+    const ALMA_9: &str = "NAME=\"AlmaLinux\"\nVERSION=\"9.4 (Seafoam Ocelot)\"\nID=\"almalinux\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.4\"\n";
+    const ARCH: &str =
+        "NAME=\"Arch Linux\"\nPRETTY_NAME=\"Arch Linux\"\nID=arch\nBUILD_ID=rolling\n";
+    const LEAP_15: &str = "NAME=\"openSUSE Leap\"\nVERSION=\"15.6\"\nID=\"opensuse-leap\"\nID_LIKE=\"suse opensuse\"\nVERSION_ID=\"15.6\"\n";
+    const TUMBLEWEED: &str = "NAME=\"openSUSE Tumbleweed\"\nID=\"opensuse-tumbleweed\"\nID_LIKE=\"opensuse suse\"\nVERSION_ID=\"20241120\"\n";
+
+    #[test]
+    fn distro_facts_from_os_release() {
+        use PamTool::*;
+        let cases: &[(&str, &str, Family, PamTool, Option<bool>)] = &[
+            (
+                DEBIAN_12,
+                "debian",
+                Family::Debian,
+                PamAuthUpdate,
+                Some(true),
+            ),
+            (
+                UBUNTU_2004,
+                "ubuntu",
+                Family::Debian,
+                PamAuthUpdate,
+                Some(false),
+            ),
+            (
+                UBUNTU_2404,
+                "ubuntu",
+                Family::Debian,
+                PamAuthUpdate,
+                Some(true),
+            ),
+            (FEDORA_40, "fedora", Family::RedHat, Authselect, Some(true)),
+            (RHEL_8, "rhel", Family::RedHat, Authselect, Some(false)),
+            (ROCKY_9, "rocky", Family::RedHat, Authselect, Some(true)),
+            (ALMA_9, "almalinux", Family::RedHat, Authselect, Some(true)),
+            (ARCH, "arch", Family::Arch, ByHand, Some(true)),
+            (
+                LEAP_15,
+                "opensuse-leap",
+                Family::Suse,
+                PamConfig,
+                Some(false),
+            ),
+            (
+                TUMBLEWEED,
+                "opensuse-tumbleweed",
+                Family::Suse,
+                PamConfig,
+                Some(true),
+            ),
+        ];
+        for (text, id, family, tool, v2) in cases {
+            let d = Distro::from_os_release(text);
+            assert_eq!(&d.id, id);
+            assert_eq!(d.family, *family, "{id}");
+            assert_eq!(d.pam_tool(), *tool, "{id}");
+            assert_eq!(d.cgroup_v2_by_default(), *v2, "{id} {}", d.version_id);
+        }
+        let unknown = Distro::from_os_release("ID=plan9\n");
+        assert_eq!(
+            (unknown.pam_tool(), unknown.cgroup_v2_by_default()),
+            (ByHand, None)
+        );
+        assert_eq!(Distro::from_os_release("").id, "");
+        assert_eq!(Distro::from_os_release(RHEL_8).version_id, "8.9");
+        assert_eq!(
+            Family::RedHat.pam_module_dir("x86_64"),
+            PathBuf::from("/usr/lib64/security")
+        );
     }
 
     #[test]
