@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Builds the installable package of diycloud from this checkout:
-#   target/packages/diycloud_<version>_<arch>.deb
-# (dpkg-deb from a staged tree; dependencies from what the binaries link,
-# by dpkg-shlibdeps). Needs: cargo, dpkg-dev, fakeroot (tests/deps.sh).
+# Builds the installable packages of diycloud from this checkout:
+#   target/packages/diycloud_<version>_<arch>.deb       (Debian, Ubuntu)
+#   target/packages/diycloud-<version>-1.<arch>.rpm     (Fedora, RHEL, openSUSE)
+# from one staged tree: dpkg-deb, with dependencies from what the binaries
+# link (dpkg-shlibdeps); rpmbuild from a spec, with rpm's own dependency
+# scan (rpm's post-install steps are off: the tree is already stripped and
+# compressed, and they expect bash where Debian's sh is dash). Needs: cargo,
+# dpkg-dev, fakeroot, rpm (tests/deps.sh).
 #
 #   packaging/build-packages.sh [--no-build]    --no-build: use target/release as it is
 set -euo pipefail
@@ -71,3 +75,22 @@ mkdir -p "$out"
 deb="$out/diycloud_${version}_${arch}.deb"
 fakeroot dpkg-deb --build -Zxz "$tree" "$deb" >/dev/null
 echo "$deb"
+
+# --- the .rpm: the same files in Fedora/RHEL's places -------------------------------
+rpm_arch=$(uname -m)
+rtree="$stage/rpm-tree"
+mkdir -p "$rtree"
+cp -a "$tree/." "$rtree/"
+rm -rf "$rtree/DEBIAN" "$rtree/usr/share/pam-configs" "$rtree/usr/share/doc/diycloud/changelog.Debian.gz"
+install -D -m 0644 "$rtree/usr/lib/$triplet/security/pam_diycloud.so" "$rtree/usr/lib64/security/pam_diycloud.so"
+rm -rf "${rtree:?}/usr/lib/$triplet"
+install -D -m 0644 "$rtree/usr/share/zsh/vendor-completions/_slicectl" "$rtree/usr/share/zsh/site-functions/_slicectl"
+rm -rf "$rtree/usr/share/zsh/vendor-completions"
+sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$rpm_arch/" -e "s|@TREE@|$rtree|" \
+    packaging/rpm/diycloud.spec.in > "$stage/diycloud.spec"
+rpmbuild --quiet -bb "$stage/diycloud.spec" \
+    --define "_topdir $stage/rpmbuild" --define "_rpmdir $out" \
+    --define "_build_name_fmt %%{NAME}-%%{VERSION}-%%{RELEASE}.%%{ARCH}.rpm" \
+    --define "__os_install_post %{nil}" --define "debug_package %{nil}" \
+    --define "_build_id_links none" >/dev/null
+echo "$out/diycloud-$version-1.$rpm_arch.rpm"

@@ -28,6 +28,9 @@ declare -A tools=(
     [curl]=curl
     [openssl]=openssl
     [chromium]=chromium
+    [dpkg-shlibdeps]=dpkg-dev
+    [fakeroot]=fakeroot
+    [rpmbuild]=rpm
     [node]=nodejs
     [npm]=npm
 )
@@ -38,7 +41,7 @@ declare -A files=(
     [/usr/lib/x86_64-linux-gnu/libnss_wrapper.so]=libnss-wrapper
 )
 packages=(libpam0g-dev pamtester libpam-wrapper libnss-wrapper sqlite3 passwd python3-venv binutils gcc
-    qemu-system-x86 qemu-utils debootstrap e2fsprogs nginx curl openssl chromium)
+    qemu-system-x86 qemu-utils debootstrap e2fsprogs nginx curl openssl chromium dpkg-dev fakeroot rpm)
 
 have_python_venv() { python3 -c 'import ensurepip, venv' >/dev/null 2>&1; }
 
