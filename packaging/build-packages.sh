@@ -44,7 +44,15 @@ install -m 0644 packaging/deb/copyright "$doc/copyright"
 man="$tree/usr/share/man/man8"
 mkdir -p "$man"
 target/release/slicectl manpages "$man"
-gzip -9n "$man"/*.8
+# The module's and the config's pages, from the docs.
+python3 packaging/md2man.py docs/pam.md pam_diycloud 8 \
+    "PAM module of diycloud: passwords, account state and resource limits from its user database" \
+    > "$man/pam_diycloud.8"
+mkdir -p "$tree/usr/share/man/man5"
+python3 packaging/md2man.py docs/admin-guide.md diycloud.toml 5 \
+    "configuration of diycloud (pam_diycloud, slicectl, slicectl serve)" \
+    --from Configuration --to "slicectl reference" > "$tree/usr/share/man/man5/diycloud.toml.5"
+gzip -9n "$man"/*.8 "$tree/usr/share/man/man5/diycloud.toml.5"
 target/release/slicectl completions bash |
     install -D -m 0644 /dev/stdin "$tree/usr/share/bash-completion/completions/slicectl"
 target/release/slicectl completions zsh |

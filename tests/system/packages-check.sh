@@ -22,6 +22,7 @@ files=$(dpkg-deb -c "$deb" | awk '{print $6}' | sed 's|^\./|/|')
 for path in "/usr/lib/$triplet/security/pam_diycloud.so" /usr/sbin/slicectl /etc/diycloud/diycloud.toml \
     /usr/share/pam-configs/diycloud /usr/lib/systemd/system/diycloud-api.service \
     /usr/share/man/man8/slicectl.8.gz /usr/share/man/man8/slicectl-user-add.8.gz \
+    /usr/share/man/man8/pam_diycloud.8.gz /usr/share/man/man5/diycloud.toml.5.gz \
     /usr/share/bash-completion/completions/slicectl /usr/share/zsh/vendor-completions/_slicectl \
     /usr/share/fish/vendor_completions.d/slicectl.fish /usr/share/doc/diycloud/copyright \
     /usr/share/doc/diycloud/examples/nginx/diycloud.conf; do
@@ -43,10 +44,16 @@ check "deb: postinst creates or migrates the database and registers the profile"
 check "deb: prerm takes the module out of the stacks on remove" \
     grep -q "pam-auth-update --package --remove diycloud" "$scripts/prerm"
 rm -rf "$scripts"
+# Every manual page renders without a warning from groff.
+for page in target/packages/stage/deb/usr/share/man/man*/*.gz; do
+    warnings=$(MANWIDTH=80 man --warnings -l "$page" 2>&1 >/dev/null || echo "man failed")
+    check "man page $(basename "$page") renders cleanly${warnings:+: $warnings}" test -z "$warnings"
+done
 
 rfiles=$(rpm -qlp "$rpm" 2>/dev/null)
 for path in /usr/lib64/security/pam_diycloud.so /usr/sbin/slicectl /etc/diycloud/diycloud.toml \
     /usr/lib/systemd/system/diycloud-api.service /usr/share/man/man8/slicectl.8.gz \
+    /usr/share/man/man8/pam_diycloud.8.gz /usr/share/man/man5/diycloud.toml.5.gz \
     /usr/share/zsh/site-functions/_slicectl; do
     check "rpm holds $path" has "$path" "$rfiles"
 done
