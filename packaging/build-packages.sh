@@ -8,17 +8,34 @@
 # compressed, and they expect bash where Debian's sh is dash). Needs: cargo,
 # dpkg-dev, fakeroot, rpm (tests/deps.sh).
 #
-#   packaging/build-packages.sh [--no-build]    --no-build: use target/release as it is
+#   packaging/build-packages.sh [--no-build] [--binaries DIR --version V --out DIR]
+#
+# --no-build: use target/release as it is. --binaries DIR: package the
+# slicectl and libpam_diycloud.so in DIR instead (an older build, for the
+# upgrade test), as version V, into --out DIR.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 out="$root/target/packages"
-stage="$root/target/packages/stage"
+bin="$root/target/release"
+build=yes
+version=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --no-build) build="" ;;
+        --binaries) bin=$(cd "$2" && pwd); build=""; shift ;;
+        --version) version=$2; shift ;;
+        --out) mkdir -p "$2"; out=$(cd "$2" && pwd); shift ;;
+        *) echo "usage: build-packages.sh [--no-build] [--binaries DIR --version V --out DIR]" >&2; exit 2 ;;
+    esac
+    shift
+done
+stage="$out/stage"
 
-if [ "${1:-}" != --no-build ]; then
+if [ -n "$build" ]; then
     cargo build --release --locked -p pam_diycloud -p slicectl
 fi
-version=$(cargo metadata --no-deps --format-version 1 |
+[ -n "$version" ] || version=$(cargo metadata --no-deps --format-version 1 |
     python3 -c 'import json, sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"] == "slicectl"))')
 arch=$(dpkg --print-architecture)
 triplet=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
@@ -28,8 +45,8 @@ rm -rf "$stage" && mkdir -p "$stage/deb"
 tree="$stage/deb"
 # The module in the multiarch PAM directory under /usr (merged /usr: Debian
 # 12 and later, where /lib is /usr/lib).
-install -D -m 0644 target/release/libpam_diycloud.so "$tree/usr/lib/$triplet/security/pam_diycloud.so"
-install -D -m 0755 target/release/slicectl "$tree/usr/sbin/slicectl"
+install -D -m 0644 "$bin/libpam_diycloud.so" "$tree/usr/lib/$triplet/security/pam_diycloud.so"
+install -D -m 0755 "$bin/slicectl" "$tree/usr/sbin/slicectl"
 strip --strip-unneeded "$tree/usr/lib/$triplet/security/pam_diycloud.so" "$tree/usr/sbin/slicectl"
 install -D -m 0644 packaging/diycloud.toml "$tree/etc/diycloud/diycloud.toml"
 install -D -m 0644 packaging/pam-configs/diycloud "$tree/usr/share/pam-configs/diycloud"
@@ -40,10 +57,13 @@ for page in docs/*.md; do install -m 0644 "$page" "$doc/"; done
 install -D -m 0644 packaging/nginx/diycloud.conf "$doc/examples/nginx/diycloud.conf"
 install -D -m 0644 packaging/pam.d/diycloud-example "$doc/examples/pam.d/diycloud-example"
 install -m 0644 packaging/deb/copyright "$doc/copyright"
-# Manual pages and completions, from the command line's own definition.
+# Manual pages and completions, from the command line's own definition (a
+# build older than `slicectl completions` borrows this checkout's).
+gen="$bin/slicectl"
+"$gen" completions bash >/dev/null 2>&1 || gen="$root/target/release/slicectl"
 man="$tree/usr/share/man/man8"
 mkdir -p "$man"
-target/release/slicectl manpages "$man"
+"$gen" manpages "$man"
 # The module's and the config's pages, from the docs.
 python3 packaging/md2man.py docs/pam.md pam_diycloud 8 \
     "PAM module of diycloud: passwords, account state and resource limits from its user database" \
@@ -53,11 +73,11 @@ python3 packaging/md2man.py docs/admin-guide.md diycloud.toml 5 \
     "configuration of diycloud (pam_diycloud, slicectl, slicectl serve)" \
     --from Configuration --to "slicectl reference" > "$tree/usr/share/man/man5/diycloud.toml.5"
 gzip -9n "$man"/*.8 "$tree/usr/share/man/man5/diycloud.toml.5"
-target/release/slicectl completions bash |
+"$gen" completions bash |
     install -D -m 0644 /dev/stdin "$tree/usr/share/bash-completion/completions/slicectl"
-target/release/slicectl completions zsh |
+"$gen" completions zsh |
     install -D -m 0644 /dev/stdin "$tree/usr/share/zsh/vendor-completions/_slicectl"
-target/release/slicectl completions fish |
+"$gen" completions fish |
     install -D -m 0644 /dev/stdin "$tree/usr/share/fish/vendor_completions.d/slicectl.fish"
 gzip -9n -c packaging/deb/changelog > "$doc/changelog.Debian.gz"
 

@@ -5,12 +5,13 @@
 # debootstrap minbase with systemd, sshd, sshpass and the kernel; a unit runs
 # /stage/guest-checks.sh from the second disk at boot and powers off. The
 # quota tools (quota, xfsprogs) are in for the disk quota checks, which make
-# their own filesystems on the blank third and fourth disks.
+# their own filesystems on the blank third and fourth disks; man-db and
+# bash-completion for the package checks (the manual pages and completion).
 set -euo pipefail
 release=$1
 cache=$2
 out="$cache/$release"
-stamp="$out/.complete-v2"
+stamp="$out/.complete-v3"
 [ -e "$stamp" ] && exit 0
 
 mirror=http://deb.debian.org/debian
@@ -19,7 +20,7 @@ mkdir -p "$out"
 root="$out/rootfs"
 echo "building the $release image in $out (debootstrap, a few minutes)"
 debootstrap --variant=minbase \
-    --include=systemd,systemd-sysv,dbus,libpam-systemd,linux-image-amd64,initramfs-tools,openssh-server,openssh-client,sshpass,sudo,iproute2,procps,udev,passwd,login,util-linux,e2fsprogs,quota,xfsprogs \
+    --include=systemd,systemd-sysv,dbus,libpam-systemd,linux-image-amd64,initramfs-tools,openssh-server,openssh-client,sshpass,sudo,iproute2,procps,udev,passwd,login,util-linux,e2fsprogs,quota,xfsprogs,man-db,bash-completion \
     "$release" "$root" "$mirror" > "$out/debootstrap.log" 2>&1 \
     || { tail -20 "$out/debootstrap.log"; exit 1; }
 

@@ -31,6 +31,61 @@ mkdir -p /root/pam.d.orig
 cp -a /etc/pam.d/common-auth /etc/pam.d/common-account /etc/pam.d/common-password \
     /etc/pam.d/common-session /etc/pam.d/common-session-noninteractive /root/pam.d.orig/
 
+# --- 0. the packages on a clean guest: install, upgrade, remove, purge ------
+# run.sh stages an older build's package (schema 4) and this build's. Only
+# on the cgroup v2 boots (Debian 12 and 13); it leaves the guest as clean as
+# it found it, for the checks below.
+if [ -e "$stage/diycloud-new.deb" ] && [ "$cgroup_mode" = cgroup2fs ]; then
+    pkg_opts=(-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=60)
+    pkg_ssh() { sshpass -p "$2" ssh "${pkg_opts[@]}" "$1@127.0.0.1" "${@:3}"; }
+    cp "$stage/diycloud-old.deb" "$stage/diycloud-new.deb" /tmp/
+    out=$(DEBIAN_FRONTEND=noninteractive apt-get install -y --no-download /tmp/diycloud-old.deb 2>&1)
+    rc=$?
+    check "package: apt installs the older build with no network" "0" "$rc$([ "$rc" = 0 ] || echo " $(echo "$out" | tail -3 | oneline_q)")"
+    pam-auth-update --enable diycloud
+    echo 'pkg alice pw 1' | slicectl user add pkgalice --password-stdin --cpu 0.5 --memory 300M >/dev/null
+    useradd -m -s /bin/bash localdave && echo 'localdave:Local-dave-pw-77' | chpasswd
+    check "package: the older build logs pkgalice in" "pkgalice" "$(pkg_ssh pkgalice 'pkg alice pw 1' id -un 2>&1)"
+    loginctl terminate-user pkgalice 2>/dev/null
+    out=$(DEBIAN_FRONTEND=noninteractive apt-get install -y --no-download /tmp/diycloud-new.deb 2>&1)
+    check "package: the upgrade installs" "0" "$?"
+    case "$out" in
+        *"migrated database"*"schema version 5"*) pass "package: the upgrade migrated the database to schema 5" ;;
+        *) fail "package: upgrade migration" "migrated ... schema version 5" "$(echo "$out" | grep -i database | oneline_q)" ;;
+    esac
+    check "package: pkgalice is still there after the upgrade" "300M" "$(slicectl --json user show pkgalice | tr -d ' \n' | grep -o '"memory":"[^"]*"' | cut -d'"' -f4)"
+    pkg_uid=$(id -u pkgalice)
+    cg=$(pkg_ssh pkgalice 'pkg alice pw 1' cat /proc/self/cgroup 2>&1)
+    case "$cg" in *"user-$pkg_uid.slice"*) pass "package: pkgalice logs in over SSH into her slice" ;; *) fail "package: login after the upgrade" "user-$pkg_uid.slice" "$cg" ;; esac
+    check "package: her slice is sized (MemoryMax)" "314572800" "$(systemctl show "user-$pkg_uid.slice" -P MemoryMax)"
+    check "package: root still logs in" "root" "$(pkg_ssh root 'root test password' id -un 2>&1)"
+    page=$(MANWIDTH=100 man slicectl 2>&1 | head -20 | oneline_q)
+    case "$page" in *"Manage diycloud users"*) pass "package: man slicectl renders" ;; *) fail "package: man slicectl" "the page" "$page" ;; esac
+    page=$(MANWIDTH=100 man pam_diycloud 2>&1 | head -8 | oneline_q)
+    case "$page" in *"pam_diycloud"*"PAM module"*) pass "package: man pam_diycloud renders" ;; *) fail "package: man pam_diycloud" "the page" "$page" ;; esac
+    completed=$(bash -c 'source /usr/share/bash-completion/completions/slicectl
+        COMP_WORDS=(slicectl us); COMP_CWORD=1; COMP_LINE="slicectl us"; COMP_POINT=11
+        _slicectl slicectl us slicectl; echo "${COMPREPLY[*]}"' 2>&1)
+    case " $completed " in *" user "*" usage "*|*" usage "*" user "*) pass "package: slicectl us<TAB> completes in bash ($completed)" ;; *) fail "package: bash completion" "user usage" "$completed" ;; esac
+    loginctl terminate-user pkgalice 2>/dev/null
+    out=$(DEBIAN_FRONTEND=noninteractive apt-get remove -y diycloud 2>&1)
+    check "package: apt remove" "0" "$?"
+    check "package: after remove no PAM file names pam_diycloud" "" "$(grep -l pam_diycloud /etc/pam.d/* 2>/dev/null | oneline_q)"
+    check "package: after remove root logs in" "root" "$(pkg_ssh root 'root test password' id -un 2>&1)"
+    check "package: after remove a local user logs in" "localdave" "$(pkg_ssh localdave 'Local-dave-pw-77' id -un 2>&1)"
+    out=$(DEBIAN_FRONTEND=noninteractive apt-get purge -y diycloud 2>&1)
+    check "package: apt purge" "0" "$?"
+    check "package: purge leaves no config or data" "gone" "$([ -e /etc/diycloud ] || [ -e /var/lib/diycloud ] && echo left || echo gone)"
+    check "package: dpkg knows nothing of it" "" "$(dpkg-query -W -f='${Status}' diycloud 2>/dev/null | grep -v not-installed)"
+    left=$(find / -xdev \( -name '*diycloud*' -o -name 'slicectl*' \) -not -path '/stage/*' -not -path '/tmp/*' -not -path '/proc/*' 2>/dev/null | oneline_q)
+    check "package: no file of the package is left" "" "$left"
+    say "INFO package: left by design: the diycloud group ($(getent group diycloud)) and the accounts slicectl created (pkgalice)"
+    check "package: after purge root logs in" "root" "$(pkg_ssh root 'root test password' id -un 2>&1)"
+    loginctl terminate-user pkgalice 2>/dev/null
+    userdel -r pkgalice 2>/dev/null; userdel -r localdave 2>/dev/null; groupdel diycloud 2>/dev/null
+    rm -f /tmp/diycloud-*.deb
+fi
+
 # --- install, as packaging/install.sh would, and wire PAM for sshd ---------
 moddir=/lib/x86_64-linux-gnu/security
 install -m 0644 "$stage/pam_diycloud.so" "$moddir/pam_diycloud.so"

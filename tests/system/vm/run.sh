@@ -38,6 +38,21 @@ cp target/release/libpam_diycloud.so "$stage/pam_diycloud.so"
 cp target/release/slicectl target/release/session_probe target/release/session_compare \
     target/release/cpu_burn "$here/guest-checks.sh" "$stage/"
 cp packaging/pam-configs/diycloud "$stage/pam-configs-diycloud"
+# The packages for the package checks: this build's, and an older build's
+# (the last commit with schema 4, built once and kept) for the upgrade.
+packaging/build-packages.sh --no-build >/dev/null
+cp target/packages/diycloud_*_"$(dpkg --print-architecture)".deb "$stage/diycloud-new.deb"
+old_commit=${DIYCLOUD_OLD_COMMIT:-7b4108d}
+old="$logs/old-$old_commit"
+if [ ! -e "$old/packages/diycloud_0.0.9_$(dpkg --print-architecture).deb" ]; then
+    echo "== building the older package ($old_commit) for the upgrade check"
+    rm -rf "$old" && mkdir -p "$old/src"
+    git archive "$old_commit" | tar -x -C "$old/src"
+    CARGO_TARGET_DIR="$old/target" cargo build --release --locked --quiet \
+        --manifest-path "$old/src/Cargo.toml" -p pam_diycloud -p slicectl
+    packaging/build-packages.sh --binaries "$old/target/release" --version 0.0.9 --out "$old/packages" >/dev/null
+fi
+cp "$old/packages/diycloud_0.0.9_$(dpkg --print-architecture).deb" "$stage/diycloud-old.deb"
 
 # The boot that also runs the portal's checks, and its forwarded port.
 portal_variant=${DIYCLOUD_PORTAL_VARIANT:-bookworm-v2}
