@@ -8,25 +8,28 @@
 # compressed, and they expect bash where Debian's sh is dash). Needs: cargo,
 # dpkg-dev, fakeroot, rpm (tests/deps.sh).
 #
-#   packaging/build-packages.sh [--no-build] [--binaries DIR --version V --out DIR]
+#   packaging/build-packages.sh [--no-build] [--binaries DIR --source DIR --version V --out DIR]
 #
 # --no-build: use target/release as it is. --binaries DIR: package the
 # slicectl and libpam_diycloud.so in DIR instead (an older build, for the
-# upgrade test), as version V, into --out DIR.
+# upgrade test), with the config, docs and unit of the checkout --source
+# DIR, as version V, into --out DIR. The package scripts are this checkout's.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 out="$root/target/packages"
 bin="$root/target/release"
+src="$root"
 build=yes
 version=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --no-build) build="" ;;
         --binaries) bin=$(cd "$2" && pwd); build=""; shift ;;
+        --source) src=$(cd "$2" && pwd); shift ;;
         --version) version=$2; shift ;;
         --out) mkdir -p "$2"; out=$(cd "$2" && pwd); shift ;;
-        *) echo "usage: build-packages.sh [--no-build] [--binaries DIR --version V --out DIR]" >&2; exit 2 ;;
+        *) echo "usage: build-packages.sh [--no-build] [--binaries DIR --source DIR --version V --out DIR]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -48,14 +51,14 @@ tree="$stage/deb"
 install -D -m 0644 "$bin/libpam_diycloud.so" "$tree/usr/lib/$triplet/security/pam_diycloud.so"
 install -D -m 0755 "$bin/slicectl" "$tree/usr/sbin/slicectl"
 strip --strip-unneeded "$tree/usr/lib/$triplet/security/pam_diycloud.so" "$tree/usr/sbin/slicectl"
-install -D -m 0644 packaging/diycloud.toml "$tree/etc/diycloud/diycloud.toml"
-install -D -m 0644 packaging/pam-configs/diycloud "$tree/usr/share/pam-configs/diycloud"
-install -D -m 0644 packaging/systemd/diycloud-api.service "$tree/usr/lib/systemd/system/diycloud-api.service"
+install -D -m 0644 "$src/packaging/diycloud.toml" "$tree/etc/diycloud/diycloud.toml"
+install -D -m 0644 "$src/packaging/pam-configs/diycloud" "$tree/usr/share/pam-configs/diycloud"
+install -D -m 0644 "$src/packaging/systemd/diycloud-api.service" "$tree/usr/lib/systemd/system/diycloud-api.service"
 doc="$tree/usr/share/doc/diycloud"
-install -D -m 0644 README.md "$doc/README.md"
-for page in docs/*.md; do install -m 0644 "$page" "$doc/"; done
-install -D -m 0644 packaging/nginx/diycloud.conf "$doc/examples/nginx/diycloud.conf"
-install -D -m 0644 packaging/pam.d/diycloud-example "$doc/examples/pam.d/diycloud-example"
+install -D -m 0644 "$src/README.md" "$doc/README.md"
+for page in "$src"/docs/*.md; do install -m 0644 "$page" "$doc/"; done
+install -D -m 0644 "$src/packaging/nginx/diycloud.conf" "$doc/examples/nginx/diycloud.conf"
+install -D -m 0644 "$src/packaging/pam.d/diycloud-example" "$doc/examples/pam.d/diycloud-example"
 install -m 0644 packaging/deb/copyright "$doc/copyright"
 # Manual pages and completions, from the command line's own definition (a
 # build older than `slicectl completions` borrows this checkout's).
@@ -65,11 +68,11 @@ man="$tree/usr/share/man/man8"
 mkdir -p "$man"
 "$gen" manpages "$man"
 # The module's and the config's pages, from the docs.
-python3 packaging/md2man.py docs/pam.md pam_diycloud 8 \
+python3 packaging/md2man.py "$src/docs/pam.md" pam_diycloud 8 \
     "PAM module of diycloud: passwords, account state and resource limits from its user database" \
     > "$man/pam_diycloud.8"
 mkdir -p "$tree/usr/share/man/man5"
-python3 packaging/md2man.py docs/admin-guide.md diycloud.toml 5 \
+python3 packaging/md2man.py "$src/docs/admin-guide.md" diycloud.toml 5 \
     "configuration of diycloud (pam_diycloud, slicectl, slicectl serve)" \
     --from Configuration --to "slicectl reference" > "$tree/usr/share/man/man5/diycloud.toml.5"
 gzip -9n "$man"/*.8 "$tree/usr/share/man/man5/diycloud.toml.5"

@@ -50,7 +50,8 @@ if [ ! -e "$old/packages/diycloud_0.0.9_$(dpkg --print-architecture).deb" ]; the
     git archive "$old_commit" | tar -x -C "$old/src"
     CARGO_TARGET_DIR="$old/target" cargo build --release --locked --quiet \
         --manifest-path "$old/src/Cargo.toml" -p pam_diycloud -p slicectl
-    packaging/build-packages.sh --binaries "$old/target/release" --version 0.0.9 --out "$old/packages" >/dev/null
+    packaging/build-packages.sh --binaries "$old/target/release" --source "$old/src" \
+        --version 0.0.9 --out "$old/packages" >/dev/null
 fi
 cp "$old/packages/diycloud_0.0.9_$(dpkg --print-architecture).deb" "$stage/diycloud-old.deb"
 
