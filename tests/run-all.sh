@@ -62,6 +62,9 @@ target/release/bench_timing --rounds 100
 echo "== benchmark: the REST API on loopback (reads: throughput and p99; logins against cores / argon2 verify, target >= 85%)"
 target/release/bench_api --seconds 5 --connections 16 --check
 
+echo "== packages: the .deb and the .rpm as files (packaging/build-packages.sh, tests/system/packages-check.sh)"
+tests/system/packages-check.sh
+
 echo "== system tier: Debian 12 and 13 VMs, cgroup v2 and v1 (qemu, real systemd/kernel/sshd)"
 if [ "$(id -u)" = 0 ]; then
     tests/system/vm/run.sh
