@@ -65,6 +65,8 @@ pub struct Distro {
     pub id: String,
     /// `VERSION_ID` (empty on rolling releases).
     pub version_id: String,
+    /// `PRETTY_NAME`, else `ID VERSION_ID`: for people.
+    pub name: String,
     pub family: Family,
 }
 
@@ -83,6 +85,19 @@ pub enum PamTool {
     ByHand,
 }
 
+impl PamTool {
+    /// How an admin adds pam_diycloud to the stacks here (docs/pam.md has
+    /// each recipe).
+    pub fn describe(self) -> &'static str {
+        match self {
+            PamTool::PamAuthUpdate => "pam-auth-update --enable diycloud",
+            PamTool::Authselect => "an authselect profile",
+            PamTool::PamConfig => "pam-config",
+            PamTool::ByHand => "/etc/pam.d/system-auth, by hand",
+        }
+    }
+}
+
 impl Distro {
     /// From the text of `/etc/os-release`.
     pub fn from_os_release(text: &str) -> Self {
@@ -92,9 +107,16 @@ impl Distro {
                 .map(|v| v.trim().trim_matches('"').trim_matches('\'').to_owned())
                 .unwrap_or_default()
         };
+        let (id, version_id) = (value("ID"), value("VERSION_ID"));
+        let name = match value("PRETTY_NAME") {
+            pretty if !pretty.is_empty() => pretty,
+            _ if id.is_empty() => "unknown distribution".to_owned(),
+            _ => format!("{id} {version_id}").trim_end().to_owned(),
+        };
         Self {
-            id: value("ID"),
-            version_id: value("VERSION_ID"),
+            id,
+            version_id,
+            name,
             family: Family::from_os_release(text),
         }
     }
@@ -152,18 +174,41 @@ impl Distro {
 /// shadow's own default.
 pub const DEFAULT_UID_MIN: u32 = 1000;
 
-/// `UID_MIN` from the text of `/etc/login.defs`: accounts below it are the
-/// system's (service accounts such as postgres, or root).
-pub fn uid_min_from_login_defs(text: &str) -> Option<u32> {
+/// The value of `key` in the text of `/etc/login.defs` (`KEY value` lines,
+/// `#` comments).
+fn login_defs_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.starts_with('#'))
         .find_map(|l| {
             let mut fields = l.split_whitespace();
-            (fields.next() == Some("UID_MIN"))
-                .then(|| fields.next()?.parse().ok())
+            (fields.next() == Some(key))
+                .then(|| fields.next())
                 .flatten()
         })
+}
+
+/// `UID_MIN` from the text of `/etc/login.defs`: accounts below it are the
+/// system's (service accounts such as postgres, or root).
+pub fn uid_min_from_login_defs(text: &str) -> Option<u32> {
+    login_defs_value(text, "UID_MIN")?.parse().ok()
+}
+
+/// The mode `useradd --create-home` gives a new home, from the text of
+/// `/etc/login.defs`: `HOME_MODE` where set, else what `UMASK` leaves of
+/// 0777 (shadow's rule; UMASK defaults to 022). Debian and Ubuntu before
+/// 21.04 set only `UMASK 022`: homes every user can read.
+pub fn home_mode_from_login_defs(text: &str) -> u32 {
+    let octal = |key| {
+        login_defs_value(text, key)
+            .and_then(|v| u32::from_str_radix(v, 8).ok().filter(|m| *m <= 0o7777))
+    };
+    octal("HOME_MODE").unwrap_or_else(|| 0o777 & !octal("UMASK").unwrap_or(0o022))
+}
+
+/// This machine's [`home_mode_from_login_defs`].
+pub fn home_mode() -> u32 {
+    home_mode_from_login_defs(&std::fs::read_to_string("/etc/login.defs").unwrap_or_default())
 }
 
 /// This machine's `UID_MIN` (login.defs, else [`DEFAULT_UID_MIN`]).
@@ -462,6 +507,12 @@ mod tests {
             (unknown.pam_tool(), unknown.cgroup_v2_by_default()),
             (ByHand, None)
         );
+        assert_eq!(Distro::from_os_release(ARCH).name, "Arch Linux");
+        assert_eq!(
+            Distro::from_os_release("ID=plan9\nVERSION_ID=4\n").name,
+            "plan9 4"
+        );
+        assert_eq!(Distro::from_os_release("").name, "unknown distribution");
         assert_eq!(Distro::from_os_release("").id, "");
         assert_eq!(Distro::from_os_release(RHEL_8).version_id, "8.9");
         assert_eq!(
@@ -522,5 +573,30 @@ mod tests {
         );
         assert!(group_exists("root").unwrap());
         assert!(!group_exists("no-such-group-here").unwrap());
+    }
+
+    #[test]
+    fn home_mode_from_login_defs_as_useradd_reads_it() {
+        // Debian 12 ships UMASK 022 and no HOME_MODE; Ubuntu 21.04 and later
+        // add HOME_MODE 0750; Fedora and RHEL 9 HOME_MODE 0700.
+        let debian = "# comment\nUMASK\t\t022\nUID_MIN\t\t\t 1000\nUSERGROUPS_ENAB yes\n";
+        let ubuntu = "UMASK\t\t022\nHOME_MODE\t0750\n";
+        let fedora = "UMASK 022\nHOME_MODE 0700\n";
+        assert_eq!(home_mode_from_login_defs(debian), 0o755);
+        assert_eq!(home_mode_from_login_defs(ubuntu), 0o750);
+        assert_eq!(home_mode_from_login_defs(fedora), 0o700);
+        assert_eq!(home_mode_from_login_defs("UMASK 077\n"), 0o700);
+        assert_eq!(
+            home_mode_from_login_defs(""),
+            0o755,
+            "shadow's default UMASK"
+        );
+        assert_eq!(
+            home_mode_from_login_defs("#HOME_MODE 0700\nHOME_MODE nonsense\nUMASK 027\n"),
+            0o750,
+            "a comment or a bad value is not a setting"
+        );
+        assert_eq!(uid_min_from_login_defs(debian), Some(1000));
+        assert_eq!(uid_min_from_login_defs("UID_MIN\n"), None);
     }
 }

@@ -72,7 +72,7 @@ pub enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
     },
-    /// Check the machine: cgroups, systemd, database and config trust, unfinished changes, managed group, disk quotas, GPUs, PAM stack
+    /// Check the machine: distribution facts, cgroups, systemd, database and config trust, unfinished changes, managed group, home privacy, disk quotas, GPUs, PAM stack
     Doctor,
     /// Write a consistent copy of the database to FILE (SQLite online backup; safe while logins go on)
     #[command(

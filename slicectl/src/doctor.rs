@@ -6,7 +6,7 @@ use std::path::Path;
 use libdiycloud::cgroup::Hierarchy;
 use libdiycloud::config::DEFAULT_GROUP;
 use libdiycloud::gpu::Source;
-use libdiycloud::platform::{self, Family, Membership};
+use libdiycloud::platform::{self, Distro, Family, Membership};
 use libdiycloud::quota;
 use libdiycloud::store::Store;
 use libdiycloud::systemd::Systemd;
@@ -31,12 +31,14 @@ struct Check {
 
 pub fn run(ctx: &Context) -> Result<(), Failure> {
     let mut checks = vec![
+        platform_facts(),
         cgroups(),
         systemd(),
         config(ctx),
         database(ctx),
         unfinished(ctx),
         managed_group(ctx),
+        accounts(),
     ];
     checks.extend(quotas(ctx));
     checks.push(gpus());
@@ -62,6 +64,65 @@ pub fn run(ctx: &Context) -> Result<(), Failure> {
         return Err(Failure::Reported(format!("{failed} check(s) failed")));
     }
     Ok(())
+}
+
+/// The distribution, how its PAM stacks are changed, where its modules
+/// live, and whether it boots on cgroup v2 as it is meant to.
+fn platform_facts() -> Check {
+    let distro = Distro::detect();
+    let mut detail = format!(
+        "{}: PAM stacks through {}, modules in {}",
+        distro.name,
+        distro.pam_tool().describe(),
+        distro
+            .family
+            .pam_module_dir(std::env::consts::ARCH)
+            .display()
+    );
+    let unified = matches!(Hierarchy::detect(), Ok(Hierarchy::Unified));
+    let status = match distro.cgroup_v2_by_default() {
+        Some(true) if !unified => {
+            detail += "; this release boots on cgroup v2 by default but this machine does not \
+                (systemd.unified_cgroup_hierarchy=0?): v1 accounts memory and CPU less fully";
+            Status::Warn
+        }
+        Some(true) => {
+            detail += "; cgroup v2, as this release is meant to run";
+            Status::Ok
+        }
+        Some(false) => {
+            detail += "; this release defaults to cgroup v1 (diycloud sizes slices on both)";
+            Status::Ok
+        }
+        None => Status::Ok,
+    };
+    Check {
+        name: "platform",
+        status,
+        detail,
+    }
+}
+
+/// What `user add` leaves to the distribution's useradd: whether new homes
+/// are private.
+fn accounts() -> Check {
+    let mode = platform::home_mode();
+    let uid_min = platform::uid_min();
+    if mode & 0o005 != 0 {
+        Check {
+            name: "accounts",
+            status: Status::Warn,
+            detail: format!(
+                "useradd gives new homes mode {mode:04o} (HOME_MODE/UMASK in /etc/login.defs): every user can look into the others' homes; HOME_MODE 0700 there keeps them private"
+            ),
+        }
+    } else {
+        Check {
+            name: "accounts",
+            status: Status::Ok,
+            detail: format!("useradd gives new homes mode {mode:04o}; UID_MIN {uid_min}"),
+        }
+    }
 }
 
 fn cgroups() -> Check {

@@ -87,12 +87,14 @@ fn doctor_reports_each_check() {
     assert_eq!(
         checks,
         [
+            "platform",
             "cgroups",
             "systemd",
             "config",
             "database",
             "unfinished",
             "group",
+            "accounts",
             "quota",
             "gpus",
             "module",
@@ -100,11 +102,11 @@ fn doctor_reports_each_check() {
         ]
     );
     assert_eq!(
-        doc[6]["detail"], "off: no filesystems in [quota] filesystems",
+        doc[8]["detail"], "off: no filesystems in [quota] filesystems",
         "quotas are off until filesystems are named"
     );
     if !diycloud_tests::has_system_bus() {
-        let systemd = &doc[1];
+        let systemd = &doc[2];
         assert_eq!(systemd["status"], "fail");
         assert_eq!(
             out.status.code(),

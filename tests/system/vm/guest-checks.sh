@@ -102,6 +102,19 @@ grep -q pam_diycloud /etc/pam.d/common-session || fail "pam stack" "pam_diycloud
 doctor=$(slicectl doctor 2>&1)
 if echo "$doctor" | grep -q "^ok    pam.*before pam_systemd"; then pass "doctor sees pam_diycloud before pam_systemd"; else fail "doctor" "pam ok" "$doctor"; fi
 if echo "$doctor" | grep -q "^ok    systemd"; then pass "doctor reaches systemd"; else fail "doctor systemd" "ok" "$doctor"; fi
+# The distribution's facts: Debian 12 and 13 boot on cgroup v2, so the v1
+# boot is a warning.
+platform_want="ok"; [ "$cgroup_mode" = cgroup2fs ] || platform_want="warn"
+if echo "$doctor" | grep -Eq "^$platform_want +platform +Debian GNU/Linux 1[23] .*pam-auth-update --enable diycloud, modules in $moddir"; then
+    pass "doctor names the distribution, its PAM tool and module directory ($platform_want on $cgroup_mode)"
+else
+    fail "doctor platform" "$platform_want platform Debian ..." "$(echo "$doctor" | grep platform)"
+fi
+# The home mode doctor reports is the one useradd really gives.
+useradd --create-home modeprobe
+home_mode=$(stat -c %a /home/modeprobe)
+userdel --remove modeprobe 2>/dev/null
+check "doctor's home mode is what useradd gives ($home_mode)" "$home_mode" "$(echo "$doctor" | sed -n 's/^[a-z]* *accounts *useradd gives new homes mode 0*\([0-7]*\).*/\1/p')"
 
 password='alice pw 12345'
 echo "$password" | slicectl user add alice --password-stdin --cpu 0.5 --memory 256M --tasks 64 >/dev/null
