@@ -42,6 +42,24 @@ if [ -e "$stage/diycloud-new.deb" ] && [ "$cgroup_mode" = cgroup2fs ]; then
     # What the guest holds before: after the purge, nothing may be added.
     pkg_files() { find / -xdev -not \( -path '/tmp/*' -o -path '/proc/*' -o -path '/var/log/*' -o -path '/var/cache/*' -o -path '/var/lib/apt/*' -o -path '/var/lib/dpkg/*' -o -path '/var/lib/systemd/*' -o -path '/run/*' -o -path '/home/*' -o -path '/var/tmp/*' -o -path '/root/*' \) 2>/dev/null | sort; }
     pkg_files > /tmp/pkg-before
+    # This build on a clean guest: install, enable, a user, her login.
+    out=$(DEBIAN_FRONTEND=noninteractive apt-get install -y /tmp/diycloud-new.deb 2>&1)
+    rc=$?
+    check "package: apt installs this build with no network" "0" "$rc$([ "$rc" = 0 ] || echo " $(echo "$out" | tail -3 | oneline_q)")"
+    check "package: the new install made a current database (doctor)" "yes" \
+        "$(slicectl doctor 2>&1 | grep -Eq '^ok +database +/var/lib/diycloud/diycloud.db: schema current, mode 600, owner root' && echo yes || echo no)"
+    pam-auth-update --enable diycloud
+    echo 'pkg alice pw 1' | slicectl user add pkgalice --password-stdin --cpu 0.5 --memory 200M >/dev/null
+    pkg_uid=$(id -u pkgalice)
+    cg=$(pkg_ssh pkgalice 'pkg alice pw 1' cat /proc/self/cgroup 2>&1)
+    case "$cg" in *"user-$pkg_uid.slice"*) pass "package: a fresh install logs pkgalice in over SSH into her slice" ;; *) fail "package: login after a fresh install" "user-$pkg_uid.slice" "$cg" ;; esac
+    check "package: her slice is sized (MemoryMax 200M)" "209715200" "$(systemctl show "user-$pkg_uid.slice" -P MemoryMax)"
+    check "package: root logs in beside it" "root" "$(pkg_ssh root 'root test password' id -un 2>&1)"
+    loginctl terminate-user pkgalice 2>/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get purge -y diycloud >/dev/null 2>&1
+    check "package: purged again for the upgrade checks" "gone" "$([ -e /var/lib/diycloud ] && echo left || echo gone)"
+    userdel -r pkgalice 2>/dev/null
+    # An older build with a user, then this one over it.
     out=$(DEBIAN_FRONTEND=noninteractive apt-get install -y /tmp/diycloud-old.deb 2>&1)
     rc=$?
     check "package: apt installs the older build with no network" "0" "$rc$([ "$rc" = 0 ] || echo " $(echo "$out" | tail -3 | oneline_q)")"
