@@ -13,10 +13,10 @@ use crate::apply::{
     self, AccountPort, ApplyReport, DiskUsage, GpuPort, PortError, Ports, QuotaPort, SlicePort,
 };
 use crate::auth::{self, AuthError, Authenticator, PasswordChange, SetBy};
-use crate::config::Config;
+use crate::config::{Config, SessionErrorPolicy};
 use crate::model::limits::LimitChanges;
 use crate::model::slice::SliceUsage;
-use crate::model::{Date, Pending, Role, Timestamp, User, Username};
+use crate::model::{AccountState, Date, Pending, Role, Timestamp, User, Username};
 use crate::password::{Hasher, PasswordError};
 use crate::platform::{self, AccountError};
 use crate::store::{AuditEntry, NewUser, Store, StoreError, UserChanges};
@@ -627,6 +627,36 @@ impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort> Admin<'a, S, A,
             .iter()
             .map(|user| apply::apply(self.ports, self.config, user))
             .collect())
+    }
+
+    /// `prepare NAME`: what a login's session open does, for a process
+    /// started outside PAM (JupyterHub's SystemdSpawner, a batch job): the
+    /// account must be usable now, as PAM's account stage asks, then the
+    /// allocation is applied. The report carries the uid (so the slice) and
+    /// the environment. A step that fails refuses, as it refuses a login,
+    /// unless `on_session_error = "allow"`; the report then says what failed.
+    pub fn prepare(&self, name: &str) -> Result<ApplyReport, AdminError> {
+        let user = self.existing(name)?;
+        let state = user.state(&self.config.lockout, self.now);
+        if state != AccountState::Active {
+            return Err(AdminError::Conflict(format!(
+                "{name} may not log in now: the account is {state}"
+            )));
+        }
+        let report = apply::apply(self.ports, self.config, &user);
+        if let Some(reason) = report.skipped() {
+            return Err(AdminError::Conflict(format!(
+                "{name} has no allocation to run in: {reason}"
+            )));
+        }
+        match report.error() {
+            Some(error) if self.config.on_session_error == SessionErrorPolicy::Deny => {
+                Err(AdminError::Port(PortError::msg(format!(
+                    "cannot apply the limits of {name}: {error}"
+                ))))
+            }
+            _ => Ok(report),
+        }
     }
 
     /// `usage [NAME]`: each user's slice as systemd reports it, and their

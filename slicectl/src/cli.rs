@@ -48,6 +48,21 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Apply a user's allocation for a process started outside a login (JupyterHub's SystemdSpawner, a batch job) and print its slice and environment
+    #[command(
+        long_about = "Do for NAME what a login's session open does, for a process that does not \
+        go through PAM (a JupyterHub server started by SystemdSpawner, a batch job): refuse unless \
+        the account may log in now (not disabled, expired, locked or unfinished), then size \
+        user-UID.slice, set the disk quotas and grant the GPUs, and print the slice to start the \
+        process in (systemd-run --slice=...) and the environment it needs (CUDA_VISIBLE_DEVICES). \
+        A step that fails refuses, as at login, unless on_session_error = \"allow\". With --json: \
+        {username, uid, slice, env, complete, steps}. docs/jupyterhub.md uses it."
+    )]
+    Prepare {
+        /// The user whose process is about to start
+        #[arg(value_parser = parse_username)]
+        name: Username,
+    },
     /// CPU time, memory and tasks of users' slices (from systemd), their disk use and quota on each [quota] filesystem (from the kernel), and their GPU memory (NVML)
     Usage {
         /// Only this user

@@ -130,6 +130,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Init => init(&ctx),
         Command::User(command) => users::run(&ctx, command),
         Command::Apply { name, .. } => slices::apply(&ctx, name.as_ref()),
+        Command::Prepare { name } => slices::prepare(&ctx, &name),
         Command::Usage { name } => slices::usage(&ctx, name.as_ref()),
         Command::Gpu(cli::GpuCommand::List) => gpus::list(&ctx),
         Command::Doctor => doctor::run(&ctx),

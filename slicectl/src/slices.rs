@@ -1,7 +1,8 @@
-//! `slicectl apply` and `slicectl usage`: users' slices in systemd and
+//! `slicectl apply`, `prepare` and `usage`: users' slices in systemd and
 //! their disk quotas.
 
 use libdiycloud::apply::DiskUsage;
+use libdiycloud::model::slice::user_slice;
 use libdiycloud::model::Username;
 use serde_json::json;
 
@@ -56,6 +57,39 @@ pub fn apply(ctx: &Context, name: Option<&Username>) -> Result<(), Failure> {
             "{failed} user(s) could not be applied"
         )));
     }
+    Ok(())
+}
+
+/// `prepare NAME`: the allocation applied, and where and how to start the
+/// process in it.
+pub fn prepare(ctx: &Context, name: &Username) -> Result<(), Failure> {
+    let mut store = ctx.open_store()?;
+    let report = ctx.admin(&mut store).prepare(name.as_str())?;
+    // prepare refuses a user without a uid (nothing to apply).
+    let slice = report.uid.map(user_slice).unwrap_or_default();
+    for warning in report.warnings() {
+        eprintln!("slicectl: warning: {warning}");
+    }
+    if let Some(error) = report.error() {
+        eprintln!("slicectl: warning: {name}: {error} (on_session_error = \"allow\": going on)");
+    }
+    let mut document = json!(report);
+    document["slice"] = json!(slice);
+    document["complete"] = json!(report.is_complete());
+    let mut lines = vec![format!("{name}: {slice}")];
+    lines.extend(
+        report
+            .applied()
+            .iter()
+            .map(|line| format!("  applied {line}")),
+    );
+    lines.extend(
+        report
+            .env
+            .iter()
+            .map(|(key, value)| format!("{key}={value}")),
+    );
+    view::print(ctx, &document, &lines.join("\n"));
     Ok(())
 }
 

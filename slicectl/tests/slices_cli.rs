@@ -1,4 +1,4 @@
-//! `slicectl apply`, `usage` and `doctor` on a host without systemd: their
+//! `slicectl apply`, `prepare`, `usage` and `doctor` on a host without systemd: their
 //! errors and output. (Against real systemd they run in tests/system.)
 #![deny(unsafe_code)]
 // Test code: a panic is how a failed check is reported.
@@ -55,6 +55,60 @@ fn apply_reports_users_it_cannot_size() {
             .unwrap()
             .contains("cannot reach systemd"),
         "{man}"
+    );
+}
+
+#[test]
+fn prepare_refuses_what_a_login_would_not_get() {
+    if !no_system_bus() {
+        return;
+    }
+    let env = diycloud_tests::test_env!("");
+    let stderr = |out: &std::process::Output| String::from_utf8_lossy(&out.stderr).into_owned();
+    let out = env.slicectl(&["prepare", "nobody"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no such user: nobody"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.slicectl(&["prepare", "Not A Name"], None);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+
+    env.add_user("nosys", "long enough 1", &[]);
+    let out = env.slicectl(&["prepare", "nosys"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no system account"),
+        "{}",
+        stderr(&out)
+    );
+
+    // `man` has a uid: with systemd unreachable the slice step fails, and
+    // that refuses as a login's session open does.
+    env.add_user("man", "long enough 1", &["--allow-service-account"]);
+    let out = env.slicectl(&["prepare", "man", "--json"], None);
+    assert_eq!(out.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        doc["error"], "runtime",
+        "no slice to start a process in: {doc}"
+    );
+    assert!(
+        doc["detail"]
+            .as_str()
+            .unwrap()
+            .contains("cannot reach systemd"),
+        "{doc}"
+    );
+
+    env.slicectl(&["user", "mod", "man", "--disable"], None);
+    let out = env.slicectl(&["prepare", "man"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("man may not log in now: the account is disabled"),
+        "{}",
+        stderr(&out)
     );
 }
 

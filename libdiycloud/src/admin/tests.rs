@@ -438,3 +438,74 @@ fn usage_counts_each_users_gpu_memory_by_process_owner() {
         "hers only"
     );
 }
+
+#[test]
+fn prepare_applies_for_a_usable_account_only_and_gives_the_environment() {
+    use crate::model::gpu::{GpuNode, NodeGpu};
+    let mut f = fixture();
+    let mut request = linked("amy-nosys");
+    request.limits.gpus = Some("all".parse().unwrap());
+    let password = b"long enough 1".to_vec();
+    f.admin()
+        .add(&request, &mut || Ok(Zeroizing::new(password.clone())))
+        .unwrap();
+    f.add("zed-nosys", "long enough 1").unwrap();
+    f.ports.accounts.uids = vec![("amy-nosys", 1500)];
+    f.ports.gpu.node = GpuNode {
+        gpus: vec![NodeGpu {
+            index: 0,
+            uuid: Some("GPU-82efa4d8-2419-4b59-e2b6-52028b659ad4".into()),
+            minor: 0,
+            migs: vec![],
+        }],
+        ..GpuNode::default()
+    };
+
+    let report = f.admin().prepare("amy-nosys").unwrap();
+    assert_eq!(report.uid, Some(1500));
+    assert!(report.is_complete(), "{report:?}");
+    assert_eq!(
+        report.env.get("CUDA_VISIBLE_DEVICES").map(String::as_str),
+        Some("GPU-82efa4d8-2419-4b59-e2b6-52028b659ad4")
+    );
+
+    let err = f.admin().prepare("zed-nosys").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "no system account: {err}");
+    assert_eq!(
+        f.admin().prepare("nobody-here").unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+
+    // A failed step refuses, as a login's session open does by default...
+    f.ports.slice.refuse_set = true;
+    assert_eq!(
+        f.admin().prepare("amy-nosys").unwrap_err().kind(),
+        ErrorKind::Runtime
+    );
+    // ...and lets it through, saying so, where the config allows it.
+    f.config.on_session_error = SessionErrorPolicy::Allow;
+    assert!(!f.admin().prepare("amy-nosys").unwrap().is_complete());
+    f.ports.slice.refuse_set = false;
+
+    // An account that may not log in gets nothing applied.
+    for _ in 0..f.config.lockout.deny {
+        f.login("amy-nosys", "wrong");
+    }
+    let err = f.admin().prepare("amy-nosys").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert!(err.to_string().contains("the account is locked"), "{err}");
+    f.admin().unlock("amy-nosys").unwrap();
+    let disable = UserChanges {
+        active: Some(false),
+        ..UserChanges::default()
+    };
+    f.admin().modify("amy-nosys", &disable).unwrap();
+    let seen_before = f.ports.slice.journal.borrow().len();
+    let err = f.admin().prepare("amy-nosys").unwrap_err();
+    assert!(err.to_string().contains("the account is disabled"), "{err}");
+    assert_eq!(
+        f.ports.slice.journal.borrow().len(),
+        seen_before,
+        "systemd was not even asked"
+    );
+}
