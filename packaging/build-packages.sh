@@ -60,6 +60,14 @@ for page in "$src"/docs/*.md; do install -m 0644 "$page" "$doc/"; done
 install -D -m 0644 "$src/packaging/nginx/diycloud.conf" "$doc/examples/nginx/diycloud.conf"
 install -D -m 0644 "$src/packaging/pam.d/diycloud-example" "$doc/examples/pam.d/diycloud-example"
 install -m 0644 packaging/deb/copyright "$doc/copyright"
+# JupyterHub's spawner hook and the files of docs/jupyterhub.md's setup
+# (an older source may not have them).
+mkdir -p "$tree/usr/share/diycloud"
+if [ -d "$src/packaging/jupyterhub" ]; then
+    for file in diycloud_jupyterhub.py jupyterhub_config.py jupyterhub.service pam-jupyterhub; do
+        install -D -m 0644 "$src/packaging/jupyterhub/$file" "$tree/usr/share/diycloud/jupyterhub/$file"
+    done
+fi
 # Manual pages and completions, from the command line's own definition (a
 # build older than `slicectl completions` borrows this checkout's).
 gen="$bin/slicectl"

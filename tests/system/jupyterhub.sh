@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Acceptance: JupyterHub's PAMAuthenticator (pip jupyterhub in a venv) logs a
-# diycloud user in with the right password and refuses a wrong one.
+# JupyterHub's PAMAuthenticator (pip jupyterhub in a venv) logs a diycloud
+# user in with the right password and refuses a wrong one; the spawner hook
+# (packaging/jupyterhub/diycloud_jupyterhub.py) refuses what it must. The
+# whole hub, with SystemdSpawner, runs in the VM tier (jupyterhub-checks.sh).
 # Needs: the workspace built (target/debug), python3 with venv, pam_wrapper.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -22,3 +24,14 @@ printf 'auth required %s db=%s\naccount required %s db=%s\n' "$so" "$work/db" "$
     > "$work/pam.d/jupyterhub"
 PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR="$work/pam.d" \
     "$venv/bin/python" "$root/tests/system/jupyterhub_pam.py" jupyterhub hubuser 'hub password 1'
+
+# The spawner hook (packaging/jupyterhub/) on its refusals, with the real
+# slicectl against a database of its own; the VM tier runs a real spawn.
+printf 'db = "%s/hookdb"\n' "$work" > "$work/hook.toml"
+export DIYCLOUD_CONFIG="$work/hook.toml"
+"$slicectl" init >/dev/null
+for name in nosys gone; do
+    echo 'hook password 1' | "$slicectl" user add "$name" --password-stdin --no-system-account >/dev/null
+done
+"$slicectl" user mod gone --disable >/dev/null
+python3 "$root/tests/system/jupyterhub_hook.py" "$root/packaging/jupyterhub" "$slicectl" "$work"

@@ -25,7 +25,8 @@ for path in "/usr/lib/$triplet/security/pam_diycloud.so" /usr/sbin/slicectl /etc
     /usr/share/man/man8/pam_diycloud.8.gz /usr/share/man/man5/diycloud.toml.5.gz \
     /usr/share/bash-completion/completions/slicectl /usr/share/zsh/vendor-completions/_slicectl \
     /usr/share/fish/vendor_completions.d/slicectl.fish /usr/share/doc/diycloud/copyright \
-    /usr/share/doc/diycloud/examples/nginx/diycloud.conf; do
+    /usr/share/doc/diycloud/examples/nginx/diycloud.conf \
+    /usr/share/diycloud/jupyterhub/diycloud_jupyterhub.py /usr/share/diycloud/jupyterhub/jupyterhub_config.py; do
     check "deb holds $path" has "$path" "$files"
 done
 check "deb: no systemd unit is enabled by the package" bash -c '! grep -q "/etc/systemd/system/" <<<"$0"' "$files"
@@ -54,7 +55,7 @@ rfiles=$(rpm -qlp "$rpm" 2>/dev/null)
 for path in /usr/lib64/security/pam_diycloud.so /usr/sbin/slicectl /etc/diycloud/diycloud.toml \
     /usr/lib/systemd/system/diycloud-api.service /usr/share/man/man8/slicectl.8.gz \
     /usr/share/man/man8/pam_diycloud.8.gz /usr/share/man/man5/diycloud.toml.5.gz \
-    /usr/share/zsh/site-functions/_slicectl; do
+    /usr/share/zsh/site-functions/_slicectl /usr/share/diycloud/jupyterhub/diycloud_jupyterhub.py; do
     check "rpm holds $path" has "$path" "$rfiles"
 done
 check "rpm: no Debian-only file" bash -c '! grep -q "pam-configs\|changelog.Debian\|$1" <<<"$0"' "$rfiles" "$triplet"

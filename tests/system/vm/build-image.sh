@@ -7,11 +7,19 @@
 # quota tools (quota, xfsprogs) are in for the disk quota checks, which make
 # their own filesystems on the blank third and fourth disks; man-db and
 # bash-completion for the package checks (the manual pages and completion).
+# The bookworm image also has JupyterHub for its checks: Debian's
+# configurable-http-proxy, and JupyterHub, SystemdSpawner and Jupyter Server
+# installed from PyPI wheels (pinned, with every dependency in
+# jupyterhub-constraints.txt) into /opt/jupyterhub while the
+# image is built; the guest itself has no network.
 set -euo pipefail
 release=$1
 cache=$2
 out="$cache/$release"
-stamp="$out/.complete-v3"
+stamp="$out/.complete-v4"
+jupyterhub_wheels="jupyterhub==6.1.1 jupyterhub-systemdspawner==1.0.2 jupyter-server==2.21.1"
+extra=""
+if [ "$release" = bookworm ]; then extra=",python3-venv,node-configurable-http-proxy"; fi
 [ -e "$stamp" ] && exit 0
 
 mirror=http://deb.debian.org/debian
@@ -20,9 +28,20 @@ mkdir -p "$out"
 root="$out/rootfs"
 echo "building the $release image in $out (debootstrap, a few minutes)"
 debootstrap --variant=minbase \
-    --include=systemd,systemd-sysv,dbus,libpam-systemd,linux-image-amd64,initramfs-tools,openssh-server,openssh-client,sshpass,sudo,iproute2,procps,udev,passwd,login,util-linux,e2fsprogs,quota,xfsprogs,man-db,bash-completion \
+    --include=systemd,systemd-sysv,dbus,libpam-systemd,linux-image-amd64,initramfs-tools,openssh-server,openssh-client,sshpass,sudo,iproute2,procps,udev,passwd,login,util-linux,e2fsprogs,quota,xfsprogs,man-db,bash-completion$extra \
     "$release" "$root" "$mirror" > "$out/debootstrap.log" 2>&1 \
     || { tail -20 "$out/debootstrap.log"; exit 1; }
+
+if [ "$release" = bookworm ]; then
+    echo "installing JupyterHub from PyPI wheels into /opt/jupyterhub"
+    cp /etc/resolv.conf "$root/etc/resolv.conf"
+    cp "$(dirname "$0")/jupyterhub-constraints.txt" "$root/tmp/constraints.txt"
+    chroot "$root" sh -c "python3 -m venv /opt/jupyterhub && /opt/jupyterhub/bin/pip install \
+        --quiet --disable-pip-version-check --no-cache-dir --only-binary=:all: \
+        --constraint /tmp/constraints.txt $jupyterhub_wheels" \
+        > "$out/pip.log" 2>&1 || { tail -20 "$out/pip.log"; exit 1; }
+    rm -f "$root/etc/resolv.conf" "$root/tmp/constraints.txt"
+fi
 
 echo "diycloud-test" > "$root/etc/hostname"
 printf '/dev/vda / ext4 rw,errors=remount-ro 0 1\n' > "$root/etc/fstab"

@@ -35,7 +35,7 @@ cp -a /etc/pam.d/common-auth /etc/pam.d/common-account /etc/pam.d/common-passwor
 # run.sh stages an older build's package (schema 4) and this build's. Only
 # on the cgroup v2 boots (Debian 12 and 13); it leaves the guest as clean as
 # it found it, for the checks below.
-if [ -e "$stage/diycloud-new.deb" ] && [ "$cgroup_mode" = cgroup2fs ]; then
+if [ -e "$stage/diycloud-new.deb" ] && [ "$cgroup_mode" = cgroup2fs ] && [ ! -e "$stage/only-jupyterhub" ]; then
     pkg_opts=(-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=60)
     pkg_ssh() { sshpass -p "$2" ssh "${pkg_opts[@]}" "$1@127.0.0.1" "${@:3}"; }
     cp "$stage/diycloud-old.deb" "$stage/diycloud-new.deb" /tmp/
@@ -133,6 +133,14 @@ useradd --create-home modeprobe
 home_mode=$(stat -c %a /home/modeprobe)
 userdel --remove modeprobe 2>/dev/null
 check "doctor's home mode is what useradd gives ($home_mode)" "$home_mode" "$(echo "$doctor" | sed -n 's/^[a-z]* *accounts *useradd gives new homes mode 0*\([0-7]*\).*/\1/p')"
+
+# DIYCLOUD_VM_ONLY=jupyterhub (run.sh): the JupyterHub checks alone, for
+# working on them.
+if [ -e "$stage/only-jupyterhub" ]; then
+    . "$stage/jupyterhub-checks.sh"
+    say "DONE failures=$failures"
+    exit 0
+fi
 
 password='alice pw 12345'
 echo "$password" | slicectl user add alice --password-stdin --cpu 0.5 --memory 256M --tasks 64 >/dev/null
@@ -500,6 +508,12 @@ no_processes_of bob
 slicectl user del alice --remove-home >/dev/null 2>&1
 slicectl user del bob --remove-home >/dev/null 2>&1
 rm -f /dev/nvidia0 /dev/nvidia1 /dev/nvidiactl /dev/nvidia-uvm /tmp/gpu-go
+
+# --- 10. JupyterHub: each user's server inside their allocation -------------
+# On the boot run.sh marks (its image has JupyterHub): jupyterhub-checks.sh.
+if [ -e "$stage/jupyterhub" ]; then
+    . "$stage/jupyterhub-checks.sh"
+fi
 
 # --- 5. the shipped pam-auth-update profile, as pam-auth-update writes it ------
 # Back to the stock common-* files, then the Debian way: the profile in

@@ -17,6 +17,11 @@
 # host-checks.sh drives a browser and checks the history and /metrics; its
 # lines join the guest's (log: target/vm/portal-host.log, screenshots:
 # target/vm/portal/).
+#
+# One boot ($DIYCLOUD_JUPYTERHUB_VARIANT, default bookworm-v2, whose image
+# has JupyterHub) also runs the JupyterHub checks (jupyterhub-checks.sh).
+# DIYCLOUD_VM_ONLY=jupyterhub runs only those (and the install they need),
+# with no package or portal checks: for working on them.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../../.." && pwd)
 here="$root/tests/system/vm"
@@ -38,6 +43,8 @@ cp target/release/libpam_diycloud.so "$stage/pam_diycloud.so"
 cp target/release/slicectl target/release/session_probe target/release/session_compare \
     target/release/cpu_burn "$here/guest-checks.sh" "$stage/"
 cp packaging/pam-configs/diycloud "$stage/pam-configs-diycloud"
+cp -r packaging/jupyterhub "$stage/jupyterhub"
+cp "$here/jupyterhub-checks.sh" "$here/jupyterhub_client.py" "$stage/"
 # The packages for the package checks: this build's, and an older build's
 # (the last commit with schema 4, built once and kept) for the upgrade.
 packaging/build-packages.sh --no-build >/dev/null
@@ -54,6 +61,12 @@ if [ ! -e "$old/packages/diycloud_0.0.9_$(dpkg --print-architecture).deb" ]; the
         --version 0.0.9 --out "$old/packages" >/dev/null
 fi
 cp "$old/packages/diycloud_0.0.9_$(dpkg --print-architecture).deb" "$stage/diycloud-old.deb"
+
+# The boot that also runs the JupyterHub checks (its image has JupyterHub);
+# DIYCLOUD_VM_ONLY=jupyterhub runs those alone.
+jupyterhub_variant=${DIYCLOUD_JUPYTERHUB_VARIANT:-bookworm-v2}
+only=${DIYCLOUD_VM_ONLY:-}
+case "$only" in ""|jupyterhub) ;; *) echo "DIYCLOUD_VM_ONLY: only 'jupyterhub' is known" >&2; exit 2 ;; esac
 
 # The boot that also runs the portal's checks, and its forwarded port.
 portal_variant=${DIYCLOUD_PORTAL_VARIANT:-bookworm-v2}
@@ -82,7 +95,7 @@ for variant in "${variants[@]}"; do
     # checks run (tests/system/portal/host-checks.sh).
     portal=""
     nic=()
-    if [ "$variant" = "$portal_variant" ]; then
+    if [ "$variant" = "$portal_variant" ] && [ -z "$only" ]; then
         portal=yes
         nic=(-nic "user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:$portal_port-10.0.2.15:8480")
     fi
@@ -91,8 +104,10 @@ for variant in "${variants[@]}"; do
         qemu-img create -q -f qcow2 -b "$image/root.img" -F raw "$work/root.qcow2"
         truncate -s 64M "$work/stage.img"
         if [ -n "$portal" ]; then touch "$stage/portal-browser"; fi
+        if [ "$variant" = "$jupyterhub_variant" ]; then touch "$stage/jupyterhub"; fi
+        if [ -n "$only" ]; then touch "$stage/only-$only"; fi
         mkfs.ext4 -q -F -d "$stage" "$work/stage.img"
-        rm -f "$stage/portal-browser"
+        rm -f "$stage/portal-browser" "$stage/jupyterhub" "$stage/only-$only"
         # Blank (sparse) disks for the quota checks: ext4 and XFS (300M at least).
         truncate -s 512M "$work/quota-ext4.img" "$work/quota-xfs.img"
         # A console log of an earlier boot must not be read as this one's.
