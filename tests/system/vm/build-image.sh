@@ -9,17 +9,15 @@
 # bash-completion for the package checks (the manual pages and completion).
 # The bookworm image also has JupyterHub for its checks: Debian's
 # configurable-http-proxy, and JupyterHub, SystemdSpawner and Jupyter Server
-# installed from PyPI wheels (pinned, with every dependency in
-# jupyterhub-constraints.txt) into /opt/jupyterhub while the
-# image is built; the guest itself has no network.
+# installed into /opt/jupyterhub from PyPI wheels (pinned, with every
+# dependency, in jupyterhub-constraints.txt; downloaded once by the host's
+# pip into CACHE_DIR and copied in). The guest itself has no network.
 set -euo pipefail
 release=$1
 cache=$2
 out="$cache/$release"
 stamp="$out/.complete-v4"
 jupyterhub_wheels="jupyterhub==6.1.1 jupyterhub-systemdspawner==1.0.2 jupyter-server==2.21.1"
-extra=""
-if [ "$release" = bookworm ]; then extra=",python3-venv,node-configurable-http-proxy"; fi
 [ -e "$stamp" ] && exit 0
 
 mirror=http://deb.debian.org/debian
@@ -28,19 +26,41 @@ mkdir -p "$out"
 root="$out/rootfs"
 echo "building the $release image in $out (debootstrap, a few minutes)"
 debootstrap --variant=minbase \
-    --include=systemd,systemd-sysv,dbus,libpam-systemd,linux-image-amd64,initramfs-tools,openssh-server,openssh-client,sshpass,sudo,iproute2,procps,udev,passwd,login,util-linux,e2fsprogs,quota,xfsprogs,man-db,bash-completion$extra \
+    --include=systemd,systemd-sysv,dbus,libpam-systemd,linux-image-amd64,initramfs-tools,openssh-server,openssh-client,sshpass,sudo,iproute2,procps,udev,passwd,login,util-linux,e2fsprogs,quota,xfsprogs,man-db,bash-completion \
     "$release" "$root" "$mirror" > "$out/debootstrap.log" 2>&1 \
     || { tail -20 "$out/debootstrap.log"; exit 1; }
 
 if [ "$release" = bookworm ]; then
     echo "installing JupyterHub from PyPI wheels into /opt/jupyterhub"
     cp /etc/resolv.conf "$root/etc/resolv.conf"
-    cp "$(dirname "$0")/jupyterhub-constraints.txt" "$root/tmp/constraints.txt"
-    chroot "$root" sh -c "python3 -m venv /opt/jupyterhub && /opt/jupyterhub/bin/pip install \
-        --quiet --disable-pip-version-check --no-cache-dir --only-binary=:all: \
-        --constraint /tmp/constraints.txt $jupyterhub_wheels" \
-        > "$out/pip.log" 2>&1 || { tail -20 "$out/pip.log"; exit 1; }
-    rm -f "$root/etc/resolv.conf" "$root/tmp/constraints.txt"
+    # apt, not debootstrap, resolves the proxy's many node-* dependencies.
+    chroot "$root" sh -c "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+        --no-install-recommends python3-venv node-configurable-http-proxy && apt-get clean" \
+        > "$out/apt.log" 2>&1 || { tail -20 "$out/apt.log"; exit 1; }
+    rm -f "$root/etc/resolv.conf"
+    # The wheels come from PyPI through the host's pip (and its trust
+    # store: the image's has only Debian's CAs), for the image's Python
+    # (pip's --python-version: its Requires-Python checks need the micro
+    # version; the wheels' tags come from the host, x86_64 glibc like it).
+    pyver=$(chroot "$root" python3 -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')
+    wheels="$cache/jupyterhub-wheels-$pyver"
+    if [ ! -e "$wheels/.complete" ]; then
+        rm -rf "$wheels" "$cache/pip-venv"
+        python3 -m venv "$cache/pip-venv"
+        # shellcheck disable=SC2086 # one word per requirement
+        { "$cache/pip-venv/bin/pip" install --quiet --disable-pip-version-check --upgrade pip &&
+            "$cache/pip-venv/bin/pip" download --quiet --disable-pip-version-check --only-binary=:all: \
+                --python-version "$pyver" --constraint "$(dirname "$0")/jupyterhub-constraints.txt" -d "$wheels" $jupyterhub_wheels
+        } > "$out/pip.log" 2>&1 || { tail -20 "$out/pip.log"; exit 1; }
+        touch "$wheels/.complete"
+    fi
+    mkdir -p "$root/tmp/wheels"
+    cp "$wheels"/*.whl "$root/tmp/wheels/"
+    chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin sh -c "python3 -m venv /opt/jupyterhub && \
+        /opt/jupyterhub/bin/pip install --quiet --disable-pip-version-check --no-index \
+        --find-links /tmp/wheels $jupyterhub_wheels" >> "$out/pip.log" 2>&1 \
+        || { tail -20 "$out/pip.log"; exit 1; }
+    rm -rf "$root/tmp/wheels"
 fi
 
 echo "diycloud-test" > "$root/etc/hostname"

@@ -39,8 +39,8 @@ printf '[Service]\nExecStart=\nExecStart=/opt/jupyterhub/bin/jupyterhub -f /etc/
 systemctl daemon-reload
 
 carol_pw='carol hub pw 1'
-echo "$carol_pw" | slicectl user add carol --password-stdin --cpu 0.5 --memory 256M --tasks 300 --gpus 0 >/dev/null
-check "slicectl user add carol (0.5 CPU, 256M, 300 tasks, GPU 0)" "0" "$?"
+echo "$carol_pw" | slicectl user add carol --password-stdin --cpu 1 --memory 256M --tasks 300 --gpus 0 >/dev/null
+check "slicectl user add carol (1 CPU, 256M, 300 tasks, GPU 0)" "0" "$?"
 carol_uid=$(id -u carol)
 carol_slice="user-$carol_uid.slice"
 
@@ -69,7 +69,7 @@ else
     server_pid=$(systemctl show "$server_unit" -P MainPID)
     check "her server runs as carol" "carol" "$(ps -o user= -p "$server_pid" 2>&1)"
     check "her server is in $carol_slice" "0::/user.slice/$carol_slice/$server_unit" "$(cat "/proc/$server_pid/cgroup" 2>&1)"
-    check "her slice: CPUQuota 50%, MemoryMax 256M, TasksMax 300" "CPUQuotaPerSecUSec=500ms|MemoryMax=268435456|TasksMax=300|" \
+    check "her slice: CPUQuota 100%, MemoryMax 256M, TasksMax 300" "CPUQuotaPerSecUSec=1s|MemoryMax=268435456|TasksMax=300|" \
         "$(systemctl show "$carol_slice" -p CPUQuotaPerSecUSec -p MemoryMax -p TasksMax | sort | oneline_q)"
     check "her server's environment has her CUDA_VISIBLE_DEVICES" "CUDA_VISIBLE_DEVICES=0" \
         "$(tr '\0' '\n' < "/proc/$server_pid/environ" | grep '^CUDA_VISIBLE_DEVICES=')"
@@ -86,9 +86,9 @@ else
     check "her server survives the kill of its terminal's process" "active" "$(systemctl is-active "$server_unit")"
 
     # 3. A change of her memory reaches the running server.
-    slicectl user mod carol --memory 512M >/dev/null
-    check "slicectl user mod carol --memory 512M" "0" "$?"
-    check "her slice's memory.max is the new limit" "536870912" "$(cat "/sys/fs/cgroup/user.slice/$carol_slice/memory.max")"
+    slicectl user mod carol --memory 768M >/dev/null
+    check "slicectl user mod carol --memory 768M" "0" "$?"
+    check "her slice's memory.max is the new limit" "805306368" "$(cat "/sys/fs/cgroup/user.slice/$carol_slice/memory.max")"
     check "her running server now holds 400M" "status 0: held" \
         "$(hub_client run carol 'python3 -c "b = b\"x\" * (400 << 20); print(\"held\")"')"
 
