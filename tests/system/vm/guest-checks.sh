@@ -511,7 +511,7 @@ rm -f /dev/nvidia0 /dev/nvidia1 /dev/nvidiactl /dev/nvidia-uvm /tmp/gpu-go
 
 # --- 10. JupyterHub: each user's server inside their allocation -------------
 # On the boot run.sh marks (its image has JupyterHub): jupyterhub-checks.sh.
-if [ -e "$stage/jupyterhub" ]; then
+if [ -e "$stage/jupyterhub-boot" ]; then
     . "$stage/jupyterhub-checks.sh"
 fi
 

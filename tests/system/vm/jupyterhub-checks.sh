@@ -1,5 +1,5 @@
 # Sourced by guest-checks.sh (its pass/fail/check helpers and counters) on
-# the boot run.sh marks with $stage/jupyterhub, whose image has JupyterHub,
+# the boot run.sh marks with $stage/jupyterhub-boot, whose image has JupyterHub,
 # SystemdSpawner and Jupyter Server installed from PyPI wheels in
 # /opt/jupyterhub, and Debian's configurable-http-proxy. The guest has no
 # network. The hub runs with the shipped files (packaging/jupyterhub/)
@@ -64,7 +64,6 @@ else
 
     # 1. The right one starts her server, inside her slice.
     check "carol logs in to the hub with her diycloud password; her server starts" "accepted" "$(hub_client login carol "$carol_pw")"
-    say "INFO hub log: $(journalctl -u jupyterhub --no-pager | grep -a 'diycloud:' | tail -2 | oneline_q)"
     server_unit=jupyter-carol-singleuser.service
     server_pid=$(systemctl show "$server_unit" -P MainPID)
     check "her server runs as carol" "carol" "$(ps -o user= -p "$server_pid" 2>&1)"
@@ -116,7 +115,7 @@ print(r.status_code)' 2>&1)
         "$(journalctl -u jupyterhub --no-pager | grep -aq "diycloud: not starting carol's server: .*the account is disabled" && echo yes || echo no)"
     check "... and no server of hers runs" "inactive" "$(systemctl is-active "$server_unit")"
 fi
-say "INFO hub log tail: $(journalctl -u jupyterhub --no-pager | tail -4 | cut -c1-200 | oneline_q)"
+say "INFO the hub's diycloud lines: $(journalctl -u jupyterhub --no-pager | grep -a "diycloud:" | sed "s/.*diycloud: /diycloud: /" | cut -c1-160 | oneline_q)"
 systemctl stop jupyterhub "jupyter-carol-singleuser.service" 2>/dev/null
 loginctl terminate-user carol 2>/dev/null
 for _ in $(seq 60); do pgrep -u carol >/dev/null || break; sleep 0.5; done

@@ -91,7 +91,7 @@ def run(user, command):
 
     async def talk():
         connection = await websocket_connect(
-            HTTPRequest(ws_url, headers={"Authorization": "token " + token}), connect_timeout=60
+            HTTPRequest(ws_url, headers={"Authorization": "token " + token}, connect_timeout=60)
         )
         # The marker is split in the typed line, so only the output has it whole.
         connection.write_message(json.dumps(["stdin", f'{command}; echo "DIYCLOUD-""STATUS=$?"\r']))

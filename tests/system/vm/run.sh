@@ -104,10 +104,10 @@ for variant in "${variants[@]}"; do
         qemu-img create -q -f qcow2 -b "$image/root.img" -F raw "$work/root.qcow2"
         truncate -s 64M "$work/stage.img"
         if [ -n "$portal" ]; then touch "$stage/portal-browser"; fi
-        if [ "$variant" = "$jupyterhub_variant" ]; then touch "$stage/jupyterhub"; fi
+        if [ "$variant" = "$jupyterhub_variant" ]; then touch "$stage/jupyterhub-boot"; fi
         if [ -n "$only" ]; then touch "$stage/only-$only"; fi
         mkfs.ext4 -q -F -d "$stage" "$work/stage.img"
-        rm -f "$stage/portal-browser" "$stage/jupyterhub" "$stage/only-$only"
+        rm -f "$stage/portal-browser" "$stage/jupyterhub-boot" "$stage/only-$only"
         # Blank (sparse) disks for the quota checks: ext4 and XFS (300M at least).
         truncate -s 512M "$work/quota-ext4.img" "$work/quota-xfs.img"
         # A console log of an earlier boot must not be read as this one's.
