@@ -72,6 +72,20 @@ fn linked(name: &str) -> AddUser {
     }
 }
 
+/// A node with one GPU, index 0.
+fn one_gpu_node() -> crate::model::gpu::GpuNode {
+    use crate::model::gpu::{GpuNode, NodeGpu};
+    GpuNode {
+        gpus: vec![NodeGpu {
+            index: 0,
+            uuid: Some("GPU-82efa4d8-2419-4b59-e2b6-52028b659ad4".into()),
+            minor: 0,
+            migs: vec![],
+        }],
+        ..GpuNode::default()
+    }
+}
+
 fn never_asked() -> impl FnMut() -> Result<Zeroizing<Vec<u8>>, AdminError> {
     || panic!("the password must not be asked for")
 }
@@ -360,7 +374,6 @@ fn a_quota_that_cannot_be_cleared_does_not_stop_the_delete() {
 
 #[test]
 fn gpus_are_checked_against_the_node_when_granted() {
-    use crate::model::gpu::{GpuNode, NodeGpu};
     let mut f = fixture();
     let mut request = linked("amy-nosys");
     request.limits.gpus = Some("0".parse().unwrap());
@@ -377,15 +390,7 @@ fn gpus_are_checked_against_the_node_when_granted() {
         .add(&request, &mut || Ok(Zeroizing::new(password.clone())))
         .unwrap();
 
-    f.ports.gpu.node = GpuNode {
-        gpus: vec![NodeGpu {
-            index: 0,
-            uuid: Some("GPU-82efa4d8-2419-4b59-e2b6-52028b659ad4".into()),
-            minor: 0,
-            migs: vec![],
-        }],
-        ..GpuNode::default()
-    };
+    f.ports.gpu.node = one_gpu_node();
     let changes = |list: &str| UserChanges {
         limits: LimitChanges {
             gpus: Some(list.parse().unwrap()),
@@ -441,7 +446,6 @@ fn usage_counts_each_users_gpu_memory_by_process_owner() {
 
 #[test]
 fn prepare_applies_for_a_usable_account_only_and_gives_the_environment() {
-    use crate::model::gpu::{GpuNode, NodeGpu};
     let mut f = fixture();
     let mut request = linked("amy-nosys");
     request.limits.gpus = Some("all".parse().unwrap());
@@ -451,15 +455,7 @@ fn prepare_applies_for_a_usable_account_only_and_gives_the_environment() {
         .unwrap();
     f.add("zed-nosys", "long enough 1").unwrap();
     f.ports.accounts.uids = vec![("amy-nosys", 1500)];
-    f.ports.gpu.node = GpuNode {
-        gpus: vec![NodeGpu {
-            index: 0,
-            uuid: Some("GPU-82efa4d8-2419-4b59-e2b6-52028b659ad4".into()),
-            minor: 0,
-            migs: vec![],
-        }],
-        ..GpuNode::default()
-    };
+    f.ports.gpu.node = one_gpu_node();
 
     let report = f.admin().prepare("amy-nosys").unwrap();
     assert_eq!(report.uid, Some(1500));
