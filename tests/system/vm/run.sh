@@ -45,21 +45,19 @@ cp target/release/slicectl target/release/session_probe target/release/session_c
 cp packaging/pam-configs/diycloud "$stage/pam-configs-diycloud"
 cp -r packaging/jupyterhub "$stage/jupyterhub"
 cp "$here/jupyterhub-checks.sh" "$here/jupyterhub_client.py" "$stage/"
-# The packages for the package checks: this build's, and an older build's
-# (the last commit with schema 4, built once and kept) for the upgrade.
+# The images and the older build (prepare.sh: built once and kept; waits
+# for a run that run-all.sh started in the background).
+releases=$(printf '%s\n' "${variants[@]%-*}" | sort -u)
+# shellcheck disable=SC2086 # one word per release
+"$here/prepare.sh" $releases
+# The packages for the package checks: this build's, and the older build's
+# (the last commit with schema 4) for the upgrade.
 packaging/build-packages.sh --no-build >/dev/null
 cp target/packages/diycloud_*_"$(dpkg --print-architecture)".deb "$stage/diycloud-new.deb"
-old_commit=${DIYCLOUD_OLD_COMMIT:-7b4108d}
-old="$logs/old-$old_commit"
-if [ ! -e "$old/packages/diycloud_0.0.9_$(dpkg --print-architecture).deb" ]; then
-    echo "== building the older package ($old_commit) for the upgrade check"
-    rm -rf "$old" && mkdir -p "$old/src"
-    git archive "$old_commit" | tar -x -C "$old/src"
-    CARGO_TARGET_DIR="$old/target" cargo build --release --locked --quiet \
-        --manifest-path "$old/src/Cargo.toml" -p pam_diycloud -p slicectl
+old="$logs/old-${DIYCLOUD_OLD_COMMIT:-7b4108d}"
+[ -e "$old/packages/diycloud_0.0.9_$(dpkg --print-architecture).deb" ] ||
     packaging/build-packages.sh --binaries "$old/target/release" --source "$old/src" \
         --version 0.0.9 --out "$old/packages" >/dev/null
-fi
 cp "$old/packages/diycloud_0.0.9_$(dpkg --print-architecture).deb" "$stage/diycloud-old.deb"
 
 # The boot that also runs the JupyterHub checks (its image has JupyterHub);
@@ -84,7 +82,6 @@ for variant in "${variants[@]}"; do
         bookworm-v1) cmdline="systemd.unified_cgroup_hierarchy=0 SYSTEMD_CGROUP_ENABLE_LEGACY_FORCE=1" ;;
         *) echo "unknown variant $variant" >&2; exit 2 ;;
     esac
-    "$here/build-image.sh" "$release" "$cache"
     image="$cache/$release"
     console="$logs/$variant-console.log"
     # Under TCG the guest kernel very rarely panics while booting (seen once
@@ -114,7 +111,7 @@ for variant in "${variants[@]}"; do
         rm -f "$console"
         echo "== $variant: booting ($release, cgroup $cgroup; console log: ${console#"$root"/})"
         start=$(date +%s)
-        timeout 600 qemu-system-x86_64 -accel tcg -m 2048 -smp 2 -nographic -no-reboot \
+        timeout 900 qemu-system-x86_64 -accel tcg -m 2048 -smp 2 -nographic -no-reboot \
             -kernel "$image/vmlinuz" -initrd "$image/initrd.img" \
             -drive "file=$work/root.qcow2,format=qcow2,if=virtio" \
             -drive "file=$work/stage.img,format=raw,if=virtio,readonly=on" \
