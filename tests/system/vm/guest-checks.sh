@@ -108,6 +108,7 @@ if [ -e "$stage/diycloud-new.deb" ] && [ "$cgroup_mode" = cgroup2fs ] && [ ! -e 
     rm -f /tmp/diycloud-*.deb /tmp/pkg-before
 fi
 
+say "INFO ${SECONDS}s: the package checks are over"
 # --- install, as packaging/install.sh would, and wire PAM for sshd ---------
 moddir=/lib/x86_64-linux-gnu/security
 install -m 0644 "$stage/pam_diycloud.so" "$moddir/pam_diycloud.so"
@@ -138,7 +139,8 @@ check "doctor's home mode is what useradd gives ($home_mode)" "$home_mode" "$(ec
 # working on them.
 if [ -e "$stage/only-jupyterhub" ]; then
     . "$stage/jupyterhub-checks.sh"
-    say "DONE failures=$failures"
+    say "INFO ${SECONDS}s: done"
+say "DONE failures=$failures"
     exit 0
 fi
 
@@ -512,7 +514,9 @@ rm -f /dev/nvidia0 /dev/nvidia1 /dev/nvidiactl /dev/nvidia-uvm /tmp/gpu-go
 # --- 10. JupyterHub: each user's server inside their allocation -------------
 # On the boot run.sh marks (its image has JupyterHub): jupyterhub-checks.sh.
 if [ -e "$stage/jupyterhub-boot" ]; then
+    say "INFO ${SECONDS}s: the JupyterHub checks begin"
     . "$stage/jupyterhub-checks.sh"
+    say "INFO ${SECONDS}s: the JupyterHub checks are over"
 fi
 
 # --- 5. the shipped pam-auth-update profile, as pam-auth-update writes it ------
@@ -756,4 +760,5 @@ ssh_works "database back: erin logs in with her diycloud password" erin 'erin di
 
 fi
 
+say "INFO ${SECONDS}s: done"
 say "DONE failures=$failures"
