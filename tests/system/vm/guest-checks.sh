@@ -40,7 +40,7 @@ if [ -e "$stage/diycloud-new.deb" ] && [ "$cgroup_mode" = cgroup2fs ] && [ ! -e 
     pkg_ssh() { sshpass -p "$2" ssh "${pkg_opts[@]}" "$1@127.0.0.1" "${@:3}"; }
     cp "$stage/diycloud-old.deb" "$stage/diycloud-new.deb" /tmp/
     # What the guest holds before: after the purge, nothing may be added.
-    pkg_files() { find / -xdev -not \( -path '/tmp/*' -o -path '/proc/*' -o -path '/var/log/*' -o -path '/var/cache/*' -o -path '/var/lib/apt/*' -o -path '/var/lib/dpkg/*' -o -path '/var/lib/systemd/*' -o -path '/run/*' -o -path '/home/*' -o -path '/var/tmp/*' -o -path '/root/*' \) 2>/dev/null | sort; }
+    pkg_files() { find / -xdev -not \( -path '/tmp/*' -o -path '/proc/*' -o -path '/var/log/*' -o -path '/var/cache/*' -o -path '/var/lib/apt/*' -o -path '/var/lib/dpkg/*' -o -path '/var/lib/systemd/*' -o -path '/run/*' -o -path '/home/*' -o -path '/var/tmp/*' -o -path '/var/backups/*' -o -path '/root/*' \) 2>/dev/null | sort; }
     pkg_files > /tmp/pkg-before
     # This build on a clean guest: install, enable, a user, her login.
     out=$(DEBIAN_FRONTEND=noninteractive apt-get install -y /tmp/diycloud-new.deb 2>&1)
