@@ -38,10 +38,7 @@ impl Family {
 
     /// This machine's family.
     pub fn detect() -> Self {
-        std::fs::read_to_string("/etc/os-release")
-            .or_else(|_| std::fs::read_to_string("/usr/lib/os-release"))
-            .map(|t| Self::from_os_release(&t))
-            .unwrap_or(Family::Other)
+        Distro::detect().family
     }
 
     /// Where libpam looks for modules.
@@ -132,7 +129,7 @@ impl Distro {
     /// The major version (`12` of `12`, `22` of `22.04`); `None` on rolling
     /// releases.
     fn major(&self) -> Option<u32> {
-        self.version_id.split('.').next()?.parse().ok()
+        self.major_minor().map(|(major, _)| major)
     }
 
     fn major_minor(&self) -> Option<(u32, u32)> {
