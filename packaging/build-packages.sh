@@ -53,7 +53,9 @@ install -D -m 0755 "$bin/slicectl" "$tree/usr/sbin/slicectl"
 strip --strip-unneeded "$tree/usr/lib/$triplet/security/pam_diycloud.so" "$tree/usr/sbin/slicectl"
 install -D -m 0644 "$src/packaging/diycloud.toml" "$tree/etc/diycloud/diycloud.toml"
 install -D -m 0644 "$src/packaging/pam-configs/diycloud" "$tree/usr/share/pam-configs/diycloud"
-install -D -m 0644 "$src/packaging/systemd/diycloud-api.service" "$tree/usr/lib/systemd/system/diycloud-api.service"
+for unit in diycloud-api.service diycloud-cache-refresh.service diycloud-cache-refresh.timer; do
+    install -D -m 0644 "$src/packaging/systemd/$unit" "$tree/usr/lib/systemd/system/$unit"
+done
 doc="$tree/usr/share/doc/diycloud"
 install -D -m 0644 "$src/README.md" "$doc/README.md"
 for page in "$src"/docs/*.md; do install -m 0644 "$page" "$doc/"; done

@@ -33,6 +33,8 @@ declare -A tools=(
     [rpmbuild]=rpm
     [node]=nodejs
     [npm]=npm
+    [psql]=postgresql-client
+    [pg_ctlcluster]=postgresql
 )
 # files to check -> package
 declare -A files=(

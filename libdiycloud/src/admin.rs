@@ -19,7 +19,7 @@ use crate::model::slice::SliceUsage;
 use crate::model::{AccountState, Date, Pending, Role, Timestamp, User, Username};
 use crate::password::{Hasher, PasswordError};
 use crate::platform::{self, AccountError};
-use crate::store::{AuditEntry, NewUser, Store, StoreError, UserChanges};
+use crate::store::{AuditEntry, Database, NewUser, Store, StoreError, UserChanges};
 
 /// Who is to blame for a failure, which decides the exit status and the
 /// HTTP status: the caller (a bad request) or the system.
@@ -547,7 +547,7 @@ impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort> Admin<'a, S, A,
                 return Err(AdminError::NotFound(name.into()));
             };
             let was_locked = lockout.is_locked(&user.failures, now);
-            tx.set_failures(name, &Default::default())?;
+            tx.set_failures(name, &Default::default(), now)?;
             tx.audit(
                 now,
                 actor,
@@ -738,12 +738,8 @@ pub struct Initialised {
 /// `slicectl init`: creates or migrates the database at `db`, then (as root,
 /// `manage_group`) makes the managed group and puts every user with a system
 /// account in it.
-pub fn init(
-    db: &std::path::Path,
-    config: &Config,
-    manage_group: bool,
-) -> Result<Initialised, AdminError> {
-    let (store, report) = Store::init(db)?;
+pub fn init(db: &Database, config: &Config, manage_group: bool) -> Result<Initialised, AdminError> {
+    let (store, report) = Store::init_database(db)?;
     let group = if manage_group {
         Some(sync_managed_group(&store, config)?)
     } else {

@@ -206,7 +206,7 @@ impl<'a> Authenticator<'a> {
                     return Ok(LoginOutcome::Success(Box::new(current)));
                 }
                 let after = lockout.after_failure(&current_failures, now);
-                tx.set_failures(name, &after)?;
+                tx.set_failures(name, &after, now)?;
                 let locked_now = LockoutPolicy::newly_locked(&current_failures, &after);
                 tx.count(Counter::LoginFailure)?;
                 if locked_now {

@@ -2,6 +2,7 @@
 //! unknown keys and bad values are errors that name the key.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -10,9 +11,16 @@ use crate::model::lockout::LockoutPolicy;
 use crate::model::password::{HashParams, PasswordPolicy};
 use crate::model::quota::QuotaPolicy;
 use crate::model::time::parse_duration;
+use crate::store::{Database, PostgresSettings};
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/diycloud/diycloud.toml";
 pub const DEFAULT_DB_PATH: &str = "/var/lib/diycloud/diycloud.db";
+/// `[postgres] cache`: the node's copy of what logins need.
+pub const DEFAULT_CACHE_PATH: &str = "/var/lib/diycloud/cache.db";
+/// `[postgres] ca_file`: the system's CA bundle (Debian's ca-certificates).
+pub const DEFAULT_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
+/// `[postgres] connect_timeout`.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The managed accounts' group; also what the PAM module falls back to when
 /// the config itself cannot be read.
 pub const DEFAULT_GROUP: &str = "diycloud";
@@ -20,7 +28,11 @@ pub const DEFAULT_GROUP: &str = "diycloud";
 /// The whole configuration, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    pub db: PathBuf,
+    /// The SQLite file, or the PostgreSQL database with its `[postgres]` settings.
+    pub db: Database,
+    /// `[postgres]`: what a `postgresql://` `db` (here or on the command
+    /// line) goes with; its `url` is empty.
+    pub postgres: PostgresSettings,
     pub hash: HashParams,
     pub password: PasswordPolicy,
     pub lockout: LockoutPolicy,
@@ -104,10 +116,24 @@ pub enum SessionErrorPolicy {
     Allow,
 }
 
+impl Default for PostgresSettings {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            password_file: None,
+            cache: PathBuf::from(DEFAULT_CACHE_PATH),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            ca_file: PathBuf::from(DEFAULT_CA_FILE),
+            lockout: LockoutPolicy::default(),
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
-            db: PathBuf::from(DEFAULT_DB_PATH),
+            db: Database::Sqlite(PathBuf::from(DEFAULT_DB_PATH)),
+            postgres: PostgresSettings::default(),
             hash: HashParams::default(),
             password: PasswordPolicy::default(),
             lockout: LockoutPolicy::default(),
@@ -140,7 +166,9 @@ pub enum ConfigError {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    db: Option<PathBuf>,
+    db: Option<String>,
+    #[serde(default)]
+    postgres: RawPostgres,
     #[serde(default)]
     password: RawPassword,
     #[serde(default)]
@@ -157,6 +185,15 @@ struct RawConfig {
     api: RawApi,
     #[serde(default)]
     history: RawHistory,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPostgres {
+    password_file: Option<PathBuf>,
+    cache: Option<PathBuf>,
+    connect_timeout: Option<String>,
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -276,12 +313,6 @@ impl Config {
     pub fn parse(text: &str) -> Result<Self, String> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| e.message().to_owned())?;
         let mut config = Config::default();
-        if let Some(db) = raw.db {
-            if !db.is_absolute() {
-                return Err(format!("db: {} is not an absolute path", db.display()));
-            }
-            config.db = db;
-        }
 
         let p = raw.password;
         config.hash = HashParams {
@@ -358,6 +389,40 @@ impl Config {
         config.quota = quota_config(raw.quota)?;
         config.api = api_config(raw.api)?;
         config.history = history_config(raw.history)?;
+        let pg = raw.postgres;
+        let absolute = |key: &str, path: PathBuf| {
+            if path.is_absolute() {
+                Ok(path)
+            } else {
+                Err(format!(
+                    "postgres.{key}: {} is not an absolute path",
+                    path.display()
+                ))
+            }
+        };
+        if let Some(path) = pg.password_file {
+            config.postgres.password_file = Some(absolute("password_file", path)?);
+        }
+        if let Some(path) = pg.cache {
+            config.postgres.cache = absolute("cache", path)?;
+        }
+        if let Some(path) = pg.ca_file {
+            config.postgres.ca_file = absolute("ca_file", path)?;
+        }
+        if let Some(d) = pg.connect_timeout {
+            let seconds =
+                parse_duration(&d).map_err(|e| format!("postgres.connect_timeout: {e}"))?;
+            if !(1..=60).contains(&seconds) {
+                return Err(format!(
+                    "postgres.connect_timeout: {d} is not between 1s and 60s (every login may wait this long)"
+                ));
+            }
+            config.postgres.connect_timeout = Duration::from_secs(seconds);
+        }
+        config.postgres.lockout = config.lockout;
+        if let Some(db) = raw.db {
+            config.db = Database::parse(&db, &config.postgres).map_err(|e| format!("db: {e}"))?;
+        }
         Ok(config)
     }
 }
@@ -503,7 +568,7 @@ mod tests {
             c.api.trusted_proxies,
             [std::net::IpAddr::from([10, 0, 0, 5])]
         );
-        assert_eq!(c.db, PathBuf::from("/srv/users.db"));
+        assert_eq!(c.db, Database::Sqlite(PathBuf::from("/srv/users.db")));
         assert_eq!(
             c.hash,
             HashParams {

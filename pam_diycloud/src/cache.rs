@@ -10,37 +10,36 @@
 //! and the file opened afresh. Idle, it holds no lock and no transaction,
 //! so it blocks neither writers nor checkpoints.
 
-use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use libdiycloud::store::{Store, StoreError};
+use libdiycloud::store::{Database, Store, StoreError};
 
 struct Idle {
-    path: PathBuf,
+    db: Database,
     pid: u32,
     store: Store,
 }
 
 static IDLE: Mutex<Option<Idle>> = Mutex::new(None);
 
-/// The kept connection to `path`, if it may be used again; else a new one.
-pub fn open(path: &Path) -> Result<Store, StoreError> {
+/// The kept connection to `db`, if it may be used again; else a new one.
+pub fn open(db: &Database) -> Result<Store, StoreError> {
     let idle = IDLE.lock().ok().and_then(|mut slot| slot.take());
     if let Some(idle) = idle {
         if idle.pid != std::process::id() {
             // Inherited across fork(): SQLite forbids using it, and closing
             // it would release the parent's locks. Left as it is.
             std::mem::forget(idle.store);
-        } else if reusable(&idle, path) {
+        } else if reusable(&idle, db) {
             return Ok(idle.store);
         }
     }
-    Store::open(path)
+    Store::open_database(db)
 }
 
-/// Whether the kept connection may serve `path` now.
-fn reusable(idle: &Idle, path: &Path) -> bool {
-    idle.path == path && idle.store.is_reusable()
+/// Whether the kept connection may serve `db` now.
+fn reusable(idle: &Idle, db: &Database) -> bool {
+    idle.db == *db && idle.store.is_reusable()
 }
 
 /// Keeps `store` for the next call in this process (one at most).
@@ -50,7 +49,7 @@ pub fn keep(store: Store) {
     };
     if slot.is_none() {
         *slot = Some(Idle {
-            path: store.path().to_path_buf(),
+            db: store.database().clone(),
             pid: std::process::id(),
             store,
         });
@@ -61,14 +60,20 @@ pub fn keep(store: Store) {
 mod tests {
     use std::os::unix::fs::PermissionsExt;
 
+    use std::path::Path;
+
     use super::*;
 
     fn idle(path: &Path) -> Idle {
         Idle {
-            path: path.to_path_buf(),
+            db: Database::Sqlite(path.to_path_buf()),
             pid: std::process::id(),
             store: Store::open(path).unwrap(),
         }
+    }
+
+    fn sqlite(path: &Path) -> Database {
+        Database::Sqlite(path.to_path_buf())
     }
 
     #[test]
@@ -77,25 +82,25 @@ mod tests {
         let db = dir.path().join("d.db");
         Store::init(&db).unwrap();
         let kept = idle(&db);
-        assert!(reusable(&kept, &db));
+        assert!(reusable(&kept, &sqlite(&db)));
         assert!(
-            !reusable(&kept, &dir.path().join("other.db")),
+            !reusable(&kept, &sqlite(&dir.path().join("other.db"))),
             "another path"
         );
 
         // Made writable by others: refused, as Store::open refuses it.
         std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o666)).unwrap();
-        assert!(!reusable(&kept, &db), "untrusted now");
+        assert!(!reusable(&kept, &sqlite(&db)), "untrusted now");
         std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(reusable(&kept, &db));
+        assert!(reusable(&kept, &sqlite(&db)));
 
         // A restored backup: a new file at the same path.
         let restored = dir.path().join("restored.db");
         Store::init(&restored).unwrap();
         std::fs::rename(&restored, &db).unwrap();
-        assert!(!reusable(&kept, &db), "replaced");
+        assert!(!reusable(&kept, &sqlite(&db)), "replaced");
         let kept = idle(&db);
-        assert!(reusable(&kept, &db));
+        assert!(reusable(&kept, &sqlite(&db)));
 
         // Migrated by another version of slicectl.
         let status = std::process::Command::new("sqlite3")
@@ -104,10 +109,10 @@ mod tests {
             .status()
             .unwrap();
         assert!(status.success());
-        assert!(!reusable(&kept, &db), "schema changed");
+        assert!(!reusable(&kept, &sqlite(&db)), "schema changed");
 
         // Gone.
         std::fs::remove_file(&db).unwrap();
-        assert!(!reusable(&kept, &db));
+        assert!(!reusable(&kept, &sqlite(&db)));
     }
 }

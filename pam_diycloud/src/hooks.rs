@@ -14,7 +14,7 @@ use libdiycloud::auth::{Authenticator, LoginOutcome, PasswordChange, SetBy};
 use libdiycloud::config::{Config, SessionErrorPolicy, DEFAULT_CONFIG_PATH, DEFAULT_GROUP};
 use libdiycloud::model::AccountState;
 use libdiycloud::platform::Membership;
-use libdiycloud::store::Store;
+use libdiycloud::store::{Database, Store};
 use pam::constants::{PamFlag, PAM_SILENT};
 
 use crate::cache;
@@ -112,9 +112,12 @@ impl<'h, H: PamHandler, T: Host> Call<'h, H, T> {
 
     /// Opens the database named by the arguments or the config.
     fn store(&self, config: &Config) -> Result<Store, String> {
-        let db = self.options.db.as_deref().unwrap_or(&config.db);
-        self.debug(&format!("using database {}", db.display()));
-        cache::open(db).map_err(|e| e.to_string())
+        let db = match &self.options.db {
+            Some(path) => Database::Sqlite(path.clone()),
+            None => config.db.clone(),
+        };
+        self.debug(&format!("using database {db}"));
+        cache::open(&db).map_err(|e| e.to_string())
     }
 
     /// Loads the config and opens the database. On failure, the config

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use libdiycloud::apply::Ports;
 use libdiycloud::config::Config;
 use libdiycloud::model::time::Timestamp;
-use libdiycloud::store::{Store, StoreError};
+use libdiycloud::store::{Database, Store, StoreError};
 
 pub use error::ApiError;
 pub use routes::router;
@@ -81,7 +81,7 @@ pub enum ServeError {
 /// hashing.
 pub struct AppState {
     pub config: Config,
-    pub db: PathBuf,
+    pub db: Database,
     pub ports: Ports,
     limiter: limiter::Limiter,
     clock: Clock,
@@ -132,16 +132,16 @@ impl Drop for Kept<'_> {
 pub type Clock = Box<dyn Fn() -> Timestamp + Send + Sync>;
 
 impl AppState {
-    pub fn new(config: Config, db: PathBuf) -> Self {
+    pub fn new(config: Config, db: impl Into<Database>) -> Self {
         Self::with_clock(config, db, Box::new(system_now))
     }
 
     /// With another clock (tests set the time instead of waiting).
-    pub fn with_clock(config: Config, db: PathBuf, clock: Clock) -> Self {
+    pub fn with_clock(config: Config, db: impl Into<Database>, clock: Clock) -> Self {
         let limiter = limiter::Limiter::new(config.api.login_rate, 60);
         Self {
             config,
-            db,
+            db: db.into(),
             ports: Ports::system(),
             limiter,
             clock,
@@ -156,7 +156,7 @@ impl AppState {
         let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let store = match idle {
             Some(store) if store.is_reusable() => store,
-            _ => Store::open(&self.db)?,
+            _ => Store::open_database(&self.db)?,
         };
         Ok(Kept {
             state: self,
@@ -177,7 +177,7 @@ fn system_now() -> Timestamp {
 
 /// Serves until SIGINT or SIGTERM. Blocks the calling thread, which runs
 /// the runtime; returns when the server has stopped.
-pub fn serve(config: Config, db: PathBuf, listen: Listen) -> Result<(), ServeError> {
+pub fn serve(config: Config, db: Database, listen: Listen) -> Result<(), ServeError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

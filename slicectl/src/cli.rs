@@ -18,9 +18,11 @@ use libdiycloud::model::{Cpu, Date, GpuList, Role, Size, Tasks, Username};
                   Exit status: 0 success, 1 runtime error, 2 usage error."
 )]
 pub struct Cli {
-    /// Database file [default: the config's `db`, /var/lib/diycloud/diycloud.db]
-    #[arg(long, global = true, value_name = "PATH")]
-    pub db: Option<PathBuf>,
+    /// Database: an SQLite file, or postgresql://USER@HOST:PORT/DBNAME (with the
+    /// config's [postgres] settings) [default: the config's `db`,
+    /// /var/lib/diycloud/diycloud.db]
+    #[arg(long, global = true, value_name = "PATH|URL")]
+    pub db: Option<String>,
     /// Configuration file
     #[arg(long, global = true, value_name = "PATH", env = "DIYCLOUD_CONFIG",
           default_value = libdiycloud::config::DEFAULT_CONFIG_PATH, hide_default_value = false)]
@@ -89,6 +91,9 @@ pub enum Command {
     },
     /// Check the machine: distribution facts, cgroups, systemd, database and config trust, unfinished changes, managed group, home privacy, disk quotas, GPUs, PAM stack
     Doctor,
+    /// The node's cache of a PostgreSQL user base (db = "postgresql://...")
+    #[command(subcommand)]
+    Cache(CacheCommand),
     /// Write a consistent copy of the database to FILE (SQLite online backup; safe while logins go on)
     #[command(
         long_about = "Write a consistent copy of the database to FILE with SQLite's online \
@@ -129,6 +134,22 @@ pub enum Shell {
     Bash,
     Zsh,
     Fish,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Copy every user from PostgreSQL into this node's cache, forget the users it no longer has, and merge the login failures counted while it was unreachable
+    #[command(
+        long_about = "With db = \"postgresql://...\": copy every user's record (password hash, \
+        state, allocation) from the server into this node's cache ([postgres] cache), forget the \
+        users the server no longer has, and first merge into the server the login failures, \
+        logins and audit lines this node counted while the server was unreachable. Logins \
+        refresh the records they look up; run this from a timer (packaging/systemd/\
+        diycloud-cache-refresh.timer) so every user can log in on this node while the server is \
+        unreachable, not only those who logged in here before. Fails when the server cannot be \
+        reached. With --json: {users, removed, merged_events, merged_failures}."
+    )]
+    Refresh,
 }
 
 #[derive(Subcommand)]

@@ -8,7 +8,7 @@ use libdiycloud::config::DEFAULT_GROUP;
 use libdiycloud::gpu::Source;
 use libdiycloud::platform::{self, Distro, Family, Membership};
 use libdiycloud::quota;
-use libdiycloud::store::Store;
+use libdiycloud::store::{Database, PostgresSettings, Store};
 use libdiycloud::systemd::Systemd;
 use libdiycloud::trust::{self, Presence};
 use serde_json::json;
@@ -30,16 +30,9 @@ struct Check {
 }
 
 pub fn run(ctx: &Context) -> Result<(), Failure> {
-    let mut checks = vec![
-        platform_facts(),
-        cgroups(),
-        systemd(),
-        config(ctx),
-        database(ctx),
-        unfinished(ctx),
-        managed_group(ctx),
-        accounts(),
-    ];
+    let mut checks = vec![platform_facts(), cgroups(), systemd(), config(ctx)];
+    checks.extend(database(ctx));
+    checks.extend([unfinished(ctx), managed_group(ctx), accounts()]);
     checks.extend(quotas(ctx));
     checks.push(gpus());
     checks.extend([pam_module(), pam_stack(Path::new("/etc/pam.d"), "sshd")]);
@@ -292,7 +285,7 @@ fn unfinished(ctx: &Context) -> Check {
         status,
         detail,
     };
-    let users = match Store::open(&ctx.db).and_then(|s| s.users()) {
+    let users = match Store::open_database(&ctx.db).and_then(|s| s.users()) {
         Ok(users) => users,
         Err(e) => return check(Status::Fail, format!("cannot read the users: {e}")),
     };
@@ -338,7 +331,7 @@ fn managed_group(ctx: &Context) -> Check {
         }
         Err(e) => return check(Status::Fail, e.to_string()),
     }
-    let users = match Store::open(&ctx.db).and_then(|s| s.users()) {
+    let users = match Store::open_database(&ctx.db).and_then(|s| s.users()) {
         Ok(users) => users,
         Err(e) => return check(Status::Fail, format!("cannot read the users: {e}")),
     };
@@ -380,13 +373,109 @@ fn managed_group(ctx: &Context) -> Check {
     check(status, notes.join("; "))
 }
 
-fn database(ctx: &Context) -> Check {
+/// The backend: the SQLite file, or the PostgreSQL server and this node's cache.
+fn database(ctx: &Context) -> Vec<Check> {
+    match &ctx.db {
+        Database::Sqlite(path) => vec![sqlite_database(path)],
+        Database::Postgres(settings) => postgres_database(&ctx.db, settings, ctx.now),
+    }
+}
+
+/// How old a time is, in words: "4 min ago".
+fn age(then: libdiycloud::model::Timestamp, now: libdiycloud::model::Timestamp) -> String {
+    let secs = now.0.saturating_sub(then.0).max(0);
+    match secs {
+        0..=119 => format!("{secs} s ago"),
+        120..=7199 => format!("{} min ago", secs / 60),
+        7200..=172_799 => format!("{} h ago", secs / 3600),
+        _ => format!("{} days ago", secs / 86_400),
+    }
+}
+
+// Timing the connect is part of the check's report.
+#[allow(clippy::disallowed_methods)]
+fn postgres_database(
+    db: &Database,
+    settings: &PostgresSettings,
+    now: libdiycloud::model::Timestamp,
+) -> Vec<Check> {
+    let started = std::time::Instant::now();
+    let opened = Store::open_database(db);
+    let took = started.elapsed();
+    let server = match &opened {
+        Ok(store) => match store.as_cluster().and_then(|c| c.offline_reason()) {
+            None => Check {
+                name: "database",
+                status: Status::Ok,
+                detail: format!(
+                    "postgresql {db}: reachable, connected in {} ms, schema current",
+                    took.as_millis()
+                ),
+            },
+            Some(why) => Check {
+                name: "database",
+                status: Status::Fail,
+                detail: format!(
+                    "postgresql {db}: unreachable after {} ms ({why}): logins use this node's cache, admin changes fail",
+                    took.as_millis()
+                ),
+            },
+        },
+        Err(e) => Check {
+            name: "database",
+            status: Status::Fail,
+            detail: format!("postgresql: {e}"),
+        },
+    };
+    let cache_path = settings.cache.display();
+    let cache = match opened.as_ref().ok().and_then(|s| s.as_cluster()) {
+        None => Check {
+            name: "cache",
+            status: Status::Warn,
+            detail: format!("{cache_path}: not checked (the database could not be opened)"),
+        },
+        Some(cluster) => match cluster.cache_state() {
+            Err(e) => Check {
+                name: "cache",
+                status: Status::Fail,
+                detail: format!("{cache_path}: cannot be used: {e} (logins fail while the server is unreachable)"),
+            },
+            Ok(state) => {
+                let mut detail = format!("{cache_path}: {} users", state.users);
+                let mut status = Status::Ok;
+                match state.refreshed_at {
+                    Some(at) => detail.push_str(&format!(", refreshed {}", age(at, now))),
+                    None => {
+                        status = Status::Warn;
+                        detail.push_str(", never refreshed whole (enable diycloud-cache-refresh.timer: until then only users who logged in here can log in while the server is unreachable)");
+                    }
+                }
+                if let Some(at) = state.looked_up_at {
+                    detail.push_str(&format!(", last login lookup {}", age(at, now)));
+                }
+                if state.pending_events > 0 {
+                    detail.push_str(&format!(
+                        ", {} offline events to merge (the next login or `slicectl cache refresh` merges them)",
+                        state.pending_events
+                    ));
+                }
+                Check {
+                    name: "cache",
+                    status,
+                    detail,
+                }
+            }
+        },
+    };
+    vec![server, cache]
+}
+
+fn sqlite_database(db: &Path) -> Check {
     let check = |status, detail| Check {
         name: "database",
         status,
         detail,
     };
-    let db = &ctx.db;
     let meta = match std::fs::metadata(db) {
         Ok(m) => m,
         Err(e) => {

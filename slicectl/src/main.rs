@@ -16,7 +16,7 @@ use libdiycloud::admin::{Admin, AdminError, ErrorKind};
 use libdiycloud::apply::Ports;
 use libdiycloud::config::Config;
 use libdiycloud::model::Timestamp;
-use libdiycloud::store::{Store, StoreError};
+use libdiycloud::store::{Database, Store, StoreError};
 
 use cli::{Cli, Command};
 
@@ -56,7 +56,7 @@ pub struct Context {
     pub config_path: std::path::PathBuf,
     /// Why the config could not be used (only `doctor` runs without it).
     pub config_error: Option<String>,
-    pub db: std::path::PathBuf,
+    pub db: Database,
     pub json: bool,
     pub now: Timestamp,
     pub actor: String,
@@ -68,7 +68,7 @@ impl Context {
     /// done, so the database file alone holds every change (a plain copy
     /// is complete; a lost `-wal` file loses nothing of ours).
     pub fn open_store(&self) -> Result<Store, Failure> {
-        let mut store = Store::open(&self.db)?;
+        let mut store = Store::open_database(&self.db)?;
         store.checkpoint_on_close();
         Ok(store)
     }
@@ -115,7 +115,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Err(e) => return Err(Failure::Runtime(e.to_string())),
     };
-    let db = cli.db.clone().unwrap_or_else(|| config.db.clone());
+    let db = match &cli.db {
+        Some(text) => Database::parse(text, &config.postgres)
+            .map_err(|e| Failure::Usage(format!("--db: {e}")))?,
+        None => config.db.clone(),
+    };
     let ctx = Context {
         config,
         config_path: std::path::absolute(&cli.config).unwrap_or_else(|_| cli.config.clone()),
@@ -134,6 +138,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Usage { name } => slices::usage(&ctx, name.as_ref()),
         Command::Gpu(cli::GpuCommand::List) => gpus::list(&ctx),
         Command::Doctor => doctor::run(&ctx),
+        Command::Cache(cli::CacheCommand::Refresh) => refresh_cache(&ctx),
         Command::Backup { file } => backup(&ctx, &file),
         Command::Serve { listen } => serve(ctx, listen),
         Command::Completions { .. } | Command::Manpages { .. } => Ok(()),
@@ -184,24 +189,70 @@ fn serve(ctx: Context, listen: Option<String>) -> Result<(), Failure> {
         .parse()
         .map_err(|e| Failure::Usage(format!("--listen: {e}")))?;
     // The database must be there and current before anyone logs in.
-    Store::open(&ctx.db)?;
+    Store::open_database(&ctx.db)?;
     eprintln!("slicectl serve: listening on {listen}");
     diycloud_server::serve(ctx.config, ctx.db, listen).map_err(|e| Failure::Runtime(e.to_string()))
 }
 
-fn backup(ctx: &Context, file: &std::path::Path) -> Result<(), Failure> {
-    let store = Store::open(&ctx.db)?;
-    let count = store.backup(file)?;
+/// `slicectl cache refresh`.
+fn refresh_cache(ctx: &Context) -> Result<(), Failure> {
+    if !matches!(ctx.db, Database::Postgres(_)) {
+        return Err(Failure::Usage(format!(
+            "{} is an SQLite file: only a postgresql:// db has a node cache",
+            ctx.db
+        )));
+    }
+    let mut store = Store::open_database(&ctx.db)?;
+    let Some(cluster) = store.as_cluster_mut() else {
+        return Err(Failure::Runtime("not a cluster store".into()));
+    };
+    if let Some(why) = cluster.offline_reason() {
+        return Err(Failure::Runtime(format!(
+            "PostgreSQL {} is unreachable ({why}): the cache keeps what it has",
+            ctx.db
+        )));
+    }
+    // Opening merged what it could; anything left goes now.
+    let at_open = cluster.merged_at_open();
+    let now = cluster.merge_offline()?;
+    let merged = libdiycloud::store::cluster::MergeReport {
+        events: at_open.events + now.events,
+        failures: at_open.failures + now.failures,
+    };
+    let refreshed = cluster.refresh_cache()?;
     view::print(
         ctx,
-        &serde_json::json!({"db": ctx.db, "backup": file, "users": count}),
+        &serde_json::json!({
+            "users": refreshed.users,
+            "removed": refreshed.removed,
+            "merged_events": merged.events,
+            "merged_failures": merged.failures,
+        }),
         &format!(
-            "backed up {} to {} ({count} users)",
-            ctx.db.display(),
-            file.display()
+            "cached {} users from {} ({} removed); merged {} offline events ({} failed logins)",
+            refreshed.users, ctx.db, refreshed.removed, merged.events, merged.failures
         ),
     );
     Ok(())
+}
+
+fn backup(ctx: &Context, file: &std::path::Path) -> Result<(), Failure> {
+    let store = Store::open_database(&ctx.db)?;
+    let count = store.backup(file)?;
+    view::print(
+        ctx,
+        &serde_json::json!({"db": ctx.db.to_string(), "backup": file, "users": count}),
+        &format!("backed up {} to {} ({count} users)", ctx.db, file.display()),
+    );
+    Ok(())
+}
+
+/// `sqlite` or `postgresql`, for `--json` documents.
+pub fn backend_name(db: &Database) -> &'static str {
+    match db {
+        Database::Sqlite(_) => "sqlite",
+        Database::Postgres(_) => "postgresql",
+    }
 }
 
 fn init(ctx: &Context) -> Result<(), Failure> {
@@ -211,15 +262,14 @@ fn init(ctx: &Context) -> Result<(), Failure> {
     let done = libdiycloud::admin::init(&ctx.db, &ctx.config, as_root)?;
     let report = done.store;
     let what = if report.created {
-        format!("created database {}", ctx.db.display())
+        format!("created database {}", ctx.db)
     } else if report.from_version < report.to_version {
         format!(
             "migrated database {} from schema version {}",
-            ctx.db.display(),
-            report.from_version
+            ctx.db, report.from_version
         )
     } else {
-        format!("database {} is up to date", ctx.db.display())
+        format!("database {} is up to date", ctx.db)
     };
     let mut text = format!("{what} (schema version {})", report.to_version);
     match &done.group {
@@ -239,7 +289,8 @@ fn init(ctx: &Context) -> Result<(), Failure> {
         )),
     }
     let document = serde_json::json!({
-        "db": ctx.db,
+        "db": ctx.db.to_string(),
+        "backend": backend_name(&ctx.db),
         "created": report.created,
         "from_version": report.from_version,
         "schema_version": report.to_version,

@@ -364,7 +364,7 @@ pub fn api_server(
 ) -> std::net::SocketAddr {
     use libdiycloud::model::{Allocation, Timestamp, Username};
     use libdiycloud::store::{NewUser, Store};
-    config.db = db.to_path_buf();
+    config.db = libdiycloud::store::Database::Sqlite(db.to_path_buf());
     let (mut store, _) = Store::init(db).expect("init");
     for (name, role) in users {
         let mut user = NewUser::new(

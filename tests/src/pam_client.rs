@@ -44,6 +44,7 @@ unsafe extern "C" {
         pamh: *mut *mut c_void,
     ) -> c_int;
     pub fn pam_authenticate(pamh: *mut c_void, flags: c_int) -> c_int;
+    pub fn pam_acct_mgmt(pamh: *mut c_void, flags: c_int) -> c_int;
     pub fn pam_chauthtok(pamh: *mut c_void, flags: c_int) -> c_int;
     pub fn pam_open_session(pamh: *mut c_void, flags: c_int) -> c_int;
     pub fn pam_close_session(pamh: *mut c_void, flags: c_int) -> c_int;
@@ -129,6 +130,19 @@ impl Pam {
     pub fn login(&self) -> c_int {
         // SAFETY: a live handle from with_handle.
         self.with_handle(|h| unsafe { pam_authenticate(h, 0) })
+    }
+
+    /// pam_authenticate, then (if it passed) pam_acct_mgmt, in one
+    /// transaction, as sshd runs them; returns the first failure's code.
+    pub fn login_and_account(&self) -> c_int {
+        self.with_handle(|h| {
+            // SAFETY: a live handle from with_handle.
+            match unsafe { pam_authenticate(h, 0) } {
+                // SAFETY: as above.
+                PAM_SUCCESS => unsafe { pam_acct_mgmt(h, 0) },
+                rc => rc,
+            }
+        })
     }
 
     /// pam_open_session, `during` (with its result and how long the call

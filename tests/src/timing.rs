@@ -99,6 +99,7 @@ fn scenario(module: &Path, rounds: usize, name: &'static str, config_text: &str)
                     window_start: Some(now),
                     locked_at: Some(now),
                 },
+                now,
             )
         })
         .expect("states");
@@ -126,7 +127,7 @@ fn scenario(module: &Path, rounds: usize, name: &'static str, config_text: &str)
             // alice must not lock: clear her failures now and then.
             if i == 0 && round % 3 == 0 {
                 store
-                    .write(|tx| tx.set_failures("alice", &FailureState::default()))
+                    .write(|tx| tx.set_failures("alice", &FailureState::default(), Timestamp(0)))
                     .expect("reset");
             }
             let start = Instant::now();

@@ -21,6 +21,7 @@ triplet=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
 files=$(dpkg-deb -c "$deb" | awk '{print $6}' | sed 's|^\./|/|')
 for path in "/usr/lib/$triplet/security/pam_diycloud.so" /usr/sbin/slicectl /etc/diycloud/diycloud.toml \
     /usr/share/pam-configs/diycloud /usr/lib/systemd/system/diycloud-api.service \
+    /usr/lib/systemd/system/diycloud-cache-refresh.timer /usr/share/man/man8/slicectl-cache-refresh.8.gz \
     /usr/share/man/man8/slicectl.8.gz /usr/share/man/man8/slicectl-user-add.8.gz \
     /usr/share/man/man8/pam_diycloud.8.gz /usr/share/man/man5/diycloud.toml.5.gz \
     /usr/share/bash-completion/completions/slicectl /usr/share/zsh/vendor-completions/_slicectl \

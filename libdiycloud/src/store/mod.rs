@@ -1,51 +1,34 @@
-//! The SQLite store: the one place that talks to the database file.
+//! The store: users, allocations, lockout, audit, API sessions and usage
+//! history, behind one interface with two backends.
 //!
-//! WAL mode, a generous busy timeout and short `BEGIN IMMEDIATE` write
-//! transactions let many logins and admin commands share the file without
-//! `SQLITE_BUSY`; every write happens in one transaction that rolls back on
-//! any error (a dropped [`Tx`] rolls back), so no command leaves half a record.
+//! - [`sqlite`]: one database file on the node (the default, embedded).
+//! - [`cluster`]: one PostgreSQL database for many nodes ([`postgres`]),
+//!   with a node-local SQLite cache that keeps logins working while the
+//!   server cannot be reached.
+//!
+//! Reads go through [`Backend`], writes through [`Store::write`]: one
+//! transaction ([`Transaction`]) that commits when the closure returns `Ok`
+//! and rolls back otherwise (a dropped transaction rolls back), so no
+//! command leaves half a record on either backend.
 
-mod history;
-mod sessions;
-mod users;
+pub mod cluster;
+pub mod postgres;
+mod records;
+pub mod sqlite;
 
-use std::fs::{DirBuilder, OpenOptions};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::config::DbConfig;
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use serde_json::Value;
 
-use crate::trust::{self, Presence};
+use crate::model::history::{Counter, Sample};
+use crate::model::lockout::{FailureState, LockoutPolicy};
+use crate::model::time::Timestamp;
+use crate::model::user::{Pending, User};
 
-pub use users::{AuditEntry, NewUser, UserChanges};
-
-/// Numbered migrations; migration N brings the schema to `PRAGMA user_version = N`.
-const MIGRATIONS: &[&str] = &[
-    include_str!("0001_initial.sql"),
-    include_str!("0002_logout.sql"),
-    include_str!("0003_intents.sql"),
-    include_str!("0004_api_sessions.sql"),
-    include_str!("0005_history.sql"),
-];
-
-fn file_identity(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
-}
-
-/// `PRAGMA application_id` of a diycloud database ("DIYC"), set by migration 3.
-pub const APPLICATION_ID: i32 = 0x4449_5943;
-
-/// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
-
-/// The WAL size past which a writer checkpoints and truncates it (64 pages).
-const WAL_TRIM_BYTES: u64 = 64 * 4096;
-
-/// How long a connection waits for another writer before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(15);
+pub use records::{AuditEntry, NewUser, UserChanges};
+pub use sqlite::{APPLICATION_ID, SCHEMA_VERSION};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -67,9 +50,9 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("database {path}: the record of user {username} has an invalid {field}: {message}")]
+    #[error("database {db}: the record of user {username} has an invalid {field}: {message}")]
     Corrupt {
-        path: PathBuf,
+        db: String,
         username: String,
         field: &'static str,
         message: String,
@@ -87,6 +70,31 @@ pub enum StoreError {
     UserExists(String),
     #[error("no such user: {0}")]
     UserNotFound(String),
+    /// PostgreSQL answered with an error, or the connection broke.
+    #[error("PostgreSQL {target}: {message}")]
+    Postgres { target: String, message: String },
+    /// PostgreSQL could not be reached; what the node's cache cannot do.
+    #[error("PostgreSQL {target} is unreachable ({why}); {what} needs it: try again when it is back (`slicectl doctor` shows the backend)")]
+    Offline {
+        target: String,
+        why: String,
+        what: &'static str,
+    },
+    /// The PostgreSQL schema is missing or of another version.
+    #[error("PostgreSQL {target}: {message}")]
+    Schema { target: String, message: String },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("PostgreSQL password file {path}: {message}")]
+    Credentials { path: PathBuf, message: String },
+}
+
+impl StoreError {
+    /// Whether this is the backend being unreachable (not a refusal or a
+    /// broken record): what a caller may fall back on the cache for.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, StoreError::Offline { .. })
+    }
 }
 
 /// What `slicectl init` did.
@@ -97,371 +105,323 @@ pub struct InitReport {
     pub to_version: u32,
 }
 
-/// An open database.
-pub struct Store {
-    conn: Connection,
-    path: PathBuf,
-    /// Device and inode of the file when opened: a restored backup is
-    /// another file, which a kept connection must not go on serving.
-    file: Option<(u64, u64)>,
-    checkpoint_on_close: bool,
-    wrote: bool,
+/// Where the users live: the config's `db` (or `--db`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// An SQLite file on this node.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database shared by the nodes, with this node's cache.
+    Postgres(Box<PostgresSettings>),
 }
 
-impl Drop for Store {
-    fn drop(&mut self) {
-        if self.checkpoint_on_close && self.wrote {
-            // Best effort: a busy checkpoint is done by a later writer.
-            let _ = self.checkpoint();
+/// The `[postgres]` settings that go with a `postgresql://` `db`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresSettings {
+    /// `postgresql://USER@HOST:PORT/DBNAME[?sslmode=...]`, never a password.
+    pub url: String,
+    /// A root-only file with the password, if the server asks for one.
+    pub password_file: Option<PathBuf>,
+    /// The node's SQLite cache of the records logins need.
+    pub cache: PathBuf,
+    /// How long any one wait on the network may take (connect, each query).
+    pub connect_timeout: Duration,
+    /// The CA certificates (PEM) a TLS server certificate must chain to.
+    pub ca_file: PathBuf,
+    /// Replays the failed logins a node counted while offline.
+    pub lockout: LockoutPolicy,
+}
+
+impl Database {
+    /// Parses a `db` value: a `postgresql://` (or `postgres://`) URL, or an
+    /// absolute path. `postgres` supplies the rest of a URL's settings.
+    pub fn parse(text: &str, postgres: &PostgresSettings) -> Result<Self, String> {
+        if text.starts_with("postgresql://") || text.starts_with("postgres://") {
+            postgres::check_url(text)?;
+            return Ok(Database::Postgres(Box::new(PostgresSettings {
+                url: text.to_owned(),
+                ..postgres.clone()
+            })));
+        }
+        if text.contains("://") {
+            return Err(format!("{text}: not a postgresql:// URL nor a file path"));
+        }
+        let path = PathBuf::from(text);
+        if !path.is_absolute() {
+            return Err(format!("{text} is not an absolute path"));
+        }
+        Ok(Database::Sqlite(path))
+    }
+
+    /// How the database is named in messages (a URL never holds a secret).
+    pub fn describe(&self) -> String {
+        match self {
+            Database::Sqlite(path) => path.display().to_string(),
+            Database::Postgres(settings) => settings.url.clone(),
+        }
+    }
+
+    /// The SQLite file, for what only a file has (backups).
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        match self {
+            Database::Sqlite(path) => Some(path),
+            Database::Postgres(_) => None,
         }
     }
 }
 
-/// `path` made absolute against the working directory (no file access).
-fn absolute(path: &Path) -> Result<PathBuf, StoreError> {
-    std::path::absolute(path).map_err(|source| StoreError::Create {
-        path: path.into(),
-        source,
-    })
+impl From<PathBuf> for Database {
+    fn from(path: PathBuf) -> Self {
+        Database::Sqlite(path)
+    }
+}
+
+impl std::fmt::Display for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+/// Reads, and the start of a write. One implementation per backend.
+pub trait Backend: Send {
+    /// The user and their password hash: for the login path only.
+    fn credentials(&self, name: &str) -> Result<Option<(User, String)>, StoreError>;
+    /// Every user, by name.
+    fn users(&self) -> Result<Vec<User>, StoreError>;
+    /// The password hash of one user, picked by `name`: the same user for
+    /// the same name every time, users spread evenly over names. An unknown
+    /// name's dummy verify takes this hash's cost, so unknown names cost
+    /// what the user base costs. `None` for an empty database.
+    fn sample_hash(&self, name: &str) -> Result<Option<String>, StoreError>;
+    /// The newest `limit` audit entries about `name`, oldest first.
+    fn audit_log(&self, name: &str, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
+    /// The user whose session `token_hash` is, while it has not expired.
+    fn api_session(&self, token_hash: &str, now: Timestamp) -> Result<Option<User>, StoreError>;
+    /// The samples of `user` (everyone's where `None`) taken from `from` to
+    /// `to` (inclusive), one per user and `bucket` seconds: the bucket's
+    /// start, its highest CPU counter, tasks and disk, and its mean memory
+    /// and GPU memory. Ordered by user, then time.
+    fn samples(
+        &self,
+        user: Option<&str>,
+        from: Timestamp,
+        to: Timestamp,
+        bucket: u64,
+    ) -> Result<Vec<Sample>, StoreError>;
+    /// How many samples the history holds.
+    fn sample_count(&self) -> Result<u64, StoreError>;
+    /// The value of `counter` (0 before it was first counted).
+    fn counter(&self, counter: Counter) -> Result<u64, StoreError>;
+
+    /// Starts a write transaction.
+    fn begin(&mut self) -> Result<Box<dyn Transaction + '_>, StoreError>;
+    /// Called after each committed write (SQLite trims its WAL here).
+    fn after_write(&mut self) {}
+    /// Whether this connection, kept idle, may serve its database again.
+    fn is_reusable(&self) -> bool;
+    /// Whether the database still has the schema this build knows.
+    fn schema_is_current(&self) -> bool;
+    /// Where the data lives, for messages.
+    fn describe(&self) -> String;
+    /// Makes the store flush everything to its file when dropped after a
+    /// write (SQLite: checkpoint the WAL; others: nothing to do).
+    fn checkpoint_on_close(&mut self) {}
+    /// A consistent copy in `dest`; returns the copy's user count.
+    fn backup(&self, _dest: &Path) -> Result<i64, StoreError> {
+        Err(StoreError::Unsupported(format!(
+            "{} is not a file: back it up with the server's own tools (pg_dump)",
+            self.describe()
+        )))
+    }
+
+    /// The cluster store behind this backend, if it is one.
+    fn as_cluster(&self) -> Option<&cluster::ClusterStore> {
+        None
+    }
+    fn as_cluster_mut(&mut self) -> Option<&mut cluster::ClusterStore> {
+        None
+    }
+
+    /// The user named `name`, if the database has one.
+    fn user(&self, name: &str) -> Result<Option<User>, StoreError> {
+        Ok(self.credentials(name)?.map(|(user, _)| user))
+    }
+}
+
+/// One write transaction; see [`Store::write`].
+pub trait Transaction {
+    /// The user and their hash, read inside this transaction.
+    fn credentials(&self, name: &str) -> Result<Option<(User, String)>, StoreError>;
+    /// Only what the login bookkeeping re-checks inside its transaction: the
+    /// failure state and the password hash. Backends that can lock the row
+    /// for the rest of the transaction do, so concurrent logins count every
+    /// failure.
+    fn login_state(&self, name: &str) -> Result<Option<(FailureState, String)>, StoreError>;
+    fn insert_user(&self, new: &NewUser, now: Timestamp) -> Result<User, StoreError>;
+    /// Applies `changes`, touching only the columns they name (so concurrent
+    /// updates of other fields, or a login's failure count, are never lost).
+    /// Returns the changed fields and their new values, for the audit log.
+    fn update_user(
+        &self,
+        name: &str,
+        changes: &UserChanges,
+        now: Timestamp,
+    ) -> Result<Value, StoreError>;
+    /// A new password: every API session of the user ends with the old one.
+    fn set_password_hash(&self, name: &str, hash: &str, now: Timestamp) -> Result<(), StoreError>;
+    /// The same password at another cost: `password_changed_at` stays.
+    fn replace_hash(&self, name: &str, hash: &str) -> Result<(), StoreError>;
+    /// Records (or, with `None`, clears) an unfinished add or delete.
+    fn set_pending(&self, name: &str, pending: Option<Pending>) -> Result<(), StoreError>;
+    /// Links the record to a system account: its uid, and whether
+    /// diycloud created it (and so removes it).
+    fn set_system_account(&self, name: &str, uid: u32, owned: bool) -> Result<(), StoreError>;
+    /// Stores the failure bookkeeping the lockout policy computed for a
+    /// wrong password at `now`.
+    fn set_failures(
+        &self,
+        name: &str,
+        state: &FailureState,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// A successful login: the failure count starts over.
+    fn record_login(&self, name: &str, now: Timestamp) -> Result<(), StoreError>;
+    /// A session closed.
+    fn record_logout(&self, name: &str, now: Timestamp) -> Result<(), StoreError>;
+    fn delete_user(&self, name: &str) -> Result<(), StoreError>;
+    fn audit(
+        &self,
+        now: Timestamp,
+        actor: &str,
+        action: &str,
+        username: &str,
+        detail: &Value,
+    ) -> Result<(), StoreError>;
+    /// A new API session of `name` until `expires`.
+    fn insert_api_session(
+        &self,
+        token_hash: &str,
+        name: &str,
+        now: Timestamp,
+        expires: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Ends one session (logout); false if there was none.
+    fn delete_api_session(&self, token_hash: &str) -> Result<bool, StoreError>;
+    /// Ends every session of `name` (password changed, account disabled).
+    fn delete_api_sessions_of(&self, name: &str) -> Result<usize, StoreError>;
+    /// Forgets sessions that have expired.
+    fn prune_api_sessions(&self, now: Timestamp) -> Result<usize, StoreError>;
+    /// Records `samples`; a sample of a user no longer in the database is
+    /// left out. Returns how many went in.
+    fn insert_samples(&self, samples: &[Sample]) -> Result<usize, StoreError>;
+    /// Deletes the samples taken before `oldest`, then the oldest ones past
+    /// `max_rows`. Returns how many went.
+    fn prune_samples(&self, oldest: Timestamp, max_rows: u64) -> Result<u64, StoreError>;
+    /// Adds one to `counter`.
+    fn count(&self, counter: Counter) -> Result<(), StoreError>;
+
+    /// Makes the transaction's writes durable and visible.
+    fn commit(self: Box<Self>) -> Result<(), StoreError>;
+
+    /// The user named `name`; an error if there is none.
+    fn user(&self, name: &str) -> Result<User, StoreError> {
+        self.credentials(name)?
+            .map(|(user, _)| user)
+            .ok_or_else(|| StoreError::UserNotFound(name.into()))
+    }
+}
+
+/// What a write closure receives.
+pub type Tx<'a> = dyn Transaction + 'a;
+
+/// An open database, of either backend.
+pub struct Store {
+    backend: Box<dyn Backend>,
+    database: Database,
+}
+
+impl Deref for Store {
+    type Target = dyn Backend;
+    fn deref(&self) -> &Self::Target {
+        &*self.backend
+    }
+}
+
+impl DerefMut for Store {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut *self.backend
+    }
 }
 
 impl Store {
-    /// Opens an existing database whose schema is current. Never creates a
-    /// file: a login must not conjure up an empty user database.
-    /// The file and every directory above it must pass
-    /// [`crate::trust::check_database`]: whoever can write the database
-    /// decides who logs in.
+    /// Opens an existing SQLite database whose schema is current (see
+    /// [`sqlite::SqliteStore::open`]).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let path = &absolute(path)?;
-        if trust::check_database(path)? == Presence::Absent {
-            return Err(StoreError::Missing(path.into()));
-        }
-        let store = Self::connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
-        match store.user_version()? {
-            SCHEMA_VERSION => Ok(store),
-            0 => Err(StoreError::NotInitialised(path.into())),
-            found if found > SCHEMA_VERSION => Err(StoreError::TooNew {
-                path: path.into(),
-                found,
-            }),
-            found => Err(StoreError::Outdated {
-                path: path.into(),
-                found,
-            }),
-        }
+        Ok(Self::from(sqlite::SqliteStore::open(path)?))
     }
 
-    /// Creates the database (file 0600 in a 0700 directory) or brings an
-    /// older one up to date. Safe to run any number of times, also after an
-    /// interrupted run. Refuses a directory others could write to, and an
-    /// existing file that is not a diycloud database.
+    /// What this store was opened on.
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
+
+    /// Creates or migrates an SQLite database (see [`sqlite::SqliteStore::init`]).
     pub fn init(path: &Path) -> Result<(Self, InitReport), StoreError> {
-        let path = &absolute(path)?;
-        let create_err = |source| StoreError::Create {
-            path: path.into(),
-            source,
-        };
-        // Before creating anything: no untrusted user may be able to create
-        // or replace what follows.
-        trust::check_database(path)?;
-        if let Some(dir) = path.parent() {
-            if !dir.exists() {
-                DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(dir)
-                    .map_err(create_err)?;
+        let (store, report) = sqlite::SqliteStore::init(path)?;
+        Ok((Self::from(store), report))
+    }
+
+    /// Opens `db`, whose schema must be current. For PostgreSQL: the
+    /// server when it answers within the timeout, else the node's cache
+    /// (logins only; see [`cluster`]).
+    pub fn open_database(db: &Database) -> Result<Self, StoreError> {
+        match db {
+            Database::Sqlite(path) => Self::open(path),
+            Database::Postgres(settings) => Ok(Self {
+                backend: Box::new(cluster::ClusterStore::open(settings)?),
+                database: db.clone(),
+            }),
+        }
+    }
+
+    /// Creates or migrates `db`'s schema (`slicectl init`).
+    pub fn init_database(db: &Database) -> Result<(Self, InitReport), StoreError> {
+        match db {
+            Database::Sqlite(path) => Self::init(path),
+            Database::Postgres(settings) => {
+                let (store, report) = cluster::ClusterStore::init(settings)?;
+                Ok((
+                    Self {
+                        backend: Box::new(store),
+                        database: db.clone(),
+                    },
+                    report,
+                ))
             }
         }
-        let created = match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-        {
-            Ok(_) => true,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
-            Err(e) => return Err(create_err(e)),
-        };
-        trust::check_database(path)?;
-        let not_sqlite = |e| match e {
-            StoreError::Sqlite {
-                source: rusqlite::Error::SqliteFailure(f, _),
-                ..
-            } if f.code == rusqlite::ErrorCode::NotADatabase => StoreError::Foreign {
-                path: path.into(),
-                why: "not an SQLite file".into(),
-            },
-            e => e,
-        };
-        let mut store =
-            Self::connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(not_sqlite)?;
-        store.checkpoint_on_close = true;
-        let from_version = store.user_version().map_err(not_sqlite)?;
-        store.check_is_ours(from_version)?;
-        if from_version > SCHEMA_VERSION {
-            return Err(StoreError::TooNew {
-                path: path.into(),
-                found: from_version,
-            });
-        }
-        // Migration 1 runs in rollback-journal mode: a new file goes from 0
-        // bytes to a complete schema in one step (a crash leaves 0 bytes,
-        // which the next `init` takes as new). WAL comes after.
-        for (index, sql) in MIGRATIONS.iter().enumerate().skip(from_version as usize) {
-            let version = index as u32 + 1;
-            store.write(|tx| {
-                tx.tx
-                    .execute_batch(sql)
-                    .and_then(|()| tx.tx.pragma_update(None, "user_version", version))
-                    .map_err(|e| tx.sqlite(e))
-            })?;
-        }
-        store
-            .conn
-            .pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| store.sqlite(e))?;
-        Ok((
-            store,
-            InitReport {
-                created,
-                from_version,
-                to_version: SCHEMA_VERSION,
-            },
-        ))
     }
 
-    /// Whether an existing file is a diycloud database (or empty, as `init`
-    /// creates it): `init` must never adopt someone else's SQLite file, nor
-    /// silently start over on a database whose contents were lost.
-    fn check_is_ours(&self, version: u32) -> Result<(), StoreError> {
-        let foreign = |why: &str| StoreError::Foreign {
-            path: self.path.clone(),
-            why: why.into(),
-        };
-        let size = std::fs::metadata(&self.path).map_or(0, |m| m.len());
-        let application_id: i32 = self
-            .conn
-            .pragma_query_value(None, "application_id", |r| r.get(0))
-            .map_err(|e| match e {
-                rusqlite::Error::SqliteFailure(f, _)
-                    if f.code == rusqlite::ErrorCode::NotADatabase =>
-                {
-                    foreign("not an SQLite file")
-                }
-                e => self.sqlite(e),
-            })?;
-        let tables: i64 = self
-            .conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'users'",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(|e| self.sqlite(e))?;
-        match (version, application_id) {
-            (0, 0) if size == 0 => Ok(()),
-            (0, _) => Err(foreign("an SQLite file without the diycloud schema")),
-            (_, id) if id != 0 && id != APPLICATION_ID => Err(foreign(&format!(
-                "an SQLite file of another application (application_id {id:#x})"
-            ))),
-            _ if tables == 0 => Err(foreign("no users table")),
-            _ => Ok(()),
-        }
-    }
-
-    /// Checkpoints the WAL into the database file, so the file alone holds
-    /// everything (a plain copy is then complete).
-    pub fn checkpoint(&self) -> Result<(), StoreError> {
-        self.conn
-            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
-            .map_err(|e| self.sqlite(e))
-    }
-
-    /// Makes the store checkpoint when it is dropped after a write: what an
-    /// admin command wants (the PAM module does not: it would cost an fsync
-    /// per login; its writers trim the WAL instead).
-    pub fn checkpoint_on_close(&mut self) {
-        self.checkpoint_on_close = true;
-    }
-
-    /// A consistent copy of the database in `dest` (mode 0600), made with
-    /// SQLite's online backup while others may be writing. Written to a
-    /// temporary file beside `dest` and renamed, so `dest` is never half a
-    /// database; an existing `dest` is an error. Returns the copy's user count.
-    pub fn backup(&self, dest: &Path) -> Result<i64, StoreError> {
-        let err = |source| StoreError::Backup {
-            path: dest.into(),
-            source,
-        };
-        if std::fs::symlink_metadata(dest).is_ok() {
-            return Err(err(std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                "it already exists",
-            )));
-        }
-        let mut temp_name = dest.as_os_str().to_os_string();
-        temp_name.push(format!(".partial-{}", std::process::id()));
-        let temp = PathBuf::from(temp_name);
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temp)
-            .map_err(err)?;
-        let result = (|| {
-            let mut copy = Connection::open(&temp).map_err(|e| StoreError::Sqlite {
-                path: temp.clone(),
-                source: e,
-            })?;
-            {
-                let backup = rusqlite::backup::Backup::new(&self.conn, &mut copy)
-                    .map_err(|e| self.sqlite(e))?;
-                backup
-                    .run_to_completion(256, Duration::from_millis(10), None)
-                    .map_err(|e| self.sqlite(e))?;
-            }
-            // The copy stands alone: one file, no WAL beside it.
-            let copy_err = |e| StoreError::Sqlite {
-                path: temp.clone(),
-                source: e,
-            };
-            copy.pragma_update(None, "journal_mode", "DELETE")
-                .map_err(copy_err)?;
-            let users: i64 = copy
-                .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
-                .map_err(copy_err)?;
-            drop(copy);
-            std::fs::File::open(&temp)
-                .and_then(|f| f.sync_all())
-                .map_err(err)?;
-            // Never replace a file that appeared meanwhile.
-            std::fs::hard_link(&temp, dest).map_err(err)?;
-            Ok(users)
-        })();
-        let _ = std::fs::remove_file(&temp);
-        result
-    }
-
-    fn connect(path: &Path, flags: OpenFlags) -> Result<Self, StoreError> {
-        let sqlite = |source| StoreError::Sqlite {
-            path: path.into(),
-            source,
-        };
-        let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .map_err(sqlite)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite)?;
-        // NORMAL is durable enough in WAL mode (a power cut may lose the last
-        // commits, never consistency) and keeps fsync off the login path.
-        // temp_store = MEMORY: SQLite would otherwise pick a directory for
-        // temporary files from TMPDIR or SQLITE_TMPDIR, which under su
-        // belong to the caller.
-        conn.execute_batch(
-            "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY;",
-        )
-        .map_err(sqlite)?;
-        // Each login opens and closes its own connection. SQLite's default
-        // checkpoint on close costs an fsync per login; without it, every
-        // opener rebuilds the WAL index from the whole WAL, which then only
-        // grows. So: no checkpoint on close, and writers truncate the WAL
-        // once it passes WAL_TRIM_BYTES (see `write`).
-        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
-            .map_err(sqlite)?;
-        Ok(Self {
-            conn,
-            path: path.into(),
-            file: file_identity(path),
-            checkpoint_on_close: false,
-            wrote: false,
-        })
-    }
-
-    /// Whether the file still has the schema this build knows (another
-    /// version's `slicectl init` may have migrated it since it was opened).
-    /// Whether this connection, kept idle, may serve its path again: the
-    /// file still passes the trust rules, is still the same file (a restored
-    /// backup is a new one) and has the schema this build knows. Otherwise
-    /// it is to be closed and the path opened afresh. (For processes that
-    /// keep connections: the PAM module inside a JupyterHub, the API server.)
-    pub fn is_reusable(&self) -> bool {
-        matches!(trust::check_database(&self.path), Ok(Presence::Present))
-            && self.file.is_some()
-            && file_identity(&self.path) == self.file
-            && self.schema_is_current()
-    }
-
-    pub fn schema_is_current(&self) -> bool {
-        matches!(self.user_version(), Ok(SCHEMA_VERSION))
-    }
-
-    fn user_version(&self) -> Result<u32, StoreError> {
-        self.conn
-            .pragma_query_value(None, "user_version", |row| row.get(0))
-            .map_err(|e| self.sqlite(e))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    fn sqlite(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite {
-            path: self.path.clone(),
-            source,
-        }
-    }
-
-    /// Runs `f` inside one `BEGIN IMMEDIATE` transaction: committed when `f`
-    /// returns `Ok`, rolled back on `Err` (or a panic).
+    /// Runs `f` inside one write transaction: committed when `f` returns
+    /// `Ok`, rolled back on `Err` (or a panic).
     pub fn write<T, E>(&mut self, f: impl FnOnce(&Tx<'_>) -> Result<T, E>) -> Result<T, E>
     where
         E: From<StoreError>,
     {
         let value = {
-            let path = self.path.clone();
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|source| StoreError::Sqlite {
-                    path: path.clone(),
-                    source,
-                })?;
-            let tx = Tx { tx, path };
-            let value = f(&tx)?;
-            let Tx { tx, path } = tx;
-            tx.commit()
-                .map_err(|source| StoreError::Sqlite { path, source })?;
+            let tx = self.backend.begin()?;
+            let value = f(&*tx)?;
+            tx.commit()?;
             value
         };
-        self.wrote = true;
-        self.trim_wal();
+        self.backend.after_write();
         Ok(value)
     }
-
-    /// Checkpoints and truncates the WAL once it passes `WAL_TRIM_BYTES`:
-    /// one fsync every few dozen writes keeps every open cheap. Best effort:
-    /// a busy or failed checkpoint is simply tried again by a later write.
-    fn trim_wal(&self) {
-        let mut wal = self.path.clone().into_os_string();
-        wal.push("-wal");
-        let size = std::fs::metadata(&wal).map_or(0, |m| m.len());
-        if size > WAL_TRIM_BYTES {
-            let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
-        }
-    }
 }
 
-/// A write transaction; see [`Store::write`].
-pub struct Tx<'a> {
-    tx: rusqlite::Transaction<'a>,
-    path: PathBuf,
-}
-
-impl Tx<'_> {
-    fn sqlite(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite {
-            path: self.path.clone(),
-            source,
+impl From<sqlite::SqliteStore> for Store {
+    fn from(store: sqlite::SqliteStore) -> Self {
+        Self {
+            database: Database::Sqlite(store.path().to_path_buf()),
+            backend: Box::new(store),
         }
     }
 }

@@ -1,6 +1,20 @@
-use std::os::unix::fs::PermissionsExt;
+//! The store's contract, run against every backend this run can reach:
+//! SQLite always; PostgreSQL where `DIYCLOUD_TEST_PG_URL` names a server
+//! (`tests/system/cluster.sh` starts one and sets `DIYCLOUD_TEST_PG_*`).
+//! Each test gets an empty database: a temporary file, or a schema of its
+//! own on the server, dropped afterwards.
 
+// Timing a connect is what two of these tests are about.
+#![allow(clippy::disallowed_methods)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use super::postgres::PgStore;
 use super::*;
+use crate::model::history::{Counter, Sample};
 use crate::model::limits::LimitChanges;
 use crate::model::lockout::{FailureState, LockoutPolicy};
 use crate::model::time::Timestamp;
@@ -18,320 +32,627 @@ fn new_user(name: &str) -> NewUser {
     }
 }
 
-fn fresh() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, _) = Store::init(&dir.path().join("sub/diycloud.db")).unwrap();
-    (dir, store)
+/// An empty database of one backend.
+pub(crate) struct Fixture {
+    pub name: &'static str,
+    pub db: Database,
+    _dir: tempfile::TempDir,
+    /// The PostgreSQL schema, and the settings to reach it without it.
+    schema: Option<(String, PostgresSettings)>,
 }
 
-#[test]
-fn init_creates_private_files_and_is_idempotent() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state/diycloud.db");
-    let (_, report) = Store::init(&path).unwrap();
-    assert_eq!(
-        report,
-        InitReport {
-            created: true,
-            from_version: 0,
-            to_version: SCHEMA_VERSION
-        }
-    );
-    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode(&path), 0o600);
-    assert_eq!(mode(path.parent().unwrap()), 0o700);
-    let (_, again) = Store::init(&path).unwrap();
-    assert_eq!(
-        again,
-        InitReport {
-            created: false,
-            from_version: SCHEMA_VERSION,
-            to_version: SCHEMA_VERSION
-        }
-    );
-    Store::open(&path).unwrap();
+static SCHEMAS: AtomicU32 = AtomicU32::new(0);
+
+/// The PostgreSQL settings of the test server, if there is one.
+pub(crate) fn test_server() -> Option<PostgresSettings> {
+    let Ok(url) = std::env::var("DIYCLOUD_TEST_PG_URL") else {
+        assert!(
+            std::env::var_os("DIYCLOUD_TEST_PG_REQUIRED").is_none(),
+            "DIYCLOUD_TEST_PG_REQUIRED is set but DIYCLOUD_TEST_PG_URL is not"
+        );
+        return None;
+    };
+    Some(PostgresSettings {
+        url,
+        password_file: std::env::var_os("DIYCLOUD_TEST_PG_PASSWORD_FILE").map(PathBuf::from),
+        ca_file: std::env::var_os("DIYCLOUD_TEST_PG_CA").map_or_else(
+            || PathBuf::from("/etc/ssl/certs/ca-certificates.crt"),
+            PathBuf::from,
+        ),
+        cache: PathBuf::new(),
+        connect_timeout: Duration::from_secs(5),
+        lockout: LockoutPolicy::default(),
+    })
 }
 
-#[test]
-fn open_refuses_missing_empty_corrupt_and_newer_databases() {
-    let dir = tempfile::tempdir().unwrap();
-    let missing = dir.path().join("missing.db");
-    assert!(matches!(Store::open(&missing), Err(StoreError::Missing(_))));
-    assert!(!missing.exists(), "open must never create the file");
+impl Fixture {
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::Sqlite(dir.path().join("sub/diycloud.db"));
+        Store::init_database(&db).unwrap();
+        Self {
+            name: "sqlite",
+            db,
+            _dir: dir,
+            schema: None,
+        }
+    }
 
-    let empty = dir.path().join("empty.db");
-    std::fs::write(&empty, b"").unwrap();
-    assert!(matches!(
-        Store::open(&empty),
-        Err(StoreError::NotInitialised(_))
-    ));
+    /// A schema of its own on the test server, and a cache file.
+    pub fn postgres(server: &PostgresSettings) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = format!(
+            "t_{}_{}",
+            std::process::id(),
+            SCHEMAS.fetch_add(1, Ordering::Relaxed)
+        );
+        let base = PostgresSettings {
+            cache: dir.path().join("cache.db"),
+            ..server.clone()
+        };
+        PgStore::connect(&base)
+            .unwrap()
+            .execute_raw(&format!("CREATE SCHEMA {schema}"))
+            .unwrap();
+        let joiner = if base.url.contains('?') { '&' } else { '?' };
+        let settings = PostgresSettings {
+            url: format!("{}{joiner}options=-csearch_path%3D{schema}", base.url),
+            ..base.clone()
+        };
+        let db = Database::Postgres(Box::new(settings));
+        Store::init_database(&db).unwrap();
+        Self {
+            name: "postgresql",
+            db,
+            _dir: dir,
+            schema: Some((schema, base)),
+        }
+    }
 
-    let corrupt = dir.path().join("corrupt.db");
-    std::fs::write(&corrupt, vec![0x5a; 8192]).unwrap();
-    let err = Store::open(&corrupt).err().unwrap();
-    assert!(err.to_string().contains("not a database"), "{err}");
+    pub fn open(&self) -> Store {
+        Store::open_database(&self.db).unwrap()
+    }
 
-    let newer = dir.path().join("newer.db");
-    Store::init(&newer).unwrap();
-    Connection::open(&newer)
-        .unwrap()
-        .pragma_update(None, "user_version", 99)
-        .unwrap();
-    assert!(matches!(
-        Store::open(&newer),
-        Err(StoreError::TooNew { found: 99, .. })
-    ));
-    assert!(matches!(
-        Store::init(&newer),
-        Err(StoreError::TooNew { found: 99, .. })
-    ));
+    /// The PostgreSQL settings of this fixture.
+    pub fn settings(&self) -> &PostgresSettings {
+        match &self.db {
+            Database::Postgres(settings) => settings,
+            Database::Sqlite(_) => panic!("not a PostgreSQL fixture"),
+        }
+    }
 
-    assert!(
-        Store::open(dir.path()).is_err(),
-        "a directory is not a database"
-    );
+    /// Runs SQL that both dialects read alike, straight on the database.
+    pub fn execute(&self, sql: &str) {
+        match &self.db {
+            Database::Sqlite(path) => {
+                rusqlite::Connection::open(path)
+                    .unwrap()
+                    .execute_batch(sql)
+                    .unwrap();
+            }
+            Database::Postgres(settings) => {
+                PgStore::connect(settings)
+                    .unwrap()
+                    .execute_raw(sql)
+                    .unwrap();
+            }
+        }
+    }
+
+    /// The number the query gives.
+    pub fn number(&self, sql: &str) -> i64 {
+        match &self.db {
+            Database::Sqlite(path) => rusqlite::Connection::open(path)
+                .unwrap()
+                .query_row(sql, [], |r| r.get(0))
+                .unwrap(),
+            Database::Postgres(settings) => PgStore::connect(settings)
+                .unwrap()
+                .query_number(sql)
+                .unwrap(),
+        }
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Some((schema, base)) = &self.schema {
+            if let Ok(server) = PgStore::connect(base) {
+                let _ = server.execute_raw(&format!("DROP SCHEMA {schema} CASCADE"));
+            }
+        }
+    }
+}
+
+/// Runs `test` on an empty database of every backend this run can reach.
+pub(crate) fn each_backend(test: impl Fn(&Fixture)) {
+    test(&Fixture::sqlite());
+    match test_server() {
+        Some(server) => test(&Fixture::postgres(&server)),
+        None => eprintln!("PostgreSQL: skipped (DIYCLOUD_TEST_PG_URL is not set)"),
+    }
 }
 
 #[test]
 fn users_round_trip() {
-    let (_dir, mut store) = fresh();
-    let created = store
-        .write(|tx| tx.insert_user(&new_user("alice"), Timestamp(100)))
-        .unwrap();
-    assert_eq!(created.username.as_str(), "alice");
-    assert_eq!(created.allocation, Allocation::default());
-    assert_eq!(created.created_at, Timestamp(100));
-    assert!(created.active);
-    let (user, hash) = store.credentials("alice").unwrap().unwrap();
-    assert_eq!(user, created);
-    assert_eq!(hash, "$argon2id$fake");
-    assert!(store.user("bob").unwrap().is_none());
+    each_backend(|f| {
+        let mut store = f.open();
+        let created = store
+            .write(|tx| tx.insert_user(&new_user("alice"), Timestamp(100)))
+            .unwrap();
+        assert_eq!(created.username.as_str(), "alice");
+        assert_eq!(created.allocation, Allocation::default());
+        assert_eq!(created.created_at, Timestamp(100));
+        assert!(created.active);
+        let (user, hash) = store.credentials("alice").unwrap().unwrap();
+        assert_eq!(user, created, "{}", f.name);
+        assert_eq!(hash, "$argon2id$fake");
+        assert!(store.user("bob").unwrap().is_none());
+        assert_eq!(store.users().unwrap(), vec![created]);
 
-    let dup = store.write(|tx| tx.insert_user(&new_user("alice"), Timestamp(101)));
-    assert!(matches!(dup, Err(StoreError::UserExists(_))));
+        let dup = store.write(|tx| tx.insert_user(&new_user("alice"), Timestamp(101)));
+        assert!(matches!(dup, Err(StoreError::UserExists(_))), "{}", f.name);
+    });
 }
 
 #[test]
 fn update_touches_only_named_fields() {
-    let (_dir, mut store) = fresh();
-    store
-        .write(|tx| tx.insert_user(&new_user("alice"), Timestamp(100)))
-        .unwrap();
-    let failures = FailureState {
-        count: 3,
-        window_start: Some(Timestamp(5)),
-        locked_at: None,
-    };
-    store
-        .write(|tx| tx.set_failures("alice", &failures))
-        .unwrap();
-    let changes = UserChanges {
-        limits: LimitChanges {
-            cpu: Some(Cpu::Infinity),
-            memory: Some(Size::Bytes(1 << 30)),
-            ..LimitChanges::default()
-        },
-        email: Some(None),
-        role: Some(Role::Admin),
-        ..Default::default()
-    };
-    let detail = store
-        .write(|tx| tx.update_user("alice", &changes, Timestamp(200)))
-        .unwrap();
-    assert_eq!(
-        detail,
-        serde_json::json!({"cpu": "infinity", "memory": "1G", "email": null, "role": "admin"})
-    );
-    let user = store.user("alice").unwrap().unwrap();
-    assert_eq!(user.allocation.cpu, Cpu::Infinity);
-    assert_eq!(user.allocation.memory, Size::Bytes(1 << 30));
-    assert_eq!(user.allocation.disk, Allocation::default().disk);
-    assert_eq!(user.email, None);
-    assert_eq!(user.role, Role::Admin);
-    assert_eq!(user.failures, failures, "failure count untouched");
-    assert_eq!(user.updated_at, Timestamp(200));
+    each_backend(|f| {
+        let mut store = f.open();
+        store
+            .write(|tx| tx.insert_user(&new_user("alice"), Timestamp(100)))
+            .unwrap();
+        let failures = FailureState {
+            count: 3,
+            window_start: Some(Timestamp(5)),
+            locked_at: None,
+        };
+        store
+            .write(|tx| tx.set_failures("alice", &failures, Timestamp(5)))
+            .unwrap();
+        let changes = UserChanges {
+            limits: LimitChanges {
+                cpu: Some(Cpu::Infinity),
+                memory: Some(Size::Bytes(1 << 30)),
+                ..LimitChanges::default()
+            },
+            email: Some(None),
+            role: Some(Role::Admin),
+            active: Some(false),
+            ..Default::default()
+        };
+        let detail = store
+            .write(|tx| tx.update_user("alice", &changes, Timestamp(200)))
+            .unwrap();
+        assert_eq!(
+            detail,
+            serde_json::json!({"cpu": "infinity", "memory": "1G", "email": null, "role": "admin", "active": false})
+        );
+        let user = store.user("alice").unwrap().unwrap();
+        assert_eq!(user.allocation.cpu, Cpu::Infinity);
+        assert_eq!(user.allocation.memory, Size::Bytes(1 << 30));
+        assert_eq!(user.allocation.disk, Allocation::default().disk);
+        assert_eq!(user.email, None);
+        assert_eq!(user.role, Role::Admin);
+        assert!(!user.active);
+        assert_eq!(user.failures, failures, "failure count untouched");
+        assert_eq!(user.updated_at, Timestamp(200));
 
-    let missing = store.write(|tx| tx.update_user("bob", &changes, Timestamp(1)));
-    assert!(matches!(missing, Err(StoreError::UserNotFound(_))));
+        let missing = store.write(|tx| tx.update_user("bob", &changes, Timestamp(1)));
+        assert!(matches!(missing, Err(StoreError::UserNotFound(_))));
+    });
 }
 
 #[test]
 fn a_failed_write_leaves_nothing_behind() {
-    let (_dir, mut store) = fresh();
-    let result: Result<(), StoreError> = store.write(|tx| {
-        tx.insert_user(&new_user("alice"), Timestamp(1))?;
-        tx.audit(
-            Timestamp(1),
-            "test",
-            "user.add",
-            "alice",
-            &serde_json::json!({}),
-        )?;
-        Err(StoreError::UserNotFound(
-            "simulated failure after the insert".into(),
-        ))
+    each_backend(|f| {
+        let mut store = f.open();
+        let result: Result<(), StoreError> = store.write(|tx| {
+            tx.insert_user(&new_user("alice"), Timestamp(1))?;
+            tx.audit(
+                Timestamp(1),
+                "test",
+                "user.add",
+                "alice",
+                &serde_json::json!({}),
+            )?;
+            Err(StoreError::UserNotFound(
+                "simulated failure after the insert".into(),
+            ))
+        });
+        assert!(result.is_err());
+        assert!(store.user("alice").unwrap().is_none(), "{}", f.name);
+        assert!(store.audit_log("alice", 10).unwrap().is_empty());
+        // The connection is still good for the next write.
+        store
+            .write(|tx| tx.insert_user(&new_user("alice"), Timestamp(2)))
+            .unwrap();
     });
-    assert!(result.is_err());
-    assert!(store.user("alice").unwrap().is_none());
-    assert!(store.audit_log("alice", 10).unwrap().is_empty());
 }
 
 #[test]
 fn delete_cascades_and_audit_survives() {
-    let (_dir, mut store) = fresh();
-    store
-        .write(|tx| {
-            tx.insert_user(&new_user("alice"), Timestamp(1))?;
-            tx.audit(
-                Timestamp(1),
-                "root",
-                "user.add",
-                "alice",
-                &serde_json::json!({"role": "user"}),
-            )
-        })
-        .unwrap();
-    store
-        .write(|tx| {
-            tx.delete_user("alice")?;
-            tx.audit(
-                Timestamp(2),
-                "root",
-                "user.del",
-                "alice",
-                &serde_json::json!({}),
-            )
-        })
-        .unwrap();
-    assert!(store.user("alice").unwrap().is_none());
-    let allocations: i64 = store
-        .conn
-        .query_row("SELECT COUNT(*) FROM resource_allocations", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    assert_eq!(allocations, 0);
-    let log = store.audit_log("alice", 10).unwrap();
-    assert_eq!(
-        log.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
-        ["user.add", "user.del"]
-    );
-    assert_eq!(log[0].detail, serde_json::json!({"role": "user"}));
+    each_backend(|f| {
+        let mut store = f.open();
+        store
+            .write(|tx| {
+                tx.insert_user(&new_user("alice"), Timestamp(1))?;
+                tx.insert_api_session("t1", "alice", Timestamp(1), Timestamp(100))?;
+                tx.audit(
+                    Timestamp(1),
+                    "root",
+                    "user.add",
+                    "alice",
+                    &serde_json::json!({"role": "user"}),
+                )
+            })
+            .unwrap();
+        store
+            .write(|tx| {
+                tx.delete_user("alice")?;
+                tx.audit(
+                    Timestamp(2),
+                    "root",
+                    "user.del",
+                    "alice",
+                    &serde_json::json!({}),
+                )
+            })
+            .unwrap();
+        assert!(store.user("alice").unwrap().is_none());
+        assert_eq!(f.number("SELECT COUNT(*) FROM resource_allocations"), 0);
+        assert_eq!(f.number("SELECT COUNT(*) FROM api_sessions"), 0);
+        let log = store.audit_log("alice", 10).unwrap();
+        assert_eq!(
+            log.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+            ["user.add", "user.del"]
+        );
+        assert_eq!(log[0].detail, serde_json::json!({"role": "user"}));
+    });
 }
 
 #[test]
 fn hand_edited_nonsense_is_reported_not_guessed() {
-    let (_dir, mut store) = fresh();
-    store
-        .write(|tx| tx.insert_user(&new_user("alice"), Timestamp(1)))
-        .unwrap();
-    store
-        .conn
-        .execute("UPDATE resource_allocations SET mem_limit = 'lots'", [])
-        .unwrap();
-    let err = store.user("alice").unwrap_err().to_string();
-    assert!(err.contains("mem_limit"), "{err}");
+    each_backend(|f| {
+        let mut store = f.open();
+        store
+            .write(|tx| tx.insert_user(&new_user("alice"), Timestamp(1)))
+            .unwrap();
+        f.execute("UPDATE resource_allocations SET mem_limit = 'lots'");
+        let err = store.user("alice").unwrap_err().to_string();
+        assert!(err.contains("mem_limit"), "{err}");
+    });
 }
 
 #[test]
 fn parallel_writers_lose_no_failure_count() {
-    let (dir, mut store) = fresh();
-    store
-        .write(|tx| tx.insert_user(&new_user("alice"), Timestamp(1)))
-        .unwrap();
-    let path = dir.path().join("sub/diycloud.db");
-    let policy = LockoutPolicy {
-        deny: 0,
-        ..Default::default()
-    };
-    let threads: Vec<_> = (0..8)
-        .map(|_| {
-            let path = path.clone();
-            std::thread::spawn(move || {
-                let mut store = Store::open(&path).unwrap();
-                for _ in 0..25 {
-                    store
-                        .write(|tx| {
-                            let (user, _) = tx.credentials("alice")?.unwrap();
-                            tx.set_failures(
-                                "alice",
-                                &policy.after_failure(&user.failures, Timestamp(10)),
-                            )
-                        })
-                        .unwrap();
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().unwrap();
-    }
-    assert_eq!(store.user("alice").unwrap().unwrap().failures.count, 200);
-}
-
-#[test]
-fn init_migrates_an_older_database_and_keeps_its_users() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("v1.db");
-    {
-        let conn = Connection::open(&path).unwrap();
-        conn.execute_batch(MIGRATIONS[0]).unwrap();
-        conn.pragma_update(None, "user_version", 1).unwrap();
-        conn.execute(
-            "INSERT INTO users (username, password_hash, created_at, updated_at) VALUES ('alice', 'h', 1, 1)",
-            [],
-        )
-        .unwrap();
-        conn.execute("INSERT INTO resource_allocations (user_id) VALUES (1)", [])
+    each_backend(|f| {
+        f.open()
+            .write(|tx| tx.insert_user(&new_user("alice"), Timestamp(1)))
             .unwrap();
-    }
-    assert!(matches!(
-        Store::open(&path),
-        Err(StoreError::Outdated { found: 1, .. })
-    ));
-    let (store, report) = Store::init(&path).unwrap();
-    assert_eq!(
-        (report.from_version, report.to_version),
-        (1, SCHEMA_VERSION)
-    );
-    let alice = store.user("alice").unwrap().unwrap();
-    assert_eq!(alice.last_logout, None);
-    let mut store = store;
-    store
-        .write(|tx| tx.record_logout("alice", Timestamp(7)))
-        .unwrap();
-    assert_eq!(
-        store.user("alice").unwrap().unwrap().last_logout,
-        Some(Timestamp(7))
-    );
+        let policy = LockoutPolicy {
+            deny: 0,
+            ..Default::default()
+        };
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    let mut store = f.open();
+                    for _ in 0..25 {
+                        store
+                            .write(|tx| {
+                                let (state, _) = tx.login_state("alice")?.unwrap();
+                                tx.set_failures(
+                                    "alice",
+                                    &policy.after_failure(&state, Timestamp(10)),
+                                    Timestamp(10),
+                                )
+                            })
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(
+            f.open().user("alice").unwrap().unwrap().failures.count,
+            200,
+            "{}",
+            f.name
+        );
+    });
 }
 
 #[test]
-fn the_wal_stays_small_across_many_short_connections() {
-    let (dir, mut store) = fresh();
-    store
-        .write(|tx| tx.insert_user(&new_user("alice"), Timestamp(1)))
-        .unwrap();
-    drop(store);
-    let path = dir.path().join("sub/diycloud.db");
-    let wal = dir.path().join("sub/diycloud.db-wal");
-    let mut largest = 0;
-    // Like logins: open, write, close, many times.
-    for i in 0..300 {
-        let mut store = Store::open(&path).unwrap();
+fn api_sessions_expire_and_end_with_the_password() {
+    each_backend(|f| {
+        let mut store = f.open();
         store
-            .write(|tx| tx.record_login("alice", Timestamp(i)))
+            .write(|tx| {
+                tx.insert_user(&new_user("alice"), Timestamp(1))?;
+                tx.insert_api_session("old", "alice", Timestamp(1), Timestamp(50))?;
+                tx.insert_api_session("new", "alice", Timestamp(1), Timestamp(500))
+            })
             .unwrap();
-        drop(store);
-        largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+        let alice = |token: &str, now| store.api_session(token, Timestamp(now)).unwrap();
+        assert!(alice("old", 10).is_some());
+        assert!(alice("old", 50).is_none(), "expired");
+        assert!(alice("nope", 10).is_none());
+        assert_eq!(
+            store
+                .write(|tx| tx.prune_api_sessions(Timestamp(60)))
+                .unwrap(),
+            1
+        );
+        assert!(store.write(|tx| tx.delete_api_session("new")).unwrap());
+        assert!(!store.write(|tx| tx.delete_api_session("new")).unwrap());
+        store
+            .write(|tx| {
+                tx.insert_api_session("third", "alice", Timestamp(1), Timestamp(500))?;
+                tx.set_password_hash("alice", "$argon2id$other", Timestamp(70))
+            })
+            .unwrap();
+        assert!(store.api_session("third", Timestamp(80)).unwrap().is_none());
+        let unknown =
+            store.write(|tx| tx.insert_api_session("x", "bob", Timestamp(1), Timestamp(9)));
+        assert!(matches!(unknown, Err(StoreError::UserNotFound(_))));
+    });
+}
+
+#[test]
+fn history_counters_and_sample_hashes() {
+    each_backend(|f| {
+        let mut store = f.open();
+        assert_eq!(store.sample_hash("anyone").unwrap(), None);
+        store
+            .write(|tx| {
+                tx.insert_user(&new_user("alice"), Timestamp(1))?;
+                tx.insert_user(&new_user("bob"), Timestamp(1))
+            })
+            .unwrap();
+        assert_eq!(
+            store.sample_hash("zed").unwrap().as_deref(),
+            Some("$argon2id$fake")
+        );
+        let sample = |user: &str, at, memory| Sample {
+            username: user.into(),
+            at: Timestamp(at),
+            cpu_nsec: Some(at as u64 * 1000),
+            memory_bytes: Some(memory),
+            tasks: Some(3),
+            disk_bytes: None,
+            gpu_memory_bytes: None,
+        };
+        let inserted = store
+            .write(|tx| {
+                tx.insert_samples(&[
+                    sample("alice", 100, 10),
+                    sample("alice", 130, 30),
+                    sample("bob", 100, 5),
+                    sample("gone", 100, 5),
+                ])
+            })
+            .unwrap();
+        assert_eq!(inserted, 3, "{}", f.name);
+        let alice = store
+            .samples(Some("alice"), Timestamp(0), Timestamp(1000), 100)
+            .unwrap();
+        assert_eq!(alice.len(), 1, "{alice:?}");
+        assert_eq!(alice[0].at, Timestamp(100));
+        let everyone = store
+            .samples(None, Timestamp(0), Timestamp(1000), 1000)
+            .unwrap();
+        assert_eq!(everyone.len(), 2);
+        assert_eq!(everyone[0].memory_bytes, Some(20), "the mean");
+        assert_eq!(everyone[0].cpu_nsec, Some(130_000), "the highest");
+        assert_eq!(store.sample_count().unwrap(), 3);
+        let pruned = store
+            .write(|tx| tx.prune_samples(Timestamp(110), 1))
+            .unwrap();
+        assert_eq!(pruned, 2);
+        assert_eq!(store.sample_count().unwrap(), 1);
+
+        store
+            .write(|tx| {
+                tx.count(Counter::LoginFailure)?;
+                tx.count(Counter::LoginFailure)
+            })
+            .unwrap();
+        assert_eq!(store.counter(Counter::LoginFailure).unwrap(), 2);
+        assert_eq!(store.counter(Counter::Lockout).unwrap(), 0);
+    });
+}
+
+/// A listener that accepts connections and never says a word: a server
+/// hung, or a network that swallows packets after the handshake.
+fn silent_server() -> (std::net::TcpListener, u16) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (listener, port)
+}
+
+fn unreachable_settings(cache: &Path, port: u16) -> PostgresSettings {
+    PostgresSettings {
+        url: format!("postgresql://diycloud@127.0.0.1:{port}/diycloud?sslmode=disable"),
+        password_file: None,
+        cache: cache.to_path_buf(),
+        connect_timeout: Duration::from_secs(1),
+        ca_file: PathBuf::from("/nonexistent"),
+        lockout: LockoutPolicy::default(),
     }
+}
+
+#[test]
+fn a_silent_server_costs_no_more_than_the_timeout_and_the_cache_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_listener, port) = silent_server();
+    let db = Database::Postgres(Box::new(unreachable_settings(
+        &dir.path().join("cache.db"),
+        port,
+    )));
+    let started = std::time::Instant::now();
+    let mut store = Store::open_database(&db).unwrap();
+    let took = started.elapsed();
     assert!(
-        largest <= WAL_TRIM_BYTES + 2 * 4096 + 64,
-        "the WAL grew to {largest} bytes"
+        took >= Duration::from_millis(900) && took < Duration::from_millis(1800),
+        "waited {took:?} for a 1 s timeout"
     );
-    let store = Store::open(&path).unwrap();
+    let cluster = store.as_cluster().unwrap();
+    assert!(cluster.offline_reason().unwrap().contains("no answer"));
+    // An empty cache knows nobody; an admin change is refused whole.
+    assert!(store.credentials("alice").unwrap().is_none());
+    let add = store.write(|tx| tx.insert_user(&new_user("alice"), Timestamp(1)));
+    let err = add.unwrap_err();
+    assert!(err.is_unreachable(), "{err}");
+    assert!(
+        err.to_string()
+            .contains("a change to the user base needs it"),
+        "{err}"
+    );
+    assert_eq!(store.users().unwrap(), vec![]);
+}
+
+#[test]
+fn a_refused_connection_is_offline_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (listener, port) = silent_server();
+    drop(listener);
+    let db = Database::Postgres(Box::new(unreachable_settings(
+        &dir.path().join("cache.db"),
+        port,
+    )));
+    let started = std::time::Instant::now();
+    let store = Store::open_database(&db).unwrap();
+    assert!(started.elapsed() < Duration::from_millis(500));
+    assert!(store.as_cluster().unwrap().offline_reason().is_some());
+}
+
+#[test]
+fn offline_logins_use_the_cache_and_their_failures_merge_when_back() {
+    let Some(server) = test_server() else {
+        eprintln!("PostgreSQL: skipped (DIYCLOUD_TEST_PG_URL is not set)");
+        return;
+    };
+    let f = Fixture::postgres(&server);
+    let policy = LockoutPolicy::default();
+    {
+        let mut store = f.open();
+        store
+            .write(|tx| {
+                tx.insert_user(&new_user("alice"), Timestamp(1))?;
+                tx.insert_user(&new_user("bob"), Timestamp(1))?;
+                tx.set_failures(
+                    "alice",
+                    &FailureState {
+                        count: 1,
+                        window_start: Some(Timestamp(1000)),
+                        locked_at: None,
+                    },
+                    Timestamp(1000),
+                )
+            })
+            .unwrap();
+        // A login's lookup copies alice (not bob) into the cache.
+        assert!(store.credentials("alice").unwrap().is_some());
+    }
+    let (listener, port) = silent_server();
+    drop(listener);
+    let offline_db = Database::Postgres(Box::new(PostgresSettings {
+        lockout: policy,
+        ..unreachable_settings(&f.settings().cache, port)
+    }));
+    {
+        let mut offline = Store::open_database(&offline_db).unwrap();
+        let (alice, hash) = offline.credentials("alice").unwrap().unwrap();
+        assert_eq!(hash, "$argon2id$fake");
+        assert_eq!(alice.failures.count, 1);
+        assert!(
+            offline.credentials("bob").unwrap().is_none(),
+            "never looked up here"
+        );
+        // Two wrong passwords, as the login path records them.
+        for at in [1010, 1020] {
+            offline
+                .write(|tx| {
+                    let (state, _) = tx.login_state("alice")?.unwrap();
+                    let after = policy.after_failure(&state, Timestamp(at));
+                    tx.set_failures("alice", &after, Timestamp(at))?;
+                    tx.count(Counter::LoginFailure)
+                })
+                .unwrap();
+        }
+        assert_eq!(offline.user("alice").unwrap().unwrap().failures.count, 3);
+        // A password change needs the server: refused, nothing changed.
+        let change = offline.write(|tx| tx.set_password_hash("alice", "new", Timestamp(1030)));
+        assert!(change.unwrap_err().is_unreachable());
+        assert_eq!(
+            offline.credentials("alice").unwrap().unwrap().1,
+            "$argon2id$fake"
+        );
+    }
+    // Meanwhile another node counted one more failure on the server.
+    f.open()
+        .write(|tx| {
+            let (state, _) = tx.login_state("alice")?.unwrap();
+            tx.set_failures(
+                "alice",
+                &policy.after_failure(&state, Timestamp(1015)),
+                Timestamp(1015),
+            )
+        })
+        .unwrap();
+    // Back online: the node's two failures are added to the server's two.
+    let store = Store::open_database(&Database::Postgres(Box::new(PostgresSettings {
+        lockout: policy,
+        ..f.settings().clone()
+    })))
+    .unwrap();
+    assert!(store.as_cluster().unwrap().offline_reason().is_none());
+    let alice = store.user("alice").unwrap().unwrap();
+    assert_eq!(alice.failures.count, 4, "1 + 1 elsewhere + 2 offline");
     assert_eq!(
-        store.user("alice").unwrap().unwrap().last_login,
-        Some(Timestamp(299))
+        store.counter(Counter::LoginFailure).unwrap(),
+        2,
+        "counted offline"
     );
+    assert_eq!(
+        store
+            .as_cluster()
+            .unwrap()
+            .cache_state()
+            .unwrap()
+            .pending_events,
+        0,
+        "merged once"
+    );
+}
+
+#[test]
+fn a_server_that_refuses_us_is_an_error_not_an_outage() {
+    let Some(server) = test_server() else {
+        eprintln!("PostgreSQL: skipped (DIYCLOUD_TEST_PG_URL is not set)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = dir.path().join("wrong-password");
+    std::fs::write(&wrong, "not-the-password\n").unwrap();
+    std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let settings = PostgresSettings {
+        password_file: Some(wrong.clone()),
+        cache: dir.path().join("cache.db"),
+        ..server
+    };
+    let err = Store::open_database(&Database::Postgres(Box::new(settings.clone())))
+        .err()
+        .unwrap();
+    assert!(!err.is_unreachable(), "{err}");
+    assert!(
+        err.to_string().contains("password authentication failed"),
+        "{err}"
+    );
+    // A password file others may read is refused before any connection.
+    std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = Store::open_database(&Database::Postgres(Box::new(settings)))
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("readable by others"), "{err}");
 }

@@ -55,7 +55,7 @@ pub fn start(login_rate: u32) -> Server {
         db.display()
     ))
     .unwrap();
-    config.db = db.clone();
+    config.db = db.clone().into();
     let (mut store, _) = Store::init(&db).unwrap();
     let hash = Hasher::new(config.hash)
         .unwrap()

@@ -3,82 +3,15 @@
 use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::{Store, StoreError, Tx};
-use crate::model::limits::{Allocation, Cpu, LimitChanges};
+use super::super::records::{sample_start, Field, RawUser};
+use super::{SqliteStore, SqliteTx};
 use crate::model::lockout::FailureState;
-use crate::model::time::{Date, Timestamp};
-use crate::model::user::{Pending, Role, User};
-use crate::model::username::Username;
-
-/// Everything needed to create a user.
-#[derive(Debug, Clone)]
-pub struct NewUser {
-    pub username: Username,
-    pub password_hash: String,
-    pub role: Role,
-    pub email: Option<String>,
-    pub full_name: Option<String>,
-    pub expires: Option<Date>,
-    pub allocation: Allocation,
-    pub uid: Option<u32>,
-    pub owns_system_account: bool,
-    /// `Some(Pending::Add)` while the system account is still to be made.
-    pub pending: Option<Pending>,
-}
-
-impl NewUser {
-    /// A `user`-role account with `allocation`, no profile fields and no
-    /// system account: the base the callers change what they need on.
-    pub fn new(username: Username, password_hash: String, allocation: Allocation) -> Self {
-        Self {
-            username,
-            password_hash,
-            role: Role::User,
-            email: None,
-            full_name: None,
-            expires: None,
-            allocation,
-            uid: None,
-            owns_system_account: false,
-            pending: None,
-        }
-    }
-}
-
-/// A partial update: `None` leaves a field as it is; for the optional
-/// profile fields, `Some(None)` clears them.
-#[derive(Debug, Clone, Default)]
-pub struct UserChanges {
-    pub role: Option<Role>,
-    pub email: Option<Option<String>>,
-    pub full_name: Option<Option<String>>,
-    pub expires: Option<Option<Date>>,
-    pub active: Option<bool>,
-    pub limits: LimitChanges,
-}
-
-impl UserChanges {
-    pub fn is_empty(&self) -> bool {
-        self.role.is_none()
-            && self.email.is_none()
-            && self.full_name.is_none()
-            && self.expires.is_none()
-            && self.active.is_none()
-            && self.limits.is_empty()
-    }
-}
-
-/// One line of the audit log.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct AuditEntry {
-    pub at: String,
-    pub actor: String,
-    pub action: String,
-    pub username: String,
-    pub detail: Value,
-}
+use crate::model::time::Timestamp;
+use crate::model::user::{Pending, User};
+use crate::store::StoreError;
+use crate::store::{AuditEntry, NewUser, UserChanges};
 
 const SELECT_USER: &str = "SELECT u.username, u.uid, u.owns_system_account, u.role, u.email, \
      u.full_name, u.is_active, u.expires_on, u.created_at, u.updated_at, u.last_login, \
@@ -87,125 +20,33 @@ const SELECT_USER: &str = "SELECT u.username, u.uid, u.owns_system_account, u.ro
      u.pending \
      FROM users u JOIN resource_allocations a ON a.user_id = u.id";
 
-/// A row as SQLite hands it over, before validation.
-struct RawUser {
-    username: String,
-    uid: Option<u32>,
-    owns_system_account: bool,
-    role: String,
-    email: Option<String>,
-    full_name: Option<String>,
-    active: bool,
-    expires: Option<String>,
-    created_at: i64,
-    updated_at: i64,
-    last_login: Option<i64>,
-    password_changed_at: Option<i64>,
-    failed_logins: u32,
-    failure_window_start: Option<i64>,
-    locked_at: Option<i64>,
-    cpu: Option<f64>,
-    memory: String,
-    disk: String,
-    tasks: String,
-    gpus: String,
-    password_hash: String,
-    last_logout: Option<i64>,
-    pending: Option<String>,
-}
-
-impl RawUser {
-    fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
-        Ok(Self {
-            username: row.get(0)?,
-            uid: row.get(1)?,
-            owns_system_account: row.get(2)?,
-            role: row.get(3)?,
-            email: row.get(4)?,
-            full_name: row.get(5)?,
-            active: row.get(6)?,
-            expires: row.get(7)?,
-            created_at: row.get(8)?,
-            updated_at: row.get(9)?,
-            last_login: row.get(10)?,
-            password_changed_at: row.get(11)?,
-            failed_logins: row.get(12)?,
-            failure_window_start: row.get(13)?,
-            locked_at: row.get(14)?,
-            cpu: row.get(15)?,
-            memory: row.get(16)?,
-            disk: row.get(17)?,
-            tasks: row.get(18)?,
-            gpus: row.get(19)?,
-            password_hash: row.get(20)?,
-            last_logout: row.get(21)?,
-            pending: row.get(22)?,
-        })
-    }
-
-    /// Validates the stored text; a record someone edited by hand into
-    /// nonsense is reported, never guessed at.
-    fn into_user(self, path: &Path) -> Result<(User, String), StoreError> {
-        let username = self.username.clone();
-        let corrupt = |field: &'static str, message: String| StoreError::Corrupt {
-            path: path.into(),
-            username: username.clone(),
-            field,
-            message,
-        };
-        let allocation = Allocation {
-            cpu: Cpu::from_cores(self.cpu).map_err(|e| corrupt("cpu_limit", e.to_string()))?,
-            memory: self
-                .memory
-                .parse()
-                .map_err(|e: crate::model::LimitError| corrupt("mem_limit", e.to_string()))?,
-            disk: self
-                .disk
-                .parse()
-                .map_err(|e: crate::model::LimitError| corrupt("disk_quota", e.to_string()))?,
-            tasks: self
-                .tasks
-                .parse()
-                .map_err(|e: crate::model::LimitError| corrupt("tasks_limit", e.to_string()))?,
-            gpus: self
-                .gpus
-                .parse()
-                .map_err(|e: crate::model::LimitError| corrupt("gpus", e.to_string()))?,
-        };
-        let user =
-            User {
-                username: Username::parse(&self.username)
-                    .map_err(|e| corrupt("username", e.to_string()))?,
-                uid: self.uid,
-                owns_system_account: self.owns_system_account,
-                role: self
-                    .role
-                    .parse()
-                    .map_err(|e: crate::model::user::RoleError| corrupt("role", e.to_string()))?,
-                email: self.email,
-                full_name: self.full_name,
-                active: self.active,
-                expires: self.expires.map(|d| d.parse()).transpose().map_err(
-                    |e: crate::model::time::TimeError| corrupt("expires_on", e.to_string()),
-                )?,
-                created_at: Timestamp(self.created_at),
-                updated_at: Timestamp(self.updated_at),
-                last_login: self.last_login.map(Timestamp),
-                last_logout: self.last_logout.map(Timestamp),
-                password_changed_at: self.password_changed_at.map(Timestamp),
-                failures: FailureState {
-                    count: self.failed_logins,
-                    window_start: self.failure_window_start.map(Timestamp),
-                    locked_at: self.locked_at.map(Timestamp),
-                },
-                allocation,
-                pending: self
-                    .pending
-                    .map(|p| Pending::parse(&p).ok_or_else(|| corrupt("pending", format!("{p:?}"))))
-                    .transpose()?,
-            };
-        Ok((user, self.password_hash))
-    }
+/// Reads one row of `SELECT_USER`.
+fn raw_user(row: &Row<'_>) -> rusqlite::Result<RawUser> {
+    Ok(RawUser {
+        username: row.get(0)?,
+        uid: row.get(1)?,
+        owns_system_account: row.get(2)?,
+        role: row.get(3)?,
+        email: row.get(4)?,
+        full_name: row.get(5)?,
+        active: row.get(6)?,
+        expires: row.get(7)?,
+        created_at: row.get(8)?,
+        updated_at: row.get(9)?,
+        last_login: row.get(10)?,
+        password_changed_at: row.get(11)?,
+        failed_logins: row.get(12)?,
+        failure_window_start: row.get(13)?,
+        locked_at: row.get(14)?,
+        cpu: row.get(15)?,
+        memory: row.get(16)?,
+        disk: row.get(17)?,
+        tasks: row.get(18)?,
+        gpus: row.get(19)?,
+        password_hash: row.get(20)?,
+        last_logout: row.get(21)?,
+        pending: row.get(22)?,
+    })
 }
 
 fn find(conn: &Connection, path: &Path, name: &str) -> Result<Option<(User, String)>, StoreError> {
@@ -226,12 +67,13 @@ pub(super) fn find_where(
     };
     let raw = conn
         .prepare_cached(&format!("{SELECT_USER} {rest}"))
-        .and_then(|mut stmt| stmt.query_row(params, RawUser::from_row).optional())
+        .and_then(|mut stmt| stmt.query_row(params, raw_user).optional())
         .map_err(sqlite)?;
-    raw.map(|r| r.into_user(path)).transpose()
+    raw.map(|r| r.into_user(&path.display().to_string()))
+        .transpose()
 }
 
-impl Store {
+impl SqliteStore {
     /// The user named `name`, if the database has one.
     pub fn user(&self, name: &str) -> Result<Option<User>, StoreError> {
         Ok(find(&self.conn, &self.path, name)?.map(|(user, _)| user))
@@ -248,12 +90,15 @@ impl Store {
             .conn
             .prepare(&format!("{SELECT_USER} ORDER BY u.username"))
             .and_then(|mut stmt| {
-                stmt.query_map([], RawUser::from_row)?
+                stmt.query_map([], raw_user)?
                     .collect::<rusqlite::Result<Vec<_>>>()
             })
             .map_err(|e| self.sqlite(e))?;
         rows.into_iter()
-            .map(|r| r.into_user(&self.path).map(|(u, _)| u))
+            .map(|r| {
+                r.into_user(&self.path.display().to_string())
+                    .map(|(u, _)| u)
+            })
             .collect()
     }
 
@@ -273,11 +118,7 @@ impl Store {
         else {
             return Ok(None);
         };
-        // FNV-1a: stable across processes and builds.
-        let key = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
-        let start = i64::try_from(key % max_id + 1).unwrap_or(1);
+        let start = sample_start(name, max_id);
         self.conn
             .prepare_cached("SELECT password_hash FROM users WHERE id >= ?1 ORDER BY id LIMIT 1")
             .and_then(|mut stmt| stmt.query_row([start], |r| r.get(0)).optional())
@@ -311,7 +152,7 @@ impl Store {
     }
 }
 
-impl Tx<'_> {
+impl SqliteTx<'_> {
     /// The user and their hash, read inside this transaction.
     pub fn credentials(&self, name: &str) -> Result<Option<(User, String)>, StoreError> {
         find(&self.tx, &self.path, name)
@@ -400,53 +241,23 @@ impl Tx<'_> {
         changes: &UserChanges,
         now: Timestamp,
     ) -> Result<Value, StoreError> {
-        let mut user_sets: Vec<(&str, rusqlite::types::Value)> = Vec::new();
-        let mut alloc_sets: Vec<(&str, rusqlite::types::Value)> = Vec::new();
-        let mut detail = serde_json::Map::new();
         use rusqlite::types::Value as Sql;
-        let text = |s: &Option<String>| s.clone().map_or(Sql::Null, Sql::Text);
-        if let Some(role) = changes.role {
-            user_sets.push(("role", Sql::Text(role.to_string())));
-            detail.insert("role".into(), json!(role.to_string()));
+        let plan = changes.plan();
+        if plan.ends_sessions {
+            // Disabled: their API sessions end now, not at expiry.
+            self.delete_api_sessions_of(name)?;
         }
-        if let Some(email) = &changes.email {
-            user_sets.push(("email", text(email)));
-            detail.insert("email".into(), json!(email));
-        }
-        if let Some(full_name) = &changes.full_name {
-            user_sets.push(("full_name", text(full_name)));
-            detail.insert("full_name".into(), json!(full_name));
-        }
-        if let Some(expires) = changes.expires {
-            let shown = expires.map(|d| d.to_string());
-            user_sets.push(("expires_on", text(&shown)));
-            detail.insert("expires".into(), json!(shown));
-        }
-        if let Some(active) = changes.active {
-            user_sets.push(("is_active", Sql::Integer(i64::from(active))));
-            detail.insert("active".into(), json!(active));
-            if !active {
-                // Disabled: their API sessions end now, not at expiry.
-                self.delete_api_sessions_of(name)?;
-            }
-        }
-        let limits = &changes.limits;
-        if let Some(cpu) = limits.cpu {
-            alloc_sets.push(("cpu_limit", cpu.cores().map_or(Sql::Null, Sql::Real)));
-            detail.insert("cpu".into(), json!(cpu.to_string()));
-        }
-        for (column, key, value) in [
-            ("mem_limit", "memory", limits.memory.map(|v| v.to_string())),
-            ("disk_quota", "disk", limits.disk.map(|v| v.to_string())),
-            ("tasks_limit", "tasks", limits.tasks.map(|v| v.to_string())),
-            ("gpus", "gpus", limits.gpus.as_ref().map(|v| v.to_string())),
-        ] {
-            if let Some(value) = value {
-                detail.insert(key.into(), json!(value));
-                alloc_sets.push((column, Sql::Text(value)));
-            }
-        }
-
+        let to_sql = |(column, field): (&'static str, Field)| {
+            let value = match field {
+                Field::Text(text) => text.map_or(Sql::Null, Sql::Text),
+                Field::Bool(b) => Sql::Integer(i64::from(b)),
+                Field::Real(real) => real.map_or(Sql::Null, Sql::Real),
+            };
+            (column, value)
+        };
+        let mut user_sets: Vec<(&str, Sql)> = plan.user.into_iter().map(to_sql).collect();
+        let alloc_sets: Vec<(&str, Sql)> = plan.allocation.into_iter().map(to_sql).collect();
+        let detail = plan.detail;
         user_sets.push(("updated_at", Sql::Integer(now.0)));
         let user_id: i64 = self
             .tx

@@ -2,9 +2,10 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::{Store, StoreError, Tx};
+use super::{SqliteStore, SqliteTx};
 use crate::model::history::{Counter, Sample};
 use crate::model::time::Timestamp;
+use crate::store::StoreError;
 
 /// SQLite keeps integers signed: figures above `i64::MAX` (none real) are
 /// stored as that.
@@ -16,7 +17,7 @@ fn read(value: Option<i64>) -> Option<u64> {
     value.and_then(|v| u64::try_from(v).ok())
 }
 
-impl Tx<'_> {
+impl SqliteTx<'_> {
     /// Records `samples`; a sample of a user no longer in the database (
     /// deleted while the node was read) is left out. Returns how many went in.
     pub fn insert_samples(&self, samples: &[Sample]) -> Result<usize, StoreError> {
@@ -84,7 +85,7 @@ impl Tx<'_> {
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// The samples of `user` (everyone's where `None`) taken from `from` to
     /// `to` (inclusive), one per user and `bucket` seconds: the bucket's
     /// start, its highest CPU counter, tasks and disk, and its mean memory

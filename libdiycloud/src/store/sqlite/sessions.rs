@@ -2,11 +2,12 @@
 
 use rusqlite::params;
 
-use super::{Store, StoreError, Tx};
+use super::{SqliteStore, SqliteTx};
 use crate::model::time::Timestamp;
 use crate::model::user::User;
+use crate::store::StoreError;
 
-impl Tx<'_> {
+impl SqliteTx<'_> {
     /// A new session of `name` until `expires`.
     pub fn insert_api_session(
         &self,
@@ -59,7 +60,7 @@ impl Tx<'_> {
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// The user whose session `token_hash` is, while it has not expired:
     /// one query, as every authenticated request asks.
     pub fn api_session(

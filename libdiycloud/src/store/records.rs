@@ -1,0 +1,251 @@
+//! The records the store takes and gives, the same for every backend.
+
+use serde_json::{json, Map, Value};
+
+use crate::model::limits::{Allocation, Cpu, LimitChanges};
+use crate::model::lockout::FailureState;
+use crate::model::time::{Date, Timestamp};
+use crate::model::user::{Pending, Role, User};
+use crate::model::username::Username;
+use crate::store::StoreError;
+
+/// Everything needed to create a user.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub username: Username,
+    pub password_hash: String,
+    pub role: Role,
+    pub email: Option<String>,
+    pub full_name: Option<String>,
+    pub expires: Option<Date>,
+    pub allocation: Allocation,
+    pub uid: Option<u32>,
+    pub owns_system_account: bool,
+    /// `Some(Pending::Add)` while the system account is still to be made.
+    pub pending: Option<Pending>,
+}
+
+impl NewUser {
+    /// A `user`-role account with `allocation`, no profile fields and no
+    /// system account: the base the callers change what they need on.
+    pub fn new(username: Username, password_hash: String, allocation: Allocation) -> Self {
+        Self {
+            username,
+            password_hash,
+            role: Role::User,
+            email: None,
+            full_name: None,
+            expires: None,
+            allocation,
+            uid: None,
+            owns_system_account: false,
+            pending: None,
+        }
+    }
+}
+
+/// A partial update: `None` leaves a field as it is; for the optional
+/// profile fields, `Some(None)` clears them.
+#[derive(Debug, Clone, Default)]
+pub struct UserChanges {
+    pub role: Option<Role>,
+    pub email: Option<Option<String>>,
+    pub full_name: Option<Option<String>>,
+    pub expires: Option<Option<Date>>,
+    pub active: Option<bool>,
+    pub limits: LimitChanges,
+}
+
+impl UserChanges {
+    pub fn is_empty(&self) -> bool {
+        self.role.is_none()
+            && self.email.is_none()
+            && self.full_name.is_none()
+            && self.expires.is_none()
+            && self.active.is_none()
+            && self.limits.is_empty()
+    }
+}
+
+/// One line of the audit log.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AuditEntry {
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub username: String,
+    pub detail: Value,
+}
+
+/// A user row as a backend hands it over, before validation.
+pub(crate) struct RawUser {
+    pub(crate) username: String,
+    pub(crate) uid: Option<u32>,
+    pub(crate) owns_system_account: bool,
+    pub(crate) role: String,
+    pub(crate) email: Option<String>,
+    pub(crate) full_name: Option<String>,
+    pub(crate) active: bool,
+    pub(crate) expires: Option<String>,
+    pub(crate) created_at: i64,
+    pub(crate) updated_at: i64,
+    pub(crate) last_login: Option<i64>,
+    pub(crate) password_changed_at: Option<i64>,
+    pub(crate) failed_logins: u32,
+    pub(crate) failure_window_start: Option<i64>,
+    pub(crate) locked_at: Option<i64>,
+    pub(crate) cpu: Option<f64>,
+    pub(crate) memory: String,
+    pub(crate) disk: String,
+    pub(crate) tasks: String,
+    pub(crate) gpus: String,
+    pub(crate) password_hash: String,
+    pub(crate) last_logout: Option<i64>,
+    pub(crate) pending: Option<String>,
+}
+
+impl RawUser {
+    /// Validates the stored text; a record someone edited by hand into
+    /// nonsense is reported, never guessed at.
+    pub(crate) fn into_user(self, db: &str) -> Result<(User, String), StoreError> {
+        let username = self.username.clone();
+        let corrupt = |field: &'static str, message: String| StoreError::Corrupt {
+            db: db.into(),
+            username: username.clone(),
+            field,
+            message,
+        };
+        let allocation = Allocation {
+            cpu: Cpu::from_cores(self.cpu).map_err(|e| corrupt("cpu_limit", e.to_string()))?,
+            memory: self
+                .memory
+                .parse()
+                .map_err(|e: crate::model::LimitError| corrupt("mem_limit", e.to_string()))?,
+            disk: self
+                .disk
+                .parse()
+                .map_err(|e: crate::model::LimitError| corrupt("disk_quota", e.to_string()))?,
+            tasks: self
+                .tasks
+                .parse()
+                .map_err(|e: crate::model::LimitError| corrupt("tasks_limit", e.to_string()))?,
+            gpus: self
+                .gpus
+                .parse()
+                .map_err(|e: crate::model::LimitError| corrupt("gpus", e.to_string()))?,
+        };
+        let user =
+            User {
+                username: Username::parse(&self.username)
+                    .map_err(|e| corrupt("username", e.to_string()))?,
+                uid: self.uid,
+                owns_system_account: self.owns_system_account,
+                role: self
+                    .role
+                    .parse()
+                    .map_err(|e: crate::model::user::RoleError| corrupt("role", e.to_string()))?,
+                email: self.email,
+                full_name: self.full_name,
+                active: self.active,
+                expires: self.expires.map(|d| d.parse()).transpose().map_err(
+                    |e: crate::model::time::TimeError| corrupt("expires_on", e.to_string()),
+                )?,
+                created_at: Timestamp(self.created_at),
+                updated_at: Timestamp(self.updated_at),
+                last_login: self.last_login.map(Timestamp),
+                last_logout: self.last_logout.map(Timestamp),
+                password_changed_at: self.password_changed_at.map(Timestamp),
+                failures: FailureState {
+                    count: self.failed_logins,
+                    window_start: self.failure_window_start.map(Timestamp),
+                    locked_at: self.locked_at.map(Timestamp),
+                },
+                allocation,
+                pending: self
+                    .pending
+                    .map(|p| Pending::parse(&p).ok_or_else(|| corrupt("pending", format!("{p:?}"))))
+                    .transpose()?,
+            };
+        Ok((user, self.password_hash))
+    }
+}
+
+/// A column's new value, for any backend.
+pub(crate) enum Field {
+    Text(Option<String>),
+    Bool(bool),
+    Real(Option<f64>),
+}
+
+/// What [`UserChanges`] writes: the columns of `users` and of
+/// `resource_allocations`, and the audit log's record of it.
+pub(crate) struct ChangePlan {
+    pub user: Vec<(&'static str, Field)>,
+    pub allocation: Vec<(&'static str, Field)>,
+    pub detail: Map<String, Value>,
+    /// A disabled account's API sessions end with the change.
+    pub ends_sessions: bool,
+}
+
+impl UserChanges {
+    pub(crate) fn plan(&self) -> ChangePlan {
+        let mut plan = ChangePlan {
+            user: Vec::new(),
+            allocation: Vec::new(),
+            detail: Map::new(),
+            ends_sessions: false,
+        };
+        if let Some(role) = self.role {
+            plan.user
+                .push(("role", Field::Text(Some(role.to_string()))));
+            plan.detail.insert("role".into(), json!(role.to_string()));
+        }
+        for (column, key, value) in [
+            ("email", "email", &self.email),
+            ("full_name", "full_name", &self.full_name),
+        ] {
+            if let Some(value) = value {
+                plan.user.push((column, Field::Text(value.clone())));
+                plan.detail.insert(key.into(), json!(value));
+            }
+        }
+        if let Some(expires) = self.expires {
+            let shown = expires.map(|d| d.to_string());
+            plan.detail.insert("expires".into(), json!(shown));
+            plan.user.push(("expires_on", Field::Text(shown)));
+        }
+        if let Some(active) = self.active {
+            plan.user.push(("is_active", Field::Bool(active)));
+            plan.detail.insert("active".into(), json!(active));
+            plan.ends_sessions = !active;
+        }
+        let limits = &self.limits;
+        if let Some(cpu) = limits.cpu {
+            plan.allocation
+                .push(("cpu_limit", Field::Real(cpu.cores())));
+            plan.detail.insert("cpu".into(), json!(cpu.to_string()));
+        }
+        for (column, key, value) in [
+            ("mem_limit", "memory", limits.memory.map(|v| v.to_string())),
+            ("disk_quota", "disk", limits.disk.map(|v| v.to_string())),
+            ("tasks_limit", "tasks", limits.tasks.map(|v| v.to_string())),
+            ("gpus", "gpus", limits.gpus.as_ref().map(|v| v.to_string())),
+        ] {
+            if let Some(value) = value {
+                plan.detail.insert(key.into(), json!(value));
+                plan.allocation.push((column, Field::Text(Some(value))));
+            }
+        }
+        plan
+    }
+}
+
+/// The first user id at or after which `name`'s sample hash is taken, for a
+/// table whose ids run up to `max_id` (see [`super::Backend::sample_hash`]).
+pub(crate) fn sample_start(name: &str, max_id: u64) -> i64 {
+    // FNV-1a: stable across processes and builds.
+    let key = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    i64::try_from(key % max_id.max(1) + 1).unwrap_or(1)
+}
