@@ -2,7 +2,8 @@
 # Every test of diycloud, in order: lint, the fast tier (`cargo test`: unit
 # tests, the real module through real libpam under pam_wrapper, slicectl, and
 # system accounts when run as root), JupyterHub's PAMAuthenticator, the REST
-# API under schemathesis, the authentication benchmark, and the system tier (Debian VMs under qemu with
+# API under schemathesis, the authentication benchmark, the cluster store on
+# a real PostgreSQL server, and the system tier (Debian VMs under qemu with
 # real systemd, kernel and sshd). Run as root on Debian 12: tests/run-all.sh
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -74,6 +75,13 @@ target/release/bench_timing --rounds 100
 
 echo "== benchmark: the REST API on loopback (reads: throughput and p99; logins against cores / argon2 verify, target >= 85%)"
 target/release/bench_api --seconds 5 --connections 16 --check
+
+echo "== clusters: the store on a real PostgreSQL server, two nodes through real libpam, and its benchmark (tests/system/cluster.sh)"
+if [ "$(id -u)" = 0 ]; then
+    tests/system/cluster.sh
+else
+    echo "SKIPPED clusters: the module trusts only root's config and password file" | tee -a "$DIYCLOUD_SKIP_LOG"
+fi
 
 echo "== packages: the .deb and the .rpm as files (packaging/build-packages.sh, tests/system/packages-check.sh)"
 tests/system/packages-check.sh

@@ -673,6 +673,49 @@ mod tests {
     }
 
     #[test]
+    fn a_postgresql_db_takes_the_postgres_section() {
+        let c = Config::parse(
+            r#"
+            db = "postgresql://diycloud@db.lab:5433/users?sslmode=require"
+            [postgres]
+            password_file = "/etc/diycloud/pg-password"
+            cache = "/var/cache/diycloud.db"
+            connect_timeout = "5s"
+            ca_file = "/etc/diycloud/pg-ca.pem"
+            [lockout]
+            deny = 7
+            "#,
+        )
+        .unwrap();
+        let Database::Postgres(pg) = &c.db else {
+            panic!("not postgresql: {:?}", c.db)
+        };
+        assert_eq!(
+            pg.url,
+            "postgresql://diycloud@db.lab:5433/users?sslmode=require"
+        );
+        assert_eq!(
+            pg.password_file.as_deref(),
+            Some(Path::new("/etc/diycloud/pg-password"))
+        );
+        assert_eq!(pg.cache, PathBuf::from("/var/cache/diycloud.db"));
+        assert_eq!(pg.connect_timeout, Duration::from_secs(5));
+        assert_eq!(pg.ca_file, PathBuf::from("/etc/diycloud/pg-ca.pem"));
+        assert_eq!(
+            pg.lockout.deny, 7,
+            "offline failures replay with the config's policy"
+        );
+        // The defaults, and a --db URL takes the same settings.
+        let d = Config::default();
+        assert_eq!(d.postgres.cache, PathBuf::from(DEFAULT_CACHE_PATH));
+        assert_eq!(d.postgres.connect_timeout, Duration::from_secs(2));
+        let from_flag = Database::parse("postgres://u@h/d", &c.postgres).unwrap();
+        assert!(
+            matches!(from_flag, Database::Postgres(p) if p.cache == pg.cache && p.url == "postgres://u@h/d")
+        );
+    }
+
+    #[test]
     fn errors_name_the_key() {
         for (text, key) in [
             ("colour = 1", "colour"),
@@ -693,6 +736,25 @@ mod tests {
             ("[quota]\nsoft_percent = 101", "quota.soft_percent"),
             ("[quota]\ninodes = -1", "quota.inodes"),
             ("[session]\non_session_error = \"maybe\"", "deny"),
+            ("db = \"mysql://u@h/d\"", "db"),
+            ("db = \"postgresql://u:secret@h/d\"", "password_file"),
+            ("db = \"postgresql://h/d\"", "no user"),
+            ("db = \"postgresql://u@h\"", "no database"),
+            (
+                "[postgres]\npassword_file = \"pw\"",
+                "postgres.password_file",
+            ),
+            ("[postgres]\ncache = \"c.db\"", "postgres.cache"),
+            ("[postgres]\nca_file = \"ca.pem\"", "postgres.ca_file"),
+            (
+                "[postgres]\nconnect_timeout = \"0\"",
+                "postgres.connect_timeout",
+            ),
+            (
+                "[postgres]\nconnect_timeout = \"2m\"",
+                "postgres.connect_timeout",
+            ),
+            ("[postgres]\nhost = \"db\"", "host"),
         ] {
             let err = Config::parse(text).unwrap_err();
             assert!(err.contains(key), "{text:?}: {err}");
@@ -718,7 +780,12 @@ mod tests {
         assert!(uncommented.matches(" = ").count() >= 15, "{uncommented}");
         assert_eq!(Config::parse(&uncommented).unwrap(), Config::default());
         // And every TOML snippet of the README and the docs.
-        for doc in ["README.md", "docs/admin-guide.md", "docs/pam.md"] {
+        for doc in [
+            "README.md",
+            "docs/admin-guide.md",
+            "docs/pam.md",
+            "docs/cluster.md",
+        ] {
             let text = std::fs::read_to_string(root.join(doc)).unwrap();
             for block in text.split("```toml").skip(1) {
                 let snippet = block.split("```").next().unwrap();

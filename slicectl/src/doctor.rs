@@ -450,8 +450,8 @@ fn postgres_database(
                         detail.push_str(", never refreshed whole (enable diycloud-cache-refresh.timer: until then only users who logged in here can log in while the server is unreachable)");
                     }
                 }
-                if let Some(at) = state.looked_up_at {
-                    detail.push_str(&format!(", last login lookup {}", age(at, now)));
+                if let Some(at) = state.copied_at {
+                    detail.push_str(&format!(", a login last brought a changed record {}", age(at, now)));
                 }
                 if state.pending_events > 0 {
                     detail.push_str(&format!(

@@ -70,6 +70,12 @@ impl Context {
     pub fn open_store(&self) -> Result<Store, Failure> {
         let mut store = Store::open_database(&self.db)?;
         store.checkpoint_on_close();
+        if let Some(why) = store.as_cluster().and_then(|c| c.offline_reason()) {
+            eprintln!(
+                "slicectl: warning: PostgreSQL {} is unreachable ({why}): what follows comes from this node's cache, and changes will be refused",
+                self.db
+            );
+        }
         Ok(store)
     }
 

@@ -5,8 +5,10 @@
 #   PostgreSQL, over TLS verified against the test CA);
 # - slicectl/tests/cluster.rs: two nodes (two configs, two caches) log users in
 #   through real libpam, through an outage (server frozen, then stopped)
-#   and under 50 parallel logins during admin writes.
-# Needs root (the module trusts only root's files) and the workspace built.
+#   and under 50 parallel logins during admin writes;
+# - bench_cluster: PAM authenticate on PostgreSQL against SQLite (needs the
+#   release build: run-all.sh runs this after the benchmarks).
+# Needs root (the module trusts only root's files).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -28,3 +30,6 @@ echo "-- the store's tests on SQLite and PostgreSQL ($PG_URL, TLS)"
 cargo test -p libdiycloud --locked --lib store:: -- --test-threads 4
 echo "-- two nodes, one user base (slicectl/tests/cluster.rs)"
 DIYCLOUD_TEST_PG_URL="$PG_URL" cargo test -p slicectl --locked --test cluster -- --nocapture
+echo "-- benchmark: PAM authenticate on PostgreSQL (kept and new connections, cache warm and cold) against SQLite"
+pg_psql "$dir" "CREATE SCHEMA bench AUTHORIZATION diycloud"
+target/release/bench_cluster --url "$PG_URL" --password-file "$PG_PASSWORD_FILE" --ca "$PG_CA" --rounds 100 --check

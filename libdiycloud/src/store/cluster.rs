@@ -83,6 +83,15 @@ fn open_cache(path: &Path) -> Result<SqliteStore, StoreError> {
     Ok(store)
 }
 
+/// Whether the copy holds what the server has, but for the login and
+/// logout times (which every login changes, and no offline login needs).
+fn same_but_login_times(server: &User, copy: &User) -> bool {
+    let mut copy = copy.clone();
+    copy.last_login = server.last_login;
+    copy.last_logout = server.last_logout;
+    copy == *server
+}
+
 // The adapter's own clock, like the network timeouts it already keeps: the
 // cache's age and when to try the server again are facts of the cache, not
 // of the model, and no caller has a time to hand in at a lookup.
@@ -242,15 +251,28 @@ impl ClusterStore {
         cache.write(f)
     }
 
-    /// Copies a lookup's answer into the cache (best effort: a login never
-    /// fails because its copy could not be kept).
+    /// Copies a lookup's answer into the cache where it changed what the
+    /// cache holds (best effort: a login never fails because its copy could
+    /// not be kept). Most logins change nothing a login needs, and write
+    /// nothing.
     fn remember(&self, name: &str, found: &Option<(User, String)>) {
+        let cached = self.cached(|cache| cache.credentials(name)).ok().flatten();
+        let unchanged = match (found, &cached) {
+            (Some((user, hash)), Some((copy, copy_hash))) => {
+                hash == copy_hash && same_but_login_times(user, copy)
+            }
+            (None, None) => true,
+            _ => false,
+        };
+        if unchanged {
+            return;
+        }
         let _ = self.with_cache_tx(|tx| {
             match found {
                 Some((user, hash)) => tx.put_user(user, hash)?,
                 None => tx.forget_user(name)?,
             }
-            tx.set_cache_time("looked_up_at", now())
+            tx.set_cache_time("copied_at", now())
         });
     }
 

@@ -10,6 +10,8 @@
 
 mod tx;
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, ToSocketAddrs};
 use std::os::unix::fs::MetadataExt;
@@ -19,7 +21,7 @@ use std::time::Duration;
 
 use tokio::runtime::Runtime;
 use tokio_postgres::config::{Host, SslMode};
-use tokio_postgres::{Client, Config, Row};
+use tokio_postgres::{Client, Config, Row, Statement};
 
 use super::records::{sample_start, RawUser};
 use super::{AuditEntry, Backend, InitReport, PostgresSettings, StoreError, Transaction};
@@ -183,7 +185,13 @@ pub struct PgStore {
     target: String,
     timeout: Duration,
     node: String,
+    /// Statements prepared on this connection, by their text: a login's
+    /// queries then take one round trip each, not two (parse, then run).
+    statements: Statements,
 }
+
+/// Prepared statements of one connection, by their SQL.
+pub(super) type Statements = RefCell<HashMap<String, Statement>>;
 
 impl PgStore {
     /// Connects (no schema check). A server that cannot be reached in time
@@ -237,6 +245,7 @@ impl PgStore {
             target,
             timeout,
             node: node_name(),
+            statements: RefCell::new(HashMap::new()),
         })
     }
 
@@ -447,7 +456,7 @@ fn has_io_cause(e: &tokio_postgres::Error) -> bool {
 
 /// No answer in time: the server or the network is gone, as far as a
 /// login can wait.
-fn timed_out(target: &str, timeout: Duration) -> StoreError {
+pub(super) fn timed_out(target: &str, timeout: Duration) -> StoreError {
     StoreError::Offline {
         target: target.into(),
         why: format!("no answer within {}", show(timeout)),
@@ -691,14 +700,8 @@ impl PgStore {
             target,
             timeout,
             node,
+            statements,
         } = self;
-        let tx = match rt
-            .block_on(async { tokio::time::timeout(*timeout, client.transaction()).await })
-        {
-            Err(_) => return Err(timed_out(target, *timeout)),
-            Ok(Err(e)) => return Err(pg(target, &e)),
-            Ok(Ok(tx)) => tx,
-        };
-        Ok(PgTx::new(tx, rt, target, *timeout, node))
+        PgTx::new(client, rt, target, *timeout, node, statements)
     }
 }

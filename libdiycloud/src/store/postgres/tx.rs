@@ -1,13 +1,17 @@
 //! A write transaction on PostgreSQL.
 
+use std::cell::{Cell, RefCell};
 use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio::runtime::Runtime;
 use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Row, Statement};
 
-use super::{user_from_row, wait_on, SELECT_USER};
+use super::{user_from_row, wait_on, Statements, SELECT_USER};
 use crate::model::history::{Counter, Sample};
 use crate::model::lockout::FailureState;
 use crate::model::time::Timestamp;
@@ -16,36 +20,104 @@ use crate::store::records::Field;
 use crate::store::{NewUser, StoreError, Transaction, UserChanges};
 
 type Param<'p> = &'p (dyn ToSql + Sync);
+/// A parameter the queue owns until it sends it.
+type Owned = Box<dyn ToSql + Sync + Send>;
 
-/// Rolls back when dropped uncommitted (the client sends the ROLLBACK with
-/// the next call, or the server does it when the connection closes).
+/// A write waiting in the queue: sent with the next read or the commit.
+struct Queued {
+    statement: Statement,
+    params: Vec<Owned>,
+    /// The user an UPDATE or DELETE must find (no row: `UserNotFound`).
+    must_find: Option<String>,
+}
+
+/// One statement of a pipeline, running.
+type Running<'f> = Pin<Box<dyn Future<Output = Result<Answer, tokio_postgres::Error>> + 'f>>;
+
+/// What one statement of a pipeline answered.
+enum Answer {
+    Count(u64),
+    Rows(Vec<Row>),
+}
+
+/// A transaction that spends as few round trips as it can: `BEGIN` and the
+/// writes whose only answer is a row count wait in a queue, and go out
+/// together with the next read or with the `COMMIT` (PostgreSQL answers a
+/// pipeline in order). A login's bookkeeping takes two round trips, not
+/// five. Rolls back when dropped uncommitted.
 pub struct PgTx<'a> {
-    tx: tokio_postgres::Transaction<'a>,
+    client: &'a Client,
     rt: &'a Runtime,
     target: &'a str,
     timeout: Duration,
     node: &'a str,
+    statements: &'a Statements,
+    queue: RefCell<Vec<Queued>>,
+    /// Whether `BEGIN` went out (then a drop must roll back).
+    begun: Cell<bool>,
+    finished: Cell<bool>,
+}
+
+/// An owned text parameter.
+fn o(text: &str) -> Owned {
+    Box::new(text.to_owned())
 }
 
 fn stored(value: Option<u64>) -> Option<i64> {
     value.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
 }
 
+/// Polls every future in turn until all are done: their requests go out in
+/// order in one write, their answers come back in order.
+async fn in_order<'f>(futures: Vec<Running<'f>>) -> Vec<Result<Answer, tokio_postgres::Error>> {
+    let mut futures: Vec<_> = futures.into_iter().map(Some).collect();
+    let mut answers: Vec<Option<Result<Answer, tokio_postgres::Error>>> =
+        futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, answer) in futures.iter_mut().zip(answers.iter_mut()) {
+            if let Some(f) = future {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(result) => {
+                        *answer = Some(result);
+                        *future = None;
+                    }
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    answers.into_iter().flatten().collect()
+}
+
 impl<'a> PgTx<'a> {
     pub(super) fn new(
-        tx: tokio_postgres::Transaction<'a>,
+        client: &'a Client,
         rt: &'a Runtime,
         target: &'a str,
         timeout: Duration,
         node: &'a str,
-    ) -> Self {
-        Self {
-            tx,
+        statements: &'a Statements,
+    ) -> Result<Self, StoreError> {
+        let tx = Self {
+            client,
             rt,
             target,
             timeout,
             node,
-        }
+            statements,
+            queue: RefCell::new(Vec::new()),
+            begun: Cell::new(false),
+            finished: Cell::new(false),
+        };
+        tx.queue("BEGIN", Vec::new(), None)?;
+        Ok(tx)
     }
 
     fn wait<T>(
@@ -55,45 +127,151 @@ impl<'a> PgTx<'a> {
         wait_on(self.rt, self.target, self.timeout, f)
     }
 
-    fn execute(&self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
-        self.wait(self.tx.execute(sql, params))
+    /// `sql` prepared on this connection (once; see `PgStore::statements`).
+    fn statement(&self, sql: &str) -> Result<Statement, StoreError> {
+        if let Some(statement) = self.statements.borrow().get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.wait(self.client.prepare(sql))?;
+        self.statements
+            .borrow_mut()
+            .insert(sql.to_owned(), statement.clone());
+        Ok(statement)
     }
 
-    /// An UPDATE or DELETE of one user's row: none is `UserNotFound`.
-    fn update_one(&self, sql: &str, params: &[Param<'_>], name: &str) -> Result<(), StoreError> {
-        match self.execute(sql, params)? {
-            0 => Err(StoreError::UserNotFound(name.into())),
-            _ => Ok(()),
+    /// Queues a write whose answer is only a row count.
+    fn queue(
+        &self,
+        sql: &str,
+        params: Vec<Owned>,
+        must_find: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let statement = self.statement(sql)?;
+        self.queue.borrow_mut().push(Queued {
+            statement,
+            params,
+            must_find: must_find.map(str::to_owned),
+        });
+        Ok(())
+    }
+
+    /// Sends the queue and then `last` (if any) in one pipeline; the answer
+    /// to `last`. The first failure of the pipeline is the error.
+    fn flush(
+        &self,
+        last: Option<(&Statement, &[Param<'_>], bool)>,
+    ) -> Result<Option<Answer>, StoreError> {
+        let queued = std::mem::take(&mut *self.queue.borrow_mut());
+        if queued.is_empty() && last.is_none() {
+            return Ok(None);
+        }
+        let client = self.client;
+        let refs: Vec<Vec<Param<'_>>> = queued
+            .iter()
+            .map(|q| q.params.iter().map(|b| &**b as Param<'_>).collect())
+            .collect();
+        let mut futures: Vec<Running<'_>> = Vec::new();
+        for (q, params) in queued.iter().zip(&refs) {
+            futures.push(Box::pin(async move {
+                client
+                    .execute(&q.statement, params)
+                    .await
+                    .map(Answer::Count)
+            }));
+        }
+        if let Some((statement, params, rows)) = last {
+            futures.push(Box::pin(async move {
+                if rows {
+                    client.query(statement, params).await.map(Answer::Rows)
+                } else {
+                    client.execute(statement, params).await.map(Answer::Count)
+                }
+            }));
+        }
+        // BEGIN heads the first flush.
+        self.begun.set(true);
+        let target = self.target;
+        let mut answers = match self
+            .rt
+            .block_on(async { tokio::time::timeout(self.timeout, in_order(futures)).await })
+        {
+            Err(_) => return Err(super::timed_out(target, self.timeout)),
+            Ok(answers) => answers,
+        };
+        let last_answer = if last.is_some() { answers.pop() } else { None };
+        for (q, answer) in queued.iter().zip(answers) {
+            match answer {
+                Err(e) => return Err(super::pg(target, &e)),
+                Ok(Answer::Count(0)) if q.must_find.is_some() => {
+                    return Err(StoreError::UserNotFound(
+                        q.must_find.clone().unwrap_or_default(),
+                    ))
+                }
+                Ok(_) => {}
+            }
+        }
+        last_answer.transpose().map_err(|e| super::pg(target, &e))
+    }
+
+    /// A read, sent after what is queued.
+    fn query(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
+        let statement = self.statement(sql)?;
+        match self.flush(Some((&statement, params, true)))? {
+            Some(Answer::Rows(rows)) => Ok(rows),
+            _ => Ok(Vec::new()),
         }
     }
 
+    fn query_opt(&self, sql: &str, params: &[Param<'_>]) -> Result<Option<Row>, StoreError> {
+        Ok(self.query(sql, params)?.into_iter().next())
+    }
+
+    /// A write whose row count is needed now.
+    fn execute(&self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
+        let statement = self.statement(sql)?;
+        match self.flush(Some((&statement, params, false)))? {
+            Some(Answer::Count(n)) => Ok(n),
+            _ => Ok(0),
+        }
+    }
+
+    /// An UPDATE or DELETE of one user's row, queued: none is `UserNotFound`
+    /// (reported by the flush that sends it).
+    fn update_one(&self, sql: &str, params: Vec<Owned>, name: &str) -> Result<(), StoreError> {
+        self.queue(sql, params, Some(name))
+    }
+
     fn user_id(&self, name: &str) -> Result<i64, StoreError> {
-        self.wait(
-            self.tx
-                .query_opt("SELECT id FROM users WHERE username = $1", &[&name]),
-        )?
-        .map(|r| r.get(0))
-        .ok_or_else(|| StoreError::UserNotFound(name.into()))
+        self.query_opt("SELECT id FROM users WHERE username = $1", &[&name])?
+            .map(|r| r.get(0))
+            .ok_or_else(|| StoreError::UserNotFound(name.into()))
+    }
+}
+
+impl Drop for PgTx<'_> {
+    fn drop(&mut self) {
+        if self.begun.get() && !self.finished.get() {
+            // Bounded, like every wait: a server gone closes the
+            // connection, which rolls back on its side anyway.
+            let _ = self.wait(self.client.batch_execute("ROLLBACK"));
+        }
     }
 }
 
 impl Transaction for PgTx<'_> {
     fn credentials(&self, name: &str) -> Result<Option<(User, String)>, StoreError> {
-        let row = self.wait(
-            self.tx
-                .query_opt(&format!("{SELECT_USER} WHERE u.username = $1"), &[&name]),
-        )?;
+        let row = self.query_opt(&format!("{SELECT_USER} WHERE u.username = $1"), &[&name])?;
         row.map(|r| user_from_row(&r, self.target)).transpose()
     }
 
     fn login_state(&self, name: &str) -> Result<Option<(FailureState, String)>, StoreError> {
         // FOR UPDATE: concurrent logins of one user (on any node) count
         // their failures one after another, never over each other.
-        let row = self.wait(self.tx.query_opt(
+        let row = self.query_opt(
             "SELECT failed_logins, failure_window_start, locked_at, password_hash \
              FROM users WHERE username = $1 FOR UPDATE",
             &[&name],
-        ))?;
+        )?;
         Ok(row.map(|r| {
             (
                 FailureState {
@@ -112,7 +290,7 @@ impl Transaction for PgTx<'_> {
         let role = new.role.to_string();
         let expires = new.expires.map(|d| d.to_string());
         let pending = new.pending.map(Pending::as_str);
-        let row = self.wait(self.tx.query_opt(
+        let row = self.query_opt(
             "INSERT INTO users (username, password_hash, email, full_name, uid, \
              owns_system_account, created_at, updated_at, password_changed_at, role, expires_on, pending) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7, $8, $9, $10) \
@@ -129,7 +307,7 @@ impl Transaction for PgTx<'_> {
                 &expires,
                 &pending,
             ],
-        ))?;
+        )?;
         let Some(row) = row else {
             return Err(StoreError::UserExists(name.into()));
         };
@@ -203,7 +381,7 @@ impl Transaction for PgTx<'_> {
     fn set_password_hash(&self, name: &str, hash: &str, now: Timestamp) -> Result<(), StoreError> {
         self.update_one(
             "UPDATE users SET password_hash = $2, password_changed_at = $3, updated_at = $3 WHERE username = $1",
-            &[&name, &hash, &now.0],
+            vec![o(name), o(hash), Box::new(now.0)],
             name,
         )?;
         self.delete_api_sessions_of(name).map(|_| ())
@@ -212,7 +390,7 @@ impl Transaction for PgTx<'_> {
     fn replace_hash(&self, name: &str, hash: &str) -> Result<(), StoreError> {
         self.update_one(
             "UPDATE users SET password_hash = $2 WHERE username = $1",
-            &[&name, &hash],
+            vec![o(name), o(hash)],
             name,
         )
     }
@@ -220,7 +398,7 @@ impl Transaction for PgTx<'_> {
     fn set_pending(&self, name: &str, pending: Option<Pending>) -> Result<(), StoreError> {
         self.update_one(
             "UPDATE users SET pending = $2 WHERE username = $1",
-            &[&name, &pending.map(Pending::as_str)],
+            vec![o(name), Box::new(pending.map(|p| p.as_str().to_owned()))],
             name,
         )
     }
@@ -228,7 +406,7 @@ impl Transaction for PgTx<'_> {
     fn set_system_account(&self, name: &str, uid: u32, owned: bool) -> Result<(), StoreError> {
         self.update_one(
             "UPDATE users SET uid = $2, owns_system_account = $3 WHERE username = $1",
-            &[&name, &i64::from(uid), &owned],
+            vec![o(name), Box::new(i64::from(uid)), Box::new(owned)],
             name,
         )
     }
@@ -241,11 +419,11 @@ impl Transaction for PgTx<'_> {
     ) -> Result<(), StoreError> {
         self.update_one(
             "UPDATE users SET failed_logins = $2, failure_window_start = $3, locked_at = $4 WHERE username = $1",
-            &[
-                &name,
-                &i64::from(state.count),
-                &state.window_start.map(|t| t.0),
-                &state.locked_at.map(|t| t.0),
+            vec![
+                o(name),
+                Box::new(i64::from(state.count)),
+                Box::new(state.window_start.map(|t| t.0)),
+                Box::new(state.locked_at.map(|t| t.0)),
             ],
             name,
         )
@@ -255,7 +433,7 @@ impl Transaction for PgTx<'_> {
         self.update_one(
             "UPDATE users SET last_login = $2, failed_logins = 0, failure_window_start = NULL, \
              locked_at = NULL WHERE username = $1",
-            &[&name, &now.0],
+            vec![o(name), Box::new(now.0)],
             name,
         )
     }
@@ -263,13 +441,13 @@ impl Transaction for PgTx<'_> {
     fn record_logout(&self, name: &str, now: Timestamp) -> Result<(), StoreError> {
         self.update_one(
             "UPDATE users SET last_logout = $2 WHERE username = $1",
-            &[&name, &now.0],
+            vec![o(name), Box::new(now.0)],
             name,
         )
     }
 
     fn delete_user(&self, name: &str) -> Result<(), StoreError> {
-        self.update_one("DELETE FROM users WHERE username = $1", &[&name], name)
+        self.update_one("DELETE FROM users WHERE username = $1", vec![o(name)], name)
     }
 
     fn audit(
@@ -280,11 +458,11 @@ impl Transaction for PgTx<'_> {
         username: &str,
         detail: &Value,
     ) -> Result<(), StoreError> {
-        self.execute(
+        self.queue(
             "INSERT INTO audit_log (at, actor, action, username, detail) VALUES ($1, $2, $3, $4, $5)",
-            &[&now.0, &actor, &action, &username, &detail.to_string()],
+            vec![Box::new(now.0), o(actor), o(action), o(username), Box::new(detail.to_string())],
+            None,
         )
-        .map(drop)
     }
 
     fn insert_api_session(
@@ -326,15 +504,12 @@ impl Transaction for PgTx<'_> {
     }
 
     fn insert_samples(&self, samples: &[Sample]) -> Result<usize, StoreError> {
-        let insert = self.wait(self.tx.prepare(
-            "INSERT INTO usage_samples \
-             (node, user_id, at, cpu_nsec, memory_bytes, tasks, disk_bytes, gpu_memory_bytes) \
-             SELECT $8, id, $2, $3, $4, $5, $6, $7 FROM users WHERE username = $1",
-        ))?;
         let mut inserted = 0;
         for s in samples {
-            inserted += self.wait(self.tx.execute(
-                &insert,
+            inserted += self.execute(
+                "INSERT INTO usage_samples \
+                 (node, user_id, at, cpu_nsec, memory_bytes, tasks, disk_bytes, gpu_memory_bytes) \
+                 SELECT $8, id, $2, $3, $4, $5, $6, $7 FROM users WHERE username = $1",
                 &[
                     &s.username,
                     &s.at.0,
@@ -345,7 +520,7 @@ impl Transaction for PgTx<'_> {
                     &stored(s.gpu_memory_bytes),
                     &self.node,
                 ],
-            ))?;
+            )?;
         }
         Ok(usize::try_from(inserted).unwrap_or(usize::MAX))
     }
@@ -356,11 +531,11 @@ impl Transaction for PgTx<'_> {
             &[&self.node, &oldest.0],
         )?;
         let count: i64 = self
-            .wait(self.tx.query_one(
+            .query_opt(
                 "SELECT count(*) FROM usage_samples WHERE node = $1",
                 &[&self.node],
-            ))?
-            .get(0);
+            )?
+            .map_or(0, |r| r.get(0));
         let over = u64::try_from(count).unwrap_or(0).saturating_sub(max_rows);
         let by_count = if over > 0 {
             self.execute(
@@ -375,22 +550,18 @@ impl Transaction for PgTx<'_> {
     }
 
     fn count(&self, counter: Counter) -> Result<(), StoreError> {
-        self.execute(
+        self.queue(
             "INSERT INTO counters (node, name, value) VALUES ($1, $2, 1) \
              ON CONFLICT (node, name) DO UPDATE SET value = counters.value + 1",
-            &[&self.node, &counter.name()],
+            vec![o(self.node), o(counter.name())],
+            None,
         )
-        .map(drop)
     }
 
     fn commit(self: Box<Self>) -> Result<(), StoreError> {
-        let Self {
-            tx,
-            rt,
-            target,
-            timeout,
-            ..
-        } = *self;
-        wait_on(rt, target, timeout, tx.commit())
+        self.queue("COMMIT", Vec::new(), None)?;
+        self.flush(None)?;
+        self.finished.set(true);
+        Ok(())
     }
 }

@@ -42,8 +42,8 @@ pub struct CacheState {
     pub users: u64,
     /// The last full refresh from the server.
     pub refreshed_at: Option<Timestamp>,
-    /// The last time a login's lookup refreshed a record.
-    pub looked_up_at: Option<Timestamp>,
+    /// The last time a login's lookup brought a changed record.
+    pub copied_at: Option<Timestamp>,
     /// Events waiting to be merged into the server.
     pub pending_events: u64,
 }
@@ -90,8 +90,7 @@ impl SqliteStore {
             users: count(one("SELECT count(*) FROM users")?),
             refreshed_at: one("SELECT value FROM cache_meta WHERE key = 'refreshed_at'")?
                 .map(Timestamp),
-            looked_up_at: one("SELECT value FROM cache_meta WHERE key = 'looked_up_at'")?
-                .map(Timestamp),
+            copied_at: one("SELECT value FROM cache_meta WHERE key = 'copied_at'")?.map(Timestamp),
             pending_events: count(one("SELECT count(*) FROM offline_events")?),
         })
     }
