@@ -22,7 +22,7 @@ pub struct Cli {
     /// config's [postgres] settings) [default: the config's `db`,
     /// /var/lib/diycloud/diycloud.db]
     #[arg(long, global = true, value_name = "PATH|URL")]
-    pub db: Option<String>,
+    pub db: Option<PathBuf>,
     /// Configuration file
     #[arg(long, global = true, value_name = "PATH", env = "DIYCLOUD_CONFIG",
           default_value = libdiycloud::config::DEFAULT_CONFIG_PATH, hide_default_value = false)]

@@ -122,8 +122,15 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Err(e) => return Err(Failure::Runtime(e.to_string())),
     };
     let db = match &cli.db {
-        Some(text) => Database::parse(text, &config.postgres)
-            .map_err(|e| Failure::Usage(format!("--db: {e}")))?,
+        // A URL; else a file, relative to the working directory if need be.
+        Some(arg) => match arg.to_str().filter(|text| text.contains("://")) {
+            Some(url) => Database::parse(url, &config.postgres)
+                .map_err(|e| Failure::Usage(format!("--db: {e}")))?,
+            None => Database::Sqlite(
+                std::path::absolute(arg)
+                    .map_err(|e| Failure::Usage(format!("--db {}: {e}", arg.display())))?,
+            ),
+        },
         None => config.db.clone(),
     };
     let ctx = Context {
