@@ -117,7 +117,14 @@ impl<'h, H: PamHandler, T: Host> Call<'h, H, T> {
             None => config.db.clone(),
         };
         self.debug(&format!("using database {db}"));
-        cache::open(&db).map_err(|e| e.to_string())
+        let store = cache::open(&db).map_err(|e| e.to_string())?;
+        if let Some(why) = store.as_cluster().and_then(|c| c.offline_reason()) {
+            self.log(
+                Level::Warning,
+                &format!("PostgreSQL {db} is unreachable ({why}): using this node's cache"),
+            );
+        }
+        Ok(store)
     }
 
     /// Loads the config and opens the database. On failure, the config

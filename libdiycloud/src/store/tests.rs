@@ -656,3 +656,31 @@ fn a_server_that_refuses_us_is_an_error_not_an_outage() {
         .unwrap();
     assert!(err.to_string().contains("readable by others"), "{err}");
 }
+
+#[test]
+fn a_server_whose_certificate_does_not_chain_to_the_ca_file_is_not_believed() {
+    let Some(server) = test_server() else {
+        eprintln!("PostgreSQL: skipped (DIYCLOUD_TEST_PG_URL is not set)");
+        return;
+    };
+    if !server.url.contains("sslmode=require") {
+        eprintln!("PostgreSQL: skipped (the test server's URL does not ask for TLS)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // The system's CA bundle: it does not hold the test server's CA.
+    let settings = PostgresSettings {
+        ca_file: PathBuf::from("/etc/ssl/certs/ca-certificates.crt"),
+        cache: dir.path().join("cache.db"),
+        ..server
+    };
+    let store = Store::open_database(&Database::Postgres(Box::new(settings))).unwrap();
+    let why = store
+        .as_cluster()
+        .unwrap()
+        .offline_reason()
+        .unwrap_or_default();
+    assert!(why.to_lowercase().contains("certificate"), "{why}");
+    // Nothing was read from that server: the cache is empty, and stays so.
+    assert!(store.users().unwrap().is_empty());
+}
