@@ -412,8 +412,13 @@ impl Backend for ClusterStore {
         )
     }
 
+    /// Offline: the lines this node wrote while it was (the rest is on
+    /// the server).
     fn audit_log(&self, name: &str, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
-        self.server_only(|server| server.audit_log(name, limit))
+        self.read(
+            |server| server.audit_log(name, limit),
+            |cache| cache.audit_log(name, limit),
+        )
     }
 
     fn api_session(&self, token_hash: &str, now: Timestamp) -> Result<Option<User>, StoreError> {
