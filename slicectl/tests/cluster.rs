@@ -229,6 +229,7 @@ fn add_user(node: &Node, name: &str, password: &str, extra: &[&str]) {
 }
 
 #[test]
+#[ignore = "needs a PostgreSQL server: tests/system/cluster.sh runs it"]
 fn two_nodes_share_one_user_base_and_survive_an_outage() {
     diycloud_tests::use_slicectl(env!("CARGO_BIN_EXE_slicectl"));
     let Some(server) = Server::from_env() else {
