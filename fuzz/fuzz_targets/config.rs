@@ -1,13 +1,15 @@
 //! `/etc/diycloud/diycloud.toml`: any text either is refused with a message
 //! or gives a config whose every value is usable: argon2 costs within the
 //! bounds (a config must never make a login allocate unbounded memory),
-//! absolute paths, durations within 100 years, limits in canonical form.
+//! absolute paths, a PostgreSQL URL without a password, a connect timeout
+//! of 1 to 60 s, durations within 100 years, limits in canonical form.
 #![deny(unsafe_code)]
 #![no_main]
 
 use libdiycloud::config::Config;
 use libdiycloud::model::{Cpu, GpuList, Size, Tasks};
 use libdiycloud::password::{Hasher, MAX_ITERATIONS, MAX_MEMORY_KIB, MAX_PARALLELISM};
+use libdiycloud::store::Database;
 use libfuzzer_sys::fuzz_target;
 
 fn canonical<T>(value: &T)
@@ -36,7 +38,22 @@ fuzz_target!(|data: &[u8]| {
     let hasher = Hasher::new(h).unwrap_or_else(|e| panic!("accepted {h}, unusable: {e}"));
     assert_eq!(hasher.params(), h);
 
-    assert!(config.db.is_absolute(), "db {:?}", config.db);
+    match &config.db {
+        Database::Sqlite(path) => assert!(path.is_absolute(), "db {path:?}"),
+        Database::Postgres(pg) => {
+            // A URL that parses, names a user and a database, holds no password.
+            assert!(pg.url.starts_with("postgres"), "db {:?}", pg.url);
+            assert!(Database::parse(&pg.url, &config.postgres).is_ok());
+        }
+    }
+    let pg = &config.postgres;
+    for path in [&pg.cache, &pg.ca_file]
+        .into_iter()
+        .chain(pg.password_file.as_ref())
+    {
+        assert!(path.is_absolute(), "postgres path {path:?}");
+    }
+    assert!((1..=60).contains(&pg.connect_timeout.as_secs()));
     assert!(config.shell.is_absolute(), "shell {:?}", config.shell);
     let hundred_years = 100 * 365 * 86_400;
     assert!(config.lockout.fail_interval <= hundred_years);
