@@ -11,7 +11,9 @@
 //! and rolls back otherwise (a dropped transaction rolls back), so no
 //! command leaves half a record on either backend.
 
+#[cfg(feature = "postgres")]
 pub mod cluster;
+#[cfg(feature = "postgres")]
 pub mod postgres;
 mod records;
 pub mod sqlite;
@@ -136,6 +138,8 @@ impl Database {
     /// absolute path. `postgres` supplies the rest of a URL's settings.
     pub fn parse(text: &str, postgres: &PostgresSettings) -> Result<Self, String> {
         if text.starts_with("postgresql://") || text.starts_with("postgres://") {
+            // (A build without the store takes the URL and fails to open it.)
+            #[cfg(feature = "postgres")]
             postgres::check_url(text)?;
             return Ok(Database::Postgres(Box::new(PostgresSettings {
                 url: text.to_owned(),
@@ -234,9 +238,11 @@ pub trait Backend: Send {
     }
 
     /// The cluster store behind this backend, if it is one.
+    #[cfg(feature = "postgres")]
     fn as_cluster(&self) -> Option<&cluster::ClusterStore> {
         None
     }
+    #[cfg(feature = "postgres")]
     fn as_cluster_mut(&mut self) -> Option<&mut cluster::ClusterStore> {
         None
     }
@@ -376,10 +382,13 @@ impl Store {
     pub fn open_database(db: &Database) -> Result<Self, StoreError> {
         match db {
             Database::Sqlite(path) => Self::open(path),
+            #[cfg(feature = "postgres")]
             Database::Postgres(settings) => Ok(Self {
                 backend: Box::new(cluster::ClusterStore::open(settings)?),
                 database: db.clone(),
             }),
+            #[cfg(not(feature = "postgres"))]
+            Database::Postgres(_) => Err(no_postgres()),
         }
     }
 
@@ -387,6 +396,9 @@ impl Store {
     pub fn init_database(db: &Database) -> Result<(Self, InitReport), StoreError> {
         match db {
             Database::Sqlite(path) => Self::init(path),
+            #[cfg(not(feature = "postgres"))]
+            Database::Postgres(_) => Err(no_postgres()),
+            #[cfg(feature = "postgres")]
             Database::Postgres(settings) => {
                 let (store, report) = cluster::ClusterStore::init(settings)?;
                 Ok((
@@ -415,6 +427,11 @@ impl Store {
         self.backend.after_write();
         Ok(value)
     }
+}
+
+#[cfg(not(feature = "postgres"))]
+fn no_postgres() -> StoreError {
+    StoreError::Unsupported("this build has no PostgreSQL support".into())
 }
 
 impl From<sqlite::SqliteStore> for Store {

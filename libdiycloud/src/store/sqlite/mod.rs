@@ -6,6 +6,8 @@
 //! `SQLITE_BUSY`; every write happens in one transaction that rolls back on
 //! any error (a dropped [`Tx`] rolls back), so no command leaves half a record.
 
+// The cluster store's cache (feature postgres).
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 mod cache;
 mod history;
 mod sessions;
@@ -21,6 +23,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::trust::{self, Presence};
 
+#[cfg_attr(not(feature = "postgres"), allow(unused_imports))]
 pub use cache::{CacheState, OfflineEvent};
 
 use super::{Backend, InitReport, StoreError, Transaction};
