@@ -53,8 +53,11 @@ install -D -m 0755 "$bin/slicectl" "$tree/usr/sbin/slicectl"
 strip --strip-unneeded "$tree/usr/lib/$triplet/security/pam_diycloud.so" "$tree/usr/sbin/slicectl"
 install -D -m 0644 "$src/packaging/diycloud.toml" "$tree/etc/diycloud/diycloud.toml"
 install -D -m 0644 "$src/packaging/pam-configs/diycloud" "$tree/usr/share/pam-configs/diycloud"
-for unit in diycloud-api.service diycloud-cache-refresh.service diycloud-cache-refresh.timer; do
-    install -D -m 0644 "$src/packaging/systemd/$unit" "$tree/usr/lib/systemd/system/$unit"
+# Every unit the source has (an older source, packaged for the upgrade
+# check, has fewer).
+for unit in "$src"/packaging/systemd/*.service "$src"/packaging/systemd/*.timer; do
+    [ -e "$unit" ] || continue
+    install -D -m 0644 "$unit" "$tree/usr/lib/systemd/system/$(basename "$unit")"
 done
 doc="$tree/usr/share/doc/diycloud"
 install -D -m 0644 "$src/README.md" "$doc/README.md"
