@@ -29,13 +29,16 @@ install -d -m 0755 /etc/diycloud
 if [ -d /usr/share/pam-configs ]; then
     install -m 0644 packaging/pam-configs/diycloud /usr/share/pam-configs/diycloud
 fi
-# The REST API's unit (`slicectl serve`), not enabled: see the admin guide.
+# The REST API's unit (`slicectl serve`) and, for clusters, the cache
+# refresh and its timer; none enabled: see the admin guide and docs/cluster.md.
 if [ -d /etc/systemd/system ]; then
-    sed 's|/usr/sbin/slicectl|/usr/local/sbin/slicectl|' packaging/systemd/diycloud-api.service \
-        >/etc/systemd/system/diycloud-api.service
-    chmod 0644 /etc/systemd/system/diycloud-api.service
+    for unit in diycloud-api.service diycloud-cache-refresh.service diycloud-cache-refresh.timer; do
+        sed 's|/usr/sbin/slicectl|/usr/local/sbin/slicectl|' "packaging/systemd/$unit" \
+            >"/etc/systemd/system/$unit"
+        chmod 0644 "/etc/systemd/system/$unit"
+    done
     if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 fi
 /usr/local/sbin/slicectl init
-echo "installed: $moddir/pam_diycloud.so, /usr/local/sbin/slicectl, /etc/diycloud/diycloud.toml, diycloud-api.service (not enabled)"
+echo "installed: $moddir/pam_diycloud.so, /usr/local/sbin/slicectl, /etc/diycloud/diycloud.toml, diycloud-api.service and diycloud-cache-refresh.timer (not enabled)"
 echo "next: slicectl user add NAME; then wire PAM (docs/pam.md), e.g. pam-auth-update --enable diycloud"
