@@ -70,11 +70,27 @@ token=$(curl -sf -H 'Content-Type: application/json' \
     "http://127.0.0.1:$port/api/v1/auth/login" | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
 # From the scratch directory: schemathesis keeps its reports in ./.schemathesis.
 cd "$work"
-"$venv/bin/schemathesis" run "http://127.0.0.1:$port/api/v1/openapi.json" \
-    -H "Authorization: Bearer $token" \
-    --checks all --exclude-checks positive_data_acceptance \
-    --exclude-operation-id logout --exclude-operation-id changePassword \
-    --max-examples 40 --workers 2 --no-color
+st_run() {
+    "$venv/bin/schemathesis" run "http://127.0.0.1:$port/api/v1/openapi.json" \
+        -H "Authorization: Bearer $token" \
+        --checks all --exclude-checks positive_data_acceptance \
+        --exclude-operation-id logout --exclude-operation-id changePassword \
+        --max-examples 40 --workers 2 --no-color 2>&1 | tee "$work/st.log"
+    return "${PIPESTATUS[0]}"
+}
+# Once more only when the tool itself broke: CPython 3.11 now and then
+# raises "AST constructor recursion depth mismatch" while schemathesis
+# builds its test cases (seen once in a CI run; the same versions passed
+# the run before). Any other failure ends the run; a failed check of the
+# API in the first run fails the second too.
+if ! st_run; then
+    if grep -q "AST constructor recursion depth mismatch" "$work/st.log"; then
+        echo "schemathesis broke inside CPython (not a check of the API): running it once more"
+        st_run
+    else
+        exit 1
+    fi
+fi
 if grep -q "panicked" "$work/server.log"; then
     echo "FAIL: the server panicked:"; cat "$work/server.log"; exit 1
 fi
