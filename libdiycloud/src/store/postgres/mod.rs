@@ -193,6 +193,22 @@ pub struct PgStore {
 /// Prepared statements of one connection, by their SQL.
 pub(super) type Statements = RefCell<HashMap<String, Statement>>;
 
+/// `sql` from `statements`, or prepared by `prepare` and kept there.
+pub(super) fn prepared(
+    statements: &Statements,
+    sql: &str,
+    prepare: impl FnOnce() -> Result<Statement, StoreError>,
+) -> Result<Statement, StoreError> {
+    if let Some(statement) = statements.borrow().get(sql) {
+        return Ok(statement.clone());
+    }
+    let statement = prepare()?;
+    statements
+        .borrow_mut()
+        .insert(sql.to_owned(), statement.clone());
+    Ok(statement)
+}
+
 impl PgStore {
     /// Connects (no schema check). A server that cannot be reached in time
     /// is [`StoreError::Offline`]; one that refuses us is an error of its own.
@@ -279,10 +295,7 @@ impl PgStore {
         let mut version = from_version;
         for (index, sql) in MIGRATIONS.iter().enumerate().skip(from_version as usize) {
             let to = index as i64 + 1;
-            let tx = rt
-                .block_on(async { tokio::time::timeout(*timeout, client.transaction()).await })
-                .map_err(|_| timed_out(target, *timeout))?
-                .map_err(|e| pg(target, &e))?;
+            let tx = wait_on(rt, target, *timeout, client.transaction())?;
             wait_on(
                 rt,
                 target,
@@ -371,15 +384,20 @@ impl PgStore {
         wait_on(&self.rt, &self.target, self.timeout, f)
     }
 
+    /// `sql` prepared on this connection (once).
+    fn statement(&self, sql: &str) -> Result<Statement, StoreError> {
+        prepared(&self.statements, sql, || {
+            self.wait(self.client.prepare(sql))
+        })
+    }
+
     fn find(
         &self,
         rest: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Option<(User, String)>, StoreError> {
-        let row = self.wait(
-            self.client
-                .query_opt(&format!("{SELECT_USER} {rest}"), params),
-        )?;
+        let statement = self.statement(&format!("{SELECT_USER} {rest}"))?;
+        let row = self.wait(self.client.query_opt(&statement, params))?;
         row.map(|r| user_from_row(&r, &self.target)).transpose()
     }
 

@@ -11,7 +11,7 @@ use tokio::runtime::Runtime;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row, Statement};
 
-use super::{user_from_row, wait_on, Statements, SELECT_USER};
+use super::{prepared, user_from_row, wait_on, Statements, SELECT_USER};
 use crate::model::history::{Counter, Sample};
 use crate::model::lockout::FailureState;
 use crate::model::time::Timestamp;
@@ -129,14 +129,7 @@ impl<'a> PgTx<'a> {
 
     /// `sql` prepared on this connection (once; see `PgStore::statements`).
     fn statement(&self, sql: &str) -> Result<Statement, StoreError> {
-        if let Some(statement) = self.statements.borrow().get(sql) {
-            return Ok(statement.clone());
-        }
-        let statement = self.wait(self.client.prepare(sql))?;
-        self.statements
-            .borrow_mut()
-            .insert(sql.to_owned(), statement.clone());
-        Ok(statement)
+        prepared(self.statements, sql, || self.wait(self.client.prepare(sql)))
     }
 
     /// Queues a write whose answer is only a row count.
