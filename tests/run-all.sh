@@ -8,6 +8,17 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+# A run from scratch writes about 15 GB (cargo's targets, the VM images and
+# the guests' disks). Say so at once rather than fail at the fifth step with
+# "No space left on device". Incremental compilation only pays for a tree
+# that is built again; a fresh clone is built once, at about half the size.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+free_gb=$(df -Pk "$root" | awk 'NR==2 {print int($4 / 1048576)}')
+echo "== disk: ${free_gb} GB free where the tests build"
+if [ "$free_gb" -lt 20 ]; then
+    echo "FAIL: a whole run needs about 20 GB free; $root has ${free_gb} GB"
+    exit 1
+fi
 if [ "$(id -u)" = 0 ]; then
     tests/deps.sh
     # The VM tier's images and older build, made meanwhile (network, dpkg
