@@ -3,6 +3,7 @@
 //! Nothing in here does I/O or reads the clock; callers pass "now" in, so every
 //! rule is testable without sleeping or touching the system.
 
+pub mod events;
 pub mod gpu;
 pub mod history;
 pub mod limits;

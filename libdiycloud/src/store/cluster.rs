@@ -28,6 +28,7 @@ use super::{
     AuditEntry, Backend, InitReport, NewUser, PostgresSettings, StoreError, Transaction,
     UserChanges,
 };
+use crate::model::events::LimitEvent;
 use crate::model::history::{Counter, Sample};
 use crate::model::lockout::{FailureState, LockoutPolicy};
 use crate::model::time::Timestamp;
@@ -443,6 +444,10 @@ impl Backend for ClusterStore {
         self.server_only(|server| server.counter(counter))
     }
 
+    fn limit_events(&self, user: Option<&str>, limit: u32) -> Result<Vec<LimitEvent>, StoreError> {
+        self.server_only(|server| server.limit_events(user, limit))
+    }
+
     fn begin(&mut self) -> Result<Box<dyn Transaction + '_>, StoreError> {
         if self.is_online() {
             if let Some(server) = self.server.as_mut() {
@@ -646,6 +651,16 @@ impl Transaction for OfflineTx<'_> {
     }
     fn prune_samples(&self, _: Timestamp, _: u64) -> Result<u64, StoreError> {
         self.refused()
+    }
+    fn record_limit_events(&self, _: &[LimitEvent]) -> Result<usize, StoreError> {
+        self.refused()
+    }
+    fn prune_limit_events(&self, _: Timestamp, _: u64) -> Result<u64, StoreError> {
+        self.refused()
+    }
+    fn take_unshown_events(&self, _: &str) -> Result<Vec<LimitEvent>, StoreError> {
+        // The events are on the server: the notice waits for it.
+        Ok(Vec::new())
     }
     fn commit(self: Box<Self>) -> Result<(), StoreError> {
         self.tx.commit_tx()

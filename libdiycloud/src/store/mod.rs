@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::model::events::LimitEvent;
 use crate::model::history::{Counter, Sample};
 use crate::model::lockout::{FailureState, LockoutPolicy};
 use crate::model::time::Timestamp;
@@ -215,6 +216,9 @@ pub trait Backend: Send {
     fn sample_count(&self) -> Result<u64, StoreError>;
     /// The value of `counter` (0 before it was first counted).
     fn counter(&self, counter: Counter) -> Result<u64, StoreError>;
+    /// The latest `limit` limit events of `user` (everyone's where `None`),
+    /// newest first, from every node.
+    fn limit_events(&self, user: Option<&str>, limit: u32) -> Result<Vec<LimitEvent>, StoreError>;
 
     /// Starts a write transaction.
     fn begin(&mut self) -> Result<Box<dyn Transaction + '_>, StoreError>;
@@ -324,6 +328,17 @@ pub trait Transaction {
     fn prune_samples(&self, oldest: Timestamp, max_rows: u64) -> Result<u64, StoreError>;
     /// Adds one to `counter`.
     fn count(&self, counter: Counter) -> Result<(), StoreError>;
+    /// Records limit events (a run of throttling or reclaim adds to the
+    /// user's latest unshown row of its kind on its node, where that is
+    /// recent); events of users no longer there are left out. Returns how
+    /// many were recorded.
+    fn record_limit_events(&self, events: &[LimitEvent]) -> Result<usize, StoreError>;
+    /// Deletes the limit events last seen before `oldest` (this node's, on
+    /// a shared database), then the oldest past `max_rows`.
+    fn prune_limit_events(&self, oldest: Timestamp, max_rows: u64) -> Result<u64, StoreError>;
+    /// `name`'s events not shown yet (every node's), oldest first, now
+    /// marked shown: what their login tells them.
+    fn take_unshown_events(&self, name: &str) -> Result<Vec<LimitEvent>, StoreError>;
 
     /// Makes the transaction's writes durable and visible.
     fn commit(self: Box<Self>) -> Result<(), StoreError>;

@@ -249,3 +249,15 @@ pub(crate) fn sample_start(name: &str, max_id: u64) -> i64 {
     });
     i64::try_from(key % max_id.max(1) + 1).unwrap_or(1)
 }
+
+/// A limit event's process names as the `processes` column holds them (a
+/// JSON array: a name may hold any character).
+pub(crate) fn processes_text(names: &[String]) -> String {
+    serde_json::to_string(names).unwrap_or_else(|_| "[]".into())
+}
+
+/// The `processes` column read back; a hand-edited value that is no array
+/// of names reads as none.
+pub(crate) fn event_processes(text: &str) -> Vec<String> {
+    serde_json::from_str(text).unwrap_or_default()
+}

@@ -462,6 +462,115 @@ fn history_counters_and_sample_hashes() {
     });
 }
 
+#[test]
+fn limit_events_merge_show_once_and_prune() {
+    use crate::model::events::{EventKind, LimitEvent};
+    each_backend(|f| {
+        let mut store = f.open();
+        store
+            .write(|tx| {
+                tx.insert_user(&new_user("alice"), Timestamp(1))?;
+                tx.insert_user(&new_user("bob"), Timestamp(1))
+            })
+            .unwrap();
+        let event = |user: &str, node: &str, kind, at: i64, count, names: &[&str]| LimitEvent {
+            username: user.into(),
+            node: node.into(),
+            first_at: Timestamp(at),
+            at: Timestamp(at + 5),
+            kind,
+            count,
+            throttled_usec: if kind == EventKind::CpuThrottled {
+                count * 1000
+            } else {
+                0
+            },
+            limit: Some("8G".into()),
+            processes: names.iter().map(|n| n.to_string()).collect(),
+            shown: false,
+        };
+        let recorded = store
+            .write(|tx| {
+                tx.record_limit_events(&[
+                    event("alice", "n1", EventKind::OomKill, 100, 1, &["python3"]),
+                    event("alice", "n1", EventKind::OomKill, 110, 1, &["a,\"b\"\n"]),
+                    event("alice", "n1", EventKind::CpuThrottled, 100, 4, &[]),
+                    // Ten seconds on: the same run of throttling.
+                    event("alice", "n1", EventKind::CpuThrottled, 110, 6, &[]),
+                    // Another node's: a row of its own.
+                    event("alice", "n2", EventKind::CpuThrottled, 110, 1, &[]),
+                    // Past the window: a new row.
+                    event("alice", "n1", EventKind::CpuThrottled, 100 + 3700, 2, &[]),
+                    event("bob", "n1", EventKind::MemoryHigh, 120, 3, &[]),
+                    event("gone", "n1", EventKind::OomKill, 120, 1, &[]),
+                ])
+            })
+            .unwrap();
+        assert_eq!(recorded, 7, "{}: the unknown user's is left out", f.name);
+        let alice = store.limit_events(Some("alice"), 100).unwrap();
+        assert_eq!(alice.len(), 5, "{}: {alice:?}", f.name);
+        assert_eq!(alice[0].first_at, Timestamp(3800), "newest first");
+        let merged = alice
+            .iter()
+            .find(|e| {
+                e.kind == EventKind::CpuThrottled && e.node == "n1" && e.first_at == Timestamp(100)
+            })
+            .unwrap();
+        assert_eq!((merged.count, merged.throttled_usec), (10, 10_000));
+        assert_eq!(merged.at, Timestamp(115), "last seen");
+        let odd = alice
+            .iter()
+            .find(|e| e.first_at == Timestamp(110) && e.kind == EventKind::OomKill);
+        assert_eq!(odd.unwrap().processes, vec!["a,\"b\"\n".to_string()]);
+        assert_eq!(store.limit_events(None, 3).unwrap().len(), 3, "the limit");
+
+        // A login takes them once.
+        let taken = store.write(|tx| tx.take_unshown_events("alice")).unwrap();
+        assert_eq!(taken.len(), 5);
+        assert_eq!(taken[0].first_at, Timestamp(100), "oldest first");
+        assert!(store
+            .write(|tx| tx.take_unshown_events("alice"))
+            .unwrap()
+            .is_empty());
+        assert!(store
+            .limit_events(Some("alice"), 100)
+            .unwrap()
+            .iter()
+            .all(|e| e.shown));
+        assert_eq!(
+            store.limit_events(Some("bob"), 100).unwrap()[0].shown,
+            false
+        );
+        // Throttling after the notice starts a row of its own.
+        store
+            .write(|tx| {
+                tx.record_limit_events(&[event(
+                    "alice",
+                    "n1",
+                    EventKind::CpuThrottled,
+                    3810,
+                    1,
+                    &[],
+                )])
+            })
+            .unwrap();
+        let fresh = store.write(|tx| tx.take_unshown_events("alice")).unwrap();
+        assert_eq!(fresh.len(), 1);
+        assert_eq!(fresh[0].count, 1);
+
+        // The bounds: by age (this node's rows on a shared database), then
+        // by count.
+        let pruned = store
+            .write(|tx| tx.prune_limit_events(Timestamp(112), 1000))
+            .unwrap();
+        let expected_by_age = if f.name == "sqlite" { 1 } else { 0 };
+        assert_eq!(pruned, expected_by_age, "{}", f.name);
+        // Deleting a user deletes their events.
+        store.write(|tx| tx.delete_user("bob")).unwrap();
+        assert!(store.limit_events(Some("bob"), 10).unwrap().is_empty());
+    });
+}
+
 /// A listener that accepts connections and never says a word: a server
 /// hung, or a network that swallows packets after the handshake.
 fn silent_server() -> (std::net::TcpListener, u16) {

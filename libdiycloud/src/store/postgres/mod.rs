@@ -23,8 +23,9 @@ use tokio::runtime::Runtime;
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::{Client, Config, Row, Statement};
 
-use super::records::{sample_start, RawUser};
+use super::records::{event_processes, sample_start, RawUser};
 use super::{AuditEntry, Backend, InitReport, PostgresSettings, StoreError, Transaction};
+use crate::model::events::{EventKind, LimitEvent};
 use crate::model::history::{Counter, Sample};
 use crate::model::time::Timestamp;
 use crate::model::user::User;
@@ -34,7 +35,10 @@ pub(crate) use tx::PgTx;
 
 /// Numbered migrations in PostgreSQL's dialect; migration N brings
 /// `diycloud_schema.version` to N.
-const MIGRATIONS: &[&str] = &[include_str!("0001_schema.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("0001_schema.sql"),
+    include_str!("0002_limit_events.sql"),
+];
 
 /// The PostgreSQL schema version this build reads and writes.
 pub const PG_SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -169,13 +173,27 @@ fn tls(
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
-/// This node's name: usage history and counters are kept per node.
-fn node_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
+/// The columns [`event_from_row`] reads.
+const SELECT_EVENT: &str = "SELECT u.username, e.node, e.first_at, e.at, e.kind, e.count, \
+     e.throttled_usec, e.lim, e.processes, e.shown \
+     FROM limit_events e JOIN users u ON u.id = e.user_id";
+
+fn event_from_row(row: &tokio_postgres::Row) -> LimitEvent {
+    let kind: String = row.get(4);
+    let processes: String = row.get(8);
+    LimitEvent {
+        username: row.get(0),
+        node: row.get(1),
+        first_at: Timestamp(row.get(2)),
+        at: Timestamp(row.get(3)),
+        // The table's CHECK keeps the kinds to the three.
+        kind: EventKind::parse(&kind).unwrap_or(EventKind::OomKill),
+        count: to_u64(Some(row.get(5))).unwrap_or(0),
+        throttled_usec: to_u64(Some(row.get(6))).unwrap_or(0),
+        limit: row.get(7),
+        processes: event_processes(&processes),
+        shown: row.get(9),
+    }
 }
 
 /// A connection to the shared database.
@@ -260,7 +278,7 @@ impl PgStore {
             client,
             target,
             timeout,
-            node: node_name(),
+            node: crate::platform::node_name(),
             statements: RefCell::new(HashMap::new()),
         })
     }
@@ -686,6 +704,17 @@ impl Backend for PgStore {
             &[&self.node, &counter.name()],
         ))?;
         Ok(to_u64(row.map(|r| r.get(0))).unwrap_or(0))
+    }
+
+    fn limit_events(&self, user: Option<&str>, limit: u32) -> Result<Vec<LimitEvent>, StoreError> {
+        let rows = self.wait(self.client.query(
+            &format!(
+                "{SELECT_EVENT} WHERE $1::text IS NULL OR u.username = $1 \
+                 ORDER BY e.at DESC, e.id DESC LIMIT $2"
+            ),
+            &[&user, &i64::from(limit)],
+        ))?;
+        Ok(rows.iter().map(event_from_row).collect())
     }
 
     fn begin(&mut self) -> Result<Box<dyn Transaction + '_>, StoreError> {

@@ -12,11 +12,12 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row, Statement};
 
 use super::{prepared, user_from_row, wait_on, Statements, SELECT_USER};
+use crate::model::events::{LimitEvent, MERGE_WINDOW_SECS};
 use crate::model::history::{Counter, Sample};
 use crate::model::lockout::FailureState;
 use crate::model::time::Timestamp;
 use crate::model::user::{Pending, User};
-use crate::store::records::Field;
+use crate::store::records::{processes_text, Field};
 use crate::store::{NewUser, StoreError, Transaction, UserChanges};
 
 type Param<'p> = &'p (dyn ToSql + Sync);
@@ -549,6 +550,95 @@ impl Transaction for PgTx<'_> {
             vec![o(self.node), o(counter.name())],
             None,
         )
+    }
+
+    fn record_limit_events(&self, events: &[LimitEvent]) -> Result<usize, StoreError> {
+        let mut recorded = 0;
+        for e in events {
+            let count = stored(Some(e.count));
+            let usec = stored(Some(e.throttled_usec));
+            if e.kind.merges() {
+                let merged = self.execute(
+                    "UPDATE limit_events SET at = greatest(at, $4), count = count + $5, \
+                     throttled_usec = throttled_usec + $6, lim = $7 \
+                     WHERE id = (SELECT e.id FROM limit_events e JOIN users u ON u.id = e.user_id \
+                       WHERE u.username = $1 AND e.node = $2 AND e.kind = $3 AND NOT e.shown \
+                       ORDER BY e.at DESC, e.id DESC LIMIT 1) \
+                     AND at >= $8",
+                    &[
+                        &e.username,
+                        &e.node,
+                        &e.kind.name(),
+                        &e.at.0,
+                        &count,
+                        &usec,
+                        &e.limit,
+                        &e.first_at.0.saturating_sub(MERGE_WINDOW_SECS),
+                    ],
+                )?;
+                if merged > 0 {
+                    recorded += 1;
+                    continue;
+                }
+            }
+            let inserted = self.execute(
+                "INSERT INTO limit_events \
+                 (user_id, node, first_at, at, kind, count, throttled_usec, lim, processes) \
+                 SELECT id, $2, $3, $4, $5, $6, $7, $8, $9 FROM users WHERE username = $1",
+                &[
+                    &e.username,
+                    &e.node,
+                    &e.first_at.0,
+                    &e.at.0,
+                    &e.kind.name(),
+                    &count,
+                    &usec,
+                    &e.limit,
+                    &processes_text(&e.processes),
+                ],
+            )?;
+            recorded += usize::try_from(inserted).unwrap_or(0);
+        }
+        Ok(recorded)
+    }
+
+    fn prune_limit_events(&self, oldest: Timestamp, max_rows: u64) -> Result<u64, StoreError> {
+        let by_age = self.execute(
+            "DELETE FROM limit_events WHERE node = $1 AND at < $2",
+            &[&self.node, &oldest.0],
+        )?;
+        let count: i64 = self
+            .query_opt(
+                "SELECT count(*) FROM limit_events WHERE node = $1",
+                &[&self.node],
+            )?
+            .map_or(0, |r| r.get(0));
+        let over = u64::try_from(count).unwrap_or(0).saturating_sub(max_rows);
+        let by_count = if over > 0 {
+            self.execute(
+                "DELETE FROM limit_events WHERE id IN \
+                 (SELECT id FROM limit_events WHERE node = $1 ORDER BY at, id LIMIT $2)",
+                &[&self.node, &i64::try_from(over).unwrap_or(i64::MAX)],
+            )?
+        } else {
+            0
+        };
+        Ok(by_age + by_count)
+    }
+
+    fn take_unshown_events(&self, name: &str) -> Result<Vec<LimitEvent>, StoreError> {
+        // One statement: the rows it marks are the rows it returns, even
+        // with a watcher writing meanwhile.
+        let rows = self.query(
+            "WITH taken AS (UPDATE limit_events SET shown = true \
+               WHERE NOT shown AND user_id = (SELECT id FROM users WHERE username = $1) \
+               RETURNING *) \
+             SELECT u.username, e.node, e.first_at, e.at, e.kind, e.count, \
+               e.throttled_usec, e.lim, e.processes, false \
+             FROM taken e JOIN users u ON u.id = e.user_id ORDER BY e.at, e.id",
+            &[&name],
+        )?;
+        Ok(rows.iter().map(super::event_from_row).collect())
     }
 
     fn commit(self: Box<Self>) -> Result<(), StoreError> {

@@ -9,6 +9,7 @@
 // The cluster store's cache (feature postgres).
 #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 mod cache;
+mod events;
 mod history;
 mod sessions;
 mod users;
@@ -27,6 +28,7 @@ use crate::trust::{self, Presence};
 pub use cache::{CacheState, OfflineEvent};
 
 use super::{Backend, InitReport, StoreError, Transaction};
+use crate::model::events::LimitEvent;
 use crate::model::history::{Counter, Sample};
 use crate::model::lockout::FailureState;
 use crate::model::time::Timestamp;
@@ -40,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0003_intents.sql"),
     include_str!("0004_api_sessions.sql"),
     include_str!("0005_history.sql"),
+    include_str!("0006_limit_events.sql"),
 ];
 
 fn file_identity(path: &Path) -> Option<(u64, u64)> {
@@ -473,6 +476,9 @@ impl Backend for SqliteStore {
     fn counter(&self, counter: Counter) -> Result<u64, StoreError> {
         SqliteStore::counter(self, counter)
     }
+    fn limit_events(&self, user: Option<&str>, limit: u32) -> Result<Vec<LimitEvent>, StoreError> {
+        SqliteStore::limit_events(self, user, limit)
+    }
     fn begin(&mut self) -> Result<Box<dyn Transaction + '_>, StoreError> {
         Ok(Box::new(self.begin_tx()?))
     }
@@ -579,6 +585,15 @@ impl Transaction for SqliteTx<'_> {
     }
     fn count(&self, counter: Counter) -> Result<(), StoreError> {
         SqliteTx::count(self, counter)
+    }
+    fn record_limit_events(&self, events: &[LimitEvent]) -> Result<usize, StoreError> {
+        SqliteTx::record_limit_events(self, events)
+    }
+    fn prune_limit_events(&self, oldest: Timestamp, max_rows: u64) -> Result<u64, StoreError> {
+        SqliteTx::prune_limit_events(self, oldest, max_rows)
+    }
+    fn take_unshown_events(&self, name: &str) -> Result<Vec<LimitEvent>, StoreError> {
+        SqliteTx::take_unshown_events(self, name)
     }
     fn commit(self: Box<Self>) -> Result<(), StoreError> {
         (*self).commit_tx()
