@@ -1,7 +1,13 @@
 //! The cgroup hierarchy the machine mounts (for `doctor`; the slice
-//! properties themselves are the same on both, see `model::slice`).
+//! properties themselves are the same on both, see `model::slice`), and the
+//! kernel's enforcement counters of a user slice.
 
-use std::path::Path;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::model::events::{parse_cpu_stat, parse_memory_events, parse_oom_control, SliceCounters};
+use crate::model::slice::user_slice;
 
 /// How the machine mounts cgroups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,9 +52,132 @@ impl Hierarchy {
     }
 }
 
+/// Where user `uid`'s slice lies in `controller`'s tree under `root`
+/// (`None`: the v2 tree, the only one on cgroup v2).
+fn slice_dir(root: &Path, controller: Option<&str>, uid: u32) -> PathBuf {
+    let mut dir = root.to_path_buf();
+    if let Some(controller) = controller {
+        dir.push(controller);
+    }
+    dir.push("user.slice");
+    dir.push(user_slice(uid));
+    dir
+}
+
+/// A counter file's text; `None` where it is not there (no such
+/// controller for the slice, an older kernel).
+fn read_optional(path: &Path) -> io::Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The kernel's enforcement counters of user `uid`'s slice under `root`
+/// (normally `/sys/fs/cgroup`): OOM kills, reclaim above `memory.high`,
+/// CPU throttling. `None` where the slice has no cgroup (no session now).
+pub fn slice_counters_at(
+    root: &Path,
+    hierarchy: Hierarchy,
+    uid: u32,
+) -> io::Result<Option<SliceCounters>> {
+    let (memory, cpu) = match hierarchy {
+        Hierarchy::Unified => (slice_dir(root, None, uid), slice_dir(root, None, uid)),
+        Hierarchy::Hybrid | Hierarchy::Legacy => (
+            slice_dir(root, Some("memory"), uid),
+            slice_dir(root, Some("cpu"), uid),
+        ),
+    };
+    let cgroup_id = match std::fs::metadata(&memory) {
+        Ok(meta) => meta.ino(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let (oom_kill, high) = match hierarchy {
+        Hierarchy::Unified => read_optional(&memory.join("memory.events"))?
+            .map_or((None, None), |t| parse_memory_events(&t)),
+        // v1 has no memory.high.
+        _ => (
+            read_optional(&memory.join("memory.oom_control"))?.and_then(|t| parse_oom_control(&t)),
+            None,
+        ),
+    };
+    let (nr_throttled, throttled_usec) =
+        read_optional(&cpu.join("cpu.stat"))?.map_or((None, None), |t| parse_cpu_stat(&t));
+    Ok(Some(SliceCounters {
+        cgroup_id,
+        oom_kill,
+        high,
+        nr_throttled,
+        throttled_usec,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn write(path: &Path, text: &str) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn counters_of_a_v2_slice() {
+        let root = tempfile::tempdir().unwrap();
+        let slice = root.path().join("user.slice/user-1001.slice");
+        assert_eq!(
+            slice_counters_at(root.path(), Hierarchy::Unified, 1001).unwrap(),
+            None,
+            "no session"
+        );
+        write(
+            &slice.join("memory.events"),
+            "low 0\nhigh 4\nmax 9\noom 2\noom_kill 2\n",
+        );
+        let found = slice_counters_at(root.path(), Hierarchy::Unified, 1001)
+            .unwrap()
+            .unwrap();
+        assert_eq!((found.oom_kill, found.high), (Some(2), Some(4)));
+        assert_eq!(found.nr_throttled, None, "no cpu.stat: no figures");
+        write(
+            &slice.join("cpu.stat"),
+            "usage_usec 5\nnr_periods 9\nnr_throttled 3\nthrottled_usec 777\n",
+        );
+        let found = slice_counters_at(root.path(), Hierarchy::Unified, 1001)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (found.nr_throttled, found.throttled_usec),
+            (Some(3), Some(777))
+        );
+        assert_ne!(found.cgroup_id, 0);
+    }
+
+    #[test]
+    fn counters_of_a_v1_slice() {
+        let root = tempfile::tempdir().unwrap();
+        write(
+            &root
+                .path()
+                .join("memory/user.slice/user-7.slice/memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n",
+        );
+        write(
+            &root.path().join("cpu/user.slice/user-7.slice/cpu.stat"),
+            "nr_periods 5\nnr_throttled 2\nthrottled_time 3000000\n",
+        );
+        let found = slice_counters_at(root.path(), Hierarchy::Hybrid, 7)
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.oom_kill, Some(1));
+        assert_eq!(found.high, None, "v1 has no memory.high");
+        assert_eq!(
+            (found.nr_throttled, found.throttled_usec),
+            (Some(2), Some(3000))
+        );
+    }
 
     #[test]
     fn detects_this_machine() {

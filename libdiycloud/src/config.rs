@@ -45,6 +45,37 @@ pub struct Config {
     pub quota: QuotaConfig,
     pub api: ApiConfig,
     pub history: HistoryConfig,
+    pub events: EventsConfig,
+}
+
+/// `[events]`: the limit events `slicectl serve` watches for (OOM kills,
+/// reclaim above `MemoryHigh`, CPU throttling), and the notice at login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventsConfig {
+    /// Seconds between two looks at the slices' counters; 0 watches nothing.
+    pub interval: u64,
+    /// Seconds an event is kept.
+    pub keep: u64,
+    /// The most events kept (the oldest go first).
+    pub max_rows: u64,
+    /// Whether session open tells a user what happened since their last login.
+    pub notify_at_login: bool,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            // Often enough to catch a kill before a slice that ends with it
+            // goes (the kernel log catches the rest), cheap: two small
+            // files per logged-in user.
+            interval: 10,
+            keep: 90 * 24 * 3600,
+            // Throttling merges into a row per user and hour: 100 users
+            // throttled all the time fill this in about 40 days.
+            max_rows: 100_000,
+            notify_at_login: true,
+        }
+    }
 }
 
 /// `[history]`: the usage history `slicectl serve` samples for the portal's
@@ -144,6 +175,7 @@ impl Default for Config {
             quota: QuotaConfig::default(),
             api: ApiConfig::default(),
             history: HistoryConfig::default(),
+            events: EventsConfig::default(),
         }
     }
 }
@@ -185,6 +217,18 @@ struct RawConfig {
     api: RawApi,
     #[serde(default)]
     history: RawHistory,
+    #[serde(default)]
+    events: RawEvents,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawEvents {
+    interval: Option<String>,
+    keep: Option<String>,
+    max_rows: Option<i64>,
+    // A value, not a bool: serde's error would not name the key.
+    notify_at_login: Option<toml::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -389,6 +433,7 @@ impl Config {
         config.quota = quota_config(raw.quota)?;
         config.api = api_config(raw.api)?;
         config.history = history_config(raw.history)?;
+        config.events = events_config(raw.events)?;
         let pg = raw.postgres;
         let absolute = |key: &str, path: PathBuf| {
             if path.is_absolute() {
@@ -480,6 +525,31 @@ fn history_config(raw: RawHistory) -> Result<HistoryConfig, String> {
             .ok_or_else(|| format!("history.max_rows: {n} is not a number of samples above 0"))?;
     }
     Ok(history)
+}
+
+fn events_config(raw: RawEvents) -> Result<EventsConfig, String> {
+    let mut events = EventsConfig::default();
+    if let Some(d) = raw.interval {
+        events.interval = parse_duration(&d).map_err(|e| format!("events.interval: {e}"))?;
+    }
+    if let Some(d) = raw.keep {
+        events.keep = parse_duration(&d).map_err(|e| format!("events.keep: {e}"))?;
+        if events.keep == 0 {
+            return Err("events.keep: must be longer than 0s".into());
+        }
+    }
+    if let Some(n) = raw.max_rows {
+        events.max_rows = u64::try_from(n)
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("events.max_rows: {n} is not a number of events above 0"))?;
+    }
+    match raw.notify_at_login {
+        None => {}
+        Some(toml::Value::Boolean(notify)) => events.notify_at_login = notify,
+        Some(_) => return Err("events.notify_at_login: must be true or false".into()),
+    }
+    Ok(events)
 }
 
 fn quota_config(raw: RawQuota) -> Result<QuotaConfig, String> {
@@ -612,6 +682,33 @@ mod tests {
                 .cpu,
             Cpu::Percent(150)
         );
+    }
+
+    #[test]
+    fn events_values_are_checked() {
+        assert_eq!(Config::parse("").unwrap().events, EventsConfig::default());
+        let c = Config::parse(
+            "[events]\ninterval = \"2s\"\nkeep = \"7d\"\nmax_rows = 50\nnotify_at_login = false",
+        )
+        .unwrap();
+        assert_eq!(
+            c.events,
+            EventsConfig {
+                interval: 2,
+                keep: 7 * 86_400,
+                max_rows: 50,
+                notify_at_login: false
+            }
+        );
+        for (text, key) in [
+            ("[events]\ninterval = \"soon\"", "events.interval"),
+            ("[events]\nkeep = \"0\"", "events.keep"),
+            ("[events]\nmax_rows = 0", "events.max_rows"),
+            ("[events]\nnotify_at_login = \"yes\"", "notify_at_login"),
+        ] {
+            let e = Config::parse(text).unwrap_err();
+            assert!(e.contains(key), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use serde::Serialize;
 
+use super::limits::{Allocation, Cpu, Size};
 use super::time::Timestamp;
 
 /// What the kernel did.
@@ -71,7 +72,7 @@ pub struct LimitEvent {
     /// Throttling: how long the slice waited for CPU, in microseconds.
     pub throttled_usec: u64,
     /// The limit in force when it was seen, as the allocation writes it
-    /// (`8G`, `200%`); `None` where the allocation had none.
+    /// (`8G`, `2 cores`); `None` where the allocation had none.
     pub limit: Option<String>,
     /// The killed processes' names, from the kernel log, where it has them.
     pub processes: Vec<String>,
@@ -207,6 +208,75 @@ fn printable(name: &str) -> String {
         .take(16)
         .map(|c| if c.is_control() { '?' } else { c })
         .collect()
+}
+
+// ------------------------------------------------------------ a watch round
+
+/// The events of one user in one round of watching: what their counters
+/// did since the last round, and the kills the kernel logged for their
+/// slice meanwhile (the log has the names, and sees kills in a slice gone
+/// since; the counter sees kills the log lost). `allocation` gives the
+/// limits the events name.
+pub fn round_events(
+    username: &str,
+    node: &str,
+    now: Timestamp,
+    allocation: &Allocation,
+    delta: CounterDelta,
+    killed: &[String],
+) -> Vec<LimitEvent> {
+    let event =
+        |kind, count, throttled_usec, limit: Option<String>, processes: Vec<String>| LimitEvent {
+            username: username.to_owned(),
+            node: node.to_owned(),
+            first_at: now,
+            at: now,
+            kind,
+            count,
+            throttled_usec,
+            limit,
+            processes,
+            shown: false,
+        };
+    let mut events = Vec::new();
+    let kills = delta.oom_kill.max(killed.len() as u64);
+    if kills > 0 {
+        let mut names: Vec<String> = Vec::new();
+        for name in killed {
+            if !names.contains(name) && names.len() < MAX_PROCESS_NAMES {
+                names.push(name.clone());
+            }
+        }
+        let limit = match allocation.memory {
+            Size::Bytes(_) => Some(allocation.memory.to_string()),
+            Size::Infinity => None,
+        };
+        events.push(event(EventKind::OomKill, kills, 0, limit, names));
+    }
+    if delta.high > 0 {
+        events.push(event(
+            EventKind::MemoryHigh,
+            delta.high,
+            0,
+            None,
+            Vec::new(),
+        ));
+    }
+    if delta.nr_throttled > 0 {
+        let limit = match allocation.cpu {
+            Cpu::Percent(100) => Some("1 core".to_owned()),
+            Cpu::Percent(_) => Some(format!("{} cores", allocation.cpu)),
+            Cpu::Infinity => None,
+        };
+        events.push(event(
+            EventKind::CpuThrottled,
+            delta.nr_throttled,
+            delta.throttled_usec,
+            limit,
+            Vec::new(),
+        ));
+    }
+    events
 }
 
 // ------------------------------------------------------------------ notices
@@ -446,10 +516,10 @@ mod tests {
         );
         let all = [
             event(EventKind::OomKill, 1, 0, "8G", &["python3"]),
-            event(EventKind::CpuThrottled, 40, 90_000_000, "200%", &[]),
+            event(EventKind::CpuThrottled, 40, 90_000_000, "2 cores", &[]),
             event(EventKind::OomKill, 1, 0, "8G", &["python3"]),
             event(EventKind::MemoryHigh, 2, 0, "6G", &[]),
-            event(EventKind::CpuThrottled, 2, 60_000_000, "200%", &[]),
+            event(EventKind::CpuThrottled, 2, 60_000_000, "2 cores", &[]),
         ];
         let text = notice(&all).unwrap();
         assert!(
@@ -461,7 +531,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("held to your CPU quota (200%) 42 times, waiting 2 min in all."),
+            text.contains("held to your CPU quota (2 cores) 42 times, waiting 2 min in all."),
             "{text}"
         );
         let lines: Vec<_> = text.lines().collect();
@@ -471,6 +541,50 @@ mod tests {
         assert!(notice(&bare)
             .unwrap()
             .ends_with("3 processes were stopped for using more memory than your allocation."));
+    }
+
+    #[test]
+    fn a_rounds_events() {
+        let allocation = Allocation {
+            memory: Size::Bytes(8 << 30),
+            cpu: Cpu::Percent(200),
+            ..Allocation::default()
+        };
+        let none = round_events(
+            "a",
+            "n",
+            Timestamp(5),
+            &allocation,
+            CounterDelta::default(),
+            &[],
+        );
+        assert!(none.is_empty());
+        let delta = CounterDelta {
+            oom_kill: 1,
+            high: 0,
+            nr_throttled: 7,
+            throttled_usec: 900,
+        };
+        let killed = ["python3".to_string(), "python3".to_string()];
+        let events = round_events("a", "n", Timestamp(5), &allocation, delta, &killed);
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].kind, EventKind::OomKill);
+        assert_eq!(events[0].count, 2, "the log saw two, the counter one");
+        assert_eq!(events[0].processes, vec!["python3"]);
+        assert_eq!(events[0].limit.as_deref(), Some("8G"));
+        assert_eq!(events[1].kind, EventKind::CpuThrottled);
+        assert_eq!((events[1].count, events[1].throttled_usec), (7, 900));
+        assert_eq!(events[1].limit.as_deref(), Some("2 cores"));
+        let unlimited = Allocation {
+            memory: Size::Infinity,
+            ..allocation
+        };
+        let only_counter = CounterDelta {
+            oom_kill: 3,
+            ..CounterDelta::default()
+        };
+        let events = round_events("a", "n", Timestamp(5), &unlimited, only_counter, &[]);
+        assert_eq!((events[0].count, events[0].limit.clone()), (3, None));
     }
 
     #[test]

@@ -537,10 +537,7 @@ fn limit_events_merge_show_once_and_prune() {
             .unwrap()
             .iter()
             .all(|e| e.shown));
-        assert_eq!(
-            store.limit_events(Some("bob"), 100).unwrap()[0].shown,
-            false
-        );
+        assert!(!store.limit_events(Some("bob"), 100).unwrap()[0].shown);
         // Throttling after the notice starts a row of its own.
         store
             .write(|tx| {

@@ -1,0 +1,218 @@
+//! The limit-event watcher `slicectl serve` runs (`[events]`): every
+//! interval, each user's slice counters and the kernel log's OOM kills,
+//! into the database as limit events, with a running total per user for
+//! `/metrics`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use crate::apply::{AccountPort, PortError};
+use crate::cgroup::{self, Hierarchy};
+use crate::config::Config;
+use crate::kmsg::KernelLog;
+use crate::model::events::{self, EventKind, LimitEvent, OomKill, SliceCounters};
+use crate::model::time::Timestamp;
+use crate::store::{Store, StoreError};
+
+/// Where the kernel's enforcement shows.
+pub trait KernelPort {
+    /// User `uid`'s slice counters; `None` where the slice has no cgroup now.
+    fn counters(&self, uid: u32) -> Result<Option<SliceCounters>, PortError>;
+    /// The OOM kills in user slices the kernel logged since the last call.
+    fn new_kills(&mut self) -> Vec<OomKill>;
+}
+
+/// This machine's cgroup tree and kernel log.
+#[derive(Debug)]
+pub struct SystemKernel {
+    root: PathBuf,
+    hierarchy: Hierarchy,
+    log: Option<KernelLog>,
+}
+
+impl SystemKernel {
+    /// The cgroup tree at `/sys/fs/cgroup`, and `/dev/kmsg` from now on.
+    /// Without the kernel log (not root, a container), the counters alone
+    /// count kills, without the processes' names: the reason comes back.
+    pub fn open() -> Result<(Self, Option<String>), PortError> {
+        let hierarchy = Hierarchy::detect().map_err(PortError::new)?;
+        let (log, why) = match KernelLog::open() {
+            Ok(log) => (Some(log), None),
+            Err(e) => (None, Some(format!("cannot read /dev/kmsg: {e}"))),
+        };
+        let kernel = Self {
+            root: PathBuf::from("/sys/fs/cgroup"),
+            hierarchy,
+            log,
+        };
+        Ok((kernel, why))
+    }
+}
+
+impl KernelPort for SystemKernel {
+    fn counters(&self, uid: u32) -> Result<Option<SliceCounters>, PortError> {
+        cgroup::slice_counters_at(&self.root, self.hierarchy, uid).map_err(PortError::new)
+    }
+
+    fn new_kills(&mut self) -> Vec<OomKill> {
+        let Some(log) = self.log.as_mut() else {
+            return Vec::new();
+        };
+        log.read_new()
+            .iter()
+            .filter_map(|record| events::parse_oom_record(record))
+            .collect()
+    }
+}
+
+/// What one user's events add up to since the watcher started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventTotal {
+    pub count: u64,
+    pub throttled_usec: u64,
+}
+
+/// What one round did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WatchReport {
+    pub events: Vec<LimitEvent>,
+    /// Rows written or added to.
+    pub recorded: usize,
+    /// Old events deleted by the retention bounds.
+    pub pruned: u64,
+    /// Users whose counters could not be read, and why.
+    pub errors: Vec<String>,
+}
+
+/// The watcher's memory between rounds.
+pub struct Watcher<K> {
+    kernel: K,
+    node: String,
+    /// Each slice's counters at the last round.
+    last: HashMap<u32, SliceCounters>,
+    /// Whether a round ran: the first only takes the counters as they are
+    /// (what happened before the watcher started is not known as events).
+    started: bool,
+    /// Kills read from the kernel log and not yet recorded (a round whose
+    /// write failed leaves them to the next).
+    kills: Vec<OomKill>,
+    totals: BTreeMap<(String, EventKind), EventTotal>,
+}
+
+impl<K: KernelPort> Watcher<K> {
+    pub fn new(kernel: K, node: impl Into<String>) -> Self {
+        Self {
+            kernel,
+            node: node.into(),
+            last: HashMap::new(),
+            started: false,
+            kills: Vec::new(),
+            totals: BTreeMap::new(),
+        }
+    }
+
+    /// One round at `now`: reads every user's slice and the kernel log,
+    /// records the events, and applies `[events] keep` and `max_rows`.
+    pub fn watch<A: AccountPort>(
+        &mut self,
+        accounts: &A,
+        config: &Config,
+        store: &mut Store,
+        now: Timestamp,
+    ) -> Result<WatchReport, StoreError> {
+        let users = store.users()?;
+        self.kills.extend(self.kernel.new_kills());
+        let mut kills: HashMap<u32, Vec<String>> = HashMap::new();
+        for kill in &self.kills {
+            kills
+                .entry(kill.slice_uid)
+                .or_default()
+                .push(kill.process.clone());
+        }
+        let mut report = WatchReport::default();
+        let mut seen = HashMap::new();
+        for user in &users {
+            let uid = match user.uid {
+                Some(uid) => uid,
+                None => match accounts.uid(user.username.as_str()) {
+                    Ok(Some(uid)) => uid,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        report.errors.push(format!("{}: {e}", user.username));
+                        continue;
+                    }
+                },
+            };
+            let counters = match self.kernel.counters(uid) {
+                Ok(counters) => counters,
+                Err(e) => {
+                    report.errors.push(format!("{}: {e}", user.username));
+                    // Keep the last reading: the next round compares to it.
+                    if let Some(last) = self.last.get(&uid) {
+                        seen.insert(uid, *last);
+                    }
+                    continue;
+                }
+            };
+            let delta = match (&counters, self.started) {
+                (Some(now), true) => {
+                    // A slice not seen at the last round is new: all of
+                    // its counters happened since.
+                    let before = self.last.get(&uid).copied().unwrap_or_default();
+                    events::delta(&before, now)
+                }
+                _ => events::CounterDelta::default(),
+            };
+            if let Some(counters) = counters {
+                seen.insert(uid, counters);
+            }
+            let killed = kills.remove(&uid).unwrap_or_default();
+            report.events.extend(events::round_events(
+                user.username.as_str(),
+                &self.node,
+                now,
+                &user.allocation,
+                delta,
+                &killed,
+            ));
+        }
+        let oldest = Timestamp(now.0.saturating_sub(seconds(config.events.keep)));
+        let max_rows = config.events.max_rows;
+        let events = &report.events;
+        let (recorded, pruned) = store.write(|tx| {
+            let recorded = match events.is_empty() {
+                true => 0,
+                false => tx.record_limit_events(events)?,
+            };
+            Ok::<_, StoreError>((recorded, tx.prune_limit_events(oldest, max_rows)?))
+        })?;
+        // Recorded: the next round starts from here. (A failed write left
+        // the last readings, so the next round's events include these.)
+        self.last = seen;
+        self.started = true;
+        self.kills.clear();
+        report.recorded = recorded;
+        report.pruned = pruned;
+        for event in &report.events {
+            let total = self
+                .totals
+                .entry((event.username.clone(), event.kind))
+                .or_default();
+            total.count += event.count;
+            total.throttled_usec += event.throttled_usec;
+        }
+        Ok(report)
+    }
+
+    /// Every user's events by kind since the watcher started.
+    pub fn totals(&self) -> &BTreeMap<(String, EventKind), EventTotal> {
+        &self.totals
+    }
+}
+
+fn seconds(s: u64) -> i64 {
+    i64::try_from(s).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests;
