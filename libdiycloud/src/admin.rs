@@ -14,6 +14,7 @@ use crate::apply::{
 };
 use crate::auth::{self, AuthError, Authenticator, PasswordChange, SetBy};
 use crate::config::{Config, SessionErrorPolicy};
+use crate::model::events::LimitEvent;
 use crate::model::limits::LimitChanges;
 use crate::model::slice::SliceUsage;
 use crate::model::{AccountState, Date, Pending, Role, Timestamp, User, Username};
@@ -239,6 +240,26 @@ pub struct UserUsage {
     pub disk: Vec<DiskUsage>,
     /// GPU memory their processes hold, per GPU that has any.
     pub gpus: Vec<UserGpu>,
+    /// Their latest limit events (OOM kills, throttling), newest first.
+    pub events: Vec<LimitEvent>,
+}
+
+/// How many limit events `usage` shows per user.
+pub const USAGE_EVENTS: u32 = 20;
+
+/// A limit event as every front door shows it: times in RFC 3339.
+pub fn event_document(event: &LimitEvent) -> serde_json::Value {
+    serde_json::json!({
+        "kind": event.kind,
+        "node": event.node,
+        "first_at": event.first_at.to_string(),
+        "at": event.at.to_string(),
+        "count": event.count,
+        "throttled_seconds": event.throttled_usec as f64 / 1e6,
+        "limit": event.limit,
+        "processes": event.processes,
+        "shown": event.shown,
+    })
 }
 
 impl UserUsage {
@@ -252,6 +273,7 @@ impl UserUsage {
         entry["username"] = serde_json::json!(self.username);
         entry["disk"] = self.disk.iter().map(DiskUsage::document).collect();
         entry["gpus"] = serde_json::json!(self.gpus);
+        entry["events"] = self.events.iter().map(event_document).collect();
         entry
     }
 }
@@ -681,11 +703,22 @@ impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort> Admin<'a, S, A,
                     (Some(node), Some(uid)) => user_gpus(node, uid),
                     _ => Vec::new(),
                 };
+                // The events are on the server: a node cut off from it
+                // shows none rather than no usage.
+                let events = match self
+                    .store
+                    .limit_events(Some(user.username.as_str()), USAGE_EVENTS)
+                {
+                    Ok(events) => events,
+                    Err(e) if e.is_unreachable() => Vec::new(),
+                    Err(e) => return Err(e.into()),
+                };
                 Ok(UserUsage {
                     username: user.username.to_string(),
                     usage,
                     disk: apply::disk_usage(self.ports, self.config, user)?,
                     gpus,
+                    events,
                 })
             })
             .collect::<Result<Vec<_>, AdminError>>()?;

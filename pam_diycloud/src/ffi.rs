@@ -6,7 +6,7 @@
 
 use std::ffi::{c_char, c_int, CStr, CString};
 
-use pam::constants::{PamResultCode, PAM_ERROR_MSG};
+use pam::constants::{PamResultCode, PAM_ERROR_MSG, PAM_TEXT_INFO};
 use pam::conv::Conv;
 use pam::items::Service;
 use pam::module::PamHandle;
@@ -84,6 +84,13 @@ impl PamHandler for Libpam<'_> {
         if let Ok(Some(conv)) = self.0.get_item::<Conv>() {
             // A client that cannot show the message changes nothing.
             let _ = conv.send(PAM_ERROR_MSG, message);
+        }
+    }
+
+    fn inform(&self, message: &str) {
+        if let Ok(Some(conv)) = self.0.get_item::<Conv>() {
+            // A client that cannot show it (pamela, a cron job) changes nothing.
+            let _ = conv.send(PAM_TEXT_INFO, message);
         }
     }
 

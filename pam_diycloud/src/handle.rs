@@ -53,6 +53,9 @@ pub trait PamHandler {
     fn service(&self) -> Option<String>;
     /// Shows the user an error message through the conversation.
     fn tell(&self, message: &str);
+    /// Shows the user a notice (`PAM_TEXT_INFO`): sshd prints it after the
+    /// login, as it does the message of the day.
+    fn inform(&self, message: &str);
     /// Logs through `pam_syslog` (authpriv). Never a secret.
     fn log(&self, level: Level, message: &str);
     /// Sets a variable in the session's environment.

@@ -12,6 +12,7 @@ use std::path::Path;
 use libdiycloud::apply::{self, ApplyReport};
 use libdiycloud::auth::{Authenticator, LoginOutcome, PasswordChange, SetBy};
 use libdiycloud::config::{Config, SessionErrorPolicy, DEFAULT_CONFIG_PATH, DEFAULT_GROUP};
+use libdiycloud::model::events::notice;
 use libdiycloud::model::AccountState;
 use libdiycloud::platform::Membership;
 use libdiycloud::store::{Database, Store};
@@ -562,7 +563,34 @@ pub fn open_session<H: PamHandler, T: Host>(
         Level::Info,
         &format!("applied for {}: {}", call.user, report.applied().join("; ")),
     );
+    if config.events.notify_at_login && call.flags & PAM_SILENT == 0 {
+        notify_limit_events(&call, &config);
+    }
     Ok(Done::Success)
+}
+
+/// Tells the user what the kernel enforced since their last login (OOM
+/// kills, throttling), once: the events are marked shown. A silent login
+/// (PAM_SILENT) leaves them for the next. Never fails the session.
+fn notify_limit_events<H: PamHandler, T: Host>(call: &Call<'_, H, T>, config: &Config) {
+    let taken = call.store(config).and_then(|mut store| {
+        let taken = store
+            .write(|tx| tx.take_unshown_events(&call.user))
+            .map_err(|e| e.to_string());
+        cache::keep(store);
+        taken
+    });
+    match taken {
+        Ok(events) => {
+            if let Some(text) = notice(&events) {
+                call.pamh.inform(&text);
+            }
+        }
+        Err(why) => call.log(
+            Level::Warning,
+            &format!("cannot read the limit events of {}: {why}", call.user),
+        ),
+    }
 }
 
 /// The session's environment from the report (e.g. the granted GPUs).

@@ -14,6 +14,7 @@ mod metrics;
 mod portal;
 mod routes;
 mod sampler;
+mod watcher;
 
 use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -22,8 +23,10 @@ use std::sync::{Arc, Mutex};
 
 use libdiycloud::apply::Ports;
 use libdiycloud::config::Config;
+use libdiycloud::model::events::EventKind;
 use libdiycloud::model::time::Timestamp;
 use libdiycloud::store::{Database, Store, StoreError};
+use libdiycloud::watch::EventTotal;
 
 pub use error::ApiError;
 pub use routes::router;
@@ -92,7 +95,13 @@ pub struct AppState {
     /// Where logins, password changes and new users wait for a CPU to
     /// hash on.
     hashing: hashing::Hashing,
+    /// Every user's limit events by kind since the server started (the
+    /// watcher's, for `/metrics`).
+    limit_totals: Mutex<LimitTotals>,
 }
+
+/// Limit events by user and kind.
+pub type LimitTotals = std::collections::BTreeMap<(String, EventKind), EventTotal>;
 
 /// At most this many idle connections are kept.
 const MAX_IDLE: usize = 32;
@@ -147,6 +156,7 @@ impl AppState {
             clock,
             idle: Mutex::new(Vec::new()),
             hashing: hashing::Hashing::new(),
+            limit_totals: Mutex::new(LimitTotals::new()),
         }
     }
 
@@ -221,6 +231,9 @@ pub async fn run(
 ) -> Result<(), ServeError> {
     if state.config.history.interval > 0 {
         tokio::spawn(sampler::sample_forever(Arc::clone(&state)));
+    }
+    if state.config.events.interval > 0 {
+        tokio::spawn(watcher::watch_forever(Arc::clone(&state)));
     }
     let app = router(state);
     match &listen {

@@ -9,10 +9,12 @@ use std::fmt::Write;
 
 use libdiycloud::config::Config;
 use libdiycloud::history::read_usage;
+use libdiycloud::model::events::EventKind;
 use libdiycloud::model::history::{Counter, Sample};
 use libdiycloud::model::time::Timestamp;
 use libdiycloud::model::user::User;
 use libdiycloud::store::{Store, StoreError};
+use libdiycloud::watch::EventTotal;
 
 /// The figures of one scrape.
 pub struct Scrape {
@@ -20,6 +22,8 @@ pub struct Scrape {
     /// `None`: usage could not be read (systemd not reachable).
     pub usage: Option<Vec<Sample>>,
     pub counters: Vec<(Counter, u64)>,
+    /// The watcher's limit events since the server started.
+    pub limit_totals: crate::LimitTotals,
 }
 
 /// Reads what a scrape shows.
@@ -41,6 +45,7 @@ pub fn scrape(
         users,
         usage,
         counters,
+        limit_totals: crate::LimitTotals::new(),
     })
 }
 
@@ -163,7 +168,46 @@ pub fn render(scrape: &Scrape, config: &Config, now: Timestamp) -> String {
             let _ = writeln!(out, "diycloud_lockouts_total {value}");
         }
     }
+    limit_events(&mut out, &scrape.limit_totals);
     out
+}
+
+/// The limit events' counters: every user with any, since the server
+/// started (a restart starts them over, as Prometheus expects of counters).
+fn limit_events(out: &mut String, totals: &crate::LimitTotals) {
+    type Figure = fn(&EventTotal) -> f64;
+    let families: [(&str, EventKind, &str, Figure); 4] = [
+        (
+            "diycloud_user_oom_kills_total",
+            EventKind::OomKill,
+            "Processes of the user's slice killed for memory over MemoryMax.",
+            |t| t.count as f64,
+        ),
+        (
+            "diycloud_user_memory_high_total",
+            EventKind::MemoryHigh,
+            "Times the user's slice went over MemoryHigh and was reclaimed.",
+            |t| t.count as f64,
+        ),
+        (
+            "diycloud_user_cpu_throttled_periods_total",
+            EventKind::CpuThrottled,
+            "CPU periods in which the user's slice ran out of its quota.",
+            |t| t.count as f64,
+        ),
+        (
+            "diycloud_user_cpu_throttled_seconds_total",
+            EventKind::CpuThrottled,
+            "Time the user's slice waited for CPU over its quota.",
+            |t| t.throttled_usec as f64 / 1e6,
+        ),
+    ];
+    for (name, kind, help, figure) in families {
+        family(out, name, "counter", help);
+        for ((user, _), total) in totals.iter().filter(|((_, k), _)| *k == kind) {
+            let _ = writeln!(out, "{name}{{user=\"{}\"}} {}", label(user), figure(total));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -197,6 +241,14 @@ mod tests {
                 users: store.users().unwrap(),
                 usage: None,
                 counters: vec![(Counter::LoginSuccess, 3), (Counter::Lockout, 1)],
+                limit_totals: [(
+                    ("alice".to_string(), EventKind::OomKill),
+                    EventTotal {
+                        count: 2,
+                        throttled_usec: 0,
+                    },
+                )]
+                .into(),
             },
             &config,
             Timestamp(0),
@@ -208,5 +260,10 @@ mod tests {
         );
         assert!(text.contains("diycloud_logins_total{result=\"success\"} 3\n"));
         assert!(text.contains("diycloud_lockouts_total 1\n"));
+        assert!(
+            text.contains("diycloud_user_oom_kills_total{user=\"alice\"} 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE diycloud_user_cpu_throttled_seconds_total counter\n"));
     }
 }

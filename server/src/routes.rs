@@ -749,7 +749,10 @@ async fn metrics(
     let text = blocking(move || {
         let store = state.store()?;
         let now = state.now();
-        let scrape = crate::metrics::scrape(&store, &state.config, &state.ports, now)?;
+        let mut scrape = crate::metrics::scrape(&store, &state.config, &state.ports, now)?;
+        if let Ok(totals) = state.limit_totals.lock() {
+            scrape.limit_totals = totals.clone();
+        }
         Ok(crate::metrics::render(&scrape, &state.config, now))
     })
     .await?;

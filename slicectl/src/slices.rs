@@ -2,6 +2,7 @@
 //! their disk quotas.
 
 use libdiycloud::apply::DiskUsage;
+use libdiycloud::model::events::{EventKind, LimitEvent};
 use libdiycloud::model::slice::user_slice;
 use libdiycloud::model::Username;
 use serde_json::json;
@@ -148,6 +149,7 @@ pub fn usage(ctx: &Context, name: Option<&Username>) -> Result<(), Failure> {
         .admin(&mut store)
         .usage_with_gpus(name.map(Username::as_str))?;
     let mut gpu_table = Vec::new();
+    let mut event_table = Vec::new();
     let mut disk_table = Vec::new();
     let mut disk_errors = Vec::new();
     let header = [
@@ -171,6 +173,9 @@ pub fn usage(ctx: &Context, name: Option<&Username>) -> Result<(), Failure> {
             if let Err(error) = &disk.quota {
                 disk_errors.push(format!("{name}: {}: {error}", disk.filesystem.display()));
             }
+        }
+        for event in &row.events {
+            event_table.push(event_row(&name, event));
         }
         for gpu in &row.gpus {
             gpu_table.push([
@@ -252,11 +257,46 @@ pub fn usage(ctx: &Context, name: Option<&Username>) -> Result<(), Failure> {
             ));
         }
     }
+    if !event_table.is_empty() {
+        text.push_str("\n\nLimits the kernel enforced (newest first):\n");
+        text.push_str(&view::table(
+            &[
+                "NAME",
+                "LAST SEEN",
+                "WHAT",
+                "COUNT",
+                "LIMIT",
+                "PROCESSES",
+                "NODE",
+            ],
+            &event_table,
+        ));
+    }
     for error in disk_errors {
         eprintln!("slicectl: warning: cannot read the disk quota of {error}");
     }
     view::print(ctx, &json!(document), &text);
     Ok(())
+}
+
+/// One limit event as a row of `usage`.
+fn event_row(name: &str, event: &LimitEvent) -> [String; 7] {
+    let what = match event.kind {
+        EventKind::OomKill => "OOM kill".to_owned(),
+        EventKind::MemoryHigh => "over MemoryHigh".to_owned(),
+        EventKind::CpuThrottled => {
+            format!("CPU throttled ({:.1} s)", event.throttled_usec as f64 / 1e6)
+        }
+    };
+    [
+        name.to_owned(),
+        event.at.to_string(),
+        what,
+        event.count.to_string(),
+        or_dash(event.limit.clone()),
+        or_dash((!event.processes.is_empty()).then(|| event.processes.join(","))),
+        event.node.clone(),
+    ]
 }
 
 #[cfg(test)]

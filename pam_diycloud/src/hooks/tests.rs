@@ -29,6 +29,7 @@ struct Scripted {
     user: Vec<u8>,
     authtoks: VecDeque<(Authtok, Result<Vec<u8>, HookError>)>,
     told: RefCell<Vec<String>>,
+    informed: RefCell<Vec<String>>,
     logs: RefCell<Vec<(Level, String)>>,
     env: Vec<(String, String)>,
 }
@@ -39,6 +40,7 @@ impl Scripted {
             user: user.as_bytes().to_vec(),
             authtoks: VecDeque::new(),
             told: RefCell::default(),
+            informed: RefCell::default(),
             logs: RefCell::default(),
             env: Vec::new(),
         }
@@ -87,6 +89,10 @@ impl PamHandler for Scripted {
 
     fn tell(&self, message: &str) {
         self.told.borrow_mut().push(message.to_owned());
+    }
+
+    fn inform(&self, message: &str) {
+        self.informed.borrow_mut().push(message.to_owned());
     }
 
     fn log(&self, level: Level, message: &str) {
@@ -471,6 +477,72 @@ fn session_open_sizes_the_slice() {
         assert_eq!(f.run(open_session, &mut h, 0), PAM_IGNORE, "{user}");
     }
     assert_eq!(f.host.ports.slice.sent.borrow().len(), 1);
+}
+
+/// An OOM kill and some throttling of alice's, not yet shown.
+fn record_events(f: &Fixture) {
+    use libdiycloud::model::events::{EventKind, LimitEvent};
+    let event = |kind, count, processes: Vec<String>| LimitEvent {
+        username: "alice".into(),
+        node: "n1".into(),
+        first_at: Timestamp(T0),
+        at: Timestamp(T0),
+        kind,
+        count,
+        throttled_usec: 0,
+        limit: Some("2G".into()),
+        processes,
+        shown: false,
+    };
+    Store::open(&f.db)
+        .unwrap()
+        .write(|tx| {
+            tx.record_limit_events(&[
+                event(EventKind::OomKill, 1, vec!["python3".into()]),
+                event(EventKind::CpuThrottled, 3, Vec::new()),
+            ])
+        })
+        .unwrap();
+}
+
+#[test]
+fn session_open_tells_what_was_enforced_once() {
+    let f = fixture();
+    record_events(&f);
+    // A silent login (a cron job, PAM_SILENT) leaves them for the next.
+    let mut h = Scripted::new("alice");
+    assert_eq!(f.run(open_session, &mut h, PAM_SILENT), PAM_SUCCESS);
+    assert!(h.informed.borrow().is_empty());
+
+    let mut h = Scripted::new("alice");
+    assert_eq!(f.run(open_session, &mut h, 0), PAM_SUCCESS);
+    let informed = h.informed.borrow().clone();
+    assert_eq!(informed.len(), 1, "{informed:?}");
+    assert!(
+        informed[0].contains("1 process was stopped for using more than 2G of memory (python3)."),
+        "{informed:?}"
+    );
+    assert!(
+        informed[0].contains("held to your CPU quota"),
+        "{informed:?}"
+    );
+
+    // Not at the login after.
+    let mut h = Scripted::new("alice");
+    assert_eq!(f.run(open_session, &mut h, 0), PAM_SUCCESS);
+    assert!(h.informed.borrow().is_empty());
+
+    // notify_at_login = false: never.
+    let f = fixture_with("[events]\nnotify_at_login = false\n");
+    record_events(&f);
+    let mut h = Scripted::new("alice");
+    assert_eq!(f.run(open_session, &mut h, 0), PAM_SUCCESS);
+    assert!(h.informed.borrow().is_empty());
+    let unshown = Store::open(&f.db)
+        .unwrap()
+        .limit_events(Some("alice"), 10)
+        .unwrap();
+    assert!(unshown.iter().all(|e| !e.shown));
 }
 
 #[test]

@@ -424,6 +424,7 @@ async fn home(
     body.push_str("</section><section class=\"card\"><h2>Using now</h2>");
     body.push_str(&usage_now(usage.as_ref()));
     body.push_str("</section>");
+    body.push_str(&limit_events(usage.as_ref()));
     body.push_str(&charts(
         "/portal/?range=",
         range,
@@ -498,6 +499,43 @@ fn usage_now(usage: Option<&libdiycloud::admin::UserUsage>) -> String {
         ),
         ("Disk", bytes(disk)),
     ])
+}
+
+/// The card of a user's latest limit events; none where there are none.
+fn limit_events(usage: Option<&libdiycloud::admin::UserUsage>) -> String {
+    use libdiycloud::model::events::EventKind;
+    let events = usage.map(|u| u.events.as_slice()).unwrap_or_default();
+    if events.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "<section class=\"card\"><h2>Limits enforced</h2>\
+         <p>When the kernel held processes to the allocation, newest first.</p>\
+         <div class=\"scroll\"><table><thead><tr><th scope=\"col\">Last seen</th>\
+         <th scope=\"col\">What</th><th scope=\"col\">Times</th><th scope=\"col\">Limit</th>\
+         <th scope=\"col\">Processes</th><th scope=\"col\">Node</th></tr></thead><tbody>",
+    );
+    for event in events {
+        let what = match event.kind {
+            EventKind::OomKill => "Stopped for memory over the limit".to_owned(),
+            EventKind::MemoryHigh => "Slowed down over the soft memory limit".to_owned(),
+            EventKind::CpuThrottled => format!(
+                "Held to the CPU quota, waited {:.1} s",
+                event.throttled_usec as f64 / 1e6
+            ),
+        };
+        out.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&event.at.to_string()),
+            esc(&what),
+            event.count,
+            esc(event.limit.as_deref().unwrap_or("-")),
+            esc(&event.processes.join(", ")),
+            esc(&event.node)
+        ));
+    }
+    out.push_str("</tbody></table></div></section>");
+    out
 }
 
 /// The charts of one user's (`limits_of`) or the node's history, with
@@ -1264,6 +1302,7 @@ fn user_body(
     body.push_str("</section><section class=\"card\"><h2>Using now</h2>");
     body.push_str(&usage_now(usage));
     body.push_str("</section>");
+    body.push_str(&limit_events(usage));
     body.push_str(&charts(
         &format!("{path}?range="),
         range,

@@ -1,0 +1,92 @@
+//! The limit-event watcher (`[events] interval`): each round on a blocking
+//! thread, its totals into the app state for `/metrics`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use libdiycloud::platform::node_name;
+use libdiycloud::watch::{SystemKernel, Watcher};
+use tokio::time::MissedTickBehavior;
+
+use crate::AppState;
+
+/// Watches until the runtime stops. Failures are logged once, and again
+/// only after a round worked in between.
+pub async fn watch_forever(state: Arc<AppState>) {
+    let kernel = match SystemKernel::open() {
+        Ok((kernel, None)) => kernel,
+        Ok((kernel, Some(why))) => {
+            eprintln!(
+                "diycloud-server: limit events: {why}; OOM kills are counted without the processes' names"
+            );
+            kernel
+        }
+        Err(e) => {
+            eprintln!("diycloud-server: limit events: not watched: {e}");
+            return;
+        }
+    };
+    let mut watcher = Some(Watcher::new(kernel, node_name()));
+    let mut ticks = tokio::time::interval(Duration::from_secs(state.config.events.interval));
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut failing = false;
+    let mut said: Vec<String> = Vec::new();
+    loop {
+        ticks.tick().await;
+        let Some(mut moved) = watcher.take() else {
+            return;
+        };
+        let work = Arc::clone(&state);
+        let round = tokio::task::spawn_blocking(move || {
+            let result = work.store().and_then(|mut store| {
+                moved.watch(&work.ports.accounts, &work.config, &mut store, work.now())
+            });
+            if let Ok(mut totals) = work.limit_totals.lock() {
+                *totals = moved.totals().clone();
+            }
+            (moved, result)
+        })
+        .await;
+        let (back, result) = match round {
+            Ok(done) => done,
+            Err(e) => {
+                eprintln!("diycloud-server: limit events: the watcher stopped: {e}");
+                return;
+            }
+        };
+        watcher = Some(back);
+        match result {
+            Ok(report) => {
+                if failing {
+                    eprintln!("diycloud-server: limit events: watching works again");
+                    failing = false;
+                }
+                for event in &report.events {
+                    eprintln!(
+                        "diycloud-server: limit event: {} {} x{}{}",
+                        event.username,
+                        event.kind.name(),
+                        event.count,
+                        match event.processes.is_empty() {
+                            true => String::new(),
+                            false => format!(" ({})", event.processes.join(", ")),
+                        }
+                    );
+                }
+                if report.errors != said {
+                    for error in &report.errors {
+                        eprintln!("diycloud-server: limit events: {error}");
+                    }
+                    said = report.errors;
+                }
+            }
+            Err(e) if !failing => {
+                eprintln!(
+                    "diycloud-server: limit events: cannot record: {e} (said once until it works again)"
+                );
+                failing = true;
+            }
+            Err(_) => {}
+        }
+    }
+}
