@@ -8,7 +8,7 @@ use std::ffi::{c_char, c_int, CStr, CString};
 
 use pam::constants::{PamResultCode, PAM_ERROR_MSG, PAM_TEXT_INFO};
 use pam::conv::Conv;
-use pam::items::Service;
+use pam::items::{Service, Tty};
 use pam::module::PamHandle;
 use zeroize::Zeroizing;
 
@@ -76,6 +76,13 @@ impl PamHandler for Libpam<'_> {
     fn service(&self) -> Option<String> {
         match self.0.get_item::<Service>() {
             Ok(Some(Service(name))) => Some(name.to_string_lossy().into_owned()),
+            _ => None,
+        }
+    }
+
+    fn tty(&self) -> Option<String> {
+        match self.0.get_item::<Tty>() {
+            Ok(Some(Tty(name))) => Some(name.to_string_lossy().into_owned()),
             _ => None,
         }
     }

@@ -51,6 +51,9 @@ pub trait PamHandler {
     fn authtok(&mut self, which: Authtok) -> Result<Zeroizing<Vec<u8>>, HookError>;
     /// `PAM_SERVICE`: sshd, login, ...
     fn service(&self) -> Option<String>;
+    /// `PAM_TTY`: the terminal (`/dev/pts/3`, `tty1`), `ssh` for every
+    /// sshd session, `cron`, or none (JupyterHub's pamela).
+    fn tty(&self) -> Option<String>;
     /// Shows the user an error message through the conversation.
     fn tell(&self, message: &str);
     /// Shows the user a notice (`PAM_TEXT_INFO`): sshd prints it after the

@@ -563,10 +563,26 @@ pub fn open_session<H: PamHandler, T: Host>(
         Level::Info,
         &format!("applied for {}: {}", call.user, report.applied().join("; ")),
     );
-    if config.events.notify_at_login && call.flags & PAM_SILENT == 0 {
+    if config.events.notify_at_login
+        && call.flags & PAM_SILENT == 0
+        && may_show_notices(call.pamh.tty().as_deref())
+    {
         notify_limit_events(&call, &config);
     }
     Ok(Done::Success)
+}
+
+/// Whether a session on `tty` (`PAM_TTY`) may reach a person: a terminal,
+/// or sshd's "ssh" (sshd opens the session before the client asks for a
+/// terminal, so a login and `ssh host command` look alike here; sshd shows
+/// the notice only to the first). Not cron, an X display, or no terminal
+/// at all (JupyterHub's pamela): those would use the notice up unseen.
+fn may_show_notices(tty: Option<&str>) -> bool {
+    match tty {
+        None | Some("" | "cron") => false,
+        Some(display) if display.starts_with(':') => false,
+        Some(_) => true,
+    }
 }
 
 /// Tells the user what the kernel enforced since their last login (OOM

@@ -30,6 +30,7 @@ struct Scripted {
     authtoks: VecDeque<(Authtok, Result<Vec<u8>, HookError>)>,
     told: RefCell<Vec<String>>,
     informed: RefCell<Vec<String>>,
+    tty: Option<String>,
     logs: RefCell<Vec<(Level, String)>>,
     env: Vec<(String, String)>,
 }
@@ -41,6 +42,7 @@ impl Scripted {
             authtoks: VecDeque::new(),
             told: RefCell::default(),
             informed: RefCell::default(),
+            tty: Some("ssh".into()),
             logs: RefCell::default(),
             env: Vec::new(),
         }
@@ -89,6 +91,10 @@ impl PamHandler for Scripted {
 
     fn tell(&self, message: &str) {
         self.told.borrow_mut().push(message.to_owned());
+    }
+
+    fn tty(&self) -> Option<String> {
+        self.tty.clone()
     }
 
     fn inform(&self, message: &str) {
@@ -509,10 +515,17 @@ fn record_events(f: &Fixture) {
 fn session_open_tells_what_was_enforced_once() {
     let f = fixture();
     record_events(&f);
-    // A silent login (a cron job, PAM_SILENT) leaves them for the next.
+    // A silent login (PAM_SILENT), cron, and a session without a terminal
+    // at all (JupyterHub's pamela) leave them for the next.
     let mut h = Scripted::new("alice");
     assert_eq!(f.run(open_session, &mut h, PAM_SILENT), PAM_SUCCESS);
     assert!(h.informed.borrow().is_empty());
+    for tty in [Some("cron"), None, Some(""), Some(":0")] {
+        let mut h = Scripted::new("alice");
+        h.tty = tty.map(str::to_owned);
+        assert_eq!(f.run(open_session, &mut h, 0), PAM_SUCCESS);
+        assert!(h.informed.borrow().is_empty(), "{tty:?}");
+    }
 
     let mut h = Scripted::new("alice");
     assert_eq!(f.run(open_session, &mut h, 0), PAM_SUCCESS);

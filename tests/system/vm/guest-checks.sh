@@ -159,8 +159,49 @@ check "MemoryMax" "268435456" "$(systemctl show "$slice" -P MemoryMax)"
 check "TasksMax" "64" "$(systemctl show "$slice" -P TasksMax)"
 
 # --- 2. the kernel enforces it inside the session ----------------------------
+# The server watches for limit events meanwhile (every second): the kill
+# below must reach usage, alice's next login and /metrics (section 11).
+printf '[events]\ninterval = "1s"\n' > /root/events.toml
+systemd-run --quiet --unit=diycloud-events /usr/local/sbin/slicectl --config /root/events.toml serve --listen 127.0.0.1:8479
+for _ in $(seq 100); do
+    (exec 3<>/dev/tcp/127.0.0.1/8479) 2>/dev/null && break
+    sleep 0.2
+done
+sleep 2 # its first round: the counters as they stand are the starting point
 oom=$(as_alice 'perl -e "\$x = q(a) x (400 * 1024 * 1024); print qq(allocated\n)"; echo rc=$?')
 check "allocating 400M under MemoryMax=256M is OOM-killed" "rc=137" "$(echo "$oom" | grep -o 'rc=[0-9]*')"
+
+# --- 11. the kill as a limit event: usage, the next login once, /metrics ----
+oom_event=""
+for _ in $(seq 30); do
+    oom_event=$(slicectl --json usage alice | tr -d ' \n' | grep -o '{"at":"[^"]*","count":[0-9]*,"first_at":"[^"]*","kind":"oom_kill"[^}]*}' | head -1)
+    [ -n "$oom_event" ] && break
+    sleep 1
+done
+say "INFO limit event: $oom_event"
+check "usage --json reports one OOM kill, of perl, over 256M" "count=1 limit=256M processes=perl" \
+    "$(echo "$oom_event" | sed -nE 's/.*"count":([0-9]+),.*"limit":"([^"]*)".*"processes":\["([^"]*)"\].*/count=\1 limit=\2 processes=\3/p')"
+case "$oom_event" in
+*'"at":"20'[0-9][0-9]-*T*Z\"*) pass "the OOM kill has its time" ;;
+*) fail "the OOM kill's time" '"at":"YYYY-MM-DDTHH:MM:SSZ"' "$oom_event" ;;
+esac
+# An interactive login (sshd prints PAM's notices only where a terminal is
+# asked for and no command given): the notice once, not at the login after.
+login_text() { printf 'exit\n' | sshpass -p "$password" ssh -tt "${ssh_opts[@]}" alice@127.0.0.1 2>/dev/null | tr -d '\r'; }
+first=$(login_text)
+case "$first" in
+*"1 process was stopped for using more than 256M of memory (perl)."*) pass "alice's next login tells her of the kill" ;;
+*) fail "the notice at the next login" "1 process was stopped for using more than 256M of memory (perl)." "$(echo "$first" | head -5 | oneline_q)" ;;
+esac
+second=$(login_text)
+case "$second" in
+*"was stopped"*) fail "the notice is shown once" "no notice at the login after" "$(echo "$second" | head -5 | oneline_q)" ;;
+*) pass "the login after does not tell it again" ;;
+esac
+metrics=$(exec 3<>/dev/tcp/127.0.0.1/8479 && printf 'GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n' >&3 && cat <&3)
+check "/metrics counts the OOM kill" "1" "$(echo "$metrics" | tr -d '\r' | awk '$1 == "diycloud_user_oom_kills_total{user=\"alice\"}" { print $2 }')"
+journalctl -q --no-pager -u diycloud-events | grep -i "limit event" | tail -3 | sed 's/^/DIYCLOUD INFO events server: /'
+systemctl stop diycloud-events
 
 # The slice's CPU time in ns: v2 cpu.stat's usage_usec; v1 cpuacct.usage.
 if [ "$cgroup_mode" = cgroup2fs ]; then
