@@ -58,6 +58,9 @@ fuzz_target!(|data: &[u8]| {
     let hundred_years = 100 * 365 * 86_400;
     assert!(config.lockout.fail_interval <= hundred_years);
     assert!(config.lockout.unlock_time <= hundred_years);
+    let e = &config.events;
+    assert!(e.interval <= hundred_years && e.keep <= hundred_years);
+    assert!(e.keep > 0 && e.max_rows > 0, "{e:?}");
 
     let d = &config.defaults;
     canonical::<Cpu>(&d.cpu);
