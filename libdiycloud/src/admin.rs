@@ -285,23 +285,53 @@ pub struct UserGpu {
     pub uuid: String,
     pub processes: usize,
     pub memory_bytes: u64,
+    /// Their processes' share of the GPU now, added up (at most 100);
+    /// `None` where the driver keeps no per-process figures.
+    pub utilization_percent: Option<u32>,
+    /// Their processes on it: pid and name (`null` for one gone meanwhile).
+    pub pids: Vec<UserGpuProcess>,
+}
+
+/// One of a user's processes on a GPU.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UserGpuProcess {
+    pub pid: u32,
+    pub name: Option<String>,
+    pub memory_bytes: Option<u64>,
+    pub utilization_percent: Option<u32>,
 }
 
 /// `uid`'s processes on each GPU in `node` (GPUs they have none on left
-/// out).
+/// out): those in their slice, and those outside any user slice that they
+/// own ([`crate::gpu::GpuProcess::owner`]).
 pub(crate) fn user_gpus(node: &[crate::gpu::GpuUsage], uid: u32) -> Vec<UserGpu> {
     node.iter()
         .filter_map(|gpu| {
             let theirs: Vec<_> = gpu
                 .processes
                 .iter()
-                .filter(|p| p.uid == Some(uid))
+                .filter(|p| p.owner() == Some(uid))
+                .collect();
+            let shares: Vec<u32> = theirs
+                .iter()
+                .filter_map(|p| p.utilization_percent)
                 .collect();
             (!theirs.is_empty()).then(|| UserGpu {
                 index: gpu.index,
                 uuid: gpu.uuid.clone(),
                 processes: theirs.len(),
                 memory_bytes: theirs.iter().filter_map(|p| p.memory_bytes).sum(),
+                utilization_percent: (!shares.is_empty())
+                    .then(|| shares.iter().sum::<u32>().min(100)),
+                pids: theirs
+                    .iter()
+                    .map(|p| UserGpuProcess {
+                        pid: p.pid,
+                        name: p.name.clone(),
+                        memory_bytes: p.memory_bytes,
+                        utilization_percent: p.utilization_percent,
+                    })
+                    .collect(),
             })
         })
         .collect()

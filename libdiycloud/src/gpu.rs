@@ -10,12 +10,14 @@
 //! inside sshd (the PAM module) only the procfs and device-node paths may
 //! run.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use nvml_wrapper::Nvml;
 
 use crate::apply::{GpuPort, PortError};
 use crate::model::gpu::{char_majors, GpuNode, MigInstance, NodeGpu, CONTROL_NODES};
+use crate::model::slice::uid_of_cgroup_file;
 
 /// One GPU of this node.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -148,13 +150,51 @@ pub struct GpuUsage {
 }
 
 /// A process with memory on a GPU.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct GpuProcess {
     pub pid: u32,
     /// Its owner (real uid, from /proc); `None` where it has gone.
     pub uid: Option<u32>,
+    /// The user slice it runs in (from /proc/PID/cgroup), whatever its uid:
+    /// what the user started, setuid programs and containers run from a
+    /// session included.
+    pub slice_uid: Option<u32>,
+    /// Its name (`comm`), where it is still there.
+    pub name: Option<String>,
     /// `None` where the driver does not say.
     pub memory_bytes: Option<u64>,
+    /// Percent of the last seconds a kernel of its ran, where the driver
+    /// keeps per-process samples (Maxwell and later).
+    pub utilization_percent: Option<u32>,
+}
+
+impl GpuProcess {
+    /// The user it counts for: the one whose slice it is in, else its owner.
+    pub fn owner(&self) -> Option<u32> {
+        self.slice_uid.or(self.uid)
+    }
+}
+
+/// How old a process's newest utilisation sample may be, next to the
+/// newest of all, to count as now (microseconds).
+const UTILIZATION_WINDOW_USEC: u64 = 10_000_000;
+
+/// Each process's share of a GPU now, from the driver's buffered samples
+/// `(pid, timestamp in us, SM percent)`: its newest sample, where that is
+/// recent next to the newest of all (a process idle for a while has none).
+pub fn latest_utilization(samples: &[(u32, u64, u32)]) -> HashMap<u32, u32> {
+    let newest = samples.iter().map(|s| s.1).max().unwrap_or(0);
+    let mut latest: HashMap<u32, (u64, u32)> = HashMap::new();
+    for &(pid, at, percent) in samples {
+        if at + UTILIZATION_WINDOW_USEC < newest {
+            continue;
+        }
+        let entry = latest.entry(pid).or_insert((at, percent));
+        if at >= entry.0 {
+            *entry = (at, percent.min(100));
+        }
+    }
+    latest.into_iter().map(|(pid, (_, p))| (pid, p)).collect()
 }
 
 /// Every GPU's load and processes, through NVML (for `slicectl usage`;
@@ -166,20 +206,26 @@ pub fn usage() -> Result<Vec<GpuUsage>, GpuError> {
     for index in 0..nvml.device_count()? {
         let device = nvml.device_by_index(index)?;
         let memory = device.memory_info().ok();
-        let processes = device
+        let samples: Vec<(u32, u64, u32)> = device
+            .process_utilization_stats(None)
+            .unwrap_or_default()
+            .iter()
+            .map(|s| (s.pid, s.timestamp, s.sm_util))
+            .collect();
+        let listed: Vec<(u32, Option<u64>)> = device
             .running_compute_processes()
             .unwrap_or_default()
             .into_iter()
             .chain(device.running_graphics_processes().unwrap_or_default())
-            .map(|p| GpuProcess {
-                pid: p.pid,
-                uid: process_uid(Path::new("/"), p.pid),
-                memory_bytes: match p.used_gpu_memory {
+            .map(|p| {
+                let bytes = match p.used_gpu_memory {
                     UsedGpuMemory::Used(bytes) => Some(bytes),
                     UsedGpuMemory::Unavailable => None,
-                },
+                };
+                (p.pid, bytes)
             })
             .collect();
+        let processes = gpu_processes(Path::new("/"), &listed, &samples);
         all.push(GpuUsage {
             index,
             uuid: device.uuid()?,
@@ -193,16 +239,60 @@ pub fn usage() -> Result<Vec<GpuUsage>, GpuError> {
     Ok(all)
 }
 
-/// The real uid of process `pid`, from `ROOT/proc/PID/status`.
-fn process_uid(root: &Path, pid: u32) -> Option<u32> {
-    let status = std::fs::read_to_string(root.join(format!("proc/{pid}/status"))).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+/// One GPU's processes as the driver lists them (`(pid, memory)`, compute
+/// and graphics, a process in both listed twice) with their utilisation
+/// samples, each with what `ROOT/proc` says of it.
+pub fn gpu_processes(
+    root: &Path,
+    listed: &[(u32, Option<u64>)],
+    samples: &[(u32, u64, u32)],
+) -> Vec<GpuProcess> {
+    let utilization = latest_utilization(samples);
+    let mut processes: Vec<GpuProcess> = Vec::new();
+    for &(pid, memory_bytes) in listed {
+        if processes.iter().any(|known| known.pid == pid) {
+            continue;
+        }
+        let facts = process_facts(root, pid);
+        processes.push(GpuProcess {
+            pid,
+            uid: facts.uid,
+            slice_uid: facts.slice_uid,
+            name: facts.name,
+            memory_bytes,
+            utilization_percent: utilization.get(&pid).copied(),
+        });
+    }
+    processes
+}
+
+/// What /proc says of one process (all `None` once it has gone).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ProcessFacts {
+    uid: Option<u32>,
+    slice_uid: Option<u32>,
+    name: Option<String>,
+}
+
+/// `ROOT/proc/PID/status` (real uid, name) and `ROOT/proc/PID/cgroup`.
+fn process_facts(root: &Path, pid: u32) -> ProcessFacts {
+    let dir = root.join(format!("proc/{pid}"));
+    let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+    let field = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(str::trim)
+    };
+    ProcessFacts {
+        uid: field("Uid:")
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok()),
+        slice_uid: std::fs::read_to_string(dir.join("cgroup"))
+            .ok()
+            .and_then(|text| uid_of_cgroup_file(&text)),
+        name: field("Name:").map(str::to_owned),
+    }
 }
 
 /// From `ROOT/proc/driver/nvidia/gpus/*/information`, in bus order.
@@ -703,14 +793,155 @@ mod tests {
         std::fs::create_dir_all(root.path().join("proc/42")).unwrap();
         std::fs::write(
             root.path().join("proc/42/status"),
-            "Name:\tpython3\nUid:\t1000\t1000\t1000\t1000\nGid:\t1000\n",
+            "Name:\tpython3\nUmask:\t0022\nUid:\t1000\t1000\t1000\t1000\nGid:\t1000\n",
         )
         .unwrap();
-        assert_eq!(process_uid(root.path(), 42), Some(1000));
-        assert_eq!(process_uid(root.path(), 43), None, "gone");
+        std::fs::write(
+            root.path().join("proc/42/cgroup"),
+            "0::/user.slice/user-1001.slice/session-7.scope\n",
+        )
+        .unwrap();
+        let facts = process_facts(root.path(), 42);
         assert_eq!(
-            process_uid(Path::new("/"), std::process::id()),
-            Some(nix::unistd::getuid().as_raw())
+            facts,
+            ProcessFacts {
+                uid: Some(1000),
+                slice_uid: Some(1001),
+                name: Some("python3".into())
+            }
         );
+        assert_eq!(
+            process_facts(root.path(), 43),
+            ProcessFacts::default(),
+            "gone"
+        );
+        let me = process_facts(Path::new("/"), std::process::id());
+        assert_eq!(me.uid, Some(nix::unistd::getuid().as_raw()));
+        assert!(me.name.is_some());
+    }
+
+    #[test]
+    fn the_user_a_process_counts_for() {
+        let p = |uid, slice_uid| GpuProcess {
+            pid: 1,
+            uid,
+            slice_uid,
+            ..GpuProcess::default()
+        };
+        assert_eq!(
+            p(Some(0), Some(1001)).owner(),
+            Some(1001),
+            "setuid, in her slice"
+        );
+        assert_eq!(
+            p(Some(1002), None).owner(),
+            Some(1002),
+            "outside any user slice"
+        );
+        assert_eq!(p(None, None).owner(), None, "gone");
+    }
+
+    /// A /proc with processes as a GPU server has them: a notebook kernel
+    /// in alice's session, a setuid helper (root's) in bob's, a container's
+    /// process (uid 1001, outside any user slice), a system service.
+    fn recorded_proc() -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        for (pid, name, uid, cgroup) in [
+            (4101, "python3", 1001, "0::/user.slice/user-1001.slice/session-3.scope"),
+            (4202, "helper", 0, "0::/user.slice/user-1002.slice/session-5.scope"),
+            (4303, "train", 1001, "0::/system.slice/docker-0a1b.scope"),
+            (4404, "Xorg", 0, "0::/system.slice/display-manager.service"),
+            // cgroup v1: the named systemd hierarchy places it.
+            (4505, "julia", 1002, "10:memory:/user.slice/user-1002.slice/session-5.scope\n1:name=systemd:/user.slice/user-1002.slice/session-5.scope"),
+        ] {
+            let dir = root.path().join(format!("proc/{pid}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(
+                dir.join("status"),
+                format!("Name:\t{name}\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n"),
+            )
+            .unwrap();
+            std::fs::write(dir.join("cgroup"), format!("{cgroup}\n")).unwrap();
+        }
+        root
+    }
+
+    #[test]
+    fn recorded_nvml_processes_go_to_their_users() {
+        let root = recorded_proc();
+        // As nvmlDeviceGetComputeRunningProcesses and ...GraphicsRunning...
+        // list them (4101 in both), and 4999 gone since.
+        let listed = [
+            (4101, Some(6 << 30)),
+            (4202, Some(1 << 30)),
+            (4303, Some(2 << 30)),
+            (4404, None),
+            (4505, Some(512 << 20)),
+            (4101, Some(6 << 30)),
+            (4999, Some(1 << 20)),
+        ];
+        let samples = [
+            (4101, 5_000_000, 70),
+            (4505, 4_000_000, 20),
+            (4303, 4_500_000, 5),
+        ];
+        let processes = gpu_processes(root.path(), &listed, &samples);
+        assert_eq!(processes.len(), 6, "4101 once");
+        let owners: Vec<_> = processes.iter().map(|p| (p.pid, p.owner())).collect();
+        assert_eq!(
+            owners,
+            vec![
+                (4101, Some(1001)),
+                (4202, Some(1002)),
+                (4303, Some(1001)),
+                (4404, Some(0)),
+                (4505, Some(1002)),
+                (4999, None),
+            ]
+        );
+        let gpu = GpuUsage {
+            index: 0,
+            uuid: "GPU-0".into(),
+            utilization_percent: Some(95),
+            memory_used_bytes: None,
+            memory_total_bytes: None,
+            processes,
+        };
+        let alice = crate::admin::user_gpus(std::slice::from_ref(&gpu), 1001);
+        assert_eq!(alice.len(), 1);
+        assert_eq!(alice[0].processes, 2, "her notebook and her container");
+        assert_eq!(alice[0].memory_bytes, 8 << 30);
+        assert_eq!(alice[0].utilization_percent, Some(75));
+        let bob = crate::admin::user_gpus(std::slice::from_ref(&gpu), 1002);
+        assert_eq!(
+            bob[0].processes, 2,
+            "the setuid helper in his session counts for him"
+        );
+        assert_eq!(bob[0].utilization_percent, Some(20));
+        let names: Vec<_> = bob[0]
+            .pids
+            .iter()
+            .map(|p| p.name.clone().unwrap())
+            .collect();
+        assert_eq!(names, vec!["helper", "julia"]);
+        assert!(crate::admin::user_gpus(std::slice::from_ref(&gpu), 1003).is_empty());
+    }
+
+    #[test]
+    fn per_process_utilization_from_driver_samples() {
+        // Samples as nvmlDeviceGetProcessUtilization buffers them: several
+        // per process, microsecond timestamps.
+        let samples = [
+            (100, 1_000_000_000, 90),
+            (100, 1_005_000_000, 40),
+            (200, 1_004_000_000, 120),
+            (300, 990_000_000, 70),
+            (100, 1_004_000_000, 55),
+        ];
+        let latest = latest_utilization(&samples);
+        assert_eq!(latest.get(&100), Some(&40), "the newest");
+        assert_eq!(latest.get(&200), Some(&100), "at most 100");
+        assert_eq!(latest.get(&300), None, "15 s before the newest: idle now");
+        assert!(latest_utilization(&[]).is_empty());
     }
 }

@@ -4,7 +4,7 @@
 //! A sample holds a user only while their slice is active (they have a
 //! session or processes): an idle user costs no rows.
 
-use crate::admin::user_gpus;
+use crate::admin::{user_gpus, UserGpu};
 use crate::apply::{self, AccountPort, GpuPort, PortError, Ports, QuotaPort, SliceLink, SlicePort};
 use crate::config::Config;
 use crate::model::history::{self, Point, Sample};
@@ -41,7 +41,9 @@ pub fn sample<S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort>(
     now: Timestamp,
 ) -> Result<SampleReport, HistoryError> {
     let users = store.users()?;
-    let (samples, errors) = read_usage(ports, config, &users, now)?;
+    let UsageReading {
+        samples, errors, ..
+    } = read_usage(ports, config, &users, now)?;
     let oldest = Timestamp(now.0.saturating_sub(seconds(config.history.keep)));
     let max_rows = config.history.max_rows;
     let (sampled, pruned) = store.write(|tx| {
@@ -57,6 +59,18 @@ pub fn sample<S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort>(
     })
 }
 
+/// What [`read_usage`] read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageReading {
+    /// One per user whose slice is active.
+    pub samples: Vec<Sample>,
+    /// Those users' shares of each GPU they have processes on, where the
+    /// node has GPU figures.
+    pub gpus: Vec<(String, Vec<UserGpu>)>,
+    /// Users whose usage could not be read, and why.
+    pub errors: Vec<String>,
+}
+
 /// The usage of those of `users` who are active and whose slice is, read
 /// now: their slices over one connection to systemd, their disk from the
 /// quotas, their GPU memory from the node's figures (read once). Also the
@@ -67,7 +81,7 @@ pub fn read_usage<S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort>(
     config: &Config,
     users: &[User],
     now: Timestamp,
-) -> Result<(Vec<Sample>, Vec<String>), HistoryError> {
+) -> Result<UsageReading, HistoryError> {
     let mut errors = Vec::new();
     let mut accounts = Vec::new();
     for user in users.iter().filter(|u| u.active) {
@@ -89,6 +103,7 @@ pub fn read_usage<S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort>(
     // A node without GPU figures has none.
     let gpus = ports.gpu.usage().ok().flatten();
     let mut samples = Vec::new();
+    let mut shares = Vec::new();
     for ((user, uid), slice) in accounts.iter().zip(slices) {
         let slice = match slice {
             Ok(slice) if slice.active_state == "active" => slice,
@@ -103,6 +118,7 @@ pub fn read_usage<S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort>(
             .into_iter()
             .filter_map(|d| d.quota.ok().map(|q| q.used_bytes))
             .collect();
+        let theirs = gpus.as_ref().map(|node| user_gpus(node, *uid));
         samples.push(Sample {
             username: user.username.to_string(),
             at: now,
@@ -110,12 +126,19 @@ pub fn read_usage<S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort>(
             memory_bytes: slice.memory_current,
             tasks: slice.tasks_current,
             disk_bytes: (!disk.is_empty()).then(|| disk.iter().sum()),
-            gpu_memory_bytes: gpus
+            gpu_memory_bytes: theirs
                 .as_ref()
-                .map(|node| user_gpus(node, *uid).iter().map(|g| g.memory_bytes).sum()),
+                .map(|g| g.iter().map(|g| g.memory_bytes).sum()),
         });
+        if let Some(theirs) = theirs.filter(|g| !g.is_empty()) {
+            shares.push((user.username.to_string(), theirs));
+        }
     }
-    Ok((samples, errors))
+    Ok(UsageReading {
+        samples,
+        gpus: shares,
+        errors,
+    })
 }
 
 fn seconds(s: u64) -> i64 {
@@ -261,6 +284,7 @@ mod tests {
                     pid: 1,
                     uid: Some(uid),
                     memory_bytes: Some(bytes),
+                    ..GpuProcess::default()
                 })
                 .collect(),
         };

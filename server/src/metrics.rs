@@ -7,6 +7,7 @@
 
 use std::fmt::Write;
 
+use libdiycloud::admin::UserGpu;
 use libdiycloud::config::Config;
 use libdiycloud::history::read_usage;
 use libdiycloud::model::events::EventKind;
@@ -21,6 +22,8 @@ pub struct Scrape {
     pub users: Vec<User>,
     /// `None`: usage could not be read (systemd not reachable).
     pub usage: Option<Vec<Sample>>,
+    /// Each user's share of each GPU they have processes on.
+    pub gpus: Vec<(String, Vec<UserGpu>)>,
     pub counters: Vec<(Counter, u64)>,
     /// The watcher's limit events since the server started.
     pub limit_totals: crate::LimitTotals,
@@ -34,9 +37,10 @@ pub fn scrape(
     now: Timestamp,
 ) -> Result<Scrape, StoreError> {
     let users = store.users()?;
-    let usage = read_usage(ports, config, &users, now)
-        .ok()
-        .map(|(samples, _)| samples);
+    let (usage, gpus) = match read_usage(ports, config, &users, now) {
+        Ok(reading) => (Some(reading.samples), reading.gpus),
+        Err(_) => (None, Vec::new()),
+    };
     let counters = Counter::ALL
         .iter()
         .map(|c| Ok((*c, store.counter(*c)?)))
@@ -44,6 +48,7 @@ pub fn scrape(
     Ok(Scrape {
         users,
         usage,
+        gpus,
         counters,
         limit_totals: crate::LimitTotals::new(),
     })
@@ -136,6 +141,41 @@ pub fn render(scrape: &Scrape, config: &Config, now: Timestamp) -> String {
                     "{name}{{user=\"{}\"}} {value}",
                     label(&sample.username)
                 );
+            }
+        }
+    }
+
+    type GpuFigure = fn(&UserGpu) -> Option<f64>;
+    let gpu_figures: [(&str, &str, GpuFigure); 3] = [
+        (
+            "diycloud_user_gpu_processes",
+            "Processes of the user's on one GPU (in their slice, or theirs outside every user slice).",
+            |g| Some(g.processes as f64),
+        ),
+        (
+            "diycloud_user_gpu_device_memory_bytes",
+            "GPU memory the user's processes hold on one GPU.",
+            |g| Some(g.memory_bytes as f64),
+        ),
+        (
+            "diycloud_user_gpu_utilization_percent",
+            "How busy the user's processes keep one GPU, from the driver's per-process samples.",
+            |g| g.utilization_percent.map(f64::from),
+        ),
+    ];
+    for (name, help, figure) in gpu_figures {
+        family(&mut out, name, "gauge", help);
+        for (user, gpus) in &scrape.gpus {
+            for gpu in gpus {
+                if let Some(value) = figure(gpu) {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{user=\"{}\",gpu=\"{}\",uuid=\"{}\"}} {value}",
+                        label(user),
+                        gpu.index,
+                        label(&gpu.uuid)
+                    );
+                }
             }
         }
     }
@@ -240,6 +280,17 @@ mod tests {
             &Scrape {
                 users: store.users().unwrap(),
                 usage: None,
+                gpus: vec![(
+                    "alice".into(),
+                    vec![UserGpu {
+                        index: 1,
+                        uuid: "GPU-1".into(),
+                        processes: 2,
+                        memory_bytes: 1 << 30,
+                        utilization_percent: Some(75),
+                        pids: Vec::new(),
+                    }],
+                )],
                 counters: vec![(Counter::LoginSuccess, 3), (Counter::Lockout, 1)],
                 limit_totals: [(
                     ("alice".to_string(), EventKind::OomKill),
@@ -265,5 +316,11 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("# TYPE diycloud_user_cpu_throttled_seconds_total counter\n"));
+        assert!(
+            text.contains(
+                "diycloud_user_gpu_utilization_percent{user=\"alice\",gpu=\"1\",uuid=\"GPU-1\"} 75\n"
+            ),
+            "{text}"
+        );
     }
 }

@@ -178,11 +178,18 @@ pub fn usage(ctx: &Context, name: Option<&Username>) -> Result<(), Failure> {
             event_table.push(event_row(&name, event));
         }
         for gpu in &row.gpus {
+            let names: Vec<String> = gpu
+                .pids
+                .iter()
+                .map(|p| format!("{} {}", p.pid, p.name.as_deref().unwrap_or("?")))
+                .collect();
             gpu_table.push([
                 name.clone(),
                 format!("{} ({})", gpu.index, gpu.uuid),
                 gpu.processes.to_string(),
                 human_bytes(gpu.memory_bytes),
+                or_dash(gpu.utilization_percent.map(|p| format!("{p}%"))),
+                names.join(", "),
             ]);
         }
         let Some(usage) = row.usage else {
@@ -252,7 +259,7 @@ pub fn usage(ctx: &Context, name: Option<&Username>) -> Result<(), Failure> {
         if !gpu_table.is_empty() {
             text.push_str("\n\n");
             text.push_str(&view::table(
-                &["NAME", "GPU", "PROCESSES", "GPU MEMORY"],
+                &["NAME", "GPU", "PROCESSES", "GPU MEMORY", "BUSY", "PIDS"],
                 &gpu_table,
             ));
         }

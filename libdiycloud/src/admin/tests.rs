@@ -421,6 +421,7 @@ fn usage_counts_each_users_gpu_memory_by_process_owner() {
         pid,
         uid: Some(uid),
         memory_bytes: Some(bytes),
+        ..GpuProcess::default()
     };
     f.ports.gpu.usage = Some(vec![GpuUsage {
         index: 0,

@@ -6,6 +6,7 @@
 use serde::Serialize;
 
 use super::limits::{Allocation, Cpu, Size};
+use super::slice::uid_of_slice_path;
 use super::time::Timestamp;
 
 /// What the kernel did.
@@ -169,18 +170,6 @@ pub struct OomKill {
     pub process: String,
 }
 
-/// The uid of the user slice a cgroup path lies in
-/// (`/user.slice/user-1001.slice/session-3.scope` -> 1001).
-pub fn slice_uid_of_path(path: &str) -> Option<u32> {
-    path.split('/').find_map(|part| {
-        let digits = part.strip_prefix("user-")?.strip_suffix(".slice")?;
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        digits.parse().ok()
-    })
-}
-
 /// A `/dev/kmsg` record's kill: `PRIO,SEQ,USEC,FLAGS;oom-kill:...,
 /// task_memcg=/user.slice/user-1001.slice/...,task=NAME,pid=N,uid=N`
 /// (kernel 4.19 and later). `None` for any other record, and for kills
@@ -196,7 +185,7 @@ pub fn parse_oom_record(record: &str) -> Option<OomKill> {
     let from = fields.find(",task=")? + ",task=".len();
     let to = from + fields[from..].rfind(",pid=")?;
     Some(OomKill {
-        slice_uid: slice_uid_of_path(memcg)?,
+        slice_uid: uid_of_slice_path(memcg)?,
         process: printable(&fields[from..to]),
     })
 }
@@ -434,29 +423,6 @@ mod tests {
         // A quota set meanwhile: its counters appear, and start from there.
         let quota = counters(7, 3, Some(10), Some((50, 9000)));
         assert!(delta(&counters(7, 3, Some(10), None), &quota).is_empty());
-    }
-
-    #[test]
-    fn slices_in_cgroup_paths() {
-        assert_eq!(
-            slice_uid_of_path("/user.slice/user-1001.slice/session-3.scope"),
-            Some(1001)
-        );
-        assert_eq!(
-            slice_uid_of_path("/user.slice/user-1001.slice/user@1001.service/app.slice"),
-            Some(1001)
-        );
-        assert_eq!(slice_uid_of_path("/user.slice/user-1001.slice"), Some(1001));
-        for none in [
-            "/system.slice/docker-abc.scope",
-            "/user.slice",
-            "/user.slice/user-.slice",
-            "/user.slice/user-10x1.slice",
-            "/user.slice/user-99999999999.slice",
-            "",
-        ] {
-            assert_eq!(slice_uid_of_path(none), None, "{none}");
-        }
     }
 
     #[test]

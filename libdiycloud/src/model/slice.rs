@@ -46,6 +46,29 @@ pub fn user_slice(uid: u32) -> String {
     format!("user-{uid}.slice")
 }
 
+/// The uid of the user slice a cgroup path lies in
+/// (`/user.slice/user-1001.slice/session-3.scope` -> 1001).
+pub fn uid_of_slice_path(path: &str) -> Option<u32> {
+    path.split('/').find_map(|part| {
+        let digits = part.strip_prefix("user-")?.strip_suffix(".slice")?;
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse().ok()
+    })
+}
+
+/// The uid of the user slice a process is in, from its
+/// `/proc/PID/cgroup` (`0::/user.slice/user-1001.slice/...` on v2; on v1 the
+/// first hierarchy that places it in one, systemd's own named one included).
+pub fn uid_of_cgroup_file(text: &str) -> Option<u32> {
+    text.lines().find_map(|line| {
+        // hierarchy-ID:controllers:path; the path may hold colons.
+        let path = line.splitn(3, ':').nth(2)?;
+        uid_of_slice_path(path)
+    })
+}
+
 /// The properties that give a user's slice its allocation. Accounting is
 /// always on, so usage can be read back.
 ///
@@ -121,6 +144,48 @@ mod tests {
 
     fn values(props: &[SliceProperty]) -> Vec<String> {
         props.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn slices_in_cgroup_paths() {
+        assert_eq!(
+            uid_of_slice_path("/user.slice/user-1001.slice/session-3.scope"),
+            Some(1001)
+        );
+        assert_eq!(
+            uid_of_slice_path("/user.slice/user-1001.slice/user@1001.service/app.slice"),
+            Some(1001)
+        );
+        assert_eq!(uid_of_slice_path("/user.slice/user-1001.slice"), Some(1001));
+        for none in [
+            "/system.slice/docker-abc.scope",
+            "/user.slice",
+            "/user.slice/user-.slice",
+            "/user.slice/user-10x1.slice",
+            "/user.slice/user-99999999999.slice",
+            "",
+        ] {
+            assert_eq!(uid_of_slice_path(none), None, "{none}");
+        }
+    }
+
+    #[test]
+    fn a_processs_slice_from_proc_cgroup() {
+        assert_eq!(
+            uid_of_cgroup_file("0::/user.slice/user-1001.slice/session-4.scope\n"),
+            Some(1001)
+        );
+        let v1 = "12:pids:/user.slice/user-1002.slice/session-2.scope\n\
+                  4:memory:/user.slice/user-1002.slice/session-2.scope\n\
+                  1:name=systemd:/user.slice/user-1002.slice/session-2.scope\n\
+                  0::/user.slice/user-1002.slice/session-2.scope\n";
+        assert_eq!(uid_of_cgroup_file(v1), Some(1002));
+        assert_eq!(
+            uid_of_cgroup_file("0::/system.slice/docker-1.scope\n"),
+            None
+        );
+        assert_eq!(uid_of_cgroup_file("garbage"), None);
+        assert_eq!(uid_of_cgroup_file(""), None);
     }
 
     #[test]

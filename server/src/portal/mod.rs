@@ -498,7 +498,35 @@ fn usage_now(usage: Option<&libdiycloud::admin::UserUsage>) -> String {
                 .map_or("unknown".into(), |t| t.to_string()),
         ),
         ("Disk", bytes(disk)),
+        (
+            "GPUs",
+            gpus_in_use(usage.map(|u| u.gpus.as_slice()).unwrap_or_default()),
+        ),
     ])
+}
+
+/// A user's GPUs in use, one phrase per GPU.
+fn gpus_in_use(gpus: &[libdiycloud::admin::UserGpu]) -> String {
+    if gpus.is_empty() {
+        return "none in use".into();
+    }
+    gpus.iter()
+        .map(|g| {
+            let busy = g
+                .utilization_percent
+                .map_or(String::new(), |p| format!(", {p}% busy"));
+            let processes = match g.processes {
+                1 => "1 process".to_owned(),
+                n => format!("{n} processes"),
+            };
+            format!(
+                "GPU {}: {processes}, {}{busy}",
+                g.index,
+                bytes(g.memory_bytes)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The card of a user's latest limit events; none where there are none.
