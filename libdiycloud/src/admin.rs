@@ -15,6 +15,7 @@ use crate::apply::{
 use crate::auth::{self, AuthError, Authenticator, PasswordChange, SetBy};
 use crate::config::{Config, SessionErrorPolicy};
 use crate::model::events::LimitEvent;
+use crate::model::gpu::GpuUse;
 use crate::model::limits::LimitChanges;
 use crate::model::slice::SliceUsage;
 use crate::model::{AccountState, Date, Pending, Role, Timestamp, User, Username};
@@ -242,6 +243,37 @@ pub struct UserUsage {
     pub gpus: Vec<UserGpu>,
     /// Their latest limit events (OOM kills, throttling), newest first.
     pub events: Vec<LimitEvent>,
+    /// GPUs of this node granted to them by name and unused for at least
+    /// `[gpus] idle_after`.
+    pub idle_gpus: Vec<IdleGpu>,
+}
+
+/// A GPU granted by name that its user has not used for a while.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IdleGpu {
+    /// Its UUID (`index N` where the node does not know it).
+    pub gpu: String,
+    /// When a process of theirs was last seen on it (RFC 3339); `null`:
+    /// never since it was granted.
+    pub last_used: Option<String>,
+    /// Seconds without a process of theirs on it.
+    pub idle_seconds: u64,
+}
+
+/// `uses` (one user's) that are this node's and idle at `now` past
+/// `idle_after` seconds (0: none are).
+pub fn idle_gpus(uses: &[GpuUse], node: &str, now: Timestamp, idle_after: u64) -> Vec<IdleGpu> {
+    if idle_after == 0 {
+        return Vec::new();
+    }
+    uses.iter()
+        .filter(|u| u.node == node && u.idle_for(now) >= idle_after)
+        .map(|u| IdleGpu {
+            gpu: u.gpu.clone(),
+            last_used: u.last_used.map(|t| t.to_string()),
+            idle_seconds: u.idle_for(now),
+        })
+        .collect()
 }
 
 /// How many limit events `usage` shows per user.
@@ -274,6 +306,7 @@ impl UserUsage {
         entry["disk"] = self.disk.iter().map(DiskUsage::document).collect();
         entry["gpus"] = serde_json::json!(self.gpus);
         entry["events"] = self.events.iter().map(event_document).collect();
+        entry["idle_gpus"] = serde_json::json!(self.idle_gpus);
         entry
     }
 }
@@ -743,12 +776,23 @@ impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort> Admin<'a, S, A,
                     Err(e) if e.is_unreachable() => Vec::new(),
                     Err(e) => return Err(e.into()),
                 };
+                let uses = match self.store.gpu_use(Some(user.username.as_str())) {
+                    Ok(uses) => uses,
+                    Err(e) if e.is_unreachable() => Vec::new(),
+                    Err(e) => return Err(e.into()),
+                };
                 Ok(UserUsage {
                     username: user.username.to_string(),
                     usage,
                     disk: apply::disk_usage(self.ports, self.config, user)?,
                     gpus,
                     events,
+                    idle_gpus: idle_gpus(
+                        &uses,
+                        &platform::node_name(),
+                        self.now,
+                        self.config.gpus.idle_after,
+                    ),
                 })
             })
             .collect::<Result<Vec<_>, AdminError>>()?;

@@ -46,6 +46,24 @@ pub struct Config {
     pub api: ApiConfig,
     pub history: HistoryConfig,
     pub events: EventsConfig,
+    pub gpus: GpusConfig,
+}
+
+/// `[gpus]`: the node's GPUs as `usage` and the portal judge them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GpusConfig {
+    /// Seconds a GPU granted by name may go without a process of its user
+    /// before `usage` and the admin's page flag it; 0 flags none.
+    pub idle_after: u64,
+}
+
+impl Default for GpusConfig {
+    fn default() -> Self {
+        // Longer than a lunch break, shorter than a forgotten weekend.
+        Self {
+            idle_after: 4 * 3600,
+        }
+    }
 }
 
 /// `[events]`: the limit events `slicectl serve` watches for (OOM kills,
@@ -176,6 +194,7 @@ impl Default for Config {
             api: ApiConfig::default(),
             history: HistoryConfig::default(),
             events: EventsConfig::default(),
+            gpus: GpusConfig::default(),
         }
     }
 }
@@ -219,6 +238,14 @@ struct RawConfig {
     history: RawHistory,
     #[serde(default)]
     events: RawEvents,
+    #[serde(default)]
+    gpus: RawGpus,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGpus {
+    idle_after: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -434,6 +461,10 @@ impl Config {
         config.api = api_config(raw.api)?;
         config.history = history_config(raw.history)?;
         config.events = events_config(raw.events)?;
+        if let Some(d) = raw.gpus.idle_after {
+            config.gpus.idle_after =
+                parse_duration(&d).map_err(|e| format!("gpus.idle_after: {e}"))?;
+        }
         let pg = raw.postgres;
         let absolute = |key: &str, path: PathBuf| {
             if path.is_absolute() {
@@ -682,6 +713,23 @@ mod tests {
                 .cpu,
             Cpu::Percent(150)
         );
+    }
+
+    #[test]
+    fn gpus_values_are_checked() {
+        assert_eq!(Config::parse("").unwrap().gpus.idle_after, 4 * 3600);
+        let c = Config::parse("[gpus]\nidle_after = \"30m\"").unwrap();
+        assert_eq!(c.gpus.idle_after, 1800);
+        assert_eq!(
+            Config::parse("[gpus]\nidle_after = \"0\"")
+                .unwrap()
+                .gpus
+                .idle_after,
+            0
+        );
+        let e = Config::parse("[gpus]\nidle_after = \"soon\"").unwrap_err();
+        assert!(e.starts_with("gpus.idle_after"), "{e}");
+        assert!(Config::parse("[gpus]\nidle = \"1h\"").is_err());
     }
 
     #[test]

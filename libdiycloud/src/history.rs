@@ -7,10 +7,13 @@
 use crate::admin::{user_gpus, UserGpu};
 use crate::apply::{self, AccountPort, GpuPort, PortError, Ports, QuotaPort, SliceLink, SlicePort};
 use crate::config::Config;
+use crate::gpu::GpuUsage;
+use crate::model::gpu::{named_grants, use_key, NodeGpu};
 use crate::model::history::{self, Point, Sample};
 use crate::model::slice::user_slice;
 use crate::model::time::Timestamp;
 use crate::model::user::User;
+use crate::store::GpuUseUpdate;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,11 +45,24 @@ pub fn sample<S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort>(
 ) -> Result<SampleReport, HistoryError> {
     let users = store.users()?;
     let UsageReading {
-        samples, errors, ..
+        samples,
+        errors,
+        node_gpus,
+        ..
     } = read_usage(ports, config, &users, now)?;
+    // Only where the node's GPU figures could be read: a GPU nobody can see
+    // is not an idle one.
+    let gpu_use = match (&node_gpus, ports.gpu.node()) {
+        (Some(figures), Ok(node)) => Some(gpu_use_updates(ports, &users, &node.gpus, figures)),
+        _ => None,
+    };
+    let node = crate::platform::node_name();
     let oldest = Timestamp(now.0.saturating_sub(seconds(config.history.keep)));
     let max_rows = config.history.max_rows;
     let (sampled, pruned) = store.write(|tx| {
+        if let Some(updates) = &gpu_use {
+            tx.record_gpu_use(&node, now, updates)?;
+        }
         Ok::<_, StoreError>((
             tx.insert_samples(&samples)?,
             tx.prune_samples(oldest, max_rows)?,
@@ -59,6 +75,39 @@ pub fn sample<S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort>(
     })
 }
 
+/// Every GPU granted by name on this node (`node`), and whether its user
+/// has a process on it now (`figures`).
+fn gpu_use_updates<S, A: AccountPort, Q, G>(
+    ports: &Ports<S, A, Q, G>,
+    users: &[User],
+    node: &[NodeGpu],
+    figures: &[GpuUsage],
+) -> Vec<GpuUseUpdate> {
+    let mut updates = Vec::new();
+    for user in users {
+        let named = named_grants(&user.allocation.gpus, node);
+        if named.is_empty() {
+            continue;
+        }
+        let uid = apply::uid_of(ports, user).ok().flatten();
+        for gpu in &named {
+            let used = figures.iter().any(|f| {
+                let same = match &gpu.uuid {
+                    Some(uuid) => f.uuid.eq_ignore_ascii_case(uuid),
+                    None => f.index == gpu.index,
+                };
+                same && uid.is_some() && f.processes.iter().any(|p| p.owner() == uid)
+            });
+            updates.push(GpuUseUpdate {
+                username: user.username.to_string(),
+                gpu: use_key(gpu),
+                used,
+            });
+        }
+    }
+    updates
+}
+
 /// What [`read_usage`] read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UsageReading {
@@ -69,6 +118,8 @@ pub struct UsageReading {
     pub gpus: Vec<(String, Vec<UserGpu>)>,
     /// Users whose usage could not be read, and why.
     pub errors: Vec<String>,
+    /// The node's GPU figures, where it has them.
+    pub node_gpus: Option<Vec<GpuUsage>>,
 }
 
 /// The usage of those of `users` who are active and whose slice is, read
@@ -138,6 +189,7 @@ pub fn read_usage<S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort>(
         samples,
         gpus: shares,
         errors,
+        node_gpus: gpus,
     })
 }
 
@@ -311,6 +363,95 @@ mod tests {
             .samples(Some("alice"), Timestamp(101), Timestamp(101), 1)
             .unwrap();
         assert_eq!(later[0].gpu_memory_bytes, None);
+    }
+
+    #[test]
+    fn gpus_granted_by_name_are_followed_and_flagged_when_idle() {
+        use crate::admin::idle_gpus;
+        use crate::gpu::{GpuProcess, GpuUsage};
+        use crate::model::gpu::NodeGpu;
+        let (_dir, mut store) = store_with(&["alice", "bob", "carl"]);
+        let grant = |store: &mut Store, name: &str, gpus: &str| {
+            let changes = UserChanges {
+                limits: crate::model::LimitChanges {
+                    gpus: Some(gpus.parse().unwrap()),
+                    ..Default::default()
+                },
+                ..UserChanges::default()
+            };
+            store
+                .write(|tx| tx.update_user(name, &changes, Timestamp(2)))
+                .unwrap();
+        };
+        grant(&mut store, "alice", "0");
+        grant(&mut store, "bob", "1");
+        grant(&mut store, "carl", "all");
+        let mut ports = ports(vec![("alice", 1001), ("bob", 1002), ("carl", 1003)]);
+        ports.gpu.node.gpus = (0..2)
+            .map(|index| NodeGpu {
+                index,
+                uuid: Some(format!("GPU-{index}")),
+                minor: index,
+                migs: Vec::new(),
+            })
+            .collect();
+        // bob's process runs on GPU 1, in his slice though setuid root.
+        let figures = |busy: bool| {
+            (0..2)
+                .map(|index| GpuUsage {
+                    index,
+                    uuid: format!("GPU-{index}"),
+                    utilization_percent: None,
+                    memory_used_bytes: None,
+                    memory_total_bytes: None,
+                    processes: if busy && index == 1 {
+                        vec![GpuProcess {
+                            pid: 9,
+                            uid: Some(0),
+                            slice_uid: Some(1002),
+                            ..GpuProcess::default()
+                        }]
+                    } else {
+                        Vec::new()
+                    },
+                })
+                .collect::<Vec<_>>()
+        };
+        ports.gpu.usage = Some(figures(true));
+        sample(&ports, &Config::default(), &mut store, Timestamp(1000)).unwrap();
+        ports.gpu.usage = Some(figures(false));
+        sample(&ports, &Config::default(), &mut store, Timestamp(5000)).unwrap();
+        let uses = store.gpu_use(None).unwrap();
+        assert_eq!(uses.len(), 2, "carl's 'all' is not followed: {uses:?}");
+        let node = crate::platform::node_name();
+        let alice = store.gpu_use(Some("alice")).unwrap();
+        let flagged = idle_gpus(&alice, &node, Timestamp(1000 + 4 * 3600), 4 * 3600);
+        assert_eq!(flagged.len(), 1, "granted at 1000, never used");
+        assert_eq!(
+            (flagged[0].gpu.as_str(), flagged[0].last_used.clone()),
+            ("GPU-0", None)
+        );
+        let bob = store.gpu_use(Some("bob")).unwrap();
+        assert_eq!(bob[0].last_used, Some(Timestamp(1000)));
+        assert!(idle_gpus(&bob, &node, Timestamp(1000 + 4 * 3600 - 1), 4 * 3600).is_empty());
+        assert_eq!(
+            idle_gpus(&bob, &node, Timestamp(1000 + 4 * 3600), 4 * 3600).len(),
+            1
+        );
+        assert!(
+            idle_gpus(&bob, &node, Timestamp(99_999), 0).is_empty(),
+            "0: never"
+        );
+        assert!(idle_gpus(&bob, "elsewhere", Timestamp(99_999), 60).is_empty());
+        // Without GPU figures nothing is recorded: not seen is not idle.
+        ports.gpu.usage = None;
+        grant(&mut store, "alice", "none");
+        sample(&ports, &Config::default(), &mut store, Timestamp(9000)).unwrap();
+        assert_eq!(store.gpu_use(Some("alice")).unwrap().len(), 1);
+        // With them, alice's grant taken away takes her row.
+        ports.gpu.usage = Some(figures(false));
+        sample(&ports, &Config::default(), &mut store, Timestamp(9100)).unwrap();
+        assert!(store.gpu_use(Some("alice")).unwrap().is_empty());
     }
 
     #[test]

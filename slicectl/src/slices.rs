@@ -4,6 +4,7 @@
 use libdiycloud::apply::DiskUsage;
 use libdiycloud::model::events::{EventKind, LimitEvent};
 use libdiycloud::model::slice::user_slice;
+use libdiycloud::model::time::format_elapsed;
 use libdiycloud::model::Username;
 use serde_json::json;
 
@@ -150,6 +151,7 @@ pub fn usage(ctx: &Context, name: Option<&Username>) -> Result<(), Failure> {
         .usage_with_gpus(name.map(Username::as_str))?;
     let mut gpu_table = Vec::new();
     let mut event_table = Vec::new();
+    let mut idle_table = Vec::new();
     let mut disk_table = Vec::new();
     let mut disk_errors = Vec::new();
     let header = [
@@ -176,6 +178,14 @@ pub fn usage(ctx: &Context, name: Option<&Username>) -> Result<(), Failure> {
         }
         for event in &row.events {
             event_table.push(event_row(&name, event));
+        }
+        for idle in &row.idle_gpus {
+            idle_table.push([
+                name.clone(),
+                idle.gpu.clone(),
+                format_elapsed(idle.idle_seconds),
+                idle.last_used.clone().unwrap_or_else(|| "never".into()),
+            ]);
         }
         for gpu in &row.gpus {
             let names: Vec<String> = gpu
@@ -263,6 +273,13 @@ pub fn usage(ctx: &Context, name: Option<&Username>) -> Result<(), Failure> {
                 &gpu_table,
             ));
         }
+    }
+    if !idle_table.is_empty() {
+        text.push_str("\n\nGPUs granted but idle (no process of the user's on them):\n");
+        text.push_str(&view::table(
+            &["NAME", "GPU", "IDLE FOR", "LAST USED"],
+            &idle_table,
+        ));
     }
     if !event_table.is_empty() {
         text.push_str("\n\nLimits the kernel enforced (newest first):\n");

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::limits::{GpuId, GpuList};
+use super::time::Timestamp;
 
 /// One GPU of the node, as far as a grant needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +46,47 @@ impl NodeGpu {
 /// accepts); none without the GPU's UUID.
 pub fn mig_name(gpu_uuid: Option<&str>, mig: &MigInstance) -> Option<String> {
     Some(format!("MIG-{}/{}/{}", gpu_uuid?, mig.gi, mig.ci))
+}
+
+/// How one user uses one GPU granted to them by name, as the usage sampler
+/// records it: for the flag on GPUs granted but idle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpuUse {
+    pub username: String,
+    pub node: String,
+    /// The GPU's UUID, or `index N` where the node does not know it.
+    pub gpu: String,
+    /// When the sampler first saw it granted.
+    pub granted_since: Timestamp,
+    /// When it last saw a process of theirs on it; `None`: never.
+    pub last_used: Option<Timestamp>,
+}
+
+impl GpuUse {
+    /// How long it has gone unused at `now` (since the grant, where never
+    /// used).
+    pub fn idle_for(&self, now: Timestamp) -> u64 {
+        let since = self.last_used.unwrap_or(self.granted_since);
+        u64::try_from(now.0.saturating_sub(since.0)).unwrap_or(0)
+    }
+}
+
+/// The key of a granted GPU in [`GpuUse`].
+pub fn use_key(gpu: &NodeGpu) -> String {
+    gpu.uuid
+        .clone()
+        .unwrap_or_else(|| format!("index {}", gpu.index))
+}
+
+/// The GPUs a user's grant names explicitly (indices, UUIDs, a MIG
+/// instance's GPU), which the idle flag watches: `all` shares every GPU
+/// and withholds none, so it is never flagged. A grant the node cannot
+/// resolve names none here.
+pub fn named_grants(list: &GpuList, node: &[NodeGpu]) -> Vec<NodeGpu> {
+    match list {
+        GpuList::Some(_) => granted(list, node).unwrap_or_default(),
+        GpuList::None | GpuList::All => Vec::new(),
+    }
 }
 
 /// What a grant needs to know about the node: its GPUs, the character
@@ -327,6 +369,43 @@ pub fn environment(granted: &[NodeGpu]) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idle_time_of_a_granted_gpu() {
+        let mut used = GpuUse {
+            username: "alice".into(),
+            node: "n1".into(),
+            gpu: "GPU-1".into(),
+            granted_since: Timestamp(100),
+            last_used: None,
+        };
+        assert_eq!(
+            used.idle_for(Timestamp(400)),
+            300,
+            "never used: since the grant"
+        );
+        used.last_used = Some(Timestamp(350));
+        assert_eq!(used.idle_for(Timestamp(400)), 50);
+        assert_eq!(used.idle_for(Timestamp(10)), 0, "a clock set back");
+    }
+
+    #[test]
+    fn only_grants_by_name_are_watched_for_idleness() {
+        let gpus = node();
+        assert!(named_grants(&GpuList::All, &gpus).is_empty());
+        assert!(named_grants(&GpuList::None, &gpus).is_empty());
+        let one: GpuList = "1".parse().unwrap();
+        let named = named_grants(&one, &gpus);
+        assert_eq!(named.iter().map(|g| g.index).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(use_key(&named[0]), named[0].uuid.clone().unwrap());
+        let unknown: GpuList = "7".parse().unwrap();
+        assert!(named_grants(&unknown, &gpus).is_empty());
+        let no_uuid = NodeGpu {
+            uuid: None,
+            ..gpus[0].clone()
+        };
+        assert_eq!(use_key(&no_uuid), "index 0");
+    }
 
     /// /proc/devices as the H200 node had it (character part abridged).
     const PROC_DEVICES: &str = "Character devices:\n  1 mem\n  4 /dev/vc/0\n  4 tty\n  5 /dev/tty\n  5 /dev/console\n  5 /dev/ptmx\n 10 misc\n136 pts\n195 nvidia\n195 nvidiactl\n238 nvidia-uvm\n239 nvidia-nvswitch\n240 nvidia-nvlink\n241 nvidia-caps\n242 nvidia-caps-imex-channels\n\nBlock devices:\n  7 loop\n254 virtblk\n";

@@ -190,9 +190,28 @@ pub fn format_duration(seconds: u64) -> String {
     }
 }
 
+/// A stretch of time as people say it, rounded down: `40s`, `12m`,
+/// `3h 5m`, `2d 4h`.
+pub fn format_elapsed(seconds: u64) -> String {
+    match seconds {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86_400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        s => format!("{}d {}h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn elapsed_time_for_people() {
+        assert_eq!(format_elapsed(40), "40s");
+        assert_eq!(format_elapsed(12 * 60 + 5), "12m");
+        assert_eq!(format_elapsed(3 * 3600 + 5 * 60 + 9), "3h 5m");
+        assert_eq!(format_elapsed(2 * 86_400 + 4 * 3600 + 7), "2d 4h");
+    }
 
     #[test]
     fn dates_round_trip_through_timestamps() {

@@ -25,10 +25,11 @@ use serde_json::{json, Value};
 use super::postgres::PgStore;
 use super::sqlite::{CacheState, SqliteStore, SqliteTx};
 use super::{
-    AuditEntry, Backend, InitReport, NewUser, PostgresSettings, StoreError, Transaction,
-    UserChanges,
+    AuditEntry, Backend, GpuUseUpdate, InitReport, NewUser, PostgresSettings, StoreError,
+    Transaction, UserChanges,
 };
 use crate::model::events::LimitEvent;
+use crate::model::gpu::GpuUse;
 use crate::model::history::{Counter, Sample};
 use crate::model::lockout::{FailureState, LockoutPolicy};
 use crate::model::time::Timestamp;
@@ -448,6 +449,10 @@ impl Backend for ClusterStore {
         self.server_only(|server| server.limit_events(user, limit))
     }
 
+    fn gpu_use(&self, user: Option<&str>) -> Result<Vec<GpuUse>, StoreError> {
+        self.server_only(|server| server.gpu_use(user))
+    }
+
     fn begin(&mut self) -> Result<Box<dyn Transaction + '_>, StoreError> {
         if self.is_online() {
             if let Some(server) = self.server.as_mut() {
@@ -656,6 +661,9 @@ impl Transaction for OfflineTx<'_> {
         self.refused()
     }
     fn prune_limit_events(&self, _: Timestamp, _: u64) -> Result<u64, StoreError> {
+        self.refused()
+    }
+    fn record_gpu_use(&self, _: &str, _: Timestamp, _: &[GpuUseUpdate]) -> Result<(), StoreError> {
         self.refused()
     }
     fn take_unshown_events(&self, _: &str) -> Result<Vec<LimitEvent>, StoreError> {

@@ -25,12 +25,13 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::model::events::LimitEvent;
+use crate::model::gpu::GpuUse;
 use crate::model::history::{Counter, Sample};
 use crate::model::lockout::{FailureState, LockoutPolicy};
 use crate::model::time::Timestamp;
 use crate::model::user::{Pending, User};
 
-pub use records::{AuditEntry, NewUser, UserChanges};
+pub use records::{AuditEntry, GpuUseUpdate, NewUser, UserChanges};
 pub use sqlite::{APPLICATION_ID, SCHEMA_VERSION};
 
 #[derive(Debug, thiserror::Error)]
@@ -219,6 +220,9 @@ pub trait Backend: Send {
     /// The latest `limit` limit events of `user` (everyone's where `None`),
     /// newest first, from every node.
     fn limit_events(&self, user: Option<&str>, limit: u32) -> Result<Vec<LimitEvent>, StoreError>;
+    /// What the usage sampler recorded of `user`'s GPUs granted by name
+    /// (everyone's where `None`), on every node.
+    fn gpu_use(&self, user: Option<&str>) -> Result<Vec<GpuUse>, StoreError>;
 
     /// Starts a write transaction.
     fn begin(&mut self) -> Result<Box<dyn Transaction + '_>, StoreError>;
@@ -339,6 +343,15 @@ pub trait Transaction {
     /// `name`'s events not shown yet (every node's), oldest first, now
     /// marked shown: what their login tells them.
     fn take_unshown_events(&self, name: &str) -> Result<Vec<LimitEvent>, StoreError>;
+    /// Records, at `now`, the GPUs granted by name on `node` and whether
+    /// their users have a process on them; the node's rows of grants not
+    /// among `updates` go.
+    fn record_gpu_use(
+        &self,
+        node: &str,
+        now: Timestamp,
+        updates: &[GpuUseUpdate],
+    ) -> Result<(), StoreError>;
 
     /// Makes the transaction's writes durable and visible.
     fn commit(self: Box<Self>) -> Result<(), StoreError>;

@@ -261,3 +261,13 @@ pub(crate) fn processes_text(names: &[String]) -> String {
 pub(crate) fn event_processes(text: &str) -> Vec<String> {
     serde_json::from_str(text).unwrap_or_default()
 }
+
+/// One GPU granted by name, and whether its user had a process on it at a
+/// sample ([`super::Transaction::record_gpu_use`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpuUseUpdate {
+    pub username: String,
+    /// [`crate::model::gpu::use_key`] of the GPU.
+    pub gpu: String,
+    pub used: bool,
+}

@@ -568,6 +568,63 @@ fn limit_events_merge_show_once_and_prune() {
     });
 }
 
+#[test]
+fn gpu_use_follows_grants_per_node() {
+    each_backend(|f| {
+        let mut store = f.open();
+        store
+            .write(|tx| {
+                tx.insert_user(&new_user("alice"), Timestamp(1))?;
+                tx.insert_user(&new_user("bob"), Timestamp(1))
+            })
+            .unwrap();
+        let update = |user: &str, gpu: &str, used| GpuUseUpdate {
+            username: user.into(),
+            gpu: gpu.into(),
+            used,
+        };
+        store
+            .write(|tx| {
+                tx.record_gpu_use(
+                    "n1",
+                    Timestamp(100),
+                    &[
+                        update("alice", "GPU-A", false),
+                        update("bob", "GPU-B", true),
+                        update("gone", "GPU-C", true),
+                    ],
+                )?;
+                tx.record_gpu_use("n2", Timestamp(100), &[update("bob", "GPU-Z", false)])
+            })
+            .unwrap();
+        let all = store.gpu_use(None).unwrap();
+        assert_eq!(all.len(), 3, "{}: {all:?}", f.name);
+        let bob = store.gpu_use(Some("bob")).unwrap();
+        assert_eq!(bob[0].last_used, Some(Timestamp(100)));
+        assert_eq!(bob[1].node, "n2");
+        // Later: alice uses hers; bob's grant on n1 was taken away.
+        store
+            .write(|tx| {
+                tx.record_gpu_use("n1", Timestamp(200), &[update("alice", "GPU-A", true)])?;
+                tx.record_gpu_use("n1", Timestamp(300), &[update("alice", "GPU-A", false)])
+            })
+            .unwrap();
+        let alice = store.gpu_use(Some("alice")).unwrap();
+        assert_eq!(alice.len(), 1);
+        assert_eq!(
+            (alice[0].granted_since, alice[0].last_used),
+            (Timestamp(100), Some(Timestamp(200))),
+            "{}",
+            f.name
+        );
+        let bob = store.gpu_use(Some("bob")).unwrap();
+        assert_eq!(bob.len(), 1, "{}: n2's row stays", f.name);
+        assert_eq!(bob[0].node, "n2");
+        store.write(|tx| tx.delete_user("alice")).unwrap();
+        assert!(store.gpu_use(Some("alice")).unwrap().is_empty());
+    });
+}
+
 /// A listener that accepts connections and never says a word: a server
 /// hung, or a network that swallows packets after the handshake.
 fn silent_server() -> (std::net::TcpListener, u16) {

@@ -844,6 +844,28 @@ async fn admin_page(
         }
         _ => body.push_str("<p>No GPU figures on this node (no NVIDIA driver, or no GPUs).</p>"),
     }
+    let idle: Vec<(&str, &libdiycloud::admin::IdleGpu)> = usage
+        .iter()
+        .flat_map(|u| u.idle_gpus.iter().map(move |g| (u.username.as_str(), g)))
+        .collect();
+    if !idle.is_empty() {
+        body.push_str(&format!(
+            "<h3>Granted but idle</h3><p>GPUs granted by name with no process of their user's for {} or more: others could use them.</p>\
+             <div class=\"scroll\"><table><thead><tr><th scope=\"col\">User</th><th scope=\"col\">GPU</th><th scope=\"col\">Idle for</th><th scope=\"col\">Last used</th></tr></thead><tbody>",
+            esc(&libdiycloud::model::time::format_elapsed(state.config.gpus.idle_after))
+        ));
+        for (name, gpu) in idle {
+            body.push_str(&format!(
+                "<tr><td><a href=\"/portal/admin/users/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(name),
+                esc(name),
+                esc(&gpu.gpu),
+                esc(&libdiycloud::model::time::format_elapsed(gpu.idle_seconds)),
+                esc(gpu.last_used.as_deref().unwrap_or("never"))
+            ));
+        }
+        body.push_str("</tbody></table></div>");
+    }
     body.push_str("</section>");
     body.push_str(&charts(
         "/portal/admin?range=",

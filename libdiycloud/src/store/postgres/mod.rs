@@ -26,6 +26,7 @@ use tokio_postgres::{Client, Config, Row, Statement};
 use super::records::{event_processes, sample_start, RawUser};
 use super::{AuditEntry, Backend, InitReport, PostgresSettings, StoreError, Transaction};
 use crate::model::events::{EventKind, LimitEvent};
+use crate::model::gpu::GpuUse;
 use crate::model::history::{Counter, Sample};
 use crate::model::time::Timestamp;
 use crate::model::user::User;
@@ -38,6 +39,7 @@ pub(crate) use tx::PgTx;
 const MIGRATIONS: &[&str] = &[
     include_str!("0001_schema.sql"),
     include_str!("0002_limit_events.sql"),
+    include_str!("0003_gpu_use.sql"),
 ];
 
 /// The PostgreSQL schema version this build reads and writes.
@@ -715,6 +717,25 @@ impl Backend for PgStore {
             &[&user, &i64::from(limit)],
         ))?;
         Ok(rows.iter().map(event_from_row).collect())
+    }
+
+    fn gpu_use(&self, user: Option<&str>) -> Result<Vec<GpuUse>, StoreError> {
+        let rows = self.wait(self.client.query(
+            "SELECT u.username, g.node, g.gpu, g.granted_since, g.last_used \
+             FROM gpu_use g JOIN users u ON u.id = g.user_id \
+             WHERE $1::text IS NULL OR u.username = $1 ORDER BY u.username, g.node, g.gpu",
+            &[&user],
+        ))?;
+        Ok(rows
+            .iter()
+            .map(|row| GpuUse {
+                username: row.get(0),
+                node: row.get(1),
+                gpu: row.get(2),
+                granted_since: Timestamp(row.get(3)),
+                last_used: row.get::<_, Option<i64>>(4).map(Timestamp),
+            })
+            .collect())
     }
 
     fn begin(&mut self) -> Result<Box<dyn Transaction + '_>, StoreError> {

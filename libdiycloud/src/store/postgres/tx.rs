@@ -18,7 +18,7 @@ use crate::model::lockout::FailureState;
 use crate::model::time::Timestamp;
 use crate::model::user::{Pending, User};
 use crate::store::records::{processes_text, Field};
-use crate::store::{NewUser, StoreError, Transaction, UserChanges};
+use crate::store::{GpuUseUpdate, NewUser, StoreError, Transaction, UserChanges};
 
 type Param<'p> = &'p (dyn ToSql + Sync);
 /// A parameter the queue owns until it sends it.
@@ -639,6 +639,42 @@ impl Transaction for PgTx<'_> {
             &[&name],
         )?;
         Ok(rows.iter().map(super::event_from_row).collect())
+    }
+
+    fn record_gpu_use(
+        &self,
+        node: &str,
+        now: Timestamp,
+        updates: &[GpuUseUpdate],
+    ) -> Result<(), StoreError> {
+        for u in updates {
+            self.execute(
+                "INSERT INTO gpu_use (user_id, node, gpu, granted_since, last_used) \
+                 SELECT id, $2, $3, $4, CASE WHEN $5 THEN $4 END FROM users WHERE username = $1 \
+                 ON CONFLICT (user_id, node, gpu) DO UPDATE SET \
+                 last_used = CASE WHEN $5 THEN $4 ELSE gpu_use.last_used END",
+                &[&u.username, &node, &u.gpu, &now.0, &u.used],
+            )?;
+        }
+        let existing = self.query(
+            "SELECT u.username, g.gpu FROM gpu_use g JOIN users u ON u.id = g.user_id \
+             WHERE g.node = $1",
+            &[&node],
+        )?;
+        for row in existing {
+            let (username, gpu): (String, String) = (row.get(0), row.get(1));
+            if !updates
+                .iter()
+                .any(|u| u.username == username && u.gpu == gpu)
+            {
+                self.execute(
+                    "DELETE FROM gpu_use WHERE node = $1 AND gpu = $2 \
+                     AND user_id = (SELECT id FROM users WHERE username = $3)",
+                    &[&node, &gpu, &username],
+                )?;
+            }
+        }
+        Ok(())
     }
 
     fn commit(self: Box<Self>) -> Result<(), StoreError> {

@@ -10,6 +10,7 @@
 #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 mod cache;
 mod events;
+mod gpu_use;
 mod history;
 mod sessions;
 mod users;
@@ -29,11 +30,12 @@ pub use cache::{CacheState, OfflineEvent};
 
 use super::{Backend, InitReport, StoreError, Transaction};
 use crate::model::events::LimitEvent;
+use crate::model::gpu::GpuUse;
 use crate::model::history::{Counter, Sample};
 use crate::model::lockout::FailureState;
 use crate::model::time::Timestamp;
 use crate::model::user::{Pending, User};
-use crate::store::{AuditEntry, NewUser, UserChanges};
+use crate::store::{AuditEntry, GpuUseUpdate, NewUser, UserChanges};
 
 /// Numbered migrations; migration N brings the schema to `PRAGMA user_version = N`.
 const MIGRATIONS: &[&str] = &[
@@ -43,6 +45,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0004_api_sessions.sql"),
     include_str!("0005_history.sql"),
     include_str!("0006_limit_events.sql"),
+    include_str!("0007_gpu_use.sql"),
 ];
 
 fn file_identity(path: &Path) -> Option<(u64, u64)> {
@@ -479,6 +482,9 @@ impl Backend for SqliteStore {
     fn limit_events(&self, user: Option<&str>, limit: u32) -> Result<Vec<LimitEvent>, StoreError> {
         SqliteStore::limit_events(self, user, limit)
     }
+    fn gpu_use(&self, user: Option<&str>) -> Result<Vec<GpuUse>, StoreError> {
+        SqliteStore::gpu_use(self, user)
+    }
     fn begin(&mut self) -> Result<Box<dyn Transaction + '_>, StoreError> {
         Ok(Box::new(self.begin_tx()?))
     }
@@ -594,6 +600,14 @@ impl Transaction for SqliteTx<'_> {
     }
     fn take_unshown_events(&self, name: &str) -> Result<Vec<LimitEvent>, StoreError> {
         SqliteTx::take_unshown_events(self, name)
+    }
+    fn record_gpu_use(
+        &self,
+        node: &str,
+        now: Timestamp,
+        updates: &[GpuUseUpdate],
+    ) -> Result<(), StoreError> {
+        SqliteTx::record_gpu_use(self, node, now, updates)
     }
     fn commit(self: Box<Self>) -> Result<(), StoreError> {
         (*self).commit_tx()
