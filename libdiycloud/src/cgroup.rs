@@ -114,6 +114,30 @@ pub fn slice_counters_at(
     }))
 }
 
+/// The limit the kernel holds for user `uid`'s slice under `root`:
+/// `controller` "memory" (bytes: `memory.max`, v1 `memory.limit_in_bytes`)
+/// or "pids" (`pids.max`). `None` where there is none (`max`, v1's huge
+/// number) or it cannot be read.
+pub fn slice_limit_at(
+    root: &Path,
+    hierarchy: Hierarchy,
+    uid: u32,
+    controller: &str,
+) -> Option<u64> {
+    let (dir, file) = match (hierarchy, controller) {
+        (Hierarchy::Unified, "memory") => (slice_dir(root, None, uid), "memory.max"),
+        (Hierarchy::Unified, _) => (slice_dir(root, None, uid), "pids.max"),
+        (_, "memory") => (
+            slice_dir(root, Some("memory"), uid),
+            "memory.limit_in_bytes",
+        ),
+        (_, _) => (slice_dir(root, Some("pids"), uid), "pids.max"),
+    };
+    let text = std::fs::read_to_string(dir.join(file)).ok()?;
+    // v1 says "no limit" with the largest page-aligned i64.
+    text.trim().parse::<u64>().ok().filter(|v| *v < (1 << 62))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +200,44 @@ mod tests {
         assert_eq!(
             (found.nr_throttled, found.throttled_usec),
             (Some(2), Some(3000))
+        );
+    }
+
+    #[test]
+    fn limits_the_kernel_holds() {
+        let root = tempfile::tempdir().unwrap();
+        let slice = root.path().join("user.slice/user-5.slice");
+        write(&slice.join("memory.max"), "268435456\n");
+        write(&slice.join("pids.max"), "max\n");
+        assert_eq!(
+            slice_limit_at(root.path(), Hierarchy::Unified, 5, "memory"),
+            Some(256 << 20)
+        );
+        assert_eq!(
+            slice_limit_at(root.path(), Hierarchy::Unified, 5, "pids"),
+            None
+        );
+        write(
+            &root
+                .path()
+                .join("memory/user.slice/user-5.slice/memory.limit_in_bytes"),
+            "9223372036854771712\n",
+        );
+        write(
+            &root.path().join("pids/user.slice/user-5.slice/pids.max"),
+            "64\n",
+        );
+        assert_eq!(
+            slice_limit_at(root.path(), Hierarchy::Hybrid, 5, "memory"),
+            None
+        );
+        assert_eq!(
+            slice_limit_at(root.path(), Hierarchy::Legacy, 5, "pids"),
+            Some(64)
+        );
+        assert_eq!(
+            slice_limit_at(root.path(), Hierarchy::Unified, 6, "memory"),
+            None
         );
     }
 

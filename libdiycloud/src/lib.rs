@@ -9,6 +9,7 @@ mod argon2_memory;
 pub mod auth;
 pub mod cgroup;
 pub mod config;
+pub mod enforcement;
 pub mod gpu;
 pub mod history;
 pub mod kmsg;

@@ -118,6 +118,41 @@ impl Systemd {
         })
     }
 
+    /// Starts the transient scope `name` in `slice` for the running process
+    /// `pid`, with `properties` of its own; systemd collects it when the
+    /// process ends, failed or not. Returns once the job is queued.
+    pub fn start_scope(
+        &self,
+        name: &str,
+        slice: &str,
+        pid: u32,
+        properties: &[SliceProperty],
+    ) -> Result<(), SystemdError> {
+        self.with_connection(async |conn| {
+            let mut values: Vec<(&str, Value<'_>)> = vec![
+                ("Slice", Value::from(slice)),
+                ("PIDs", Value::from(vec![pid])),
+                ("CollectMode", Value::from("inactive-or-failed")),
+            ];
+            values.extend(
+                properties
+                    .iter()
+                    .map(|p| (p.name, property_value(&p.value))),
+            );
+            let aux: Vec<(&str, Vec<(&str, Value<'_>)>)> = Vec::new();
+            conn.call_method(
+                Some(SYSTEMD),
+                MANAGER_PATH,
+                Some(MANAGER),
+                "StartTransientUnit",
+                &(name, "fail", values, aux),
+            )
+            .await
+            .map(|_| ())
+            .map_err(call_error("StartTransientUnit"))
+        })
+    }
+
     /// Usage and limits of `unit` as systemd sees them, on its own connection.
     pub fn slice_usage(&self, unit: &str) -> Result<SliceUsage, SystemdError> {
         self.with_connection(async |conn| slice_usage(conn, unit).await)
@@ -174,15 +209,7 @@ async fn set_unit_properties(
 ) -> Result<(), SystemdError> {
     let values: Vec<(&str, Value<'_>)> = properties
         .iter()
-        .map(|p| {
-            let value = match &p.value {
-                PropertyValue::Bool(b) => Value::from(*b),
-                PropertyValue::U64(v) => Value::from(*v),
-                PropertyValue::Str(v) => Value::from(*v),
-                PropertyValue::Devices(list) => Value::from(list.clone()),
-            };
-            (p.name, value)
-        })
+        .map(|p| (p.name, property_value(&p.value)))
         .collect();
     conn.call_method(
         Some(SYSTEMD),
@@ -194,6 +221,16 @@ async fn set_unit_properties(
     .await
     .map(|_| ())
     .map_err(call_error("SetUnitProperties"))
+}
+
+/// A property's value as D-Bus carries it.
+fn property_value(value: &PropertyValue) -> Value<'_> {
+    match value {
+        PropertyValue::Bool(b) => Value::from(*b),
+        PropertyValue::U64(v) => Value::from(*v),
+        PropertyValue::Str(v) => Value::from(*v),
+        PropertyValue::Devices(list) => Value::from(list.clone()),
+    }
 }
 
 async fn slice_usage(conn: &zbus::Connection, unit: &str) -> Result<SliceUsage, SystemdError> {

@@ -90,7 +90,31 @@ pub enum Command {
         listen: Option<String>,
     },
     /// Check the machine: distribution facts, cgroups, systemd, database and config trust, unfinished changes, managed group, home privacy, disk quotas, GPUs, PAM stack
-    Doctor,
+    #[command(
+        long_about = "Check the machine: distribution facts, cgroups, systemd, database and \
+        config trust, unfinished changes, managed group, home privacy, disk quotas, GPUs, PAM \
+        stack.\n\nWith --enforcement --user NAME: prove instead that the kernel enforces \
+        NAME's allocation. Probes run as NAME in throwaway scopes of their slice (after \
+        applying the allocation as a login would): memory past MemoryMax must be OOM-killed, \
+        busy threads held to the CPU quota, processes past TasksMax refused, GPU device nodes \
+        not granted refused with EPERM, a write past the disk quota on each [quota] filesystem \
+        refused with EDQUOT. Each line says proven, NOT PROVEN (with the fix) or - (nothing to \
+        prove). Exit status 0 only when everything the allocation sets is proven. Nothing is \
+        left behind. Use a test account with small limits: a probe allocates at most \
+        --probe-limit of memory (a larger memory or task limit is proven at a child limit, \
+        with the slice's own value read back from the kernel) and writes at most that much."
+    )]
+    Doctor {
+        /// Prove the user's limits by trying to break them (needs --user)
+        #[arg(long, requires = "user")]
+        enforcement: bool,
+        /// The user whose allocation --enforcement proves (a test account)
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+        /// The most memory a probe allocates and disk it writes (default 1G)
+        #[arg(long, value_name = "SIZE", requires = "enforcement")]
+        probe_limit: Option<String>,
+    },
     /// The node's cache of a PostgreSQL user base (db = "postgresql://...")
     #[command(subcommand)]
     Cache(CacheCommand),

@@ -600,6 +600,75 @@ fn pam_stack(pam_dir: &Path, service: &'static str) -> Check {
     }
 }
 
+/// `doctor --enforcement --user NAME`: the kernel's enforcement of NAME's
+/// allocation, proven by probes (see `libdiycloud::enforcement`).
+pub fn enforcement(
+    ctx: &Context,
+    name: Option<&str>,
+    probe_limit: Option<&str>,
+) -> Result<(), Failure> {
+    use libdiycloud::enforcement::{prove, ProbeBounds};
+    use libdiycloud::model::limits::Size;
+    let name = name.ok_or_else(|| Failure::Usage("--enforcement needs --user NAME".into()))?;
+    let bounds = match probe_limit {
+        None => ProbeBounds::default(),
+        Some(text) => match text.parse::<Size>() {
+            Ok(Size::Bytes(bytes)) if bytes >= 16 << 20 => ProbeBounds { bytes },
+            _ => {
+                return Err(Failure::Usage(format!(
+                    "--probe-limit {text:?}: a size of at least 16M, like 512M or 2G"
+                )))
+            }
+        },
+    };
+    let store = ctx.open_store()?;
+    let user = store
+        .user(name)
+        .map_err(|e| Failure::Runtime(e.to_string()))?
+        .ok_or_else(|| Failure::Runtime(format!("no such user: {name}")))?;
+    drop(store);
+    if !user.active {
+        return Err(Failure::Runtime(format!(
+            "{name} is disabled: the probes run as the user, in their slice"
+        )));
+    }
+    let uid = libdiycloud::apply::uid_of(&ctx.ports, &user)
+        .map_err(|e| Failure::Runtime(e.to_string()))?
+        .ok_or_else(|| {
+            Failure::Runtime(format!(
+                "{name} has no system account: the probes run as the user, in their slice"
+            ))
+        })?;
+    let gid = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.gid.as_raw())
+        .ok_or_else(|| Failure::Runtime(format!("cannot read the account of uid {uid}")))?;
+    let exe = std::env::current_exe()
+        .map_err(|e| Failure::Runtime(format!("cannot find this program for the probes: {e}")))?;
+    let proofs = prove(&ctx.ports, &ctx.config, &user, (uid, gid), &exe, bounds);
+    let mut text = Vec::new();
+    for p in &proofs {
+        let mark = match p.proven {
+            Some(true) => "proven    ",
+            Some(false) => "NOT PROVEN",
+            None => "-         ",
+        };
+        text.push(format!("{mark}  {:<7} {}", p.control, p.detail));
+        if let Some(fix) = &p.fix {
+            text.push(format!("{:<20}fix: {fix}", ""));
+        }
+    }
+    view::print(ctx, &json!(proofs), &text.join("\n"));
+    let unproven = proofs.iter().filter(|p| p.proven == Some(false)).count();
+    if unproven > 0 {
+        return Err(Failure::Reported(format!(
+            "{unproven} control(s) of {name}'s allocation not proven"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

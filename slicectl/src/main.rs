@@ -115,7 +115,15 @@ fn run(cli: Cli) -> Result<(), Failure> {
     let mut config_error = None;
     let config = match Config::load(&cli.config, explicit) {
         Ok(config) => config,
-        Err(e) if matches!(cli.command, Command::Doctor) => {
+        Err(e)
+            if matches!(
+                cli.command,
+                Command::Doctor {
+                    enforcement: false,
+                    ..
+                }
+            ) =>
+        {
             config_error = Some(e.to_string());
             Config::default()
         }
@@ -150,7 +158,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Prepare { name } => slices::prepare(&ctx, &name),
         Command::Usage { name } => slices::usage(&ctx, name.as_ref()),
         Command::Gpu(cli::GpuCommand::List) => gpus::list(&ctx),
-        Command::Doctor => doctor::run(&ctx),
+        Command::Doctor {
+            enforcement: true,
+            user,
+            probe_limit,
+        } => doctor::enforcement(&ctx, user.as_deref(), probe_limit.as_deref()),
+        Command::Doctor { .. } => doctor::run(&ctx),
         Command::Cache(cli::CacheCommand::Refresh) => refresh_cache(&ctx),
         Command::Backup { file } => backup(&ctx, &file),
         Command::Serve { listen } => serve(ctx, listen),
@@ -351,6 +364,13 @@ fn parse() -> Result<Cli, ExitCode> {
 }
 
 fn main() -> ExitCode {
+    // A probe of `doctor --enforcement`, run as the user it tests: nothing
+    // of the CLI, the config or the database.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("__probe") {
+        let code = libdiycloud::enforcement::probe_main(&args[2..]);
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let cli = match parse() {
         Ok(cli) => cli,
         Err(code) => return code,

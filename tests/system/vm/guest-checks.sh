@@ -71,8 +71,8 @@ if [ -e "$stage/diycloud-new.deb" ] && [ "$cgroup_mode" = cgroup2fs ] && [ ! -e 
     out=$(DEBIAN_FRONTEND=noninteractive apt-get install -y /tmp/diycloud-new.deb 2>&1)
     check "package: the upgrade installs" "0" "$?"
     case "$out" in
-        *"migrated database"*"schema version 5"*) pass "package: the upgrade migrated the database to schema 5" ;;
-        *) fail "package: upgrade migration" "migrated ... schema version 5" "$(echo "$out" | grep -i database | oneline_q)" ;;
+        *"migrated database"*"schema version 7"*) pass "package: the upgrade migrated the database to schema 7" ;;
+        *) fail "package: upgrade migration" "migrated ... schema version 7" "$(echo "$out" | grep -i database | oneline_q)" ;;
     esac
     check "package: pkgalice is still there after the upgrade" "300M" "$(slicectl --json user show pkgalice | tr -d ' \n' | grep -o '"memory":"[^"]*"' | head -1 | cut -d'"' -f4)"
     pkg_uid=$(id -u pkgalice)
@@ -550,6 +550,33 @@ no_processes_of alice
 no_processes_of bob
 slicectl user del alice --remove-home >/dev/null 2>&1
 slicectl user del bob --remove-home >/dev/null 2>&1
+
+# --- 12. doctor --enforcement: the limits proven by breaking them ----------
+# A canary with small limits, GPU 0 of the two mknod nodes, and 8M of disk
+# on both quota filesystems: every control proven, exit 0. Then the root
+# ext4 (no quotas) among the quota filesystems: that one named, exit 1.
+# Nothing of the probes may be left: no unit, no process, no file.
+printf '[quota]\nfilesystems = ["/home", "/srv/scratch"]\n' > /etc/diycloud/diycloud.toml
+echo 'canary pw 12345' | slicectl user add canary --password-stdin --cpu 0.5 --memory 128M --tasks 32 --gpus 0 --disk 8M >/dev/null
+check "slicectl user add canary (0.5 core, 128M, 32 tasks, GPU 0, 8M disk)" "0" "$?"
+proofs=$(slicectl doctor --enforcement --user canary 2>&1)
+check "doctor --enforcement exits 0 on a correct node" "0" "$?"
+echo "$proofs" | sed 's/^/DIYCLOUD INFO enforcement: /'
+for control in memory cpu tasks gpus; do
+    check "doctor --enforcement proves $control" "1" "$(echo "$proofs" | grep -cE "^proven +$control ")"
+done
+check "doctor --enforcement proves the disk quota on /home and /srv/scratch" "2" "$(echo "$proofs" | grep -cE "^proven +disk +/(home|srv/scratch):")"
+printf '[quota]\nfilesystems = ["/home", "/srv/scratch", "/"]\n' > /etc/diycloud/diycloud.toml
+broken=$(slicectl doctor --enforcement --user canary 2>&1)
+check "with / (no quotas) configured, doctor --enforcement exits 1" "1" "$?"
+echo "$broken" | grep -v '^proven' | sed 's/^/DIYCLOUD INFO enforcement, broken: /'
+check "... and names / as not proven" "1" "$(echo "$broken" | grep -cE '^NOT PROVEN +disk +/:')"
+check "... and nothing else" "1" "$(echo "$broken" | grep -c '^NOT PROVEN')"
+check "no probe unit is left" "" "$(systemctl list-units --all --no-legend 'diycloud-probe-*' 2>&1)"
+check "no probe process is left" "" "$(pgrep -u canary -a 2>&1)"
+check "no probe file is left" "" "$(ls -d /home/.diycloud-probe-* /srv/scratch/.diycloud-probe-* /.diycloud-probe-* 2>/dev/null)"
+rm -f /etc/diycloud/diycloud.toml
+slicectl user del canary --remove-home >/dev/null 2>&1
 rm -f /dev/nvidia0 /dev/nvidia1 /dev/nvidiactl /dev/nvidia-uvm /tmp/gpu-go
 
 # --- 10. JupyterHub: each user's server inside their allocation -------------
