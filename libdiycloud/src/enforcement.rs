@@ -787,9 +787,11 @@ mod tests {
     #[test]
     fn the_probes_themselves() {
         assert_eq!(probe_memory(16 << 20), format!("survived {}", 16 << 20));
+        // The whole test process's CPU time counts (other tests' threads
+        // too): only a floor holds here.
         let cpu = probe_cpu(1, 1);
         let used = parse_cpu(&cpu).unwrap();
-        assert!(used > 0.3 && used < 1.3, "{cpu}");
+        assert!(used > 0.3, "{cpu}");
         assert!(probe_tasks(2).starts_with("started 2 error none"));
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("f");
