@@ -650,9 +650,10 @@ impl Transaction for PgTx<'_> {
         for u in updates {
             self.execute(
                 "INSERT INTO gpu_use (user_id, node, gpu, granted_since, last_used) \
-                 SELECT id, $2, $3, $4, CASE WHEN $5 THEN $4 END FROM users WHERE username = $1 \
+                 SELECT id, $2, $3, $4::bigint, CASE WHEN $5::boolean THEN $4::bigint END \
+                 FROM users WHERE username = $1 \
                  ON CONFLICT (user_id, node, gpu) DO UPDATE SET \
-                 last_used = CASE WHEN $5 THEN $4 ELSE gpu_use.last_used END",
+                 last_used = CASE WHEN $5::boolean THEN $4::bigint ELSE gpu_use.last_used END",
                 &[&u.username, &node, &u.gpu, &now.0, &u.used],
             )?;
         }
