@@ -22,6 +22,7 @@ use serde::Serialize;
 use crate::apply::{self, GpuPort, Ports, QuotaPort};
 use crate::cgroup::{self, Hierarchy};
 use crate::config::Config;
+use crate::kmsg::KernelLog;
 use crate::model::gpu::granted;
 use crate::model::limits::{Cpu, Size, Tasks};
 use crate::model::slice::{user_slice, PropertyValue, SliceProperty};
@@ -94,6 +95,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How a probe ended, and what it printed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeRun {
+    pub pid: u32,
     pub code: Option<i32>,
     pub signal: Option<i32>,
     pub stdout: String,
@@ -165,6 +167,9 @@ fn memory(
         false => (Some(CHILD_MEMORY), 2 * CHILD_MEMORY),
     };
     let before = kills();
+    // cgroup v1 counts a kill only in the victim's own cgroup (the probe's
+    // scope, gone with it): the kernel log names the scope on both.
+    let mut log = KernelLog::open().ok();
     let props: Vec<SliceProperty> = child
         .map(|m| SliceProperty {
             name: "MemoryMax",
@@ -176,7 +181,14 @@ fn memory(
         Ok(run) => run,
         Err(why) => return Proof::not_proven("memory", why, PROBE_FIX),
     };
-    let killed = run.signal == Some(9) && kills() > before;
+    let scope = format!("diycloud-probe-{}.scope", run.pid);
+    let logged = log
+        .as_mut()
+        .map(|log| log.read_new())
+        .unwrap_or_default()
+        .iter()
+        .any(|record| record.contains("oom-kill:") && record.contains(&scope));
+    let killed = run.signal == Some(9) && (kills() > before || logged);
     let fix = "check `systemctl show user-UID.slice -P MemoryMax` and that the kernel has the memory controller (cgroup_enable=memory)";
     match (killed, child) {
         (false, _) => Proof::not_proven(
@@ -596,6 +608,7 @@ impl Runner<'_> {
             let _ = out.read_to_string(&mut stdout);
         }
         Ok(ProbeRun {
+            pid,
             code: status.code(),
             signal: status.signal(),
             stdout,
