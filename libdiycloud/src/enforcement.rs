@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -131,6 +131,16 @@ pub fn prove<Q: QuotaPort, G: GpuPort>(
         .collect();
     let hierarchy = Hierarchy::detect().unwrap_or(Hierarchy::Unified);
     let runner = Runner { exe, uid, gid };
+    // A process that holds the slice up while the probes come and go: a
+    // slice left empty is stopped, which would reset its counters and race
+    // the next probe's start ("transaction is destructive").
+    let holder = match runner.start(&[], &["hold".into()]) {
+        Ok(holder) => holder,
+        Err(why) => {
+            proofs.push(Proof::not_proven("slice", why, PROBE_FIX));
+            return proofs;
+        }
+    };
     let allocation = &user.allocation;
     proofs.extend([
         memory(&runner, hierarchy, uid, allocation.memory, bounds),
@@ -139,6 +149,7 @@ pub fn prove<Q: QuotaPort, G: GpuPort>(
         gpus(&runner, ports, user),
     ]);
     proofs.extend(disk(&runner, ports, config, user, bounds));
+    runner.finish(holder);
     proofs
 }
 
@@ -556,10 +567,10 @@ struct Runner<'a> {
 }
 
 impl Runner<'_> {
-    /// Runs `slicectl __probe ARGS` as the user in a new scope of their
+    /// Starts `slicectl __probe ARGS` as the user in a new scope of their
     /// slice with `properties`: started, moved into the scope, only then
-    /// told to go (on its stdin). Killed past [`PROBE_TIMEOUT`].
-    fn run(&self, properties: &[SliceProperty], args: &[String]) -> Result<ProbeRun, String> {
+    /// told to go (a line on its stdin, which stays open).
+    fn start(&self, properties: &[SliceProperty], args: &[String]) -> Result<Child, String> {
         let mut child = Command::new(self.exe)
             .arg("__probe")
             .args(args)
@@ -578,14 +589,38 @@ impl Runner<'_> {
             .start_scope(&scope, &user_slice(self.uid), pid, properties)
             .map_err(|e| e.to_string())
             .and_then(|()| wait_in_scope(pid, &scope));
-        if let Err(why) = placed {
+        let went = match placed {
+            Ok(()) => child
+                .stdin
+                .as_mut()
+                .map_or(Ok(()), |stdin| stdin.write_all(b"go\n"))
+                .map_err(|e| format!("cannot tell the probe to go: {e}")),
+            Err(why) => Err(format!("cannot run the probe in {scope}: {why}")),
+        };
+        if let Err(why) = went {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(format!("cannot run the probe in {scope}: {why}"));
+            return Err(why);
         }
-        if let Some(mut stdin) = child.stdin.take() {
-            let _ = stdin.write_all(b"go\n");
-        }
+        Ok(child)
+    }
+
+    /// Runs a probe ([`Runner::start`]) to its end, or kills it past
+    /// [`PROBE_TIMEOUT`].
+    fn run(&self, properties: &[SliceProperty], args: &[String]) -> Result<ProbeRun, String> {
+        let mut child = self.start(properties, args)?;
+        drop(child.stdin.take());
+        self.finish_run(&mut child)
+    }
+
+    /// Ends the holder: its stdin closed, it exits.
+    fn finish(&self, mut holder: Child) {
+        drop(holder.stdin.take());
+        let _ = self.finish_run(&mut holder);
+    }
+
+    fn finish_run(&self, child: &mut Child) -> Result<ProbeRun, String> {
+        let pid = child.id();
         let started = Instant::now();
         let status = loop {
             match child.try_wait() {
@@ -640,6 +675,11 @@ pub fn probe_main(args: &[String]) -> i32 {
     let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
     let number = |i: usize| arg(i).parse::<u64>().unwrap_or(0);
     let out = match arg(0) {
+        // Holds the slice up until its stdin closes.
+        "hold" => {
+            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+            return 0;
+        }
         "memory" => probe_memory(number(1)),
         "cpu" => probe_cpu(number(1), number(2)),
         "tasks" => probe_tasks(number(1)),
