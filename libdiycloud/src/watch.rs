@@ -97,7 +97,13 @@ pub struct Watcher<K> {
     /// write failed leaves them to the next).
     kills: Vec<OomKill>,
     totals: BTreeMap<(String, EventKind), EventTotal>,
+    /// Rounds recorded so far.
+    rounds: u64,
 }
+
+/// How many quiet rounds may pass between two applications of the
+/// retention bounds (an hour at the default interval).
+const PRUNE_EVERY: u64 = 360;
 
 impl<K: KernelPort> Watcher<K> {
     pub fn new(kernel: K, node: impl Into<String>) -> Self {
@@ -108,6 +114,7 @@ impl<K: KernelPort> Watcher<K> {
             started: false,
             kills: Vec::new(),
             totals: BTreeMap::new(),
+            rounds: 0,
         }
     }
 
@@ -179,13 +186,20 @@ impl<K: KernelPort> Watcher<K> {
         let oldest = Timestamp(now.0.saturating_sub(seconds(config.events.keep)));
         let max_rows = config.events.max_rows;
         let events = &report.events;
-        let (recorded, pruned) = store.write(|tx| {
-            let recorded = match events.is_empty() {
-                true => 0,
-                false => tx.record_limit_events(events)?,
-            };
-            Ok::<_, StoreError>((recorded, tx.prune_limit_events(oldest, max_rows)?))
-        })?;
+        // A quiet round writes nothing; the bounds are applied with events,
+        // and every PRUNE_EVERY rounds.
+        let prune = self.rounds % PRUNE_EVERY == 0;
+        let (recorded, pruned) = match events.is_empty() && !prune {
+            true => (0, 0),
+            false => store.write(|tx| {
+                let recorded = match events.is_empty() {
+                    true => 0,
+                    false => tx.record_limit_events(events)?,
+                };
+                Ok::<_, StoreError>((recorded, tx.prune_limit_events(oldest, max_rows)?))
+            })?,
+        };
+        self.rounds += 1;
         // Recorded: the next round starts from here. (A failed write left
         // the last readings, so the next round's events include these.)
         self.last = seen;
