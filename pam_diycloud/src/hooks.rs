@@ -590,9 +590,22 @@ fn may_show_notices(tty: Option<&str>) -> bool {
 /// (PAM_SILENT) leaves them for the next. Never fails the session.
 fn notify_limit_events<H: PamHandler, T: Host>(call: &Call<'_, H, T>, config: &Config) {
     let taken = call.store(config).and_then(|mut store| {
-        let taken = store
-            .write(|tx| tx.take_unshown_events(&call.user))
-            .map_err(|e| e.to_string());
+        // Most logins have nothing to hear: a read tells, and spares them a
+        // write. (A take marks every row shown, and new rows come in
+        // unshown and newest, so the newest tells for all.)
+        // The events are on the server: a node cut off from it says nothing.
+        let pending = match store.limit_events(Some(&call.user), 1) {
+            Ok(newest) => Ok(newest.first().is_some_and(|e| !e.shown)),
+            Err(e) if e.is_unreachable() => Ok(false),
+            Err(e) => Err(e.to_string()),
+        };
+        let taken = match pending {
+            Ok(true) => store
+                .write(|tx| tx.take_unshown_events(&call.user))
+                .map_err(|e| e.to_string()),
+            Ok(false) => Ok(Vec::new()),
+            Err(why) => Err(why),
+        };
         cache::keep(store);
         taken
     });
