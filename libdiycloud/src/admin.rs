@@ -757,6 +757,7 @@ impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort> Admin<'a, S, A,
         name: Option<&str>,
     ) -> Result<(Vec<UserUsage>, Option<Vec<crate::gpu::GpuUsage>>), AdminError> {
         let node = self.ports.gpu.usage()?;
+        let this_node = platform::node_name();
         let users = self
             .selected(name)?
             .iter()
@@ -766,37 +767,29 @@ impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort> Admin<'a, S, A,
                     (Some(node), Some(uid)) => user_gpus(node, uid),
                     _ => Vec::new(),
                 };
-                // The events are on the server: a node cut off from it
-                // shows none rather than no usage.
-                let events = match self
-                    .store
-                    .limit_events(Some(user.username.as_str()), USAGE_EVENTS)
-                {
-                    Ok(events) => events,
-                    Err(e) if e.is_unreachable() => Vec::new(),
-                    Err(e) => return Err(e.into()),
-                };
-                let uses = match self.store.gpu_use(Some(user.username.as_str())) {
-                    Ok(uses) => uses,
-                    Err(e) if e.is_unreachable() => Vec::new(),
-                    Err(e) => return Err(e.into()),
-                };
+                let name = Some(user.username.as_str());
+                let events = none_while_cut_off(self.store.limit_events(name, USAGE_EVENTS))?;
+                let uses = none_while_cut_off(self.store.gpu_use(name))?;
                 Ok(UserUsage {
                     username: user.username.to_string(),
                     usage,
                     disk: apply::disk_usage(self.ports, self.config, user)?,
                     gpus,
                     events,
-                    idle_gpus: idle_gpus(
-                        &uses,
-                        &platform::node_name(),
-                        self.now,
-                        self.config.gpus.idle_after,
-                    ),
+                    idle_gpus: idle_gpus(&uses, &this_node, self.now, self.config.gpus.idle_after),
                 })
             })
             .collect::<Result<Vec<_>, AdminError>>()?;
         Ok((users, node))
+    }
+}
+
+/// What only the server keeps (limit events, GPU use), or none on a node
+/// cut off from it: `usage` then shows the rest rather than nothing.
+fn none_while_cut_off<T: Default>(read: Result<T, StoreError>) -> Result<T, StoreError> {
+    match read {
+        Err(e) if e.is_unreachable() => Ok(T::default()),
+        other => other,
     }
 }
 

@@ -181,13 +181,7 @@ fn memory(
     // cgroup v1 counts a kill only in the victim's own cgroup (the probe's
     // scope, gone with it): the kernel log names the scope on both.
     let mut log = KernelLog::open().ok();
-    let props: Vec<SliceProperty> = child
-        .map(|m| SliceProperty {
-            name: "MemoryMax",
-            value: PropertyValue::U64(m),
-        })
-        .into_iter()
-        .collect();
+    let props = child_limit("MemoryMax", child);
     let run = match runner.run(&props, &["memory".into(), wanted.to_string()]) {
         Ok(run) => run,
         Err(why) => return Proof::not_proven("memory", why, PROBE_FIX),
@@ -310,13 +304,7 @@ fn tasks(runner: &Runner, hierarchy: Hierarchy, uid: u32, limit: Tasks) -> Proof
         true => (None, limit + 8),
         false => (Some(CHILD_TASKS), CHILD_TASKS + 8),
     };
-    let props: Vec<SliceProperty> = child
-        .map(|t| SliceProperty {
-            name: "TasksMax",
-            value: PropertyValue::U64(t),
-        })
-        .into_iter()
-        .collect();
+    let props = child_limit("TasksMax", child);
     let run = match runner.run(&props, &["tasks".into(), tries.to_string()]) {
         Ok(run) => run,
         Err(why) => return Proof::not_proven("tasks", why, PROBE_FIX),
@@ -545,6 +533,18 @@ fn probe_write(runner: &Runner, filesystem: &Path, bytes: u64) -> Proof {
             "the filesystem counts usage but does not enforce it: turn enforcement on (quotaon; XFS: uquota, not uqnoenforce)",
         )
     }
+}
+
+/// The scope property `name` = `limit`, where the probe runs at a child
+/// limit of its own.
+fn child_limit(name: &'static str, limit: Option<u64>) -> Vec<SliceProperty> {
+    limit
+        .map(|value| SliceProperty {
+            name,
+            value: PropertyValue::U64(value),
+        })
+        .into_iter()
+        .collect()
 }
 
 const PROBE_FIX: &str = "run it again; `journalctl -u 'diycloud-probe-*'` may say more";

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
-use crate::apply::{AccountPort, PortError};
+use crate::apply::{self, AccountPort, PortError, Ports};
 use crate::cgroup::{self, Hierarchy};
 use crate::config::Config;
 use crate::kmsg::KernelLog;
@@ -120,9 +120,9 @@ impl<K: KernelPort> Watcher<K> {
 
     /// One round at `now`: reads every user's slice and the kernel log,
     /// records the events, and applies `[events] keep` and `max_rows`.
-    pub fn watch<A: AccountPort>(
+    pub fn watch<S, A: AccountPort, Q, G>(
         &mut self,
-        accounts: &A,
+        ports: &Ports<S, A, Q, G>,
         config: &Config,
         store: &mut Store,
         now: Timestamp,
@@ -139,16 +139,13 @@ impl<K: KernelPort> Watcher<K> {
         let mut report = WatchReport::default();
         let mut seen = HashMap::new();
         for user in &users {
-            let uid = match user.uid {
-                Some(uid) => uid,
-                None => match accounts.uid(user.username.as_str()) {
-                    Ok(Some(uid)) => uid,
-                    Ok(None) => continue,
-                    Err(e) => {
-                        report.errors.push(format!("{}: {e}", user.username));
-                        continue;
-                    }
-                },
+            let uid = match apply::uid_of(ports, user) {
+                Ok(Some(uid)) => uid,
+                Ok(None) => continue,
+                Err(e) => {
+                    report.errors.push(format!("{}: {e}", user.username));
+                    continue;
+                }
             };
             let counters = match self.kernel.counters(uid) {
                 Ok(counters) => counters,

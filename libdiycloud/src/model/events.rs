@@ -199,6 +199,17 @@ fn printable(name: &str) -> String {
         .collect()
 }
 
+/// Each name once, in order, at most [`MAX_PROCESS_NAMES`].
+fn distinct_names<'a>(names: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+    let mut distinct: Vec<String> = Vec::new();
+    for name in names {
+        if !distinct.contains(name) && distinct.len() < MAX_PROCESS_NAMES {
+            distinct.push(name.clone());
+        }
+    }
+    distinct
+}
+
 // ------------------------------------------------------------ a watch round
 
 /// The events of one user in one round of watching: what their counters
@@ -230,12 +241,7 @@ pub fn round_events(
     let mut events = Vec::new();
     let kills = delta.oom_kill.max(killed.len() as u64);
     if kills > 0 {
-        let mut names: Vec<String> = Vec::new();
-        for name in killed {
-            if !names.contains(name) && names.len() < MAX_PROCESS_NAMES {
-                names.push(name.clone());
-            }
-        }
+        let names = distinct_names(killed);
         let limit = match allocation.memory {
             Size::Bytes(_) => Some(allocation.memory.to_string()),
             Size::Infinity => None,
@@ -287,12 +293,7 @@ pub fn notice(events: &[LimitEvent]) -> Option<String> {
             .and_then(|e| e.limit.clone());
         lines.push(match kind {
             EventKind::OomKill => {
-                let mut names: Vec<&str> = Vec::new();
-                for name in of_kind.iter().flat_map(|e| &e.processes) {
-                    if !names.contains(&name.as_str()) && names.len() < MAX_PROCESS_NAMES {
-                        names.push(name);
-                    }
-                }
+                let names = distinct_names(of_kind.iter().flat_map(|e| &e.processes));
                 let what = match count {
                     1 => "1 process was".to_owned(),
                     n => format!("{n} processes were"),

@@ -1,7 +1,7 @@
 use std::cell::RefCell;
 
 use super::*;
-use crate::apply::fakes::FakeAccounts;
+use crate::apply::fakes::{FakeAccounts, FakeGpus, FakeQuotas, FakeSlice};
 use crate::model::{Allocation, Cpu, Size, Username};
 use crate::store::NewUser;
 
@@ -22,6 +22,13 @@ impl KernelPort for &FakeKernel {
     }
     fn new_kills(&mut self) -> Vec<OomKill> {
         self.log.clone()
+    }
+}
+
+fn with_accounts(accounts: FakeAccounts) -> Ports<FakeSlice, FakeAccounts, FakeQuotas, FakeGpus> {
+    Ports {
+        accounts,
+        ..Ports::default()
     }
 }
 
@@ -62,10 +69,10 @@ fn counters(id: u64, oom: u64, throttled: u64) -> SliceCounters {
 #[test]
 fn rounds_turn_counter_changes_into_events() {
     let (_dir, mut store) = store_with(&[("alice", Some(1001)), ("bob", None), ("carol", None)]);
-    let accounts = FakeAccounts {
+    let ports = with_accounts(FakeAccounts {
         uids: vec![("bob", 1002)],
         broken: false,
-    };
+    });
     let config = Config::default();
     let kernel = FakeKernel::default();
     kernel.slices.borrow_mut().insert(1001, counters(5, 2, 10));
@@ -73,7 +80,7 @@ fn rounds_turn_counter_changes_into_events() {
 
     // The first round takes what is there as the starting point.
     let first = watcher
-        .watch(&accounts, &config, &mut store, Timestamp(100))
+        .watch(&ports, &config, &mut store, Timestamp(100))
         .unwrap();
     assert!(first.events.is_empty(), "{first:?}");
 
@@ -82,7 +89,7 @@ fn rounds_turn_counter_changes_into_events() {
     kernel.slices.borrow_mut().insert(1001, counters(5, 3, 15));
     kernel.slices.borrow_mut().insert(1002, counters(9, 1, 0));
     let second = watcher
-        .watch(&accounts, &config, &mut store, Timestamp(110))
+        .watch(&ports, &config, &mut store, Timestamp(110))
         .unwrap();
     let kinds: Vec<_> = second
         .events
@@ -108,16 +115,16 @@ fn rounds_turn_counter_changes_into_events() {
     // Nothing new: nothing recorded. alice logs out (no cgroup) and in
     // again: her new slice's counters are all new.
     let quiet = watcher
-        .watch(&accounts, &config, &mut store, Timestamp(120))
+        .watch(&ports, &config, &mut store, Timestamp(120))
         .unwrap();
     assert!(quiet.events.is_empty());
     kernel.slices.borrow_mut().remove(&1001);
     watcher
-        .watch(&accounts, &config, &mut store, Timestamp(130))
+        .watch(&ports, &config, &mut store, Timestamp(130))
         .unwrap();
     kernel.slices.borrow_mut().insert(1001, counters(6, 1, 0));
     let again = watcher
-        .watch(&accounts, &config, &mut store, Timestamp(140))
+        .watch(&ports, &config, &mut store, Timestamp(140))
         .unwrap();
     assert_eq!(again.events.len(), 1);
     assert_eq!(again.events[0].count, 1);
@@ -136,13 +143,13 @@ fn rounds_turn_counter_changes_into_events() {
 #[test]
 fn the_kernel_log_names_kills_and_sees_those_of_slices_gone() {
     let (_dir, mut store) = store_with(&[("alice", Some(1001))]);
-    let accounts = FakeAccounts::default();
+    let ports = with_accounts(FakeAccounts::default());
     let config = Config::default();
     let mut kernel = FakeKernel::default();
     kernel.slices.borrow_mut().insert(1001, counters(5, 0, 0));
     let mut watcher = Watcher::new(&kernel, "n1");
     watcher
-        .watch(&accounts, &config, &mut store, Timestamp(100))
+        .watch(&ports, &config, &mut store, Timestamp(100))
         .unwrap();
     drop(watcher);
 
@@ -161,7 +168,7 @@ fn the_kernel_log_names_kills_and_sees_those_of_slices_gone() {
     let mut watcher = Watcher::new(&kernel, "n1");
     watcher.started = true;
     let round = watcher
-        .watch(&accounts, &config, &mut store, Timestamp(110))
+        .watch(&ports, &config, &mut store, Timestamp(110))
         .unwrap();
     assert_eq!(round.events.len(), 1, "{round:?}");
     assert_eq!(round.events[0].processes, vec!["python3"]);
@@ -171,13 +178,13 @@ fn the_kernel_log_names_kills_and_sees_those_of_slices_gone() {
 #[test]
 fn a_failed_write_leaves_the_events_to_the_next_round() {
     let (dir, mut store) = store_with(&[("alice", Some(1001))]);
-    let accounts = FakeAccounts::default();
+    let ports = with_accounts(FakeAccounts::default());
     let config = Config::default();
     let kernel = FakeKernel::default();
     kernel.slices.borrow_mut().insert(1001, counters(5, 0, 0));
     let mut watcher = Watcher::new(&kernel, "n1");
     watcher
-        .watch(&accounts, &config, &mut store, Timestamp(100))
+        .watch(&ports, &config, &mut store, Timestamp(100))
         .unwrap();
     kernel.slices.borrow_mut().insert(1001, counters(5, 1, 0));
     // A database that refuses writes.
@@ -190,7 +197,7 @@ fn a_failed_write_leaves_the_events_to_the_next_round() {
     };
     std::fs::set_permissions(&path, ro).unwrap();
     let mut readonly = Store::open(&path).unwrap();
-    let failed = watcher.watch(&accounts, &config, &mut readonly, Timestamp(110));
+    let failed = watcher.watch(&ports, &config, &mut readonly, Timestamp(110));
     // Root may still write a 0400 file: then this is no test of a failure.
     if failed.is_ok() {
         eprintln!("the database stayed writable (root): skipping the failure half");
@@ -198,7 +205,7 @@ fn a_failed_write_leaves_the_events_to_the_next_round() {
     }
     drop(readonly);
     let round = watcher
-        .watch(&accounts, &config, &mut store, Timestamp(120))
+        .watch(&ports, &config, &mut store, Timestamp(120))
         .unwrap();
     assert_eq!(round.events.len(), 1);
     assert_eq!(round.events[0].kind, EventKind::OomKill);
@@ -207,13 +214,13 @@ fn a_failed_write_leaves_the_events_to_the_next_round() {
 #[test]
 fn an_unreadable_slice_is_reported_and_keeps_its_last_reading() {
     let (_dir, mut store) = store_with(&[("alice", Some(1001))]);
-    let accounts = FakeAccounts::default();
+    let ports = with_accounts(FakeAccounts::default());
     let config = Config::default();
     let mut kernel = FakeKernel::default();
     kernel.slices.borrow_mut().insert(1001, counters(5, 0, 0));
     let mut watcher = Watcher::new(&kernel, "n1");
     watcher
-        .watch(&accounts, &config, &mut store, Timestamp(100))
+        .watch(&ports, &config, &mut store, Timestamp(100))
         .unwrap();
     drop(watcher);
     kernel.broken = Some(1001);
@@ -221,7 +228,7 @@ fn an_unreadable_slice_is_reported_and_keeps_its_last_reading() {
     watcher.started = true;
     watcher.last.insert(1001, counters(5, 0, 0));
     let round = watcher
-        .watch(&accounts, &config, &mut store, Timestamp(110))
+        .watch(&ports, &config, &mut store, Timestamp(110))
         .unwrap();
     assert_eq!(
         round.errors,

@@ -229,6 +229,40 @@ impl<'a> PgTx<'a> {
         }
     }
 
+    /// Deletes this node's rows of `table` (with `node`, `at` and `id`)
+    /// from before `oldest`, then its oldest past `max_rows`. Returns how
+    /// many went.
+    fn prune(
+        &self,
+        table: &'static str,
+        oldest: Timestamp,
+        max_rows: u64,
+    ) -> Result<u64, StoreError> {
+        let by_age = self.execute(
+            &format!("DELETE FROM {table} WHERE node = $1 AND at < $2"),
+            &[&self.node, &oldest.0],
+        )?;
+        let count: i64 = self
+            .query_opt(
+                &format!("SELECT count(*) FROM {table} WHERE node = $1"),
+                &[&self.node],
+            )?
+            .map_or(0, |r| r.get(0));
+        let over = u64::try_from(count).unwrap_or(0).saturating_sub(max_rows);
+        let by_count = if over > 0 {
+            self.execute(
+                &format!(
+                    "DELETE FROM {table} WHERE id IN \
+                     (SELECT id FROM {table} WHERE node = $1 ORDER BY at, id LIMIT $2)"
+                ),
+                &[&self.node, &i64::try_from(over).unwrap_or(i64::MAX)],
+            )?
+        } else {
+            0
+        };
+        Ok(by_age + by_count)
+    }
+
     /// An UPDATE or DELETE of one user's row, queued: none is `UserNotFound`
     /// (reported by the flush that sends it).
     fn update_one(&self, sql: &str, params: Vec<Owned>, name: &str) -> Result<(), StoreError> {
@@ -520,27 +554,7 @@ impl Transaction for PgTx<'_> {
     }
 
     fn prune_samples(&self, oldest: Timestamp, max_rows: u64) -> Result<u64, StoreError> {
-        let by_age = self.execute(
-            "DELETE FROM usage_samples WHERE node = $1 AND at < $2",
-            &[&self.node, &oldest.0],
-        )?;
-        let count: i64 = self
-            .query_opt(
-                "SELECT count(*) FROM usage_samples WHERE node = $1",
-                &[&self.node],
-            )?
-            .map_or(0, |r| r.get(0));
-        let over = u64::try_from(count).unwrap_or(0).saturating_sub(max_rows);
-        let by_count = if over > 0 {
-            self.execute(
-                "DELETE FROM usage_samples WHERE id IN \
-                 (SELECT id FROM usage_samples WHERE node = $1 ORDER BY at, id LIMIT $2)",
-                &[&self.node, &i64::try_from(over).unwrap_or(i64::MAX)],
-            )?
-        } else {
-            0
-        };
-        Ok(by_age + by_count)
+        self.prune("usage_samples", oldest, max_rows)
     }
 
     fn count(&self, counter: Counter) -> Result<(), StoreError> {
@@ -603,27 +617,7 @@ impl Transaction for PgTx<'_> {
     }
 
     fn prune_limit_events(&self, oldest: Timestamp, max_rows: u64) -> Result<u64, StoreError> {
-        let by_age = self.execute(
-            "DELETE FROM limit_events WHERE node = $1 AND at < $2",
-            &[&self.node, &oldest.0],
-        )?;
-        let count: i64 = self
-            .query_opt(
-                "SELECT count(*) FROM limit_events WHERE node = $1",
-                &[&self.node],
-            )?
-            .map_or(0, |r| r.get(0));
-        let over = u64::try_from(count).unwrap_or(0).saturating_sub(max_rows);
-        let by_count = if over > 0 {
-            self.execute(
-                "DELETE FROM limit_events WHERE id IN \
-                 (SELECT id FROM limit_events WHERE node = $1 ORDER BY at, id LIMIT $2)",
-                &[&self.node, &i64::try_from(over).unwrap_or(i64::MAX)],
-            )?
-        } else {
-            0
-        };
-        Ok(by_age + by_count)
+        self.prune("limit_events", oldest, max_rows)
     }
 
     fn take_unshown_events(&self, name: &str) -> Result<Vec<LimitEvent>, StoreError> {

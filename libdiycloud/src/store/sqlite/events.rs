@@ -100,27 +100,8 @@ impl SqliteTx<'_> {
     /// Deletes the events last seen before `oldest`, then the oldest past
     /// `max_rows`. Returns how many went.
     pub fn prune_limit_events(&self, oldest: Timestamp, max_rows: u64) -> Result<u64, StoreError> {
-        let by_age = self
-            .tx
-            .execute("DELETE FROM limit_events WHERE at < ?1", params![oldest.0])
-            .map_err(|e| self.sqlite(e))?;
-        let count: i64 = self
-            .tx
-            .query_row("SELECT count(*) FROM limit_events", [], |row| row.get(0))
-            .map_err(|e| self.sqlite(e))?;
-        let over = u64::try_from(count).unwrap_or(0).saturating_sub(max_rows);
-        let by_count = if over > 0 {
-            self.tx
-                .execute(
-                    "DELETE FROM limit_events WHERE id IN \
-                     (SELECT id FROM limit_events ORDER BY at, id LIMIT ?1)",
-                    params![stored(over)],
-                )
-                .map_err(|e| self.sqlite(e))?
-        } else {
-            0
-        };
-        Ok((by_age + by_count) as u64)
+        // `id` is the rowid: the samples' pruning serves.
+        self.prune("limit_events", oldest, max_rows)
     }
 
     /// `name`'s events not shown yet, oldest first, now marked shown.

@@ -49,20 +49,38 @@ impl SqliteTx<'_> {
     /// Deletes the samples taken before `oldest`, then the oldest ones past
     /// `max_rows`. Returns how many went.
     pub fn prune_samples(&self, oldest: Timestamp, max_rows: u64) -> Result<u64, StoreError> {
+        self.prune("usage_samples", oldest, max_rows)
+    }
+
+    /// Deletes the rows of `table` (a table with an `at` column) from before
+    /// `oldest`, then its oldest rows past `max_rows`. Returns how many went.
+    pub(super) fn prune(
+        &self,
+        table: &'static str,
+        oldest: Timestamp,
+        max_rows: u64,
+    ) -> Result<u64, StoreError> {
         let by_age = self
             .tx
-            .execute("DELETE FROM usage_samples WHERE at < ?1", params![oldest.0])
+            .execute(
+                &format!("DELETE FROM {table} WHERE at < ?1"),
+                params![oldest.0],
+            )
             .map_err(|e| self.sqlite(e))?;
         let count: i64 = self
             .tx
-            .query_row("SELECT count(*) FROM usage_samples", [], |row| row.get(0))
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
+                row.get(0)
+            })
             .map_err(|e| self.sqlite(e))?;
         let over = u64::try_from(count).unwrap_or(0).saturating_sub(max_rows);
         let by_count = if over > 0 {
             self.tx
                 .execute(
-                    "DELETE FROM usage_samples WHERE rowid IN \
-                     (SELECT rowid FROM usage_samples ORDER BY at, rowid LIMIT ?1)",
+                    &format!(
+                        "DELETE FROM {table} WHERE rowid IN \
+                         (SELECT rowid FROM {table} ORDER BY at, rowid LIMIT ?1)"
+                    ),
                     params![i64::try_from(over).unwrap_or(i64::MAX)],
                 )
                 .map_err(|e| self.sqlite(e))?
