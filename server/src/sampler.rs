@@ -10,14 +10,11 @@ use tokio::time::MissedTickBehavior;
 
 use crate::AppState;
 
-/// Samples until the runtime stops. A failure is logged once, and again
-/// only after sampling worked in between (a node without systemd would
-/// otherwise log every interval).
+/// Samples until the runtime stops, logging as [`Said`] does.
 pub async fn sample_forever(state: Arc<AppState>) {
     let mut ticks = tokio::time::interval(Duration::from_secs(state.config.history.interval));
     ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    let mut failing = false;
-    let mut said: Vec<String> = Vec::new();
+    let mut said = Said::new("usage history", "sampling", "cannot sample");
     loop {
         ticks.tick().await;
         let work = Arc::clone(&state);
@@ -27,30 +24,59 @@ pub async fn sample_forever(state: Arc<AppState>) {
         })
         .await;
         match sampled {
-            Ok(Ok(report)) => {
-                if failing {
-                    eprintln!("diycloud-server: usage history: sampling works again");
-                    failing = false;
-                }
-                // Users whose usage cannot be read: said when that changes.
-                if report.errors != said {
-                    for error in &report.errors {
-                        eprintln!("diycloud-server: usage history: {error}");
-                    }
-                    said = report.errors;
-                }
-            }
-            Ok(Err(e)) => failed(&mut failing, &e),
-            Err(e) => failed(&mut failing, &e),
+            Ok(Ok(report)) => said.worked(report.errors),
+            Ok(Err(e)) => said.failed(&e),
+            Err(e) => said.failed(&e),
         }
     }
 }
 
-fn failed(failing: &mut bool, error: &dyn std::fmt::Display) {
-    if !*failing {
-        eprintln!(
-            "diycloud-server: usage history: cannot sample: {error} (said once until it works again)"
-        );
-        *failing = true;
+/// What a background loop logs: a failure once until a round works again,
+/// and the per-user errors of a round when they change (a node without
+/// systemd would otherwise log every interval).
+pub(crate) struct Said {
+    what: &'static str,
+    doing: &'static str,
+    cannot: &'static str,
+    failing: bool,
+    errors: Vec<String>,
+}
+
+impl Said {
+    /// `what` names the loop in each line, `doing` what works again,
+    /// `cannot` what failed.
+    pub(crate) fn new(what: &'static str, doing: &'static str, cannot: &'static str) -> Self {
+        Self {
+            what,
+            doing,
+            cannot,
+            failing: false,
+            errors: Vec::new(),
+        }
+    }
+
+    /// A round worked, with these per-user `errors`.
+    pub(crate) fn worked(&mut self, errors: Vec<String>) {
+        if self.failing {
+            eprintln!("diycloud-server: {}: {} works again", self.what, self.doing);
+            self.failing = false;
+        }
+        if errors != self.errors {
+            for error in &errors {
+                eprintln!("diycloud-server: {}: {error}", self.what);
+            }
+            self.errors = errors;
+        }
+    }
+
+    /// A round failed as a whole.
+    pub(crate) fn failed(&mut self, error: &dyn std::fmt::Display) {
+        if !self.failing {
+            eprintln!(
+                "diycloud-server: {}: {}: {error} (said once until it works again)",
+                self.what, self.cannot
+            );
+            self.failing = true;
+        }
     }
 }

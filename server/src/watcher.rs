@@ -8,10 +8,10 @@ use libdiycloud::platform::node_name;
 use libdiycloud::watch::{SystemKernel, Watcher};
 use tokio::time::MissedTickBehavior;
 
+use crate::sampler::Said;
 use crate::AppState;
 
-/// Watches until the runtime stops. Failures are logged once, and again
-/// only after a round worked in between.
+/// Watches until the runtime stops, logging as [`Said`] does.
 pub async fn watch_forever(state: Arc<AppState>) {
     let kernel = match SystemKernel::open() {
         Ok((kernel, None)) => kernel,
@@ -29,8 +29,7 @@ pub async fn watch_forever(state: Arc<AppState>) {
     let mut watcher = Some(Watcher::new(kernel, node_name()));
     let mut ticks = tokio::time::interval(Duration::from_secs(state.config.events.interval));
     ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    let mut failing = false;
-    let mut said: Vec<String> = Vec::new();
+    let mut said = Said::new("limit events", "watching", "cannot record");
     loop {
         ticks.tick().await;
         let Some(mut moved) = watcher.take() else {
@@ -39,7 +38,7 @@ pub async fn watch_forever(state: Arc<AppState>) {
         let work = Arc::clone(&state);
         let round = tokio::task::spawn_blocking(move || {
             let result = work.store().and_then(|mut store| {
-                moved.watch(&work.ports.accounts, &work.config, &mut store, work.now())
+                moved.watch(&work.ports, &work.config, &mut store, work.now())
             });
             if let Ok(mut totals) = work.limit_totals.lock() {
                 *totals = moved.totals().clone();
@@ -57,10 +56,6 @@ pub async fn watch_forever(state: Arc<AppState>) {
         watcher = Some(back);
         match result {
             Ok(report) => {
-                if failing {
-                    eprintln!("diycloud-server: limit events: watching works again");
-                    failing = false;
-                }
                 for event in &report.events {
                     eprintln!(
                         "diycloud-server: limit event: {} {} x{}{}",
@@ -73,20 +68,9 @@ pub async fn watch_forever(state: Arc<AppState>) {
                         }
                     );
                 }
-                if report.errors != said {
-                    for error in &report.errors {
-                        eprintln!("diycloud-server: limit events: {error}");
-                    }
-                    said = report.errors;
-                }
+                said.worked(report.errors);
             }
-            Err(e) if !failing => {
-                eprintln!(
-                    "diycloud-server: limit events: cannot record: {e} (said once until it works again)"
-                );
-                failing = true;
-            }
-            Err(_) => {}
+            Err(e) => said.failed(&e),
         }
     }
 }
