@@ -540,47 +540,54 @@ fn api_config(raw: RawApi) -> Result<ApiConfig, String> {
 
 fn history_config(raw: RawHistory) -> Result<HistoryConfig, String> {
     let mut history = HistoryConfig::default();
-    if let Some(d) = raw.interval {
-        history.interval = parse_duration(&d).map_err(|e| format!("history.interval: {e}"))?;
-    }
-    if let Some(d) = raw.keep {
-        history.keep = parse_duration(&d).map_err(|e| format!("history.keep: {e}"))?;
-        if history.keep == 0 {
-            return Err("history.keep: must be longer than 0s".into());
-        }
-    }
-    if let Some(n) = raw.max_rows {
-        history.max_rows = u64::try_from(n)
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| format!("history.max_rows: {n} is not a number of samples above 0"))?;
-    }
+    let keys = (raw.interval, raw.keep, raw.max_rows);
+    let targets = (
+        &mut history.interval,
+        &mut history.keep,
+        &mut history.max_rows,
+    );
+    retention_keys("history", "samples", keys, targets)?;
     Ok(history)
 }
 
 fn events_config(raw: RawEvents) -> Result<EventsConfig, String> {
     let mut events = EventsConfig::default();
-    if let Some(d) = raw.interval {
-        events.interval = parse_duration(&d).map_err(|e| format!("events.interval: {e}"))?;
-    }
-    if let Some(d) = raw.keep {
-        events.keep = parse_duration(&d).map_err(|e| format!("events.keep: {e}"))?;
-        if events.keep == 0 {
-            return Err("events.keep: must be longer than 0s".into());
-        }
-    }
-    if let Some(n) = raw.max_rows {
-        events.max_rows = u64::try_from(n)
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| format!("events.max_rows: {n} is not a number of events above 0"))?;
-    }
+    let keys = (raw.interval, raw.keep, raw.max_rows);
+    let targets = (&mut events.interval, &mut events.keep, &mut events.max_rows);
+    retention_keys("events", "events", keys, targets)?;
     match raw.notify_at_login {
         None => {}
         Some(toml::Value::Boolean(notify)) => events.notify_at_login = notify,
         Some(_) => return Err("events.notify_at_login: must be true or false".into()),
     }
     Ok(events)
+}
+
+/// The `interval`, `keep` and `max_rows` of a `section` that samples or
+/// watches and keeps rows of `rows` (`[history]`, `[events]`), checked the
+/// same way and written into `into`.
+fn retention_keys(
+    section: &str,
+    rows: &str,
+    (interval, keep, max_rows): (Option<String>, Option<String>, Option<i64>),
+    into: (&mut u64, &mut u64, &mut u64),
+) -> Result<(), String> {
+    if let Some(d) = interval {
+        *into.0 = parse_duration(&d).map_err(|e| format!("{section}.interval: {e}"))?;
+    }
+    if let Some(d) = keep {
+        *into.1 = parse_duration(&d).map_err(|e| format!("{section}.keep: {e}"))?;
+        if *into.1 == 0 {
+            return Err(format!("{section}.keep: must be longer than 0s"));
+        }
+    }
+    if let Some(n) = max_rows {
+        *into.2 = u64::try_from(n)
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("{section}.max_rows: {n} is not a number of {rows} above 0"))?;
+    }
+    Ok(())
 }
 
 fn quota_config(raw: RawQuota) -> Result<QuotaConfig, String> {
