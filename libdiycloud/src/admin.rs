@@ -119,6 +119,9 @@ pub struct UserView {
     pub disk: String,
     pub tasks: String,
     pub gpus: String,
+    pub cpu_weight: u16,
+    pub io_weight: u16,
+    pub memory_high: String,
     /// `active`, `disabled`, `expired`, `locked`, `unfinished add|del`.
     pub state: String,
     pub pending: Option<Pending>,
@@ -150,6 +153,9 @@ impl UserView {
             disk: a.disk.to_string(),
             tasks: a.tasks.to_string(),
             gpus: a.gpus.to_string(),
+            cpu_weight: a.cpu_weight.get(),
+            io_weight: a.io_weight.get(),
+            memory_high: a.memory_high.to_string(),
             state: user.state(&config.lockout, now).to_string(),
             pending: user.pending,
         }
@@ -464,6 +470,10 @@ impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort> Admin<'a, S, A,
             check_existing_account(name, uid, resuming, request.system_account)?;
         }
         self.check_gpus(&request.limits)?;
+        let allocation = request.limits.applied_to(&self.config.defaults);
+        allocation
+            .check()
+            .map_err(|e| AdminError::Invalid(e.to_string()))?;
         let warnings = self.warnings(&request.limits, request.expires);
         let password = password()?;
         let hasher = Hasher::new(self.config.hash)?;
@@ -476,7 +486,7 @@ impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort> Admin<'a, S, A,
             email: request.email.clone(),
             full_name: request.full_name.clone(),
             expires: request.expires,
-            allocation: request.limits.applied_to(&self.config.defaults),
+            allocation,
             uid: existing_uid.filter(|_| !creates_account),
             owns_system_account: creates_account,
             pending: creates_account.then_some(Pending::Add),
@@ -587,6 +597,11 @@ impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort> Admin<'a, S, A,
             let detail = tx.update_user(name, changes, now)?;
             tx.audit(now, actor, "user.mod", name, &detail)?;
             let user = tx.user(name)?;
+            // Checked on the record as it now stands: `--memory` alone may
+            // fall under a soft limit set before. An error rolls it back.
+            user.allocation
+                .check()
+                .map_err(|e| AdminError::Invalid(e.to_string()))?;
             // A failing usermod rolls the whole change back.
             if let (Some(full_name), true) = (&changes.full_name, user.owns_system_account) {
                 platform::set_system_account_comment(name, full_name.as_deref().unwrap_or(""))?;

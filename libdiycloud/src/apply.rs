@@ -22,9 +22,10 @@ use crate::gpu::{GpuUsage, SystemGpus};
 use crate::model::gpu::{self, GpuNode, GpuPlan};
 use crate::model::quota::{QuotaLimits, QuotaState};
 use crate::model::slice::{
-    device_properties, slice_properties, user_slice, SliceProperty, SliceUsage,
+    device_properties, slice_notes, slice_properties, user_slice, CgroupVersion, SliceProperty,
+    SliceUsage,
 };
-use crate::model::User;
+use crate::model::{Allocation, User};
 use crate::platform;
 use crate::quota::SystemQuotas;
 use crate::systemd::Systemd;
@@ -51,6 +52,9 @@ pub trait SlicePort {
     /// Connects. The first poll must start the connection without waiting
     /// for an answer, so a caller can do other work while it completes.
     fn connect(&self) -> impl Future<Output = Result<Self::Link, PortError>>;
+    /// The node's cgroup version (a quick look at a mount, no bus call):
+    /// the weights are other properties on v1.
+    fn cgroup_version(&self) -> Result<CgroupVersion, PortError>;
 }
 
 /// One connection made by a [`SlicePort`]; closed by its user.
@@ -328,13 +332,16 @@ async fn run_steps<S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort>(
                 Ok(GpuPlan::Grant { rules, .. }) => device_properties(rules),
                 _ => Vec::new(),
             };
-            let properties = slice_properties(&user.allocation);
+            let version = ports
+                .slice
+                .cgroup_version()
+                .map_err(|e| PortError::msg(format!("cannot tell the node's cgroup version: {e}")));
             let slice = async {
                 let link = match early {
                     Poll::Ready(link) => link,
                     Poll::Pending => connecting.await,
                 };
-                slice_step(link, *uid, &properties, &devices).await
+                slice_step(link, *uid, version, &user.allocation, &devices).await
             };
             // The quota calls run while systemd works on the slice.
             let limits = config.quota.policy.limits(user.allocation.disk);
@@ -538,12 +545,13 @@ pub fn uid_of<S, A: AccountPort, Q, G>(
     }
 }
 
-/// Sets `properties` and `devices` (the GPU step's, reported there) on
-/// `uid`'s slice in one call.
+/// Sets `allocation`'s properties for the node's cgroup `version` and
+/// `devices` (the GPU step's, reported there) on `uid`'s slice in one call.
 async fn slice_step<L: SliceLink>(
     link: Result<L, PortError>,
     uid: u32,
-    properties: &[SliceProperty],
+    version: Result<CgroupVersion, PortError>,
+    allocation: &Allocation,
     devices: &[SliceProperty],
 ) -> StepReport {
     let unit = user_slice(uid);
@@ -551,6 +559,14 @@ async fn slice_step<L: SliceLink>(
         Ok(link) => link,
         Err(e) => return failed(Step::Slice, Some(unit), e.to_string()),
     };
+    let version = match version {
+        Ok(version) => version,
+        Err(e) => {
+            link.close().await;
+            return failed(Step::Slice, Some(unit), e.to_string());
+        }
+    };
+    let properties = slice_properties(allocation, version);
     let all: Vec<SliceProperty> = properties.iter().chain(devices).cloned().collect();
     let set = link.set_properties(&unit, &all).await;
     link.close().await;
@@ -561,7 +577,7 @@ async fn slice_step<L: SliceLink>(
                 target: unit,
                 settings: properties.iter().map(ToString::to_string).collect(),
                 changed: true,
-                warning: None,
+                warning: slice_notes(allocation, version),
             },
         },
         Err(e) => failed(Step::Slice, Some(unit), e.to_string()),

@@ -1,5 +1,5 @@
-//! The cgroup hierarchy the machine mounts (for `doctor`; the slice
-//! properties themselves are the same on both, see `model::slice`), and the
+//! The cgroup hierarchy the machine mounts (for `doctor`, and for the
+//! weights, which are other slice properties on v1: see `model::slice`), and the
 //! kernel's enforcement counters of a user slice.
 
 use std::io;
@@ -7,7 +7,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::model::events::{parse_cpu_stat, parse_memory_events, parse_oom_control, SliceCounters};
-use crate::model::slice::user_slice;
+use crate::model::slice::{user_slice, CgroupVersion};
 
 /// How the machine mounts cgroups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +41,14 @@ impl Hierarchy {
 
     pub fn detect() -> std::io::Result<Self> {
         Self::detect_at(Path::new("/sys/fs/cgroup"))
+    }
+
+    /// The version the controllers are (hybrid mounts v1 ones).
+    pub fn version(self) -> CgroupVersion {
+        match self {
+            Hierarchy::Unified => CgroupVersion::V2,
+            Hierarchy::Hybrid | Hierarchy::Legacy => CgroupVersion::V1,
+        }
     }
 
     pub fn describe(self) -> &'static str {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::model::limits::{Allocation, Cpu, GpuList, Size, Tasks};
+use crate::model::limits::{Allocation, Cpu, GpuList, Size, Tasks, Weight};
 use crate::model::lockout::LockoutPolicy;
 use crate::model::password::{HashParams, PasswordPolicy};
 use crate::model::quota::QuotaPolicy;
@@ -323,6 +323,9 @@ struct RawDefaults {
     disk: Option<String>,
     tasks: Option<NumberOrText>,
     gpus: Option<String>,
+    cpu_weight: Option<NumberOrText>,
+    io_weight: Option<NumberOrText>,
+    memory_high: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -436,6 +439,24 @@ impl Config {
                 .parse::<GpuList>()
                 .map_err(|e| format!("defaults.gpus: {e}"))?;
         }
+        if let Some(v) = d.cpu_weight {
+            a.cpu_weight = v
+                .text()
+                .parse::<Weight>()
+                .map_err(|e| format!("defaults.cpu_weight: {e}"))?;
+        }
+        if let Some(v) = d.io_weight {
+            a.io_weight = v
+                .text()
+                .parse::<Weight>()
+                .map_err(|e| format!("defaults.io_weight: {e}"))?;
+        }
+        if let Some(v) = d.memory_high {
+            a.memory_high = v
+                .parse::<Size>()
+                .map_err(|e| format!("defaults.memory_high: {e}"))?;
+        }
+        a.check().map_err(|e| format!("defaults: {e}"))?;
 
         if let Some(shell) = raw.accounts.shell {
             if !shell.is_absolute() {
@@ -652,6 +673,9 @@ mod tests {
             disk = "infinity"
             tasks = 512
             gpus = "all"
+            cpu_weight = 200
+            io_weight = "50"
+            memory_high = "3G"
             [accounts]
             shell = "/bin/zsh"
             group = "gpu-users"
@@ -697,6 +721,9 @@ mod tests {
         assert_eq!(c.defaults.cpu, Cpu::Percent(150));
         assert_eq!(c.defaults.memory, Size::Bytes(4 << 30));
         assert_eq!(c.defaults.disk, Size::Infinity);
+        assert_eq!(c.defaults.cpu_weight, "200".parse().unwrap());
+        assert_eq!(c.defaults.io_weight, "50".parse().unwrap());
+        assert_eq!(c.defaults.memory_high, Size::Bytes(3 << 30));
         assert_eq!(c.defaults.tasks, Tasks::Count(512));
         assert_eq!(c.defaults.gpus, GpuList::All);
         assert_eq!(c.shell, PathBuf::from("/bin/zsh"));
@@ -878,6 +905,14 @@ mod tests {
             ),
             ("[defaults]\nmemory = \"2Q\"", "defaults.memory"),
             ("[defaults]\ncpu = 0", "defaults.cpu"),
+            ("[defaults]\ncpu_weight = 0", "defaults.cpu_weight"),
+            ("[defaults]\nio_weight = 10001", "defaults.io_weight"),
+            ("[defaults]\ncpu_weight = 1.5", "defaults.cpu_weight"),
+            ("[defaults]\nmemory_high = \"lots\"", "defaults.memory_high"),
+            (
+                "[defaults]\nmemory = \"1G\"\nmemory_high = \"2G\"",
+                "must not exceed memory",
+            ),
             ("[password]\nmemory_kib = 1", "password"),
             ("db = \"relative.db\"", "db"),
             ("[accounts]\ngroup = \"a b\"", "accounts.group"),

@@ -12,7 +12,7 @@ use std::time::Duration;
 use zbus::{OwnedObjectPath, OwnedVariant as OwnedValue, Variant as Value};
 
 use crate::apply::{PortError, SliceLink, SlicePort};
-use crate::model::slice::{PropertyValue, SliceProperty, SliceUsage};
+use crate::model::slice::{CgroupVersion, PropertyValue, SliceProperty, SliceUsage};
 
 const SYSTEMD: &str = "org.freedesktop.systemd1";
 const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
@@ -178,6 +178,12 @@ impl SlicePort for Systemd {
             .map_err(SystemdError::Connect)?;
         Ok(Link(conn))
     }
+
+    fn cgroup_version(&self) -> Result<CgroupVersion, PortError> {
+        Ok(crate::cgroup::Hierarchy::detect()
+            .map_err(PortError::new)?
+            .version())
+    }
 }
 
 impl SliceLink for Link {
@@ -255,6 +261,9 @@ async fn slice_usage(conn: &zbus::Connection, unit: &str) -> Result<SliceUsage, 
         cpu_quota_per_sec_usec: number("CPUQuotaPerSecUSec"),
         memory_max: number("MemoryMax"),
         tasks_max: number("TasksMax"),
+        memory_high: number("MemoryHigh"),
+        cpu_weight: number("CPUWeight").or(number("CPUShares").map(|s| s * 100 / 1024)),
+        io_weight: number("IOWeight").or(number("BlockIOWeight")),
     })
 }
 

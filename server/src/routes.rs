@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use libdiycloud::admin::{AddUser, Admin, SystemAccount, UserView};
 use libdiycloud::auth::{self, ApiSession, Authenticator, PasswordChange, Refusal};
 use libdiycloud::history;
-use libdiycloud::model::limits::{Cpu, GpuList, Size, Tasks};
+use libdiycloud::model::limits::{Cpu, GpuList, Size, Tasks, Weight};
 use libdiycloud::model::time::{Date, Timestamp};
 use libdiycloud::model::user::Role;
 use libdiycloud::model::{LimitChanges, Username};
@@ -325,27 +325,40 @@ impl Scalar {
     }
 }
 
-/// The limit fields of a request, each parsed by the rule `slicectl` uses.
-pub(crate) fn limit_changes(
-    cpu: &Option<Scalar>,
-    memory: &Option<Scalar>,
-    disk: &Option<Scalar>,
-    tasks: &Option<Scalar>,
-    gpus: &Option<String>,
-) -> Result<LimitChanges, ApiError> {
-    Ok(LimitChanges {
-        cpu: field::<Cpu>("cpu", cpu)?,
-        memory: field::<Size>("memory", memory)?,
-        disk: field::<Size>("disk", disk)?,
-        tasks: field::<Tasks>("tasks", tasks)?,
-        gpus: gpus
-            .as_ref()
-            .map(|g| {
-                g.parse::<GpuList>()
-                    .map_err(|e| ApiError::invalid(format!("gpus: {e}")))
-            })
-            .transpose()?,
-    })
+/// The limit fields of a request (an API body, a portal form), as given.
+#[derive(Default)]
+pub(crate) struct LimitFields {
+    pub cpu: Option<Scalar>,
+    pub memory: Option<Scalar>,
+    pub disk: Option<Scalar>,
+    pub tasks: Option<Scalar>,
+    pub gpus: Option<String>,
+    pub cpu_weight: Option<Scalar>,
+    pub io_weight: Option<Scalar>,
+    pub memory_high: Option<Scalar>,
+}
+
+impl LimitFields {
+    /// Each field parsed by the rule `slicectl` uses.
+    pub(crate) fn changes(&self) -> Result<LimitChanges, ApiError> {
+        Ok(LimitChanges {
+            cpu: field::<Cpu>("cpu", &self.cpu)?,
+            memory: field::<Size>("memory", &self.memory)?,
+            disk: field::<Size>("disk", &self.disk)?,
+            tasks: field::<Tasks>("tasks", &self.tasks)?,
+            gpus: self
+                .gpus
+                .as_ref()
+                .map(|g| {
+                    g.parse::<GpuList>()
+                        .map_err(|e| ApiError::invalid(format!("gpus: {e}")))
+                })
+                .transpose()?,
+            cpu_weight: field::<Weight>("cpu_weight", &self.cpu_weight)?,
+            io_weight: field::<Weight>("io_weight", &self.io_weight)?,
+            memory_high: field::<Size>("memory_high", &self.memory_high)?,
+        })
+    }
 }
 
 fn field<T: std::str::FromStr>(name: &str, value: &Option<Scalar>) -> Result<Option<T>, ApiError>
@@ -418,6 +431,9 @@ struct AddRequest {
     disk: Option<Scalar>,
     tasks: Option<Scalar>,
     gpus: Option<String>,
+    cpu_weight: Option<Scalar>,
+    io_weight: Option<Scalar>,
+    memory_high: Option<Scalar>,
 }
 
 #[derive(Deserialize)]
@@ -433,6 +449,9 @@ struct ModifyRequest {
     disk: Option<Scalar>,
     tasks: Option<Scalar>,
     gpus: Option<String>,
+    cpu_weight: Option<Scalar>,
+    io_weight: Option<Scalar>,
+    memory_high: Option<Scalar>,
 }
 
 /// An admin's view of the users; 403 for anyone else.
@@ -464,13 +483,17 @@ async fn add_user(
         )?
         .flatten(),
         expires: expires(&request.expires)?.flatten(),
-        limits: limit_changes(
-            &request.cpu,
-            &request.memory,
-            &request.disk,
-            &request.tasks,
-            &request.gpus,
-        )?,
+        limits: LimitFields {
+            cpu: request.cpu,
+            memory: request.memory,
+            disk: request.disk,
+            tasks: request.tasks,
+            gpus: request.gpus,
+            cpu_weight: request.cpu_weight,
+            io_weight: request.io_weight,
+            memory_high: request.memory_high,
+        }
+        .changes()?,
         system_account: if request.system_account.unwrap_or(true) {
             SystemAccount::Create
         } else {
@@ -536,13 +559,17 @@ async fn modify_user(
         )?,
         expires: expires(&request.expires)?,
         active: request.active,
-        limits: limit_changes(
-            &request.cpu,
-            &request.memory,
-            &request.disk,
-            &request.tasks,
-            &request.gpus,
-        )?,
+        limits: LimitFields {
+            cpu: request.cpu,
+            memory: request.memory,
+            disk: request.disk,
+            tasks: request.tasks,
+            gpus: request.gpus,
+            cpu_weight: request.cpu_weight,
+            io_weight: request.io_weight,
+            memory_high: request.memory_high,
+        }
+        .changes()?,
     };
     // An admin who disabled or demoted themself could lock everyone out.
     if caller.user.username.as_str() == name

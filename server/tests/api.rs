@@ -166,6 +166,7 @@ fn admin_crud_apply_usage_and_the_user_role() {
         json!({
             "username": "bob", "password": "bob password 12", "system_account": false,
             "cpu": 1.5, "memory": "1G", "disk": "10G", "tasks": 256, "gpus": "none",
+            "cpu_weight": 300, "io_weight": "200", "memory_high": "768M",
             "email": "bob@example.org", "full_name": "Bob B", "expires": "2099-01-31",
         }),
     );
@@ -178,6 +179,14 @@ fn admin_crud_apply_usage_and_the_user_role() {
             user["tasks"].as_str()
         ),
         (Some("1.5"), Some("1G"), Some("256"))
+    );
+    assert_eq!(
+        (
+            user["cpu_weight"].as_u64(),
+            user["io_weight"].as_u64(),
+            user["memory_high"].as_str()
+        ),
+        (Some(300), Some(200), Some("768M"))
     );
     assert_eq!(user["expires"], "2099-01-31");
     assert_eq!(added.body["applied"]["steps"][0]["result"], "skipped");
@@ -316,6 +325,27 @@ fn bad_input_gets_the_right_status_and_names_the_rule() {
             json!({"username": "carl", "password": "pw password 1", "tasks": "0"}),
             "tasks",
             "",
+        ),
+        (
+            json!({"username": "carl", "password": "pw password 1", "cpu_weight": 0}),
+            "cpu_weight",
+            "from 1 to 10000",
+        ),
+        (
+            json!({"username": "carl", "password": "pw password 1", "io_weight": "20000"}),
+            "io_weight",
+            "from 1 to 10000",
+        ),
+        (
+            json!({"username": "carl", "password": "pw password 1", "memory_high": "2Q"}),
+            "memory_high",
+            "a size is",
+        ),
+        (
+            json!({"username": "carl", "password": "pw password 1", "system_account": false,
+                   "memory": "512M", "memory_high": "1G"}),
+            "memory-high",
+            "must not exceed memory",
         ),
         (
             json!({"username": "carl", "password": "pw password 1", "gpus": "0,0"}),

@@ -328,6 +328,48 @@ fn an_admin_creates_edits_disables_and_deletes_through_the_pages() {
     assert_eq!(bad_save.status, 422);
     assert!(bad_save.text.contains("tasks:"), "{}", bad_save.text);
 
+    // Fair share through the form; a soft limit over the hard one is refused.
+    let share = |weight: &str, high: &str| {
+        boss.post(
+            "/portal/admin/users/dave",
+            &[
+                ("csrf", &csrf),
+                ("role", "user"),
+                ("cpu_weight", weight),
+                ("io_weight", "200"),
+                ("memory_high", high),
+            ],
+        )
+    };
+    assert_eq!(share("300", "256M").status, 303);
+    let dave = server.call("GET", "/api/v1/users/dave", Some(&token), None);
+    assert_eq!(
+        (
+            dave.body["cpu_weight"].as_u64(),
+            dave.body["io_weight"].as_u64(),
+            dave.body["memory_high"].as_str()
+        ),
+        (Some(300), Some(200), Some("256M"))
+    );
+    assert!(boss
+        .get("/portal/admin/users/dave")
+        .text
+        .contains("value=\"300\""));
+    let too_high = share("300", "1G");
+    assert_eq!(too_high.status, 422);
+    assert!(
+        too_high.text.contains("must not exceed memory"),
+        "{}",
+        too_high.text
+    );
+    let bad_weight = share("0", "256M");
+    assert_eq!(bad_weight.status, 422);
+    assert!(
+        bad_weight.text.contains("cpu_weight:"),
+        "{}",
+        bad_weight.text
+    );
+
     let state = |action: &str| {
         boss.post(
             "/portal/admin/users/dave/state",
@@ -369,11 +411,26 @@ fn an_admin_creates_edits_disables_and_deletes_through_the_pages() {
 fn a_user_sees_only_their_own_page() {
     let server = start(100);
     let admin = server.token("boss", ADMIN_PASSWORD);
-    add_user(&server, &admin, "erin", json!({"memory": "1G"}));
+    add_user(
+        &server,
+        &admin,
+        "erin",
+        json!({"memory": "1G", "memory_high": "768M", "cpu_weight": 250}),
+    );
     let erin = Browser::login(&server, "erin", "erin password 1");
     let home = erin.get("/portal/");
     assert_eq!(home.status, 200);
     assert!(home.text.contains("erin") && home.text.contains("1G"));
+    assert!(
+        home.text.contains("768M (above it you are slowed down"),
+        "{}",
+        home.text
+    );
+    assert!(
+        home.text.contains("CPU weight 250, IO weight 100"),
+        "{}",
+        home.text
+    );
     assert!(!home.text.contains("/portal/admin"), "no admin links");
     assert_eq!(erin.get("/portal/admin").status, 403);
     assert_eq!(erin.get("/portal/admin/users/boss").status, 403);

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use libdiycloud::model::{Cpu, Date, GpuList, Role, Size, Tasks, Username};
+use libdiycloud::model::{Cpu, Date, GpuList, Role, Size, Tasks, Username, Weight};
 
 #[derive(Parser)]
 #[command(
@@ -291,6 +291,15 @@ pub struct LimitArgs {
     /// GPUs: none, all, or a list of indices, GPU-UUIDs and MIG instances (MIG-GPU-UUID/GI/CI), as `slicectl gpu list` shows them
     #[arg(long, value_parser = parse_value::<GpuList>, value_name = "LIST", allow_hyphen_values = true)]
     pub gpus: Option<GpuList>,
+    /// Share of contended CPU time, 1..10000 (100 is everyone's default; 300 gets three times what 100 gets while both are busy, and the whole machine while alone). CPUWeight; on cgroup v1 CPUShares = weight x 1024 / 100
+    #[arg(long, value_parser = parse_value::<Weight>, value_name = "WEIGHT", allow_hyphen_values = true)]
+    pub cpu_weight: Option<Weight>,
+    /// Share of contended disk time, 1..10000 (default 100). IOWeight; on cgroup v1 BlockIOWeight, clamped to 10..1000. Only I/O schedulers with weights honour it (BFQ, or the io.cost controller)
+    #[arg(long, value_parser = parse_value::<Weight>, value_name = "WEIGHT", allow_hyphen_values = true)]
+    pub io_weight: Option<Weight>,
+    /// Soft memory limit: above it the kernel reclaims and slows the user's processes instead of killing them (--memory still kills). At most --memory; infinity for none. MemoryHigh; cgroup v2 only
+    #[arg(long, value_parser = parse_value::<Size>, value_name = "SIZE", allow_hyphen_values = true)]
+    pub memory_high: Option<Size>,
 }
 
 /// `--expires`: a day, or `never` to clear it.

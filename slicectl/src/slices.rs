@@ -163,7 +163,10 @@ pub fn usage(ctx: &Context, name: Option<&Username>) -> Result<(), Failure> {
         "TASKS",
         "CPU QUOTA",
         "MEMORY MAX",
+        "MEMORY HIGH",
         "TASKS MAX",
+        "CPU WEIGHT",
+        "IO WEIGHT",
     ];
     let mut table = Vec::new();
     let mut document = Vec::new();
@@ -203,7 +206,7 @@ pub fn usage(ctx: &Context, name: Option<&Username>) -> Result<(), Failure> {
             ]);
         }
         let Some(usage) = row.usage else {
-            let mut cells: [String; 9] = Default::default();
+            let mut cells: [String; 12] = Default::default();
             cells.fill("-".into());
             cells[0] = name.clone();
             cells[2] = "no system account".into();
@@ -227,7 +230,10 @@ pub fn usage(ctx: &Context, name: Option<&Username>) -> Result<(), Failure> {
                     format!("{:.2} cores", us as f64 / 1e6)
                 }),
             usage.memory_max.map_or("infinity".into(), human_bytes),
+            usage.memory_high.map_or("infinity".into(), human_bytes),
             usage.tasks_max.map_or("infinity".into(), |t| t.to_string()),
+            or_dash(usage.cpu_weight.map(|w| w.to_string())),
+            or_dash(usage.io_weight.map(|w| w.to_string())),
         ]);
     }
     let mut text = view::table(&header, &table);

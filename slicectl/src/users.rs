@@ -48,6 +48,9 @@ fn limits(args: &LimitArgs) -> LimitChanges {
         disk: args.disk,
         tasks: args.tasks,
         gpus: args.gpus.clone(),
+        cpu_weight: args.cpu_weight,
+        io_weight: args.io_weight,
+        memory_high: args.memory_high,
     }
 }
 

@@ -103,6 +103,9 @@ pub fn user_text(user: &UserView, log: &[AuditEntry]) -> String {
         format!("disk:          {}", user.disk),
         format!("tasks:         {}", user.tasks),
         format!("gpus:          {}", user.gpus),
+        format!("cpu weight:    {}", user.cpu_weight),
+        format!("io weight:     {}", user.io_weight),
+        format!("memory high:   {}", user.memory_high),
     ];
     if !log.is_empty() {
         lines.push("recent changes:".into());

@@ -55,6 +55,19 @@ fn invalid_limits_roles_and_dates_are_usage_errors_naming_the_rule() {
         (&["--cpu", "0"], "number of cores"),
         (&["--cpu", "abc%"], "number of cores"),
         (&["--tasks", "-3"], "whole number"),
+        (&["--cpu-weight", "0"], "from 1 to 10000"),
+        (&["--cpu-weight", "10001"], "from 1 to 10000"),
+        (&["--io-weight", "-5"], "from 1 to 10000"),
+        (&["--io-weight", "1.5"], "from 1 to 10000"),
+        (&["--memory-high", "lots"], "K, M, G, T, P or E"),
+        (
+            &["--memory", "512M", "--memory-high", "600M"],
+            "memory-high (the soft limit, MemoryHigh) must not exceed memory",
+        ),
+        (
+            &["--memory-high", "3G"],
+            "memory-high 3G is above memory 2G",
+        ),
         (&["--gpus", "0,0"], "'none', 'all'"),
         (&["--gpus", "gpu1"], "'none', 'all'"),
         (&["--role", "superuser"], "'user' or 'admin'"),
@@ -119,6 +132,12 @@ fn add_show_list_mod_del_with_json() {
             "512",
             "--gpus",
             "all",
+            "--cpu-weight",
+            "300",
+            "--io-weight",
+            "50",
+            "--memory-high",
+            "3G",
             "--expires",
             "2030-06-30",
         ],
@@ -135,9 +154,22 @@ fn add_show_list_mod_del_with_json() {
         ("disk", "20G"),
         ("tasks", "512"),
         ("gpus", "all"),
+        ("memory_high", "3G"),
         ("expires", "2030-06-30"),
     ] {
         assert_eq!(alice[key], value, "{key}");
+    }
+    assert_eq!(
+        (alice["cpu_weight"].as_u64(), alice["io_weight"].as_u64()),
+        (Some(300), Some(50))
+    );
+    let text = String::from_utf8(env.slicectl(&["user", "show", "alice"], None).stdout).unwrap();
+    for line in [
+        "cpu weight:    300",
+        "io weight:     50",
+        "memory high:   3G",
+    ] {
+        assert!(text.contains(line), "{line}: {text}");
     }
     assert_eq!(alice["active"], true);
     assert!(alice.get("password_hash").is_none(), "never shown");
@@ -185,6 +217,31 @@ fn add_show_list_mod_del_with_json() {
     assert_eq!(changed["expires"], serde_json::Value::Null);
     assert_eq!(changed["active"], false);
     assert_eq!(changed["cpu"], "1.5", "untouched");
+
+    // A hard limit under the soft one is refused, and nothing changes.
+    let out = env.slicectl(&["user", "mod", "alice", "--memory", "1G"], None);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("memory-high 3G is above memory 1G"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        env.slicectl_json(&["user", "show", "alice"])["memory"],
+        "8G"
+    );
+    let changed = env.slicectl_json(&[
+        "user",
+        "mod",
+        "alice",
+        "--cpu-weight",
+        "10000",
+        "--memory-high",
+        "infinity",
+    ]);
+    assert_eq!(changed["cpu_weight"], 10000);
+    assert_eq!(changed["memory_high"], "infinity");
+    assert_eq!(changed["io_weight"], 50, "untouched");
 
     let list = env.slicectl_json(&["user", "list"]);
     let names: Vec<_> = list
@@ -309,6 +366,9 @@ fn help_explains_every_command() {
         "--disk",
         "--tasks",
         "--gpus",
+        "--cpu-weight",
+        "--io-weight",
+        "--memory-high",
         "--expires",
         "--no-system-account",
     ] {

@@ -203,6 +203,146 @@ fn a_failed_apply_keeps_the_change() {
 }
 
 #[test]
+fn fair_share_fields_are_stored_shown_and_applied_for_the_nodes_cgroup_version() {
+    let mut f = fixture();
+    let mut request = linked("zed-nosys");
+    request.limits = LimitChanges {
+        cpu: Some(Cpu::Infinity),
+        cpu_weight: Some("300".parse().unwrap()),
+        io_weight: Some("5000".parse().unwrap()),
+        memory_high: Some(Size::Bytes(128 << 20)),
+        memory: Some(Size::Bytes(512 << 20)),
+        ..LimitChanges::default()
+    };
+    f.ports.accounts.uids = vec![("zed-nosys", 1234)];
+    let added = f
+        .admin()
+        .add(&request, &mut || {
+            Ok(Zeroizing::new(b"long enough 1".to_vec()))
+        })
+        .unwrap();
+    assert_eq!(
+        (
+            added.user.cpu_weight,
+            added.user.io_weight,
+            added.user.memory_high.as_str()
+        ),
+        (300, 5000, "128M")
+    );
+    let slice = &added.applied.steps[0];
+    match &slice.outcome {
+        StepOutcome::Applied {
+            settings, warning, ..
+        } => {
+            for expected in ["CPUWeight=300", "IOWeight=5000", "MemoryHigh=134217728"] {
+                assert!(settings.iter().any(|s| s == expected), "{settings:?}");
+            }
+            assert_eq!(warning, &None, "cgroup v2 applies everything");
+        }
+        other => panic!("{other:?}"),
+    }
+    let (view, log) = f.admin().show("zed-nosys", 1).unwrap();
+    assert_eq!((view.cpu_weight, view.io_weight), (300, 5000));
+    assert_eq!(log[0].detail["cpu_weight"], 300, "{:?}", log[0].detail);
+
+    // On cgroup v1 the weights are v1's properties, and what v1 cannot do is said.
+    f.ports.slice.v1 = true;
+    let applied = f.admin().apply(Some("zed-nosys")).unwrap();
+    match &applied[0].steps[0].outcome {
+        StepOutcome::Applied {
+            settings, warning, ..
+        } => {
+            for expected in ["CPUShares=3072", "BlockIOWeight=1000"] {
+                assert!(settings.iter().any(|s| s == expected), "{settings:?}");
+            }
+            let warning = warning.as_deref().unwrap();
+            assert!(
+                warning.contains("io-weight 5000 is BlockIOWeight=1000"),
+                "{warning}"
+            );
+            assert!(
+                warning.contains("memory-high 128M has no effect on cgroup v1"),
+                "{warning}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(applied[0].warnings().len(), 1);
+}
+
+#[test]
+fn a_soft_memory_limit_above_the_hard_one_is_refused_and_nothing_is_kept() {
+    let mut f = fixture();
+    let mut request = linked("zed-nosys");
+    request.limits = LimitChanges {
+        memory: Some(Size::Bytes(512 << 20)),
+        memory_high: Some(Size::Bytes(600 << 20)),
+        ..LimitChanges::default()
+    };
+    let err = f.admin().add(&request, &mut never_asked()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Usage);
+    assert!(err.to_string().starts_with("memory-high 600M is above memory 512M: memory-high (the soft limit, MemoryHigh) must not exceed memory"), "{err}");
+    assert_eq!(f.admin().users().unwrap(), []);
+
+    // Over the config's defaults: a soft limit above the default 2G.
+    request.limits = LimitChanges {
+        memory_high: Some(Size::Bytes(3 << 30)),
+        ..LimitChanges::default()
+    };
+    let err = f.admin().add(&request, &mut never_asked()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("memory-high 3G is above memory 2G"),
+        "{err}"
+    );
+
+    // `user mod --memory` under a soft limit set before: refused, rolled back.
+    f.add("zed-nosys", "long enough 1").unwrap();
+    let set_high = UserChanges {
+        limits: LimitChanges {
+            memory_high: Some(Size::Bytes(1 << 30)),
+            ..LimitChanges::default()
+        },
+        ..UserChanges::default()
+    };
+    f.admin().modify("zed-nosys", &set_high).unwrap();
+    let lower = UserChanges {
+        limits: LimitChanges {
+            memory: Some(Size::Bytes(512 << 20)),
+            ..LimitChanges::default()
+        },
+        ..UserChanges::default()
+    };
+    let err = f.admin().modify("zed-nosys", &lower).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Usage);
+    assert!(
+        err.to_string()
+            .contains("memory-high 1G is above memory 512M"),
+        "{err}"
+    );
+    let (view, log) = f.admin().show("zed-nosys", 5).unwrap();
+    assert_eq!(
+        (view.memory.as_str(), view.memory_high.as_str()),
+        ("2G", "1G")
+    );
+    assert_eq!(
+        log.len(),
+        2,
+        "the refused change left no audit entry: {log:?}"
+    );
+    // Both at once is fine.
+    let both = UserChanges {
+        limits: LimitChanges {
+            memory: Some(Size::Bytes(512 << 20)),
+            memory_high: Some(Size::Bytes(256 << 20)),
+            ..LimitChanges::default()
+        },
+        ..UserChanges::default()
+    };
+    f.admin().modify("zed-nosys", &both).unwrap();
+}
+
+#[test]
 fn modify_errors_are_typed() {
     let mut f = fixture();
     let err = f

@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use super::{AccountPort, GpuPort, PortError, QuotaPort, SliceLink, SlicePort};
 use crate::model::gpu::GpuNode;
 use crate::model::quota::{QuotaLimits, QuotaState};
-use crate::model::slice::{SliceProperty, SliceUsage};
+use crate::model::slice::{CgroupVersion, SliceProperty, SliceUsage};
 
 /// Everything the fakes saw, in order.
 pub type Journal = Rc<RefCell<Vec<String>>>;
@@ -22,6 +22,10 @@ pub struct FakeSlice {
     pub journal: Journal,
     pub refuse_connect: bool,
     pub refuse_set: bool,
+    /// The node runs cgroup v1.
+    pub v1: bool,
+    /// The cgroup mount cannot be read.
+    pub no_cgroups: bool,
 }
 
 pub struct FakeLink {
@@ -73,6 +77,17 @@ impl SlicePort for FakeSlice {
             polls: 0,
             result: Some(result),
         }
+    }
+
+    fn cgroup_version(&self) -> Result<CgroupVersion, PortError> {
+        if self.no_cgroups {
+            return Err(PortError::msg("statfs /sys/fs/cgroup: no such file"));
+        }
+        Ok(if self.v1 {
+            CgroupVersion::V1
+        } else {
+            CgroupVersion::V2
+        })
     }
 }
 

@@ -64,7 +64,7 @@ fn journal(j: &Journal) -> Vec<String> {
 }
 
 const ALICE_SET: &str = "set user-1000.slice CPUAccounting=yes MemoryAccounting=yes \
-    TasksAccounting=yes CPUQuotaPerSecUSec=500000 MemoryMax=536870912 TasksMax=64";
+    TasksAccounting=yes CPUQuotaPerSecUSec=500000 MemoryMax=536870912 MemoryHigh=infinity TasksMax=64 CPUWeight=100 IOWeight=100";
 
 #[test]
 fn sizes_the_slice_and_closes_the_connection() {
@@ -91,6 +91,21 @@ fn sizes_the_slice_and_closes_the_connection() {
         }]
     );
     assert!(report.env.is_empty());
+}
+
+#[test]
+fn an_unknown_cgroup_version_fails_the_slice_step_and_still_closes_the_link() {
+    let slice = FakeSlice {
+        no_cgroups: true,
+        ..FakeSlice::default()
+    };
+    let (ports, j) = ports(slice, FakeAccounts::default());
+    let report = apply(&ports, &no_quotas(), &user("alice", Some(1000)));
+    assert_eq!(journal(&j), ["connect started", "connected", "closed"]);
+    assert_eq!(
+        report.error().unwrap(),
+        "user-1000.slice: cannot tell the node's cgroup version: statfs /sys/fs/cgroup: no such file"
+    );
 }
 
 #[test]

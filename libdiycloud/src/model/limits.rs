@@ -250,6 +250,67 @@ impl fmt::Display for Tasks {
     }
 }
 
+// ---------------------------------------------------------------- weights
+
+pub const WEIGHT_RULE: &str =
+    "a weight is a whole number from 1 to 10000; 100 is everyone's default share";
+
+/// A relative share of a contended resource (`CPUWeight`, `IOWeight`): a
+/// slice of weight 300 gets three times what one of 100 gets while both
+/// want more, and all of it while alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Weight(u16);
+
+impl Weight {
+    pub const DEFAULT: Weight = Weight(100);
+    const MAX: u16 = 10_000;
+
+    pub fn get(self) -> u16 {
+        self.0
+    }
+
+    /// cgroup v1's `cpu.shares` for it, as systemd converts `CPUWeight`
+    /// (`CPUShares`, default 1024): weight x 1024 / 100.
+    pub fn cpu_shares(self) -> u64 {
+        u64::from(self.0) * 1024 / 100
+    }
+
+    /// cgroup v1's `blkio.weight` for it (`BlockIOWeight`): the same number,
+    /// clamped to v1's range 10..1000, so users' weights keep their ratios
+    /// to one another (they share `user.slice`, where only theirs compete);
+    /// `clamped` where the range cut it.
+    pub fn block_io_weight(self) -> (u64, bool) {
+        let weight = u64::from(self.0);
+        let clamped = weight.clamp(10, 1000);
+        (clamped, clamped != weight)
+    }
+}
+
+impl Default for Weight {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+impl FromStr for Weight {
+    type Err = LimitError;
+
+    fn from_str(s: &str) -> Result<Self, LimitError> {
+        match s.parse::<u16>() {
+            Ok(n) if (1..=Self::MAX).contains(&n) && s.bytes().all(|b| b.is_ascii_digit()) => {
+                Ok(Weight(n))
+            }
+            _ => Err(LimitError::new("weight", s, WEIGHT_RULE)),
+        }
+    }
+}
+
+impl fmt::Display for Weight {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 // ---------------------------------------------------------------- GPUs
 
 pub const GPU_RULE: &str = "a GPU list is 'none', 'all', or a comma-separated list without \
@@ -392,10 +453,18 @@ pub struct Allocation {
     pub disk: Size,
     pub tasks: Tasks,
     pub gpus: GpuList,
+    /// The share of contended CPU time (`CPUWeight`).
+    pub cpu_weight: Weight,
+    /// The share of contended disk time (`IOWeight`).
+    pub io_weight: Weight,
+    /// The soft memory limit (`MemoryHigh`): above it the kernel reclaims
+    /// and slows the slice down; `memory` still kills.
+    pub memory_high: Size,
 }
 
 impl Default for Allocation {
-    /// The built-in defaults for new users (DESIGN §5): 1 core, 2G, 5G, 4096 tasks, no GPU.
+    /// The built-in defaults for new users (DESIGN §5): 1 core, 2G, 5G, 4096
+    /// tasks, no GPU, the default weights and no soft memory limit.
     fn default() -> Self {
         Self {
             cpu: Cpu::Percent(100),
@@ -403,7 +472,38 @@ impl Default for Allocation {
             disk: Size::Bytes(5 << 30),
             tasks: Tasks::Count(4096),
             gpus: GpuList::None,
+            cpu_weight: Weight::DEFAULT,
+            io_weight: Weight::DEFAULT,
+            memory_high: Size::Infinity,
         }
+    }
+}
+
+pub const MEMORY_HIGH_RULE: &str = "memory-high (the soft limit, MemoryHigh) must not exceed \
+     memory (the hard limit, MemoryMax)";
+
+/// An allocation whose limits contradict one another.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("memory-high {memory_high} is above memory {memory}: {MEMORY_HIGH_RULE}")]
+pub struct AllocationError {
+    pub memory_high: Size,
+    pub memory: Size,
+}
+
+impl Allocation {
+    /// The rules between limits (each limit's own rule holds by its type).
+    pub fn check(&self) -> Result<(), AllocationError> {
+        let above = match (self.memory_high, self.memory) {
+            (Size::Bytes(high), Size::Bytes(max)) => high > max,
+            (Size::Infinity, Size::Bytes(_)) | (_, Size::Infinity) => false,
+        };
+        if above {
+            return Err(AllocationError {
+                memory_high: self.memory_high,
+                memory: self.memory,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -424,6 +524,9 @@ pub struct LimitChanges {
     pub disk: Option<Size>,
     pub tasks: Option<Tasks>,
     pub gpus: Option<GpuList>,
+    pub cpu_weight: Option<Weight>,
+    pub io_weight: Option<Weight>,
+    pub memory_high: Option<Size>,
 }
 
 impl LimitChanges {
@@ -449,18 +552,37 @@ impl LimitChanges {
         if let Some(gpus) = &self.gpus {
             changed.gpus = gpus.clone();
         }
+        if let Some(weight) = self.cpu_weight {
+            changed.cpu_weight = weight;
+        }
+        if let Some(weight) = self.io_weight {
+            changed.io_weight = weight;
+        }
+        if let Some(high) = self.memory_high {
+            changed.memory_high = high;
+        }
         changed
     }
 
     /// Values that are valid but probably a mistake (see [`warnings`]).
     pub fn warnings(&self) -> Vec<String> {
-        warnings(self.cpu, self.memory, self.tasks, self.disk)
+        let mut out = warnings(self.cpu, self.memory, self.tasks, self.disk);
+        if let Some(Size::Bytes(b)) = self
+            .memory_high
+            .filter(|m| matches!(m, Size::Bytes(b) if *b < LOW_MEMORY))
+        {
+            out.push(format!(
+                "memory-high {} is below 64M: every session will crawl, reclaimed and throttled at once (sizes without a unit are bytes)",
+                Size::Bytes(b)
+            ));
+        }
+        out
     }
 }
 
 /// Values that are valid but almost surely a mistake (`--memory 1` is one
 /// byte): warnings for the admin, who may mean them anyway.
-pub fn warnings(
+fn warnings(
     cpu: Option<Cpu>,
     memory: Option<Size>,
     tasks: Option<Tasks>,
@@ -685,6 +807,83 @@ mod tests {
             .unwrap()
             .to_string()
             .starts_with("MIG-8f6a"));
+    }
+
+    #[test]
+    fn weights_parse_and_map_to_cgroup_v1() {
+        assert_eq!("100".parse::<Weight>().unwrap(), Weight::DEFAULT);
+        assert_eq!("1".parse::<Weight>().unwrap().get(), 1);
+        assert_eq!("10000".parse::<Weight>().unwrap().to_string(), "10000");
+        for input in [
+            "0", "10001", "-1", "+5", "1.5", "", "100%", "65536", " 100", "lots",
+        ] {
+            let err = input.parse::<Weight>().unwrap_err().to_string();
+            assert!(err.contains("from 1 to 10000"), "{input}: {err}");
+        }
+        // CPUShares: the default 1024 at the default weight.
+        assert_eq!(Weight::DEFAULT.cpu_shares(), 1024);
+        assert_eq!(Weight(300).cpu_shares(), 3072);
+        assert_eq!(Weight(1).cpu_shares(), 10);
+        assert_eq!(Weight(10_000).cpu_shares(), 102_400);
+        // BlockIOWeight: the same number within 10..1000.
+        assert_eq!(Weight(300).block_io_weight(), (300, false));
+        assert_eq!(Weight(10).block_io_weight(), (10, false));
+        assert_eq!(Weight(1000).block_io_weight(), (1000, false));
+        assert_eq!(Weight(5).block_io_weight(), (10, true));
+        assert_eq!(Weight(5000).block_io_weight(), (1000, true));
+    }
+
+    #[test]
+    fn the_soft_memory_limit_stays_under_the_hard_one() {
+        let with = |high: &str, max: &str| Allocation {
+            memory_high: high.parse().unwrap(),
+            memory: max.parse().unwrap(),
+            ..Allocation::default()
+        };
+        assert!(with("128M", "512M").check().is_ok());
+        assert!(with("512M", "512M").check().is_ok());
+        assert!(with("infinity", "512M").check().is_ok());
+        assert!(with("4G", "infinity").check().is_ok());
+        assert!(with("infinity", "infinity").check().is_ok());
+        assert!(Allocation::default().check().is_ok());
+        let err = with("600M", "512M").check().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "memory-high 600M is above memory 512M: memory-high (the soft limit, MemoryHigh) \
+             must not exceed memory (the hard limit, MemoryMax)"
+        );
+    }
+
+    #[test]
+    fn a_tiny_soft_memory_limit_warns() {
+        let changes = LimitChanges {
+            memory_high: Some("1M".parse().unwrap()),
+            ..LimitChanges::default()
+        };
+        let w = changes.warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].starts_with("memory-high 1M is below 64M"), "{w:?}");
+        let fine = LimitChanges {
+            memory_high: Some("128M".parse().unwrap()),
+            cpu_weight: Some(Weight(1)),
+            ..LimitChanges::default()
+        };
+        assert!(fine.warnings().is_empty());
+    }
+
+    #[test]
+    fn changes_apply_the_new_fields() {
+        let changes = LimitChanges {
+            cpu_weight: Some(Weight(300)),
+            io_weight: Some(Weight(50)),
+            memory_high: Some("1G".parse().unwrap()),
+            ..LimitChanges::default()
+        };
+        let changed = changes.applied_to(&Allocation::default());
+        assert_eq!(changed.cpu_weight, Weight(300));
+        assert_eq!(changed.io_weight, Weight(50));
+        assert_eq!(changed.memory_high, Size::Bytes(1 << 30));
+        assert_eq!(changed.cpu, Allocation::default().cpu);
     }
 
     #[test]

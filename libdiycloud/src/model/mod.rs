@@ -16,7 +16,9 @@ pub mod time;
 pub mod user;
 pub mod username;
 
-pub use limits::{Allocation, Cpu, GpuList, LimitChanges, LimitError, Size, Tasks};
+pub use limits::{
+    Allocation, AllocationError, Cpu, GpuList, LimitChanges, LimitError, Size, Tasks, Weight,
+};
 pub use lockout::{FailureState, LockoutPolicy};
 pub use time::{Date, Timestamp};
 pub use user::{AccountState, Pending, Role, User};

@@ -69,17 +69,28 @@ pub fn uid_of_cgroup_file(text: &str) -> Option<u32> {
     })
 }
 
+/// The cgroup version of the node's controllers (cgroup v1 with systemd's
+/// v2 tree beside it, "hybrid", counts as v1): the weights have other
+/// properties there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupVersion {
+    V1,
+    V2,
+}
+
 /// The properties that give a user's slice its allocation. Accounting is
 /// always on, so usage can be read back.
 ///
-/// The names are the same on both cgroup hierarchies: systemd translates
-/// them, on v2 to `cpu.max`, `memory.max`, `pids.max`, on v1 to
-/// `cpu.cfs_quota_us`, `memory.limit_in_bytes` (systemd 252 maps `MemoryMax`
-/// there) and `pids.max`. So the hierarchy is not detected for them; the
-/// properties that differ (IO weight) will take it as a parameter.
-pub fn slice_properties(allocation: &Allocation) -> Vec<SliceProperty> {
+/// Most names are the same on both cgroup versions: systemd translates
+/// them, on v2 to `cpu.max`, `memory.max`, `memory.high`, `pids.max`, on v1
+/// to `cpu.cfs_quota_us`, `memory.limit_in_bytes` (systemd 252 maps
+/// `MemoryMax` there) and `pids.max`. The weights are v1's own properties
+/// there (`CPUShares`, `BlockIOWeight`), so `systemctl show` reads them
+/// back as the kernel has them. v1 has no `memory.high`: systemd keeps
+/// `MemoryHigh` there but applies nothing (see [`slice_notes`]).
+pub fn slice_properties(allocation: &Allocation, version: CgroupVersion) -> Vec<SliceProperty> {
     let prop = |name, value| SliceProperty { name, value };
-    vec![
+    let mut props = vec![
         prop("CPUAccounting", PropertyValue::Bool(true)),
         prop("MemoryAccounting", PropertyValue::Bool(true)),
         prop("TasksAccounting", PropertyValue::Bool(true)),
@@ -92,10 +103,60 @@ pub fn slice_properties(allocation: &Allocation) -> Vec<SliceProperty> {
             PropertyValue::U64(allocation.memory.as_systemd_u64()),
         ),
         prop(
+            "MemoryHigh",
+            PropertyValue::U64(allocation.memory_high.as_systemd_u64()),
+        ),
+        prop(
             "TasksMax",
             PropertyValue::U64(allocation.tasks.as_systemd_u64()),
         ),
-    ]
+    ];
+    props.extend(match version {
+        CgroupVersion::V2 => [
+            prop(
+                "CPUWeight",
+                PropertyValue::U64(allocation.cpu_weight.get().into()),
+            ),
+            prop(
+                "IOWeight",
+                PropertyValue::U64(allocation.io_weight.get().into()),
+            ),
+        ],
+        CgroupVersion::V1 => [
+            prop(
+                "CPUShares",
+                PropertyValue::U64(allocation.cpu_weight.cpu_shares()),
+            ),
+            prop(
+                "BlockIOWeight",
+                PropertyValue::U64(allocation.io_weight.block_io_weight().0),
+            ),
+        ],
+    });
+    props
+}
+
+/// What of `allocation` the node's cgroup version cannot apply as given,
+/// for the admin who set it; `None` where everything applies.
+pub fn slice_notes(allocation: &Allocation, version: CgroupVersion) -> Option<String> {
+    if version == CgroupVersion::V2 {
+        return None;
+    }
+    let mut notes = Vec::new();
+    if let (weight, true) = allocation.io_weight.block_io_weight() {
+        notes.push(format!(
+            "io-weight {} is BlockIOWeight={weight} on cgroup v1 (its range is 10..1000)",
+            allocation.io_weight
+        ));
+    }
+    if allocation.memory_high != crate::model::Size::Infinity {
+        notes.push(format!(
+            "memory-high {} has no effect on cgroup v1 (the kernel has no memory.high there: \
+             systemd keeps MemoryHigh but applies nothing; memory {} is the only memory limit)",
+            allocation.memory_high, allocation.memory
+        ));
+    }
+    (!notes.is_empty()).then(|| notes.join("; "))
 }
 
 /// The device properties of a slice for `rules`: the list cleared, then
@@ -135,6 +196,12 @@ pub struct SliceUsage {
     pub cpu_quota_per_sec_usec: Option<u64>,
     pub memory_max: Option<u64>,
     pub tasks_max: Option<u64>,
+    /// `MemoryHigh` (kept by systemd on cgroup v1 too, where it does nothing).
+    pub memory_high: Option<u64>,
+    /// `CPUWeight`, or on cgroup v1 `CPUShares` as a weight (x 100 / 1024).
+    pub cpu_weight: Option<u64>,
+    /// `IOWeight`, or on cgroup v1 `BlockIOWeight`.
+    pub io_weight: Option<u64>,
 }
 
 #[cfg(test)]
@@ -194,19 +261,66 @@ mod tests {
             cpu: Cpu::Percent(50),
             memory: Size::Bytes(256 << 20),
             tasks: Tasks::Count(64),
+            cpu_weight: "300".parse().unwrap(),
+            io_weight: "50".parse().unwrap(),
+            memory_high: Size::Bytes(128 << 20),
             ..Allocation::default()
         };
         assert_eq!(
-            values(&slice_properties(&allocation)),
+            values(&slice_properties(&allocation, CgroupVersion::V2)),
             [
                 "CPUAccounting=yes",
                 "MemoryAccounting=yes",
                 "TasksAccounting=yes",
                 "CPUQuotaPerSecUSec=500000",
                 "MemoryMax=268435456",
+                "MemoryHigh=134217728",
                 "TasksMax=64",
+                "CPUWeight=300",
+                "IOWeight=50",
             ]
         );
+        let v1 = values(&slice_properties(&allocation, CgroupVersion::V1));
+        assert_eq!(
+            v1[..7],
+            values(&slice_properties(&allocation, CgroupVersion::V2))[..7]
+        );
+        assert_eq!(v1[7..], ["CPUShares=3072", "BlockIOWeight=50"]);
+    }
+
+    #[test]
+    fn defaults_set_the_default_weights_and_no_soft_limit() {
+        let v2 = values(&slice_properties(&Allocation::default(), CgroupVersion::V2));
+        for expected in ["MemoryHigh=infinity", "CPUWeight=100", "IOWeight=100"] {
+            assert!(v2.iter().any(|v| v == expected), "{expected}: {v2:?}");
+        }
+        let v1 = values(&slice_properties(&Allocation::default(), CgroupVersion::V1));
+        for expected in ["CPUShares=1024", "BlockIOWeight=100"] {
+            assert!(v1.iter().any(|v| v == expected), "{expected}: {v1:?}");
+        }
+        assert_eq!(slice_notes(&Allocation::default(), CgroupVersion::V1), None);
+    }
+
+    #[test]
+    fn cgroup_v1_says_what_it_cannot_apply() {
+        let allocation = Allocation {
+            io_weight: "5000".parse().unwrap(),
+            memory_high: Size::Bytes(128 << 20),
+            memory: Size::Bytes(512 << 20),
+            ..Allocation::default()
+        };
+        assert_eq!(slice_notes(&allocation, CgroupVersion::V2), None);
+        let notes = slice_notes(&allocation, CgroupVersion::V1).unwrap();
+        assert!(
+            notes.starts_with("io-weight 5000 is BlockIOWeight=1000 on cgroup v1"),
+            "{notes}"
+        );
+        assert!(
+            notes.contains("memory-high 128M has no effect on cgroup v1"),
+            "{notes}"
+        );
+        assert!(values(&slice_properties(&allocation, CgroupVersion::V1))
+            .contains(&"BlockIOWeight=1000".to_string()));
     }
 
     #[test]
@@ -217,8 +331,8 @@ mod tests {
             tasks: Tasks::Infinity,
             ..Allocation::default()
         };
-        let props = slice_properties(&allocation);
-        for name in ["CPUQuotaPerSecUSec", "MemoryMax", "TasksMax"] {
+        let props = slice_properties(&allocation, CgroupVersion::V2);
+        for name in ["CPUQuotaPerSecUSec", "MemoryMax", "MemoryHigh", "TasksMax"] {
             let p = props.iter().find(|p| p.name == name).unwrap();
             assert_eq!(p.value, PropertyValue::U64(u64::MAX), "{name}");
         }

@@ -102,6 +102,9 @@ pub(crate) struct RawUser {
     pub(crate) password_hash: String,
     pub(crate) last_logout: Option<i64>,
     pub(crate) pending: Option<String>,
+    pub(crate) cpu_weight: String,
+    pub(crate) io_weight: String,
+    pub(crate) memory_high: String,
 }
 
 impl RawUser {
@@ -133,6 +136,18 @@ impl RawUser {
                 .gpus
                 .parse()
                 .map_err(|e: crate::model::LimitError| corrupt("gpus", e.to_string()))?,
+            cpu_weight: self
+                .cpu_weight
+                .parse()
+                .map_err(|e: crate::model::LimitError| corrupt("cpu_weight", e.to_string()))?,
+            io_weight: self
+                .io_weight
+                .parse()
+                .map_err(|e: crate::model::LimitError| corrupt("io_weight", e.to_string()))?,
+            memory_high: self
+                .memory_high
+                .parse()
+                .map_err(|e: crate::model::LimitError| corrupt("memory_high", e.to_string()))?,
         };
         let user =
             User {
@@ -230,10 +245,26 @@ impl UserChanges {
             ("disk_quota", "disk", limits.disk.map(|v| v.to_string())),
             ("tasks_limit", "tasks", limits.tasks.map(|v| v.to_string())),
             ("gpus", "gpus", limits.gpus.as_ref().map(|v| v.to_string())),
+            (
+                "memory_high",
+                "memory_high",
+                limits.memory_high.map(|v| v.to_string()),
+            ),
         ] {
             if let Some(value) = value {
                 plan.detail.insert(key.into(), json!(value));
                 plan.allocation.push((column, Field::Text(Some(value))));
+            }
+        }
+        // Weights are numbers in the log, as in the user's record.
+        for (column, value) in [
+            ("cpu_weight", limits.cpu_weight),
+            ("io_weight", limits.io_weight),
+        ] {
+            if let Some(weight) = value {
+                plan.detail.insert(column.into(), json!(weight.get()));
+                plan.allocation
+                    .push((column, Field::Text(Some(weight.to_string()))));
             }
         }
         plan

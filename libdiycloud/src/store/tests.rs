@@ -214,6 +214,8 @@ fn update_touches_only_named_fields() {
             limits: LimitChanges {
                 cpu: Some(Cpu::Infinity),
                 memory: Some(Size::Bytes(1 << 30)),
+                cpu_weight: Some("300".parse().unwrap()),
+                memory_high: Some(Size::Bytes(512 << 20)),
                 ..LimitChanges::default()
             },
             email: Some(None),
@@ -226,9 +228,13 @@ fn update_touches_only_named_fields() {
             .unwrap();
         assert_eq!(
             detail,
-            serde_json::json!({"cpu": "infinity", "memory": "1G", "email": null, "role": "admin", "active": false})
+            serde_json::json!({"cpu": "infinity", "memory": "1G", "email": null, "role": "admin",
+                "active": false, "cpu_weight": 300, "memory_high": "512M"})
         );
         let user = store.user("alice").unwrap().unwrap();
+        assert_eq!(user.allocation.cpu_weight.get(), 300);
+        assert_eq!(user.allocation.io_weight.get(), 100, "untouched");
+        assert_eq!(user.allocation.memory_high, Size::Bytes(512 << 20));
         assert_eq!(user.allocation.cpu, Cpu::Infinity);
         assert_eq!(user.allocation.memory, Size::Bytes(1 << 30));
         assert_eq!(user.allocation.disk, Allocation::default().disk);

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use libdiycloud::apply::{AccountPort, GpuPort, PortError, Ports, SliceLink, SlicePort};
 use libdiycloud::model::gpu::GpuNode;
-use libdiycloud::model::slice::{SliceProperty, SliceUsage};
+use libdiycloud::model::slice::{CgroupVersion, SliceProperty, SliceUsage};
 use libdiycloud::model::{Allocation, Timestamp, Username};
 use libdiycloud::password::{HashParams, Hasher};
 use libdiycloud::quota::SystemQuotas;
@@ -125,6 +125,10 @@ impl SlicePort for FakeSystemd {
 
     fn connect(&self) -> impl Future<Output = Result<FakeLink, PortError>> {
         std::future::ready(Ok(FakeLink(self.sent.clone(), self.refuse)))
+    }
+
+    fn cgroup_version(&self) -> Result<CgroupVersion, PortError> {
+        Ok(CgroupVersion::V2)
     }
 }
 

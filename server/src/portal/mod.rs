@@ -42,7 +42,7 @@ use crate::client::{token, Client};
 use crate::error::ApiError;
 use crate::routes::{
     as_admin, blocking, change_own_password, clear_session_cookie, end_session, hashing,
-    limit_changes, open_session, set_session_cookie, Scalar,
+    open_session, set_session_cookie, LimitFields, Scalar,
 };
 use crate::AppState;
 
@@ -451,9 +451,23 @@ fn allocation_facts(view: &UserView) -> String {
         ("State", view.state.clone()),
         ("CPU", view.cpu.clone()),
         ("Memory", view.memory.clone()),
+        (
+            "Memory, soft limit",
+            match view.memory_high.as_str() {
+                "infinity" => "none".to_owned(),
+                high => format!("{high} (above it you are slowed down, not stopped)"),
+            },
+        ),
         ("Disk", view.disk.clone()),
         ("Tasks", view.tasks.clone()),
         ("GPUs", view.gpus.clone()),
+        (
+            "Share when busy",
+            format!(
+                "CPU weight {}, IO weight {} (100 is the usual)",
+                view.cpu_weight, view.io_weight
+            ),
+        ),
         (
             "Expires",
             view.expires.clone().unwrap_or_else(|| "never".into()),
@@ -955,6 +969,12 @@ struct UserForm {
     tasks: String,
     #[serde(default)]
     gpus: String,
+    #[serde(default)]
+    cpu_weight: String,
+    #[serde(default)]
+    io_weight: String,
+    #[serde(default)]
+    memory_high: String,
     /// A checkbox: present when ticked.
     system_account: Option<String>,
 }
@@ -972,6 +992,9 @@ impl UserForm {
             disk: view.disk.clone(),
             tasks: view.tasks.clone(),
             gpus: view.gpus.clone(),
+            cpu_weight: view.cpu_weight.to_string(),
+            io_weight: view.io_weight.to_string(),
+            memory_high: view.memory_high.clone(),
             ..Self::default()
         }
     }
@@ -979,14 +1002,17 @@ impl UserForm {
     /// The limits typed; an empty field keeps the current (or default) value.
     fn limits(&self) -> Result<libdiycloud::model::LimitChanges, ApiError> {
         let scalar = |v: &str| (!v.trim().is_empty()).then(|| Scalar::Text(v.trim().to_owned()));
-        let gpus = (!self.gpus.trim().is_empty()).then(|| self.gpus.trim().to_owned());
-        limit_changes(
-            &scalar(&self.cpu),
-            &scalar(&self.memory),
-            &scalar(&self.disk),
-            &scalar(&self.tasks),
-            &gpus,
-        )
+        LimitFields {
+            cpu: scalar(&self.cpu),
+            memory: scalar(&self.memory),
+            disk: scalar(&self.disk),
+            tasks: scalar(&self.tasks),
+            gpus: (!self.gpus.trim().is_empty()).then(|| self.gpus.trim().to_owned()),
+            cpu_weight: scalar(&self.cpu_weight),
+            io_weight: scalar(&self.io_weight),
+            memory_high: scalar(&self.memory_high),
+        }
+        .changes()
     }
 
     fn role(&self) -> Result<Role, ApiError> {
@@ -1125,6 +1151,29 @@ fn user_form(csrf: &str, form: &UserForm, name: Option<&str>) -> String {
         &form.gpus,
         "",
     ));
+    out.push_str(&input(
+        "cpu_weight",
+        &format!("CPU weight: share of busy CPU time, 1-10000, 100 is the usual ({hint})"),
+        "text",
+        &form.cpu_weight,
+        "",
+    ));
+    out.push_str(&input(
+        "io_weight",
+        &format!("IO weight: share of busy disk time, 1-10000 ({hint})"),
+        "text",
+        &form.io_weight,
+        "",
+    ));
+    out.push_str(&input(
+        "memory_high",
+        &format!(
+            "Soft memory limit: slowed, not killed, above it; at most Memory, or infinity ({hint})"
+        ),
+        "text",
+        &form.memory_high,
+        "",
+    ));
     if name.is_none() {
         let checked = if form.system_account.is_some() || form.username.is_empty() {
             " checked"
@@ -1158,6 +1207,9 @@ async fn new_user_page(State(state): State<Arc<AppState>>, visitor: Visitor) -> 
         disk: defaults.disk.to_string(),
         tasks: defaults.tasks.to_string(),
         gpus: defaults.gpus.to_string(),
+        cpu_weight: defaults.cpu_weight.to_string(),
+        io_weight: defaults.io_weight.to_string(),
+        memory_high: defaults.memory_high.to_string(),
         ..UserForm::default()
     };
     page(

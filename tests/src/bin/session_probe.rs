@@ -115,8 +115,13 @@ fn main() {
     // And the D-Bus calls alone, through the library.
     let systemd = libdiycloud::systemd::Systemd::system();
     let time = |f: &dyn Fn()| ms(median_time(rounds, f));
-    let props =
-        libdiycloud::model::slice::slice_properties(&libdiycloud::model::Allocation::default());
+    let version = libdiycloud::cgroup::Hierarchy::detect()
+        .expect("the cgroup hierarchy")
+        .version();
+    let props = libdiycloud::model::slice::slice_properties(
+        &libdiycloud::model::Allocation::default(),
+        version,
+    );
     println!(
         "probe: dbus medians_ms version={:.2} set_unit_properties={:.2} slice_usage={:.2}",
         time(&|| drop(systemd.version().unwrap())),

@@ -40,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0001_schema.sql"),
     include_str!("0002_limit_events.sql"),
     include_str!("0003_gpu_use.sql"),
+    include_str!("0004_fair_share.sql"),
 ];
 
 /// The PostgreSQL schema version this build reads and writes.
@@ -52,7 +53,7 @@ pub(super) const SELECT_USER: &str = "SELECT u.username, u.uid, u.owns_system_ac
      u.email, u.full_name, u.is_active, u.expires_on, u.created_at, u.updated_at, u.last_login, \
      u.password_changed_at, u.failed_logins, u.failure_window_start, u.locked_at, \
      a.cpu_limit, a.mem_limit, a.disk_quota, a.tasks_limit, a.gpus, u.password_hash, \
-     u.last_logout, u.pending \
+     u.last_logout, u.pending, a.cpu_weight, a.io_weight, a.memory_high \
      FROM users u JOIN resource_allocations a ON a.user_id = u.id";
 
 /// Checks a `db` URL before it is used: it must parse, name a user and a
@@ -568,6 +569,9 @@ pub(super) fn user_from_row(row: &Row, target: &str) -> Result<(User, String), S
         password_hash: row.try_get(20).map_err(err)?,
         last_logout: row.try_get(21).map_err(err)?,
         pending: row.try_get(22).map_err(err)?,
+        cpu_weight: row.try_get(23).map_err(err)?,
+        io_weight: row.try_get(24).map_err(err)?,
+        memory_high: row.try_get(25).map_err(err)?,
         username: username.clone(),
     };
     raw.into_user(target)

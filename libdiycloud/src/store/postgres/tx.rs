@@ -342,8 +342,9 @@ impl Transaction for PgTx<'_> {
         let id: i64 = row.get(0);
         let a = &new.allocation;
         self.execute(
-            "INSERT INTO resource_allocations (user_id, cpu_limit, mem_limit, disk_quota, tasks_limit, gpus) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO resource_allocations (user_id, cpu_limit, mem_limit, disk_quota, tasks_limit, gpus, \
+             cpu_weight, io_weight, memory_high) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             &[
                 &id,
                 &a.cpu.cores(),
@@ -351,6 +352,9 @@ impl Transaction for PgTx<'_> {
                 &a.disk.to_string(),
                 &a.tasks.to_string(),
                 &a.gpus.to_string(),
+                &a.cpu_weight.to_string(),
+                &a.io_weight.to_string(),
+                &a.memory_high.to_string(),
             ],
         )?;
         Transaction::user(self, name)

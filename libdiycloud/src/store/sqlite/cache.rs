@@ -142,18 +142,24 @@ impl SqliteTx<'_> {
         let a = &user.allocation;
         self.tx
             .execute(
-                "INSERT INTO resource_allocations (user_id, cpu_limit, mem_limit, disk_quota, tasks_limit, gpus) \
-                 SELECT id, ?2, ?3, ?4, ?5, ?6 FROM users WHERE username = ?1 \
+                "INSERT INTO resource_allocations (user_id, cpu_limit, mem_limit, disk_quota, tasks_limit, gpus, \
+                 cpu_weight, io_weight, memory_high) \
+                 SELECT id, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 FROM users WHERE username = ?1 \
                  ON CONFLICT (user_id) DO UPDATE SET cpu_limit = excluded.cpu_limit, \
                  mem_limit = excluded.mem_limit, disk_quota = excluded.disk_quota, \
-                 tasks_limit = excluded.tasks_limit, gpus = excluded.gpus",
+                 tasks_limit = excluded.tasks_limit, gpus = excluded.gpus, \
+                 cpu_weight = excluded.cpu_weight, io_weight = excluded.io_weight, \
+                 memory_high = excluded.memory_high",
                 params![
                     user.username.as_str(),
                     a.cpu.cores(),
                     a.memory.to_string(),
                     a.disk.to_string(),
                     a.tasks.to_string(),
-                    a.gpus.to_string()
+                    a.gpus.to_string(),
+                    a.cpu_weight.to_string(),
+                    a.io_weight.to_string(),
+                    a.memory_high.to_string()
                 ],
             )
             .map(drop)

@@ -46,6 +46,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0005_history.sql"),
     include_str!("0006_limit_events.sql"),
     include_str!("0007_gpu_use.sql"),
+    include_str!("0008_fair_share.sql"),
 ];
 
 fn file_identity(path: &Path) -> Option<(u64, u64)> {

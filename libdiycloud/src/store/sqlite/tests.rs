@@ -102,6 +102,29 @@ fn hand_edited_nonsense_is_reported_not_guessed() {
         .unwrap();
     let err = store.user("alice").unwrap_err().to_string();
     assert!(err.contains("mem_limit"), "{err}");
+    for (column, value) in [
+        ("cpu_weight", "0"),
+        ("io_weight", "20000"),
+        ("memory_high", "-1"),
+    ] {
+        store
+            .conn
+            .execute(
+                &format!("UPDATE resource_allocations SET mem_limit = '1G', {column} = ?1"),
+                [value],
+            )
+            .unwrap();
+        let err = store.user("alice").unwrap_err().to_string();
+        assert!(err.contains(column), "{column}: {err}");
+        store
+            .conn
+            .execute(
+                "UPDATE resource_allocations SET cpu_weight = '100', io_weight = '100', \
+                 memory_high = 'infinity'",
+                [],
+            )
+            .unwrap();
+    }
 }
 
 #[test]
@@ -131,6 +154,10 @@ fn init_migrates_an_older_database_and_keeps_its_users() {
     );
     let alice = store.user("alice").unwrap().unwrap();
     assert_eq!(alice.last_logout, None);
+    // A user from before fair share gets everyone's default share.
+    assert_eq!(alice.allocation.cpu_weight, crate::model::Weight::DEFAULT);
+    assert_eq!(alice.allocation.io_weight, crate::model::Weight::DEFAULT);
+    assert_eq!(alice.allocation.memory_high, crate::model::Size::Infinity);
     let mut store = store;
     store
         .write(|tx| tx.record_logout("alice", Timestamp(7)))

@@ -17,7 +17,7 @@ const SELECT_USER: &str = "SELECT u.username, u.uid, u.owns_system_account, u.ro
      u.full_name, u.is_active, u.expires_on, u.created_at, u.updated_at, u.last_login, \
      u.password_changed_at, u.failed_logins, u.failure_window_start, u.locked_at, \
      a.cpu_limit, a.mem_limit, a.disk_quota, a.tasks_limit, a.gpus, u.password_hash, u.last_logout, \
-     u.pending \
+     u.pending, a.cpu_weight, a.io_weight, a.memory_high \
      FROM users u JOIN resource_allocations a ON a.user_id = u.id";
 
 /// Reads one row of `SELECT_USER`.
@@ -46,6 +46,9 @@ fn raw_user(row: &Row<'_>) -> rusqlite::Result<RawUser> {
         password_hash: row.get(20)?,
         last_logout: row.get(21)?,
         pending: row.get(22)?,
+        cpu_weight: row.get(23)?,
+        io_weight: row.get(24)?,
+        memory_high: row.get(25)?,
     })
 }
 
@@ -224,9 +227,19 @@ impl SqliteTx<'_> {
         let a = &new.allocation;
         self.tx
             .execute(
-                "INSERT INTO resource_allocations (user_id, cpu_limit, mem_limit, disk_quota, tasks_limit, gpus) \
-                 VALUES (last_insert_rowid(), ?1, ?2, ?3, ?4, ?5)",
-                params![a.cpu.cores(), a.memory.to_string(), a.disk.to_string(), a.tasks.to_string(), a.gpus.to_string()],
+                "INSERT INTO resource_allocations (user_id, cpu_limit, mem_limit, disk_quota, tasks_limit, gpus, \
+                 cpu_weight, io_weight, memory_high) \
+                 VALUES (last_insert_rowid(), ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    a.cpu.cores(),
+                    a.memory.to_string(),
+                    a.disk.to_string(),
+                    a.tasks.to_string(),
+                    a.gpus.to_string(),
+                    a.cpu_weight.to_string(),
+                    a.io_weight.to_string(),
+                    a.memory_high.to_string()
+                ],
             )
             .map_err(|e| self.sqlite(e))?;
         self.user(name)
