@@ -249,11 +249,15 @@ pub fn round_events(
         events.push(event(EventKind::OomKill, kills, 0, limit, names));
     }
     if delta.high > 0 {
+        let limit = match allocation.memory_high {
+            Size::Bytes(_) => Some(allocation.memory_high.to_string()),
+            Size::Infinity => None,
+        };
         events.push(event(
             EventKind::MemoryHigh,
             delta.high,
             0,
-            None,
+            limit,
             Vec::new(),
         ));
     }
@@ -552,6 +556,23 @@ mod tests {
         };
         let events = round_events("a", "n", Timestamp(5), &unlimited, only_counter, &[]);
         assert_eq!((events[0].count, events[0].limit.clone()), (3, None));
+        // Reclaim above the soft limit names it, where there is one.
+        let high = CounterDelta {
+            high: 4,
+            ..CounterDelta::default()
+        };
+        let soft = Allocation {
+            memory_high: Size::Bytes(6 << 30),
+            ..Allocation::default()
+        };
+        let events = round_events("a", "n", Timestamp(5), &soft, high, &[]);
+        assert_eq!(events[0].kind, EventKind::MemoryHigh);
+        assert_eq!(
+            (events[0].count, events[0].limit.as_deref()),
+            (4, Some("6G"))
+        );
+        let events = round_events("a", "n", Timestamp(5), &Allocation::default(), high, &[]);
+        assert_eq!(events[0].limit, None);
     }
 
     #[test]

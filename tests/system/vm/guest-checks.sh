@@ -242,9 +242,12 @@ check "slicectl usage shows non-zero CPU time, memory and tasks" "3" "$nonzero"
 mkdir -p /tmp/probe-pam.d
 echo "session required pam_diycloud.so" > /tmp/probe-pam.d/probe
 echo "session required pam_diycloud.so debug" > /tmp/probe-pam.d/probe-debug
-# The same six properties the module sends for alice (now 0.5 core, 512M, 64 tasks).
+# The same properties the module sends for alice (now 0.5 core, 512M, 64
+# tasks, the default weights, no soft memory limit).
+if [ "$cgroup_mode" = cgroup2fs ]; then weights=(CPUWeight=100 IOWeight=100); else weights=(CPUShares=1024 BlockIOWeight=100); fi
 probe=$("$stage/session_probe" alice /tmp/probe-pam.d probe 40 "$slice" \
-    CPUAccounting=yes MemoryAccounting=yes TasksAccounting=yes CPUQuota=50% MemoryMax=512M TasksMax=64)
+    CPUAccounting=yes MemoryAccounting=yes TasksAccounting=yes CPUQuota=50% MemoryMax=512M \
+    MemoryHigh=infinity TasksMax=64 "${weights[@]}")
 probe_rc=$?
 echo "$probe" | sed 's/^/DIYCLOUD INFO /'
 check "pam_open_session leaves the same threads and children, and maps no NVML" "0" "$probe_rc"
@@ -578,6 +581,128 @@ check "no probe file is left" "" "$(ls -d /home/.diycloud-probe-* /srv/scratch/.
 rm -f /etc/diycloud/diycloud.toml
 slicectl user del canary --remove-home >/dev/null 2>&1
 rm -f /dev/nvidia0 /dev/nvidia1 /dev/nvidiactl /dev/nvidia-uvm /tmp/gpu-go
+
+# --- 13. fair share: CPU weights, the soft memory limit, the IO weight -------
+# Two users without a CPU quota, weights 100 and 300, each with two busy
+# threads on this 2-vCPU guest: their slices' CPU time splits 1:3. Alone,
+# the weight-100 user gets the whole guest.
+slice_cpu_ns() { # SLICE: its CPU time in ns (v2 cpu.stat's usage_usec; v1 cpuacct.usage)
+    if [ "$cgroup_mode" = cgroup2fs ]; then
+        awk '/^usage_usec/ { printf "%.0f\n", $2 * 1000 }' "/sys/fs/cgroup/user.slice/$1/cpu.stat"
+    else
+        cat "/sys/fs/cgroup/cpu,cpuacct/user.slice/$1/cpuacct.usage"
+    fi
+}
+echo 'share pw 12345' | slicectl user add share100 --password-stdin --cpu infinity --memory 1G >/dev/null
+heavy_add=$(echo 'share pw 12345' | slicectl user add share300 --password-stdin --cpu infinity --memory 1G --cpu-weight 300 --io-weight 5000 2>&1)
+check "slicectl user add share300 --cpu-weight 300 --io-weight 5000" "0" "$?"
+light_slice="user-$(id -u share100).slice"
+heavy_slice="user-$(id -u share300).slice"
+as_user share100 'share pw 12345' "$stage/cpu_burn 2 10" &
+alone=$!
+sleep 3
+a0=$(slice_cpu_ns "$light_slice"); t0=$(date +%s%N)
+sleep 5
+a1=$(slice_cpu_ns "$light_slice"); t1=$(date +%s%N)
+wait "$alone"
+check_range "alone, weight 100 with no quota gets the whole guest (cores)" 1.7 2.1 \
+    "$(awk -v u0="$a0" -v u1="$a1" -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%.3f", (u1 - u0) / (t1 - t0) }')"
+as_user share100 'share pw 12345' "$stage/cpu_burn 2 18" &
+light=$!
+as_user share300 'share pw 12345' "$stage/cpu_burn 2 18" &
+heavy=$!
+sleep 5
+l0=$(slice_cpu_ns "$light_slice"); h0=$(slice_cpu_ns "$heavy_slice")
+sleep 10
+l1=$(slice_cpu_ns "$light_slice"); h1=$(slice_cpu_ns "$heavy_slice")
+wait "$light" "$heavy"
+say "INFO fair share: weight 100 used $(( (l1 - l0) / 1000000 )) ms, weight 300 $(( (h1 - h0) / 1000000 )) ms of CPU in 10 s"
+check_range "both busy, weights 300 and 100 split the CPU 3:1 (within 15%)" 2.55 3.45 \
+    "$(awk -v l="$((l1 - l0))" -v h="$((h1 - h0))" 'BEGIN { printf "%.3f", h / l }')"
+if [ "$cgroup_mode" = cgroup2fs ]; then
+    check "CPUWeight of the weight-300 slice" "300" "$(systemctl show "$heavy_slice" -P CPUWeight)"
+    check "... in the kernel's cpu.weight" "300" "$(cat "/sys/fs/cgroup/user.slice/$heavy_slice/cpu.weight")"
+    check "IOWeight reaches the slice" "5000" "$(systemctl show "$heavy_slice" -P IOWeight)"
+    # io.weight is there where the kernel has the io.cost controller; its
+    # default only counts on a disk with io.cost (or BFQ) enabled.
+    if [ -e "/sys/fs/cgroup/user.slice/$heavy_slice/io.weight" ]; then
+        check "... and the kernel's io.weight" "default 5000" "$(head -1 "/sys/fs/cgroup/user.slice/$heavy_slice/io.weight")"
+    fi
+    say "INFO the guest's disk schedulers: $(cat /sys/block/*/queue/scheduler | sort -u | oneline_q)"
+else
+    check "CPUShares of the weight-300 slice (300 x 1024 / 100)" "3072" "$(systemctl show "$heavy_slice" -P CPUShares)"
+    check "... in the kernel's cpu.shares" "3072" "$(cat "/sys/fs/cgroup/cpu,cpuacct/user.slice/$heavy_slice/cpu.shares")"
+    check "BlockIOWeight reaches the slice, clamped to v1's 1000" "1000" "$(systemctl show "$heavy_slice" -P BlockIOWeight)"
+    case "$heavy_add" in
+    *"io-weight 5000 is BlockIOWeight=1000 on cgroup v1"*) pass "user add says the IO weight was clamped" ;;
+    *) fail "the clamp note" "io-weight 5000 is BlockIOWeight=1000 on cgroup v1" "$(echo "$heavy_add" | oneline_q)" ;;
+    esac
+fi
+out=$(slicectl user mod share100 --cpu-weight 0 2>&1)
+check "--cpu-weight 0 is a usage error" "2" "$?"
+case "$out" in *"from 1 to 10000"*) pass "... naming the rule" ;; *) fail "the weight rule" "from 1 to 10000" "$out" ;; esac
+out=$(slicectl user mod share100 --memory-high 2G 2>&1)
+check "--memory-high above --memory is a usage error" "2" "$?"
+case "$out" in *"must not exceed memory"*) pass "... naming the rule" ;; *) fail "the memory-high rule" "must not exceed memory" "$out" ;; esac
+for u in share100 share300; do no_processes_of "$u"; slicectl user del "$u" --remove-home >/dev/null; done
+
+# The soft memory limit: 200M held under MemoryHigh=128M (MemoryMax 512M).
+# cgroup v2 reclaims and throttles above memory.high (this guest has no
+# swap, so it stalls the allocation) and never kills; the watcher records
+# the reclaim as a limit event. cgroup v1 has no memory.high: systemd keeps
+# the property and applies nothing, so the holder gets its 200M at once.
+add_out=$(echo 'soft pw 12345' | slicectl user add softmem --password-stdin --memory 512M --memory-high 128M 2>&1)
+check "slicectl user add softmem --memory 512M --memory-high 128M" "0" "$?"
+soft_slice="user-$(id -u softmem).slice"
+systemd-run --quiet --unit=diycloud-events-soft /usr/local/sbin/slicectl --config /root/events.toml serve --listen 127.0.0.1:8479
+for _ in $(seq 100); do
+    (exec 3<>/dev/tcp/127.0.0.1/8479) 2>/dev/null && break
+    sleep 0.2
+done
+sleep 2
+as_user softmem 'soft pw 12345' 'perl -e '\''$| = 1; my @held; for (1 .. 200) { push @held, "a" x (1 << 20) } print "held 200M\n"; sleep 60'\'' > /tmp/softmem.out 2>&1; echo "rc=$?" >> /tmp/softmem.out' &
+soft=$!
+sleep 15
+check "MemoryHigh is on the slice" "134217728" "$(systemctl show "$soft_slice" -P MemoryHigh)"
+check "the holder is still running, not killed" "1" "$(pgrep -u softmem -c perl)"
+if [ "$cgroup_mode" = cgroup2fs ]; then
+    sdir="/sys/fs/cgroup/user.slice/$soft_slice"
+    check "the kernel's memory.high" "134217728" "$(cat "$sdir/memory.high")"
+    current=$(cat "$sdir/memory.current")
+    say "INFO softmem: memory.current=$current, $(tr '\n' ' ' < "$sdir/memory.events")"
+    if [ "$current" -gt 134217728 ]; then pass "the slice holds more than memory.high (a soft limit)"; else fail "over memory.high" "memory.current > 134217728" "$current"; fi
+    high=$(awk '$1 == "high" { print $2 }' "$sdir/memory.events")
+    if [ "${high:-0}" -gt 0 ]; then pass "memory.events counts high throttling ($high)"; else fail "memory.events high" "> 0" "$high"; fi
+    check "memory.events counts no oom_kill" "0" "$(awk '$1 == "oom_kill" { print $2 }' "$sdir/memory.events")"
+    soft_event=""
+    for _ in $(seq 20); do
+        soft_event=$(slicectl --json usage softmem | tr -d ' \n' | grep -o '"kind":"memory_high"[^}]*' | head -1)
+        [ -n "$soft_event" ] && break
+        sleep 1
+    done
+    say "INFO soft limit event: $soft_event"
+    case "$soft_event" in
+    *'"limit":"128M"'*) pass "the watcher records the reclaim above 128M as a limit event" ;;
+    *) fail "the memory_high limit event" '"kind":"memory_high" ... "limit":"128M"' "$soft_event" ;;
+    esac
+else
+    check "v1: memory.limit_in_bytes is MemoryMax only" "536870912" "$(cat "/sys/fs/cgroup/memory/user.slice/$soft_slice/memory.limit_in_bytes")"
+    check "v1: the holder got its 200M without throttling" "held 200M" "$(head -1 /tmp/softmem.out)"
+    case "$add_out" in
+    *"memory-high 128M has no effect on cgroup v1"*) pass "user add says memory-high does nothing on v1" ;;
+    *) fail "the v1 note" "memory-high 128M has no effect on cgroup v1" "$(echo "$add_out" | oneline_q)" ;;
+    esac
+fi
+usage_high=$(slicectl --json usage softmem | tr -d ' \n' | grep -o '"memory_high":[0-9]*' | head -1)
+check "slicectl usage shows the slice's memory_high" '"memory_high":134217728' "$usage_high"
+systemctl stop diycloud-events-soft
+no_processes_of softmem
+wait "$soft" 2>/dev/null
+case "$(cat /tmp/softmem.out)" in
+*"rc=137"*) fail "the soft limit never kills" "ended by the logout" "$(oneline_q < /tmp/softmem.out)" ;;
+*) pass "the soft limit never killed the holder" ;;
+esac
+slicectl user del softmem --remove-home >/dev/null
 
 # --- 10. JupyterHub: each user's server inside their allocation -------------
 # On the boot run.sh marks (its image has JupyterHub): jupyterhub-checks.sh.
