@@ -24,7 +24,7 @@ use crate::cgroup::{self, Hierarchy};
 use crate::config::Config;
 use crate::kmsg::KernelLog;
 use crate::model::gpu::granted;
-use crate::model::limits::{Cpu, Size, Tasks};
+use crate::model::limits::{Allocation, Cpu, Size, Tasks};
 use crate::model::slice::{user_slice, PropertyValue, SliceProperty};
 use crate::model::user::User;
 use crate::systemd::Systemd;
@@ -143,7 +143,7 @@ pub fn prove<Q: QuotaPort, G: GpuPort>(
     };
     let allocation = &user.allocation;
     proofs.extend([
-        memory(&runner, hierarchy, uid, allocation.memory, bounds),
+        memory(&runner, hierarchy, uid, allocation, bounds),
         cpu(&runner, allocation.cpu),
         tasks(&runner, hierarchy, uid, allocation.tasks),
         gpus(&runner, ports, user),
@@ -159,11 +159,17 @@ fn memory(
     runner: &Runner,
     hierarchy: Hierarchy,
     uid: u32,
-    limit: Size,
+    allocation: &Allocation,
     bounds: ProbeBounds,
 ) -> Proof {
-    let Size::Bytes(limit) = limit else {
+    let Size::Bytes(limit) = allocation.memory else {
         return Proof::nothing("memory", "the allocation has no memory limit");
+    };
+    // Over a soft limit (cgroup v2) the kernel throttles the probe rather
+    // than letting it reach MemoryMax: it is proven at a child limit under it.
+    let soft = match allocation.memory_high {
+        Size::Bytes(high) if hierarchy == Hierarchy::Unified && high < limit => Some(high),
+        _ => None,
     };
     let root = Path::new("/sys/fs/cgroup");
     let kills = || {
@@ -173,10 +179,13 @@ fn memory(
             .and_then(|c| c.oom_kill)
             .unwrap_or(0)
     };
-    let (child, wanted) = match limit <= bounds.bytes {
-        true => (None, limit + (64 << 20)),
-        false => (Some(CHILD_MEMORY), 2 * CHILD_MEMORY),
+    let child = match (limit <= bounds.bytes, soft) {
+        (true, None) => None,
+        (false, None) => Some(CHILD_MEMORY),
+        // Half the soft limit, so that the slice stays under it.
+        (_, Some(high)) => Some(CHILD_MEMORY.min(high / 2 / 4096 * 4096).max(4096)),
     };
+    let wanted = child.map_or(limit + (64 << 20), |child| 2 * child);
     let before = kills();
     // cgroup v1 counts a kill only in the victim's own cgroup (the probe's
     // scope, gone with it): the kernel log names the scope on both.
@@ -217,8 +226,15 @@ fn memory(
             Some(kernel) if kernel == limit => Proof::proven(
                 "memory",
                 format!(
-                    "the kernel holds the slice's {} (more than the probe may allocate); a probe past a {} child limit in the slice was OOM-killed",
+                    "the kernel holds the slice's {} ({}); a probe past a {} child limit in the slice was OOM-killed",
                     Size::Bytes(limit),
+                    match soft {
+                        Some(high) => format!(
+                            "above its soft limit {}, where a probe is slowed down rather than killed",
+                            Size::Bytes(high)
+                        ),
+                        None => "more than the probe may allocate".to_owned(),
+                    },
                     Size::Bytes(child)
                 ),
             ),

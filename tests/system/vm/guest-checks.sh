@@ -556,18 +556,23 @@ slicectl user del bob --remove-home >/dev/null 2>&1
 
 # --- 12. doctor --enforcement: the limits proven by breaking them ----------
 # A canary with small limits, GPU 0 of the two mknod nodes, and 8M of disk
-# on both quota filesystems: every control proven, exit 0. Then the root
+# on both quota filesystems: every control proven, exit 0. Its soft memory
+# limit (96M) would slow a probe down before MemoryMax kills it (cgroup
+# v2): memory is proven at a child limit under it, MemoryMax read back. Then the root
 # ext4 (no quotas) among the quota filesystems: that one named, exit 1.
 # Nothing of the probes may be left: no unit, no process, no file.
 printf '[quota]\nfilesystems = ["/home", "/srv/scratch"]\n' > /etc/diycloud/diycloud.toml
-echo 'canary pw 12345' | slicectl user add canary --password-stdin --cpu 0.5 --memory 128M --tasks 32 --gpus 0 --disk 8M >/dev/null
-check "slicectl user add canary (0.5 core, 128M, 32 tasks, GPU 0, 8M disk)" "0" "$?"
+echo 'canary pw 12345' | slicectl user add canary --password-stdin --cpu 0.5 --memory 128M --memory-high 96M --tasks 32 --gpus 0 --disk 8M >/dev/null 2>&1
+check "slicectl user add canary (0.5 core, 128M, soft 96M, 32 tasks, GPU 0, 8M disk)" "0" "$?"
 proofs=$(slicectl doctor --enforcement --user canary 2>&1)
 check "doctor --enforcement exits 0 on a correct node" "0" "$?"
 echo "$proofs" | sed 's/^/DIYCLOUD INFO enforcement: /'
 for control in memory cpu tasks gpus; do
     check "doctor --enforcement proves $control" "1" "$(echo "$proofs" | grep -cE "^proven +$control ")"
 done
+if [ "$cgroup_mode" = cgroup2fs ]; then
+    check "... memory at a child limit under the soft limit" "1" "$(echo "$proofs" | grep -cE '^proven +memory .*above its soft limit 96M')"
+fi
 check "doctor --enforcement proves the disk quota on /home and /srv/scratch" "2" "$(echo "$proofs" | grep -cE "^proven +disk +/(home|srv/scratch):")"
 printf '[quota]\nfilesystems = ["/home", "/srv/scratch", "/"]\n' > /etc/diycloud/diycloud.toml
 broken=$(slicectl doctor --enforcement --user canary 2>&1)
@@ -593,6 +598,13 @@ slice_cpu_ns() { # SLICE: its CPU time in ns (v2 cpu.stat's usage_usec; v1 cpuac
         cat "/sys/fs/cgroup/cpu,cpuacct/user.slice/$1/cpuacct.usage"
     fi
 }
+burning() { # USER...: waits until each runs cpu_burn (an SSH login takes seconds under TCG), then a second for its threads
+    local user
+    for user in "$@"; do
+        for _ in $(seq 150); do pgrep -u "$user" -x cpu_burn >/dev/null && break; sleep 0.2; done
+    done
+    sleep 1
+}
 echo 'share pw 12345' | slicectl user add share100 --password-stdin --cpu infinity --memory 1G >/dev/null
 heavy_add=$(echo 'share pw 12345' | slicectl user add share300 --password-stdin --cpu infinity --memory 1G --cpu-weight 300 --io-weight 5000 2>&1)
 check "slicectl user add share300 --cpu-weight 300 --io-weight 5000" "0" "$?"
@@ -600,7 +612,7 @@ light_slice="user-$(id -u share100).slice"
 heavy_slice="user-$(id -u share300).slice"
 as_user share100 'share pw 12345' "$stage/cpu_burn 2 10" &
 alone=$!
-sleep 3
+burning share100
 a0=$(slice_cpu_ns "$light_slice"); t0=$(date +%s%N)
 sleep 5
 a1=$(slice_cpu_ns "$light_slice"); t1=$(date +%s%N)
@@ -611,7 +623,7 @@ as_user share100 'share pw 12345' "$stage/cpu_burn 2 18" &
 light=$!
 as_user share300 'share pw 12345' "$stage/cpu_burn 2 18" &
 heavy=$!
-sleep 5
+burning share100 share300
 l0=$(slice_cpu_ns "$light_slice"); h0=$(slice_cpu_ns "$heavy_slice")
 sleep 10
 l1=$(slice_cpu_ns "$light_slice"); h1=$(slice_cpu_ns "$heavy_slice")
