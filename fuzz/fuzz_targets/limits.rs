@@ -1,15 +1,15 @@
 //! Resource limits as an admin types them (`--memory 2G`, `--cpu 150%`,
 //! `--gpus 0,GPU-...`): every value that parses prints a canonical text that
 //! parses back to the same value and prints the same again (the database
-//! stores that text), and the warnings agree with the documented thresholds.
+//! stores that text), weights map into cgroup v1's ranges, the soft memory
+//! limit rule holds, and the warnings agree with the documented thresholds.
 #![deny(unsafe_code)]
 #![no_main]
 
 use std::fmt::Display;
 use std::str::FromStr;
 
-use libdiycloud::model::limits::warnings;
-use libdiycloud::model::{Cpu, GpuList, Size, Tasks};
+use libdiycloud::model::{Allocation, Cpu, GpuList, LimitChanges, Size, Tasks, Weight};
 use libfuzzer_sys::fuzz_target;
 
 /// Parses `input` as `T`; when it parses, checks the Display round trip and
@@ -99,14 +99,42 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
+    if let Some(weight) = round_trip::<Weight>(input) {
+        let w = u64::from(weight.get());
+        assert!((1..=10_000).contains(&w), "{input:?} -> weight {w}");
+        assert_eq!(weight.cpu_shares(), w * 1024 / 100);
+        let (block_io, clamped) = weight.block_io_weight();
+        assert!((10..=1000).contains(&block_io), "{input:?} -> {block_io}");
+        assert_eq!(clamped, block_io != w, "{input:?}");
+    }
+
+    // The soft memory limit may not exceed the hard one (the default 2G).
+    if let Some(high) = size {
+        let allocation = Allocation {
+            memory_high: high,
+            ..Allocation::default()
+        };
+        let above = matches!(high, Size::Bytes(b) if b > 2 << 30);
+        assert_eq!(allocation.check().is_err(), above, "{input:?}");
+    }
+
     // The same text as every argument of the warnings: they must not panic,
     // and there is one warning exactly for each documented threshold crossed.
-    let out = warnings(cpu, size, tasks, size);
+    let changes = LimitChanges {
+        cpu,
+        memory: size,
+        disk: size,
+        tasks,
+        memory_high: size,
+        ..LimitChanges::default()
+    };
+    let out = changes.warnings();
     let expected = [
         matches!(cpu, Some(Cpu::Percent(p)) if p < 5),
         matches!(size, Some(Size::Bytes(b)) if b < 64 << 20),
         matches!(tasks, Some(Tasks::Count(n)) if n < 16),
         matches!(size, Some(Size::Bytes(b)) if b < 1 << 20),
+        matches!(size, Some(Size::Bytes(b)) if b < 64 << 20),
     ];
     assert_eq!(
         out.len(),

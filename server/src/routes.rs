@@ -361,6 +361,24 @@ impl LimitFields {
     }
 }
 
+/// The [`LimitFields`] of a request body: [`AddRequest`] and
+/// [`ModifyRequest`] each name them (`deny_unknown_fields` rules out one
+/// flattened struct), alike.
+macro_rules! limit_fields {
+    ($request:expr) => {
+        LimitFields {
+            cpu: $request.cpu,
+            memory: $request.memory,
+            disk: $request.disk,
+            tasks: $request.tasks,
+            gpus: $request.gpus,
+            cpu_weight: $request.cpu_weight,
+            io_weight: $request.io_weight,
+            memory_high: $request.memory_high,
+        }
+    };
+}
+
 fn field<T: std::str::FromStr>(name: &str, value: &Option<Scalar>) -> Result<Option<T>, ApiError>
 where
     T::Err: std::fmt::Display,
@@ -483,17 +501,7 @@ async fn add_user(
         )?
         .flatten(),
         expires: expires(&request.expires)?.flatten(),
-        limits: LimitFields {
-            cpu: request.cpu,
-            memory: request.memory,
-            disk: request.disk,
-            tasks: request.tasks,
-            gpus: request.gpus,
-            cpu_weight: request.cpu_weight,
-            io_weight: request.io_weight,
-            memory_high: request.memory_high,
-        }
-        .changes()?,
+        limits: limit_fields!(request).changes()?,
         system_account: if request.system_account.unwrap_or(true) {
             SystemAccount::Create
         } else {
@@ -559,17 +567,7 @@ async fn modify_user(
         )?,
         expires: expires(&request.expires)?,
         active: request.active,
-        limits: LimitFields {
-            cpu: request.cpu,
-            memory: request.memory,
-            disk: request.disk,
-            tasks: request.tasks,
-            gpus: request.gpus,
-            cpu_weight: request.cpu_weight,
-            io_weight: request.io_weight,
-            memory_high: request.memory_high,
-        }
-        .changes()?,
+        limits: limit_fields!(request).changes()?,
     };
     // An admin who disabled or demoted themself could lock everyone out.
     if caller.user.username.as_str() == name

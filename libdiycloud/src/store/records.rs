@@ -185,6 +185,25 @@ impl RawUser {
     }
 }
 
+/// An allocation as every backend writes its `resource_allocations` row:
+/// `cpu_limit` in cores (`None`: infinity), then `mem_limit, disk_quota,
+/// tasks_limit, gpus, cpu_weight, io_weight, memory_high` as their canonical
+/// text, in that order.
+pub(crate) fn allocation_values(a: &Allocation) -> (Option<f64>, [String; 7]) {
+    (
+        a.cpu.cores(),
+        [
+            a.memory.to_string(),
+            a.disk.to_string(),
+            a.tasks.to_string(),
+            a.gpus.to_string(),
+            a.cpu_weight.to_string(),
+            a.io_weight.to_string(),
+            a.memory_high.to_string(),
+        ],
+    )
+}
+
 /// A column's new value, for any backend.
 pub(crate) enum Field {
     Text(Option<String>),

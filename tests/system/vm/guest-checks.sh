@@ -172,12 +172,16 @@ oom=$(as_alice 'perl -e "\$x = q(a) x (400 * 1024 * 1024); print qq(allocated\n)
 check "allocating 400M under MemoryMax=256M is OOM-killed" "rc=137" "$(echo "$oom" | grep -o 'rc=[0-9]*')"
 
 # --- 11. the kill as a limit event: usage, the next login once, /metrics ----
-oom_event=""
-for _ in $(seq 30); do
-    oom_event=$(slicectl --json usage alice | tr -d ' \n' | grep -o '{"at":"[^"]*","count":[0-9]*,"first_at":"[^"]*","kind":"oom_kill"[^}]*}' | head -1)
-    [ -n "$oom_event" ] && break
-    sleep 1
-done
+usage_event() { # USER PATTERN: the first of USER's limit events (usage --json, spaces out) PATTERN matches, waiting up to 30 s for the watcher
+    local found
+    for _ in $(seq 30); do
+        found=$(slicectl --json usage "$1" | tr -d ' \n' | grep -o "$2" | head -1)
+        [ -n "$found" ] && break
+        sleep 1
+    done
+    echo "$found"
+}
+oom_event=$(usage_event alice '{"at":"[^"]*","count":[0-9]*,"first_at":"[^"]*","kind":"oom_kill"[^}]*}')
 say "INFO limit event: $oom_event"
 check "usage --json reports one OOM kill, of perl, over 256M" "count=1 limit=256M processes=perl" \
     "$(echo "$oom_event" | sed -nE 's/.*"count":([0-9]+),.*"limit":"([^"]*)".*"processes":\["([^"]*)"\].*/count=\1 limit=\2 processes=\3/p')"
@@ -686,12 +690,7 @@ if [ "$cgroup_mode" = cgroup2fs ]; then
     high=$(awk '$1 == "high" { print $2 }' "$sdir/memory.events")
     if [ "${high:-0}" -gt 0 ]; then pass "memory.events counts high throttling ($high)"; else fail "memory.events high" "> 0" "$high"; fi
     check "memory.events counts no oom_kill" "0" "$(awk '$1 == "oom_kill" { print $2 }' "$sdir/memory.events")"
-    soft_event=""
-    for _ in $(seq 20); do
-        soft_event=$(slicectl --json usage softmem | tr -d ' \n' | grep -o '"kind":"memory_high"[^}]*' | head -1)
-        [ -n "$soft_event" ] && break
-        sleep 1
-    done
+    soft_event=$(usage_event softmem '"kind":"memory_high"[^}]*')
     say "INFO soft limit event: $soft_event"
     case "$soft_event" in
     *'"limit":"128M"'*) pass "the watcher records the reclaim above 128M as a limit event" ;;

@@ -17,7 +17,7 @@ use crate::model::history::{Counter, Sample};
 use crate::model::lockout::FailureState;
 use crate::model::time::Timestamp;
 use crate::model::user::{Pending, User};
-use crate::store::records::{processes_text, Field};
+use crate::store::records::{allocation_values, processes_text, Field};
 use crate::store::{GpuUseUpdate, NewUser, StoreError, Transaction, UserChanges};
 
 type Param<'p> = &'p (dyn ToSql + Sync);
@@ -340,21 +340,22 @@ impl Transaction for PgTx<'_> {
             return Err(StoreError::UserExists(name.into()));
         };
         let id: i64 = row.get(0);
-        let a = &new.allocation;
+        let (cores, [memory, disk, tasks, gpus, cpu_weight, io_weight, memory_high]) =
+            allocation_values(&new.allocation);
         self.execute(
             "INSERT INTO resource_allocations (user_id, cpu_limit, mem_limit, disk_quota, tasks_limit, gpus, \
              cpu_weight, io_weight, memory_high) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             &[
                 &id,
-                &a.cpu.cores(),
-                &a.memory.to_string(),
-                &a.disk.to_string(),
-                &a.tasks.to_string(),
-                &a.gpus.to_string(),
-                &a.cpu_weight.to_string(),
-                &a.io_weight.to_string(),
-                &a.memory_high.to_string(),
+                &cores,
+                &memory,
+                &disk,
+                &tasks,
+                &gpus,
+                &cpu_weight,
+                &io_weight,
+                &memory_high,
             ],
         )?;
         Transaction::user(self, name)

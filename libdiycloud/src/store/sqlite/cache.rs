@@ -5,6 +5,7 @@
 use rusqlite::{params, OptionalExtension};
 use serde_json::Value;
 
+use super::super::records::allocation_values;
 use super::{SqliteStore, SqliteTx};
 use crate::model::time::Timestamp;
 use crate::model::user::{Pending, User};
@@ -139,7 +140,8 @@ impl SqliteTx<'_> {
                 ],
             )
             .map_err(|e| self.sqlite(e))?;
-        let a = &user.allocation;
+        let (cores, [memory, disk, tasks, gpus, cpu_weight, io_weight, memory_high]) =
+            allocation_values(&user.allocation);
         self.tx
             .execute(
                 "INSERT INTO resource_allocations (user_id, cpu_limit, mem_limit, disk_quota, tasks_limit, gpus, \
@@ -152,14 +154,14 @@ impl SqliteTx<'_> {
                  memory_high = excluded.memory_high",
                 params![
                     user.username.as_str(),
-                    a.cpu.cores(),
-                    a.memory.to_string(),
-                    a.disk.to_string(),
-                    a.tasks.to_string(),
-                    a.gpus.to_string(),
-                    a.cpu_weight.to_string(),
-                    a.io_weight.to_string(),
-                    a.memory_high.to_string()
+                    cores,
+                    memory,
+                    disk,
+                    tasks,
+                    gpus,
+                    cpu_weight,
+                    io_weight,
+                    memory_high
                 ],
             )
             .map(drop)

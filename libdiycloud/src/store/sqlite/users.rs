@@ -5,7 +5,7 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::Value;
 
-use super::super::records::{sample_start, Field, RawUser};
+use super::super::records::{allocation_values, sample_start, Field, RawUser};
 use super::{SqliteStore, SqliteTx};
 use crate::model::lockout::FailureState;
 use crate::model::time::Timestamp;
@@ -224,22 +224,14 @@ impl SqliteTx<'_> {
                 ],
             )
             .map_err(|e| self.sqlite(e))?;
-        let a = &new.allocation;
+        let (cores, [memory, disk, tasks, gpus, cpu_weight, io_weight, memory_high]) =
+            allocation_values(&new.allocation);
         self.tx
             .execute(
                 "INSERT INTO resource_allocations (user_id, cpu_limit, mem_limit, disk_quota, tasks_limit, gpus, \
                  cpu_weight, io_weight, memory_high) \
                  VALUES (last_insert_rowid(), ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    a.cpu.cores(),
-                    a.memory.to_string(),
-                    a.disk.to_string(),
-                    a.tasks.to_string(),
-                    a.gpus.to_string(),
-                    a.cpu_weight.to_string(),
-                    a.io_weight.to_string(),
-                    a.memory_high.to_string()
-                ],
+                params![cores, memory, disk, tasks, gpus, cpu_weight, io_weight, memory_high],
             )
             .map_err(|e| self.sqlite(e))?;
         self.user(name)
