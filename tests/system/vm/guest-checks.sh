@@ -151,6 +151,7 @@ slice="user-$uid.slice"
 ssh_opts=(-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=60)
 as_alice() { sshpass -p "$password" ssh "${ssh_opts[@]}" alice@127.0.0.1 "$@"; }
 
+say "INFO ${SECONDS}s: section 1 begins"
 # --- 1. a real SSH login lands in a sized slice ------------------------------
 cg=$(as_alice cat /proc/self/cgroup)
 case "$cg" in *"$slice"*) pass "login shell is inside $slice" ;; *) fail "login cgroup" "$slice" "$cg" ;; esac
@@ -158,6 +159,7 @@ check "CPUQuotaPerSecUSec" "500ms" "$(systemctl show "$slice" -P CPUQuotaPerSecU
 check "MemoryMax" "268435456" "$(systemctl show "$slice" -P MemoryMax)"
 check "TasksMax" "64" "$(systemctl show "$slice" -P TasksMax)"
 
+say "INFO ${SECONDS}s: section 2 begins"
 # --- 2. the kernel enforces it inside the session ----------------------------
 # The server watches for limit events meanwhile (every second): the kill
 # below must reach usage, alice's next login and /metrics (section 11).
@@ -171,6 +173,7 @@ sleep 2 # its first round: the counters as they stand are the starting point
 oom=$(as_alice 'perl -e "\$x = q(a) x (400 * 1024 * 1024); print qq(allocated\n)"; echo rc=$?')
 check "allocating 400M under MemoryMax=256M is OOM-killed" "rc=137" "$(echo "$oom" | grep -o 'rc=[0-9]*')"
 
+say "INFO ${SECONDS}s: section 11 begins"
 # --- 11. the kill as a limit event: usage, the next login once, /metrics ----
 usage_event() { # USER PATTERN: the first of USER's limit events (usage --json, spaces out) PATTERN matches, waiting up to 30 s for the watcher
     local found
@@ -230,6 +233,7 @@ else
     fail "TasksMax enforcement" "fewer than 64 children" "$forks"
 fi
 
+say "INFO ${SECONDS}s: section 3 begins"
 # --- 3. live changes while logged in, and usage ------------------------------
 as_alice 'sleep 40' &
 holder=$!
@@ -242,6 +246,7 @@ usage=$(slicectl usage alice --json)
 nonzero=$(echo "$usage" | tr -d ' \n' | grep -o '"\(cpu_usage_nsec\|memory_current\|tasks_current\)":[1-9][0-9]*' | wc -l)
 check "slicectl usage shows non-zero CPU time, memory and tasks" "3" "$nonzero"
 
+say "INFO ${SECONDS}s: section 6 begins"
 # --- 6. no thread or child left behind; benchmark ------------------------------
 mkdir -p /tmp/probe-pam.d
 echo "session required pam_diycloud.so" > /tmp/probe-pam.d/probe
@@ -261,6 +266,7 @@ echo "$probe" | grep -E '^probe: (bench|floor)' | sed -E 's/^probe: (bench|floor
 journalctl -q --no-pager -g "session open took" | tail -3 | sed 's/^.*pam_diycloud/DIYCLOUD INFO pam_diycloud/'
 kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null
 
+say "INFO ${SECONDS}s: section 9 begins"
 # --- 9. the web portal and the usage history, driven from the host ---------
 # Only in the boot run.sh marks (stage file portal-browser): it forwards a
 # host port to this guest's 8480, waits for PORTAL-READY, runs its browser,
@@ -302,6 +308,7 @@ if [ -e "$stage/portal-browser" ]; then
     for _ in $(seq 60); do pgrep -u alice >/dev/null || break; sleep 0.5; done
 fi
 
+say "INFO ${SECONDS}s: section 4 begins"
 # --- 4. systemd's bus unreachable -------------------------------------------
 touch /tmp/no-bus
 mount --bind /tmp/no-bus /run/dbus/system_bus_socket
@@ -329,6 +336,7 @@ fi
 umount /run/dbus/system_bus_socket
 rm -f /etc/diycloud/diycloud.toml
 
+say "INFO ${SECONDS}s: section 7 begins"
 # --- 7. disk quotas on ext4 and XFS ------------------------------------------
 # The third and fourth disks become /home (ext4 with the quota feature,
 # mounted with usrquota) and /srv/scratch (XFS with uquota); alice is made
@@ -508,6 +516,7 @@ left=$(xfs_quota -x -c 'report -u -N -n' /srv/scratch | awk -v u="$uid" '($1 == 
 check "xfs_quota report: no limit left for uid $uid" "" "$left"
 rm -f /etc/diycloud/diycloud.toml
 
+say "INFO ${SECONDS}s: section 8 begins"
 # --- 8. GPU access, with device nodes made by mknod (no NVIDIA driver here) --
 # Opening a node the slice allows gives ENXIO (no driver behind it); one it
 # does not allow gives EPERM from the device cgroup. /proc/devices has no
@@ -558,6 +567,7 @@ no_processes_of bob
 slicectl user del alice --remove-home >/dev/null 2>&1
 slicectl user del bob --remove-home >/dev/null 2>&1
 
+say "INFO ${SECONDS}s: section 12 begins"
 # --- 12. doctor --enforcement: the limits proven by breaking them ----------
 # A canary with small limits, GPU 0 of the two mknod nodes, and 8M of disk
 # on both quota filesystems: every control proven, exit 0. Its soft memory
@@ -591,6 +601,7 @@ rm -f /etc/diycloud/diycloud.toml
 slicectl user del canary --remove-home >/dev/null 2>&1
 rm -f /dev/nvidia0 /dev/nvidia1 /dev/nvidiactl /dev/nvidia-uvm /tmp/gpu-go
 
+say "INFO ${SECONDS}s: section 13 begins"
 # --- 13. fair share: CPU weights, the soft memory limit, the IO weight -------
 # Two users without a CPU quota, weights 100 and 300, each with two busy
 # threads on this 2-vCPU guest: their slices' CPU time splits 1:3. Alone,
@@ -614,25 +625,25 @@ heavy_add=$(echo 'share pw 12345' | slicectl user add share300 --password-stdin 
 check "slicectl user add share300 --cpu-weight 300 --io-weight 5000" "0" "$?"
 light_slice="user-$(id -u share100).slice"
 heavy_slice="user-$(id -u share300).slice"
-as_user share100 'share pw 12345' "$stage/cpu_burn 2 10" &
+as_user share100 'share pw 12345' "$stage/cpu_burn 2 7" &
 alone=$!
 burning share100
 a0=$(slice_cpu_ns "$light_slice"); t0=$(date +%s%N)
-sleep 5
+sleep 4
 a1=$(slice_cpu_ns "$light_slice"); t1=$(date +%s%N)
 wait "$alone"
 check_range "alone, weight 100 with no quota gets the whole guest (cores)" 1.7 2.1 \
     "$(awk -v u0="$a0" -v u1="$a1" -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%.3f", (u1 - u0) / (t1 - t0) }')"
-as_user share100 'share pw 12345' "$stage/cpu_burn 2 18" &
+as_user share100 'share pw 12345' "$stage/cpu_burn 2 16" &
 light=$!
-as_user share300 'share pw 12345' "$stage/cpu_burn 2 18" &
+as_user share300 'share pw 12345' "$stage/cpu_burn 2 16" &
 heavy=$!
 burning share100 share300
 l0=$(slice_cpu_ns "$light_slice"); h0=$(slice_cpu_ns "$heavy_slice")
-sleep 10
+sleep 8
 l1=$(slice_cpu_ns "$light_slice"); h1=$(slice_cpu_ns "$heavy_slice")
 wait "$light" "$heavy"
-say "INFO fair share: weight 100 used $(( (l1 - l0) / 1000000 )) ms, weight 300 $(( (h1 - h0) / 1000000 )) ms of CPU in 10 s"
+say "INFO fair share: weight 100 used $(( (l1 - l0) / 1000000 )) ms, weight 300 $(( (h1 - h0) / 1000000 )) ms of CPU in 8 s"
 check_range "both busy, weights 300 and 100 split the CPU 3:1 (within 15%)" 2.55 3.45 \
     "$(awk -v l="$((l1 - l0))" -v h="$((h1 - h0))" 'BEGIN { printf "%.3f", h / l }')"
 if [ "$cgroup_mode" = cgroup2fs ]; then
@@ -678,7 +689,7 @@ done
 sleep 2
 as_user softmem 'soft pw 12345' 'perl -e '\''$| = 1; my @held; for (1 .. 200) { push @held, "a" x (1 << 20) } print "held 200M\n"; sleep 60'\'' > /tmp/softmem.out 2>&1; echo "rc=$?" >> /tmp/softmem.out' &
 soft=$!
-sleep 15
+sleep 10
 check "MemoryHigh is on the slice" "134217728" "$(systemctl show "$soft_slice" -P MemoryHigh)"
 check "the holder is still running, not killed" "1" "$(pgrep -u softmem -c perl)"
 if [ "$cgroup_mode" = cgroup2fs ]; then
@@ -715,6 +726,7 @@ case "$(cat /tmp/softmem.out)" in
 esac
 slicectl user del softmem --remove-home >/dev/null
 
+say "INFO ${SECONDS}s: section 10 begins"
 # --- 10. JupyterHub: each user's server inside their allocation -------------
 # On the boot run.sh marks (its image has JupyterHub): jupyterhub-checks.sh.
 if [ -e "$stage/jupyterhub-boot" ]; then
@@ -723,6 +735,7 @@ if [ -e "$stage/jupyterhub-boot" ]; then
     say "INFO ${SECONDS}s: the JupyterHub checks are over"
 fi
 
+say "INFO ${SECONDS}s: section 5 begins"
 # --- 5. the shipped pam-auth-update profile, as pam-auth-update writes it ------
 # Back to the stock common-* files, then the Debian way: the profile in
 # /usr/share/pam-configs and pam-auth-update. Real sshd, su, passwd and
