@@ -16,7 +16,7 @@ use crate::auth::{self, AuthError, Authenticator, PasswordChange, SetBy};
 use crate::config::{Config, SessionErrorPolicy};
 use crate::model::events::LimitEvent;
 use crate::model::gpu::GpuUse;
-use crate::model::limits::LimitChanges;
+use crate::model::limits::{AllocationError, LimitChanges};
 use crate::model::slice::SliceUsage;
 use crate::model::{AccountState, Date, Pending, Role, Timestamp, User, Username};
 use crate::password::{Hasher, PasswordError};
@@ -65,6 +65,13 @@ impl From<AuthError> for AdminError {
             AuthError::Store(e) => e.into(),
             AuthError::Password(e) => e.into(),
         }
+    }
+}
+
+/// Limits that contradict one another are a bad request.
+impl From<AllocationError> for AdminError {
+    fn from(e: AllocationError) -> Self {
+        AdminError::Invalid(e.to_string())
     }
 }
 
@@ -471,9 +478,7 @@ impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort> Admin<'a, S, A,
         }
         self.check_gpus(&request.limits)?;
         let allocation = request.limits.applied_to(&self.config.defaults);
-        allocation
-            .check()
-            .map_err(|e| AdminError::Invalid(e.to_string()))?;
+        allocation.check()?;
         let warnings = self.warnings(&request.limits, request.expires);
         let password = password()?;
         let hasher = Hasher::new(self.config.hash)?;
@@ -599,9 +604,7 @@ impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort> Admin<'a, S, A,
             let user = tx.user(name)?;
             // Checked on the record as it now stands: `--memory` alone may
             // fall under a soft limit set before. An error rolls it back.
-            user.allocation
-                .check()
-                .map_err(|e| AdminError::Invalid(e.to_string()))?;
+            user.allocation.check()?;
             // A failing usermod rolls the whole change back.
             if let (Some(full_name), true) = (&changes.full_name, user.owns_system_account) {
                 platform::set_system_account_comment(name, full_name.as_deref().unwrap_or(""))?;

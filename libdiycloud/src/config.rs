@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::model::limits::{Allocation, Cpu, GpuList, Size, Tasks, Weight};
+use crate::model::limits::Allocation;
 use crate::model::lockout::LockoutPolicy;
 use crate::model::password::{HashParams, PasswordPolicy};
 use crate::model::quota::QuotaPolicy;
@@ -412,50 +412,22 @@ impl Config {
 
         let d = raw.defaults;
         let a = &mut config.defaults;
-        if let Some(v) = d.cpu {
-            a.cpu = v
-                .text()
-                .parse::<Cpu>()
-                .map_err(|e| format!("defaults.cpu: {e}"))?;
-        }
-        if let Some(v) = d.memory {
-            a.memory = v
-                .parse::<Size>()
-                .map_err(|e| format!("defaults.memory: {e}"))?;
-        }
-        if let Some(v) = d.disk {
-            a.disk = v
-                .parse::<Size>()
-                .map_err(|e| format!("defaults.disk: {e}"))?;
-        }
-        if let Some(v) = d.tasks {
-            a.tasks = v
-                .text()
-                .parse::<Tasks>()
-                .map_err(|e| format!("defaults.tasks: {e}"))?;
-        }
-        if let Some(v) = d.gpus {
-            a.gpus = v
-                .parse::<GpuList>()
-                .map_err(|e| format!("defaults.gpus: {e}"))?;
-        }
-        if let Some(v) = d.cpu_weight {
-            a.cpu_weight = v
-                .text()
-                .parse::<Weight>()
-                .map_err(|e| format!("defaults.cpu_weight: {e}"))?;
-        }
-        if let Some(v) = d.io_weight {
-            a.io_weight = v
-                .text()
-                .parse::<Weight>()
-                .map_err(|e| format!("defaults.io_weight: {e}"))?;
-        }
-        if let Some(v) = d.memory_high {
-            a.memory_high = v
-                .parse::<Size>()
-                .map_err(|e| format!("defaults.memory_high: {e}"))?;
-        }
+        default_key("defaults.cpu", d.cpu.map(|v| v.text()), &mut a.cpu)?;
+        default_key("defaults.memory", d.memory, &mut a.memory)?;
+        default_key("defaults.disk", d.disk, &mut a.disk)?;
+        default_key("defaults.tasks", d.tasks.map(|v| v.text()), &mut a.tasks)?;
+        default_key("defaults.gpus", d.gpus, &mut a.gpus)?;
+        default_key(
+            "defaults.cpu_weight",
+            d.cpu_weight.map(|v| v.text()),
+            &mut a.cpu_weight,
+        )?;
+        default_key(
+            "defaults.io_weight",
+            d.io_weight.map(|v| v.text()),
+            &mut a.io_weight,
+        )?;
+        default_key("defaults.memory_high", d.memory_high, &mut a.memory_high)?;
         a.check().map_err(|e| format!("defaults: {e}"))?;
 
         if let Some(shell) = raw.accounts.shell {
@@ -584,6 +556,22 @@ fn events_config(raw: RawEvents) -> Result<EventsConfig, String> {
     Ok(events)
 }
 
+/// A `[defaults]` limit given as `text`, parsed by its own rule into
+/// `into`; an error names the `key`.
+fn default_key<T: std::str::FromStr>(
+    key: &str,
+    text: Option<String>,
+    into: &mut T,
+) -> Result<(), String>
+where
+    T::Err: std::fmt::Display,
+{
+    if let Some(text) = text {
+        *into = text.parse().map_err(|e| format!("{key}: {e}"))?;
+    }
+    Ok(())
+}
+
 /// The `interval`, `keep` and `max_rows` of a `section` that samples or
 /// watches and keeps rows of `rows` (`[history]`, `[events]`), checked the
 /// same way and written into `into`.
@@ -647,6 +635,7 @@ fn quota_config(raw: RawQuota) -> Result<QuotaConfig, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::limits::{Cpu, GpuList, Size, Tasks};
 
     #[test]
     fn empty_file_means_defaults() {

@@ -199,6 +199,11 @@ fn printable(name: &str) -> String {
         .collect()
 }
 
+/// A memory limit as an event names it; `None`: there is none.
+fn size_limit(size: Size) -> Option<String> {
+    (size != Size::Infinity).then(|| size.to_string())
+}
+
 /// Each name once, in order, at most [`MAX_PROCESS_NAMES`].
 fn distinct_names<'a>(names: impl IntoIterator<Item = &'a String>) -> Vec<String> {
     let mut distinct: Vec<String> = Vec::new();
@@ -242,17 +247,11 @@ pub fn round_events(
     let kills = delta.oom_kill.max(killed.len() as u64);
     if kills > 0 {
         let names = distinct_names(killed);
-        let limit = match allocation.memory {
-            Size::Bytes(_) => Some(allocation.memory.to_string()),
-            Size::Infinity => None,
-        };
+        let limit = size_limit(allocation.memory);
         events.push(event(EventKind::OomKill, kills, 0, limit, names));
     }
     if delta.high > 0 {
-        let limit = match allocation.memory_high {
-            Size::Bytes(_) => Some(allocation.memory_high.to_string()),
-            Size::Infinity => None,
-        };
+        let limit = size_limit(allocation.memory_high);
         events.push(event(
             EventKind::MemoryHigh,
             delta.high,

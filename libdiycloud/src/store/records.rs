@@ -2,7 +2,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::model::limits::{Allocation, Cpu, LimitChanges};
+use crate::model::limits::{Allocation, Cpu, LimitChanges, LimitError};
 use crate::model::lockout::FailureState;
 use crate::model::time::{Date, Timestamp};
 use crate::model::user::{Pending, Role, User};
@@ -120,34 +120,13 @@ impl RawUser {
         };
         let allocation = Allocation {
             cpu: Cpu::from_cores(self.cpu).map_err(|e| corrupt("cpu_limit", e.to_string()))?,
-            memory: self
-                .memory
-                .parse()
-                .map_err(|e: crate::model::LimitError| corrupt("mem_limit", e.to_string()))?,
-            disk: self
-                .disk
-                .parse()
-                .map_err(|e: crate::model::LimitError| corrupt("disk_quota", e.to_string()))?,
-            tasks: self
-                .tasks
-                .parse()
-                .map_err(|e: crate::model::LimitError| corrupt("tasks_limit", e.to_string()))?,
-            gpus: self
-                .gpus
-                .parse()
-                .map_err(|e: crate::model::LimitError| corrupt("gpus", e.to_string()))?,
-            cpu_weight: self
-                .cpu_weight
-                .parse()
-                .map_err(|e: crate::model::LimitError| corrupt("cpu_weight", e.to_string()))?,
-            io_weight: self
-                .io_weight
-                .parse()
-                .map_err(|e: crate::model::LimitError| corrupt("io_weight", e.to_string()))?,
-            memory_high: self
-                .memory_high
-                .parse()
-                .map_err(|e: crate::model::LimitError| corrupt("memory_high", e.to_string()))?,
+            memory: limit_column(&self.memory, "mem_limit", &corrupt)?,
+            disk: limit_column(&self.disk, "disk_quota", &corrupt)?,
+            tasks: limit_column(&self.tasks, "tasks_limit", &corrupt)?,
+            gpus: limit_column(&self.gpus, "gpus", &corrupt)?,
+            cpu_weight: limit_column(&self.cpu_weight, "cpu_weight", &corrupt)?,
+            io_weight: limit_column(&self.io_weight, "io_weight", &corrupt)?,
+            memory_high: limit_column(&self.memory_high, "memory_high", &corrupt)?,
         };
         let user =
             User {
@@ -183,6 +162,17 @@ impl RawUser {
             };
         Ok((user, self.password_hash))
     }
+}
+
+/// A limit `column`'s stored text, parsed by its own rule; text that breaks
+/// it is reported through `corrupt`.
+fn limit_column<T: std::str::FromStr<Err = LimitError>>(
+    text: &str,
+    column: &'static str,
+    corrupt: &impl Fn(&'static str, String) -> StoreError,
+) -> Result<T, StoreError> {
+    text.parse()
+        .map_err(|e: LimitError| corrupt(column, e.to_string()))
 }
 
 /// An allocation as every backend writes its `resource_allocations` row:
