@@ -210,21 +210,24 @@ check "/metrics counts the OOM kill" "1" "$(echo "$metrics" | tr -d '\r' | awk '
 journalctl -q --no-pager -u diycloud-events | grep -i "limit event" | tail -3 | sed 's/^/DIYCLOUD INFO events server: /'
 systemctl stop diycloud-events
 
-# The slice's CPU time in ns: v2 cpu.stat's usage_usec; v1 cpuacct.usage.
-if [ "$cgroup_mode" = cgroup2fs ]; then
-    cpu_usage() { awk '/^usage_usec/ { printf "%.0f\n", $2 * 1000 }' "/sys/fs/cgroup/user.slice/$slice/cpu.stat"; }
-else
-    cpu_usage() { cat "/sys/fs/cgroup/cpu,cpuacct/user.slice/$slice/cpuacct.usage"; }
-fi
+slice_cpu_ns() { # SLICE: its CPU time in ns (v2 cpu.stat's usage_usec; v1 cpuacct.usage)
+    if [ "$cgroup_mode" = cgroup2fs ]; then
+        awk '/^usage_usec/ { printf "%.0f\n", $2 * 1000 }' "/sys/fs/cgroup/user.slice/$1/cpu.stat"
+    else
+        cat "/sys/fs/cgroup/cpu,cpuacct/user.slice/$1/cpuacct.usage"
+    fi
+}
+cores_used() { # NS0 NS1 T0 T1: cores a slice used between two readings (CPU ns, wall ns)
+    awk -v u0="$1" -v u1="$2" -v t0="$3" -v t1="$4" 'BEGIN { printf "%.3f", (u1 - u0) / (t1 - t0) }'
+}
 as_alice "$stage/cpu_burn 2 14" &
 burner=$!
 sleep 4
-u0=$(cpu_usage); t0=$(date +%s%N)
+u0=$(slice_cpu_ns "$slice"); t0=$(date +%s%N)
 sleep 8
-u1=$(cpu_usage); t1=$(date +%s%N)
+u1=$(slice_cpu_ns "$slice"); t1=$(date +%s%N)
 wait "$burner"
-cores=$(awk -v u0="$u0" -v u1="$u1" -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%.3f", (u1 - u0) / (t1 - t0) }')
-check_range "a 2-thread CPU burner under a 0.5-core quota gets 0.5 core" 0.425 0.575 "$cores"
+check_range "a 2-thread CPU burner under a 0.5-core quota gets 0.5 core" 0.425 0.575 "$(cores_used "$u0" "$u1" "$t0" "$t1")"
 
 forks=$(as_alice 'perl -e '\''my @kids; for (1..100) { my $p = fork(); last unless defined $p; if (!$p) { sleep 30; exit 0 } push @kids, $p } print scalar(@kids), "\n"; kill 9, @kids'\''')
 if [ -n "$forks" ] && [ "$forks" -gt 0 ] && [ "$forks" -lt 64 ]; then
@@ -606,13 +609,6 @@ say "INFO ${SECONDS}s: section 13 begins"
 # Two users without a CPU quota, weights 100 and 300, each with two busy
 # threads on this 2-vCPU guest: their slices' CPU time splits 1:3. Alone,
 # the weight-100 user gets the whole guest.
-slice_cpu_ns() { # SLICE: its CPU time in ns (v2 cpu.stat's usage_usec; v1 cpuacct.usage)
-    if [ "$cgroup_mode" = cgroup2fs ]; then
-        awk '/^usage_usec/ { printf "%.0f\n", $2 * 1000 }' "/sys/fs/cgroup/user.slice/$1/cpu.stat"
-    else
-        cat "/sys/fs/cgroup/cpu,cpuacct/user.slice/$1/cpuacct.usage"
-    fi
-}
 burning() { # USER...: waits until each runs cpu_burn (an SSH login takes seconds under TCG), then a second for its threads
     local user
     for user in "$@"; do
@@ -632,8 +628,7 @@ a0=$(slice_cpu_ns "$light_slice"); t0=$(date +%s%N)
 sleep 4
 a1=$(slice_cpu_ns "$light_slice"); t1=$(date +%s%N)
 wait "$alone"
-check_range "alone, weight 100 with no quota gets the whole guest (cores)" 1.7 2.1 \
-    "$(awk -v u0="$a0" -v u1="$a1" -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%.3f", (u1 - u0) / (t1 - t0) }')"
+check_range "alone, weight 100 with no quota gets the whole guest (cores)" 1.7 2.1 "$(cores_used "$a0" "$a1" "$t0" "$t1")"
 as_user share100 'share pw 12345' "$stage/cpu_burn 2 16" &
 light=$!
 as_user share300 'share pw 12345' "$stage/cpu_burn 2 16" &
