@@ -31,6 +31,7 @@ declare -A tools=(
     [dpkg-shlibdeps]=dpkg-dev
     [fakeroot]=fakeroot
     [rpmbuild]=rpm
+    [nft]=nftables
     [node]=nodejs
     [npm]=npm
     [psql]=postgresql-client
@@ -43,7 +44,8 @@ declare -A files=(
     [/usr/lib/x86_64-linux-gnu/libnss_wrapper.so]=libnss-wrapper
 )
 packages=(libpam0g-dev pamtester libpam-wrapper libnss-wrapper sqlite3 passwd python3-venv binutils gcc
-    qemu-system-x86 qemu-utils debootstrap e2fsprogs nginx curl openssl chromium dpkg-dev fakeroot rpm)
+    qemu-system-x86 qemu-utils debootstrap e2fsprogs nginx curl openssl chromium dpkg-dev fakeroot rpm
+    nftables)
 
 have_python_venv() { python3 -c 'import ensurepip, venv' >/dev/null 2>&1; }
 

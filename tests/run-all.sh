@@ -61,6 +61,9 @@ tests/system/jupyterhub.sh
 echo "== REST API: schemathesis checks the OpenAPI document against the running server"
 tests/system/api-schemathesis.sh
 
+echo "== API abuse: forged X-Forwarded-For, IPv6 /64 rotation, a login flood, 1,100 slow connections, SIGTERM (tests/system/api-abuse.sh)"
+tests/system/api-abuse.sh
+
 echo "== the release module exports exactly the six pam_sm_* symbols"
 cargo build --release --workspace --locked
 exported=$(nm -D --defined-only target/release/libpam_diycloud.so | awk '{print $3}' | sort | tr '\n' ' ')

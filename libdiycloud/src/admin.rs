@@ -13,7 +13,7 @@ use crate::apply::{
     self, AccountPort, ApplyReport, DiskUsage, GpuPort, PortError, Ports, QuotaPort, SlicePort,
 };
 use crate::auth::{self, AuthError, Authenticator, PasswordChange, SetBy};
-use crate::config::{Config, SessionErrorPolicy};
+use crate::config::{Config, SessionErrorPolicy, WebLink};
 use crate::model::events::LimitEvent;
 use crate::model::gpu::GpuUse;
 use crate::model::limits::{AllocationError, LimitChanges};
@@ -33,6 +33,9 @@ pub enum ErrorKind {
     NotFound,
     /// It clashes with the current state (exists, unfinished): exit 1, HTTP 409.
     Conflict,
+    /// Only root may decide it (linking an existing account from the web):
+    /// exit 1, HTTP 403.
+    Forbidden,
     /// Something failed while doing it: exit 1, HTTP 500.
     Runtime,
 }
@@ -46,6 +49,9 @@ pub enum AdminError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A decision this front door may not take (the message says who may).
+    #[error("{0}")]
+    Forbidden(String),
     /// The new password could not be read (a terminal or stdin failure).
     #[error("{0}")]
     Input(String),
@@ -88,6 +94,7 @@ impl AdminError {
                 ErrorKind::Conflict
             }
             AdminError::Account(AccountError::ServiceAccount { .. }) => ErrorKind::Usage,
+            AdminError::Forbidden(_) => ErrorKind::Forbidden,
             AdminError::Input(_)
             | AdminError::Store(_)
             | AdminError::Account(_)
@@ -225,6 +232,17 @@ pub struct Added {
     pub applied: ApplyReport,
 }
 
+/// What `relink` did.
+#[derive(Debug, Clone)]
+pub struct Relinked {
+    /// The uid the record held.
+    pub before: Option<u32>,
+    /// The uid it holds now (the account's).
+    pub uid: u32,
+    /// The allocation applied to that uid's slice.
+    pub applied: ApplyReport,
+}
+
 /// What `modify` did.
 #[derive(Debug, Clone)]
 pub struct Modified {
@@ -259,6 +277,9 @@ pub struct UserUsage {
     /// GPUs of this node granted to them by name and unused for at least
     /// `[gpus] idle_after`.
     pub idle_gpus: Vec<IdleGpu>,
+    /// Why the node's GPU figures could not be read (a broken driver:
+    /// device nodes but no working NVML); the rest is read as usual.
+    pub gpu_unavailable: Option<String>,
 }
 
 /// A GPU granted by name that its user has not used for a while.
@@ -320,6 +341,7 @@ impl UserUsage {
         entry["gpus"] = serde_json::json!(self.gpus);
         entry["events"] = self.events.iter().map(event_document).collect();
         entry["idle_gpus"] = serde_json::json!(self.idle_gpus);
+        entry["gpu_unavailable"] = serde_json::json!(self.gpu_unavailable);
         entry
     }
 }
@@ -396,6 +418,17 @@ pub struct Admin<
     ports: &'a Ports<S, A, Q, G>,
     actor: &'a str,
     now: Timestamp,
+    door: Door,
+}
+
+/// Through which door a request came, for the decisions that only root may
+/// take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Door {
+    /// slicectl, run by root.
+    Root,
+    /// The REST API or the portal: an admin of diycloud, not of the node.
+    Web,
 }
 
 impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort> Admin<'a, S, A, Q, G> {
@@ -412,7 +445,18 @@ impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort> Admin<'a, S, A,
             ports,
             actor,
             now,
+            door: Door::Root,
         }
+    }
+
+    /// The same use cases for an admin of the REST API or the portal: an
+    /// admin of diycloud's users, not root. Linking an existing system
+    /// account (taking over its password and logins) is then allowed only
+    /// as far as `[accounts] link_from_web` says.
+    #[must_use]
+    pub fn from_the_web(mut self) -> Self {
+        self.door = Door::Web;
+        self
     }
 
     fn view(&self, user: &User) -> UserView {
@@ -475,6 +519,9 @@ impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort> Admin<'a, S, A,
         let existing_uid = platform::system_uid(name)?;
         if let Some(uid) = existing_uid {
             check_existing_account(name, uid, resuming, request.system_account)?;
+            if self.door == Door::Web && !resuming {
+                check_web_link(name, uid, self.config.link_from_web)?;
+            }
         }
         self.check_gpus(&request.limits)?;
         let allocation = request.limits.applied_to(&self.config.defaults);
@@ -642,6 +689,46 @@ impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort> Admin<'a, S, A,
         }
     }
 
+    /// `user relink`: records the uid this node's accounts give `name` now
+    /// (after the account was made again, or to adopt a cluster's uid).
+    /// Root's decision: the user's limits then bind to that account.
+    pub fn relink(&mut self, name: &str) -> Result<Relinked, AdminError> {
+        if self.door == Door::Web {
+            return Err(AdminError::Forbidden(format!(
+                "relinking {name} to a system account is root's decision: run `slicectl user relink {name}` as root"
+            )));
+        }
+        let user = self.existing(name)?;
+        let Some(uid) = platform::system_uid(name)? else {
+            return Err(AdminError::Conflict(format!(
+                "there is no system account {name} on this node to link"
+            )));
+        };
+        if uid == 0 {
+            return Err(AccountError::Root { name: name.into() }.into());
+        }
+        let (now, actor) = (self.now, self.actor);
+        let owns = user.owns_system_account;
+        self.store.write(|tx| {
+            tx.set_system_account(name, uid, owns)?;
+            tx.audit(
+                now,
+                actor,
+                "user.relink",
+                name,
+                &json!({"uid_before": user.uid, "uid": uid}),
+            )
+        })?;
+        let before = user.uid;
+        let user = self.existing(name)?;
+        let applied = apply::apply(self.ports, self.config, &user);
+        Ok(Relinked {
+            before,
+            uid,
+            applied,
+        })
+    }
+
     /// `user unlock`: clears the failure count; returns whether it was locked.
     pub fn unlock(&mut self, name: &str) -> Result<bool, AdminError> {
         let (now, actor, lockout) = (self.now, self.actor, self.config.lockout);
@@ -769,12 +856,17 @@ impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort> Admin<'a, S, A,
     }
 
     /// [`Admin::usage`], and every GPU's load where the node has GPU
-    /// figures (read once for all users).
+    /// figures (read once for all users). GPU figures that cannot be read
+    /// (a broken driver) leave those out, with the reason in each row's
+    /// `gpu_unavailable`, and nothing else.
     pub fn usage_with_gpus(
         &self,
         name: Option<&str>,
     ) -> Result<(Vec<UserUsage>, Option<Vec<crate::gpu::GpuUsage>>), AdminError> {
-        let node = self.ports.gpu.usage()?;
+        let (node, gpu_unavailable) = match self.ports.gpu.usage() {
+            Ok(node) => (node, None),
+            Err(e) => (None, Some(e.to_string())),
+        };
         let this_node = platform::node_name();
         let users = self
             .selected(name)?
@@ -795,6 +887,7 @@ impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort> Admin<'a, S, A,
                     gpus,
                     events,
                     idle_gpus: idle_gpus(&uses, &this_node, self.now, self.config.gpus.idle_after),
+                    gpu_unavailable: gpu_unavailable.clone(),
                 })
             })
             .collect::<Result<Vec<_>, AdminError>>()?;
@@ -842,6 +935,32 @@ fn check_existing_account(
         }
         .into()),
         SystemAccount::Link { .. } => Ok(()),
+    }
+}
+
+/// Whether a web admin may link the existing account `name` (uid `uid`):
+/// it would set a password its owner does not know, and with it take over
+/// the account's logins (and, where it may use sudo, root).
+fn check_web_link(name: &str, uid: u32, rule: WebLink) -> Result<(), AdminError> {
+    let how = format!(
+        "as root, run `slicectl user add {name} --no-system-account`, or allow it in the config ([accounts] link_from_web)"
+    );
+    match rule {
+        WebLink::None => Err(AdminError::Forbidden(format!(
+            "{name} is an existing system account (uid {uid}): linking it to diycloud sets a password its owner does not know, a decision for root, not for the API or the portal; {how}"
+        ))),
+        WebLink::Unprivileged => {
+            let privileged = platform::privileged_groups_of(name)?;
+            if privileged.is_empty() {
+                Ok(())
+            } else {
+                Err(AdminError::Forbidden(format!(
+                    "{name} (uid {uid}) is in {}, which can become root: the API and the portal never link such an account unless [accounts] link_from_web = \"all\"; {how}",
+                    privileged.join(", ")
+                )))
+            }
+        }
+        WebLink::All => Ok(()),
     }
 }
 

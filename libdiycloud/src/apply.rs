@@ -533,15 +533,29 @@ fn quota_steps_without_uid(
         .collect()
 }
 
-/// The user's uid: recorded at `user add`, else looked up (an account made
-/// after the record, or linked without one); `None`: no system account.
+/// The user's uid: the one this node's accounts (NSS) give for the name
+/// now; `None`: no system account. Limits bind to it, never to the uid the
+/// record kept: after `userdel` and `useradd`, or on a node whose uids
+/// differ, that uid is someone else's. A record whose uid differs from the
+/// account's is an error, which fails a managed user's session closed.
 pub fn uid_of<S, A: AccountPort, Q, G>(
     ports: &Ports<S, A, Q, G>,
     user: &User,
 ) -> Result<Option<u32>, PortError> {
-    match user.uid {
-        Some(uid) => Ok(Some(uid)),
-        None => ports.accounts.uid(user.username.as_str()),
+    let name = user.username.as_str();
+    let now = ports.accounts.uid(name)?;
+    match (user.uid, now) {
+        (Some(recorded), Some(now)) if recorded != now => Err(PortError::msg(format!(
+            "{name}: the record says uid {recorded}, but this node's accounts give uid {now} \
+             (the account was made again, or uids differ between nodes): nothing is applied to \
+             either; if uid {now} is {name}'s, run `slicectl user relink {name}`"
+        ))),
+        (Some(recorded), None) => Err(PortError::msg(format!(
+            "{name}: the record says uid {recorded}, but this node has no account {name}: \
+             nothing is applied; create the account (with uid {recorded}) or run \
+             `slicectl user del {name}`"
+        ))),
+        (_, now) => Ok(now),
     }
 }
 

@@ -21,6 +21,11 @@ pub const DEFAULT_CACHE_PATH: &str = "/var/lib/diycloud/cache.db";
 pub const DEFAULT_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// `[postgres] connect_timeout`.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// `[postgres] cache_max_age`: how long an outage the cache carries logins
+/// through, and so the longest that a change made elsewhere (a disabled
+/// account, a new password) can go unseen on a cut-off node. A night's
+/// outage, not a week's.
+pub const DEFAULT_CACHE_MAX_AGE: Duration = Duration::from_secs(12 * 3600);
 /// The managed accounts' group; also what the PAM module falls back to when
 /// the config itself cannot be read.
 pub const DEFAULT_GROUP: &str = "diycloud";
@@ -41,11 +46,15 @@ pub struct Config {
     /// The group every managed account is in: how the PAM module tells
     /// diycloud's users from others while the database cannot be read.
     pub group: String,
+    /// `[accounts] link_from_web`: which existing system accounts the REST
+    /// API and the portal may link (root's `slicectl` may link any).
+    pub link_from_web: WebLink,
     pub on_session_error: SessionErrorPolicy,
     pub quota: QuotaConfig,
     pub api: ApiConfig,
     pub history: HistoryConfig,
     pub events: EventsConfig,
+    pub audit: AuditConfig,
     pub gpus: GpusConfig,
 }
 
@@ -120,6 +129,32 @@ impl Default for HistoryConfig {
     }
 }
 
+/// `[audit]`: how long the audit log (who changed what, API and portal
+/// logins, lockouts) is kept; `slicectl serve` prunes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// Seconds between two prunings; 0 prunes nothing (the log grows
+    /// with every API and portal login).
+    pub interval: u64,
+    /// Seconds an entry is kept.
+    pub keep: u64,
+    /// The most entries kept (the oldest go first).
+    pub max_rows: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            interval: 600,
+            // A year: enough for a yearly review of who changed what.
+            keep: 366 * 24 * 3600,
+            // About 50 MB in SQLite (a login's entry takes some 100 bytes
+            // with its index): a year of 1,300 logins and changes a day.
+            max_rows: 500_000,
+        }
+    }
+}
+
 /// `[api]`: the REST API of `slicectl serve`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiConfig {
@@ -130,7 +165,36 @@ pub struct ApiConfig {
     /// Login attempts one client may make per minute before 429.
     pub login_rate: u32,
     /// Peers whose `X-Forwarded-For` names the client (the nginx in front).
+    /// None by default: any local user can connect to loopback and write
+    /// the header.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The file of the bearer token a scraper sends for `/metrics`' per-user
+    /// series (Prometheus' `authorization.credentials_file` holds the same).
+    pub metrics_token_file: Option<PathBuf>,
+    /// Per-user series for every process on the node that asks directly,
+    /// without a credential (the explicit opt-out).
+    pub metrics_public: bool,
+    /// Seconds a client has to send a request's headers, counted from the
+    /// moment the server waits for them (so also a kept-alive connection's
+    /// wait for its next request).
+    pub header_read_timeout: u64,
+    /// Seconds a request may take, its body and the server's work, before
+    /// it is answered 503.
+    pub request_timeout: u64,
+    /// Seconds a connection may go without a byte moving either way while
+    /// no request is being worked on (a client that stops reading its
+    /// answer).
+    pub idle_timeout: u64,
+    /// Connections served at once; further ones wait in the kernel's
+    /// backlog until one closes.
+    pub max_connections: u32,
+    /// Password checks waiting for a hashing slot past which a login is
+    /// answered 503 with Retry-After at once (a session's password change
+    /// or new user always waits its turn).
+    pub login_queue: u32,
+    /// Seconds a stop (SIGTERM) waits for requests in progress before the
+    /// server exits anyway.
+    pub shutdown_timeout: u64,
 }
 
 impl Default for ApiConfig {
@@ -139,10 +203,15 @@ impl Default for ApiConfig {
             listen: "127.0.0.1:8480".into(),
             session_ttl: 8 * 3600,
             login_rate: 10,
-            trusted_proxies: vec![
-                std::net::IpAddr::from([127, 0, 0, 1]),
-                std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
-            ],
+            trusted_proxies: Vec::new(),
+            metrics_token_file: None,
+            metrics_public: false,
+            header_read_timeout: 10,
+            request_timeout: 60,
+            idle_timeout: 60,
+            max_connections: 4096,
+            login_queue: 64,
+            shutdown_timeout: 10,
         }
     }
 }
@@ -153,6 +222,20 @@ pub struct QuotaConfig {
     /// Mount points with user quotas; none: quotas are off.
     pub filesystems: Vec<PathBuf>,
     pub policy: QuotaPolicy,
+}
+
+/// Which existing system accounts an admin of the API or the portal may
+/// link to diycloud (give a diycloud password and limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebLink {
+    /// None: linking is root's decision, through `slicectl` (the default).
+    #[default]
+    None,
+    /// Those in none of the groups that can become root (sudo, wheel, ...).
+    Unprivileged,
+    /// Any account from UID_MIN up.
+    All,
 }
 
 /// What session open does when it cannot apply a user's limits.
@@ -174,6 +257,7 @@ impl Default for PostgresSettings {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             ca_file: PathBuf::from(DEFAULT_CA_FILE),
             lockout: LockoutPolicy::default(),
+            cache_max_age: DEFAULT_CACHE_MAX_AGE,
         }
     }
 }
@@ -189,11 +273,13 @@ impl Default for Config {
             defaults: Allocation::default(),
             shell: PathBuf::from("/bin/bash"),
             group: DEFAULT_GROUP.to_owned(),
+            link_from_web: WebLink::None,
             on_session_error: SessionErrorPolicy::Deny,
             quota: QuotaConfig::default(),
             api: ApiConfig::default(),
             history: HistoryConfig::default(),
             events: EventsConfig::default(),
+            audit: AuditConfig::default(),
             gpus: GpusConfig::default(),
         }
     }
@@ -212,34 +298,98 @@ pub enum ConfigError {
     Untrusted(#[from] crate::trust::TrustError),
 }
 
-// The file's shape. Values stay text here and are validated below, so an
-// error can say which key holds the bad value.
+// The file's shape. Each section is kept as TOML here and read on its own
+// (so one section's error, even an unknown key, is that section's alone);
+// values stay text and are validated below, so an error can name the key.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     db: Option<String>,
-    #[serde(default)]
-    postgres: RawPostgres,
-    #[serde(default)]
-    password: RawPassword,
-    #[serde(default)]
-    lockout: RawLockout,
-    #[serde(default)]
-    defaults: RawDefaults,
-    #[serde(default)]
-    accounts: RawAccounts,
-    #[serde(default)]
-    session: RawSession,
-    #[serde(default)]
-    quota: RawQuota,
-    #[serde(default)]
-    api: RawApi,
-    #[serde(default)]
-    history: RawHistory,
-    #[serde(default)]
-    events: RawEvents,
-    #[serde(default)]
-    gpus: RawGpus,
+    postgres: Option<toml::Value>,
+    password: Option<toml::Value>,
+    lockout: Option<toml::Value>,
+    defaults: Option<toml::Value>,
+    accounts: Option<toml::Value>,
+    session: Option<toml::Value>,
+    quota: Option<toml::Value>,
+    api: Option<toml::Value>,
+    history: Option<toml::Value>,
+    events: Option<toml::Value>,
+    audit: Option<toml::Value>,
+    gpus: Option<toml::Value>,
+}
+
+/// The section `name` of the file, in its own shape (defaults if absent).
+fn section<T: serde::de::DeserializeOwned + Default>(
+    name: &str,
+    value: Option<toml::Value>,
+) -> Result<T, String> {
+    match value {
+        None => Ok(T::default()),
+        Some(value) => T::deserialize(value).map_err(|e| format!("{name}: {}", e.message())),
+    }
+}
+
+/// Who reads the config, and so which sections must be right for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    /// The PAM module: a section it does not read never stops a login.
+    Module,
+    /// slicectl's commands but `serve`: the server's sections are its own.
+    Admin,
+    /// `slicectl serve` and `slicectl config check`: every section.
+    Server,
+}
+
+impl Reader {
+    /// Whether an error in `section` stops this reader (the others are
+    /// left at their defaults and reported by [`Loaded::ignored`]).
+    fn needs(self, section: &str) -> bool {
+        // The module reads the database, its own policy and what session
+        // open applies; `events.notify_at_login` is its, the rest of
+        // `[events]` the watcher's.
+        const SERVER_ONLY: &[&str] = &["api", "history", "audit", "events"];
+        const NOT_THE_MODULES: &[&str] = &["defaults", "gpus"];
+        match self {
+            Reader::Server => true,
+            Reader::Admin => !SERVER_ONLY.contains(&section),
+            Reader::Module => {
+                !SERVER_ONLY.contains(&section) && !NOT_THE_MODULES.contains(&section)
+            }
+        }
+    }
+}
+
+/// A config as one reader loaded it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded {
+    pub config: Config,
+    /// Errors in sections this reader does not use, left at their defaults
+    /// (`slicectl config check` names them too).
+    pub ignored: Vec<String>,
+}
+
+/// One error of a config file, where it is (`slicectl config check`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    /// 1-based line and column; `None` when the place cannot be told.
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// The section (or `section.key`) at fault, if known.
+    pub key: Option<String>,
+    pub message: String,
+}
+
+/// An error of one section: the section and the message (which starts
+/// with `section.key:` where a key is to blame).
+type SectionError = (&'static str, String);
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    interval: Option<String>,
+    keep: Option<String>,
+    max_rows: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -265,6 +415,7 @@ struct RawPostgres {
     cache: Option<PathBuf>,
     connect_timeout: Option<String>,
     ca_file: Option<PathBuf>,
+    cache_max_age: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -282,6 +433,14 @@ struct RawApi {
     session_ttl: Option<String>,
     login_rate: Option<u32>,
     trusted_proxies: Option<Vec<String>>,
+    metrics_token_file: Option<PathBuf>,
+    metrics_public: Option<bool>,
+    header_read_timeout: Option<String>,
+    request_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    max_connections: Option<u32>,
+    login_queue: Option<u32>,
+    shutdown_timeout: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -333,6 +492,8 @@ struct RawDefaults {
 struct RawAccounts {
     shell: Option<PathBuf>,
     group: Option<String>,
+    // Text: serde's own error would not name the key.
+    link_from_web: Option<String>,
 }
 
 /// `cpu = 1.5` and `cpu = "150%"` are both natural in TOML.
@@ -355,145 +516,371 @@ impl NumberOrText {
 }
 
 impl Config {
-    /// Loads `path`. A missing file at the default path means "all defaults";
-    /// a missing file the admin named explicitly is an error. The file, and
-    /// every directory above it, must pass [`crate::trust::check_file`]: a
-    /// config others could write could point `db` anywhere.
+    /// Loads `path` with every section checked (what `slicectl serve` and
+    /// the tests use). A missing file at the default path means "all
+    /// defaults"; a missing file the admin named explicitly is an error.
+    /// The file, and every directory above it, must pass
+    /// [`crate::trust::check_file`]: a config others could write could
+    /// point `db` anywhere.
     pub fn load(path: &Path, explicit: bool) -> Result<Self, ConfigError> {
+        Self::load_for(path, explicit, Reader::Server).map(|loaded| loaded.config)
+    }
+
+    /// Loads `path` for `reader`: an error in a section it does not use is
+    /// set aside in [`Loaded::ignored`], not returned.
+    pub fn load_for(path: &Path, explicit: bool, reader: Reader) -> Result<Loaded, ConfigError> {
         let path = &std::path::absolute(path).map_err(|source| ConfigError::Read {
             path: path.into(),
             source,
         })?;
-        crate::trust::check_file(path)?;
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
-                return Ok(Self::default());
-            }
-            Err(source) => {
-                return Err(ConfigError::Read {
-                    path: path.into(),
-                    source,
-                })
-            }
+        let Some(text) = Self::read_trusted(path, explicit)? else {
+            return Ok(Loaded {
+                config: Self::default(),
+                ignored: Vec::new(),
+            });
         };
-        Self::parse(&text).map_err(|message| ConfigError::Invalid {
+        Self::parse_for(&text, reader).map_err(|message| ConfigError::Invalid {
             path: path.into(),
             message,
         })
     }
 
-    /// Parses the text of a config file.
+    /// The text of `path`, once it passed the trust rules; `None` when it
+    /// is absent and was not named explicitly.
+    pub fn read_trusted(path: &Path, explicit: bool) -> Result<Option<String>, ConfigError> {
+        crate::trust::check_file(path)?;
+        match std::fs::read_to_string(path) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(None),
+            Err(source) => Err(ConfigError::Read {
+                path: path.into(),
+                source,
+            }),
+        }
+    }
+
+    /// Parses the text of a config file, every section checked.
     pub fn parse(text: &str) -> Result<Self, String> {
+        Self::parse_for(text, Reader::Server).map(|loaded| loaded.config)
+    }
+
+    /// Parses the text of a config file for `reader`.
+    pub fn parse_for(text: &str, reader: Reader) -> Result<Loaded, String> {
+        let (config, errors) = Self::parse_sections(text)?;
+        let (fatal, ignored): (Vec<_>, Vec<_>) =
+            errors.into_iter().partition(|(name, _)| reader.needs(name));
+        if !fatal.is_empty() {
+            let messages: Vec<String> = fatal.into_iter().map(|(_, m)| m).collect();
+            return Err(messages.join("; "));
+        }
+        Ok(Loaded {
+            config,
+            ignored: ignored.into_iter().map(|(_, m)| m).collect(),
+        })
+    }
+
+    /// Every error of a config file, with its line and column where it can
+    /// be told (`slicectl config check`, like `sshd -t`).
+    pub fn check(text: &str) -> Vec<Problem> {
+        match Self::parse_sections(text) {
+            Err(message) => {
+                // The TOML itself, or a key outside every section.
+                let place = toml::from_str::<toml::Table>(text)
+                    .err()
+                    .and_then(|e| e.span())
+                    .map(|span| line_and_column(text, span.start));
+                vec![Problem {
+                    line: place.map(|p| p.0),
+                    column: place.map(|p| p.1),
+                    key: None,
+                    message,
+                }]
+            }
+            Ok((_, errors)) => errors
+                .into_iter()
+                .map(|(section, message)| {
+                    let key = message
+                        .split_once(':')
+                        .map(|(k, _)| k)
+                        .filter(|k| k.starts_with(section) && !k.contains(' '))
+                        .unwrap_or(section)
+                        .to_owned();
+                    let place = locate(text, &key);
+                    Problem {
+                        line: place.map(|p| p.0),
+                        column: place.map(|p| p.1),
+                        key: Some(key),
+                        message,
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// Reads every section on its own: the config with each good section,
+    /// and each bad one's error (that section left at its defaults). Only
+    /// a file that is not TOML, or has a key outside every section, fails
+    /// whole.
+    fn parse_sections(text: &str) -> Result<(Self, Vec<SectionError>), String> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| e.message().to_owned())?;
         let mut config = Config::default();
-
-        let p = raw.password;
-        config.hash = HashParams {
-            memory_kib: p.memory_kib.unwrap_or(config.hash.memory_kib),
-            iterations: p.iterations.unwrap_or(config.hash.iterations),
-            parallelism: p.parallelism.unwrap_or(config.hash.parallelism),
-        };
-        config.hash.check().map_err(|e| format!("password: {e}"))?;
-        if let Some(min) = p.min_length {
-            config.password.min_length = min;
-        }
-
-        let l = raw.lockout;
-        config.lockout.deny = l.deny.unwrap_or(config.lockout.deny);
-        if let Some(d) = l.fail_interval {
-            config.lockout.fail_interval =
-                parse_duration(&d).map_err(|e| format!("lockout.fail_interval: {e}"))?;
-        }
-        if let Some(d) = l.unlock_time {
-            config.lockout.unlock_time =
-                parse_duration(&d).map_err(|e| format!("lockout.unlock_time: {e}"))?;
-        }
-
-        let d = raw.defaults;
-        let a = &mut config.defaults;
-        default_key("defaults.cpu", d.cpu.map(|v| v.text()), &mut a.cpu)?;
-        default_key("defaults.memory", d.memory, &mut a.memory)?;
-        default_key("defaults.disk", d.disk, &mut a.disk)?;
-        default_key("defaults.tasks", d.tasks.map(|v| v.text()), &mut a.tasks)?;
-        default_key("defaults.gpus", d.gpus, &mut a.gpus)?;
-        default_key(
-            "defaults.cpu_weight",
-            d.cpu_weight.map(|v| v.text()),
-            &mut a.cpu_weight,
-        )?;
-        default_key(
-            "defaults.io_weight",
-            d.io_weight.map(|v| v.text()),
-            &mut a.io_weight,
-        )?;
-        default_key("defaults.memory_high", d.memory_high, &mut a.memory_high)?;
-        a.check().map_err(|e| format!("defaults: {e}"))?;
-
-        if let Some(shell) = raw.accounts.shell {
-            if !shell.is_absolute() {
-                return Err(format!(
-                    "accounts.shell: {} is not an absolute path",
-                    shell.display()
-                ));
+        let mut errors: Vec<SectionError> = Vec::new();
+        let mut keep = |name: &'static str, result: Result<(), String>| {
+            if let Err(message) = result {
+                errors.push((name, message));
             }
-            config.shell = shell;
+        };
+        keep("password", password_section(raw.password, &mut config));
+        keep("lockout", lockout_section(raw.lockout, &mut config.lockout));
+        keep(
+            "defaults",
+            defaults_section(raw.defaults, &mut config.defaults),
+        );
+        keep("accounts", accounts_section(raw.accounts, &mut config));
+        keep(
+            "session",
+            section::<RawSession>("session", raw.session).map(|s| {
+                if let Some(policy) = s.on_session_error {
+                    config.on_session_error = policy;
+                }
+            }),
+        );
+        keep(
+            "quota",
+            section("quota", raw.quota)
+                .and_then(quota_config)
+                .map(|q| config.quota = q),
+        );
+        keep(
+            "api",
+            section("api", raw.api)
+                .and_then(api_config)
+                .map(|a| config.api = a),
+        );
+        keep(
+            "history",
+            section("history", raw.history)
+                .and_then(history_config)
+                .map(|h| config.history = h),
+        );
+        // `notify_at_login` is the module's; the rest is the watcher's.
+        let (events, notify) = match section::<RawEvents>("events", raw.events) {
+            Ok(mut raw) => {
+                let notify = raw.notify_at_login.take();
+                (events_config(raw), notify)
+            }
+            Err(e) => (Err(e), None),
+        };
+        keep("events", events.map(|e| config.events = e));
+        keep(
+            "events.notify_at_login",
+            notify_at_login(notify).map(|n| {
+                if let Some(n) = n {
+                    config.events.notify_at_login = n;
+                }
+            }),
+        );
+        keep(
+            "audit",
+            section("audit", raw.audit)
+                .and_then(audit_config)
+                .map(|a| config.audit = a),
+        );
+        keep(
+            "gpus",
+            section::<RawGpus>("gpus", raw.gpus).and_then(|g| {
+                if let Some(d) = g.idle_after {
+                    config.gpus.idle_after =
+                        parse_duration(&d).map_err(|e| format!("gpus.idle_after: {e}"))?;
+                }
+                Ok(())
+            }),
+        );
+        config.postgres.lockout = config.lockout;
+        keep(
+            "postgres",
+            postgres_section(raw.postgres, &mut config.postgres),
+        );
+        if let Some(db) = raw.db {
+            match Database::parse(&db, &config.postgres) {
+                Ok(parsed) => config.db = parsed,
+                Err(e) => keep("db", Err(format!("db: {e}"))),
+            }
         }
-        if let Some(group) = raw.accounts.group {
-            crate::model::Username::parse(&group).map_err(|_| {
-                format!(
-                    "accounts.group: {group:?} is not a valid group name (the rule of user names)"
-                )
-            })?;
-            config.group = group;
+        Ok((config, errors))
+    }
+}
+
+fn password_section(raw: Option<toml::Value>, config: &mut Config) -> Result<(), String> {
+    let p: RawPassword = section("password", raw)?;
+    let hash = HashParams {
+        memory_kib: p.memory_kib.unwrap_or(config.hash.memory_kib),
+        iterations: p.iterations.unwrap_or(config.hash.iterations),
+        parallelism: p.parallelism.unwrap_or(config.hash.parallelism),
+    };
+    hash.check().map_err(|e| format!("password: {e}"))?;
+    config.hash = hash;
+    if let Some(min) = p.min_length {
+        config.password.min_length = min;
+    }
+    Ok(())
+}
+
+fn lockout_section(raw: Option<toml::Value>, lockout: &mut LockoutPolicy) -> Result<(), String> {
+    let l: RawLockout = section("lockout", raw)?;
+    let mut read = *lockout;
+    read.deny = l.deny.unwrap_or(read.deny);
+    if let Some(d) = l.fail_interval {
+        read.fail_interval =
+            parse_duration(&d).map_err(|e| format!("lockout.fail_interval: {e}"))?;
+    }
+    if let Some(d) = l.unlock_time {
+        read.unlock_time = parse_duration(&d).map_err(|e| format!("lockout.unlock_time: {e}"))?;
+    }
+    *lockout = read;
+    Ok(())
+}
+
+fn defaults_section(raw: Option<toml::Value>, defaults: &mut Allocation) -> Result<(), String> {
+    let d: RawDefaults = section("defaults", raw)?;
+    let mut a = defaults.clone();
+    default_key("defaults.cpu", d.cpu.map(|v| v.text()), &mut a.cpu)?;
+    default_key("defaults.memory", d.memory, &mut a.memory)?;
+    default_key("defaults.disk", d.disk, &mut a.disk)?;
+    default_key("defaults.tasks", d.tasks.map(|v| v.text()), &mut a.tasks)?;
+    default_key("defaults.gpus", d.gpus, &mut a.gpus)?;
+    default_key(
+        "defaults.cpu_weight",
+        d.cpu_weight.map(|v| v.text()),
+        &mut a.cpu_weight,
+    )?;
+    default_key(
+        "defaults.io_weight",
+        d.io_weight.map(|v| v.text()),
+        &mut a.io_weight,
+    )?;
+    default_key("defaults.memory_high", d.memory_high, &mut a.memory_high)?;
+    a.check().map_err(|e| format!("defaults: {e}"))?;
+    *defaults = a;
+    Ok(())
+}
+
+fn accounts_section(raw: Option<toml::Value>, config: &mut Config) -> Result<(), String> {
+    let a: RawAccounts = section("accounts", raw)?;
+    if let Some(shell) = a.shell {
+        if !shell.is_absolute() {
+            return Err(format!(
+                "accounts.shell: {} is not an absolute path",
+                shell.display()
+            ));
         }
-        if let Some(policy) = raw.session.on_session_error {
-            config.on_session_error = policy;
-        }
-        config.quota = quota_config(raw.quota)?;
-        config.api = api_config(raw.api)?;
-        config.history = history_config(raw.history)?;
-        config.events = events_config(raw.events)?;
-        if let Some(d) = raw.gpus.idle_after {
-            config.gpus.idle_after =
-                parse_duration(&d).map_err(|e| format!("gpus.idle_after: {e}"))?;
-        }
-        let pg = raw.postgres;
-        let absolute = |key: &str, path: PathBuf| {
-            if path.is_absolute() {
-                Ok(path)
-            } else {
-                Err(format!(
-                    "postgres.{key}: {} is not an absolute path",
-                    path.display()
+        config.shell = shell;
+    }
+    if let Some(group) = a.group {
+        crate::model::Username::parse(&group).map_err(|_| {
+            format!("accounts.group: {group:?} is not a valid group name (the rule of user names)")
+        })?;
+        config.group = group;
+    }
+    if let Some(rule) = a.link_from_web {
+        config.link_from_web = match rule.as_str() {
+            "none" => WebLink::None,
+            "unprivileged" => WebLink::Unprivileged,
+            "all" => WebLink::All,
+            _ => {
+                return Err(format!(
+                    "accounts.link_from_web: {rule:?} is not one of \"none\", \"unprivileged\", \"all\""
                 ))
             }
         };
-        if let Some(path) = pg.password_file {
-            config.postgres.password_file = Some(absolute("password_file", path)?);
-        }
-        if let Some(path) = pg.cache {
-            config.postgres.cache = absolute("cache", path)?;
-        }
-        if let Some(path) = pg.ca_file {
-            config.postgres.ca_file = absolute("ca_file", path)?;
-        }
-        if let Some(d) = pg.connect_timeout {
-            let seconds =
-                parse_duration(&d).map_err(|e| format!("postgres.connect_timeout: {e}"))?;
-            if !(1..=60).contains(&seconds) {
-                return Err(format!(
-                    "postgres.connect_timeout: {d} is not between 1s and 60s (every login may wait this long)"
-                ));
-            }
-            config.postgres.connect_timeout = Duration::from_secs(seconds);
-        }
-        config.postgres.lockout = config.lockout;
-        if let Some(db) = raw.db {
-            config.db = Database::parse(&db, &config.postgres).map_err(|e| format!("db: {e}"))?;
-        }
-        Ok(config)
     }
+    Ok(())
+}
+
+fn postgres_section(
+    raw: Option<toml::Value>,
+    postgres: &mut PostgresSettings,
+) -> Result<(), String> {
+    let pg: RawPostgres = section("postgres", raw)?;
+    let absolute = |key: &str, path: PathBuf| {
+        if path.is_absolute() {
+            Ok(path)
+        } else {
+            Err(format!(
+                "postgres.{key}: {} is not an absolute path",
+                path.display()
+            ))
+        }
+    };
+    let mut read = postgres.clone();
+    if let Some(path) = pg.password_file {
+        read.password_file = Some(absolute("password_file", path)?);
+    }
+    if let Some(path) = pg.cache {
+        read.cache = absolute("cache", path)?;
+    }
+    if let Some(path) = pg.ca_file {
+        read.ca_file = absolute("ca_file", path)?;
+    }
+    if let Some(d) = pg.connect_timeout {
+        let seconds = parse_duration(&d).map_err(|e| format!("postgres.connect_timeout: {e}"))?;
+        if !(1..=60).contains(&seconds) {
+            return Err(format!(
+                "postgres.connect_timeout: {d} is not between 1s and 60s (every login may wait this long)"
+            ));
+        }
+        read.connect_timeout = Duration::from_secs(seconds);
+    }
+    if let Some(d) = pg.cache_max_age {
+        let seconds = parse_duration(&d).map_err(|e| format!("postgres.cache_max_age: {e}"))?;
+        if seconds == 0 {
+            return Err("postgres.cache_max_age: must be longer than 0s".into());
+        }
+        read.cache_max_age = Duration::from_secs(seconds);
+    }
+    *postgres = read;
+    Ok(())
+}
+
+/// The 1-based line and column of byte `offset` of `text`.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// Where `key` (`section` or `section.key`) is set in `text`: the key's
+/// line, else its section's header.
+fn locate(text: &str, key: &str) -> Option<(usize, usize)> {
+    let (section, name) = match key.split_once('.') {
+        Some((section, name)) => (section, Some(name)),
+        None => (key, None),
+    };
+    let mut current = "";
+    let mut header = None;
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if let Some(rest) = trimmed.strip_prefix('[') {
+            current = rest.split(']').next().unwrap_or("").trim();
+            if current == section {
+                header = Some((i + 1, line.len() - trimmed.len() + 1));
+            }
+            continue;
+        }
+        if current != section {
+            continue;
+        }
+        if let Some(name) = name {
+            let is_key = trimmed
+                .strip_prefix(name)
+                .is_some_and(|rest| rest.trim_start().starts_with('='));
+            if is_key {
+                return Some((i + 1, line.len() - trimmed.len() + 1));
+            }
+        }
+    }
+    header
 }
 
 fn api_config(raw: RawApi) -> Result<ApiConfig, String> {
@@ -528,6 +915,50 @@ fn api_config(raw: RawApi) -> Result<ApiConfig, String> {
             })
             .collect::<Result<_, _>>()?;
     }
+    for (key, raw, into) in [
+        (
+            "header_read_timeout",
+            raw.header_read_timeout,
+            &mut api.header_read_timeout,
+        ),
+        (
+            "request_timeout",
+            raw.request_timeout,
+            &mut api.request_timeout,
+        ),
+        ("idle_timeout", raw.idle_timeout, &mut api.idle_timeout),
+        (
+            "shutdown_timeout",
+            raw.shutdown_timeout,
+            &mut api.shutdown_timeout,
+        ),
+    ] {
+        if let Some(d) = raw {
+            *into = parse_duration(&d).map_err(|e| format!("api.{key}: {e}"))?;
+            if *into == 0 {
+                return Err(format!("api.{key}: must be longer than 0s"));
+            }
+        }
+    }
+    if let Some(max) = raw.max_connections {
+        if max == 0 {
+            return Err("api.max_connections: must be at least 1".into());
+        }
+        api.max_connections = max;
+    }
+    if let Some(queue) = raw.login_queue {
+        api.login_queue = queue;
+    }
+    if let Some(file) = raw.metrics_token_file {
+        if !file.is_absolute() {
+            return Err(format!(
+                "api.metrics_token_file: {} is not an absolute path",
+                file.display()
+            ));
+        }
+        api.metrics_token_file = Some(file);
+    }
+    api.metrics_public = raw.metrics_public.unwrap_or(api.metrics_public);
     Ok(api)
 }
 
@@ -543,17 +974,30 @@ fn history_config(raw: RawHistory) -> Result<HistoryConfig, String> {
     Ok(history)
 }
 
+fn audit_config(raw: RawAudit) -> Result<AuditConfig, String> {
+    let mut audit = AuditConfig::default();
+    let keys = (raw.interval, raw.keep, raw.max_rows);
+    let targets = (&mut audit.interval, &mut audit.keep, &mut audit.max_rows);
+    retention_keys("audit", "audit entries", keys, targets)?;
+    Ok(audit)
+}
+
+/// `[events]` but `notify_at_login` (see [`notify_at_login`]).
 fn events_config(raw: RawEvents) -> Result<EventsConfig, String> {
     let mut events = EventsConfig::default();
     let keys = (raw.interval, raw.keep, raw.max_rows);
     let targets = (&mut events.interval, &mut events.keep, &mut events.max_rows);
     retention_keys("events", "events", keys, targets)?;
-    match raw.notify_at_login {
-        None => {}
-        Some(toml::Value::Boolean(notify)) => events.notify_at_login = notify,
-        Some(_) => return Err("events.notify_at_login: must be true or false".into()),
-    }
     Ok(events)
+}
+
+/// `events.notify_at_login`, which session open reads.
+fn notify_at_login(value: Option<toml::Value>) -> Result<Option<bool>, String> {
+    match value {
+        None => Ok(None),
+        Some(toml::Value::Boolean(notify)) => Ok(Some(notify)),
+        Some(_) => Err("events.notify_at_login: must be true or false".into()),
+    }
 }
 
 /// A `[defaults]` limit given as `text`, parsed by its own rule into
@@ -679,6 +1123,12 @@ mod tests {
             session_ttl = "30m"
             login_rate = 3
             trusted_proxies = ["10.0.0.5"]
+            header_read_timeout = "5s"
+            request_timeout = "2m"
+            idle_timeout = "30s"
+            max_connections = 100
+            login_queue = 0
+            shutdown_timeout = "3s"
             "#,
         )
         .unwrap();
@@ -688,6 +1138,17 @@ mod tests {
         assert_eq!(
             c.api.trusted_proxies,
             [std::net::IpAddr::from([10, 0, 0, 5])]
+        );
+        assert_eq!(
+            (
+                c.api.header_read_timeout,
+                c.api.request_timeout,
+                c.api.idle_timeout,
+                c.api.max_connections,
+                c.api.login_queue,
+                c.api.shutdown_timeout
+            ),
+            (5, 120, 30, 100, 0, 3)
         );
         assert_eq!(c.db, Database::Sqlite(PathBuf::from("/srv/users.db")));
         assert_eq!(
@@ -783,6 +1244,39 @@ mod tests {
     }
 
     #[test]
+    fn audit_retention_has_a_bound_by_default_and_is_checked() {
+        let audit = Config::parse("").unwrap().audit;
+        assert_eq!(audit, AuditConfig::default());
+        assert!(
+            audit.interval > 0 && audit.keep > 0 && audit.max_rows > 0,
+            "{audit:?}"
+        );
+        let c =
+            Config::parse("[audit]\ninterval = \"1m\"\nkeep = \"30d\"\nmax_rows = 1000").unwrap();
+        assert_eq!(
+            c.audit,
+            AuditConfig {
+                interval: 60,
+                keep: 30 * 24 * 3600,
+                max_rows: 1000
+            }
+        );
+        for (text, key) in [
+            ("[audit]\nkeep = \"0\"", "audit.keep"),
+            ("[audit]\nkeep = \"forever\"", "audit.keep"),
+            ("[audit]\nmax_rows = 0", "audit.max_rows"),
+            ("[audit]\nmax_rows = -1", "audit.max_rows"),
+            ("[audit]\ninterval = \"often\"", "audit.interval"),
+        ] {
+            let e = Config::parse(text).unwrap_err();
+            assert!(e.starts_with(key), "{text}: {e}");
+        }
+        assert!(Config::parse("[audit]\nrows = 1")
+            .unwrap_err()
+            .contains("rows"));
+    }
+
+    #[test]
     fn history_values_are_checked() {
         assert_eq!(Config::parse("").unwrap().history, HistoryConfig::default());
         let c =
@@ -819,6 +1313,10 @@ mod tests {
     #[test]
     fn api_values_are_checked() {
         assert_eq!(Config::parse("").unwrap().api, ApiConfig::default());
+        assert!(
+            ApiConfig::default().trusted_proxies.is_empty(),
+            "no proxy is trusted unless the config names it"
+        );
         let socket = Config::parse("[api]\nlisten = \"/run/diycloud/api.sock\"").unwrap();
         assert_eq!(socket.api.listen, "/run/diycloud/api.sock");
         for (text, key) in [
@@ -831,6 +1329,14 @@ mod tests {
                 "[api]\ntrusted_proxies = [\"nginx\"]",
                 "api.trusted_proxies",
             ),
+            (
+                "[api]\nheader_read_timeout = \"0\"",
+                "api.header_read_timeout",
+            ),
+            ("[api]\nrequest_timeout = \"1\"", "api.request_timeout"),
+            ("[api]\nidle_timeout = \"0s\"", "api.idle_timeout"),
+            ("[api]\nshutdown_timeout = \"0\"", "api.shutdown_timeout"),
+            ("[api]\nmax_connections = 0", "api.max_connections"),
         ] {
             let err = Config::parse(text).unwrap_err();
             assert!(err.starts_with(key), "{text}: {err}");
@@ -838,6 +1344,26 @@ mod tests {
         assert!(Config::parse("[api]\nport = 1")
             .unwrap_err()
             .contains("port"));
+    }
+
+    #[test]
+    fn api_metrics_keys() {
+        let default = ApiConfig::default();
+        assert_eq!(default.metrics_token_file, None);
+        assert!(!default.metrics_public, "per-user series need a credential");
+        let api = Config::parse(
+            "[api]\nmetrics_token_file = \"/etc/diycloud/metrics-token\"\nmetrics_public = true",
+        )
+        .unwrap()
+        .api;
+        assert_eq!(
+            api.metrics_token_file.as_deref(),
+            Some(Path::new("/etc/diycloud/metrics-token"))
+        );
+        assert!(api.metrics_public);
+        let err = Config::parse("[api]\nmetrics_token_file = \"metrics-token\"").unwrap_err();
+        assert!(err.starts_with("api.metrics_token_file"), "{err}");
+        assert!(Config::parse("[api]\nmetrics_public = \"yes\"").is_err());
     }
 
     #[test]
@@ -968,6 +1494,90 @@ mod tests {
                 Config::parse(snippet).unwrap_or_else(|e| panic!("{doc}: {e}\n{snippet}"));
             }
         }
+    }
+
+    /// A bad value in a section only the server (or only slicectl) reads:
+    /// the module goes on with that section's defaults, and says so.
+    const SERVER_SECTIONS_BROKEN: &[(&str, &str)] = &[
+        ("[api]\nlisten = \"localhost:8480\"\n", "api.listen"),
+        ("[api]\nlisten_typo = 1\n", "api: unknown field"),
+        ("[history]\ninterval = \"soon\"\n", "history.interval"),
+        ("[events]\nkeep = \"0s\"\n", "events.keep"),
+        ("[audit]\nmax_rows = -1\n", "audit.max_rows"),
+    ];
+
+    #[test]
+    fn a_bad_section_the_module_does_not_read_never_stops_it() {
+        let also_not_the_modules = [
+            ("[gpus]\nidle_after = \"a while\"\n", "gpus.idle_after"),
+            ("[defaults]\nmemory = \"lots\"\n", "defaults.memory"),
+        ];
+        for (text, said) in SERVER_SECTIONS_BROKEN.iter().chain(&also_not_the_modules) {
+            let loaded = Config::parse_for(text, Reader::Module).unwrap();
+            assert_eq!(loaded.config, Config::default(), "{text}");
+            assert!(
+                loaded.ignored[0].contains(said),
+                "{text}: {:?}",
+                loaded.ignored
+            );
+            let err = Config::parse(text).unwrap_err();
+            assert!(err.contains(said), "{text}: {err}");
+        }
+        for (text, _) in SERVER_SECTIONS_BROKEN {
+            assert!(Config::parse_for(text, Reader::Admin).is_ok(), "{text}");
+        }
+        for (text, _) in also_not_the_modules {
+            assert!(Config::parse_for(text, Reader::Admin).is_err(), "{text}");
+        }
+        // What the module reads stays strict: its own key in [events], the
+        // lockout, the database, a key outside every section, bad TOML.
+        for text in [
+            "[events]\nnotify_at_login = \"yes\"\n",
+            "[lockout]\ndeny = \"five\"\n",
+            "[session]\non_session_error = \"maybe\"\n",
+            "db = \"relative.db\"\n",
+            "dbb = \"/x.db\"\n",
+            "[api\n",
+        ] {
+            assert!(Config::parse_for(text, Reader::Module).is_err(), "{text}");
+        }
+        // A good module section next to a bad server one is still read.
+        let loaded = Config::parse_for(
+            "[lockout]\ndeny = 3\n[api]\nlisten = \"x\"\n",
+            Reader::Module,
+        )
+        .unwrap();
+        assert_eq!(loaded.config.lockout.deny, 3);
+    }
+
+    #[test]
+    fn check_names_every_error_with_its_line_and_column() {
+        let text = "[lockout]\ndeny = 3\n\n[api]\n  listen = \"localhost:8480\"\n[history]\ninterval = \"soon\"\n[gpus]\nbogus = 1\n";
+        let problems = Config::check(text);
+        let found: Vec<_> = problems
+            .iter()
+            .map(|p| (p.key.as_deref().unwrap(), p.line, p.column))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("api.listen", Some(5), Some(3)),
+                ("history.interval", Some(7), Some(1)),
+                ("gpus", Some(8), Some(1)),
+            ],
+            "{problems:?}"
+        );
+        assert!(problems[2].message.contains("bogus"), "{problems:?}");
+        // Not TOML at all: where the parser stopped.
+        let problems = Config::check("[lockout]\ndeny = = 3\n");
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].line, Some(2), "{problems:?}");
+        assert!(Config::check("").is_empty());
+        let example = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/diycloud.toml"),
+        )
+        .unwrap();
+        assert!(Config::check(&example).is_empty());
     }
 
     #[test]

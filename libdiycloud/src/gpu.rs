@@ -502,8 +502,29 @@ impl GpuPort for SystemGpus {
         {
             return Ok(None);
         }
-        usage().map(Some).map_err(PortError::new)
+        usage()
+            .map(Some)
+            .map_err(|e| PortError::msg(with_cause(&e)))
     }
+}
+
+/// An error and its innermost cause, for a person: NVML's own text ("a
+/// libloading error occurred") does not say that `libnvidia-ml.so.1` is
+/// missing; its cause does.
+pub fn with_cause(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut innermost = None;
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        innermost = Some(c);
+        cause = c.source();
+    }
+    if let Some(c) = innermost.map(ToString::to_string) {
+        if !text.contains(&c) {
+            text = format!("{text}: {c}");
+        }
+    }
+    text
 }
 
 /// The driver version from `ROOT/proc/driver/nvidia/version`.

@@ -120,6 +120,8 @@ pub struct UsageReading {
     pub errors: Vec<String>,
     /// The node's GPU figures, where it has them.
     pub node_gpus: Option<Vec<GpuUsage>>,
+    /// Why the node's GPU figures could not be read (a broken driver).
+    pub gpu_unavailable: Option<String>,
 }
 
 /// The usage of those of `users` who are active and whose slice is, read
@@ -151,8 +153,12 @@ pub fn read_usage<S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort>(
         link.close().await;
         Ok::<_, PortError>(slices)
     })?;
-    // A node without GPU figures has none.
-    let gpus = ports.gpu.usage().ok().flatten();
+    // A node without GPU figures has none; one whose driver is broken
+    // says why, and the rest is read as usual.
+    let (gpus, gpu_unavailable) = match ports.gpu.usage() {
+        Ok(gpus) => (gpus, None),
+        Err(e) => (None, Some(e.to_string())),
+    };
     let mut samples = Vec::new();
     let mut shares = Vec::new();
     for ((user, uid), slice) in accounts.iter().zip(slices) {
@@ -190,6 +196,7 @@ pub fn read_usage<S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort>(
         gpus: shares,
         errors,
         node_gpus: gpus,
+        gpu_unavailable,
     })
 }
 
@@ -317,6 +324,25 @@ mod tests {
         assert_eq!(alice.len(), 1);
         assert_eq!(alice[0].memory_bytes, Some(1 << 20));
         assert_eq!(alice[0].disk_bytes, None);
+    }
+
+    #[test]
+    fn a_broken_gpu_driver_leaves_the_other_figures_and_says_why() {
+        let (_dir, store) = store_with(&["alice"]);
+        let mut ports = ports(vec![("alice", 1001)]);
+        ports.gpu.usage_error = Some("NVML: a libloading error occurred".into());
+        let users = store.users().unwrap();
+        let reading = read_usage(&ports, &Config::default(), &users, Timestamp(100)).unwrap();
+        assert_eq!(reading.samples.len(), 1);
+        assert_eq!(reading.samples[0].memory_bytes, Some(1 << 20));
+        assert_eq!(reading.samples[0].gpu_memory_bytes, None);
+        assert_eq!(
+            reading.gpu_unavailable.as_deref(),
+            Some("NVML: a libloading error occurred")
+        );
+        ports.gpu.usage_error = None;
+        let reading = read_usage(&ports, &Config::default(), &users, Timestamp(100)).unwrap();
+        assert_eq!(reading.gpu_unavailable, None);
     }
 
     #[test]

@@ -397,6 +397,34 @@ pub fn is_group_member(name: &str, group: &str) -> Result<Membership, AccountErr
     })
 }
 
+/// Groups whose members are root, or can become root, on a usual node:
+/// sudo's and polkit's admin groups, and those that hand out raw disks,
+/// the shadow file or a root-run container engine.
+pub const PRIVILEGED_GROUPS: &[&str] = &[
+    "root",
+    "sudo",
+    "wheel",
+    "admin",
+    "adm",
+    "disk",
+    "shadow",
+    "docker",
+    "lxd",
+    "incus-admin",
+    "libvirt",
+];
+
+/// Which of [`PRIVILEGED_GROUPS`] the account `name` is in (through NSS).
+pub fn privileged_groups_of(name: &str) -> Result<Vec<String>, AccountError> {
+    let mut found = Vec::new();
+    for group in PRIVILEGED_GROUPS {
+        if is_group_member(name, group)? == Membership::Member {
+            found.push((*group).to_owned());
+        }
+    }
+    Ok(found)
+}
+
 fn run(cmd: &mut Command, program: &str) -> Result<(), AccountError> {
     // useradd/userdel live in /usr/sbin, which a non-login root shell may lack.
     let path = std::env::var("PATH").unwrap_or_default();

@@ -36,6 +36,18 @@ pub enum QuotaError {
     },
     #[error("cannot read /proc/self/mountinfo: {0}")]
     Mountinfo(std::io::Error),
+    #[error(
+        "quotactl on {mount} ({device}), uid {uid}: the limit is more than this filesystem's \
+         quota format holds (ERANGE): old vfsv0 quota files hold at most 4T less 1K per user; \
+         set a smaller disk limit, or move the filesystem to the vfsv1 format (`quotaoff`, \
+         `quotacheck -c -F vfsv1`, `quotaon -F vfsv1`, jqfmt=vfsv1 in its mount options) or to \
+         ext4's quota feature (`tune2fs -O quota`)"
+    )]
+    FormatTooSmall {
+        mount: PathBuf,
+        device: PathBuf,
+        uid: u32,
+    },
     #[error("quotactl on {mount} ({device}), {what}: {errno}")]
     Quotactl {
         mount: PathBuf,
@@ -149,6 +161,13 @@ fn quotactl_error(mount: &Mount, uid: Option<u32>, errno: Errno) -> QuotaError {
     match errno {
         // ESRCH: quotas are not on; ENOSYS/EOPNOTSUPP: not supported at all.
         Errno::ESRCH | Errno::ENOSYS | Errno::EOPNOTSUPP | Errno::ENOTBLK => quotas_off(mount),
+        // A limit over the format's dqi_max_spc_limit (vfsv0: 32-bit counts
+        // of 1K blocks); the model keeps limits within what vfsv1 holds.
+        Errno::ERANGE if uid.is_some() => QuotaError::FormatTooSmall {
+            mount: mount.mount_point.clone(),
+            device: mount.device.clone(),
+            uid: uid.unwrap_or_default(),
+        },
         errno => QuotaError::Quotactl {
             mount: mount.mount_point.clone(),
             device: mount.device.clone(),
@@ -384,6 +403,11 @@ mod tests {
             "{other}"
         );
         assert_eq!(uid_arg(4_294_967_294), -2);
+        let range = quotactl_error(&home, Some(1000), Errno::ERANGE).to_string();
+        assert!(
+            range.contains("/home") && range.contains("4T less 1K") && range.contains("vfsv1"),
+            "{range}"
+        );
     }
 
     #[test]

@@ -28,19 +28,19 @@ outside the standard library.
 import asyncio
 import json
 import os
-import shutil
 
 __all__ = ["pre_spawn_hook", "prepare", "PrepareRefused"]
 
-# slicectl is in /usr/sbin from the packages, /usr/local/sbin from
-# packaging/install.sh; the hub's PATH may have neither.
-_SEARCH_PATH = os.pathsep.join(
-    [os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"]
-)
 # Long enough for systemd under load; a spawn waits for it.
 TIMEOUT_SECONDS = 30
-# The slicectl to run; None: the first in PATH, /usr/local/sbin, /usr/sbin.
-SLICECTL = None
+# The slicectl to run, by its absolute path: the packages' one. The hub runs
+# as root, and its PATH is whatever its environment says (a unit's
+# Environment=, the shell that started it): it is never searched. A slicectl
+# installed elsewhere (packaging/install.sh puts it in /usr/local/sbin) is
+# named in the hub's own jupyterhub_config.py:
+#     import diycloud_jupyterhub
+#     diycloud_jupyterhub.SLICECTL = "/usr/local/sbin/slicectl"
+SLICECTL = "/usr/sbin/slicectl"
 
 
 class PrepareRefused(RuntimeError):
@@ -53,9 +53,11 @@ async def prepare(unix_name, slicectl=None, timeout=None):
     Raises PrepareRefused with the reason when slicectl refuses, fails,
     hangs past ``timeout`` seconds (default TIMEOUT_SECONDS) or answers
     something else."""
-    program = slicectl or SLICECTL or shutil.which("slicectl", path=_SEARCH_PATH)
-    if program is None:
-        raise PrepareRefused("slicectl not found (in PATH, /usr/local/sbin or /usr/sbin)")
+    program = slicectl or SLICECTL
+    if not isinstance(program, str) or not os.path.isabs(program):
+        raise PrepareRefused(
+            f"diycloud_jupyterhub.SLICECTL must be an absolute path, not {program!r}: the hub's PATH is not searched"
+        )
     timeout = timeout or TIMEOUT_SECONDS
     try:
         proc = await asyncio.create_subprocess_exec(

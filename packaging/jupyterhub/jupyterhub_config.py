@@ -33,6 +33,11 @@ c.PAMAuthenticator.open_sessions = False
 # login was.
 c.JupyterHub.spawner_class = "systemd"
 c.Spawner.pre_spawn_hook = pre_spawn_hook
+# The hook runs the packages' /usr/sbin/slicectl, never one found through
+# the hub's PATH. A slicectl elsewhere (install.sh's /usr/local/sbin) is
+# named here, by its absolute path:
+# import diycloud_jupyterhub
+# diycloud_jupyterhub.SLICECTL = "/usr/local/sbin/slicectl"
 c.SystemdSpawner.dynamic_users = False
 # PrivateDevices would hide the GPUs the slice grants.
 c.SystemdSpawner.isolate_devices = False

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use libdiycloud::apply::{self, ApplyReport};
 use libdiycloud::auth::{Authenticator, LoginOutcome, PasswordChange, SetBy};
-use libdiycloud::config::{Config, SessionErrorPolicy, DEFAULT_CONFIG_PATH, DEFAULT_GROUP};
+use libdiycloud::config::{Config, Reader, SessionErrorPolicy, DEFAULT_CONFIG_PATH, DEFAULT_GROUP};
 use libdiycloud::model::events::notice;
 use libdiycloud::model::AccountState;
 use libdiycloud::platform::Membership;
@@ -108,7 +108,17 @@ impl<'h, H: PamHandler, T: Host> Call<'h, H, T> {
             Some(path) => (path.as_path(), true),
             None => (Path::new(DEFAULT_CONFIG_PATH), false),
         };
-        Config::load(path, explicit).map_err(|e| e.to_string())
+        // Only what a login reads must be right: a bad value in a section
+        // of the server's never stops one (`slicectl config check` names it).
+        let loaded = Config::load_for(path, explicit, Reader::Module).map_err(|e| e.to_string())?;
+        if !loaded.ignored.is_empty() {
+            self.debug(&format!(
+                "config {}: ignored (not read by logins): {}",
+                path.display(),
+                loaded.ignored.join("; ")
+            ));
+        }
+        Ok(loaded.config)
     }
 
     /// Opens the database named by the arguments or the config.

@@ -13,8 +13,26 @@ use libdiycloud::model::user::{Role, User};
 use crate::error::ApiError;
 use crate::AppState;
 
-/// The session cookie's name.
+/// The session cookie's name where the client came over HTTPS (through a
+/// trusted proxy that says so). With the `__Host-` prefix a browser takes
+/// the cookie only from a secure origin, with `Secure`, `Path=/` and no
+/// `Domain`: a sibling domain or a page over plain HTTP cannot plant or
+/// overwrite it (a planted session would be login CSRF).
+pub const HOST_COOKIE_NAME: &str = "__Host-diycloud_session";
+
+/// The session cookie's name over plain HTTP (the server asked directly on
+/// loopback, or a proxy without TLS), where a browser drops a `Secure`,
+/// `__Host-` cookie.
 pub const COOKIE_NAME: &str = "diycloud_session";
+
+/// The session cookie's name for a client on `https` or not.
+pub fn cookie_name(https: bool) -> &'static str {
+    if https {
+        HOST_COOKIE_NAME
+    } else {
+        COOKIE_NAME
+    }
+}
 
 /// The client: the peer, or, where the peer is a trusted proxy (or a local
 /// process on the unix socket), the last address the proxy added to
@@ -96,8 +114,10 @@ impl<S: Sync> FromRequestParts<S> for DirectLocal {
 }
 
 /// The bearer token of a request: `Authorization: Bearer TOKEN`, else the
-/// session cookie.
-pub fn token(headers: &HeaderMap) -> Option<String> {
+/// session cookie of its name over `https` or not (over HTTPS only the
+/// `__Host-` cookie counts).
+pub fn token(headers: &HeaderMap, https: bool) -> Option<String> {
+    let wanted = cookie_name(https);
     if let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         let (scheme, token) = value.split_once(' ')?;
         return scheme
@@ -111,7 +131,7 @@ pub fn token(headers: &HeaderMap) -> Option<String> {
         .flat_map(|v| v.split(';'))
         .find_map(|pair| {
             let (name, value) = pair.trim().split_once('=')?;
-            (name == COOKIE_NAME).then(|| value.to_owned())
+            (name == wanted).then(|| value.to_owned())
         })
 }
 
@@ -149,7 +169,11 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        let token = token(&parts.headers).ok_or_else(ApiError::unauthorized)?;
+        let https = match Client::from_request_parts(parts, state).await {
+            Ok(client) => client.https,
+            Err(never) => match never {},
+        };
+        let token = token(&parts.headers, https).ok_or_else(ApiError::unauthorized)?;
         let state = Arc::clone(state);
         let looked_up = token.clone();
         let user = crate::routes::blocking(move || {
@@ -209,16 +233,33 @@ mod tests {
 
     #[test]
     fn tokens_from_the_header_or_the_cookie() {
+        for https in [false, true] {
+            assert_eq!(
+                token(&headers(&[("authorization", "Bearer abc")]), https).as_deref(),
+                Some("abc")
+            );
+            assert_eq!(
+                token(&headers(&[("authorization", "Basic abc")]), https),
+                None
+            );
+            assert_eq!(token(&HeaderMap::new(), https), None);
+        }
+        let jar = headers(&[("cookie", "a=1; diycloud_session=xyz; b=2")]);
+        assert_eq!(token(&jar, false).as_deref(), Some("xyz"));
         assert_eq!(
-            token(&headers(&[("authorization", "Bearer abc")])).as_deref(),
-            Some("abc")
+            token(&jar, true),
+            None,
+            "over HTTPS only the __Host- cookie"
         );
-        assert_eq!(token(&headers(&[("authorization", "Basic abc")])), None);
+        let jar = headers(&[(
+            "cookie",
+            "diycloud_session=planted; __Host-diycloud_session=own",
+        )]);
+        assert_eq!(token(&jar, true).as_deref(), Some("own"));
+        assert_eq!(token(&jar, false).as_deref(), Some("planted"));
         assert_eq!(
-            token(&headers(&[("cookie", "a=1; diycloud_session=xyz; b=2")])).as_deref(),
-            Some("xyz")
+            token(&headers(&[("cookie", "diycloud_sessionx=1")]), false),
+            None
         );
-        assert_eq!(token(&headers(&[("cookie", "diycloud_sessionx=1")])), None);
-        assert_eq!(token(&HeaderMap::new()), None);
     }
 }

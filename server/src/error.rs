@@ -138,6 +138,7 @@ impl From<AdminError> for ApiError {
             ErrorKind::Usage => Self::invalid(e.to_string()),
             ErrorKind::NotFound => Self::not_found(e.to_string()),
             ErrorKind::Conflict => Self::new(StatusCode::CONFLICT, e.to_string()),
+            ErrorKind::Forbidden => Self::new(StatusCode::FORBIDDEN, e.to_string()),
             ErrorKind::Runtime => Self::internal(e),
         }
     }

@@ -16,7 +16,15 @@
 //! The pin lasts one hash and is undone after it; a CPU that can no longer
 //! be had (the service's CPU set changed) is not an error: the hash then
 //! runs wherever the kernel puts it.
+//!
+//! The wait is bounded: while `[api] login_queue` hashes wait for a slot, a
+//! login is answered 503 with Retry-After at once, and a login that waited
+//! [`LOGIN_WAIT`] gets 503 then. A flood of logins (240 at once made a
+//! login wait 6.7 s) cannot make a login hang. The work of a session
+//! (a password change, a new user) always waits its turn (the semaphore is
+//! fair: behind at most that queue).
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
@@ -25,16 +33,27 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::ApiError;
 
+/// What a shed request is told to wait, in seconds: a queue's worth of
+/// hashes takes well under that.
+pub const RETRY_AFTER: u64 = 1;
+
+/// The longest a login waits for a hashing slot before 503.
+pub const LOGIN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub struct Hashing {
     permits: Arc<Semaphore>,
+    /// How many may wait for a slot, and how many do.
+    queue: u32,
+    waiting: Arc<AtomicU32>,
     /// The CPUs no hash runs on now (empty where they cannot be known).
     free: Arc<Mutex<Vec<usize>>>,
 }
 
 impl Hashing {
     /// One slot per CPU the process may use, at most as many as
-    /// `available_parallelism` (which heeds a CPU quota).
-    pub fn new() -> Self {
+    /// `available_parallelism` (which heeds a CPU quota); at most `queue`
+    /// waiting for one.
+    pub fn new(queue: u32) -> Self {
         let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut cpus = allowed_cpus();
         cpus.truncate(parallelism);
@@ -45,6 +64,8 @@ impl Hashing {
         };
         Self {
             permits: Arc::new(Semaphore::new(slots)),
+            queue,
+            waiting: Arc::new(AtomicU32::new(0)),
             free: Arc::new(Mutex::new(cpus)),
         }
     }
@@ -53,16 +74,88 @@ impl Hashing {
     /// with [`HashSlot::run`]: the slot is given back when the work ends,
     /// also if the client went away meanwhile.
     pub async fn slot(&self) -> Result<HashSlot, ApiError> {
-        let permit = Arc::clone(&self.permits)
-            .acquire_owned()
-            .await
-            .map_err(ApiError::internal)?;
+        self.take(u32::MAX, None).await
+    }
+
+    /// A slot for a login: with `[api] login_queue` waiting already, 503
+    /// with Retry-After at once; after [`LOGIN_WAIT`] in the queue, 503.
+    pub async fn login_slot(&self) -> Result<HashSlot, ApiError> {
+        self.take(self.queue, Some(LOGIN_WAIT)).await
+    }
+
+    async fn take(
+        &self,
+        queue: u32,
+        wait: Option<std::time::Duration>,
+    ) -> Result<HashSlot, ApiError> {
+        let permit = match Arc::clone(&self.permits).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                let _waiting = Waiting::join(&self.waiting, queue).ok_or_else(busy)?;
+                let acquired = Arc::clone(&self.permits).acquire_owned();
+                match wait {
+                    Some(wait) => tokio::time::timeout(wait, acquired)
+                        .await
+                        .map_err(|_| busy())?,
+                    None => acquired.await,
+                }
+                .map_err(ApiError::internal)?
+            }
+            Err(e) => return Err(ApiError::internal(e)),
+        };
         let cpu = self.free.lock().ok().and_then(|mut free| free.pop());
         Ok(HashSlot {
             _permit: permit,
             cpu,
             free: Arc::clone(&self.free),
         })
+    }
+}
+
+/// 503: the queue for the hashing slots is full.
+pub fn busy() -> ApiError {
+    ApiError {
+        retry_after: Some(RETRY_AFTER),
+        ..ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("the server is busy checking other passwords: try again in {RETRY_AFTER} s"),
+        )
+    }
+}
+
+/// A 503 as the API answers it: `{"error": "unavailable", ...}` with its
+/// Retry-After.
+pub fn unavailable(e: ApiError) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let body = axum::Json(serde_json::json!({"error": "unavailable", "detail": e.detail}));
+    let mut response = (e.status, body).into_response();
+    if let Some(seconds) = e.retry_after {
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(seconds),
+        );
+    }
+    response
+}
+
+/// A place in the queue, left when dropped (also when the waiting request
+/// is dropped because its client went away).
+struct Waiting(Arc<AtomicU32>);
+
+impl Waiting {
+    fn join(waiting: &Arc<AtomicU32>, queue: u32) -> Option<Self> {
+        waiting
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < queue).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Self(Arc::clone(waiting)))
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -136,7 +229,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_hash_runs_on_its_slots_cpu_and_the_thread_gets_its_cpus_back() {
-        let hashing = Hashing::new();
+        let hashing = Hashing::new(8);
         let slot = hashing.slot().await.unwrap();
         let cpu = slot.cpu.expect("a CPU from the affinity mask");
         let before = tokio::task::spawn_blocking(affinity).await.unwrap();
@@ -152,7 +245,7 @@ mod tests {
 
     #[tokio::test]
     async fn no_more_slots_than_cpus_and_each_on_another_cpu() {
-        let hashing = Hashing::new();
+        let hashing = Hashing::new(8);
         let cpus = allowed_cpus()
             .len()
             .min(std::thread::available_parallelism().unwrap().get());
@@ -170,5 +263,50 @@ mod tests {
         let freed = slots.pop().unwrap().cpu;
         let next = hashing.slot().await.unwrap();
         assert_eq!(next.cpu, freed);
+    }
+
+    #[tokio::test]
+    async fn past_the_queue_a_request_is_shed_at_once_with_retry_after() {
+        let hashing = Arc::new(Hashing::new(3));
+        let slots = hashing.permits.available_permits();
+        let mut held = Vec::new();
+        for _ in 0..slots {
+            held.push(hashing.slot().await.unwrap());
+        }
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let hashing = Arc::clone(&hashing);
+                tokio::spawn(async move { hashing.login_slot().await.map(drop) })
+            })
+            .collect();
+        while hashing.waiting.load(Ordering::Acquire) < 3 {
+            tokio::task::yield_now().await;
+        }
+        let shed = tokio::time::timeout(std::time::Duration::from_secs(1), hashing.login_slot())
+            .await
+            .expect("shed at once, not queued");
+        let shed = shed.err().expect("503");
+        assert_eq!(shed.status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(shed.retry_after, Some(RETRY_AFTER));
+        // A login that waited its longest gets 503 too.
+        let waited = tokio::time::Instant::now();
+        let late = hashing.take(u32::MAX, Some(LOGIN_WAIT / 10)).await;
+        assert_eq!(
+            late.err().map(|e| e.status),
+            Some(axum::http::StatusCode::SERVICE_UNAVAILABLE)
+        );
+        assert!(waited.elapsed() >= LOGIN_WAIT / 10);
+        // A session's work (a new user, a password change) waits its turn.
+        let session_work = {
+            let hashing = Arc::clone(&hashing);
+            tokio::spawn(async move { hashing.slot().await.map(drop) })
+        };
+        drop(held);
+        session_work.await.unwrap().unwrap();
+        for waiter in waiters {
+            waiter.await.unwrap().unwrap();
+        }
+        assert_eq!(hashing.waiting.load(Ordering::Acquire), 0);
+        drop(hashing.slot().await.unwrap());
     }
 }

@@ -5,8 +5,14 @@
 //! limits), so the rules, the lockout and the audit log are the ones the PAM
 //! module and `slicectl` use. Blocking work (argon2, SQLite, D-Bus, NVML)
 //! runs on tokio's blocking pool, never on the async workers.
+//!
+//! Connections are served by a loop of its own over hyper's HTTP/1
+//! connection (see [`conn`]): a header-read timeout, a request timeout, an
+//! idle timeout, a cap on connections and a bounded shutdown, none of which
+//! `axum::serve` has.
 
 mod client;
+mod conn;
 mod error;
 mod hashing;
 mod limiter;
@@ -29,7 +35,7 @@ use libdiycloud::store::{Database, Store, StoreError};
 use libdiycloud::watch::EventTotal;
 
 pub use error::ApiError;
-pub use routes::router;
+pub use routes::{router, routes};
 
 /// Where the server listens: `HOST:PORT` or a unix socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,7 +93,7 @@ pub struct AppState {
     pub db: Database,
     pub ports: Ports,
     limiter: limiter::Limiter,
-    clock: Clock,
+    clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
     /// Idle database connections, used again while they may
     /// ([`Store::is_reusable`]): opening SQLite for every request was most
     /// of a read's cost.
@@ -142,20 +148,36 @@ pub type Clock = Box<dyn Fn() -> Timestamp + Send + Sync>;
 
 impl AppState {
     pub fn new(config: Config, db: impl Into<Database>) -> Self {
-        Self::with_clock(config, db, Box::new(system_now))
+        Self::build(config, db.into(), Arc::new(system_now), monotonic())
     }
 
-    /// With another clock (tests set the time instead of waiting).
+    /// With another clock (tests set the time instead of waiting); the
+    /// login rate limit follows it too.
     pub fn with_clock(config: Config, db: impl Into<Database>, clock: Clock) -> Self {
-        let limiter = limiter::Limiter::new(config.api.login_rate, 60);
+        let clock: Arc<dyn Fn() -> Timestamp + Send + Sync> = Arc::from(clock);
+        let read = Arc::clone(&clock);
+        let ticks = limiter::Ticks::new(move || {
+            std::time::Duration::from_secs(u64::try_from(read().0).unwrap_or(0))
+        });
+        Self::build(config, db.into(), clock, ticks)
+    }
+
+    fn build(
+        config: Config,
+        db: Database,
+        clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
+        ticks: limiter::Ticks,
+    ) -> Self {
+        let limiter = limiter::Limiter::new(config.api.login_rate, ticks);
+        let hashing = hashing::Hashing::new(config.api.login_queue);
         Self {
             config,
-            db: db.into(),
+            db,
             ports: Ports::system(),
             limiter,
             clock,
             idle: Mutex::new(Vec::new()),
-            hashing: hashing::Hashing::new(),
+            hashing,
             limit_totals: Mutex::new(LimitTotals::new()),
         }
     }
@@ -185,14 +207,30 @@ fn system_now() -> Timestamp {
     Timestamp::from(std::time::SystemTime::now())
 }
 
+/// The login rate limit's clock in the server: monotonic, so a change of
+/// the wall clock neither empties nor refills the buckets.
+#[allow(clippy::disallowed_methods)]
+fn monotonic() -> limiter::Ticks {
+    let start = std::time::Instant::now();
+    limiter::Ticks::new(move || start.elapsed())
+}
+
 /// Serves until SIGINT or SIGTERM. Blocks the calling thread, which runs
-/// the runtime; returns when the server has stopped.
+/// the runtime; says "listening on" on stderr once the address is bound
+/// (not before: a port in use fails without it); returns when the server
+/// has stopped, at most `[api] shutdown_timeout` after the signal.
 pub fn serve(config: Config, db: Database, listen: Listen) -> Result<(), ServeError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(ServeError::Runtime)?;
-    runtime.block_on(run(Arc::new(AppState::new(config, db)), listen, |_| {}))
+    let served = runtime.block_on(run(Arc::new(AppState::new(config, db)), listen, |bound| {
+        eprintln!("slicectl serve: listening on {bound}")
+    }));
+    // Work still on the blocking pool (a long read of the database, a
+    // hash) is not waited for: its client was cut off with the rest.
+    runtime.shutdown_background();
+    served
 }
 
 /// Serves `state` on 127.0.0.1 at a port the kernel picks, on a thread of
@@ -222,12 +260,24 @@ pub fn spawn_on_loopback(state: Arc<AppState>) -> Result<SocketAddr, ServeError>
         .map_err(|_| ServeError::Serve(std::io::Error::other("the server's thread ended")))?
 }
 
-/// Serves `state` on `listen`; `ready` is told the address once bound
-/// (tests bind port 0 and learn the port).
+/// Serves `state` on `listen` until SIGINT or SIGTERM; `ready` is told the
+/// address once bound (tests bind port 0 and learn the port).
 pub async fn run(
     state: Arc<AppState>,
     listen: Listen,
     ready: impl FnOnce(&Listen),
+) -> Result<(), ServeError> {
+    run_until(state, listen, ready, shutdown()).await
+}
+
+/// [`run`] until `stop` completes: then no new connection is taken, the
+/// requests in progress get `[api] shutdown_timeout` to finish, and it
+/// returns.
+pub async fn run_until(
+    state: Arc<AppState>,
+    listen: Listen,
+    ready: impl FnOnce(&Listen),
+    stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServeError> {
     if state.config.history.interval > 0 {
         tokio::spawn(sampler::sample_forever(Arc::clone(&state)));
@@ -235,24 +285,21 @@ pub async fn run(
     if state.config.events.interval > 0 {
         tokio::spawn(watcher::watch_forever(Arc::clone(&state)));
     }
+    if state.config.audit.interval > 0 {
+        tokio::spawn(sampler::prune_audit_forever(Arc::clone(&state)));
+    }
+    let limits = conn::Limits::of(&state.config.api);
     let app = router(state);
     match &listen {
         Listen::Tcp(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|source| ServeError::Bind {
-                    listen: listen.clone(),
-                    source,
-                })?;
+            let listener = bind_tcp(*addr).map_err(|source| ServeError::Bind {
+                listen: listen.clone(),
+                source,
+            })?;
             let bound = listener.local_addr().map_or(listen.clone(), Listen::Tcp);
             ready(&bound);
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(shutdown())
-            .await
-            .map_err(ServeError::Serve)
+            conn::serve(conn::Listener::Tcp(listener), app, limits, stop).await;
+            Ok(())
         }
         Listen::Unix(path) => {
             let listener = bind_unix(path).map_err(|e| match e {
@@ -263,13 +310,29 @@ pub async fn run(
                 },
             })?;
             ready(&listen);
-            axum::serve(listener, app.into_make_service())
-                .with_graceful_shutdown(shutdown())
-                .await
-                .map_err(ServeError::Serve)
+            conn::serve(conn::Listener::Unix(listener), app, limits, stop).await;
+            Ok(())
         }
     }
 }
+
+/// Binds `addr` with a backlog as deep as the kernel allows (up to
+/// somaxconn): 1,100 clients that reconnect at once, or connections over
+/// `[api] max_connections`, wait there instead of having their SYNs
+/// dropped (and retried a second later).
+fn bind_tcp(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
+/// The listening socket's backlog (the kernel caps it at somaxconn).
+const BACKLOG: u32 = 4096;
 
 enum UnixBindError {
     NotASocket,

@@ -1,9 +1,12 @@
 //! `/metrics`: the node's users and their usage in Prometheus's text format
 //! (version 0.0.4), read live at each scrape.
 //!
-//! Open to local processes that ask directly (a Prometheus on this node;
-//! what it shows, `ps` and `top` show them too), and to admins' tokens from
-//! anywhere. The shipped nginx site does not pass it on.
+//! Two levels. The per-user series (who is an admin, who is locked or
+//! disabled, each user's usage) go only to a scraper with a credential: the
+//! token of `[api] metrics_token_file` or an admin's session; or, with the
+//! explicit opt-out `[api] metrics_public`, to every process on the node
+//! that asks directly. Any other local process gets the rest, which names
+//! no user ([`aggregates_only`]). The shipped nginx site does not pass it on.
 
 use std::fmt::Write;
 
@@ -13,7 +16,7 @@ use libdiycloud::history::read_usage;
 use libdiycloud::model::events::EventKind;
 use libdiycloud::model::history::{Counter, Sample};
 use libdiycloud::model::time::Timestamp;
-use libdiycloud::model::user::User;
+use libdiycloud::model::user::{AccountState, Pending, User};
 use libdiycloud::store::{Store, StoreError};
 use libdiycloud::watch::EventTotal;
 
@@ -24,6 +27,8 @@ pub struct Scrape {
     pub usage: Option<Vec<Sample>>,
     /// Each user's share of each GPU they have processes on.
     pub gpus: Vec<(String, Vec<UserGpu>)>,
+    /// Why the node's GPU figures could not be read (a broken driver).
+    pub gpu_unavailable: Option<String>,
     pub counters: Vec<(Counter, u64)>,
     /// The watcher's limit events since the server started.
     pub limit_totals: crate::LimitTotals,
@@ -37,9 +42,9 @@ pub fn scrape(
     now: Timestamp,
 ) -> Result<Scrape, StoreError> {
     let users = store.users()?;
-    let (usage, gpus) = match read_usage(ports, config, &users, now) {
-        Ok(reading) => (Some(reading.samples), reading.gpus),
-        Err(_) => (None, Vec::new()),
+    let (usage, gpus, gpu_unavailable) = match read_usage(ports, config, &users, now) {
+        Ok(reading) => (Some(reading.samples), reading.gpus, reading.gpu_unavailable),
+        Err(_) => (None, Vec::new(), None),
     };
     let counters = Counter::ALL
         .iter()
@@ -49,9 +54,39 @@ pub fn scrape(
         users,
         usage,
         gpus,
+        gpu_unavailable,
         counters,
         limit_totals: crate::LimitTotals::new(),
     })
+}
+
+/// Whether the node's GPU figures could be read (or it has no GPUs), and
+/// where not, why (a broken driver): the other series are complete.
+fn gpu_up(out: &mut String, unavailable: Option<&str>) {
+    family(
+        out,
+        "diycloud_gpu_usage_up",
+        "gauge",
+        "1 when the node's GPU figures could be read at this scrape (or it has no GPUs); 0 when its driver is broken.",
+    );
+    let _ = writeln!(
+        out,
+        "diycloud_gpu_usage_up {}",
+        u8::from(unavailable.is_none())
+    );
+    if let Some(why) = unavailable {
+        family(
+            out,
+            "diycloud_gpu_unavailable_info",
+            "gauge",
+            "Why the node's GPU figures could not be read at this scrape.",
+        );
+        let _ = writeln!(
+            out,
+            "diycloud_gpu_unavailable_info{{reason=\"{}\"}} 1",
+            label(why)
+        );
+    }
 }
 
 /// A label value as the format wants it.
@@ -70,6 +105,7 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 /// The text of a scrape.
 pub fn render(scrape: &Scrape, config: &Config, now: Timestamp) -> String {
     let mut out = String::new();
+    user_counts(&mut out, scrape, config, now);
     family(
         &mut out,
         "diycloud_user_info",
@@ -98,6 +134,9 @@ pub fn render(scrape: &Scrape, config: &Config, now: Timestamp) -> String {
         "diycloud_usage_up {}",
         u8::from(scrape.usage.is_some())
     );
+    if scrape.usage.is_some() {
+        gpu_up(&mut out, scrape.gpu_unavailable.as_deref());
+    }
     let usage = scrape.usage.as_deref().unwrap_or_default();
     type Figure = fn(&Sample) -> Option<f64>;
     let figures: [(&str, &str, &str, Figure); 5] = [
@@ -212,6 +251,78 @@ pub fn render(scrape: &Scrape, config: &Config, now: Timestamp) -> String {
     out
 }
 
+/// How many users are in each state: what a scraper without a credential
+/// learns of the users.
+fn user_counts(out: &mut String, scrape: &Scrape, config: &Config, now: Timestamp) {
+    family(
+        out,
+        "diycloud_users",
+        "gauge",
+        "Users of the database by state.",
+    );
+    for state in [
+        AccountState::Active,
+        AccountState::Disabled,
+        AccountState::Locked,
+        AccountState::Expired,
+        AccountState::Unfinished(Pending::Add),
+        AccountState::Unfinished(Pending::Del),
+    ] {
+        let count = scrape
+            .users
+            .iter()
+            .filter(|u| u.state(&config.lockout, now) == state)
+            .count();
+        let _ = writeln!(
+            out,
+            "diycloud_users{{state=\"{}\"}} {count}",
+            label(state.as_str())
+        );
+    }
+}
+
+/// The family that says whether a scrape has the per-user series.
+pub fn per_user_family(out: &mut String, per_user: bool) {
+    family(
+        out,
+        "diycloud_metrics_per_user",
+        "gauge",
+        "1 when this scrape has the per-user series, 0 when they were withheld (no scrape credential: see [api] metrics_token_file).",
+    );
+    let _ = writeln!(out, "diycloud_metrics_per_user {}", u8::from(per_user));
+}
+
+/// `text` (a [`render`]ed scrape) without every family that names a user:
+/// those called `diycloud_user_*` and any with a `user` label. Decided on
+/// the text, so a per-user family added later is withheld too.
+pub fn aggregates_only(text: &str) -> String {
+    let names_a_user = |line: &str| {
+        line.starts_with("diycloud_user_")
+            || line.split_once('{').is_some_and(|(_, labels)| {
+                labels.starts_with("user=\"") || labels.contains(",user=\"")
+            })
+    };
+    let mut out = String::new();
+    let mut block = String::new();
+    let mut withheld = false;
+    for line in text.lines() {
+        if let Some(help) = line.strip_prefix("# HELP ") {
+            if !withheld {
+                out.push_str(&block);
+            }
+            block.clear();
+            withheld = help.starts_with("diycloud_user_");
+        }
+        withheld |= !line.starts_with('#') && names_a_user(line);
+        block.push_str(line);
+        block.push('\n');
+    }
+    if !withheld {
+        out.push_str(&block);
+    }
+    out
+}
+
 /// The limit events' counters: every user with any, since the server
 /// started (a restart starts them over, as Prometheus expects of counters).
 fn limit_events(out: &mut String, totals: &crate::LimitTotals) {
@@ -255,6 +366,48 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_broken_gpu_driver_is_shown_and_the_rest_kept() {
+        let config = Config::default();
+        let sample = Sample {
+            username: "alice".into(),
+            at: Timestamp(0),
+            cpu_nsec: Some(2_000_000_000),
+            memory_bytes: Some(1 << 20),
+            tasks: Some(3),
+            disk_bytes: None,
+            gpu_memory_bytes: None,
+        };
+        let scrape = |gpu_unavailable: Option<&str>| Scrape {
+            users: Vec::new(),
+            usage: Some(vec![sample.clone()]),
+            gpus: Vec::new(),
+            gpu_unavailable: gpu_unavailable.map(str::to_owned),
+            counters: Vec::new(),
+            limit_totals: crate::LimitTotals::new(),
+        };
+        let text = render(
+            &scrape(Some("NVML: a libloading error occurred")),
+            &config,
+            Timestamp(0),
+        );
+        assert!(text.contains("diycloud_gpu_usage_up 0\n"), "{text}");
+        assert!(
+            text.contains(
+                "diycloud_gpu_unavailable_info{reason=\"NVML: a libloading error occurred\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("diycloud_usage_up 1\n"), "{text}");
+        assert!(
+            text.contains("diycloud_user_memory_bytes{user=\"alice\"} 1048576\n"),
+            "{text}"
+        );
+        let text = render(&scrape(None), &config, Timestamp(0));
+        assert!(text.contains("diycloud_gpu_usage_up 1\n"), "{text}");
+        assert!(!text.contains("diycloud_gpu_unavailable_info"), "{text}");
+    }
+
+    #[test]
     fn labels_are_escaped() {
         assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
@@ -280,6 +433,7 @@ mod tests {
             &Scrape {
                 users: store.users().unwrap(),
                 usage: None,
+                gpu_unavailable: None,
                 gpus: vec![(
                     "alice".into(),
                     vec![UserGpu {
@@ -321,6 +475,31 @@ mod tests {
                 "diycloud_user_gpu_utilization_percent{user=\"alice\",gpu=\"1\",uuid=\"GPU-1\"} 75\n"
             ),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn without_a_credential_no_family_names_a_user() {
+        let text = "# HELP diycloud_users Users.\n# TYPE diycloud_users gauge\n\
+                    diycloud_users{state=\"locked\"} 1\n\
+                    # HELP diycloud_user_info Info.\n# TYPE diycloud_user_info gauge\n\
+                    diycloud_user_info{user=\"boss\",role=\"admin\",state=\"active\"} 1\n\
+                    # HELP diycloud_user_oom_kills_total None yet.\n# TYPE diycloud_user_oom_kills_total counter\n\
+                    # HELP diycloud_new_thing A later family with a user label.\n# TYPE diycloud_new_thing gauge\n\
+                    diycloud_new_thing{gpu=\"0\",user=\"carol\"} 2\n\
+                    # HELP diycloud_gpu_unavailable_info Why.\n# TYPE diycloud_gpu_unavailable_info gauge\n\
+                    diycloud_gpu_unavailable_info{reason=\"a,user=\\\"x\\\" in a value\"} 1\n\
+                    # HELP diycloud_lockouts_total Locks.\n# TYPE diycloud_lockouts_total counter\n\
+                    diycloud_lockouts_total 1\n";
+        let kept = aggregates_only(text);
+        assert_eq!(
+            kept,
+            "# HELP diycloud_users Users.\n# TYPE diycloud_users gauge\n\
+             diycloud_users{state=\"locked\"} 1\n\
+             # HELP diycloud_gpu_unavailable_info Why.\n# TYPE diycloud_gpu_unavailable_info gauge\n\
+             diycloud_gpu_unavailable_info{reason=\"a,user=\\\"x\\\" in a value\"} 1\n\
+             # HELP diycloud_lockouts_total Locks.\n# TYPE diycloud_lockouts_total counter\n\
+             diycloud_lockouts_total 1\n"
         );
     }
 }

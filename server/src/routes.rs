@@ -3,13 +3,16 @@
 use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::handler::Handler;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
 use libdiycloud::admin::{AddUser, Admin, SystemAccount, UserView};
 use libdiycloud::auth::{self, ApiSession, Authenticator, PasswordChange, Refusal};
+use libdiycloud::config::ApiConfig;
 use libdiycloud::history;
 use libdiycloud::model::limits::{Cpu, GpuList, Size, Tasks, Weight};
 use libdiycloud::model::time::{Date, Timestamp};
@@ -20,7 +23,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
-use crate::client::{Caller, Client, DirectLocal, COOKIE_NAME};
+use crate::client::{cookie_name, Caller, Client, DirectLocal};
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -30,29 +33,183 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 /// The OpenAPI document of these routes.
 const OPENAPI: &str = include_str!("openapi.json");
 
+/// One route: its method, its path and what serves it.
+pub(crate) type Route = (Method, &'static str, MethodRouter<Arc<AppState>>);
+
+/// The route of `method` on `path` to `handler`.
+pub(crate) fn at<H, T>(method: Method, path: &'static str, handler: H) -> Route
+where
+    H: Handler<T, Arc<AppState>>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(method.clone()).unwrap_or_else(|_| {
+        unreachable!("a route's method is one of GET, POST, PUT, PATCH, DELETE")
+    });
+    (method, path, on(filter, handler))
+}
+
+/// Every route, the API's and the portal's. The router is made from this
+/// list and nothing else, and [`routes`] hands it to the tests: the CSRF
+/// matrix walks every state-changing route, so a new one cannot escape it.
+fn table() -> Vec<Route> {
+    let mut table = vec![
+        at(Method::GET, "/healthz", healthz),
+        at(Method::GET, "/api/v1/openapi.json", openapi),
+        at(Method::POST, "/api/v1/auth/login", login),
+        at(Method::POST, "/api/v1/auth/logout", logout),
+        at(Method::GET, "/api/v1/me", me),
+        at(Method::PUT, "/api/v1/me/password", change_password),
+        at(Method::GET, "/api/v1/users", list_users),
+        at(Method::POST, "/api/v1/users", add_user),
+        at(Method::GET, "/api/v1/users/{name}", show_user),
+        at(Method::PATCH, "/api/v1/users/{name}", modify_user),
+        at(Method::DELETE, "/api/v1/users/{name}", delete_user),
+        at(Method::POST, "/api/v1/users/{name}/apply", apply_user),
+        at(Method::POST, "/api/v1/users/{name}/unlock", unlock_user),
+        at(Method::GET, "/api/v1/usage", usage),
+        at(Method::GET, "/api/v1/users/{name}/history", user_history),
+        at(Method::GET, "/api/v1/history", node_history),
+        at(Method::GET, "/metrics", metrics),
+    ];
+    table.extend(crate::portal::routes());
+    table
+}
+
+/// Every route the router serves: (method, path).
+pub fn routes() -> Vec<(Method, &'static str)> {
+    table()
+        .into_iter()
+        .map(|(method, path, _)| (method, path))
+        .collect()
+}
+
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/api/v1/openapi.json", get(openapi))
-        .route("/api/v1/auth/login", post(login))
-        .route("/api/v1/auth/logout", post(logout))
-        .route("/api/v1/me", get(me))
-        .route("/api/v1/me/password", put(change_password))
-        .route("/api/v1/users", get(list_users).post(add_user))
-        .route(
-            "/api/v1/users/{name}",
-            get(show_user).patch(modify_user).delete(delete_user),
-        )
-        .route("/api/v1/users/{name}/apply", post(apply_user))
-        .route("/api/v1/users/{name}/unlock", post(unlock_user))
-        .route("/api/v1/usage", get(usage))
-        .route("/api/v1/users/{name}/history", get(user_history))
-        .route("/api/v1/history", get(node_history))
-        .route("/metrics", get(metrics))
-        .merge(crate::portal::routes())
+    table()
+        .into_iter()
+        .fold(Router::new(), |router, (_, path, handler)| {
+            router.route(path, handler)
+        })
         .fallback(|| async { ApiError::not_found("no such route: see /api/v1/openapi.json") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(same_site_only))
         .with_state(state)
+}
+
+// ------------------------------------------------------------ CSRF
+
+/// Refuses a state-changing request (any method but GET, HEAD, OPTIONS,
+/// TRACE) that a browser sent from another site with what it holds for this
+/// one: the session cookie, or a login that would set it (login CSRF). Runs
+/// before every route, the fallback too.
+///
+/// - A request with a bearer token passes: a page of another site cannot
+///   add one, and a bearer request ignores the cookie.
+/// - `Sec-Fetch-Site` (every current browser sends it) must be `same-origin`
+///   (or `none`: typed by the user); `same-site` is another site here (a
+///   sibling subdomain).
+/// - Without it, an `Origin` must name this server's host (`Host`, which
+///   the shipped nginx site passes on).
+/// - With neither, the request did not come from a browser's cross-site
+///   form or fetch (browsers send `Origin` with every cross-origin POST):
+///   a script or curl with a cookie jar, which passes.
+///
+/// The portal's forms carry a token of the session too: two checks, each
+/// enough alone.
+async fn same_site_only(request: Request, next: Next) -> Response {
+    match cross_site(request.method(), request.headers(), request.uri()) {
+        None => next.run(request).await,
+        Some(why) => {
+            let path = request.uri().path();
+            eprintln!(
+                "diycloud-server: refused {} {:?}: {why}",
+                request.method(),
+                path.chars().take(80).collect::<String>()
+            );
+            if path == "/portal" || path.starts_with("/portal/") {
+                crate::portal::cross_site_page()
+            } else {
+                ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "cross-site request refused ({why}): a request that the session cookie authenticates must come from this site's own pages; a script sends Authorization: Bearer TOKEN"
+                    ),
+                )
+                .into_response()
+            }
+        }
+    }
+}
+
+/// Why a request is cross-site, or `None` where it may go on (see
+/// [`same_site_only`]).
+pub(crate) fn cross_site(
+    method: &Method,
+    headers: &HeaderMap,
+    uri: &axum::http::Uri,
+) -> Option<String> {
+    if matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    ) {
+        return None;
+    }
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"));
+    if bearer {
+        return None;
+    }
+    let shown = |v: &HeaderValue| {
+        let text = String::from_utf8_lossy(v.as_bytes());
+        format!("{:?}", text.chars().take(100).collect::<String>())
+    };
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return match site.as_bytes() {
+            b"same-origin" | b"none" => None,
+            _ => Some(format!("Sec-Fetch-Site: {}", shown(site))),
+        };
+    }
+    let origin = headers.get(header::ORIGIN)?;
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()));
+    let same = origin
+        .to_str()
+        .ok()
+        .and_then(origin_authority)
+        .zip(host)
+        .is_some_and(|((scheme, authority), host)| same_authority(scheme, &authority, host));
+    if same {
+        None
+    } else {
+        Some(format!("Origin: {}", shown(origin)))
+    }
+}
+
+/// An `Origin` header's scheme and `host[:port]`; `None` for `null` and
+/// anything else that is not `scheme://authority`.
+fn origin_authority(origin: &str) -> Option<(&str, String)> {
+    let (scheme, authority) = origin.split_once("://")?;
+    let valid = !authority.is_empty()
+        && authority
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b));
+    valid.then(|| (scheme, authority.to_ascii_lowercase()))
+}
+
+/// Whether `authority` (of an Origin of `scheme`) is `host` (a Host header),
+/// the scheme's default port written or not.
+fn same_authority(scheme: &str, authority: &str, host: &str) -> bool {
+    let default = match scheme.to_ascii_lowercase().as_str() {
+        "https" => ":443",
+        "http" => ":80",
+        _ => return false,
+    };
+    let bare = |a: &str| a.strip_suffix(default).unwrap_or(a).to_ascii_lowercase();
+    bare(authority) == bare(host)
 }
 
 /// Runs `work` with the admin use cases as `caller`, on the blocking pool.
@@ -73,7 +230,8 @@ pub(crate) fn as_admin<T>(
 ) -> impl FnOnce() -> Result<T, ApiError> {
     move || {
         let mut store = state.store()?;
-        let mut admin = Admin::new(&mut store, &state.config, &state.ports, &actor, state.now());
+        let mut admin =
+            Admin::new(&mut store, &state.config, &state.ports, &actor, state.now()).from_the_web();
         work(&mut admin)
     }
 }
@@ -94,6 +252,16 @@ pub(crate) async fn hashing<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let slot = state.hashing.slot().await?;
+    blocking(move || slot.run(work)).await
+}
+
+/// [`hashing`] for a login: 503 with Retry-After at once where
+/// `[api] login_queue` checks wait already.
+async fn login_hashing<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let slot = state.hashing.login_slot().await?;
     blocking(move || slot.run(work)).await
 }
 
@@ -137,12 +305,21 @@ async fn login(
     let Json(request) = body?;
     let password = Zeroizing::new(request.password);
     let now = state.now();
-    state
+    // A token of the client's bucket; a failure keeps it (see `limiter`).
+    let attempt = state
         .limiter
-        .attempt(client.ip, now)
+        .attempt(client.ip)
         .map_err(ApiError::too_many)?;
     let ttl = state.config.api.session_ttl;
-    match open_session(&state, client, "api", request.username, password, now).await? {
+    let opened = open_session(&state, client, "api", request.username, password, now).await;
+    settle(attempt, &opened);
+    let opened = match opened {
+        Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE => {
+            return Ok(crate::hashing::unavailable(e))
+        }
+        opened => opened?,
+    };
+    match opened {
         Ok(session) => {
             let user = UserView::of(&session.user, &state.config, now);
             let mut response =
@@ -159,6 +336,20 @@ async fn login(
     }
 }
 
+/// Gives a login's token back to its client's bucket unless the login
+/// failed: it succeeded, or its password was never checked (503: the
+/// queue of password checks was full).
+pub(crate) fn settle<T>(
+    attempt: crate::limiter::Attempt<'_>,
+    opened: &Result<Result<T, Refusal>, ApiError>,
+) {
+    match opened {
+        Ok(Ok(_)) => attempt.not_counted(),
+        Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE => attempt.not_counted(),
+        _ => {}
+    }
+}
+
 /// A login at a front door (`api` or `portal`): the password checked on a
 /// hashing slot, the session opened with the login's bookkeeping. A refusal
 /// is logged with its reason; the front door decides what the client hears.
@@ -172,7 +363,7 @@ pub(crate) async fn open_session(
 ) -> Result<Result<ApiSession, Refusal>, ApiError> {
     let work = Arc::clone(state);
     let asked = name.clone();
-    let opened = hashing(state, move || {
+    let opened = login_hashing(state, move || {
         let mut store = work.store()?;
         let actor = format!("{front}:{}", client.ip);
         let ttl_secs = i64::try_from(work.config.api.session_ttl).unwrap_or(i64::MAX);
@@ -239,11 +430,23 @@ pub(crate) async fn end_session(
     .await
 }
 
-/// The session cookie on `response`: HttpOnly, SameSite=Strict, Secure
-/// where the client came over TLS.
+/// The session cookie on `response`: HttpOnly, SameSite=Strict, Path=/;
+/// where the client came over TLS, Secure and named with the `__Host-`
+/// prefix (see [`cookie_name`]).
 pub(crate) fn set_session_cookie(response: &mut Response, token: &str, ttl: u64, https: bool) {
+    session_cookie(response, token, ttl, https);
+}
+
+/// The session cookie cleared on `response` (by the name it has over
+/// `https` or not).
+pub(crate) fn clear_session_cookie(response: &mut Response, https: bool) {
+    session_cookie(response, "", 0, https);
+}
+
+fn session_cookie(response: &mut Response, token: &str, max_age: u64, https: bool) {
     let cookie = format!(
-        "{COOKIE_NAME}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={ttl}{}",
+        "{}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{}",
+        cookie_name(https),
         if https { "; Secure" } else { "" }
     );
     if let Ok(value) = HeaderValue::from_str(&cookie) {
@@ -251,19 +454,15 @@ pub(crate) fn set_session_cookie(response: &mut Response, token: &str, ttl: u64,
     }
 }
 
-/// The session cookie cleared on `response`.
-pub(crate) fn clear_session_cookie(response: &mut Response) {
-    let clear = format!("{COOKIE_NAME}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
-    if let Ok(value) = HeaderValue::from_str(&clear) {
-        response.headers_mut().insert(header::SET_COOKIE, value);
-    }
-}
-
-async fn logout(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Response, ApiError> {
+async fn logout(
+    State(state): State<Arc<AppState>>,
+    client: Client,
+    caller: Caller,
+) -> Result<Response, ApiError> {
     let actor = caller.actor();
     end_session(state, caller.token, actor).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
-    clear_session_cookie(&mut response);
+    clear_session_cookie(&mut response, client.https);
     Ok(response)
 }
 
@@ -762,15 +961,35 @@ async fn node_history(
     .await
 }
 
-/// Prometheus's scrape: for a direct local client, or an admin's token.
+/// Prometheus's scrape. The per-user series go to the scrape token of
+/// `[api] metrics_token_file`, to an admin's session and, with `[api]
+/// metrics_public`, to a local process asking directly; another local
+/// process gets the series that name no user; anyone else needs a
+/// credential (401). A credential that is not good is 401 (403 for a user's
+/// session), never quietly answered with less.
 async fn metrics(
     State(state): State<Arc<AppState>>,
     local: DirectLocal,
+    headers: HeaderMap,
     caller: Result<Caller, ApiError>,
 ) -> Result<Response, ApiError> {
-    if !local.0 {
+    let per_user = if headers.contains_key(header::AUTHORIZATION) {
+        let sent = bearer(&headers).map(|t| Zeroizing::new(t.to_owned()));
+        let work = Arc::clone(&state);
+        let scraper = match sent {
+            Some(sent) => blocking(move || Ok(is_scrape_token(&work.config.api, &sent))).await?,
+            None => false,
+        };
+        if !scraper {
+            caller?.admin()?;
+        }
+        true
+    } else if local.0 {
+        state.config.api.metrics_public || caller.is_ok_and(|c| c.is_admin())
+    } else {
         caller?.admin()?;
-    }
+        true
+    };
     let text = blocking(move || {
         let store = state.store()?;
         let now = state.now();
@@ -778,7 +997,14 @@ async fn metrics(
         if let Ok(totals) = state.limit_totals.lock() {
             scrape.limit_totals = totals.clone();
         }
-        Ok(crate::metrics::render(&scrape, &state.config, now))
+        let text = crate::metrics::render(&scrape, &state.config, now);
+        let mut text = if per_user {
+            text
+        } else {
+            crate::metrics::aggregates_only(&text)
+        };
+        crate::metrics::per_user_family(&mut text, per_user);
+        Ok(text)
     })
     .await?;
     Ok((
@@ -789,4 +1015,169 @@ async fn metrics(
         text,
     )
         .into_response())
+}
+
+/// The token of `Authorization: Bearer TOKEN`.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Whether `sent` is the scrape token of `[api] metrics_token_file` (read at
+/// each scrape, as Prometheus reads its `credentials_file`), compared in
+/// constant time. A file that every user may read or write, that cannot be
+/// read, or that is empty, is no credential, and the log says why.
+fn is_scrape_token(api: &ApiConfig, sent: &str) -> bool {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    use subtle::ConstantTimeEq;
+
+    let Some(path) = &api.metrics_token_file else {
+        return false;
+    };
+    let refuse = |why: String| {
+        eprintln!(
+            "diycloud-server: [api] metrics_token_file {}: {why}; no scrape token is accepted",
+            path.display()
+        );
+        false
+    };
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) => return refuse(e.to_string()),
+    };
+    match file.metadata() {
+        Ok(meta) if meta.permissions().mode() & 0o006 != 0 => {
+            return refuse(format!(
+                "every user may read or change it (mode {:o}): `chmod o-rw` it",
+                meta.permissions().mode() & 0o7777
+            ))
+        }
+        Ok(_) => {}
+        Err(e) => return refuse(e.to_string()),
+    }
+    let mut text = Zeroizing::new(String::new());
+    if let Err(e) = file.read_to_string(&mut text) {
+        return refuse(e.to_string());
+    }
+    let token = text.trim();
+    if token.is_empty() {
+        return refuse("it is empty".into());
+    }
+    token.as_bytes().ct_eq(sent.as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(method: Method, pairs: &[(&'static str, &str)]) -> Option<String> {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(*name, HeaderValue::from_str(value).unwrap());
+        }
+        cross_site(&method, &headers, &axum::http::Uri::from_static("/x"))
+    }
+
+    #[test]
+    fn an_origin_is_this_host_or_another_site() {
+        let host = ("host", "portal.example.org");
+        for origin in [
+            "https://portal.example.org",
+            "https://PORTAL.example.org",
+            "https://portal.example.org:443",
+            "http://portal.example.org",
+        ] {
+            assert_eq!(
+                check(Method::POST, &[host, ("origin", origin)]),
+                None,
+                "{origin}"
+            );
+        }
+        let with_port = ("host", "127.0.0.1:8480");
+        assert_eq!(
+            check(
+                Method::POST,
+                &[with_port, ("origin", "http://127.0.0.1:8480")]
+            ),
+            None
+        );
+        let v6 = ("host", "[::1]:8480");
+        assert_eq!(
+            check(Method::POST, &[v6, ("origin", "http://[::1]:8480")]),
+            None
+        );
+        for origin in [
+            "null",
+            "https://evil.example",
+            "https://portal.example.org.evil.example",
+            "https://portal.example.org:8443",
+            "http://127.0.0.1:8480",
+            "file://",
+            "https://portal.example.org/path",
+            "https://user@portal.example.org",
+        ] {
+            let why = check(Method::DELETE, &[host, ("origin", origin)]);
+            assert!(why.is_some_and(|w| w.starts_with("Origin")), "{origin}");
+        }
+        // No Host to compare with: refused.
+        assert!(check(Method::POST, &[("origin", "https://portal.example.org")]).is_some());
+    }
+
+    #[test]
+    fn fetch_metadata_decides_where_a_browser_sends_it() {
+        let host = ("host", "portal.example.org");
+        for site in ["same-origin", "none"] {
+            assert_eq!(check(Method::POST, &[host, ("sec-fetch-site", site)]), None);
+        }
+        for site in ["same-site", "cross-site", "bogus"] {
+            // Even beside an Origin of this host.
+            let why = check(
+                Method::PATCH,
+                &[
+                    host,
+                    ("sec-fetch-site", site),
+                    ("origin", "https://portal.example.org"),
+                ],
+            );
+            assert!(
+                why.is_some_and(|w| w.starts_with("Sec-Fetch-Site")),
+                "{site}"
+            );
+        }
+    }
+
+    #[test]
+    fn safe_methods_and_bearer_tokens_pass() {
+        let foreign = [("host", "a.example"), ("origin", "https://evil.example")];
+        for method in [Method::GET, Method::HEAD, Method::OPTIONS] {
+            assert_eq!(check(method, &foreign), None);
+        }
+        for method in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
+            assert!(check(method.clone(), &foreign).is_some(), "{method}");
+            let mut bearer = foreign.to_vec();
+            bearer.push(("authorization", "Bearer abc"));
+            assert_eq!(check(method.clone(), &bearer), None, "{method}");
+            let mut basic = foreign.to_vec();
+            basic.push(("authorization", "Basic abc"));
+            assert!(check(method.clone(), &basic).is_some(), "{method}");
+        }
+        // Neither Origin nor Sec-Fetch-Site: not a browser's cross-site
+        // request.
+        assert_eq!(check(Method::POST, &[("host", "a.example")]), None);
+    }
+
+    #[test]
+    fn the_route_list_is_the_router() {
+        let routes = routes();
+        let mut seen = std::collections::BTreeSet::new();
+        for (method, path) in &routes {
+            assert!(
+                seen.insert((method.to_string(), *path)),
+                "{method} {path} twice"
+            );
+        }
+        assert!(routes.len() >= 30, "{}", routes.len());
+    }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use libdiycloud::history;
+use libdiycloud::model::time::Timestamp;
 use tokio::time::MissedTickBehavior;
 
 use crate::AppState;
@@ -25,6 +26,32 @@ pub async fn sample_forever(state: Arc<AppState>) {
         .await;
         match sampled {
             Ok(Ok(report)) => said.worked(report.errors),
+            Ok(Err(e)) => said.failed(&e),
+            Err(e) => said.failed(&e),
+        }
+    }
+}
+
+/// Prunes the audit log every `[audit] interval` to its `keep` and
+/// `max_rows` until the runtime stops: every API and portal login adds an
+/// entry, so without this the database grows with logins for ever.
+pub async fn prune_audit_forever(state: Arc<AppState>) {
+    let audit = state.config.audit;
+    let mut ticks = tokio::time::interval(Duration::from_secs(audit.interval));
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut said = Said::new("audit log", "pruning", "cannot prune");
+    loop {
+        ticks.tick().await;
+        let work = Arc::clone(&state);
+        let pruned = tokio::task::spawn_blocking(move || {
+            let mut store = work.store()?;
+            let keep = i64::try_from(audit.keep).unwrap_or(i64::MAX);
+            let oldest = Timestamp(work.now().0.saturating_sub(keep));
+            store.write(|tx| tx.prune_audit_log(oldest, audit.max_rows))
+        })
+        .await;
+        match pruned {
+            Ok(Ok(_)) => said.worked(Vec::new()),
             Ok(Err(e)) => said.failed(&e),
             Err(e) => said.failed(&e),
         }

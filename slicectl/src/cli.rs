@@ -118,6 +118,9 @@ pub enum Command {
     /// The node's cache of a PostgreSQL user base (db = "postgresql://...")
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// The config file: `config check` validates every section, like `sshd -t`
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Write a consistent copy of the database to FILE (SQLite online backup; safe while logins go on)
     #[command(
         long_about = "Write a consistent copy of the database to FILE with SQLite's online \
@@ -170,10 +173,30 @@ pub enum CacheCommand {
         logins and audit lines this node counted while the server was unreachable. Logins \
         refresh the records they look up; run this from a timer (packaging/systemd/\
         diycloud-cache-refresh.timer) so every user can log in on this node while the server is \
-        unreachable, not only those who logged in here before. Fails when the server cannot be \
-        reached. With --json: {users, removed, merged_events, merged_failures}."
+        unreachable, not only those who logged in here before.\n\n\
+        This is also the node's probe of an outage: when the network answers that the server is \
+        not there (refused, unreachable, no answer in time), it records the outage, and only \
+        then may logins fall back on the cache (no login can declare an outage alone: its \
+        caller controls its limits and signals). Reaching the server ends the outage. Fails \
+        when the server cannot be reached. With --json: {users, removed, merged_events, \
+        merged_failures}."
     )]
     Refresh,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check every section of the config file, as `slicectl serve` reads it; exit 2 naming each error's line and column
+    #[command(long_about = "Read the config file (--config, or DIYCLOUD_CONFIG, or \
+        /etc/diycloud/diycloud.toml) as `slicectl serve` does, every section, and print each \
+        error as FILE:LINE:COLUMN: KEY: MESSAGE, like `sshd -t` or `nginx -t`. Exit 0 when it is \
+        good, 2 when it is not, 1 when it cannot be read (or fails the ownership rules).\n\n\
+        Logins read only what they use: a bad value in [api], [history], [events] (but \
+        notify_at_login), [audit], [gpus] or [defaults] never stops the PAM module, and only \
+        [api], [history], [events] and [audit] are the server's alone for slicectl's other \
+        commands, which warn and go on. This command names them all: run it after every edit. \
+        With --json: {file, ok, problems: [{line, column, key, message}]}.")]
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -206,6 +229,14 @@ pub enum UserCommand {
     },
     /// Clear a lockout after too many wrong passwords
     Unlock {
+        #[arg(value_parser = parse_username)]
+        name: Username,
+    },
+    /// Record the uid this node's accounts give NAME now, and apply NAME's allocation to it
+    #[command(
+        long_about = "Record the uid that this node's accounts (NSS) give NAME now, and apply         NAME's allocation to that uid's slice.\n\nLimits always bind to the uid NSS gives for the         name on this node. A record whose stored uid differs (the account was deleted and made         again with another uid, or a cluster node gives the name another uid) is refused at session         open, by `apply`, `prepare` and `doctor`, so that no limit lands on whoever has the old         uid now. Once you have checked that the account is NAME's, this records its uid."
+    )]
+    Relink {
         #[arg(value_parser = parse_username)]
         name: Username,
     },

@@ -32,7 +32,7 @@ struct Check {
 pub fn run(ctx: &Context) -> Result<(), Failure> {
     let mut checks = vec![platform_facts(), cgroups(), systemd(), config(ctx)];
     checks.extend(database(ctx));
-    checks.extend([unfinished(ctx), managed_group(ctx), accounts()]);
+    checks.extend([unfinished(ctx), uids(ctx), managed_group(ctx), accounts()]);
     checks.extend(quotas(ctx));
     checks.push(gpus());
     checks.extend([pam_module(), pam_stack(Path::new("/etc/pam.d"), "sshd")]);
@@ -307,6 +307,41 @@ fn unfinished(ctx: &Context) -> Check {
             format!(
                 "interrupted, not usable until finished: {}",
                 pending.join(", ")
+            ),
+        )
+    }
+}
+
+/// Limits bind to the uid NSS gives each name on this node: a record whose
+/// uid differs (the account made again, or another uid on this cluster
+/// node) is refused at every session open until it is relinked.
+fn uids(ctx: &Context) -> Check {
+    let check = |status, detail| Check {
+        name: "uids",
+        status,
+        detail,
+    };
+    let users = match Store::open_database(&ctx.db).and_then(|s| s.users()) {
+        Ok(users) => users,
+        Err(e) => return check(Status::Fail, format!("cannot read the users: {e}")),
+    };
+    let wrong: Vec<String> = users
+        .iter()
+        .filter(|u| u.uid.is_some() && u.pending.is_none())
+        .filter_map(|u| libdiycloud::apply::uid_of(&ctx.ports, u).err())
+        .map(|e| e.to_string())
+        .collect();
+    if wrong.is_empty() {
+        check(
+            Status::Ok,
+            "every recorded uid is the one this node's accounts give".into(),
+        )
+    } else {
+        check(
+            Status::Fail,
+            format!(
+                "refused at session open, apply and prepare until fixed: {}",
+                wrong.join("; ")
             ),
         )
     }

@@ -14,8 +14,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use libdiycloud::admin::{Admin, AdminError, ErrorKind};
 use libdiycloud::apply::Ports;
-use libdiycloud::config::Config;
+use libdiycloud::config::{Config, Reader};
 use libdiycloud::model::Timestamp;
+use libdiycloud::store::cluster::ClusterStore;
 use libdiycloud::store::{Database, Store, StoreError};
 
 use cli::{Cli, Command};
@@ -28,6 +29,8 @@ pub enum Failure {
     /// A runtime failure whose details the command's output already holds
     /// (with `--json`, no second document is printed).
     Reported(String),
+    /// Exit 2, the input at fault already reported in full (`config check`).
+    ReportedUsage(String),
 }
 
 impl From<AdminError> for Failure {
@@ -36,9 +39,10 @@ impl From<AdminError> for Failure {
             ErrorKind::Usage => Failure::Usage(e.to_string()),
             // A missing user or a clash is the system's state, not a
             // malformed command: exit 1, as DESIGN §6 has it.
-            ErrorKind::NotFound | ErrorKind::Conflict | ErrorKind::Runtime => {
-                Failure::Runtime(e.to_string())
-            }
+            ErrorKind::NotFound
+            | ErrorKind::Conflict
+            | ErrorKind::Forbidden
+            | ErrorKind::Runtime => Failure::Runtime(e.to_string()),
         }
     }
 }
@@ -111,9 +115,27 @@ fn run(cli: Cli) -> Result<(), Failure> {
         _ => {}
     }
     let explicit = cli.config.as_os_str() != libdiycloud::config::DEFAULT_CONFIG_PATH;
+    if let Command::Config(cli::ConfigCommand::Check) = &cli.command {
+        return check_config(&cli.config, explicit, cli.json);
+    }
+    // `serve` reads every section; the other commands leave the server's
+    // own sections to it (a typo there stops no admin), and warn.
+    let reader = match cli.command {
+        Command::Serve { .. } => Reader::Server,
+        _ => Reader::Admin,
+    };
     // `doctor` reports a config it cannot use instead of stopping at it.
     let mut config_error = None;
-    let config = match Config::load(&cli.config, explicit) {
+    let loaded = Config::load_for(&cli.config, explicit, reader).map(|loaded| {
+        for ignored in &loaded.ignored {
+            eprintln!(
+                "slicectl: warning: config {}: {ignored} (only `slicectl serve` reads it; `slicectl config check` lists every error)",
+                cli.config.display()
+            );
+        }
+        loaded.config
+    });
+    let config = match loaded {
         Ok(config) => config,
         Err(e)
             if matches!(
@@ -165,6 +187,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         } => doctor::enforcement(&ctx, user.as_deref(), probe_limit.as_deref()),
         Command::Doctor { .. } => doctor::run(&ctx),
         Command::Cache(cli::CacheCommand::Refresh) => refresh_cache(&ctx),
+        Command::Config(cli::ConfigCommand::Check) => Ok(()),
         Command::Backup { file } => backup(&ctx, &file),
         Command::Serve { listen } => serve(ctx, listen),
         Command::Completions { .. } | Command::Manpages { .. } => Ok(()),
@@ -180,12 +203,10 @@ fn completions(shell: cli::Shell) -> Result<(), Failure> {
         cli::Shell::Zsh => clap_complete::Shell::Zsh,
         cli::Shell::Fish => clap_complete::Shell::Fish,
     };
-    clap_complete::generate(
-        shell,
-        &mut Cli::command(),
-        "slicectl",
-        &mut std::io::stdout(),
-    );
+    // Into memory first: `generate` panics where a write fails.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "slicectl", &mut script);
+    view::raw(&script);
     Ok(())
 }
 
@@ -216,28 +237,65 @@ fn serve(ctx: Context, listen: Option<String>) -> Result<(), Failure> {
         .map_err(|e| Failure::Usage(format!("--listen: {e}")))?;
     // The database must be there and current before anyone logs in.
     Store::open_database(&ctx.db)?;
-    eprintln!("slicectl serve: listening on {listen}");
     diycloud_server::serve(ctx.config, ctx.db, listen).map_err(|e| Failure::Runtime(e.to_string()))
+}
+
+/// `slicectl config check`: every error of the file, where it is; exit 2
+/// when there is one.
+fn check_config(path: &std::path::Path, explicit: bool, json: bool) -> Result<(), Failure> {
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let text = Config::read_trusted(&path, explicit)
+        .map_err(|e| Failure::Runtime(e.to_string()))?
+        .unwrap_or_default();
+    let problems = Config::check(&text);
+    let file = path.display().to_string();
+    if json {
+        let document = serde_json::json!({
+            "file": file, "ok": problems.is_empty(), "problems": problems,
+        });
+        view::line(&format!("{document:#}"));
+    } else if problems.is_empty() {
+        view::line(&format!("{file}: ok"));
+    } else {
+        for p in &problems {
+            let place = match (p.line, p.column) {
+                (Some(line), Some(column)) => format!("{file}:{line}:{column}"),
+                _ => file.clone(),
+            };
+            eprintln!("{place}: {}", p.message);
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::ReportedUsage(format!(
+            "{file}: {} error(s) (logins still read what they use: see `slicectl config check --help`)",
+            problems.len()
+        )))
+    }
 }
 
 /// `slicectl cache refresh`.
 fn refresh_cache(ctx: &Context) -> Result<(), Failure> {
-    if !matches!(ctx.db, Database::Postgres(_)) {
+    let Database::Postgres(settings) = &ctx.db else {
         return Err(Failure::Usage(format!(
             "{} is an SQLite file: only a postgresql:// db has a node cache",
             ctx.db
         )));
-    }
-    let mut store = Store::open_database(&ctx.db)?;
-    let Some(cluster) = store.as_cluster_mut() else {
-        return Err(Failure::Runtime("not a cluster store".into()));
     };
-    if let Some(why) = cluster.offline_reason() {
-        return Err(Failure::Runtime(format!(
-            "PostgreSQL {} is unreachable ({why}): the cache keeps what it has",
-            ctx.db
-        )));
-    }
+    // This is the node's probe: what it finds unreachable, logins may take
+    // from the cache; what it reaches ends an outage.
+    let mut cluster = match ClusterStore::probe(settings) {
+        Ok(cluster) => cluster,
+        Err(StoreError::Offline { why, .. }) => {
+            return Err(Failure::Runtime(format!(
+                "PostgreSQL {} is unreachable ({why}): the cache keeps what it has, and logins use it until the server is back",
+                ctx.db
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let cluster = &mut cluster;
     // Opening merged what it could; anything left goes now.
     let at_open = cluster.merged_at_open();
     let now = cluster.merge_offline()?;
@@ -352,10 +410,7 @@ fn parse() -> Result<Cli, ExitCode> {
                             .to_owned()
                     },
                 );
-                println!(
-                    "{}",
-                    serde_json::json!({"error": "usage", "detail": detail})
-                );
+                view::line(&serde_json::json!({"error": "usage", "detail": detail}).to_string());
             }
             let _ = e.print();
             Err(ExitCode::from(if e.use_stderr() { 2 } else { 0 }))
@@ -376,16 +431,24 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     let json = cli.json;
-    match run(cli) {
+    let result = run(cli);
+    // Output cut short by its reader (`| head`) is no failure; one that
+    // could not be written for another reason is.
+    let result = match (result, view::output_error()) {
+        (Ok(()), Some(e)) => Err(Failure::Runtime(e)),
+        (result, _) => result,
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             let (code, kind, message) = match failure {
                 Failure::Usage(m) => (2, Some("usage"), m),
                 Failure::Runtime(m) => (1, Some("runtime"), m),
                 Failure::Reported(m) => (1, None, m),
+                Failure::ReportedUsage(m) => (2, None, m),
             };
             if let (true, Some(kind)) = (json, kind) {
-                println!("{}", serde_json::json!({"error": kind, "detail": message}));
+                view::line(&serde_json::json!({"error": kind, "detail": message}).to_string());
             }
             eprintln!("slicectl: {message}");
             ExitCode::from(code)

@@ -149,6 +149,7 @@ pub fn usage(ctx: &Context, name: Option<&Username>) -> Result<(), Failure> {
     let (rows, node_gpus) = ctx
         .admin(&mut store)
         .usage_with_gpus(name.map(Username::as_str))?;
+    let gpu_unavailable = rows.iter().find_map(|r| r.gpu_unavailable.clone());
     let mut gpu_table = Vec::new();
     let mut event_table = Vec::new();
     let mut idle_table = Vec::new();
@@ -304,6 +305,11 @@ pub fn usage(ctx: &Context, name: Option<&Username>) -> Result<(), Failure> {
     }
     for error in disk_errors {
         eprintln!("slicectl: warning: cannot read the disk quota of {error}");
+    }
+    if let Some(why) = &gpu_unavailable {
+        eprintln!(
+            "slicectl: warning: GPU figures unavailable ({why}); the other figures are complete"
+        );
     }
     view::print(ctx, &json!(document), &text);
     Ok(())

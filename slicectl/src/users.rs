@@ -22,6 +22,7 @@ pub fn run(ctx: &Context, command: UserCommand) -> Result<(), Failure> {
             password_stdin,
         } => passwd(ctx, &name, password_stdin),
         UserCommand::Unlock { name } => unlock(ctx, &name),
+        UserCommand::Relink { name } => relink(ctx, &name),
         UserCommand::Del { name, remove_home } => delete(ctx, &name, remove_home),
     }
 }
@@ -31,7 +32,7 @@ pub fn run(ctx: &Context, command: UserCommand) -> Result<(), Failure> {
 fn password_source(from_stdin: bool) -> impl FnMut() -> Result<Zeroizing<Vec<u8>>, AdminError> {
     move || {
         password_input::read(from_stdin).map_err(|failure| match failure {
-            Failure::Usage(m) => AdminError::Invalid(m),
+            Failure::Usage(m) | Failure::ReportedUsage(m) => AdminError::Invalid(m),
             Failure::Runtime(m) | Failure::Reported(m) => AdminError::Input(m),
         })
     }
@@ -197,6 +198,21 @@ fn passwd(ctx: &Context, name: &Username, from_stdin: bool) -> Result<(), Failur
         &format!("password of {name} changed"),
     );
     Ok(())
+}
+
+fn relink(ctx: &Context, name: &Username) -> Result<(), Failure> {
+    let name = name.as_str();
+    let mut store = ctx.open_store()?;
+    let relinked = ctx.admin(&mut store).relink(name)?;
+    let before = relinked
+        .before
+        .map_or_else(|| "none".to_owned(), |u| u.to_string());
+    let document = json!({"username": name, "uid_before": relinked.before, "uid": relinked.uid});
+    let text = format!(
+        "{name} is linked to uid {} (the record had {before})",
+        relinked.uid
+    );
+    report_applied(ctx, document, text, Vec::new(), &relinked.applied)
 }
 
 fn unlock(ctx: &Context, name: &Username) -> Result<(), Failure> {

@@ -3,6 +3,9 @@
 use libdiycloud::admin::UserView;
 use libdiycloud::store::AuditEntry;
 use serde_json::{json, Value};
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use crate::Context;
 
@@ -18,10 +21,60 @@ pub fn warn(ctx: &Context, document: &mut Value, warnings: &[String]) {
 
 pub fn print(ctx: &Context, document: &Value, text: &str) {
     if ctx.json {
-        println!("{document:#}");
+        line(&format!("{document:#}"));
     } else if !text.is_empty() {
-        println!("{text}");
+        line(text);
     }
+}
+
+/// Set once stdout's reader has gone (EPIPE): nothing more is written.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+/// A write to stdout that failed for another reason (a full disk): the
+/// command then exits 1 with it.
+static STDOUT_ERROR: Mutex<Option<String>> = Mutex::new(None);
+
+/// Writes `text` and a newline to stdout; every line of output goes
+/// through here (or [`raw`]), never `println!`, which panics on a failed
+/// write.
+pub fn line(text: &str) {
+    write_out(&[text.as_bytes(), b"\n"]);
+}
+
+/// Writes `bytes` to stdout as they are.
+pub fn raw(bytes: &[u8]) {
+    write_out(&[bytes]);
+}
+
+/// A reader that stops early (`slicectl user list | head -3`) closes the
+/// pipe: the write gets EPIPE (Rust ignores SIGPIPE), and the output just
+/// ends there, as it does for other Unix tools, without a panic or an
+/// error; what the command did stands and its exit code is kept.
+fn write_out(parts: &[&[u8]]) {
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut stdout = std::io::stdout().lock();
+    let written = parts
+        .iter()
+        .try_for_each(|part| stdout.write_all(part))
+        .and_then(|()| stdout.flush());
+    match written {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        }
+        Err(e) => {
+            STDOUT_CLOSED.store(true, Ordering::Relaxed);
+            if let Ok(mut first) = STDOUT_ERROR.lock() {
+                first.get_or_insert_with(|| format!("cannot write the output: {e}"));
+            }
+        }
+    }
+}
+
+/// Why writing the output failed, other than its reader going away.
+pub fn output_error() -> Option<String> {
+    STDOUT_ERROR.lock().ok().and_then(|e| e.clone())
 }
 
 pub fn users_table(users: &[UserView]) -> String {

@@ -5,9 +5,13 @@
 //!
 //! 1. What node A's admin does (add, password, limits, disable) takes
 //!    effect on node B.
-//! 2. With the server frozen, then stopped: B logs in a user it saw before
-//!    within the connect timeout, counts wrong passwords toward the lockout,
-//!    A's `user add` fails whole; back, B's counts are merged.
+//! 2. With the server frozen, cut off by the network (nftables), then
+//!    stopped: B refuses logins until its probe (`cache refresh`) has seen
+//!    the outage, then logs in a user it saw before within the connect
+//!    timeout, counts wrong passwords toward the lockout, A's `user add`
+//!    fails whole; back, B's counts are merged.
+//! 4. A caller's limits and signals (`ulimit -n`, SIGSTOP) cannot send a
+//!    login to the cache while the server is up.
 //! 3. 50 parallel logins on both nodes during admin writes on both: none
 //!    fails, no failure count or limit change is lost.
 #![deny(unsafe_code)]
@@ -90,6 +94,47 @@ impl Server {
     }
 }
 
+impl Server {
+    /// The server's TCP port, from its URL.
+    fn port(&self) -> u16 {
+        let after_host = self.url.rsplit('@').next().unwrap();
+        let port = after_host.split(':').nth(1).unwrap();
+        port.split(['/', '?']).next().unwrap().parse().unwrap()
+    }
+}
+
+/// A network cut to one TCP port on this machine: nftables drops every
+/// packet sent to it, until dropped.
+struct Cut;
+
+impl Cut {
+    fn new(port: u16) -> Self {
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", "diycloud_cut"])
+            .output();
+        for rule in [
+            "add table inet diycloud_cut".to_owned(),
+            "add chain inet diycloud_cut input { type filter hook input priority 0; }".to_owned(),
+            format!("add rule inet diycloud_cut input tcp dport {port} drop"),
+        ] {
+            let out = Command::new("nft")
+                .arg(&rule)
+                .output()
+                .expect("nft (tests/deps.sh installs nftables)");
+            assert!(out.status.success(), "nft {rule}: {out:?}");
+        }
+        Cut
+    }
+}
+
+impl Drop for Cut {
+    fn drop(&mut self) {
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", "diycloud_cut"])
+            .output();
+    }
+}
+
 /// One node: a config with its own cache, and PAM services that use it.
 struct Node {
     name: &'static str,
@@ -101,6 +146,14 @@ struct Node {
 impl Node {
     fn new(dir: &Path, name: &'static str, server: &Server, deny: u32) -> Self {
         Self::with_timeout(dir, name, server, deny, TIMEOUT_SECS)
+    }
+
+    /// A node of the user base in `schema`, lockout off (the wrong
+    /// passwords a test tries must not lock anyone).
+    fn in_schema(dir: &Path, name: &'static str, server: &Server, schema: &'static str) -> Self {
+        let node = Self::with_timeout(dir, name, server, 0, TIMEOUT_SECS);
+        node.configure_in(server, 0, TIMEOUT_SECS, schema);
+        node
     }
 
     fn with_timeout(
@@ -133,6 +186,10 @@ impl Node {
 
     /// (Re)writes the node's config: TLS to the server, verified by its CA.
     fn configure(&self, server: &Server, deny: u32, timeout: u64) {
+        self.configure_in(server, deny, timeout, SCHEMA);
+    }
+
+    fn configure_in(&self, server: &Server, deny: u32, timeout: u64, schema: &str) {
         // B names the server by name: resolved by the calling thread (the
         // client's own resolver would start a thread, which the thread
         // count around B's logins would see).
@@ -141,7 +198,7 @@ impl Node {
         } else {
             server.url.clone()
         };
-        let url = format!("{host}?sslmode=require&options=-csearch_path%3D{SCHEMA}");
+        let url = format!("{host}?sslmode=require&options=-csearch_path%3D{schema}");
         std::fs::write(
             &self.config,
             format!(
@@ -201,6 +258,41 @@ impl Node {
         let start = Instant::now();
         let rc = pam.login_and_account();
         (rc, start.elapsed())
+    }
+
+    /// pamtester (a process of its own, under pam_wrapper) with `setup`
+    /// run first by its shell (`ulimit -n 12`), started but not waited for.
+    fn pamtester(&self, setup: &str, user: &str, password: &str) -> std::process::Child {
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "{setup}; exec pamtester login \"$1\" authenticate acct_mgmt"
+            ))
+            .arg("sh")
+            .arg(user)
+            .env("LD_PRELOAD", "libpam_wrapper.so")
+            .env("PAM_WRAPPER", "1")
+            .env("PAM_WRAPPER_SERVICE_DIR", &self.pam_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        let _ = stdin.write_all(format!("{password}\n").as_bytes());
+        child
+    }
+
+    /// Whether pamtester, under `setup`, logged `user` in.
+    fn pamtester_login(&self, setup: &str, user: &str, password: &str) -> (bool, String) {
+        let out = self
+            .pamtester(setup, user, password)
+            .wait_with_output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        (out.status.success(), said)
     }
 
     /// A column of the user's record in this node's cache.
@@ -294,9 +386,21 @@ fn two_nodes_share_one_user_base_and_survive_an_outage() {
     assert_eq!(b.login("alice", "second-password-2").0, PAM_SUCCESS);
     add_user(&a, "bob", "bobs-password-3", &[]);
 
-    // 2a. The server hangs (accepts, never answers): B waits the timeout,
-    // no longer, and logs alice in from its cache.
+    // 2a. The server hangs (accepts, never answers). A login alone cannot
+    // tell an outage from its own stalled connect: refused until B's probe
+    // (the timer's `cache refresh`) has found the server unreachable too;
+    // then B waits the timeout, no longer, and logs alice in from its cache.
+    let refreshed = b.ok(&["cache", "refresh"], None);
+    assert_eq!(refreshed["users"], 2, "{refreshed}");
     server.signal("-STOP");
+    let (rc, _) = b.login("alice", "second-password-2");
+    assert_ne!(rc, PAM_SUCCESS, "no outage the probe saw: refused");
+    let probe = b.slicectl(&["cache", "refresh"], None);
+    assert_eq!(
+        probe.status.code(),
+        Some(1),
+        "the probe finds it unreachable"
+    );
     let (rc, took) = b.login("alice", "second-password-2");
     server.signal("-CONT");
     assert_eq!(rc, PAM_SUCCESS, "cached login while the server hangs");
@@ -312,16 +416,29 @@ fn two_nodes_share_one_user_base_and_survive_an_outage() {
     );
     eprintln!("login while the server hangs: {took:?}");
 
+    // 2a'. A real cut: the network drops every packet to the server (the
+    // connect gets no SYN-ACK). The probe that reaches the server ends the
+    // outage; after the cut, logins are refused until the probe sees it.
+    assert_eq!(b.ok(&["cache", "refresh"], None)["users"], 2);
+    let cut = Cut::new(server.port());
+    let (rc, _) = b.login("alice", "second-password-2");
+    assert_ne!(rc, PAM_SUCCESS, "a cut the probe has not seen: refused");
+    assert_eq!(
+        b.slicectl(&["cache", "refresh"], None).status.code(),
+        Some(1)
+    );
+    let (rc, took) = b.login("alice", "second-password-2");
+    assert_eq!(rc, PAM_SUCCESS, "cached login through a cut the probe saw");
+    assert!(took < limit, "{took:?}");
+    drop(cut);
+
     // 2b. The server is down.
     server.harness("pg_stop \"$PG_TEST_DIR\"");
     let (rc, took) = b.login("alice", "second-password-2");
     assert_eq!(rc, PAM_SUCCESS, "cached login while the server is down");
     assert!(took < limit, "{took:?}");
-    assert_ne!(
-        b.login("bob", "bobs-password-3").0,
-        PAM_SUCCESS,
-        "never seen on B"
-    );
+    let carl = b.login("carl", "carls-password-5").0;
+    assert_ne!(carl, PAM_SUCCESS, "never seen on B");
     for _ in 0..3 {
         let (rc, took) = b.login("alice", "not-her-password");
         assert_ne!(rc, PAM_SUCCESS);
@@ -430,4 +547,85 @@ fn two_nodes_share_one_user_base_and_survive_an_outage() {
         );
     }
     server.psql(&format!("DROP SCHEMA {SCHEMA} CASCADE"));
+}
+
+/// A caller's own limits and signals cannot send a login to the cache: a
+/// setuid client (su) inherits its caller's `ulimit -n`, and its caller may
+/// stop it during the connect. With the server up, a password changed on A
+/// and an account disabled on A stay refused on B, whatever B's cache holds.
+#[test]
+#[ignore = "needs a PostgreSQL server: tests/system/cluster.sh runs it"]
+fn a_caller_cannot_send_a_login_to_the_cache() {
+    const LIMITS: &str = "cluster_limits";
+    diycloud_tests::use_slicectl(env!("CARGO_BIN_EXE_slicectl"));
+    let Some(server) = Server::from_env() else {
+        diycloud_tests::skip(
+            "PostgreSQL: DIYCLOUD_TEST_PG_URL is not set (tests/system/cluster.sh sets it)",
+        );
+        return;
+    };
+    if diycloud_tests::skip_unless_root("the module trusts only root's config and password file") {
+        return;
+    }
+    server.psql(&format!(
+        "DROP SCHEMA IF EXISTS {LIMITS} CASCADE; CREATE SCHEMA {LIMITS} AUTHORIZATION diycloud"
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let a = Node::in_schema(dir.path(), "a", &server, LIMITS);
+    let b = Node::in_schema(dir.path(), "b", &server, LIMITS);
+    a.ok(&["init"], None);
+    add_user(&a, "alice", "old-password-1", &[]);
+    add_user(&a, "dave", "daves-password-2", &[]);
+    // B's cache holds both as they were: alice's old password, dave active.
+    b.ok(&["cache", "refresh"], None);
+    a.ok(
+        &["user", "passwd", "--password-stdin", "--", "alice"],
+        Some("new-password-3\n"),
+    );
+    a.ok(&["user", "mod", "--disable", "--", "dave"], None);
+    assert!(b.pamtester_login("true", "alice", "new-password-3").0);
+
+    // Every descriptor limit from 8 to 16: whatever fails, it is refused.
+    for n in 8..=16 {
+        let setup = format!("ulimit -n {n}");
+        let (ok, said) = b.pamtester_login(&setup, "alice", "old-password-1");
+        assert!(
+            !ok,
+            "ulimit -n {n}: alice's old password let her in: {said}"
+        );
+        let (ok, said) = b.pamtester_login(&setup, "dave", "daves-password-2");
+        assert!(!ok, "ulimit -n {n}: disabled dave got in: {said}");
+    }
+    // Stopped during the connect, continued after the timeout.
+    for (user, password) in [("alice", "old-password-1"), ("dave", "daves-password-2")] {
+        let child = b.pamtester("true", user, password);
+        std::thread::sleep(Duration::from_millis(30));
+        let pid = child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success());
+        std::thread::sleep(Duration::from_secs(TIMEOUT_SECS + 1));
+        assert!(Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            !out.status.success(),
+            "{user} got in after SIGSTOP/SIGCONT: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // And B's cache never stood in: no outage was recorded.
+    let state = Command::new("sqlite3")
+        .arg(&b.cache)
+        .arg("SELECT count(*) FROM cache_meta WHERE key = 'outage_since'")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&state.stdout).trim(), "0");
+    assert!(b.pamtester_login("true", "alice", "new-password-3").0);
+    server.psql(&format!("DROP SCHEMA {LIMITS} CASCADE"));
 }

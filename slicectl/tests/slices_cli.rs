@@ -147,6 +147,7 @@ fn doctor_reports_each_check() {
             "config",
             "database",
             "unfinished",
+            "uids",
             "group",
             "accounts",
             "quota",
@@ -156,7 +157,7 @@ fn doctor_reports_each_check() {
         ]
     );
     assert_eq!(
-        doc[8]["detail"], "off: no filesystems in [quota] filesystems",
+        doc[9]["detail"], "off: no filesystems in [quota] filesystems",
         "quotas are off until filesystems are named"
     );
     if !diycloud_tests::has_system_bus() {

@@ -29,7 +29,7 @@ export DIYCLOUD_TEST_PG_REQUIRED=1
 echo "-- the store's tests on SQLite and PostgreSQL ($PG_URL, TLS)"
 cargo test -p libdiycloud --locked --lib store:: -- --test-threads 4
 echo "-- two nodes, one user base (slicectl/tests/cluster.rs)"
-DIYCLOUD_TEST_PG_URL="$PG_URL" cargo test -p slicectl --locked --test cluster -- --ignored --nocapture
+DIYCLOUD_TEST_PG_URL="$PG_URL" cargo test -p slicectl --locked --test cluster -- --ignored --nocapture --test-threads 1
 echo "-- benchmark: PAM authenticate on PostgreSQL (kept and new connections, cache warm and cold) against SQLite"
 pg_psql "$dir" "CREATE SCHEMA bench AUTHORIZATION diycloud"
 target/release/bench_cluster --url "$PG_URL" --password-file "$PG_PASSWORD_FILE" --ca "$PG_CA" --rounds 100 --check

@@ -77,7 +77,43 @@ async def refused(spawner):
     return None, " ".join(spawner.records.lines)
 
 
+async def never_from_path():
+    """The hook runs the packaged /usr/sbin/slicectl, never one that comes
+    first in the hub's PATH; another is named only in the hub's config."""
+    global hook
+    import importlib
+
+    planted = os.path.join(work, "path")
+    os.makedirs(planted, exist_ok=True)
+    fake = os.path.join(planted, "slicectl")
+    good = '{"username": "amy", "uid": 1500, "slice": "user-1500.slice", "env": {}, "complete": true, "steps": []}'
+    with open(fake, "w") as f:
+        f.write(f"#!/bin/sh\ntouch {planted}/ran\necho '{good}'\n")
+    os.chmod(fake, 0o755)
+    saved = os.environ.get("PATH", "")
+    os.environ["PATH"] = planted + os.pathsep + saved
+    try:
+        # As the hub imports it: with that PATH in its environment.
+        hook = importlib.reload(hook)
+        check("by default the hook names the packaged /usr/sbin/slicectl", hook.SLICECTL == "/usr/sbin/slicectl", hook.SLICECTL)
+        spawner = Spawner("amy")
+        told, logged = await refused(spawner)
+        ran = os.path.exists(os.path.join(planted, "ran"))
+        check("a slicectl first in the hub's PATH is not run", not ran, logged)
+        check("... nor does its answer start a server", spawner.slice is None, spawner.slice)
+        if not os.path.exists("/usr/sbin/slicectl"):
+            check("... the refusal names /usr/sbin/slicectl", told is not None and "/usr/sbin/slicectl" in logged, logged)
+        for relative in ["slicectl", "bin/slicectl", ""]:
+            hook.SLICECTL = relative
+            told, logged = await refused(Spawner("amy"))
+            ran = os.path.exists(os.path.join(planted, "ran"))
+            check(f"SLICECTL = {relative!r} (not absolute) is refused", told is not None and "absolute" in logged and not ran, logged)
+    finally:
+        os.environ["PATH"] = saved
+
+
 async def main():
+    await never_from_path()
     hook.SLICECTL = real_slicectl
     for user, reason in [
         ("nobody", "no such user: nobody"),

@@ -552,6 +552,31 @@ fn gpus_are_checked_against_the_node_when_granted() {
 }
 
 #[test]
+fn a_broken_gpu_driver_costs_the_gpu_figures_only() {
+    let mut f = fixture();
+    f.add("zed-nosys", "long enough 1").unwrap();
+    f.add("amy-nosys", "long enough 1").unwrap();
+    f.ports.accounts.uids = vec![("amy-nosys", 1500)];
+    let why =
+        "NVML: a libloading error occurred: libnvidia-ml.so.1: cannot open shared object file";
+    f.ports.gpu.usage_error = Some(why.into());
+    let (users, node) = f.admin().usage_with_gpus(None).unwrap();
+    assert_eq!(node, None, "no GPU figures");
+    assert_eq!(users.len(), 2, "everyone's usage all the same");
+    let amy = users.iter().find(|u| u.username == "amy-nosys").unwrap();
+    assert_eq!(amy.usage.as_ref().unwrap().unit, "user-1500.slice");
+    assert_eq!(amy.gpu_unavailable.as_deref(), Some(why));
+    let document = amy.document();
+    assert_eq!(document["gpu_unavailable"], why);
+    assert_eq!(document["unit"], "user-1500.slice");
+    // Where the figures can be read, the field is there and null.
+    f.ports.gpu.usage_error = None;
+    let users = f.admin().usage(Some("amy-nosys")).unwrap();
+    assert_eq!(users[0].gpu_unavailable, None);
+    assert!(users[0].document()["gpu_unavailable"].is_null());
+}
+
+#[test]
 fn usage_counts_each_users_gpu_memory_by_process_owner() {
     use crate::gpu::{GpuProcess, GpuUsage};
     let mut f = fixture();

@@ -226,6 +226,8 @@ pub struct FakeGpus {
     pub node: GpuNode,
     pub usage: Option<Vec<crate::gpu::GpuUsage>>,
     pub broken: bool,
+    /// `usage` fails with this (a broken driver: NVML does not load).
+    pub usage_error: Option<String>,
 }
 
 impl GpuPort for FakeGpus {
@@ -237,6 +239,9 @@ impl GpuPort for FakeGpus {
     }
 
     fn usage(&self) -> Result<Option<Vec<crate::gpu::GpuUsage>>, PortError> {
+        if let Some(why) = &self.usage_error {
+            return Err(PortError::msg(why.clone()));
+        }
         Ok(self.usage.clone())
     }
 }

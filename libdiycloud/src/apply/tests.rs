@@ -23,7 +23,12 @@ fn user(name: &str, uid: Option<u32>) -> User {
 
 type FakePorts = Ports<FakeSlice, FakeAccounts, FakeQuotas, FakeGpus>;
 
-fn ports(slice: FakeSlice, accounts: FakeAccounts) -> (FakePorts, Journal) {
+/// The ports, with alice's account at uid 1000 (as her records have it)
+/// unless `accounts` says otherwise.
+fn ports(slice: FakeSlice, mut accounts: FakeAccounts) -> (FakePorts, Journal) {
+    if !accounts.uids.iter().any(|(name, _)| *name == "alice") {
+        accounts.uids.push(("alice", 1000));
+    }
     let journal = slice.journal.clone();
     let quota = FakeQuotas {
         journal: journal.clone(),
@@ -147,6 +152,38 @@ fn the_uid_comes_from_the_system_when_the_record_has_none() {
     let report = apply(&ports, &no_quotas(), &user("alice", None));
     assert!(journal(&j).contains(&ALICE_SET.to_owned()));
     assert_eq!(report.uid, Some(1000));
+}
+
+#[test]
+fn limits_bind_to_the_accounts_uid_now_and_a_record_that_differs_applies_nothing() {
+    // alice was deleted and made again: her account has uid 1005 now, and
+    // 1000 (the record's) may be someone else's.
+    let accounts = FakeAccounts {
+        uids: vec![("alice", 1005)],
+        ..FakeAccounts::default()
+    };
+    let (ports, j) = ports(FakeSlice::default(), accounts);
+    let report = apply(&ports, &quotas(), &user("alice", Some(1000)));
+    assert!(
+        !journal(&j)
+            .iter()
+            .any(|line| line.contains("user-1000.slice")
+                || line.contains("user-1005.slice")
+                || line.contains("quota")),
+        "{:?}",
+        journal(&j)
+    );
+    let error = report.error().unwrap();
+    assert!(error.contains("the record says uid 1000"), "{error}");
+    assert!(error.contains("slicectl user relink alice"), "{error}");
+    assert!(!report.is_complete());
+    // Her account is gone: nothing is applied either.
+    let (mut ports, j) = ports_with(FakeAccounts::default());
+    ports.accounts = FakeAccounts::default();
+    let report = apply(&ports, &no_quotas(), &user("alice", Some(1000)));
+    assert!(journal(&j).is_empty(), "{:?}", journal(&j));
+    assert!(report.error().unwrap().contains("no account alice"));
+    assert!(uid_of(&ports, &user("alice", Some(1000))).is_err());
 }
 
 #[test]

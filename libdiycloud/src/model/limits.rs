@@ -482,26 +482,50 @@ impl Default for Allocation {
 pub const MEMORY_HIGH_RULE: &str = "memory-high (the soft limit, MemoryHigh) must not exceed \
      memory (the hard limit, MemoryMax)";
 
-/// An allocation whose limits contradict one another.
+/// The largest disk quota a user quota can hold, in bytes: 2^53 - 1 quota
+/// blocks of 1 KiB (8E less 1K). The kernel holds space limits as signed
+/// 64-bit byte counts: ext4's quota format (vfsv1, which its `quota` feature
+/// uses) refuses more than 2^63 - 1 bytes with ERANGE, and quotactl's
+/// `Q_SETQUOTA` turns the 1 KiB blocks into bytes in that signed type, so
+/// above this a limit wraps (XFS, whose own counts are 64-bit filesystem
+/// blocks, would get a wrapped limit, or none). The old vfsv0 quota files
+/// hold at most 2^32 - 1 blocks (4T less 1K): such a filesystem refuses
+/// more when the limit is applied, and says so.
+pub const MAX_DISK_BYTES: u64 = ((1 << 53) - 1) * 1024;
+
+pub const DISK_RULE: &str = "disk must be less than 8E (at most 2^53 - 1 quota blocks of 1K, \
+     8E less 1K: the most the kernel's user quotas hold, in ext4's vfsv1 quota format and on \
+     XFS; old vfsv0 quota files hold at most 4T less 1K), or 'infinity' for no quota";
+
+/// An allocation whose limits contradict one another, or exceed what the
+/// kernel can enforce.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("memory-high {memory_high} is above memory {memory}: {MEMORY_HIGH_RULE}")]
-pub struct AllocationError {
-    pub memory_high: Size,
-    pub memory: Size,
+pub enum AllocationError {
+    #[error("memory-high {memory_high} is above memory {memory}: {MEMORY_HIGH_RULE}")]
+    MemoryHighAboveMemory { memory_high: Size, memory: Size },
+    #[error("disk {disk} is too large: {DISK_RULE}")]
+    DiskTooLarge { disk: Size },
 }
 
 impl Allocation {
-    /// The rules between limits (each limit's own rule holds by its type).
+    /// The rules between limits, and the bounds of what the kernel
+    /// enforces that a type alone does not carry (the disk quota's).
+    /// Checked where an allocation is granted (`add`, `mod`, the config's
+    /// defaults), never at login: a record granted before keeps working
+    /// as far as the kernel takes it.
     pub fn check(&self) -> Result<(), AllocationError> {
         let above = match (self.memory_high, self.memory) {
             (Size::Bytes(high), Size::Bytes(max)) => high > max,
             (Size::Infinity, Size::Bytes(_)) | (_, Size::Infinity) => false,
         };
         if above {
-            return Err(AllocationError {
+            return Err(AllocationError::MemoryHighAboveMemory {
                 memory_high: self.memory_high,
                 memory: self.memory,
             });
+        }
+        if matches!(self.disk, Size::Bytes(b) if b > MAX_DISK_BYTES) {
+            return Err(AllocationError::DiskTooLarge { disk: self.disk });
         }
         Ok(())
     }
@@ -852,6 +876,51 @@ mod tests {
             "memory-high 600M is above memory 512M: memory-high (the soft limit, MemoryHigh) \
              must not exceed memory (the hard limit, MemoryMax)"
         );
+    }
+
+    #[test]
+    fn a_disk_quota_stays_within_what_the_kernel_holds() {
+        let with = |disk: &str| Allocation {
+            disk: disk.parse().unwrap(),
+            ..Allocation::default()
+        };
+        for fine in ["5G", "4T", "8191P", "infinity"] {
+            assert!(with(fine).check().is_ok(), "{fine}");
+        }
+        // The bound itself, a whole number of quota blocks, and one byte
+        // over (its block count rounds up past the bound).
+        let at = Allocation {
+            disk: Size::Bytes(MAX_DISK_BYTES),
+            ..Allocation::default()
+        };
+        assert!(at.check().is_ok());
+        assert_eq!(
+            crate::model::quota::blocks_for(at.disk),
+            (1 << 53) - 1,
+            "2^53 - 1 blocks of 1K"
+        );
+        let over = Allocation {
+            disk: Size::Bytes(MAX_DISK_BYTES + 1),
+            ..Allocation::default()
+        };
+        assert!(over.check().is_err());
+        for too_big in ["8E", "15E", "9000P"] {
+            let err = with(too_big).check().unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("disk {too_big} is too large")),
+                "{too_big}: {err}"
+            );
+            assert!(
+                err.contains("less than 8E") && err.contains("vfsv1"),
+                "{err}"
+            );
+        }
+        // Memory has no such bound: 15E is a valid MemoryMax.
+        let memory = Allocation {
+            memory: "15E".parse().unwrap(),
+            ..Allocation::default()
+        };
+        assert!(memory.check().is_ok());
     }
 
     #[test]

@@ -35,11 +35,23 @@ pub fn email(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A full name (empty: none); ':' would break the passwd file's comment
-/// field.
+/// A full name (empty: none): it becomes the comment (GECOS) field of the
+/// passwd line `usermod --comment` writes, where ':' ends the field and ','
+/// ends the name (the rest reads as office, phone numbers, `finger` and
+/// `chfn` show them so).
 pub fn full_name(s: &str) -> Result<(), String> {
-    check_line(s, "a full name", 128, &[':'])
+    check_line(s, "a full name", 128, &[])?;
+    if let Some(c) = s.chars().find(|c| GECOS_SEPARATORS.contains(c)) {
+        return Err(format!(
+            "a full name must not contain ',' or ':' (found {c:?}): the passwd comment \
+             (GECOS) field splits at ',' and the passwd line at ':'"
+        ));
+    }
+    Ok(())
 }
+
+/// What splits the passwd comment field (`,`) and the passwd line (`:`).
+const GECOS_SEPARATORS: [char; 2] = [',', ':'];
 
 /// Checks one line of free text: at most `max` characters, no control,
 /// bidirectional or invisible characters, none of `forbidden`. The error
@@ -85,5 +97,27 @@ mod tests {
             .unwrap_err()
             .contains("':'"));
         assert!(check_line(&"x".repeat(129), "a full name", 128, &[]).is_err());
+    }
+
+    #[test]
+    fn a_full_name_keeps_to_one_gecos_subfield() {
+        for good in [
+            "Zoë Ångström-Ōta",
+            "",
+            "J. R. \"Bob\" Dobbs",
+            "O'Brien (ops)",
+        ] {
+            assert_eq!(full_name(good), Ok(()), "{good:?}");
+        }
+        for bad in ["Doe, Jane", "a,b", ",", "a:b", "Jane,Room 12,555-0100,"] {
+            let e = full_name(bad).unwrap_err();
+            assert!(
+                e.contains("',' or ':'") && e.contains("GECOS"),
+                "{bad:?}: {e}"
+            );
+        }
+        // Control characters stay refused, with their own rule.
+        assert!(full_name("a\tb").unwrap_err().contains("U+0009"));
+        assert!(full_name("a\u{202E}b").unwrap_err().contains("U+202E"));
     }
 }

@@ -9,7 +9,16 @@
 //! - login events the node counted while offline are replayed into the
 //!   server first (see [`ClusterStore::merge_offline`]).
 //!
-//! Offline (it did not answer in time):
+//! Offline (the network says the server is not there, within
+//! `connect_timeout`, AND this node's probe has found it so):
+//! - a login never decides alone that the server is gone: a setuid client
+//!   runs under its caller's limits and signals (`ulimit -n`, SIGSTOP),
+//!   which can fail or stall its own connect. The cache answers only while
+//!   the probe (`slicectl cache refresh`, root's timer) has recorded an
+//!   outage that no later probe ended, and only while its last full
+//!   refresh is younger than `cache_max_age`; otherwise the login is
+//!   refused. Local failures (descriptors, memory, TLS verification, the
+//!   server's refusal) are never an outage;
 //! - reads of users come from the cache;
 //! - a login's bookkeeping (failures and lockout, the login and logout
 //!   times, counters, its audit lines) is written to the cache and queued;
@@ -68,6 +77,7 @@ pub struct ClusterStore {
     cache_error: Option<String>,
     target: String,
     lockout: LockoutPolicy,
+    cache_max_age: Duration,
     /// What opening merged (offline events of this node).
     merged_at_open: MergeReport,
 }
@@ -83,6 +93,49 @@ fn open_cache(path: &Path) -> Result<SqliteStore, StoreError> {
     };
     store.ensure_cache_tables()?;
     Ok(store)
+}
+
+/// Whether a cache may stand in for a server this process cannot reach:
+/// the node's probe found the server unreachable too, and the cache's last
+/// full refresh is no older than `max_age`. Otherwise, why not (the login
+/// is refused).
+fn cache_may_answer(
+    cache: Option<&SqliteStore>,
+    cache_error: Option<&str>,
+    max_age: Duration,
+) -> Result<(), String> {
+    let state = match cache {
+        Some(cache) => cache.cache_state().map_err(|e| e.to_string()),
+        None => Err(cache_error.unwrap_or_default().to_owned()),
+    }
+    .map_err(|e| format!("the node's cache cannot be used: {e}"))?;
+    if state.outage_since.is_none() {
+        return Err("this node's probe has not found the server unreachable \
+             (the cache answers only during an outage that `slicectl cache refresh`, \
+             run by diycloud-cache-refresh.timer, has seen)"
+            .into());
+    }
+    let max = max_age.as_secs();
+    match state.refreshed_at.map(|at| now().0.saturating_sub(at.0)) {
+        Some(age) if u64::try_from(age).is_ok_and(|age| age <= max) => Ok(()),
+        Some(age) => Err(format!(
+            "the cache's last full refresh is {age}s old, older than \
+             [postgres] cache_max_age ({max}s)"
+        )),
+        None => Err("the cache was never refreshed whole (`slicectl cache refresh`)".into()),
+    }
+}
+
+/// `e` (the server unreachable), with why the cache may not answer.
+fn refused_cache(e: StoreError, refusal: &str) -> StoreError {
+    match e {
+        StoreError::Offline { target, why, what } => StoreError::Offline {
+            target,
+            why: format!("{why}; and {refusal}"),
+            what,
+        },
+        e => e,
+    }
 }
 
 /// Whether the copy holds what the server has, but for the login and
@@ -124,6 +177,7 @@ impl ClusterStore {
             cache_error,
             target: settings.url.clone(),
             lockout: settings.lockout,
+            cache_max_age: settings.cache_max_age,
             merged_at_open: MergeReport::default(),
         };
         match PgStore::open(settings) {
@@ -133,13 +187,10 @@ impl ClusterStore {
                 store.merged_at_open = store.merge_offline().unwrap_or_default();
             }
             Err(StoreError::Offline { why, .. }) => {
-                if store.cache.borrow().is_none() {
+                if let Err(refusal) = store.cache_may_answer() {
                     return Err(StoreError::Offline {
                         target: store.target,
-                        why: format!(
-                            "{why}; and the node's cache cannot be used: {}",
-                            store.cache_error.unwrap_or_default()
-                        ),
+                        why: format!("{why}; and {refusal}"),
                         what: "logging in",
                     });
                 }
@@ -149,6 +200,59 @@ impl ClusterStore {
             Err(e) => return Err(e),
         }
         Ok(store)
+    }
+
+    /// The probe of an outage (`slicectl cache refresh`, run by root from
+    /// a timer): connects like [`ClusterStore::open`], and records in the
+    /// cache what it found. The network's answer that the server is not
+    /// there starts an outage (the cache may then answer logins); reaching
+    /// the server ends it. Any other failure changes nothing.
+    pub fn probe(settings: &PostgresSettings) -> Result<Self, StoreError> {
+        let mut cache = open_cache(&settings.cache)?;
+        let found = PgStore::open(settings);
+        match &found {
+            Ok(_) => cache.write(|tx| tx.clear_cache_time("outage_since"))?,
+            Err(StoreError::Offline { .. }) => {
+                if cache.cache_state()?.outage_since.is_none() {
+                    cache.write(|tx| tx.set_cache_time("outage_since", now()))?;
+                }
+            }
+            Err(_) => {}
+        }
+        let server = found?;
+        let mut store = Self {
+            server: Some(server),
+            offline_why: RefCell::new(None),
+            offline_since: Cell::new(None),
+            cache: RefCell::new(Some(cache)),
+            cache_error: None,
+            target: settings.url.clone(),
+            lockout: settings.lockout,
+            cache_max_age: settings.cache_max_age,
+            merged_at_open: MergeReport::default(),
+        };
+        store.merged_at_open = store.merge_offline().unwrap_or_default();
+        Ok(store)
+    }
+
+    fn cache_may_answer(&self) -> Result<(), String> {
+        cache_may_answer(
+            self.cache.borrow().as_ref(),
+            self.cache_error.as_deref(),
+            self.cache_max_age,
+        )
+    }
+
+    /// A call on the server broke off with `e` (unreachable): the cache
+    /// answers from now on if it may; otherwise `e`, with the reason.
+    fn fall_back(&self, e: StoreError) -> Result<(), StoreError> {
+        match self.cache_may_answer() {
+            Ok(()) => {
+                self.lose_server(&e);
+                Ok(())
+            }
+            Err(refusal) => Err(refused_cache(e, &refusal)),
+        }
     }
 
     /// Creates or migrates the server's schema, and the node's cache.
@@ -164,6 +268,7 @@ impl ClusterStore {
                 cache_error: None,
                 target: settings.url.clone(),
                 lockout: settings.lockout,
+                cache_max_age: settings.cache_max_age,
                 merged_at_open: MergeReport::default(),
             },
             report,
@@ -209,7 +314,7 @@ impl ClusterStore {
     ) -> Result<T, StoreError> {
         if let Some(server) = self.live() {
             match on_server(server) {
-                Err(e) if e.is_unreachable() => self.lose_server(&e),
+                Err(e) if e.is_unreachable() => self.fall_back(e)?,
                 answer => return answer,
             }
         }
@@ -459,8 +564,17 @@ impl Backend for ClusterStore {
                 match server.begin_tx() {
                     Ok(tx) => return Ok(Box::new(tx)),
                     Err(e) if e.is_unreachable() => {
-                        if let StoreError::Offline { why, .. } = &e {
-                            *self.offline_why.get_mut() = Some(why.clone());
+                        // (Field by field: `server` still holds `self`.)
+                        let may = cache_may_answer(
+                            self.cache.get_mut().as_ref(),
+                            self.cache_error.as_deref(),
+                            self.cache_max_age,
+                        );
+                        if let Err(refusal) = may {
+                            return Err(refused_cache(e, &refusal));
+                        }
+                        if let StoreError::Offline { why, .. } = e {
+                            *self.offline_why.get_mut() = Some(why);
                             self.offline_since.set(Some(monotonic_now()));
                         }
                     }
@@ -498,13 +612,13 @@ impl Backend for ClusterStore {
         match self.live() {
             Some(server) => server.is_reusable(),
             // Offline: the cache serves this process a while, then the
-            // server is tried again.
+            // server is tried again; at once when the probe ended the
+            // outage (or the cache grew too old) meanwhile.
             None => {
-                self.cache.borrow().is_some()
-                    && self
-                        .offline_since
-                        .get()
-                        .is_some_and(|since| since.elapsed() < RETRY_SERVER_AFTER)
+                self.offline_since
+                    .get()
+                    .is_some_and(|since| since.elapsed() < RETRY_SERVER_AFTER)
+                    && self.cache_may_answer().is_ok()
             }
         }
     }
@@ -661,6 +775,9 @@ impl Transaction for OfflineTx<'_> {
         self.refused()
     }
     fn prune_limit_events(&self, _: Timestamp, _: u64) -> Result<u64, StoreError> {
+        self.refused()
+    }
+    fn prune_audit_log(&self, _: Timestamp, _: u64) -> Result<u64, StoreError> {
         self.refused()
     }
     fn record_gpu_use(&self, _: &str, _: Timestamp, _: &[GpuUseUpdate]) -> Result<(), StoreError> {

@@ -133,6 +133,9 @@ pub struct PostgresSettings {
     pub ca_file: PathBuf,
     /// Replays the failed logins a node counted while offline.
     pub lockout: LockoutPolicy,
+    /// The oldest full refresh of the cache that may still log anyone in
+    /// during an outage (`[postgres] cache_max_age`).
+    pub cache_max_age: Duration,
 }
 
 impl Database {
@@ -310,6 +313,10 @@ pub trait Transaction {
         username: &str,
         detail: &Value,
     ) -> Result<(), StoreError>;
+    /// Deletes the audit entries from before `oldest`, then the oldest past
+    /// `max_rows` (the whole log: on a shared database, every node's).
+    /// Returns how many went.
+    fn prune_audit_log(&self, oldest: Timestamp, max_rows: u64) -> Result<u64, StoreError>;
     /// A new API session of `name` until `expires`.
     fn insert_api_session(
         &self,

@@ -8,11 +8,12 @@
 #![allow(clippy::disallowed_methods)]
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use super::postgres::PgStore;
+use super::sqlite::SqliteStore;
 use super::*;
 use crate::model::history::{Counter, Sample};
 use crate::model::limits::LimitChanges;
@@ -62,6 +63,7 @@ pub(crate) fn test_server() -> Option<PostgresSettings> {
         cache: PathBuf::new(),
         connect_timeout: Duration::from_secs(5),
         lockout: LockoutPolicy::default(),
+        cache_max_age: Duration::from_secs(3600),
     })
 }
 
@@ -647,24 +649,59 @@ fn unreachable_settings(cache: &Path, port: u16) -> PostgresSettings {
         connect_timeout: Duration::from_secs(1),
         ca_file: PathBuf::from("/nonexistent"),
         lockout: LockoutPolicy::default(),
+        cache_max_age: Duration::from_secs(3600),
     }
 }
 
+/// Stamps the cache's last full refresh at `ago` seconds before now (what
+/// `slicectl cache refresh` writes when the server answers).
+fn stamp_refresh(cache: &Path, ago: i64) {
+    let now = Timestamp::from(std::time::SystemTime::now());
+    let mut store = SqliteStore::open(cache).unwrap();
+    store
+        .write(|tx| tx.set_cache_time("refreshed_at", Timestamp(now.0 - ago)))
+        .unwrap();
+}
+
+/// The node's probe, while the server cannot be reached: it fails, and
+/// records the outage.
+fn probe_finds_it_unreachable(settings: &PostgresSettings) {
+    let err = cluster::ClusterStore::probe(settings).err().unwrap();
+    assert!(err.is_unreachable(), "{err}");
+    let cache = SqliteStore::open(&settings.cache).unwrap();
+    assert!(cache.cache_state().unwrap().outage_since.is_some());
+}
+
 #[test]
-fn a_silent_server_costs_no_more_than_the_timeout_and_the_cache_answers() {
+fn a_silent_server_costs_no_more_than_the_timeout_and_the_cache_answers_only_in_an_outage_the_probe_saw(
+) {
     let dir = tempfile::tempdir().unwrap();
     let (_listener, port) = silent_server();
-    let db = Database::Postgres(Box::new(unreachable_settings(
-        &dir.path().join("cache.db"),
-        port,
-    )));
+    let settings = unreachable_settings(&dir.path().join("cache.db"), port);
+    let db = Database::Postgres(Box::new(settings.clone()));
+    // A login alone cannot declare the server gone (its caller may have
+    // stopped it, or starved it of descriptors): refused.
     let started = std::time::Instant::now();
-    let mut store = Store::open_database(&db).unwrap();
+    let err = Store::open_database(&db).err().unwrap();
     let took = started.elapsed();
     assert!(
         took >= Duration::from_millis(900) && took < Duration::from_millis(1800),
         "waited {took:?} for a 1 s timeout"
     );
+    assert!(err.is_unreachable(), "{err}");
+    assert!(err.to_string().contains("probe has not found"), "{err}");
+    // The probe finds it unreachable too; a cache never refreshed whole
+    // still answers nobody.
+    probe_finds_it_unreachable(&settings);
+    let err = Store::open_database(&db).err().unwrap();
+    assert!(err.to_string().contains("never refreshed whole"), "{err}");
+    // Refreshed an hour and a minute ago, with cache_max_age at an hour: too old.
+    stamp_refresh(&settings.cache, 3660);
+    let err = Store::open_database(&db).err().unwrap();
+    assert!(err.to_string().contains("cache_max_age"), "{err}");
+    // Refreshed a minute ago: the cache answers.
+    stamp_refresh(&settings.cache, 60);
+    let mut store = Store::open_database(&db).unwrap();
     let cluster = store.as_cluster().unwrap();
     assert!(cluster.offline_reason().unwrap().contains("no answer"));
     // An empty cache knows nobody; an admin change is refused whole.
@@ -685,14 +722,72 @@ fn a_refused_connection_is_offline_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let (listener, port) = silent_server();
     drop(listener);
-    let db = Database::Postgres(Box::new(unreachable_settings(
-        &dir.path().join("cache.db"),
-        port,
-    )));
+    let settings = unreachable_settings(&dir.path().join("cache.db"), port);
+    let db = Database::Postgres(Box::new(settings.clone()));
     let started = std::time::Instant::now();
-    let store = Store::open_database(&db).unwrap();
+    let err = Store::open_database(&db).err().unwrap();
     assert!(started.elapsed() < Duration::from_millis(500));
+    assert!(err.is_unreachable(), "{err}");
+    probe_finds_it_unreachable(&settings);
+    stamp_refresh(&settings.cache, 0);
+    let store = Store::open_database(&db).unwrap();
     assert!(store.as_cluster().unwrap().offline_reason().is_some());
+}
+
+#[test]
+fn only_the_networks_answer_is_an_outage() {
+    use std::io::{Error, ErrorKind};
+    let network = postgres::is_network_failure;
+    for code in [
+        nix::libc::ECONNREFUSED,
+        nix::libc::ECONNRESET,
+        nix::libc::EHOSTUNREACH,
+        nix::libc::ENETUNREACH,
+        nix::libc::ETIMEDOUT,
+    ] {
+        assert!(network(&Error::from_raw_os_error(code)), "{code}");
+    }
+    // What a caller's limits or this side's TLS check make fail is not.
+    for code in [
+        nix::libc::EMFILE,
+        nix::libc::ENFILE,
+        nix::libc::ENOMEM,
+        nix::libc::EAGAIN,
+        nix::libc::EACCES,
+        nix::libc::EINTR,
+    ] {
+        assert!(!network(&Error::from_raw_os_error(code)), "{code}");
+    }
+    assert!(!network(&Error::new(
+        ErrorKind::InvalidData,
+        "invalid peer certificate: UnknownIssuer"
+    )));
+    assert!(network(&Error::from(ErrorKind::UnexpectedEof)));
+}
+
+#[test]
+fn the_probe_ends_an_outage_when_it_reaches_the_server() {
+    let Some(server) = test_server() else {
+        eprintln!("PostgreSQL: skipped (DIYCLOUD_TEST_PG_URL is not set)");
+        return;
+    };
+    let f = Fixture::postgres(&server);
+    f.open()
+        .write(|tx| tx.insert_user(&new_user("alice"), Timestamp(1)).map(drop))
+        .unwrap();
+    let (listener, port) = silent_server();
+    drop(listener);
+    let offline = unreachable_settings(&f.settings().cache, port);
+    probe_finds_it_unreachable(&offline);
+    // Back: the probe that reaches the server refreshes the cache and ends
+    // the outage; a login that then fails to connect is refused again.
+    let mut cluster = cluster::ClusterStore::probe(f.settings()).unwrap();
+    assert_eq!(cluster.refresh_cache().unwrap().users, 1);
+    assert_eq!(cluster.cache_state().unwrap().outage_since, None);
+    let err = Store::open_database(&Database::Postgres(Box::new(offline)))
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("probe has not found"), "{err}");
 }
 
 #[test]
@@ -725,10 +820,13 @@ fn offline_logins_use_the_cache_and_their_failures_merge_when_back() {
     }
     let (listener, port) = silent_server();
     drop(listener);
-    let offline_db = Database::Postgres(Box::new(PostgresSettings {
+    let offline_settings = PostgresSettings {
         lockout: policy,
         ..unreachable_settings(&f.settings().cache, port)
-    }));
+    };
+    probe_finds_it_unreachable(&offline_settings);
+    stamp_refresh(&offline_settings.cache, 0);
+    let offline_db = Database::Postgres(Box::new(offline_settings));
     {
         let mut offline = Store::open_database(&offline_db).unwrap();
         let (alice, hash) = offline.credentials("alice").unwrap().unwrap();
@@ -843,13 +941,79 @@ fn a_server_whose_certificate_does_not_chain_to_the_ca_file_is_not_believed() {
         cache: dir.path().join("cache.db"),
         ..server
     };
-    let store = Store::open_database(&Database::Postgres(Box::new(settings))).unwrap();
-    let why = store
-        .as_cluster()
-        .unwrap()
-        .offline_reason()
-        .unwrap_or_default();
-    assert!(why.to_lowercase().contains("certificate"), "{why}");
-    // Nothing was read from that server: the cache is empty, and stays so.
-    assert!(store.users().unwrap().is_empty());
+    // A TLS failure is this side's verdict, not the network's: an error,
+    // never an outage the cache stands in for (even during one).
+    let err = Store::open_database(&Database::Postgres(Box::new(settings.clone())))
+        .err()
+        .unwrap();
+    assert!(!err.is_unreachable(), "{err}");
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+    let err = cluster::ClusterStore::probe(&settings).err().unwrap();
+    assert!(!err.is_unreachable(), "{err}");
+    let cache = SqliteStore::open(&settings.cache).unwrap();
+    assert_eq!(cache.cache_state().unwrap().outage_since, None);
+}
+
+#[test]
+fn the_audit_log_is_pruned_by_age_then_to_its_newest_rows() {
+    each_backend(|f| {
+        let mut store = f.open();
+        let entry = |tx: &dyn Transaction, at: i64, who: &str| {
+            tx.audit(
+                Timestamp(at),
+                "tester",
+                "api.login",
+                who,
+                &serde_json::json!({"n": at}),
+            )
+        };
+        store
+            .write(|tx| {
+                for at in [100, 200, 300, 400, 500, 600] {
+                    entry(tx, at, "alice")?;
+                }
+                entry(tx, 350, "bob")
+            })
+            .unwrap();
+        let count = || f.number("SELECT count(*) FROM audit_log");
+        assert_eq!(count(), 7, "{}", f.name);
+
+        // Nothing older than `oldest`, nothing past the bound: nothing goes.
+        let pruned = store
+            .write(|tx| tx.prune_audit_log(Timestamp(50), 100))
+            .unwrap();
+        assert_eq!((pruned, count()), (0, 7), "{}", f.name);
+
+        // By age: 100 and 200 are older than 250.
+        let pruned = store
+            .write(|tx| tx.prune_audit_log(Timestamp(250), 100))
+            .unwrap();
+        assert_eq!((pruned, count()), (2, 5), "{}", f.name);
+
+        // By count: the newest 3 stay (400, 500, 600); 300 and bob's 350 go.
+        let pruned = store
+            .write(|tx| tx.prune_audit_log(Timestamp(250), 3))
+            .unwrap();
+        assert_eq!((pruned, count()), (2, 3), "{}", f.name);
+        let kept: Vec<String> = store
+            .audit_log("alice", 10)
+            .unwrap()
+            .iter()
+            .map(|e| e.detail["n"].to_string())
+            .collect();
+        assert_eq!(kept, ["400", "500", "600"], "{}", f.name);
+        assert!(store.audit_log("bob", 10).unwrap().is_empty(), "{}", f.name);
+
+        // An entry written in the same transaction as the pruning counts.
+        let pruned = store
+            .write(|tx| {
+                entry(tx, 700, "alice")?;
+                tx.prune_audit_log(Timestamp(250), 3)
+            })
+            .unwrap();
+        assert_eq!((pruned, count()), (1, 3), "{}", f.name);
+    });
 }

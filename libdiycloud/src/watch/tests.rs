@@ -25,7 +25,13 @@ impl KernelPort for &FakeKernel {
     }
 }
 
-fn with_accounts(accounts: FakeAccounts) -> Ports<FakeSlice, FakeAccounts, FakeQuotas, FakeGpus> {
+/// The ports, with alice's account at uid 1001 (as her record has it).
+fn with_accounts(
+    mut accounts: FakeAccounts,
+) -> Ports<FakeSlice, FakeAccounts, FakeQuotas, FakeGpus> {
+    if !accounts.uids.iter().any(|(name, _)| *name == "alice") {
+        accounts.uids.push(("alice", 1001));
+    }
     Ports {
         accounts,
         ..Ports::default()

@@ -151,12 +151,23 @@ impl SliceLink for FakeLink {
     async fn close(self) {}
 }
 
-#[derive(Default)]
-struct NoAccounts;
+/// The node's accounts: alice's uid (1000 unless a test changes it, as her
+/// record has it), nobody else's. Limits bind to the uid NSS gives now.
+struct NodeAccounts {
+    alice: std::cell::Cell<Option<u32>>,
+}
 
-impl AccountPort for NoAccounts {
-    fn uid(&self, _: &str) -> Result<Option<u32>, PortError> {
-        Ok(None)
+impl Default for NodeAccounts {
+    fn default() -> Self {
+        Self {
+            alice: std::cell::Cell::new(Some(1000)),
+        }
+    }
+}
+
+impl AccountPort for NodeAccounts {
+    fn uid(&self, name: &str) -> Result<Option<u32>, PortError> {
+        Ok(self.alice.get().filter(|_| name == "alice"))
     }
 }
 
@@ -183,12 +194,12 @@ struct TestHost {
     members: Option<Vec<&'static str>>,
     /// The real quota port: these configs name no quota filesystems, so it
     /// is never called (quota steps are tested in the library and the VM).
-    ports: Ports<FakeSystemd, NoAccounts, SystemQuotas, NoGpus>,
+    ports: Ports<FakeSystemd, NodeAccounts, SystemQuotas, NoGpus>,
 }
 
 impl Host for TestHost {
     type Slice = FakeSystemd;
-    type Accounts = NoAccounts;
+    type Accounts = NodeAccounts;
     type Quotas = SystemQuotas;
     type Gpus = NoGpus;
 
@@ -214,7 +225,7 @@ impl Host for TestHost {
         })
     }
 
-    fn ports(&self) -> &Ports<FakeSystemd, NoAccounts, SystemQuotas, NoGpus> {
+    fn ports(&self) -> &Ports<FakeSystemd, NodeAccounts, SystemQuotas, NoGpus> {
         &self.ports
     }
 }
@@ -465,6 +476,22 @@ fn others_pass_the_new_password_on_even_with_the_database_broken() {
     assert_eq!(f.run(chauthtok, &mut root, UPDATE), PAM_IGNORE);
     let mut alice = Scripted::new("alice");
     assert_eq!(f.run(chauthtok, &mut alice, UPDATE), PAM_AUTHINFO_UNAVAIL);
+}
+
+#[test]
+fn session_open_refuses_a_record_whose_uid_is_not_the_accounts_now() {
+    // alice's account was made again: uid 1005 now; 1000 is someone else's.
+    let f = fixture();
+    f.host.ports.accounts.alice.set(Some(1005));
+    let mut h = Scripted::new("alice");
+    assert_eq!(f.run(open_session, &mut h, 0), PAM_SESSION_ERR);
+    assert!(
+        f.host.ports.slice.sent.borrow().is_empty(),
+        "nothing was sent to any slice"
+    );
+    // The log says what happened and what to run.
+    assert!(h.logged("the record says uid 1000"));
+    assert!(h.logged("slicectl user relink alice"));
 }
 
 #[test]

@@ -5,9 +5,15 @@
 //! - No script: forms post and the server answers with a redirect (after a
 //!   change) or the page again (with what was wrong). Keyboard use is the
 //!   browser's own; the layout folds to one column at phone width.
-//! - CSRF: the session cookie is `SameSite=Strict`, and every form carries a
-//!   token derived from the session ([`libdiycloud::auth::form_token`]),
-//!   checked before anything changes.
+//! - CSRF: the session cookie is `SameSite=Strict` (and `__Host-` over
+//!   HTTPS), every POST from another site is refused before it reaches a
+//!   page (`Origin`/`Sec-Fetch-Site`, the login form's too: see
+//!   `routes::same_site_only`), and every form carries a token derived from
+//!   the session ([`libdiycloud::auth::form_token`]), checked before anything
+//!   changes.
+//! - What a change did is what the use case reported: where applying the
+//!   allocation failed, or there was nothing to apply, the page says so
+//!   and what to run, never "applied".
 //! - A login names the reason of a refusal only to whoever gave the right
 //!   password (locked, disabled); anyone else reads "wrong username or
 //!   password".
@@ -20,10 +26,10 @@ use std::sync::Arc;
 use axum::extract::rejection::{FormRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
+use axum::http::Method;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
-use axum::{Form, Router};
+use axum::Form;
 use libdiycloud::admin::{AddUser, Admin, SystemAccount, UserView};
 use libdiycloud::auth::{self, LoginOutcome, PasswordChange, Refusal};
 use libdiycloud::history;
@@ -42,28 +48,63 @@ use crate::client::{token, Client};
 use crate::error::ApiError;
 use crate::routes::{
     as_admin, blocking, change_own_password, clear_session_cookie, end_session, hashing,
-    open_session, set_session_cookie, LimitFields, Scalar,
+    open_session, set_session_cookie, settle, LimitFields, Route, Scalar,
 };
 use crate::AppState;
 
 const STYLE: &str = include_str!("style.css");
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/portal", get(|| async { Redirect::permanent("/portal/") }))
-        .route("/portal/", get(home))
-        .route("/portal/style.css", get(style))
-        .route("/portal/login", get(login_page).post(login))
-        .route("/portal/logout", post(logout))
-        .route("/portal/password", post(change_password))
-        .route("/portal/admin", get(admin_page))
-        .route("/portal/admin/new", get(new_user_page).post(create_user))
-        .route("/portal/admin/users/{name}", get(user_page).post(save_user))
-        .route("/portal/admin/users/{name}/state", post(change_state))
-        .route(
+/// The portal's routes (the router is made in `routes`).
+pub(crate) fn routes() -> Vec<Route> {
+    use crate::routes::at;
+    vec![
+        at(Method::GET, "/portal", || async {
+            Redirect::permanent("/portal/")
+        }),
+        at(Method::GET, "/portal/", home),
+        at(Method::GET, "/portal/style.css", style),
+        at(Method::GET, "/portal/login", login_page),
+        at(Method::POST, "/portal/login", login),
+        at(Method::POST, "/portal/logout", logout),
+        at(Method::POST, "/portal/password", change_password),
+        at(Method::GET, "/portal/admin", admin_page),
+        at(Method::GET, "/portal/admin/new", new_user_page),
+        at(Method::POST, "/portal/admin/new", create_user),
+        at(Method::GET, "/portal/admin/users/{name}", user_page),
+        at(Method::POST, "/portal/admin/users/{name}", save_user),
+        at(
+            Method::POST,
+            "/portal/admin/users/{name}/state",
+            change_state,
+        ),
+        at(
+            Method::GET,
             "/portal/admin/users/{name}/delete",
-            get(delete_page).post(delete_user),
-        )
+            delete_page,
+        ),
+        at(
+            Method::POST,
+            "/portal/admin/users/{name}/delete",
+            delete_user,
+        ),
+    ]
+}
+
+/// The page for a form sent from another site (see
+/// `routes::same_site_only`): nothing was done.
+pub(crate) fn cross_site_page() -> Response {
+    page(
+        StatusCode::FORBIDDEN,
+        "Refused",
+        None,
+        &format!(
+            "<h1>Refused</h1>{}<p><a href=\"/portal/\">Go to the portal</a></p>",
+            notice(
+                "error",
+                "Cross-site request refused: the form was sent from another site, or from another address of this one. Nothing was done. Open the portal at its own address and use its pages."
+            )
+        ),
+    )
 }
 
 async fn style() -> Response {
@@ -110,7 +151,10 @@ impl Visitor {
 
     /// A refusal unless the form's token is this session's.
     fn wrong_form_token(&self, sent: &str) -> Option<Response> {
-        if constant_time_eq(sent.as_bytes(), self.csrf.as_bytes()) {
+        if bool::from(subtle::ConstantTimeEq::ct_eq(
+            sent.as_bytes(),
+            self.csrf.as_bytes(),
+        )) {
             None
         } else {
             Some(page(
@@ -161,10 +205,6 @@ impl Visitor {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 impl FromRequestParts<Arc<AppState>> for Visitor {
     type Rejection = Response;
 
@@ -173,7 +213,11 @@ impl FromRequestParts<Arc<AppState>> for Visitor {
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
         let to_login = || Redirect::to("/portal/login").into_response();
-        let token = token(&parts.headers).ok_or_else(to_login)?;
+        let https = match Client::from_request_parts(parts, state).await {
+            Ok(client) => client.https,
+            Err(never) => match never {},
+        };
+        let token = token(&parts.headers, https).ok_or_else(to_login)?;
         let state = Arc::clone(state);
         let looked_up = token.clone();
         let user = blocking(move || {
@@ -222,6 +266,96 @@ fn error_page(viewer: Option<&Viewer<'_>>, error: &ApiError) -> Response {
     )
 }
 
+// ------------------------------------------------------------ applied or not
+
+/// A change through the portal that applies the allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Created,
+    Saved,
+    Applied,
+}
+
+/// The answer to a change, from what applying the allocation reported,
+/// as `slicectl` and the API report it:
+/// - every step done: back to the user's page with the fixed message;
+/// - a step failed: a page with what failed and what to run, 500 (the
+///   change is kept, as the CLI keeps it, but the limits in force are not
+///   the saved ones);
+/// - nothing to apply (no system account): a page that says so (409 when
+///   applying was all that was asked, as `slicectl apply NAME` fails).
+fn after_apply(
+    viewer: &Viewer<'_>,
+    name: &str,
+    change: Change,
+    report: Option<&libdiycloud::apply::ApplyReport>,
+) -> Response {
+    let link = format!("/portal/admin/users/{}", segment(name));
+    let failed = report.and_then(|r| r.error());
+    let skipped = report.and_then(|r| r.skipped());
+    let (status, notices) = match (failed, skipped, change) {
+        (Some(error), _, _) => {
+            let what = match change {
+                Change::Created => "The user was created, but applying their allocation failed",
+                Change::Saved => "The change was saved, but applying it failed",
+                Change::Applied => "Applying the allocation failed",
+            };
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                notice(
+                    "error",
+                    &format!(
+                        "{what}: {error}. The limits in force are not the ones saved. Once the cause is fixed, use \"Apply the allocation again\" on the user's page, or run `slicectl apply {name}` as root (`slicectl doctor` checks the node)."
+                    ),
+                ),
+            )
+        }
+        (None, Some(reason), Change::Applied) => (
+            StatusCode::CONFLICT,
+            notice(
+                "error",
+                &format!("Nothing was applied: {reason}, so there is nothing to apply on this node."),
+            ),
+        ),
+        (None, Some(reason), _) => (
+            StatusCode::OK,
+            format!(
+                "{}{}",
+                notice(
+                    "ok",
+                    if change == Change::Created {
+                        "The user was created."
+                    } else {
+                        "Saved."
+                    }
+                ),
+                notice(
+                    "error",
+                    &format!("Nothing was applied: {reason}. The limits are applied when the user logs in on a node where they have a Linux account."),
+                )
+            ),
+        ),
+        (None, None, _) => {
+            let done = match change {
+                Change::Created => "created",
+                Change::Saved => "saved",
+                Change::Applied => "applied",
+            };
+            return Redirect::to(&format!("{link}?done={done}")).into_response();
+        }
+    };
+    page(
+        status,
+        name,
+        Some(viewer),
+        &format!(
+            "<h1>{}</h1>{notices}<p><a href=\"{}\">Back to the user's page</a></p>",
+            esc(name),
+            esc(&link)
+        ),
+    )
+}
+
 // ------------------------------------------------------------ login
 
 #[derive(Deserialize)]
@@ -261,23 +395,16 @@ async fn login(
         );
     };
     let now = state.now();
-    if let Err(wait) = state.limiter.attempt(client.ip, now) {
-        let mut response = login_form(
-            StatusCode::TOO_MANY_REQUESTS,
-            Some(&format!(
-                "Too many login attempts from your address: try again in {wait} seconds."
-            )),
-            &form.username,
-        );
-        if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
-        return response;
-    }
+    let attempt = match state.limiter.attempt(client.ip) {
+        Ok(attempt) => attempt,
+        Err(wait) => return too_many_logins(wait, &form.username),
+    };
     let password = Zeroizing::new(form.password);
     let name = form.username;
     let ttl = state.config.api.session_ttl;
-    match open_session(&state, client, "portal", name.clone(), password, now).await {
+    let opened = open_session(&state, client, "portal", name.clone(), password, now).await;
+    settle(attempt, &opened);
+    match opened {
         Ok(Ok(session)) => {
             let mut response = Redirect::to("/portal/").into_response();
             set_session_cookie(&mut response, &session.token, ttl, client.https);
@@ -288,12 +415,46 @@ async fn login(
             Some(&refusal_message(&refusal, state.config.lockout.unlock_time)),
             &name,
         ),
-        Err(e) => login_form(
-            e.status,
-            Some("The server could not check the login now: try again later."),
-            &name,
-        ),
+        Err(e) => match e.retry_after {
+            // The queue of password checks is full (503).
+            Some(wait) if e.status == StatusCode::SERVICE_UNAVAILABLE => with_retry_after(
+                login_form(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Some(&format!(
+                        "The server is busy checking other logins: try again in {wait} seconds."
+                    )),
+                    &name,
+                ),
+                wait,
+            ),
+            _ => login_form(
+                e.status,
+                Some("The server could not check the login now: try again later."),
+                &name,
+            ),
+        },
     }
+}
+
+/// The login page's 429: too many failed logins from this address.
+fn too_many_logins(wait: u64, username: &str) -> Response {
+    with_retry_after(
+        login_form(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(&format!(
+                "Too many failed logins from your address: try again in {wait} seconds."
+            )),
+            username,
+        ),
+        wait,
+    )
+}
+
+fn with_retry_after(mut response: Response, seconds: u64) -> Response {
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
 }
 
 /// What the login page says. The reason only to the right password.
@@ -328,6 +489,7 @@ struct CsrfForm {
 
 async fn logout(
     State(state): State<Arc<AppState>>,
+    client: Client,
     visitor: Visitor,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
@@ -338,7 +500,7 @@ async fn logout(
     let actor = visitor.actor();
     let _ = end_session(state, visitor.token, actor).await;
     let mut response = Redirect::to("/portal/login").into_response();
-    clear_session_cookie(&mut response);
+    clear_session_cookie(&mut response, client.https);
     response
 }
 
@@ -371,7 +533,7 @@ fn done_message(done: Option<&str>) -> String {
     let text = match done {
         Some("password") => "Your password was changed. Log in again on your other devices.",
         Some("created") => "The user was created and their allocation applied.",
-        Some("saved") => "Saved; the limits apply at once.",
+        Some("saved") => "Saved; the limits in force are the saved ones.",
         Some("disabled") => "The account is disabled; their sessions ended.",
         Some("enabled") => "The account is enabled.",
         Some("unlocked") => "The account is unlocked.",
@@ -514,7 +676,10 @@ fn usage_now(usage: Option<&libdiycloud::admin::UserUsage>) -> String {
         ("Disk", bytes(disk)),
         (
             "GPUs",
-            gpus_in_use(usage.map(|u| u.gpus.as_slice()).unwrap_or_default()),
+            match usage.and_then(|u| u.gpu_unavailable.as_deref()) {
+                Some(why) => format!("figures unavailable ({why})"),
+                None => gpus_in_use(usage.map(|u| u.gpus.as_slice()).unwrap_or_default()),
+            },
         ),
     ])
 }
@@ -856,7 +1021,15 @@ async fn admin_page(
             }
             body.push_str("</tbody></table></div>");
         }
-        _ => body.push_str("<p>No GPU figures on this node (no NVIDIA driver, or no GPUs).</p>"),
+        _ => match usage.iter().find_map(|u| u.gpu_unavailable.as_deref()) {
+            Some(why) => body.push_str(&format!(
+                "<p>GPU figures unavailable: {}. The other figures are complete.</p>",
+                esc(why)
+            )),
+            None => {
+                body.push_str("<p>No GPU figures on this node (no NVIDIA driver, or no GPUs).</p>")
+            }
+        },
     }
     let idle: Vec<(&str, &libdiycloud::admin::IdleGpu)> = usage
         .iter()
@@ -1275,11 +1448,12 @@ async fn create_user(
     });
     let added = hashing(&state, work).await;
     match added {
-        Ok(added) => Redirect::to(&format!(
-            "/portal/admin/users/{}?done=created",
-            segment(&added.user.username)
-        ))
-        .into_response(),
+        Ok(added) => after_apply(
+            &visitor.viewer(),
+            &added.user.username,
+            Change::Created,
+            Some(&added.applied),
+        ),
         Err(e) => again(&e, &form),
     }
 }
@@ -1463,11 +1637,12 @@ async fn save_user(
         Err(e) => Err(e),
     };
     match saved {
-        Ok(_) => Redirect::to(&format!(
-            "/portal/admin/users/{}?done=saved",
-            segment(&name)
-        ))
-        .into_response(),
+        Ok(modified) => after_apply(
+            &visitor.viewer(),
+            &name,
+            Change::Saved,
+            modified.applied.as_ref(),
+        ),
         Err(e) => {
             // The page again, with what was typed and what was wrong.
             let now = state.now();
@@ -1545,28 +1720,34 @@ async fn change_state(
                 active: Some(active),
                 ..UserChanges::default()
             };
+            // What applying reported, for "apply".
+            let mut report = None;
             match action.as_str() {
                 "disable" => admin.modify(&target, &active(false)).map(drop)?,
                 "enable" => admin.modify(&target, &active(true)).map(drop)?,
                 "unlock" => admin.unlock(&target).map(drop)?,
-                "apply" => admin.apply(Some(&target)).map(drop)?,
+                "apply" => report = admin.apply(Some(&target))?.into_iter().next(),
                 other => {
                     return Err(ApiError::invalid(format!(
                         "action: {other:?} is not one of disable, enable, unlock, apply"
                     )))
                 }
             }
-            Ok(match action.as_str() {
+            let done = match action.as_str() {
                 "disable" => "disabled",
                 "enable" => "enabled",
                 "unlock" => "unlocked",
                 _ => "applied",
-            })
+            };
+            Ok((done, report))
         },
     ))
     .await;
     match done {
-        Ok(done) => Redirect::to(&format!(
+        Ok(("applied", report)) => {
+            after_apply(&visitor.viewer(), &name, Change::Applied, report.as_ref())
+        }
+        Ok((done, _)) => Redirect::to(&format!(
             "/portal/admin/users/{}?done={done}",
             segment(&name)
         ))
@@ -1652,5 +1833,124 @@ async fn delete_user(
     match deleted {
         Ok(_) => Redirect::to("/portal/admin?done=deleted").into_response(),
         Err(e) => error_page(Some(&visitor.viewer()), &e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libdiycloud::apply::{ApplyReport, Step, StepOutcome, StepReport};
+
+    fn report(outcome: StepOutcome) -> ApplyReport {
+        ApplyReport {
+            username: "ann".into(),
+            uid: Some(1234),
+            steps: vec![StepReport {
+                step: Step::Slice,
+                outcome,
+            }],
+            env: Default::default(),
+        }
+    }
+
+    fn text(response: Response) -> (StatusCode, Option<String>, String) {
+        let status = response.status();
+        let location = response
+            .headers()
+            .get(header::LOCATION)
+            .map(|v| v.to_str().unwrap_or_default().to_owned());
+        let body = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .and_then(|rt| {
+                rt.block_on(axum::body::to_bytes(response.into_body(), 1 << 20))
+                    .map_err(std::io::Error::other)
+            })
+            .unwrap_or_default();
+        (
+            status,
+            location,
+            String::from_utf8_lossy(&body).into_owned(),
+        )
+    }
+
+    /// Every change that applies (the create form, the edit form, "Apply
+    /// the allocation again") says what `apply` reported.
+    #[test]
+    fn every_change_reports_what_apply_reported() {
+        let viewer = Viewer {
+            name: "boss",
+            admin: true,
+            csrf: "token",
+        };
+        let failed = report(StepOutcome::Failed {
+            target: Some("user-1234.slice".into()),
+            error: "cannot reach systemd on the system bus: <gone>".into(),
+        });
+        let applied = report(StepOutcome::Applied {
+            target: "user-1234.slice".into(),
+            settings: vec!["MemoryMax=1G".into()],
+            changed: true,
+            warning: None,
+        });
+        let skipped = report(StepOutcome::Skipped {
+            reason: "no system account".into(),
+        });
+        for (change, done, said) in [
+            (
+                Change::Created,
+                "created",
+                "The user was created, but applying their allocation failed",
+            ),
+            (
+                Change::Saved,
+                "saved",
+                "The change was saved, but applying it failed",
+            ),
+            (Change::Applied, "applied", "Applying the allocation failed"),
+        ] {
+            let (status, location, page) = text(after_apply(&viewer, "ann", change, Some(&failed)));
+            assert_eq!(
+                (status, location),
+                (StatusCode::INTERNAL_SERVER_ERROR, None)
+            );
+            assert!(page.contains(said), "{change:?}: {page}");
+            assert!(
+                page.contains(
+                    "user-1234.slice: cannot reach systemd on the system bus: &lt;gone&gt;"
+                ),
+                "{page}"
+            );
+            assert!(page.contains("slicectl apply ann"), "{page}");
+            assert!(
+                !page.contains("notice ok"),
+                "{change:?}: no success beside it"
+            );
+
+            let (status, location, _) = text(after_apply(&viewer, "ann", change, Some(&applied)));
+            assert_eq!(status, StatusCode::SEE_OTHER);
+            assert_eq!(
+                location.as_deref(),
+                Some(format!("/portal/admin/users/ann?done={done}").as_str())
+            );
+
+            let (status, _, page) = text(after_apply(&viewer, "ann", change, Some(&skipped)));
+            let expected = if change == Change::Applied {
+                StatusCode::CONFLICT
+            } else {
+                StatusCode::OK
+            };
+            assert_eq!(status, expected, "{change:?}");
+            assert!(
+                page.contains("Nothing was applied: no system account"),
+                "{page}"
+            );
+        }
+        // No limit changed (nothing applied, nothing to report): saved.
+        let (status, location, _) = text(after_apply(&viewer, "ann", Change::Saved, None));
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert_eq!(
+            location.as_deref(),
+            Some("/portal/admin/users/ann?done=saved")
+        );
     }
 }

@@ -48,10 +48,15 @@ impl Reply {
 }
 
 pub fn start(login_rate: u32) -> Server {
+    start_with(login_rate, "")
+}
+
+/// [`start`] with more `[api]` lines (`api` is added to that section).
+pub fn start_with(login_rate: u32, api: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     let mut config = Config::parse(&format!(
-        "db = \"{}\"\n[password]\nmemory_kib = 1024\niterations = 1\n[lockout]\ndeny = 3\n[api]\nsession_ttl = \"1h\"\nlogin_rate = {login_rate}\n",
+        "db = \"{}\"\n[password]\nmemory_kib = 1024\niterations = 1\n[lockout]\ndeny = 3\n[api]\nsession_ttl = \"1h\"\nlogin_rate = {login_rate}\n{api}\n",
         db.display()
     ))
     .unwrap();

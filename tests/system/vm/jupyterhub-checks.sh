@@ -27,6 +27,10 @@ hub_token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 cat > /etc/jupyterhub/test_config.py <<EOF
 c = get_config()
 load_subconfig("/etc/jupyterhub/jupyterhub_config.py")
+# This guest has slicectl in /usr/local/sbin (install.sh's place), not the
+# packages' /usr/sbin: named here, the hub's own config, as docs/jupyterhub.md says.
+import diycloud_jupyterhub
+diycloud_jupyterhub.SLICECTL = "/usr/local/sbin/slicectl"
 c.JupyterHub.services = [{"name": "diycloud-test", "api_token": "$hub_token"}]
 c.JupyterHub.load_roles = [{"name": "diycloud-test", "services": ["diycloud-test"],
     "scopes": ["read:users", "read:servers", "access:servers", "servers"]}]

@@ -253,25 +253,36 @@ impl PgStore {
             why,
             what: "this",
         };
-        resolve_hosts(&mut config).map_err(offline)?;
+        // Only what the network answers is an outage. Whatever fails on
+        // this side (descriptors, memory, the runtime, TLS verification,
+        // the server's refusal) is an error: a setuid client inherits its
+        // caller's limits, and no caller may send a login to the cache.
+        let local = |message: String| StoreError::Postgres {
+            target: target.clone(),
+            message,
+        };
+        resolve_hosts(&mut config).map_err(|(why, cause)| {
+            if is_local_failure(&cause) {
+                local(why)
+            } else {
+                offline(why)
+            }
+        })?;
         let tls = tls(settings, config.get_ssl_mode())?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| offline(format!("cannot start the client: {e}")))?;
+        // Out of descriptors, tokio's signal driver (compiled in for the
+        // server) panics instead of failing: that is this side's error too.
+        let rt = std::panic::catch_unwind(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        })
+        .map_err(|_| local("cannot start the client: it panicked (out of descriptors?)".into()))?
+        .map_err(|e| local(format!("cannot start the client: {e}")))?;
         let connected =
             rt.block_on(async { tokio::time::timeout(timeout, config.connect(tls)).await });
         let (client, connection) = match connected {
             Err(_) => return Err(offline(format!("no answer within {}", show(timeout)))),
-            Ok(Err(e)) if e.as_db_error().is_some() => {
-                // The server answered: a refusal (password, database), not
-                // an outage. A cache must not hide it.
-                return Err(StoreError::Postgres {
-                    target: target.clone(),
-                    message: describe(&e),
-                });
-            }
-            Ok(Err(e)) => return Err(offline(describe(&e))),
+            Ok(Err(e)) => return Err(pg(&target, &e)),
             Ok(Ok(pair)) => pair,
         };
         // Driven only while one of our calls waits on the runtime.
@@ -465,11 +476,17 @@ pub(super) fn wait_on<T>(
     }
 }
 
-/// A client error: the server's refusal as [`StoreError::Postgres`]; a
-/// broken or closed connection as [`StoreError::Offline`] (what a cache may
-/// stand in for).
+/// A client error: a connection the network broke (refused, reset,
+/// unreachable, closed) as [`StoreError::Offline`], what a cache may stand
+/// in for; everything else (the server's refusal, TLS verification, a
+/// local failure such as running out of descriptors) as
+/// [`StoreError::Postgres`], which no cache hides.
 pub(super) fn pg(target: &str, e: &tokio_postgres::Error) -> StoreError {
-    if e.as_db_error().is_none() && (e.is_closed() || has_io_cause(e)) {
+    let broken = match io_cause(e) {
+        Some(io) => is_network_failure(io),
+        None => e.is_closed(),
+    };
+    if e.as_db_error().is_none() && broken {
         return StoreError::Offline {
             target: target.into(),
             why: describe(e),
@@ -482,15 +499,63 @@ pub(super) fn pg(target: &str, e: &tokio_postgres::Error) -> StoreError {
     }
 }
 
-fn has_io_cause(e: &tokio_postgres::Error) -> bool {
+fn io_cause(e: &tokio_postgres::Error) -> Option<&std::io::Error> {
     let mut source = std::error::Error::source(e);
     while let Some(cause) = source {
-        if cause.is::<std::io::Error>() {
-            return true;
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return Some(io);
         }
         source = cause.source();
     }
-    false
+    None
+}
+
+/// Whether `e` is the network's answer that the server is not there:
+/// the only kind of failure an outage is made of. A TLS error arrives as
+/// an `io::Error` too (`InvalidData`), and is not one.
+pub(crate) fn is_network_failure(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    if let Some(code) = e.raw_os_error() {
+        return [
+            nix::libc::ECONNREFUSED,
+            nix::libc::ECONNRESET,
+            nix::libc::ECONNABORTED,
+            nix::libc::EHOSTUNREACH,
+            nix::libc::EHOSTDOWN,
+            nix::libc::ENETUNREACH,
+            nix::libc::ENETDOWN,
+            nix::libc::ENETRESET,
+            nix::libc::ETIMEDOUT,
+            nix::libc::EPIPE,
+            nix::libc::ENOTCONN,
+        ]
+        .contains(&code);
+    }
+    matches!(
+        e.kind(),
+        K::ConnectionRefused
+            | K::ConnectionReset
+            | K::ConnectionAborted
+            | K::NotConnected
+            | K::BrokenPipe
+            | K::TimedOut
+            | K::UnexpectedEof
+    )
+}
+
+/// Whether `e` failed on this side for want of a resource the caller's
+/// limits decide (descriptors, memory, processes).
+fn is_local_failure(e: &std::io::Error) -> bool {
+    e.raw_os_error().is_some_and(|code| {
+        [
+            nix::libc::EMFILE,
+            nix::libc::ENFILE,
+            nix::libc::ENOMEM,
+            nix::libc::EAGAIN,
+            nix::libc::ENOBUFS,
+        ]
+        .contains(&code)
+    })
 }
 
 /// No answer in time: the server or the network is gone, as far as a
@@ -509,7 +574,7 @@ fn show(d: Duration) -> String {
 
 /// Puts the address of every host named by name in `config`, resolved by
 /// this thread (the client would resolve on a thread of its own).
-fn resolve_hosts(config: &mut Config) -> Result<(), String> {
+fn resolve_hosts(config: &mut Config) -> Result<(), (String, std::io::Error)> {
     let hosts = config.get_hosts().to_vec();
     if hosts.iter().any(|h| !matches!(h, Host::Tcp(_))) || !config.get_hostaddrs().is_empty() {
         return Ok(());
@@ -522,9 +587,12 @@ fn resolve_hosts(config: &mut Config) -> Result<(), String> {
             Ok(ip) => ip,
             Err(_) => (name.as_str(), port)
                 .to_socket_addrs()
-                .map_err(|e| format!("cannot resolve {name}: {e}"))?
+                .map_err(|e| (format!("cannot resolve {name}: {e}"), e))?
                 .next()
-                .ok_or_else(|| format!("{name} has no address"))?
+                .ok_or_else(|| {
+                    let why = format!("{name} has no address");
+                    (why.clone(), std::io::Error::other(why))
+                })?
                 .ip(),
         };
         config.hostaddr(ip);

@@ -498,6 +498,19 @@ impl Transaction for PgTx<'_> {
         )
     }
 
+    fn prune_audit_log(&self, oldest: Timestamp, max_rows: u64) -> Result<u64, StoreError> {
+        // One log for every node, each of whose servers prunes it: by age,
+        // then all but the newest `max_rows` in one statement, so two nodes
+        // pruning at once delete no more than one would.
+        let by_age = self.execute("DELETE FROM audit_log WHERE at < $1", &[&oldest.0])?;
+        let by_count = self.execute(
+            "DELETE FROM audit_log WHERE id IN \
+             (SELECT id FROM audit_log ORDER BY at DESC, id DESC OFFSET $1)",
+            &[&i64::try_from(max_rows).unwrap_or(i64::MAX)],
+        )?;
+        Ok(by_age + by_count)
+    }
+
     fn insert_api_session(
         &self,
         token_hash: &str,

@@ -47,6 +47,11 @@ pub struct CacheState {
     pub copied_at: Option<Timestamp>,
     /// Events waiting to be merged into the server.
     pub pending_events: u64,
+    /// Since when this node's probe (`slicectl cache refresh`, run by root
+    /// from a timer) has found the server unreachable. Only then may a
+    /// login fall back on the cache: no login decides alone that the
+    /// server is gone.
+    pub outage_since: Option<Timestamp>,
 }
 
 impl SqliteStore {
@@ -93,6 +98,8 @@ impl SqliteStore {
                 .map(Timestamp),
             copied_at: one("SELECT value FROM cache_meta WHERE key = 'copied_at'")?.map(Timestamp),
             pending_events: count(one("SELECT count(*) FROM offline_events")?),
+            outage_since: one("SELECT value FROM cache_meta WHERE key = 'outage_since'")?
+                .map(Timestamp),
         })
     }
 }
@@ -195,6 +202,14 @@ impl SqliteTx<'_> {
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 params![key, at.0],
             )
+            .map(drop)
+            .map_err(|e| self.sqlite(e))
+    }
+
+    /// Forgets a time of [`CacheState`] (the end of an outage).
+    pub fn clear_cache_time(&self, key: &str) -> Result<(), StoreError> {
+        self.tx
+            .execute("DELETE FROM cache_meta WHERE key = ?1", params![key])
             .map(drop)
             .map_err(|e| self.sqlite(e))
     }

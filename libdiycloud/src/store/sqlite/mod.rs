@@ -566,6 +566,9 @@ impl Transaction for SqliteTx<'_> {
     ) -> Result<(), StoreError> {
         SqliteTx::audit(self, now, actor, action, username, detail)
     }
+    fn prune_audit_log(&self, oldest: Timestamp, max_rows: u64) -> Result<u64, StoreError> {
+        SqliteTx::prune_audit_log(self, oldest, max_rows)
+    }
     fn insert_api_session(
         &self,
         token_hash: &str,

@@ -389,6 +389,12 @@ impl SqliteTx<'_> {
             .map_err(|e| self.sqlite(e))
     }
 
+    /// Deletes the audit entries from before `oldest`, then the oldest
+    /// past `max_rows`. Returns how many went.
+    pub fn prune_audit_log(&self, oldest: Timestamp, max_rows: u64) -> Result<u64, StoreError> {
+        self.prune("audit_log", oldest, max_rows)
+    }
+
     fn update_one(
         &self,
         sql: &str,
