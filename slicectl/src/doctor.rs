@@ -285,9 +285,9 @@ fn unfinished(ctx: &Context) -> Check {
         status,
         detail,
     };
-    let users = match Store::open_database(&ctx.db).and_then(|s| s.users()) {
+    let users = match all_users(ctx) {
         Ok(users) => users,
-        Err(e) => return check(Status::Fail, format!("cannot read the users: {e}")),
+        Err(e) => return check(Status::Fail, e),
     };
     let pending: Vec<String> = users
         .iter()
@@ -312,6 +312,13 @@ fn unfinished(ctx: &Context) -> Check {
     }
 }
 
+/// Every user of the database, or why they cannot be read.
+fn all_users(ctx: &Context) -> Result<Vec<libdiycloud::model::User>, String> {
+    Store::open_database(&ctx.db)
+        .and_then(|s| s.users())
+        .map_err(|e| format!("cannot read the users: {e}"))
+}
+
 /// Limits bind to the uid NSS gives each name on this node: a record whose
 /// uid differs (the account made again, or another uid on this cluster
 /// node) is refused at every session open until it is relinked.
@@ -321,9 +328,9 @@ fn uids(ctx: &Context) -> Check {
         status,
         detail,
     };
-    let users = match Store::open_database(&ctx.db).and_then(|s| s.users()) {
+    let users = match all_users(ctx) {
         Ok(users) => users,
-        Err(e) => return check(Status::Fail, format!("cannot read the users: {e}")),
+        Err(e) => return check(Status::Fail, e),
     };
     let wrong: Vec<String> = users
         .iter()

@@ -15,11 +15,10 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 #![allow(clippy::disallowed_methods)]
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::process::{Command, Stdio};
 
+use diycloud_tests::api_process::ApiProcess as Api;
 use serde_json::{json, Value};
 
 /// A name unique to this test run; the account is removed on drop.
@@ -65,90 +64,21 @@ impl Drop for Account {
     }
 }
 
-struct Api {
-    child: Child,
-    socket: PathBuf,
-    _dir: tempfile::TempDir,
+/// `POST /api/v1/users` linking the existing account `name`.
+fn link(api: &Api, token: &str, name: &str) -> (u16, Value) {
+    api.call(
+        "POST",
+        "/api/v1/users",
+        Some(token),
+        &json!({"username": name, "password": "a takeover password", "system_account": false}),
+    )
 }
 
-impl Api {
-    fn start(env: &diycloud_tests::Env) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("api.sock");
-        let child = env
-            .slicectl_cmd(&["serve", "--listen", socket.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_for(&socket);
-        Self {
-            child,
-            socket,
-            _dir: dir,
-        }
-    }
-
-    /// One request; the status and the JSON body.
-    fn call(&self, method: &str, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
-        let body = body.to_string();
-        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-        let mut stream = UnixStream::connect(&self.socket).unwrap();
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut reply = String::new();
-        stream.read_to_string(&mut reply).unwrap();
-        let status = reply.split(' ').nth(1).unwrap().parse().unwrap();
-        let json = reply
-            .split("\r\n\r\n")
-            .nth(1)
-            .and_then(|b| serde_json::from_str(b).ok())
-            .unwrap_or(Value::Null);
-        (status, json)
-    }
-
-    fn token(&self, name: &str, password: &str) -> String {
-        let (status, body) = self.call(
-            "POST",
-            "/api/v1/auth/login",
-            None,
-            &json!({"username": name, "password": password}),
-        );
-        assert_eq!(status, 200, "{body}");
-        body["token"].as_str().unwrap().to_owned()
-    }
-
-    /// `POST /api/v1/users` linking the existing account `name`.
-    fn link(&self, token: &str, name: &str) -> (u16, Value) {
-        self.call(
-            "POST",
-            "/api/v1/users",
-            Some(token),
-            &json!({"username": name, "password": "a takeover password", "system_account": false}),
-        )
-    }
-}
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_for(socket: &Path) {
-    for _ in 0..200 {
-        if UnixStream::connect(socket).is_ok() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("slicectl serve did not listen on {}", socket.display());
+fn log_in(api: &Api, name: &str, password: &str) -> String {
+    let body = json!({"username": name, "password": password});
+    let (status, answer) = api.call("POST", "/api/v1/auth/login", None, &body);
+    assert_eq!(status, 200, "{answer}");
+    answer["token"].as_str().unwrap().to_owned()
 }
 
 fn env_with(link_from_web: &str) -> diycloud_tests::Env {
@@ -172,9 +102,9 @@ fn an_api_admin_cannot_take_over_an_existing_account() {
     // The default: linking is root's decision.
     let env = env_with("none");
     let api = Api::start(&env);
-    let token = api.token("dcladmin", "the admins password");
+    let token = log_in(&api, "dcladmin", "the admins password");
     for account in [&plain, &sudoer] {
-        let (status, body) = api.link(&token, &account.0);
+        let (status, body) = link(&api, &token, &account.0);
         assert_eq!(status, 403, "{}: {body}", account.0);
         assert!(
             body.to_string().contains("slicectl user add"),
@@ -198,19 +128,19 @@ fn an_api_admin_cannot_take_over_an_existing_account() {
     // "unprivileged": a plain account, yes; one in sudo, never.
     let env = env_with("unprivileged");
     let api = Api::start(&env);
-    let token = api.token("dcladmin", "the admins password");
-    let (status, body) = api.link(&token, &sudoer.0);
+    let token = log_in(&api, "dcladmin", "the admins password");
+    let (status, body) = link(&api, &token, &sudoer.0);
     assert_eq!(status, 403, "{body}");
     assert!(body.to_string().contains("sudo"), "{body}");
-    let (status, body) = api.link(&token, &plain.0);
+    let (status, body) = link(&api, &token, &plain.0);
     assert!(status == 201 || status == 200, "{status} {body}");
     drop(api);
 
     // "all": root allowed even that, in the config.
     let env = env_with("all");
     let api = Api::start(&env);
-    let token = api.token("dcladmin", "the admins password");
-    let (status, body) = api.link(&token, &sudoer.0);
+    let token = log_in(&api, "dcladmin", "the admins password");
+    let (status, body) = link(&api, &token, &sudoer.0);
     assert!(status == 201 || status == 200, "{status} {body}");
     // Root's slicectl links without asking the config.
     let cli = env_with("none");

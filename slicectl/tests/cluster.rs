@@ -95,6 +95,27 @@ impl Server {
 }
 
 impl Server {
+    /// The test server with an empty `schema`, or `None` (the test skips)
+    /// without one or without root.
+    fn with_schema(slicectl: &str, schema: &str) -> Option<Self> {
+        diycloud_tests::use_slicectl(slicectl);
+        let Some(server) = Server::from_env() else {
+            diycloud_tests::skip(
+                "PostgreSQL: DIYCLOUD_TEST_PG_URL is not set (tests/system/cluster.sh sets it)",
+            );
+            return None;
+        };
+        if diycloud_tests::skip_unless_root(
+            "the module trusts only root's config and password file",
+        ) {
+            return None;
+        }
+        server.psql(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema} AUTHORIZATION diycloud"
+        ));
+        Some(server)
+    }
+
     /// The server's TCP port, from its URL.
     fn port(&self) -> u16 {
         let after_host = self.url.rsplit('@').next().unwrap();
@@ -323,19 +344,9 @@ fn add_user(node: &Node, name: &str, password: &str, extra: &[&str]) {
 #[test]
 #[ignore = "needs a PostgreSQL server: tests/system/cluster.sh runs it"]
 fn two_nodes_share_one_user_base_and_survive_an_outage() {
-    diycloud_tests::use_slicectl(env!("CARGO_BIN_EXE_slicectl"));
-    let Some(server) = Server::from_env() else {
-        diycloud_tests::skip(
-            "PostgreSQL: DIYCLOUD_TEST_PG_URL is not set (tests/system/cluster.sh sets it)",
-        );
+    let Some(server) = Server::with_schema(env!("CARGO_BIN_EXE_slicectl"), SCHEMA) else {
         return;
     };
-    if diycloud_tests::skip_unless_root("the module trusts only root's config and password file") {
-        return;
-    }
-    server.psql(&format!(
-        "DROP SCHEMA IF EXISTS {SCHEMA} CASCADE; CREATE SCHEMA {SCHEMA} AUTHORIZATION diycloud"
-    ));
     let dir = tempfile::tempdir().unwrap();
     let a = Node::new(dir.path(), "a", &server, 3);
     let b = Node::new(dir.path(), "b", &server, 3);
@@ -557,19 +568,9 @@ fn two_nodes_share_one_user_base_and_survive_an_outage() {
 #[ignore = "needs a PostgreSQL server: tests/system/cluster.sh runs it"]
 fn a_caller_cannot_send_a_login_to_the_cache() {
     const LIMITS: &str = "cluster_limits";
-    diycloud_tests::use_slicectl(env!("CARGO_BIN_EXE_slicectl"));
-    let Some(server) = Server::from_env() else {
-        diycloud_tests::skip(
-            "PostgreSQL: DIYCLOUD_TEST_PG_URL is not set (tests/system/cluster.sh sets it)",
-        );
+    let Some(server) = Server::with_schema(env!("CARGO_BIN_EXE_slicectl"), LIMITS) else {
         return;
     };
-    if diycloud_tests::skip_unless_root("the module trusts only root's config and password file") {
-        return;
-    }
-    server.psql(&format!(
-        "DROP SCHEMA IF EXISTS {LIMITS} CASCADE; CREATE SCHEMA {LIMITS} AUTHORIZATION diycloud"
-    ));
     let dir = tempfile::tempdir().unwrap();
     let a = Node::in_schema(dir.path(), "a", &server, LIMITS);
     let b = Node::in_schema(dir.path(), "b", &server, LIMITS);

@@ -31,6 +31,12 @@ fn add(env: &Env, name: &str, flags: &[&str]) -> Output {
     env.slicectl(&args, Some(b"long enough 1\n"))
 }
 
+/// A refused add wrote no record.
+fn assert_nothing_written(env: &Env) {
+    let users = env.slicectl_json(&["user", "list"]);
+    assert_eq!(users.as_array().unwrap().len(), 0, "nothing was written");
+}
+
 fn show(env: &Env, name: &str) -> serde_json::Value {
     env.slicectl_json(&["user", "show", name])
 }
@@ -47,14 +53,7 @@ fn a_full_name_with_a_gecos_separator_is_a_usage_error() {
             "{name:?}: {err}"
         );
     }
-    assert_eq!(
-        env.slicectl_json(&["user", "list"])
-            .as_array()
-            .unwrap()
-            .len(),
-        0,
-        "nothing was written"
-    );
+    assert_nothing_written(&env);
 
     let out = add(&env, "alice", &["--full-name", "Jane Doe"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -88,14 +87,7 @@ fn a_disk_quota_beyond_what_the_kernel_holds_is_a_usage_error() {
             "--disk {disk} names the bound: {err}"
         );
     }
-    assert_eq!(
-        env.slicectl_json(&["user", "list"])
-            .as_array()
-            .unwrap()
-            .len(),
-        0,
-        "nothing was written"
-    );
+    assert_nothing_written(&env);
     // Just under the bound, and no quota at all, are fine.
     let out = add(&env, "alice", &["--disk", "8191P"]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -11,6 +11,7 @@
 #![allow(clippy::disallowed_methods)]
 #![deny(unsafe_code)]
 
+pub mod api_process;
 // The libpam client calls (pam_start and friends): the harness's one FFI.
 #[allow(unsafe_code)]
 pub mod pam_client;

@@ -219,8 +219,14 @@ impl ClusterStore {
             }
             Err(_) => {}
         }
-        let server = found?;
-        let mut store = Self {
+        let mut store = Self::online(settings, found?, cache);
+        store.merged_at_open = store.merge_offline().unwrap_or_default();
+        Ok(store)
+    }
+
+    /// A store on a server it reached, with the node's cache.
+    fn online(settings: &PostgresSettings, server: PgStore, cache: SqliteStore) -> Self {
+        Self {
             server: Some(server),
             offline_why: RefCell::new(None),
             offline_since: Cell::new(None),
@@ -230,9 +236,7 @@ impl ClusterStore {
             lockout: settings.lockout,
             cache_max_age: settings.cache_max_age,
             merged_at_open: MergeReport::default(),
-        };
-        store.merged_at_open = store.merge_offline().unwrap_or_default();
-        Ok(store)
+        }
     }
 
     fn cache_may_answer(&self) -> Result<(), String> {
@@ -259,20 +263,7 @@ impl ClusterStore {
     pub fn init(settings: &PostgresSettings) -> Result<(Self, InitReport), StoreError> {
         let (server, report) = PgStore::init(settings)?;
         let cache = open_cache(&settings.cache)?;
-        Ok((
-            Self {
-                server: Some(server),
-                offline_why: RefCell::new(None),
-                offline_since: Cell::new(None),
-                cache: RefCell::new(Some(cache)),
-                cache_error: None,
-                target: settings.url.clone(),
-                lockout: settings.lockout,
-                cache_max_age: settings.cache_max_age,
-                merged_at_open: MergeReport::default(),
-            },
-            report,
-        ))
+        Ok((Self::online(settings, server, cache), report))
     }
 
     /// What opening the store merged into the server.
