@@ -163,7 +163,9 @@ say "INFO ${SECONDS}s: section 2 begins"
 # --- 2. the kernel enforces it inside the session ----------------------------
 # The server watches for limit events meanwhile (every second): the kill
 # below must reach usage, alice's next login and /metrics (section 11).
-printf '[events]\ninterval = "1s"\n' > /root/events.toml
+# /metrics' per-user series go to a scraper with the token of this file.
+(umask 077 && echo 'vm-scrape-token-1234567890' > /root/metrics-token)
+printf '[events]\ninterval = "1s"\n[api]\nmetrics_token_file = "/root/metrics-token"\n' > /root/events.toml
 systemd-run --quiet --unit=diycloud-events /usr/local/sbin/slicectl --config /root/events.toml serve --listen 127.0.0.1:8479
 for _ in $(seq 100); do
     (exec 3<>/dev/tcp/127.0.0.1/8479) 2>/dev/null && break
@@ -205,8 +207,10 @@ case "$second" in
 *"was stopped"*) fail "the notice is shown once" "no notice at the login after" "$(echo "$second" | head -5 | oneline_q)" ;;
 *) pass "the login after does not tell it again" ;;
 esac
+metrics=$(exec 3<>/dev/tcp/127.0.0.1/8479 && printf 'GET /metrics HTTP/1.0\r\nHost: localhost\r\nAuthorization: Bearer vm-scrape-token-1234567890\r\n\r\n' >&3 && cat <&3)
+check "/metrics counts the OOM kill (with the scrape token)" "1" "$(echo "$metrics" | tr -d '\r' | awk '$1 == "diycloud_user_oom_kills_total{user=\"alice\"}" { print $2 }')"
 metrics=$(exec 3<>/dev/tcp/127.0.0.1/8479 && printf 'GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n' >&3 && cat <&3)
-check "/metrics counts the OOM kill" "1" "$(echo "$metrics" | tr -d '\r' | awk '$1 == "diycloud_user_oom_kills_total{user=\"alice\"}" { print $2 }')"
+check "/metrics without the token names no user" "0" "$(echo "$metrics" | grep -c 'user="')"
 journalctl -q --no-pager -u diycloud-events | grep -i "limit event" | tail -3 | sed 's/^/DIYCLOUD INFO events server: /'
 systemctl stop diycloud-events
 
