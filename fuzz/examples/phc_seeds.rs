@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use libdiycloud::password::{HashParams, Hasher};
+use libdiycloud::hashing::{HashParams, Hasher};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = PathBuf::from(std::env::args().nth(1).ok_or("usage: phc_seeds DIR")?);

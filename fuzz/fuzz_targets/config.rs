@@ -8,7 +8,7 @@
 
 use libdiycloud::config::Config;
 use libdiycloud::model::{Cpu, GpuList, Size, Tasks};
-use libdiycloud::password::{Hasher, MAX_ITERATIONS, MAX_MEMORY_KIB, MAX_PARALLELISM};
+use libdiycloud::hashing::{Hasher, MAX_ITERATIONS, MAX_MEMORY_KIB, MAX_PARALLELISM};
 use libdiycloud::store::Database;
 use libfuzzer_sys::fuzz_target;
 

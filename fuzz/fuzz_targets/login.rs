@@ -14,10 +14,10 @@
 
 use std::sync::{Mutex, OnceLock};
 
-use libdiycloud::auth::{Authenticator, LoginOutcome};
+use libdiycloud::usecases::auth::{Authenticator, LoginOutcome};
 use libdiycloud::config::Config;
 use libdiycloud::model::{Allocation, Pending, Timestamp, Username};
-use libdiycloud::password::{HashParams, Hasher};
+use libdiycloud::hashing::{HashParams, Hasher};
 use libdiycloud::store::{NewUser, Store};
 use libfuzzer_sys::fuzz_target;
 

@@ -9,7 +9,7 @@
 
 use std::sync::OnceLock;
 
-use libdiycloud::password::{
+use libdiycloud::hashing::{
     HashParams, Hasher, StoredHash, MAX_ITERATIONS, MAX_MEMORY_KIB, MAX_PARALLELISM,
 };
 use libfuzzer_sys::fuzz_target;

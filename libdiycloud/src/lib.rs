@@ -1,23 +1,29 @@
 //! diycloud's library: the user database, limits, lockout policy and password
-//! hashing shared by the PAM module and `slicectl`.
-// Unsafe code is denied everywhere but in `argon2_memory`, the one syscall adapter.
+//! hashing shared by the PAM module, `slicectl` and the server.
+//!
+//! Its floors, each using only those below it:
+//! - [`usecases`]: login, admin, apply, the usage history and the limit
+//!   events, written against the [`ports`] only;
+//! - [`system`]: the one place that builds the real adapters for the entry
+//!   points;
+//! - [`adapters`]: one module per outside system (systemd, cgroupfs, the
+//!   kernel log, quotactl, the NVIDIA driver, the distribution's account
+//!   tools);
+//! - [`ports`]: the traits the use cases need from outside;
+//! - [`config`], [`store`], [`hashing`] and [`trust`]: the configuration,
+//!   the database, password hashing and which files may be trusted;
+//! - [`model`]: the pure core.
+// Unsafe code is denied everywhere but in `hashing::memory`, the one syscall adapter.
 #![deny(unsafe_code)]
 
-pub mod admin;
-pub mod apply;
-mod argon2_memory;
-pub mod auth;
-pub mod cgroup;
+pub mod adapters;
 pub mod config;
-pub mod enforcement;
-pub mod gpu;
-pub mod history;
-pub mod kmsg;
+pub mod hashing;
 pub mod model;
-pub mod password;
-pub mod platform;
-pub mod quota;
+pub mod ports;
 pub mod store;
-pub mod systemd;
+pub mod system;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod trust;
-pub mod watch;
+pub mod usecases;

@@ -3,9 +3,8 @@
 
 use std::time::Duration;
 
-use libdiycloud::apply::{AccountPort, GpuPort, Ports, QuotaPort, SlicePort};
 use libdiycloud::model::Timestamp;
-use libdiycloud::platform::Membership;
+use libdiycloud::ports::{AccountPort, GpuPort, Membership, Ports, QuotaPort, SlicePort};
 
 use crate::error::HookError;
 use zeroize::Zeroizing;

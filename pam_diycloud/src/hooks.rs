@@ -9,13 +9,13 @@
 use std::ffi::CStr;
 use std::path::Path;
 
-use libdiycloud::apply::{self, ApplyReport};
-use libdiycloud::auth::{Authenticator, LoginOutcome, PasswordChange, SetBy};
 use libdiycloud::config::{Config, Reader, SessionErrorPolicy, DEFAULT_CONFIG_PATH, DEFAULT_GROUP};
 use libdiycloud::model::events::notice;
 use libdiycloud::model::AccountState;
-use libdiycloud::platform::Membership;
+use libdiycloud::ports::Membership;
 use libdiycloud::store::{Database, Store};
+use libdiycloud::usecases::apply::{self, ApplyReport};
+use libdiycloud::usecases::auth::{Authenticator, LoginOutcome, PasswordChange, SetBy};
 use pam::constants::{PamFlag, PAM_SILENT};
 
 use crate::cache;

@@ -16,9 +16,10 @@ mod options;
 use std::ffi::CStr;
 use std::time::{Duration, Instant, SystemTime};
 
-use libdiycloud::apply::Ports;
+use libdiycloud::adapters::platform;
 use libdiycloud::model::Timestamp;
-use libdiycloud::platform::{self, Membership};
+use libdiycloud::ports::Membership;
+use libdiycloud::system::{self, SystemPorts};
 use pam::constants::{PamFlag, PamResultCode};
 use pam::module::{PamHandle, PamHooks};
 
@@ -32,7 +33,7 @@ pam::pam_hooks!(Diycloud);
 /// The machine a hook runs on; the clock is read here, at the entry point.
 struct System {
     started: Instant,
-    ports: Ports,
+    ports: SystemPorts,
 }
 
 impl System {
@@ -41,16 +42,16 @@ impl System {
     fn new() -> Self {
         Self {
             started: Instant::now(),
-            ports: Ports::system(),
+            ports: system::ports(),
         }
     }
 }
 
 impl Host for System {
-    type Slice = libdiycloud::systemd::Systemd;
-    type Accounts = libdiycloud::apply::SystemAccounts;
-    type Quotas = libdiycloud::quota::SystemQuotas;
-    type Gpus = libdiycloud::gpu::SystemGpus;
+    type Slice = libdiycloud::adapters::systemd::Systemd;
+    type Accounts = libdiycloud::adapters::platform::SystemAccounts;
+    type Quotas = libdiycloud::adapters::quotactl::SystemQuotas;
+    type Gpus = libdiycloud::adapters::nvidia::SystemGpus;
 
     #[allow(clippy::disallowed_methods)]
     fn now(&self) -> Timestamp {
@@ -69,7 +70,7 @@ impl Host for System {
         platform::is_group_member(user, group).map_err(|e| e.to_string())
     }
 
-    fn ports(&self) -> &Ports {
+    fn ports(&self) -> &SystemPorts {
         &self.ports
     }
 }

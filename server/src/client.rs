@@ -178,7 +178,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         let looked_up = token.clone();
         let user = crate::routes::blocking(move || {
             let store = state.store()?;
-            Ok(libdiycloud::auth::session_user(
+            Ok(libdiycloud::usecases::auth::session_user(
                 &store,
                 &state.config.lockout,
                 &looked_up,

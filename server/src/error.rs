@@ -4,9 +4,9 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use libdiycloud::admin::{AdminError, ErrorKind};
-use libdiycloud::auth::AuthError;
 use libdiycloud::store::StoreError;
+use libdiycloud::usecases::admin::{AdminError, ErrorKind};
+use libdiycloud::usecases::auth::AuthError;
 use serde_json::json;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -27,12 +27,12 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use libdiycloud::apply::Ports;
 use libdiycloud::config::Config;
 use libdiycloud::model::events::EventKind;
 use libdiycloud::model::time::Timestamp;
 use libdiycloud::store::{Database, Store, StoreError};
-use libdiycloud::watch::EventTotal;
+use libdiycloud::system::{self, SystemPorts};
+use libdiycloud::usecases::watch::EventTotal;
 
 pub use error::ApiError;
 pub use routes::{router, routes};
@@ -91,7 +91,7 @@ pub enum ServeError {
 pub struct AppState {
     pub config: Config,
     pub db: Database,
-    pub ports: Ports,
+    pub ports: SystemPorts,
     limiter: limiter::Limiter,
     clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
     /// Idle database connections, used again while they may
@@ -173,7 +173,7 @@ impl AppState {
         Self {
             config,
             db,
-            ports: Ports::system(),
+            ports: system::ports(),
             limiter,
             clock,
             idle: Mutex::new(Vec::new()),

@@ -10,15 +10,15 @@
 
 use std::fmt::Write;
 
-use libdiycloud::admin::UserGpu;
 use libdiycloud::config::Config;
-use libdiycloud::history::read_usage;
 use libdiycloud::model::events::EventKind;
+use libdiycloud::model::gpu::UserGpu;
 use libdiycloud::model::history::{Counter, Sample};
 use libdiycloud::model::time::Timestamp;
 use libdiycloud::model::user::{AccountState, Pending, User};
 use libdiycloud::store::{Store, StoreError};
-use libdiycloud::watch::EventTotal;
+use libdiycloud::usecases::history::read_usage;
+use libdiycloud::usecases::watch::EventTotal;
 
 /// The figures of one scrape.
 pub struct Scrape {
@@ -38,7 +38,7 @@ pub struct Scrape {
 pub fn scrape(
     store: &Store,
     config: &Config,
-    ports: &libdiycloud::apply::Ports,
+    ports: &libdiycloud::system::SystemPorts,
     now: Timestamp,
 ) -> Result<Scrape, StoreError> {
     let users = store.users()?;

@@ -10,15 +10,16 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
-use libdiycloud::admin::{AddUser, Admin, SystemAccount, UserView};
-use libdiycloud::auth::{self, ApiSession, Authenticator, PasswordChange, Refusal};
 use libdiycloud::config::ApiConfig;
-use libdiycloud::history;
 use libdiycloud::model::limits::{Cpu, GpuList, Size, Tasks, Weight};
 use libdiycloud::model::time::{Date, Timestamp};
 use libdiycloud::model::user::Role;
 use libdiycloud::model::{LimitChanges, Username};
 use libdiycloud::store::UserChanges;
+use libdiycloud::system::SystemAdmin;
+use libdiycloud::usecases::admin::{AddUser, Admin, SystemAccount, UserView};
+use libdiycloud::usecases::auth::{self, ApiSession, Authenticator, PasswordChange, Refusal};
+use libdiycloud::usecases::history;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
@@ -216,22 +217,24 @@ fn same_authority(scheme: &str, authority: &str, host: &str) -> bool {
 async fn with_admin<T: Send + 'static>(
     state: Arc<AppState>,
     caller: &Caller,
-    work: impl FnOnce(&mut Admin<'_>) -> Result<T, ApiError> + Send + 'static,
+    work: impl FnOnce(&mut SystemAdmin<'_>) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    blocking(as_admin(state, caller.actor(), work)).await
+    let name = caller.user.username.to_string();
+    blocking(as_admin(state, caller.actor(), name, work)).await
 }
 
-/// `work` with the admin use cases as `actor` (for the audit log), as
-/// blocking work.
+/// `work` with the admin use cases as `actor` (for the audit log), for the
+/// admin whose user name is `caller`, as blocking work.
 pub(crate) fn as_admin<T>(
     state: Arc<AppState>,
     actor: String,
-    work: impl FnOnce(&mut Admin<'_>) -> Result<T, ApiError>,
+    caller: String,
+    work: impl FnOnce(&mut SystemAdmin<'_>) -> Result<T, ApiError>,
 ) -> impl FnOnce() -> Result<T, ApiError> {
     move || {
         let mut store = state.store()?;
-        let mut admin =
-            Admin::new(&mut store, &state.config, &state.ports, &actor, state.now()).from_the_web();
+        let mut admin = Admin::new(&mut store, &state.config, &state.ports, &actor, state.now())
+            .from_the_web(&caller);
         work(&mut admin)
     }
 }
@@ -710,7 +713,8 @@ async fn add_user(
         },
     };
     let hashes = Arc::clone(&state);
-    let work = as_admin(state, caller.actor(), move |admin| {
+    let name = caller.user.username.to_string();
+    let work = as_admin(state, caller.actor(), name, move |admin| {
         let mut source = move || Ok(password.clone());
         let added = admin.add(&add, &mut source)?;
         Ok((
@@ -768,15 +772,6 @@ async fn modify_user(
         active: request.active,
         limits: limit_fields!(request).changes()?,
     };
-    // An admin who disabled or demoted themself could lock everyone out.
-    if caller.user.username.as_str() == name
-        && (changes.active == Some(false) || changes.role == Some(Role::User))
-    {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "an admin cannot disable or demote themself: another admin must",
-        ));
-    }
     with_admin(state, &caller, move |admin| {
         let modified = admin.modify(&name, &changes)?;
         Ok(Json(json!({
@@ -803,12 +798,6 @@ async fn delete_user(
     let Path(name) = name?;
     let Query(query) = query?;
     caller.admin()?;
-    if caller.user.username.as_str() == name {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "an admin cannot delete themself: another admin must",
-        ));
-    }
     with_admin(state, &caller, move |admin| {
         let deleted = admin.delete(&name, query.remove_home.unwrap_or(false))?;
         let mut document = json!(deleted);

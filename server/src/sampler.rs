@@ -1,12 +1,12 @@
 //! The usage history's sampler: every `[history] interval`, every active
-//! user's usage into the database (`libdiycloud::history::sample`), off
+//! user's usage into the database (`libdiycloud::usecases::history::sample`), off
 //! the async workers.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use libdiycloud::history;
 use libdiycloud::model::time::Timestamp;
+use libdiycloud::usecases::history;
 use tokio::time::MissedTickBehavior;
 
 use crate::AppState;

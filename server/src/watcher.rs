@@ -4,8 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use libdiycloud::platform::node_name;
-use libdiycloud::watch::{SystemKernel, Watcher};
+use libdiycloud::adapters::kernel::SystemKernel;
+use libdiycloud::store::node_name;
+use libdiycloud::usecases::watch::Watcher;
 use tokio::time::MissedTickBehavior;
 
 use crate::sampler::Said;

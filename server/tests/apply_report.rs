@@ -25,8 +25,10 @@ const LINKED: &str = "nobody";
 const LINKED_UID: u32 = 65534;
 
 fn systemd_reachable() -> bool {
-    std::path::Path::new(libdiycloud::systemd::SYSTEM_BUS_ADDRESS.trim_start_matches("unix:path="))
-        .exists()
+    std::path::Path::new(
+        libdiycloud::adapters::systemd::SYSTEM_BUS_ADDRESS.trim_start_matches("unix:path="),
+    )
+    .exists()
 }
 
 /// `text` as the pages escape it.
@@ -58,7 +60,7 @@ fn form(pairs: &[(&str, &str)]) -> String {
 }
 
 fn post_form(server: &Server, token: &str, path: &str, pairs: &[(&str, &str)]) -> Reply {
-    let csrf = libdiycloud::auth::form_token(token);
+    let csrf = libdiycloud::usecases::auth::form_token(token);
     let mut all = vec![("csrf", csrf.as_str())];
     all.extend_from_slice(pairs);
     let jar = format!("diycloud_session={token}");

@@ -122,7 +122,7 @@ fn every_state_changing_route_checks_where_a_cookie_request_comes_from() {
                 // (the guard must not lean on it alone).
                 let body = format!(
                     "csrf={}&action=unlock",
-                    libdiycloud::auth::form_token(&token)
+                    libdiycloud::usecases::auth::form_token(&token)
                 );
                 let target = path.replace("{name}", &victim);
                 let reply = server.raw(method, &target, &headers, body.as_bytes());
@@ -356,7 +356,10 @@ fn the_session_cookie_is_a_host_cookie_over_https() {
         .1
         .to_owned();
     let jar = format!("__Host-diycloud_session={portal_token}");
-    let csrf = format!("csrf={}", libdiycloud::auth::form_token(&portal_token));
+    let csrf = format!(
+        "csrf={}",
+        libdiycloud::usecases::auth::form_token(&portal_token)
+    );
     let mut headers = headers.clone();
     headers.push(("Cookie", jar.as_str()));
     let out = server.raw("POST", "/portal/logout", &headers, csrf.as_bytes());

@@ -3,13 +3,14 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use libdiycloud::cgroup::Hierarchy;
+use libdiycloud::adapters::cgroup::Hierarchy;
+use libdiycloud::adapters::nvidia::Source;
+use libdiycloud::adapters::platform::{self, Distro, Family};
+use libdiycloud::adapters::quotactl;
+use libdiycloud::adapters::systemd::Systemd;
 use libdiycloud::config::DEFAULT_GROUP;
-use libdiycloud::gpu::Source;
-use libdiycloud::platform::{self, Distro, Family, Membership};
-use libdiycloud::quota;
+use libdiycloud::ports::Membership;
 use libdiycloud::store::{Database, PostgresSettings, Store};
-use libdiycloud::systemd::Systemd;
 use libdiycloud::trust::{self, Presence};
 use serde_json::json;
 
@@ -179,7 +180,7 @@ fn quotas(ctx: &Context) -> Vec<Check> {
     }
     filesystems
         .iter()
-        .map(|fs| match quota::ready(fs) {
+        .map(|fs| match quotactl::ready(fs) {
             Ok(mount) => Check {
                 name: "quota",
                 status: Status::Ok,
@@ -202,7 +203,7 @@ fn quotas(ctx: &Context) -> Vec<Check> {
 /// The node's GPUs and the driver: grants need the GPUs to be seen,
 /// `usage` needs NVML for their figures.
 fn gpus() -> Check {
-    let found = libdiycloud::gpu::discover();
+    let found = libdiycloud::adapters::nvidia::discover();
     let check = |status, detail| Check {
         name: "gpus",
         status,
@@ -335,7 +336,7 @@ fn uids(ctx: &Context) -> Check {
     let wrong: Vec<String> = users
         .iter()
         .filter(|u| u.uid.is_some() && u.pending.is_none())
-        .filter_map(|u| libdiycloud::apply::uid_of(&ctx.ports, u).err())
+        .filter_map(|u| libdiycloud::usecases::apply::uid_of(&ctx.ports, u).err())
         .map(|e| e.to_string())
         .collect();
     if wrong.is_empty() {
@@ -643,13 +644,13 @@ fn pam_stack(pam_dir: &Path, service: &'static str) -> Check {
 }
 
 /// `doctor --enforcement --user NAME`: the kernel's enforcement of NAME's
-/// allocation, proven by probes (see `libdiycloud::enforcement`).
+/// allocation, proven by probes (see `crate::enforcement`).
 pub fn enforcement(
     ctx: &Context,
     name: Option<&str>,
     probe_limit: Option<&str>,
 ) -> Result<(), Failure> {
-    use libdiycloud::enforcement::{prove, ProbeBounds};
+    use crate::enforcement::{prove, ProbeBounds};
     use libdiycloud::model::limits::Size;
     let name = name.ok_or_else(|| Failure::Usage("--enforcement needs --user NAME".into()))?;
     let bounds = match probe_limit {
@@ -674,7 +675,7 @@ pub fn enforcement(
             "{name} is disabled: the probes run as the user, in their slice"
         )));
     }
-    let uid = libdiycloud::apply::uid_of(&ctx.ports, &user)
+    let uid = libdiycloud::usecases::apply::uid_of(&ctx.ports, &user)
         .map_err(|e| Failure::Runtime(e.to_string()))?
         .ok_or_else(|| {
             Failure::Runtime(format!(

@@ -1,6 +1,6 @@
 //! `slicectl gpu list`: the node's GPUs, as grants name them.
 
-use libdiycloud::gpu::{self, Discovery, Source};
+use libdiycloud::adapters::nvidia::{self, Discovery, Source};
 use libdiycloud::model::gpu::mig_name;
 use serde_json::json;
 
@@ -12,7 +12,7 @@ fn gib(bytes: u64) -> String {
 }
 
 pub fn list(ctx: &Context) -> Result<(), Failure> {
-    let found = gpu::discover();
+    let found = nvidia::discover();
     view::print(ctx, &document(&found), &text(&found));
     Ok(())
 }
@@ -99,7 +99,7 @@ fn text(found: &Discovery) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use libdiycloud::gpu::Gpu;
+    use libdiycloud::adapters::nvidia::Gpu;
     use libdiycloud::model::gpu::MigInstance;
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod cli;
 mod doctor;
+mod enforcement;
 mod gpus;
 mod password_input;
 mod slices;
@@ -12,12 +13,12 @@ mod view;
 use std::process::ExitCode;
 
 use clap::Parser;
-use libdiycloud::admin::{Admin, AdminError, ErrorKind};
-use libdiycloud::apply::Ports;
 use libdiycloud::config::{Config, Reader};
 use libdiycloud::model::Timestamp;
 use libdiycloud::store::cluster::ClusterStore;
 use libdiycloud::store::{Database, Store, StoreError};
+use libdiycloud::system::{self, SystemAdmin, SystemPorts};
+use libdiycloud::usecases::admin::{Admin, AdminError, ErrorKind};
 
 use cli::{Cli, Command};
 
@@ -64,7 +65,7 @@ pub struct Context {
     pub json: bool,
     pub now: Timestamp,
     pub actor: String,
-    pub ports: Ports,
+    pub ports: SystemPorts,
 }
 
 impl Context {
@@ -84,7 +85,7 @@ impl Context {
     }
 
     /// The admin use cases on `store`, with the real ports.
-    pub fn admin<'a>(&'a self, store: &'a mut Store) -> Admin<'a> {
+    pub fn admin<'a>(&'a self, store: &'a mut Store) -> SystemAdmin<'a> {
         Admin::new(store, &self.config, &self.ports, &self.actor, self.now)
     }
 }
@@ -171,7 +172,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         json: cli.json,
         now: now(),
         actor: actor(),
-        ports: Ports::system(),
+        ports: system::ports(),
     };
     match cli.command {
         Command::Init => init(&ctx),
@@ -343,7 +344,8 @@ fn init(ctx: &Context) -> Result<(), Failure> {
     // The managed group needs root (groupadd, gpasswd); a test or a dry run
     // as another user gets the database only, and is told so.
     let as_root = nix::unistd::geteuid().is_root();
-    let done = libdiycloud::admin::init(&ctx.db, &ctx.config, as_root)?;
+    let accounts = as_root.then_some(&ctx.ports.accounts);
+    let done = libdiycloud::usecases::admin::init(&ctx.db, &ctx.config, accounts)?;
     let report = done.store;
     let what = if report.created {
         format!("created database {}", ctx.db)
@@ -423,7 +425,7 @@ fn main() -> ExitCode {
     // of the CLI, the config or the database.
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("__probe") {
-        let code = libdiycloud::enforcement::probe_main(&args[2..]);
+        let code = crate::enforcement::probe_main(&args[2..]);
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
     let cli = match parse() {

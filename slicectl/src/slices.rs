@@ -1,11 +1,11 @@
 //! `slicectl apply`, `prepare` and `usage`: users' slices in systemd and
 //! their disk quotas.
 
-use libdiycloud::apply::DiskUsage;
 use libdiycloud::model::events::{EventKind, LimitEvent};
 use libdiycloud::model::slice::user_slice;
 use libdiycloud::model::time::format_elapsed;
 use libdiycloud::model::Username;
+use libdiycloud::usecases::apply::DiskUsage;
 use serde_json::json;
 
 use crate::{view, Context, Failure};

@@ -1,10 +1,10 @@
 //! `slicectl user ...`: arguments in, the library's admin use cases, output
-//! out. The rules, writes and audit entries are all in `libdiycloud::admin`.
+//! out. The rules, writes and audit entries are all in `libdiycloud::usecases::admin`.
 
-use libdiycloud::admin::{AddUser, AdminError, SystemAccount};
-use libdiycloud::apply::{ApplyReport, StepOutcome};
 use libdiycloud::model::{LimitChanges, Username};
 use libdiycloud::store::UserChanges;
+use libdiycloud::usecases::admin::{AddUser, AdminError, SystemAccount};
+use libdiycloud::usecases::apply::{ApplyReport, StepOutcome};
 use serde_json::json;
 use zeroize::Zeroizing;
 

@@ -1,7 +1,7 @@
 //! Output: one JSON document with `--json`, readable text otherwise.
 
-use libdiycloud::admin::UserView;
 use libdiycloud::store::AuditEntry;
+use libdiycloud::usecases::admin::UserView;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};

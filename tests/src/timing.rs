@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use libdiycloud::config::Config;
+use libdiycloud::hashing::Hasher;
 use libdiycloud::model::{Allocation, FailureState, Timestamp, Username};
-use libdiycloud::password::Hasher;
 use libdiycloud::store::{NewUser, Store, UserChanges};
 
 use crate::pam_client::{percentile, Pam};

@@ -11,8 +11,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use libdiycloud::config::Config;
+use libdiycloud::hashing::Hasher;
 use libdiycloud::model::Role;
-use libdiycloud::password::Hasher;
 use serde_json::Value;
 
 fn free_port() -> u16 {

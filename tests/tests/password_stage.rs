@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::process::Output;
 
 use libdiycloud::config::Config;
+use libdiycloud::hashing::Hasher;
 use libdiycloud::model::{Allocation, Timestamp, Username};
-use libdiycloud::password::Hasher;
 use libdiycloud::store::{NewUser, Store};
 
 const CONFIG: &str = "[password]\nmemory_kib = 1024\niterations = 1\n";

@@ -366,6 +366,96 @@ pub fn environment(granted: &[NodeGpu]) -> BTreeMap<String, String> {
     env
 }
 
+/// One GPU's load, and who holds its memory.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GpuUsage {
+    pub index: u32,
+    pub uuid: String,
+    /// Percent of the last sample period a kernel ran.
+    pub utilization_percent: Option<u32>,
+    pub memory_used_bytes: Option<u64>,
+    pub memory_total_bytes: Option<u64>,
+    pub processes: Vec<GpuProcess>,
+}
+
+/// A process with memory on a GPU.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GpuProcess {
+    pub pid: u32,
+    /// Its owner (real uid, from /proc); `None` where it has gone.
+    pub uid: Option<u32>,
+    /// The user slice it runs in (from /proc/PID/cgroup), whatever its uid:
+    /// what the user started, setuid programs and containers run from a
+    /// session included.
+    pub slice_uid: Option<u32>,
+    /// Its name (`comm`), where it is still there.
+    pub name: Option<String>,
+    /// `None` where the driver does not say.
+    pub memory_bytes: Option<u64>,
+    /// Percent of the last seconds a kernel of its ran, where the driver
+    /// keeps per-process samples (Maxwell and later).
+    pub utilization_percent: Option<u32>,
+}
+
+/// One user's share of one GPU.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UserGpu {
+    pub index: u32,
+    pub uuid: String,
+    pub processes: usize,
+    pub memory_bytes: u64,
+    /// Their processes' share of the GPU now, added up (at most 100);
+    /// `None` where the driver keeps no per-process figures.
+    pub utilization_percent: Option<u32>,
+    /// Their processes on it: pid and name (`null` for one gone meanwhile).
+    pub pids: Vec<UserGpuProcess>,
+}
+
+/// One of a user's processes on a GPU.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UserGpuProcess {
+    pub pid: u32,
+    pub name: Option<String>,
+    pub memory_bytes: Option<u64>,
+    pub utilization_percent: Option<u32>,
+}
+
+/// `uid`'s processes on each GPU in `node` (GPUs they have none on left
+/// out): those in their slice, and those outside any user slice that they
+/// own ([`GpuProcess::owner`]).
+pub fn user_gpus(node: &[GpuUsage], uid: u32) -> Vec<UserGpu> {
+    node.iter()
+        .filter_map(|gpu| {
+            let theirs: Vec<_> = gpu
+                .processes
+                .iter()
+                .filter(|p| p.owner() == Some(uid))
+                .collect();
+            let shares: Vec<u32> = theirs
+                .iter()
+                .filter_map(|p| p.utilization_percent)
+                .collect();
+            (!theirs.is_empty()).then(|| UserGpu {
+                index: gpu.index,
+                uuid: gpu.uuid.clone(),
+                processes: theirs.len(),
+                memory_bytes: theirs.iter().filter_map(|p| p.memory_bytes).sum(),
+                utilization_percent: (!shares.is_empty())
+                    .then(|| shares.iter().sum::<u32>().min(100)),
+                pids: theirs
+                    .iter()
+                    .map(|p| UserGpuProcess {
+                        pid: p.pid,
+                        name: p.name.clone(),
+                        memory_bytes: p.memory_bytes,
+                        utilization_percent: p.utilization_percent,
+                    })
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

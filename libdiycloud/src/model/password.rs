@@ -1,6 +1,6 @@
 //! What a password must be and what hashing it may cost: the policy and the
 //! argon2 cost parameters, as plain values (the hashing itself is in
-//! `crate::password`).
+//! `crate::hashing`).
 
 /// Longest password accepted, in bytes; anything longer is refused without
 /// being hashed, so a megabyte "password" costs nothing.

@@ -478,5 +478,15 @@ impl From<sqlite::SqliteStore> for Store {
     }
 }
 
+/// This node's name (its host name): usage history, counters and limit
+/// events are kept per node.
+pub fn node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
 #[cfg(test)]
 mod tests;

@@ -6,18 +6,14 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::ffi::CString;
-use std::future::Future;
 use std::path::PathBuf;
-use std::rc::Rc;
 use std::time::Duration;
 
-use libdiycloud::apply::{AccountPort, GpuPort, PortError, Ports, SliceLink, SlicePort};
-use libdiycloud::model::gpu::GpuNode;
-use libdiycloud::model::slice::{CgroupVersion, SliceProperty, SliceUsage};
+use libdiycloud::hashing::{HashParams, Hasher};
 use libdiycloud::model::{Allocation, Timestamp, Username};
-use libdiycloud::password::{HashParams, Hasher};
-use libdiycloud::quota::SystemQuotas;
+use libdiycloud::ports::Ports;
 use libdiycloud::store::{NewUser, Store, UserChanges};
+use libdiycloud::testing::{FakeAccounts, FakeGpus, FakeQuotas, FakeSlice};
 use pam::constants::PamResultCode::{self, *};
 
 use super::*;
@@ -111,80 +107,21 @@ impl PamHandler for Scripted {
     }
 }
 
-/// What systemd was asked, and whether it refuses.
-#[derive(Default)]
-struct FakeSystemd {
-    sent: Rc<RefCell<Vec<String>>>,
-    refuse: bool,
+/// What the fake systemd was asked to set, in order (`UNIT PROPERTIES`).
+fn sent_to_systemd(ports: &TestPorts) -> Vec<String> {
+    ports
+        .slice
+        .journal
+        .borrow()
+        .iter()
+        .filter_map(|entry| entry.strip_prefix("set ").map(str::to_owned))
+        .collect()
 }
 
-struct FakeLink(Rc<RefCell<Vec<String>>>, bool);
-
-impl SlicePort for FakeSystemd {
-    type Link = FakeLink;
-
-    fn connect(&self) -> impl Future<Output = Result<FakeLink, PortError>> {
-        std::future::ready(Ok(FakeLink(self.sent.clone(), self.refuse)))
-    }
-
-    fn cgroup_version(&self) -> Result<CgroupVersion, PortError> {
-        Ok(CgroupVersion::V2)
-    }
-}
-
-impl SliceLink for FakeLink {
-    async fn set_properties(&self, unit: &str, props: &[SliceProperty]) -> Result<(), PortError> {
-        if self.1 {
-            return Err(PortError::msg("access denied"));
-        }
-        let props: Vec<String> = props.iter().map(ToString::to_string).collect();
-        self.0
-            .borrow_mut()
-            .push(format!("{unit} {}", props.join(" ")));
-        Ok(())
-    }
-
-    async fn usage(&self, _: &str) -> Result<SliceUsage, PortError> {
-        Err(PortError::msg("not used"))
-    }
-
-    async fn close(self) {}
-}
-
-/// The node's accounts: alice's uid (1000 unless a test changes it, as her
-/// record has it), nobody else's. Limits bind to the uid NSS gives now.
-struct NodeAccounts {
-    alice: std::cell::Cell<Option<u32>>,
-}
-
-impl Default for NodeAccounts {
-    fn default() -> Self {
-        Self {
-            alice: std::cell::Cell::new(Some(1000)),
-        }
-    }
-}
-
-impl AccountPort for NodeAccounts {
-    fn uid(&self, name: &str) -> Result<Option<u32>, PortError> {
-        Ok(self.alice.get().filter(|_| name == "alice"))
-    }
-}
-
-/// A node without GPUs (the host's own facts would make these tests depend
-/// on the machine they run on).
-#[derive(Default)]
-struct NoGpus;
-
-impl GpuPort for NoGpus {
-    fn node(&self) -> Result<GpuNode, PortError> {
-        Ok(GpuNode::default())
-    }
-
-    fn usage(&self) -> Result<Option<Vec<libdiycloud::gpu::GpuUsage>>, PortError> {
-        Ok(None)
-    }
-}
+/// Fake systemd, alice's account at uid 1000 (as her record has it; a test
+/// may change it), no quota filesystems and no GPUs (the host's own facts
+/// would make these tests depend on the machine they run on).
+type TestPorts = Ports<FakeSlice, FakeAccounts, FakeQuotas, FakeGpus>;
 
 /// The machine: a settable clock, the caller, the managed group's members.
 struct TestHost {
@@ -194,14 +131,14 @@ struct TestHost {
     members: Option<Vec<&'static str>>,
     /// The real quota port: these configs name no quota filesystems, so it
     /// is never called (quota steps are tested in the library and the VM).
-    ports: Ports<FakeSystemd, NodeAccounts, SystemQuotas, NoGpus>,
+    ports: TestPorts,
 }
 
 impl Host for TestHost {
-    type Slice = FakeSystemd;
-    type Accounts = NodeAccounts;
-    type Quotas = SystemQuotas;
-    type Gpus = NoGpus;
+    type Slice = FakeSlice;
+    type Accounts = FakeAccounts;
+    type Quotas = FakeQuotas;
+    type Gpus = FakeGpus;
 
     fn now(&self) -> Timestamp {
         Timestamp(self.now.get())
@@ -225,7 +162,7 @@ impl Host for TestHost {
         })
     }
 
-    fn ports(&self) -> &Ports<FakeSystemd, NodeAccounts, SystemQuotas, NoGpus> {
+    fn ports(&self) -> &TestPorts {
         &self.ports
     }
 }
@@ -283,7 +220,10 @@ fn fixture_with(extra_config: &str) -> Fixture {
             now: Cell::new(T0),
             caller_is_root: false,
             members: Some(vec!["alice"]),
-            ports: Ports::default(),
+            ports: Ports {
+                accounts: FakeAccounts::with(&[("alice", 1000)]),
+                ..Ports::default()
+            },
         },
     }
 }
@@ -482,11 +422,11 @@ fn others_pass_the_new_password_on_even_with_the_database_broken() {
 fn session_open_refuses_a_record_whose_uid_is_not_the_accounts_now() {
     // alice's account was made again: uid 1005 now; 1000 is someone else's.
     let f = fixture();
-    f.host.ports.accounts.alice.set(Some(1005));
+    f.host.ports.accounts.set_uid("alice", Some(1005));
     let mut h = Scripted::new("alice");
     assert_eq!(f.run(open_session, &mut h, 0), PAM_SESSION_ERR);
     assert!(
-        f.host.ports.slice.sent.borrow().is_empty(),
+        sent_to_systemd(&f.host.ports).is_empty(),
         "nothing was sent to any slice"
     );
     // The log says what happened and what to run.
@@ -499,7 +439,7 @@ fn session_open_sizes_the_slice() {
     let f = fixture();
     let mut h = Scripted::new("alice");
     assert_eq!(f.run(open_session, &mut h, 0), PAM_SUCCESS);
-    let sent = f.host.ports.slice.sent.borrow().clone();
+    let sent = sent_to_systemd(&f.host.ports);
     assert_eq!(sent.len(), 1);
     assert!(
         sent[0].starts_with("user-1000.slice CPUAccounting=yes"),
@@ -513,7 +453,7 @@ fn session_open_sizes_the_slice() {
         let mut h = Scripted::new(user);
         assert_eq!(f.run(open_session, &mut h, 0), PAM_IGNORE, "{user}");
     }
-    assert_eq!(f.host.ports.slice.sent.borrow().len(), 1);
+    assert_eq!(sent_to_systemd(&f.host.ports).len(), 1);
 }
 
 /// An OOM kill and some throttling of alice's, not yet shown.
@@ -592,14 +532,14 @@ fn session_open_tells_what_was_enforced_once() {
 #[test]
 fn session_open_follows_on_session_error() {
     let mut f = fixture();
-    f.host.ports.slice.refuse = true;
+    f.host.ports.slice.refuse_set = true;
     let mut h = Scripted::new("alice");
     assert_eq!(f.run(open_session, &mut h, 0), PAM_SESSION_ERR);
     assert!(h.told.borrow()[0].contains("could not be applied"));
     assert!(h.logged("access denied"));
 
     let mut f = fixture_with("[session]\non_session_error = \"allow\"\n");
-    f.host.ports.slice.refuse = true;
+    f.host.ports.slice.refuse_set = true;
     let mut h = Scripted::new("alice");
     assert_eq!(f.run(open_session, &mut h, 0), PAM_SUCCESS);
     assert!(h.logged("login allowed without limits"));

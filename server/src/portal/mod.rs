@@ -9,7 +9,7 @@
 //!   HTTPS), every POST from another site is refused before it reaches a
 //!   page (`Origin`/`Sec-Fetch-Site`, the login form's too: see
 //!   `routes::same_site_only`), and every form carries a token derived from
-//!   the session ([`libdiycloud::auth::form_token`]), checked before anything
+//!   the session ([`libdiycloud::usecases::auth::form_token`]), checked before anything
 //!   changes.
 //! - What a change did is what the use case reported: where applying the
 //!   allocation failed, or there was nothing to apply, the page says so
@@ -30,15 +30,15 @@ use axum::http::Method;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
-use libdiycloud::admin::{AddUser, Admin, SystemAccount, UserView};
-use libdiycloud::auth::{self, LoginOutcome, PasswordChange, Refusal};
-use libdiycloud::history;
 use libdiycloud::model::history::Point;
 use libdiycloud::model::limits::{Cpu, Size, Tasks};
 use libdiycloud::model::time::Timestamp;
 use libdiycloud::model::user::{Role, User};
 use libdiycloud::model::Username;
 use libdiycloud::store::UserChanges;
+use libdiycloud::usecases::admin::{AddUser, Admin, SystemAccount, UserView};
+use libdiycloud::usecases::auth::{self, LoginOutcome, PasswordChange, Refusal};
+use libdiycloud::usecases::history;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
@@ -288,7 +288,7 @@ fn after_apply(
     viewer: &Viewer<'_>,
     name: &str,
     change: Change,
-    report: Option<&libdiycloud::apply::ApplyReport>,
+    report: Option<&libdiycloud::usecases::apply::ApplyReport>,
 ) -> Response {
     let link = format!("/portal/admin/users/{}", segment(name));
     let failed = report.and_then(|r| r.error());
@@ -641,7 +641,7 @@ fn allocation_facts(view: &UserView) -> String {
     ])
 }
 
-fn usage_now(usage: Option<&libdiycloud::admin::UserUsage>) -> String {
+fn usage_now(usage: Option<&libdiycloud::usecases::admin::UserUsage>) -> String {
     let Some(slice) = usage.and_then(|u| u.usage.as_ref()) else {
         return "<p>No figures: there is no system account, or the node's systemd cannot be reached.</p>".into();
     };
@@ -685,7 +685,7 @@ fn usage_now(usage: Option<&libdiycloud::admin::UserUsage>) -> String {
 }
 
 /// A user's GPUs in use, one phrase per GPU.
-fn gpus_in_use(gpus: &[libdiycloud::admin::UserGpu]) -> String {
+fn gpus_in_use(gpus: &[libdiycloud::model::gpu::UserGpu]) -> String {
     if gpus.is_empty() {
         return "none in use".into();
     }
@@ -709,7 +709,7 @@ fn gpus_in_use(gpus: &[libdiycloud::admin::UserGpu]) -> String {
 }
 
 /// The card of a user's latest limit events; none where there are none.
-fn limit_events(usage: Option<&libdiycloud::admin::UserUsage>) -> String {
+fn limit_events(usage: Option<&libdiycloud::usecases::admin::UserUsage>) -> String {
     use libdiycloud::model::events::EventKind;
     let events = usage.map(|u| u.events.as_slice()).unwrap_or_default();
     if events.is_empty() {
@@ -1031,7 +1031,7 @@ async fn admin_page(
             }
         },
     }
-    let idle: Vec<(&str, &libdiycloud::admin::IdleGpu)> = usage
+    let idle: Vec<(&str, &libdiycloud::usecases::admin::IdleGpu)> = usage
         .iter()
         .flat_map(|u| u.idle_gpus.iter().map(move |g| (u.username.as_str(), g)))
         .collect();
@@ -1442,10 +1442,15 @@ async fn create_user(
         Err(e) => return again(&e, &form),
     };
     let password = Zeroizing::new(form.password.clone().into_bytes());
-    let work = as_admin(Arc::clone(&state), visitor.actor(), move |admin| {
-        let mut source = move || Ok(password.clone());
-        Ok(admin.add(&request, &mut source)?)
-    });
+    let work = as_admin(
+        Arc::clone(&state),
+        visitor.actor(),
+        visitor.user.username.to_string(),
+        move |admin| {
+            let mut source = move || Ok(password.clone());
+            Ok(admin.add(&request, &mut source)?)
+        },
+    );
     let added = hashing(&state, work).await;
     match added {
         Ok(added) => after_apply(
@@ -1533,7 +1538,7 @@ fn user_body(
     query: &PageQuery,
     range: &str,
     points: &[Point],
-    usage: Option<&libdiycloud::admin::UserUsage>,
+    usage: Option<&libdiycloud::usecases::admin::UserUsage>,
     now: Timestamp,
     secs: i64,
 ) -> String {
@@ -1609,12 +1614,6 @@ async fn save_user(
     let changes = (|| {
         let profile = form.profile()?;
         let role = form.role()?;
-        if visitor.user.username.as_str() == name && role == Role::User {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "an admin cannot demote themself: another admin must",
-            ));
-        }
         Ok(UserChanges {
             role: Some(role),
             email: Some(profile.email),
@@ -1630,6 +1629,7 @@ async fn save_user(
             blocking(as_admin(
                 Arc::clone(&state),
                 visitor.actor(),
+                visitor.user.username.to_string(),
                 move |admin| Ok(admin.modify(&target, &changes)?),
             ))
             .await
@@ -1701,20 +1701,12 @@ async fn change_state(
         Ok(form) => form,
         Err(refused) => return *refused,
     };
-    if visitor.user.username.as_str() == name && form.action == "disable" {
-        return error_page(
-            Some(&visitor.viewer()),
-            &ApiError::new(
-                StatusCode::CONFLICT,
-                "an admin cannot disable themself: another admin must",
-            ),
-        );
-    }
     let action = form.action.clone();
     let target = name.clone();
     let done = blocking(as_admin(
         Arc::clone(&state),
         visitor.actor(),
+        visitor.user.username.to_string(),
         move |admin| {
             let active = |active| UserChanges {
                 active: Some(active),
@@ -1814,19 +1806,11 @@ async fn delete_user(
         Ok(form) => form,
         Err(refused) => return *refused,
     };
-    if visitor.user.username.as_str() == name {
-        return error_page(
-            Some(&visitor.viewer()),
-            &ApiError::new(
-                StatusCode::CONFLICT,
-                "an admin cannot delete themself: another admin must",
-            ),
-        );
-    }
     let remove_home = form.remove_home.is_some();
     let deleted = blocking(as_admin(
         Arc::clone(&state),
         visitor.actor(),
+        visitor.user.username.to_string(),
         move |admin| Ok(admin.delete(&name, remove_home)?),
     ))
     .await;
@@ -1839,7 +1823,7 @@ async fn delete_user(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use libdiycloud::apply::{ApplyReport, Step, StepOutcome, StepReport};
+    use libdiycloud::usecases::apply::{ApplyReport, Step, StepOutcome, StepReport};
 
     fn report(outcome: StepOutcome) -> ApplyReport {
         ApplyReport {

@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use diycloud_server::AppState;
 use libdiycloud::config::Config;
+use libdiycloud::hashing::Hasher;
 use libdiycloud::model::time::Timestamp;
 use libdiycloud::model::user::Role;
 use libdiycloud::model::{Allocation, Username};
-use libdiycloud::password::Hasher;
 use libdiycloud::store::{NewUser, Store};
 use serde_json::{json, Value};
 

@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 
 use diycloud_tests::pam_client::{parallel_rate, percentile};
 use libdiycloud::config::Config;
+use libdiycloud::hashing::Hasher;
 use libdiycloud::model::Role;
-use libdiycloud::password::Hasher;
 
 const PASSWORD: &str = "benchmark password";
 

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use diycloud_tests::pam_client::{median_time, parallel_rate, percentile, Pam, PAM_SUCCESS};
 use libdiycloud::config::Config;
+use libdiycloud::hashing::Hasher;
 use libdiycloud::model::{Allocation, Timestamp, Username};
-use libdiycloud::password::Hasher;
 use libdiycloud::store::{NewUser, Store};
 
 const PASSWORD: &str = "benchmark password";
@@ -106,7 +106,7 @@ fn main() {
 
     // The module's own cost, seen alone: the same login with a hash so cheap
     // (m=8 KiB, t=1) that argon2 is negligible.
-    let cheap = Hasher::new(libdiycloud::password::HashParams {
+    let cheap = Hasher::new(libdiycloud::hashing::HashParams {
         memory_kib: 8,
         iterations: 1,
         parallelism: 1,

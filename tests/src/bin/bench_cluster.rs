@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 
 use diycloud_tests::pam_client::{percentile, Pam, PAM_SUCCESS};
 use libdiycloud::config::Config;
+use libdiycloud::hashing::{HashParams, Hasher};
 use libdiycloud::model::{Allocation, Timestamp, Username};
-use libdiycloud::password::{HashParams, Hasher};
 use libdiycloud::store::{Database, NewUser, Store};
 
 const PASSWORD: &str = "benchmark password";

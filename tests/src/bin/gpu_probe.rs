@@ -13,7 +13,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use libdiycloud::gpu;
+use libdiycloud::adapters::nvidia;
 use serde_json::json;
 
 fn threads() -> usize {
@@ -32,13 +32,13 @@ fn main() {
         .map_or(10, |r| r.parse().expect("ROUNDS"));
     let before = (threads(), nvml_mapped());
     let start = Instant::now();
-    let nvml = gpu::discover_nvml();
+    let nvml = nvidia::discover_nvml();
     let first_ms = start.elapsed().as_secs_f64() * 1e3;
     let after = (threads(), nvml_mapped());
     let mut times: Vec<f64> = (0..rounds)
         .map(|_| {
             let start = Instant::now();
-            let _ = gpu::discover_nvml();
+            let _ = nvidia::discover_nvml();
             start.elapsed().as_secs_f64() * 1e3
         })
         .collect();
@@ -65,11 +65,11 @@ fn main() {
         .collect();
     let root = Path::new("/");
     let document = json!({
-        "discover": gpu::discover(),
-        "usage": gpu::usage().map_err(|e| e.to_string()),
+        "discover": nvidia::discover(),
+        "usage": nvidia::usage().map_err(|e| e.to_string()),
         "nvml": nvml.as_ref().map(|(driver, gpus)| json!({"driver": driver, "gpus": gpus})).map_err(|e| e.to_string()),
-        "procfs": gpu::discover_procfs(root).map_err(|e| e.to_string()),
-        "device_nodes": gpu::discover_device_nodes(root).map_err(|e| e.to_string()),
+        "procfs": nvidia::discover_procfs(root).map_err(|e| e.to_string()),
+        "device_nodes": nvidia::discover_device_nodes(root).map_err(|e| e.to_string()),
         "threads": {"before": before.0, "after_first": after.0, "after_rounds": after_rounds.0},
         "nvml_mapped": {"before": before.1, "after_first": after.1, "after_rounds": after_rounds.1},
         "nvml_ms": {"first": first_ms, "median": times.get(times.len() / 2)},

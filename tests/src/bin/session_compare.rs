@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use diycloud_tests::pam_client::{median_time, percentile, Pam, PAM_SUCCESS};
-use libdiycloud::apply::QuotaPort;
-use libdiycloud::quota::SystemQuotas;
+use libdiycloud::adapters::quotactl::SystemQuotas;
+use libdiycloud::ports::QuotaPort;
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0

@@ -113,9 +113,9 @@ fn main() {
         ms(percentile(&mut no_bus, 0.5))
     );
     // And the D-Bus calls alone, through the library.
-    let systemd = libdiycloud::systemd::Systemd::system();
+    let systemd = libdiycloud::adapters::systemd::Systemd::system();
     let time = |f: &dyn Fn()| ms(median_time(rounds, f));
-    let version = libdiycloud::cgroup::Hierarchy::detect()
+    let version = libdiycloud::adapters::cgroup::Hierarchy::detect()
         .expect("the cgroup hierarchy")
         .version();
     let props = libdiycloud::model::slice::slice_properties(

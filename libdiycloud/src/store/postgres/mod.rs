@@ -292,7 +292,7 @@ impl PgStore {
             client,
             target,
             timeout,
-            node: crate::platform::node_name(),
+            node: crate::store::node_name(),
             statements: RefCell::new(HashMap::new()),
         })
     }

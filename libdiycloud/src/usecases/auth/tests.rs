@@ -1,6 +1,6 @@
 use super::*;
+use crate::hashing::HashParams;
 use crate::model::{Allocation, Date};
-use crate::password::HashParams;
 use crate::store::{NewUser, UserChanges};
 
 struct Fixture {

@@ -1,13 +1,14 @@
-//! The admin use cases on a real SQLite store with fake ports. Only
-//! records without a system account here (no useradd): the account paths
-//! run as root in `slicectl/tests/system_accounts.rs` and the VM tier.
+//! The admin use cases on a real SQLite store with fake ports, the node's
+//! accounts among them (root and a service account exist; `useradd` and
+//! the rest are recorded, not run). The same account paths run for real,
+//! as root, in `slicectl/tests/system_accounts.rs` and the VM tier.
 
 use super::*;
-use crate::apply::fakes::{FakeAccounts, FakeGpus, FakeQuotas, FakeSlice};
-use crate::apply::StepOutcome;
-use crate::auth::LoginOutcome;
 use crate::model::password::HashParams;
 use crate::model::{Cpu, Size};
+use crate::testing::{FakeAccounts, FakeGpus, FakeQuotas, FakeSlice};
+use crate::usecases::apply::StepOutcome;
+use crate::usecases::auth::LoginOutcome;
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -33,7 +34,10 @@ fn fixture() -> Fixture {
         _dir: dir,
         store,
         config,
-        ports: Ports::default(),
+        ports: Ports {
+            accounts: FakeAccounts::with(&[("root", 0), ("daemon", 1)]),
+            ..Ports::default()
+        },
     }
 }
 
@@ -147,7 +151,7 @@ fn a_refused_password_is_a_usage_error_and_leaves_no_record() {
 fn modify_changes_limits_and_applies_them_at_once() {
     let mut f = fixture();
     f.add("zed-nosys", "long enough 1").unwrap();
-    f.ports.accounts.uids = vec![("zed-nosys", 1234)];
+    f.ports.accounts.set_uid("zed-nosys", Some(1234));
     let changes = UserChanges {
         limits: LimitChanges {
             cpu: Some(Cpu::Percent(2)),
@@ -187,7 +191,7 @@ fn modify_changes_limits_and_applies_them_at_once() {
 fn a_failed_apply_keeps_the_change() {
     let mut f = fixture();
     f.add("zed-nosys", "long enough 1").unwrap();
-    f.ports.accounts.uids = vec![("zed-nosys", 1234)];
+    f.ports.accounts.set_uid("zed-nosys", Some(1234));
     f.ports.slice.refuse_set = true;
     let changes = UserChanges {
         limits: LimitChanges {
@@ -214,7 +218,7 @@ fn fair_share_fields_are_stored_shown_and_applied_for_the_nodes_cgroup_version()
         memory: Some(Size::Bytes(512 << 20)),
         ..LimitChanges::default()
     };
-    f.ports.accounts.uids = vec![("zed-nosys", 1234)];
+    f.ports.accounts.set_uid("zed-nosys", Some(1234));
     let added = f
         .admin()
         .add(&request, &mut || {
@@ -428,7 +432,7 @@ fn apply_and_usage_for_one_or_all() {
     let mut f = fixture();
     f.add("zed-nosys", "long enough 1").unwrap();
     f.add("amy-nosys", "long enough 1").unwrap();
-    f.ports.accounts.uids = vec![("amy-nosys", 1500)];
+    f.ports.accounts.set_uid("amy-nosys", Some(1500));
     let reports = f.admin().apply(None).unwrap();
     assert_eq!(reports.len(), 2);
     let amy = reports.iter().find(|r| r.username == "amy-nosys").unwrap();
@@ -448,7 +452,7 @@ fn quotas_follow_the_allocation_from_add_to_delete() {
     use crate::model::quota::{QuotaLimits, QuotaState};
     let mut f = fixture();
     f.config.quota.filesystems = vec!["/home".into()];
-    f.ports.accounts.uids = vec![("amy-nosys", 1500)];
+    f.ports.accounts.set_uid("amy-nosys", Some(1500));
     let added = f.add("amy-nosys", "long enough 1").unwrap();
     assert!(added.applied.is_complete(), "{:?}", added.applied.error());
     let home = |f: &Fixture| f.ports.quota.state("/home", 1500);
@@ -500,7 +504,7 @@ fn quotas_follow_the_allocation_from_add_to_delete() {
 fn a_quota_that_cannot_be_cleared_does_not_stop_the_delete() {
     let mut f = fixture();
     f.config.quota.filesystems = vec!["/home".into()];
-    f.ports.accounts.uids = vec![("amy-nosys", 1500)];
+    f.ports.accounts.set_uid("amy-nosys", Some(1500));
     f.add("amy-nosys", "long enough 1").unwrap();
     f.ports.quota.off = vec!["/home".into()];
     let deleted = f.admin().delete("amy-nosys", false).unwrap();
@@ -556,7 +560,7 @@ fn a_broken_gpu_driver_costs_the_gpu_figures_only() {
     let mut f = fixture();
     f.add("zed-nosys", "long enough 1").unwrap();
     f.add("amy-nosys", "long enough 1").unwrap();
-    f.ports.accounts.uids = vec![("amy-nosys", 1500)];
+    f.ports.accounts.set_uid("amy-nosys", Some(1500));
     let why =
         "NVML: a libloading error occurred: libnvidia-ml.so.1: cannot open shared object file";
     f.ports.gpu.usage_error = Some(why.into());
@@ -578,9 +582,9 @@ fn a_broken_gpu_driver_costs_the_gpu_figures_only() {
 
 #[test]
 fn usage_counts_each_users_gpu_memory_by_process_owner() {
-    use crate::gpu::{GpuProcess, GpuUsage};
+    use crate::model::gpu::{GpuProcess, GpuUsage};
     let mut f = fixture();
-    f.ports.accounts.uids = vec![("amy-nosys", 1500)];
+    f.ports.accounts.set_uid("amy-nosys", Some(1500));
     f.add("amy-nosys", "long enough 1").unwrap();
     let process = |pid, uid, bytes| GpuProcess {
         pid,
@@ -620,7 +624,7 @@ fn prepare_applies_for_a_usable_account_only_and_gives_the_environment() {
         .add(&request, &mut || Ok(Zeroizing::new(password.clone())))
         .unwrap();
     f.add("zed-nosys", "long enough 1").unwrap();
-    f.ports.accounts.uids = vec![("amy-nosys", 1500)];
+    f.ports.accounts.set_uid("amy-nosys", Some(1500));
     f.ports.gpu.node = one_gpu_node();
 
     let report = f.admin().prepare("amy-nosys").unwrap();
@@ -670,4 +674,221 @@ fn prepare_applies_for_a_usable_account_only_and_gives_the_environment() {
         seen_before,
         "systemd was not even asked"
     );
+}
+
+// ------------------------------------------------- the node's accounts
+
+fn creating(name: &str) -> AddUser {
+    AddUser {
+        system_account: SystemAccount::Create,
+        ..linked(name)
+    }
+}
+
+impl Fixture {
+    fn add_with(&mut self, request: &AddUser) -> Result<Added, AdminError> {
+        self.admin().add(request, &mut || {
+            Ok(Zeroizing::new(b"long enough 1".to_vec()))
+        })
+    }
+
+    /// The same use cases as the web admin `caller`.
+    fn web_admin(
+        &mut self,
+        caller: &'static str,
+    ) -> Admin<'_, FakeSlice, FakeAccounts, FakeQuotas, FakeGpus> {
+        Admin::new(
+            &mut self.store,
+            &self.config,
+            &self.ports,
+            "api:tester",
+            NOW,
+        )
+        .from_the_web(caller)
+    }
+}
+
+#[test]
+fn add_makes_the_account_in_the_managed_group_and_records_its_uid() {
+    let mut f = fixture();
+    let added = f.add_with(&creating("erin")).unwrap();
+    let group = f.config.group.clone();
+    assert_eq!(
+        f.ports.accounts.writes(),
+        [
+            format!("groupadd --system {group}"),
+            format!("useradd --groups {group} erin"),
+        ]
+    );
+    let uid = f.ports.accounts.uid("erin").unwrap().unwrap();
+    assert!(uid >= 1000, "{uid}");
+    let user = f.store.user("erin").unwrap().unwrap();
+    assert_eq!(
+        (user.uid, user.owns_system_account, user.pending),
+        (Some(uid), true, None)
+    );
+    assert_eq!(f.ports.accounts.members(&group), ["erin"]);
+    // Sized at once, on the account's uid.
+    assert_eq!(added.applied.skipped(), None);
+    assert!(
+        f.ports
+            .slice
+            .journal
+            .borrow()
+            .iter()
+            .any(|e| e.starts_with(&format!("set user-{uid}.slice"))),
+        "{:?}",
+        f.ports.slice.journal.borrow()
+    );
+}
+
+#[test]
+fn a_failing_useradd_leaves_no_record() {
+    let mut f = fixture();
+    f.ports.accounts.refuse = Some("useradd");
+    let err = f.add_with(&creating("erin")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Runtime);
+    assert!(err.to_string().contains("useradd failed"), "{err}");
+    assert!(
+        f.store.user("erin").unwrap().is_none(),
+        "the record went too"
+    );
+    assert_eq!(f.ports.accounts.uid("erin").unwrap(), None);
+    assert!(f.admin().show("erin", 10).is_err());
+}
+
+#[test]
+fn link_keeps_the_account_and_puts_it_in_the_group_and_delete_leaves_it() {
+    let mut f = fixture();
+    f.ports.accounts.set_uid("fred", Some(1500));
+    // Made by someone else: `user add` without --no-system-account refuses.
+    let err = f.add_with(&creating("fred")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert!(err.to_string().contains("--no-system-account"), "{err}");
+
+    f.add_with(&linked("fred")).unwrap();
+    let user = f.store.user("fred").unwrap().unwrap();
+    assert_eq!((user.uid, user.owns_system_account), (Some(1500), false));
+    let group = f.config.group.clone();
+    assert_eq!(f.ports.accounts.members(&group), ["fred"]);
+    assert!(!f
+        .ports
+        .accounts
+        .writes()
+        .iter()
+        .any(|w| w.starts_with("useradd")));
+
+    // Deleting a linked user takes them out of the group, not off the node.
+    f.admin().delete("fred", true).unwrap();
+    assert!(f.store.user("fred").unwrap().is_none());
+    assert_eq!(f.ports.accounts.uid("fred").unwrap(), Some(1500));
+    assert!(f.ports.accounts.members(&group).is_empty());
+    assert!(!f
+        .ports
+        .accounts
+        .writes()
+        .iter()
+        .any(|w| w.starts_with("userdel")));
+}
+
+#[test]
+fn delete_removes_the_account_it_made_with_its_home_on_request() {
+    let mut f = fixture();
+    f.add_with(&creating("erin")).unwrap();
+    let deleted = f.admin().delete("erin", true).unwrap();
+    assert!(deleted.system_account_removed && deleted.home_removed);
+    assert_eq!(
+        f.ports.accounts.writes().last().unwrap(),
+        "userdel --remove erin"
+    );
+    assert_eq!(f.ports.accounts.uid("erin").unwrap(), None);
+    assert!(f.store.user("erin").unwrap().is_none());
+
+    // A failing userdel keeps the record, marked for the next run.
+    f.add_with(&creating("gail")).unwrap();
+    f.ports.accounts.refuse = Some("userdel");
+    assert_eq!(
+        f.admin().delete("gail", false).unwrap_err().kind(),
+        ErrorKind::Runtime
+    );
+    let gail = f.store.user("gail").unwrap().unwrap();
+    assert_eq!(gail.pending, Some(Pending::Del));
+}
+
+#[test]
+fn the_web_links_no_account_unless_the_config_allows_and_never_a_privileged_one() {
+    let mut f = fixture();
+    f.ports.accounts.set_uid("hal", Some(1600));
+    f.ports.accounts.set_uid("ivy", Some(1601));
+    f.ports
+        .accounts
+        .groups
+        .borrow_mut()
+        .insert("sudo".into(), vec!["ivy".into()]);
+    let add = |f: &mut Fixture, name: &str| {
+        f.web_admin("boss").add(&linked(name), &mut || {
+            Ok(Zeroizing::new(b"long enough 1".to_vec()))
+        })
+    };
+    assert_eq!(add(&mut f, "hal").unwrap_err().kind(), ErrorKind::Forbidden);
+    f.config.link_from_web = WebLink::Unprivileged;
+    let err = add(&mut f, "ivy").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Forbidden);
+    assert!(err.to_string().contains("sudo"), "{err}");
+    add(&mut f, "hal").unwrap();
+    f.config.link_from_web = WebLink::All;
+    add(&mut f, "ivy").unwrap();
+    // Root links whatever the config says.
+    f.ports.accounts.set_uid("jan", Some(1602));
+    f.config.link_from_web = WebLink::None;
+    f.add_with(&linked("jan")).unwrap();
+}
+
+#[test]
+fn a_web_admin_cannot_disable_demote_or_delete_themself() {
+    let mut f = fixture();
+    let boss = AddUser {
+        role: Role::Admin,
+        ..linked("boss")
+    };
+    f.add_with(&boss).unwrap();
+    f.add_with(&AddUser {
+        role: Role::Admin,
+        ..linked("deputy")
+    })
+    .unwrap();
+    let disable = UserChanges {
+        active: Some(false),
+        ..UserChanges::default()
+    };
+    let demote = UserChanges {
+        role: Some(Role::User),
+        ..UserChanges::default()
+    };
+    for (changes, what) in [(&disable, "disable"), (&demote, "demote")] {
+        let err = f.web_admin("boss").modify("boss", changes).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Conflict);
+        assert_eq!(
+            err.to_string(),
+            format!("an admin cannot {what} themself: another admin must")
+        );
+    }
+    let err = f.web_admin("boss").delete("boss", false).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "an admin cannot delete themself: another admin must"
+    );
+    let boss_now = f.store.user("boss").unwrap().unwrap();
+    assert_eq!((boss_now.role, boss_now.active), (Role::Admin, true));
+
+    // Other changes of their own are theirs to make; another admin, or
+    // root, may do what they may not.
+    let email = UserChanges {
+        email: Some(Some("boss@example.org".into())),
+        ..UserChanges::default()
+    };
+    f.web_admin("boss").modify("boss", &email).unwrap();
+    f.web_admin("deputy").modify("boss", &demote).unwrap();
+    f.admin().modify("boss", &disable).unwrap();
+    f.web_admin("deputy").delete("boss", false).unwrap();
 }

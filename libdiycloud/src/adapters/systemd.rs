@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use zbus::{OwnedObjectPath, OwnedVariant as OwnedValue, Variant as Value};
 
-use crate::apply::{PortError, SliceLink, SlicePort};
 use crate::model::slice::{CgroupVersion, PropertyValue, SliceProperty, SliceUsage};
+use crate::ports::{PortError, SliceLink, SlicePort};
 
 const SYSTEMD: &str = "org.freedesktop.systemd1";
 const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
@@ -179,8 +179,14 @@ impl SlicePort for Systemd {
         Ok(Link(conn))
     }
 
+    /// zbus's own executor, on the calling thread: its connections need its
+    /// reactor.
+    fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        zbus::block_on(future)
+    }
+
     fn cgroup_version(&self) -> Result<CgroupVersion, PortError> {
-        Ok(crate::cgroup::Hierarchy::detect()
+        Ok(crate::adapters::cgroup::Hierarchy::detect()
             .map_err(PortError::new)?
             .version())
     }
@@ -265,13 +271,6 @@ async fn slice_usage(conn: &zbus::Connection, unit: &str) -> Result<SliceUsage, 
         cpu_weight: number("CPUWeight").or(number("CPUShares").map(|s| s * 100 / 1024)),
         io_weight: number("IOWeight").or(number("BlockIOWeight")),
     })
-}
-
-/// Runs a future of this adapter's connections to completion on the
-/// calling thread (zbus's own executor: its connections need its reactor).
-/// The apply use case runs all its steps inside one such call.
-pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    zbus::block_on(future)
 }
 
 /// Runs `f`, then closes the connection, still inside `block_on`: the one

@@ -1,12 +1,12 @@
 //! The apply use case against fake ports: what it sends, in which order,
 //! and what it reports when a step fails.
 
-use super::fakes::{FakeAccounts, FakeGpus, FakeQuotas, FakeSlice, Journal};
 use super::*;
 use crate::config::QuotaConfig;
 use crate::model::limits::{Allocation, Cpu, Size, Tasks};
 use crate::model::quota::QuotaPolicy;
 use crate::model::user::test_user;
+use crate::testing::{FakeAccounts, FakeGpus, FakeQuotas, FakeSlice, Journal};
 
 /// `name` with 0.5 core, 512M and 64 tasks.
 fn user(name: &str, uid: Option<u32>) -> User {
@@ -25,9 +25,9 @@ type FakePorts = Ports<FakeSlice, FakeAccounts, FakeQuotas, FakeGpus>;
 
 /// The ports, with alice's account at uid 1000 (as her records have it)
 /// unless `accounts` says otherwise.
-fn ports(slice: FakeSlice, mut accounts: FakeAccounts) -> (FakePorts, Journal) {
-    if !accounts.uids.iter().any(|(name, _)| *name == "alice") {
-        accounts.uids.push(("alice", 1000));
+fn ports(slice: FakeSlice, accounts: FakeAccounts) -> (FakePorts, Journal) {
+    if accounts.uid("alice").ok().flatten().is_none() {
+        accounts.set_uid("alice", Some(1000));
     }
     let journal = slice.journal.clone();
     let quota = FakeQuotas {
@@ -144,10 +144,7 @@ fn an_unreachable_systemd_fails_the_step() {
 
 #[test]
 fn the_uid_comes_from_the_system_when_the_record_has_none() {
-    let accounts = FakeAccounts {
-        uids: vec![("alice", 1000)],
-        ..FakeAccounts::default()
-    };
+    let accounts = FakeAccounts::with(&[("alice", 1000)]);
     let (ports, j) = ports(FakeSlice::default(), accounts);
     let report = apply(&ports, &no_quotas(), &user("alice", None));
     assert!(journal(&j).contains(&ALICE_SET.to_owned()));
@@ -158,10 +155,7 @@ fn the_uid_comes_from_the_system_when_the_record_has_none() {
 fn limits_bind_to_the_accounts_uid_now_and_a_record_that_differs_applies_nothing() {
     // alice was deleted and made again: her account has uid 1005 now, and
     // 1000 (the record's) may be someone else's.
-    let accounts = FakeAccounts {
-        uids: vec![("alice", 1005)],
-        ..FakeAccounts::default()
-    };
+    let accounts = FakeAccounts::with(&[("alice", 1005)]);
     let (ports, j) = ports(FakeSlice::default(), accounts);
     let report = apply(&ports, &quotas(), &user("alice", Some(1000)));
     assert!(

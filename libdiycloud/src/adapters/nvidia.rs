@@ -15,9 +15,11 @@ use std::path::Path;
 
 use nvml_wrapper::Nvml;
 
-use crate::apply::{GpuPort, PortError};
-use crate::model::gpu::{char_majors, GpuNode, MigInstance, NodeGpu, CONTROL_NODES};
+use crate::model::gpu::{
+    char_majors, GpuNode, GpuProcess, GpuUsage, MigInstance, NodeGpu, CONTROL_NODES,
+};
 use crate::model::slice::uid_of_cgroup_file;
+use crate::ports::{GpuPort, PortError};
 
 /// One GPU of this node.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -135,37 +137,6 @@ fn bus_id(nvml: &str) -> String {
         }
         _ => id,
     }
-}
-
-/// One GPU's load, and who holds its memory.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct GpuUsage {
-    pub index: u32,
-    pub uuid: String,
-    /// Percent of the last sample period a kernel ran.
-    pub utilization_percent: Option<u32>,
-    pub memory_used_bytes: Option<u64>,
-    pub memory_total_bytes: Option<u64>,
-    pub processes: Vec<GpuProcess>,
-}
-
-/// A process with memory on a GPU.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct GpuProcess {
-    pub pid: u32,
-    /// Its owner (real uid, from /proc); `None` where it has gone.
-    pub uid: Option<u32>,
-    /// The user slice it runs in (from /proc/PID/cgroup), whatever its uid:
-    /// what the user started, setuid programs and containers run from a
-    /// session included.
-    pub slice_uid: Option<u32>,
-    /// Its name (`comm`), where it is still there.
-    pub name: Option<String>,
-    /// `None` where the driver does not say.
-    pub memory_bytes: Option<u64>,
-    /// Percent of the last seconds a kernel of its ran, where the driver
-    /// keeps per-process samples (Maxwell and later).
-    pub utilization_percent: Option<u32>,
 }
 
 impl GpuProcess {
@@ -928,12 +899,12 @@ mod tests {
             memory_total_bytes: None,
             processes,
         };
-        let alice = crate::admin::user_gpus(std::slice::from_ref(&gpu), 1001);
+        let alice = crate::model::gpu::user_gpus(std::slice::from_ref(&gpu), 1001);
         assert_eq!(alice.len(), 1);
         assert_eq!(alice[0].processes, 2, "her notebook and her container");
         assert_eq!(alice[0].memory_bytes, 8 << 30);
         assert_eq!(alice[0].utilization_percent, Some(75));
-        let bob = crate::admin::user_gpus(std::slice::from_ref(&gpu), 1002);
+        let bob = crate::model::gpu::user_gpus(std::slice::from_ref(&gpu), 1002);
         assert_eq!(
             bob[0].processes, 2,
             "the setuid helper in his session counts for him"
@@ -945,7 +916,7 @@ mod tests {
             .map(|p| p.name.clone().unwrap())
             .collect();
         assert_eq!(names, vec!["helper", "julia"]);
-        assert!(crate::admin::user_gpus(std::slice::from_ref(&gpu), 1003).is_empty());
+        assert!(crate::model::gpu::user_gpus(std::slice::from_ref(&gpu), 1003).is_empty());
     }
 
     #[test]

@@ -19,15 +19,17 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::apply::{self, GpuPort, Ports, QuotaPort};
-use crate::cgroup::{self, Hierarchy};
-use crate::config::Config;
-use crate::kmsg::KernelLog;
-use crate::model::gpu::granted;
-use crate::model::limits::{Allocation, Cpu, Size, Tasks};
-use crate::model::slice::{user_slice, PropertyValue, SliceProperty};
-use crate::model::user::User;
-use crate::systemd::Systemd;
+use libdiycloud::adapters::cgroup::{self, Hierarchy};
+use libdiycloud::adapters::kmsg::KernelLog;
+use libdiycloud::adapters::platform::SystemAccounts;
+use libdiycloud::adapters::systemd::Systemd;
+use libdiycloud::config::Config;
+use libdiycloud::model::gpu::granted;
+use libdiycloud::model::limits::{Allocation, Cpu, Size, Tasks};
+use libdiycloud::model::slice::{user_slice, PropertyValue, SliceProperty};
+use libdiycloud::model::user::User;
+use libdiycloud::ports::{GpuPort, Ports, QuotaPort};
+use libdiycloud::usecases::apply;
 
 /// What one control came to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -104,7 +106,7 @@ pub struct ProbeRun {
 /// Runs every probe for `user` (uid `uid`, primary group `gid`) with the
 /// program at `exe`, after applying their allocation as a login would.
 pub fn prove<Q: QuotaPort, G: GpuPort>(
-    ports: &Ports<Systemd, apply::SystemAccounts, Q, G>,
+    ports: &Ports<Systemd, SystemAccounts, Q, G>,
     config: &Config,
     user: &User,
     (uid, gid): (u32, u32),
@@ -366,7 +368,7 @@ fn tasks(runner: &Runner, hierarchy: Hierarchy, uid: u32, limit: Tasks) -> Proof
 
 fn gpus<Q, G: GpuPort>(
     runner: &Runner,
-    ports: &Ports<Systemd, apply::SystemAccounts, Q, G>,
+    ports: &Ports<Systemd, SystemAccounts, Q, G>,
     user: &User,
 ) -> Proof {
     let node = match ports.gpu.node() {
@@ -438,7 +440,7 @@ fn judge_gpus(nodes: &[(PathBuf, bool)], stdout: &str) -> Proof {
 
 fn disk<Q: QuotaPort, G>(
     runner: &Runner,
-    ports: &Ports<Systemd, apply::SystemAccounts, Q, G>,
+    ports: &Ports<Systemd, SystemAccounts, Q, G>,
     config: &Config,
     user: &User,
     bounds: ProbeBounds,

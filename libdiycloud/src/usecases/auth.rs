@@ -6,13 +6,13 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use crate::config::Config;
+use crate::hashing::{Hasher, PasswordError, StoredHash};
 use crate::model::history::Counter;
 use crate::model::lockout::{FailureState, LockoutPolicy};
 use crate::model::password::{HashParams, PasswordPolicy, PolicyViolation};
 use crate::model::time::Timestamp;
 use crate::model::user::{AccountState, User};
 use crate::model::username::Username;
-use crate::password::{Hasher, PasswordError, StoredHash};
 use crate::store::{Store, StoreError, Tx};
 
 #[derive(Debug, thiserror::Error)]

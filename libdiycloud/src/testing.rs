@@ -1,5 +1,6 @@
-//! Fake ports for the use cases' tests: they record what they are asked,
-//! in order, and fail where told to.
+//! Fake ports for the use cases' tests (here and in the front doors' own,
+//! through the `testing` feature): they record what they are asked, in
+//! order, and fail where told to.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -7,12 +8,15 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
-use super::{AccountPort, GpuPort, PortError, QuotaPort, SliceLink, SlicePort};
+use crate::adapters::platform::PRIVILEGED_GROUPS;
 use crate::model::gpu::GpuNode;
 use crate::model::quota::{QuotaLimits, QuotaState};
 use crate::model::slice::{CgroupVersion, SliceProperty, SliceUsage};
+use crate::ports::{
+    AccountError, AccountPort, GpuPort, Membership, PortError, QuotaPort, SliceLink, SlicePort,
+};
 
 /// Everything the fakes saw, in order.
 pub type Journal = Rc<RefCell<Vec<String>>>;
@@ -79,6 +83,18 @@ impl SlicePort for FakeSlice {
         }
     }
 
+    /// Polls until done: the fakes' futures are ready within a few polls
+    /// and wake themselves when they are not.
+    fn block_on<F: Future>(&self, future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        let mut cx = Context::from_waker(Waker::noop());
+        loop {
+            if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+                return output;
+            }
+        }
+    }
+
     fn cgroup_version(&self) -> Result<CgroupVersion, PortError> {
         if self.no_cgroups {
             return Err(PortError::msg("statfs /sys/fs/cgroup: no such file"));
@@ -124,11 +140,77 @@ impl SliceLink for FakeLink {
     }
 }
 
-/// Accounts by name; `broken` fails every lookup.
+/// The node's accounts and groups, by name. `broken` fails every lookup;
+/// `refuse` names a tool (`useradd`, `usermod`, `userdel`, `groupadd`,
+/// `gpasswd`) that fails. Every write is in `journal`, as the tool's name
+/// and its arguments.
 #[derive(Default)]
 pub struct FakeAccounts {
-    pub uids: Vec<(&'static str, u32)>,
+    pub uids: RefCell<Vec<(String, u32)>>,
+    /// Each group's members.
+    pub groups: RefCell<BTreeMap<String, Vec<String>>>,
+    pub journal: Journal,
     pub broken: bool,
+    pub refuse: Option<&'static str>,
+}
+
+impl FakeAccounts {
+    /// The node's accounts: these names with these uids.
+    pub fn with(uids: &[(&str, u32)]) -> Self {
+        Self {
+            uids: RefCell::new(uids.iter().map(|(n, u)| ((*n).to_owned(), *u)).collect()),
+            ..Self::default()
+        }
+    }
+
+    /// `name`'s account now has `uid` (`None`: it is gone).
+    pub fn set_uid(&self, name: &str, uid: Option<u32>) {
+        let mut uids = self.uids.borrow_mut();
+        uids.retain(|(n, _)| n != name);
+        if let Some(uid) = uid {
+            uids.push((name.to_owned(), uid));
+        }
+    }
+
+    /// `group`'s members now (empty where there is no such group).
+    pub fn members(&self, group: &str) -> Vec<String> {
+        self.groups.borrow().get(group).cloned().unwrap_or_default()
+    }
+
+    /// What the tools were asked, in order.
+    pub fn writes(&self) -> Vec<String> {
+        self.journal.borrow().clone()
+    }
+
+    fn lookup(&self, name: &str) -> Result<Option<u32>, AccountError> {
+        if self.broken {
+            return Err(AccountError::Lookup {
+                name: name.into(),
+                source: nix::Error::EIO,
+            });
+        }
+        Ok(self
+            .uids
+            .borrow()
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, u)| *u))
+    }
+
+    /// Runs `program` with `args`, as far as the journal and `refuse` go.
+    fn run(&self, program: &str, args: &[&str]) -> Result<(), AccountError> {
+        self.journal
+            .borrow_mut()
+            .push(format!("{program} {}", args.join(" ")));
+        if self.refuse == Some(program) {
+            return Err(AccountError::Failed {
+                program: program.into(),
+                status: "exit status: 1".into(),
+                stderr: format!("{program}: cannot lock /etc/passwd; try again later."),
+            });
+        }
+        Ok(())
+    }
 }
 
 impl AccountPort for FakeAccounts {
@@ -136,7 +218,120 @@ impl AccountPort for FakeAccounts {
         if self.broken {
             return Err(PortError::msg("NSS is down"));
         }
-        Ok(self.uids.iter().find(|(n, _)| *n == name).map(|(_, u)| *u))
+        self.lookup(name).map_err(PortError::new)
+    }
+
+    fn uid_min(&self) -> u32 {
+        1000
+    }
+
+    fn create(
+        &self,
+        name: &str,
+        _full_name: Option<&str>,
+        _shell: &std::path::Path,
+        group: &str,
+    ) -> Result<u32, AccountError> {
+        if let Some(uid) = self.lookup(name)? {
+            return Err(AccountError::Exists {
+                name: name.into(),
+                uid,
+            });
+        }
+        self.run("useradd", &["--groups", group, name])?;
+        let uid = self
+            .uids
+            .borrow()
+            .iter()
+            .map(|(_, u)| *u + 1)
+            .max()
+            .unwrap_or(1000)
+            .max(1000);
+        self.set_uid(name, Some(uid));
+        self.groups
+            .borrow_mut()
+            .entry(group.to_owned())
+            .or_default()
+            .push(name.to_owned());
+        Ok(uid)
+    }
+
+    fn set_full_name(&self, name: &str, full_name: &str) -> Result<(), AccountError> {
+        self.run("usermod", &["--comment", full_name, name])
+    }
+
+    fn delete(&self, name: &str, remove_home: bool) -> Result<(), AccountError> {
+        if self.lookup(name)?.is_none() {
+            return Ok(());
+        }
+        let args: &[&str] = if remove_home {
+            &["--remove", name]
+        } else {
+            &[name]
+        };
+        self.run("userdel", args)?;
+        self.set_uid(name, None);
+        for members in self.groups.borrow_mut().values_mut() {
+            members.retain(|m| m != name);
+        }
+        Ok(())
+    }
+
+    fn ensure_group(&self, group: &str) -> Result<bool, AccountError> {
+        if self.groups.borrow().contains_key(group) {
+            return Ok(false);
+        }
+        self.run("groupadd", &["--system", group])?;
+        self.groups
+            .borrow_mut()
+            .insert(group.to_owned(), Vec::new());
+        Ok(true)
+    }
+
+    fn add_to_group(&self, name: &str, group: &str) -> Result<(), AccountError> {
+        if self.membership(name, group)? == Membership::Member {
+            return Ok(());
+        }
+        self.run("gpasswd", &["--add", name, group])?;
+        self.groups
+            .borrow_mut()
+            .entry(group.to_owned())
+            .or_default()
+            .push(name.to_owned());
+        Ok(())
+    }
+
+    fn remove_from_group(&self, name: &str, group: &str) -> Result<(), AccountError> {
+        if !self.members(group).iter().any(|m| m == name) {
+            return Ok(());
+        }
+        self.run("gpasswd", &["--delete", name, group])?;
+        if let Some(members) = self.groups.borrow_mut().get_mut(group) {
+            members.retain(|m| m != name);
+        }
+        Ok(())
+    }
+
+    fn membership(&self, name: &str, group: &str) -> Result<Membership, AccountError> {
+        let Some(members) = self.groups.borrow().get(group).cloned() else {
+            return Ok(Membership::NoGroup);
+        };
+        if self.lookup(name)?.is_none() {
+            return Ok(Membership::NoAccount);
+        }
+        Ok(if members.iter().any(|m| m == name) {
+            Membership::Member
+        } else {
+            Membership::NotMember
+        })
+    }
+
+    fn privileged_groups(&self, name: &str) -> Result<Vec<String>, AccountError> {
+        Ok(PRIVILEGED_GROUPS
+            .iter()
+            .filter(|g| self.members(g).iter().any(|m| m == name))
+            .map(|g| (*g).to_owned())
+            .collect())
     }
 }
 
@@ -224,7 +419,7 @@ impl QuotaPort for FakeQuotas {
 #[derive(Default)]
 pub struct FakeGpus {
     pub node: GpuNode,
-    pub usage: Option<Vec<crate::gpu::GpuUsage>>,
+    pub usage: Option<Vec<crate::model::gpu::GpuUsage>>,
     pub broken: bool,
     /// `usage` fails with this (a broken driver: NVML does not load).
     pub usage_error: Option<String>,
@@ -238,7 +433,7 @@ impl GpuPort for FakeGpus {
         Ok(self.node.clone())
     }
 
-    fn usage(&self) -> Result<Option<Vec<crate::gpu::GpuUsage>>, PortError> {
+    fn usage(&self) -> Result<Option<Vec<crate::model::gpu::GpuUsage>>, PortError> {
         if let Some(why) = &self.usage_error {
             return Err(PortError::msg(why.clone()));
         }

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::sys::quota::{quotactl_get, quotactl_set, Dqblk, QuotaType, QuotaValidFlags};
 
-use crate::apply::{PortError, QuotaPort};
 use crate::model::quota::{QuotaLimits, QuotaState};
+use crate::ports::{PortError, QuotaPort};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QuotaError {

@@ -3,11 +3,13 @@
 use argon2::password_hash::phc::{Output, Salt};
 use argon2::{Algorithm, Argon2, Params, PasswordHash, Version};
 
-use crate::argon2_memory::BlockMemory;
+mod memory;
+
 pub use crate::model::password::{
     HashParams, ParamsError, PasswordPolicy, PolicyViolation, MAX_ITERATIONS, MAX_MEMORY_KIB,
     MAX_PARALLELISM, MAX_PASSWORD_BYTES,
 };
+use memory::BlockMemory;
 
 /// argon2's own parameters for `params`, after our bounds.
 fn to_argon2(params: HashParams, output_len: Option<usize>) -> Result<Params, PasswordError> {

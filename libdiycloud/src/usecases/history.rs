@@ -4,17 +4,18 @@
 //! A sample holds a user only while their slice is active (they have a
 //! session or processes): an idle user costs no rows.
 
-use crate::admin::{user_gpus, UserGpu};
-use crate::apply::{self, AccountPort, GpuPort, PortError, Ports, QuotaPort, SliceLink, SlicePort};
 use crate::config::Config;
-use crate::gpu::GpuUsage;
+use crate::model::gpu::GpuUsage;
 use crate::model::gpu::{named_grants, use_key, NodeGpu};
+use crate::model::gpu::{user_gpus, UserGpu};
 use crate::model::history::{self, Point, Sample};
 use crate::model::slice::user_slice;
 use crate::model::time::Timestamp;
 use crate::model::user::User;
+use crate::ports::{AccountPort, GpuPort, PortError, Ports, QuotaPort, SliceLink, SlicePort};
 use crate::store::GpuUseUpdate;
 use crate::store::{Store, StoreError};
+use crate::usecases::apply;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
@@ -56,7 +57,7 @@ pub fn sample<S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort>(
         (Some(figures), Ok(node)) => Some(gpu_use_updates(ports, &users, &node.gpus, figures)),
         _ => None,
     };
-    let node = crate::platform::node_name();
+    let node = crate::store::node_name();
     let oldest = Timestamp(now.0.saturating_sub(seconds(config.history.keep)));
     let max_rows = config.history.max_rows;
     let (sampled, pruned) = store.write(|tx| {
@@ -144,7 +145,7 @@ pub fn read_usage<S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort>(
             Err(e) => errors.push(format!("{}: {e}", user.username)),
         }
     }
-    let slices = crate::systemd::block_on(async {
+    let slices = ports.slice.block_on(async {
         let link = ports.slice.connect().await?;
         let mut slices = Vec::with_capacity(accounts.len());
         for (_, uid) in &accounts {
@@ -255,10 +256,10 @@ fn bucketed(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apply::fakes::{FakeAccounts, FakeGpus, FakeQuotas, FakeSlice};
     use crate::model::history::Counter;
     use crate::model::{Allocation, Username};
     use crate::store::{NewUser, UserChanges};
+    use crate::testing::{FakeAccounts, FakeGpus, FakeQuotas, FakeSlice};
 
     fn store_with(names: &[&str]) -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
@@ -283,10 +284,7 @@ mod tests {
         uids: Vec<(&'static str, u32)>,
     ) -> Ports<FakeSlice, FakeAccounts, FakeQuotas, FakeGpus> {
         Ports {
-            accounts: FakeAccounts {
-                uids,
-                ..FakeAccounts::default()
-            },
+            accounts: FakeAccounts::with(&uids),
             ..Ports::default()
         }
     }
@@ -347,7 +345,7 @@ mod tests {
 
     #[test]
     fn gpu_memory_is_summed_per_user_and_unknown_without_gpu_figures() {
-        use crate::gpu::{GpuProcess, GpuUsage};
+        use crate::model::gpu::{GpuProcess, GpuUsage};
         let (_dir, mut store) = store_with(&["alice", "bob"]);
         let mut ports = ports(vec![("alice", 1001), ("bob", 1002)]);
         let gpu = |index, processes: Vec<(u32, u64)>| GpuUsage {
@@ -393,9 +391,9 @@ mod tests {
 
     #[test]
     fn gpus_granted_by_name_are_followed_and_flagged_when_idle() {
-        use crate::admin::idle_gpus;
-        use crate::gpu::{GpuProcess, GpuUsage};
         use crate::model::gpu::NodeGpu;
+        use crate::model::gpu::{GpuProcess, GpuUsage};
+        use crate::usecases::admin::idle_gpus;
         let (_dir, mut store) = store_with(&["alice", "bob", "carl"]);
         let grant = |store: &mut Store, name: &str, gpus: &str| {
             let changes = UserChanges {
@@ -449,7 +447,7 @@ mod tests {
         sample(&ports, &Config::default(), &mut store, Timestamp(5000)).unwrap();
         let uses = store.gpu_use(None).unwrap();
         assert_eq!(uses.len(), 2, "carl's 'all' is not followed: {uses:?}");
-        let node = crate::platform::node_name();
+        let node = crate::store::node_name();
         let alice = store.gpu_use(Some("alice")).unwrap();
         let flagged = idle_gpus(&alice, &node, Timestamp(1000 + 4 * 3600), 4 * 3600);
         assert_eq!(flagged.len(), 1, "granted at 1000, never used");

@@ -9,19 +9,19 @@
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
-use crate::apply::{
-    self, AccountPort, ApplyReport, DiskUsage, GpuPort, PortError, Ports, QuotaPort, SlicePort,
-};
-use crate::auth::{self, AuthError, Authenticator, PasswordChange, SetBy};
 use crate::config::{Config, SessionErrorPolicy, WebLink};
+use crate::hashing::{Hasher, PasswordError};
 use crate::model::events::LimitEvent;
-use crate::model::gpu::GpuUse;
+use crate::model::gpu::{user_gpus, GpuUse, UserGpu};
 use crate::model::limits::{AllocationError, LimitChanges};
 use crate::model::slice::SliceUsage;
 use crate::model::{AccountState, Date, Pending, Role, Timestamp, User, Username};
-use crate::password::{Hasher, PasswordError};
-use crate::platform::{self, AccountError};
+use crate::ports::{
+    AccountError, AccountPort, GpuPort, Membership, PortError, Ports, QuotaPort, SlicePort,
+};
 use crate::store::{AuditEntry, Database, NewUser, Store, StoreError, UserChanges};
+use crate::usecases::apply::{self, ApplyReport, DiskUsage};
+use crate::usecases::auth::{self, AuthError, Authenticator, PasswordChange, SetBy};
 
 /// Who is to blame for a failure, which decides the exit status and the
 /// HTTP status: the caller (a bad request) or the system.
@@ -346,89 +346,25 @@ impl UserUsage {
     }
 }
 
-/// One user's share of one GPU.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct UserGpu {
-    pub index: u32,
-    pub uuid: String,
-    pub processes: usize,
-    pub memory_bytes: u64,
-    /// Their processes' share of the GPU now, added up (at most 100);
-    /// `None` where the driver keeps no per-process figures.
-    pub utilization_percent: Option<u32>,
-    /// Their processes on it: pid and name (`null` for one gone meanwhile).
-    pub pids: Vec<UserGpuProcess>,
-}
-
-/// One of a user's processes on a GPU.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct UserGpuProcess {
-    pub pid: u32,
-    pub name: Option<String>,
-    pub memory_bytes: Option<u64>,
-    pub utilization_percent: Option<u32>,
-}
-
-/// `uid`'s processes on each GPU in `node` (GPUs they have none on left
-/// out): those in their slice, and those outside any user slice that they
-/// own ([`crate::gpu::GpuProcess::owner`]).
-pub(crate) fn user_gpus(node: &[crate::gpu::GpuUsage], uid: u32) -> Vec<UserGpu> {
-    node.iter()
-        .filter_map(|gpu| {
-            let theirs: Vec<_> = gpu
-                .processes
-                .iter()
-                .filter(|p| p.owner() == Some(uid))
-                .collect();
-            let shares: Vec<u32> = theirs
-                .iter()
-                .filter_map(|p| p.utilization_percent)
-                .collect();
-            (!theirs.is_empty()).then(|| UserGpu {
-                index: gpu.index,
-                uuid: gpu.uuid.clone(),
-                processes: theirs.len(),
-                memory_bytes: theirs.iter().filter_map(|p| p.memory_bytes).sum(),
-                utilization_percent: (!shares.is_empty())
-                    .then(|| shares.iter().sum::<u32>().min(100)),
-                pids: theirs
-                    .iter()
-                    .map(|p| UserGpuProcess {
-                        pid: p.pid,
-                        name: p.name.clone(),
-                        memory_bytes: p.memory_bytes,
-                        utilization_percent: p.utilization_percent,
-                    })
-                    .collect(),
-            })
-        })
-        .collect()
-}
-
 /// The admin use cases over one store, acting as `actor` at `now`.
-pub struct Admin<
-    'a,
-    S = crate::systemd::Systemd,
-    A = apply::SystemAccounts,
-    Q = crate::quota::SystemQuotas,
-    G = crate::gpu::SystemGpus,
-> {
+pub struct Admin<'a, S, A, Q, G> {
     store: &'a mut Store,
     config: &'a Config,
     ports: &'a Ports<S, A, Q, G>,
     actor: &'a str,
     now: Timestamp,
-    door: Door,
+    door: Door<'a>,
 }
 
 /// Through which door a request came, for the decisions that only root may
 /// take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Door {
+enum Door<'a> {
     /// slicectl, run by root.
     Root,
-    /// The REST API or the portal: an admin of diycloud, not of the node.
-    Web,
+    /// The REST API or the portal: an admin of diycloud, not of the node,
+    /// logged in as `caller`.
+    Web { caller: &'a str },
 }
 
 impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort> Admin<'a, S, A, Q, G> {
@@ -453,10 +389,24 @@ impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort> Admin<'a, S, A,
     /// admin of diycloud's users, not root. Linking an existing system
     /// account (taking over its password and logins) is then allowed only
     /// as far as `[accounts] link_from_web` says.
+    /// `caller` is the admin's own user name: they may not disable,
+    /// demote or delete themself (another admin must), so that the last
+    /// admin cannot lock everyone out by a slip.
     #[must_use]
-    pub fn from_the_web(mut self) -> Self {
-        self.door = Door::Web;
+    pub fn from_the_web(mut self, caller: &'a str) -> Self {
+        self.door = Door::Web { caller };
         self
+    }
+
+    /// Refuses a change of the web caller's own account that would take
+    /// their admin rights away (`what` says which).
+    fn not_themself(&self, name: &str, what: &str) -> Result<(), AdminError> {
+        match self.door {
+            Door::Web { caller } if caller == name => Err(AdminError::Conflict(format!(
+                "an admin cannot {what} themself: another admin must"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     fn view(&self, user: &User) -> UserView {
@@ -516,11 +466,12 @@ impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort> Admin<'a, S, A,
             }
             Some(_) => return Err(AdminError::Conflict(format!("user {name} already exists"))),
         };
-        let existing_uid = platform::system_uid(name)?;
+        let accounts = &self.ports.accounts;
+        let existing_uid = accounts.uid(name)?;
         if let Some(uid) = existing_uid {
-            check_existing_account(name, uid, resuming, request.system_account)?;
-            if self.door == Door::Web && !resuming {
-                check_web_link(name, uid, self.config.link_from_web)?;
+            check_existing_account(accounts, name, uid, resuming, request.system_account)?;
+            if matches!(self.door, Door::Web { .. }) && !resuming {
+                check_web_link(accounts, name, uid, self.config.link_from_web)?;
             }
         }
         self.check_gpus(&request.limits)?;
@@ -548,7 +499,7 @@ impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort> Admin<'a, S, A,
         // linked account joins the managed group in the same step: if that
         // fails, the record goes too.
         let (now, actor, group) = (self.now, self.actor, self.config.group.as_str());
-        let config = self.config;
+        let (config, accounts) = (self.config, &self.ports.accounts);
         let mut user = self.store.write(|tx| {
             if resuming {
                 tx.delete_user(name)?;
@@ -556,8 +507,8 @@ impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort> Admin<'a, S, A,
             let user = tx.insert_user(&new, now)?;
             if !creates_account {
                 if user.uid.is_some() {
-                    platform::ensure_group(group)?;
-                    platform::add_to_group(name, group)?;
+                    accounts.ensure_group(group)?;
+                    accounts.add_to_group(name, group)?;
                 }
                 let detail = UserView::of(&user, config, now).audit_detail();
                 tx.audit(now, actor, "user.add", name, &detail)?;
@@ -586,17 +537,14 @@ impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort> Admin<'a, S, A,
         let group = self.config.group.as_str();
         // (2) The account. One that exists now was made by the interrupted
         // run this one resumes; it joins the group if it had not yet.
+        let accounts = &self.ports.accounts;
         let made = match existing_uid {
-            Some(uid) => platform::ensure_group(group)
-                .and_then(|_| platform::add_to_group(name, group))
+            Some(uid) => accounts
+                .ensure_group(group)
+                .and_then(|_| accounts.add_to_group(name, group))
                 .map(|()| uid),
-            None => platform::ensure_group(group).and_then(|_| {
-                platform::create_system_account(
-                    name,
-                    new.full_name.as_deref(),
-                    &self.config.shell,
-                    group,
-                )
+            None => accounts.ensure_group(group).and_then(|_| {
+                accounts.create(name, new.full_name.as_deref(), &self.config.shell, group)
             }),
         };
         let uid = match made {
@@ -605,7 +553,7 @@ impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort> Admin<'a, S, A,
                 // Where no account came of it, take the record back out;
                 // where one did (an earlier run's useradd, still going),
                 // the next run adopts it.
-                if matches!(platform::system_uid(name), Ok(None)) {
+                if matches!(accounts.uid(name), Ok(None)) {
                     let _ = self.store.write(|tx| tx.delete_user(name));
                 }
                 return Err(e.into());
@@ -626,6 +574,11 @@ impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort> Admin<'a, S, A,
     /// `user mod`: the changes in one transaction (with the passwd comment of
     /// an account slicectl made); changed limits are applied at once.
     pub fn modify(&mut self, name: &str, changes: &UserChanges) -> Result<Modified, AdminError> {
+        match (changes.active, changes.role) {
+            (Some(false), _) => self.not_themself(name, "disable")?,
+            (_, Some(Role::User)) => self.not_themself(name, "demote")?,
+            _ => {}
+        }
         if changes.is_empty() {
             return Err(AdminError::Invalid(
                 "nothing to change: give at least one option (see `slicectl user mod --help`)"
@@ -634,7 +587,7 @@ impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort> Admin<'a, S, A,
         }
         self.check_gpus(&changes.limits)?;
         let warnings = self.warnings(&changes.limits, changes.expires.flatten());
-        let (now, actor) = (self.now, self.actor);
+        let (now, actor, accounts) = (self.now, self.actor, &self.ports.accounts);
         let user = self.store.write(|tx| {
             let Some((user, _)) = tx.credentials(name)? else {
                 return Err(AdminError::NotFound(name.into()));
@@ -654,7 +607,7 @@ impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort> Admin<'a, S, A,
             user.allocation.check()?;
             // A failing usermod rolls the whole change back.
             if let (Some(full_name), true) = (&changes.full_name, user.owns_system_account) {
-                platform::set_system_account_comment(name, full_name.as_deref().unwrap_or(""))?;
+                accounts.set_full_name(name, full_name.as_deref().unwrap_or(""))?;
             }
             Ok::<_, AdminError>(user)
         })?;
@@ -693,13 +646,13 @@ impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort> Admin<'a, S, A,
     /// (after the account was made again, or to adopt a cluster's uid).
     /// Root's decision: the user's limits then bind to that account.
     pub fn relink(&mut self, name: &str) -> Result<Relinked, AdminError> {
-        if self.door == Door::Web {
+        if matches!(self.door, Door::Web { .. }) {
             return Err(AdminError::Forbidden(format!(
                 "relinking {name} to a system account is root's decision: run `slicectl user relink {name}` as root"
             )));
         }
         let user = self.existing(name)?;
-        let Some(uid) = platform::system_uid(name)? else {
+        let Some(uid) = self.ports.accounts.uid(name)? else {
             return Err(AdminError::Conflict(format!(
                 "there is no system account {name} on this node to link"
             )));
@@ -757,6 +710,7 @@ impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort> Admin<'a, S, A,
     /// cannot be cleared (an unmounted filesystem) does not stop the delete:
     /// the report says so.
     pub fn delete(&mut self, name: &str, remove_home: bool) -> Result<Deleted, AdminError> {
+        self.not_themself(name, "delete")?;
         let user = self.existing(name)?;
         if user.owns_system_account && user.pending != Some(Pending::Del) {
             self.store
@@ -769,9 +723,10 @@ impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort> Admin<'a, S, A,
             quota: apply::clear_quotas(self.ports, self.config, &user),
         };
         if user.owns_system_account {
-            platform::delete_system_account(name, remove_home)?;
+            self.ports.accounts.delete(name, remove_home)?;
         }
         let (now, actor, group) = (self.now, self.actor, self.config.group.as_str());
+        let accounts = &self.ports.accounts;
         let detail = json!({
             "system_account_removed": deleted.system_account_removed,
             "home_removed": deleted.home_removed,
@@ -779,7 +734,7 @@ impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort> Admin<'a, S, A,
         self.store.write(|tx| {
             tx.delete_user(name)?;
             if !user.owns_system_account && user.uid.is_some() {
-                platform::remove_from_group(name, group)?;
+                accounts.remove_from_group(name, group)?;
             }
             tx.audit(now, actor, "user.del", name, &detail)?;
             Ok::<_, AdminError>(())
@@ -862,12 +817,12 @@ impl<'a, S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort> Admin<'a, S, A,
     pub fn usage_with_gpus(
         &self,
         name: Option<&str>,
-    ) -> Result<(Vec<UserUsage>, Option<Vec<crate::gpu::GpuUsage>>), AdminError> {
+    ) -> Result<(Vec<UserUsage>, Option<Vec<crate::model::gpu::GpuUsage>>), AdminError> {
         let (node, gpu_unavailable) = match self.ports.gpu.usage() {
             Ok(node) => (node, None),
             Err(e) => (None, Some(e.to_string())),
         };
-        let this_node = platform::node_name();
+        let this_node = crate::store::node_name();
         let users = self
             .selected(name)?
             .iter()
@@ -907,6 +862,7 @@ fn none_while_cut_off<T: Default>(read: Result<T, StoreError>) -> Result<T, Stor
 /// Whether `user add` may go on where the system already has an account
 /// `name` with `uid`.
 fn check_existing_account(
+    accounts: &impl AccountPort,
     name: &str,
     uid: u32,
     resuming: bool,
@@ -915,7 +871,7 @@ fn check_existing_account(
     if uid == 0 {
         return Err(AccountError::Root { name: name.into() }.into());
     }
-    let uid_min = platform::uid_min();
+    let uid_min = accounts.uid_min();
     match system_account {
         _ if resuming => Ok(()),
         SystemAccount::Create if uid < uid_min => Err(AdminError::Conflict(format!(
@@ -941,7 +897,12 @@ fn check_existing_account(
 /// Whether a web admin may link the existing account `name` (uid `uid`):
 /// it would set a password its owner does not know, and with it take over
 /// the account's logins (and, where it may use sudo, root).
-fn check_web_link(name: &str, uid: u32, rule: WebLink) -> Result<(), AdminError> {
+fn check_web_link(
+    accounts: &impl AccountPort,
+    name: &str,
+    uid: u32,
+    rule: WebLink,
+) -> Result<(), AdminError> {
     let how = format!(
         "as root, run `slicectl user add {name} --no-system-account`, or allow it in the config ([accounts] link_from_web)"
     );
@@ -950,7 +911,7 @@ fn check_web_link(name: &str, uid: u32, rule: WebLink) -> Result<(), AdminError>
             "{name} is an existing system account (uid {uid}): linking it to diycloud sets a password its owner does not know, a decision for root, not for the API or the portal; {how}"
         ))),
         WebLink::Unprivileged => {
-            let privileged = platform::privileged_groups_of(name)?;
+            let privileged = accounts.privileged_groups(name)?;
             if privileged.is_empty() {
                 Ok(())
             } else {
@@ -973,14 +934,17 @@ pub struct Initialised {
 }
 
 /// `slicectl init`: creates or migrates the database at `db`, then (as root,
-/// `manage_group`) makes the managed group and puts every user with a system
-/// account in it.
-pub fn init(db: &Database, config: &Config, manage_group: bool) -> Result<Initialised, AdminError> {
+/// given the node's `accounts`) makes the managed group and puts every user
+/// with a system account in it.
+pub fn init(
+    db: &Database,
+    config: &Config,
+    accounts: Option<&impl AccountPort>,
+) -> Result<Initialised, AdminError> {
     let (store, report) = Store::init_database(db)?;
-    let group = if manage_group {
-        Some(sync_managed_group(&store, config)?)
-    } else {
-        None
+    let group = match accounts {
+        Some(accounts) => Some(sync_managed_group(accounts, &store, config)?),
+        None => None,
     };
     Ok(Initialised {
         store: report,
@@ -999,17 +963,21 @@ pub struct GroupReport {
 
 /// Makes the managed group and puts every user with a system account in
 /// it: part of `slicectl init`, so an upgrade brings older installs along.
-fn sync_managed_group(store: &Store, config: &Config) -> Result<GroupReport, AdminError> {
+fn sync_managed_group(
+    accounts: &impl AccountPort,
+    store: &Store,
+    config: &Config,
+) -> Result<GroupReport, AdminError> {
     let group = config.group.as_str();
-    let created = platform::ensure_group(group)?;
+    let created = accounts.ensure_group(group)?;
     let mut added = Vec::new();
     for user in store.users()? {
         let name = user.username.as_str();
         if user.pending.is_some() {
             continue;
         }
-        if platform::is_group_member(name, group)? == platform::Membership::NotMember {
-            platform::add_to_group(name, group)?;
+        if accounts.membership(name, group)? == Membership::NotMember {
+            accounts.add_to_group(name, group)?;
             added.push(name.to_owned());
         }
     }

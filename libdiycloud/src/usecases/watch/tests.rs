@@ -1,9 +1,10 @@
 use std::cell::RefCell;
 
 use super::*;
-use crate::apply::fakes::{FakeAccounts, FakeGpus, FakeQuotas, FakeSlice};
 use crate::model::{Allocation, Cpu, Size, Username};
+use crate::ports::PortError;
 use crate::store::NewUser;
+use crate::testing::{FakeAccounts, FakeGpus, FakeQuotas, FakeSlice};
 
 /// A kernel whose counters and log the test sets.
 #[derive(Default)]
@@ -26,11 +27,9 @@ impl KernelPort for &FakeKernel {
 }
 
 /// The ports, with alice's account at uid 1001 (as her record has it).
-fn with_accounts(
-    mut accounts: FakeAccounts,
-) -> Ports<FakeSlice, FakeAccounts, FakeQuotas, FakeGpus> {
-    if !accounts.uids.iter().any(|(name, _)| *name == "alice") {
-        accounts.uids.push(("alice", 1001));
+fn with_accounts(accounts: FakeAccounts) -> Ports<FakeSlice, FakeAccounts, FakeQuotas, FakeGpus> {
+    if accounts.uid("alice").ok().flatten().is_none() {
+        accounts.set_uid("alice", Some(1001));
     }
     Ports {
         accounts,
@@ -75,10 +74,7 @@ fn counters(id: u64, oom: u64, throttled: u64) -> SliceCounters {
 #[test]
 fn rounds_turn_counter_changes_into_events() {
     let (_dir, mut store) = store_with(&[("alice", Some(1001)), ("bob", None), ("carol", None)]);
-    let ports = with_accounts(FakeAccounts {
-        uids: vec![("bob", 1002)],
-        broken: false,
-    });
+    let ports = with_accounts(FakeAccounts::with(&[("bob", 1002)]));
     let config = Config::default();
     let kernel = FakeKernel::default();
     kernel.slices.borrow_mut().insert(1001, counters(5, 2, 10));

@@ -4,6 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use std::path::Path as FsPath;
+
+use crate::ports::{AccountError, AccountPort, Membership, PortError};
+
 /// Which family of distribution we run on, from `/etc/os-release`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
@@ -216,35 +220,6 @@ pub fn uid_min() -> u32 {
         .unwrap_or(DEFAULT_UID_MIN)
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum AccountError {
-    #[error("system account {name} already exists (uid {uid}); to let diycloud manage it (its password, limits and logins), pass --no-system-account to link it")]
-    Exists { name: String, uid: u32 },
-    #[error("{name} is a system account (uid {uid}, below UID_MIN {uid_min} of /etc/login.defs), such as a service account: linking it would let it log in with a diycloud password; pass --allow-service-account if that is really what you want")]
-    ServiceAccount {
-        name: String,
-        uid: u32,
-        uid_min: u32,
-    },
-    #[error("{name} has uid 0: root is never a diycloud user")]
-    Root { name: String },
-    #[error("cannot run {program}: {source}")]
-    Spawn {
-        program: String,
-        source: std::io::Error,
-    },
-    #[error("{program} failed ({status}): {stderr}")]
-    Failed {
-        program: String,
-        status: String,
-        stderr: String,
-    },
-    #[error("{0} created the account, but it cannot be looked up")]
-    Vanished(String),
-    #[error("cannot look up system account {name}: {source}")]
-    Lookup { name: String, source: nix::Error },
-}
-
 /// The uid of the system account `name`, if there is one.
 pub fn system_uid(name: &str) -> Result<Option<u32>, AccountError> {
     nix::unistd::User::from_name(name)
@@ -357,17 +332,6 @@ pub fn remove_from_group(name: &str, group: &str) -> Result<(), AccountError> {
     )
 }
 
-/// Whether an account is in a group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Membership {
-    Member,
-    NotMember,
-    /// There is no such account.
-    NoAccount,
-    /// There is no such group: nobody is in it.
-    NoGroup,
-}
-
 /// Whether the account `name` is in `group`, as its primary group or as a
 /// supplementary one (through NSS, as `id` sees it).
 pub fn is_group_member(name: &str, group: &str) -> Result<Membership, AccountError> {
@@ -441,16 +405,6 @@ fn run(cmd: &mut Command, program: &str) -> Result<(), AccountError> {
         status: out.status.to_string(),
         stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
     })
-}
-
-/// This node's name (its host name): usage history, counters and limit
-/// events are kept per node.
-pub fn node_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
 }
 
 #[cfg(test)]
@@ -633,5 +587,57 @@ mod tests {
         );
         assert_eq!(uid_min_from_login_defs(debian), Some(1000));
         assert_eq!(uid_min_from_login_defs("UID_MIN\n"), None);
+    }
+}
+
+/// The machine's own accounts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemAccounts;
+
+impl AccountPort for SystemAccounts {
+    fn uid(&self, name: &str) -> Result<Option<u32>, PortError> {
+        system_uid(name).map_err(PortError::new)
+    }
+
+    fn uid_min(&self) -> u32 {
+        uid_min()
+    }
+
+    fn create(
+        &self,
+        name: &str,
+        full_name: Option<&str>,
+        shell: &FsPath,
+        group: &str,
+    ) -> Result<u32, AccountError> {
+        create_system_account(name, full_name, shell, group)
+    }
+
+    fn set_full_name(&self, name: &str, full_name: &str) -> Result<(), AccountError> {
+        set_system_account_comment(name, full_name)
+    }
+
+    fn delete(&self, name: &str, remove_home: bool) -> Result<(), AccountError> {
+        delete_system_account(name, remove_home)
+    }
+
+    fn ensure_group(&self, group: &str) -> Result<bool, AccountError> {
+        ensure_group(group)
+    }
+
+    fn add_to_group(&self, name: &str, group: &str) -> Result<(), AccountError> {
+        add_to_group(name, group)
+    }
+
+    fn remove_from_group(&self, name: &str, group: &str) -> Result<(), AccountError> {
+        remove_from_group(name, group)
+    }
+
+    fn membership(&self, name: &str, group: &str) -> Result<Membership, AccountError> {
+        is_group_member(name, group)
+    }
+
+    fn privileged_groups(&self, name: &str) -> Result<Vec<String>, AccountError> {
+        privileged_groups_of(name)
     }
 }

@@ -18,116 +18,14 @@ use std::pin::{pin, Pin};
 use std::task::Poll;
 
 use crate::config::Config;
-use crate::gpu::{GpuUsage, SystemGpus};
-use crate::model::gpu::{self, GpuNode, GpuPlan};
+use crate::model::gpu::{self, GpuPlan};
 use crate::model::quota::{QuotaLimits, QuotaState};
 use crate::model::slice::{
     device_properties, slice_notes, slice_properties, user_slice, CgroupVersion, SliceProperty,
     SliceUsage,
 };
 use crate::model::{Allocation, User};
-use crate::platform;
-use crate::quota::SystemQuotas;
-use crate::systemd::Systemd;
-
-/// A failure of an outside system, as a port reports it.
-#[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct PortError(Box<dyn std::error::Error + Send + Sync>);
-
-impl PortError {
-    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> Self {
-        Self(Box::new(e))
-    }
-
-    /// An error that is only a message (fakes, simple adapters).
-    pub fn msg(message: impl Into<String>) -> Self {
-        Self(message.into().into())
-    }
-}
-
-/// Where users' slices are sized and read: systemd.
-pub trait SlicePort {
-    type Link: SliceLink;
-    /// Connects. The first poll must start the connection without waiting
-    /// for an answer, so a caller can do other work while it completes.
-    fn connect(&self) -> impl Future<Output = Result<Self::Link, PortError>>;
-    /// The node's cgroup version (a quick look at a mount, no bus call):
-    /// the weights are other properties on v1.
-    fn cgroup_version(&self) -> Result<CgroupVersion, PortError>;
-}
-
-/// One connection made by a [`SlicePort`]; closed by its user.
-pub trait SliceLink {
-    /// Sets `properties` on `unit` (at run time, also before it exists).
-    fn set_properties(
-        &self,
-        unit: &str,
-        properties: &[SliceProperty],
-    ) -> impl Future<Output = Result<(), PortError>>;
-    /// Usage and limits of `unit`.
-    fn usage(&self, unit: &str) -> impl Future<Output = Result<SliceUsage, PortError>>;
-    fn close(self) -> impl Future<Output = ()>;
-}
-
-/// Where users' disk quotas are read and set: the kernel, per filesystem.
-pub trait QuotaPort {
-    /// A filesystem found ready for quota calls.
-    type Filesystem;
-    /// The filesystems mounted at `mount_points`, in order (one look at the
-    /// mount table for all): each one found and enforcing user quotas, or
-    /// why not.
-    fn filesystems(&self, mount_points: &[PathBuf]) -> Vec<Result<Self::Filesystem, PortError>>;
-    /// `uid`'s limits and usage on `filesystem`.
-    fn get(&self, filesystem: &Self::Filesystem, uid: u32) -> Result<QuotaState, PortError>;
-    fn set(
-        &self,
-        filesystem: &Self::Filesystem,
-        uid: u32,
-        limits: &QuotaLimits,
-    ) -> Result<(), PortError>;
-}
-
-/// What the node's GPUs are, for a grant (read at each apply: GPUs come
-/// and go with the driver).
-pub trait GpuPort {
-    fn node(&self) -> Result<GpuNode, PortError>;
-    /// Each GPU's load and the processes holding its memory (NVML: never
-    /// called at session open). `Ok(None)`: no GPU figures on this node.
-    fn usage(&self) -> Result<Option<Vec<GpuUsage>>, PortError>;
-}
-
-/// Where system accounts are looked up (NSS).
-pub trait AccountPort {
-    fn uid(&self, name: &str) -> Result<Option<u32>, PortError>;
-}
-
-/// The machine's own accounts.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemAccounts;
-
-impl AccountPort for SystemAccounts {
-    fn uid(&self, name: &str) -> Result<Option<u32>, PortError> {
-        platform::system_uid(name).map_err(PortError::new)
-    }
-}
-
-/// Every outside system apply talks to.
-#[derive(Debug, Clone, Default)]
-pub struct Ports<S = Systemd, A = SystemAccounts, Q = SystemQuotas, G = SystemGpus> {
-    pub slice: S,
-    pub accounts: A,
-    pub quota: Q,
-    pub gpu: G,
-}
-
-impl Ports {
-    /// The real ones: systemd on the system bus, the system's accounts,
-    /// the kernel's quotas.
-    pub fn system() -> Self {
-        Self::default()
-    }
-}
+use crate::ports::{AccountPort, GpuPort, PortError, Ports, QuotaPort, SliceLink, SlicePort};
 
 /// The outside systems a user is brought to their allocation on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -276,7 +174,7 @@ pub fn apply<S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort>(
     config: &Config,
     user: &User,
 ) -> ApplyReport {
-    crate::systemd::block_on(async {
+    ports.slice.block_on(async {
         let connecting = pin!(ports.slice.connect());
         run_steps(ports, config, user, Poll::Pending, connecting).await
     })
@@ -290,7 +188,7 @@ pub fn apply_looked_up<S: SlicePort, A: AccountPort, Q: QuotaPort, G: GpuPort, E
     config: &Config,
     lookup: impl FnOnce() -> Result<Option<User>, E>,
 ) -> Result<Option<ApplyReport>, E> {
-    crate::systemd::block_on(async {
+    ports.slice.block_on(async {
         let mut connecting = pin!(ports.slice.connect());
         // One poll sends the handshake; the lookup runs while it is answered.
         let early = std::future::poll_fn(|cx| Poll::Ready(connecting.as_mut().poll(cx))).await;
@@ -670,7 +568,7 @@ pub fn usage<S: SlicePort, A: AccountPort, Q, G>(
     let Some(uid) = uid_of(ports, user)? else {
         return Ok(None);
     };
-    crate::systemd::block_on(async {
+    ports.slice.block_on(async {
         let link = ports.slice.connect().await?;
         let usage = link.usage(&user_slice(uid)).await;
         link.close().await;
@@ -678,7 +576,5 @@ pub fn usage<S: SlicePort, A: AccountPort, Q, G>(
     })
 }
 
-#[cfg(test)]
-pub(crate) mod fakes;
 #[cfg(test)]
 mod tests;
