@@ -316,7 +316,8 @@ impl Node {
         (out.status.success(), said)
     }
 
-    /// A column of the user's record in this node's cache.
+    /// A column of the user's record in this node's cache (an SQL
+    /// expression over `users u` and `resource_allocations a`).
     fn cached(&self, user: &str, column: &str) -> String {
         let out = Command::new("sqlite3")
             .arg(&self.cache)
@@ -360,7 +361,7 @@ fn two_nodes_share_one_user_base_and_survive_an_outage() {
     assert_eq!(b.login("alice", "first-password-1").0, PAM_SUCCESS);
     assert_eq!(threads(), threads_before, "a thread outlived the login");
     assert_eq!(
-        b.cached("alice", "mem_limit"),
+        b.cached("alice", "json_extract(a.limits, '$.memory')"),
         "1G",
         "B's lookup filled its cache"
     );
@@ -383,7 +384,7 @@ fn two_nodes_share_one_user_base_and_survive_an_outage() {
     assert_eq!(b.show("alice")["memory"], "2G");
     assert_eq!(b.login("alice", "second-password-2").0, PAM_SUCCESS);
     assert_eq!(
-        b.cached("alice", "mem_limit"),
+        b.cached("alice", "json_extract(a.limits, '$.memory')"),
         "2G",
         "the limit B applies at session open"
     );
@@ -496,7 +497,7 @@ fn two_nodes_share_one_user_base_and_survive_an_outage() {
     );
     a.ok(&["user", "unlock", "--", "alice"], None);
     assert_eq!(
-        b.cached("bob", "mem_limit"),
+        b.cached("bob", "json_extract(a.limits, '$.memory')"),
         "2G",
         "the full refresh cached bob"
     );

@@ -132,7 +132,7 @@ fn a_record_granted_before_the_bound_still_logs_in() {
     let status = Command::new("sqlite3")
         .arg(&env.db)
         .arg(
-            "UPDATE resource_allocations SET disk_quota = '15E' \
+            "UPDATE resource_allocations SET limits = json_set(limits, '$.disk', '15E') \
              WHERE user_id = (SELECT id FROM users WHERE username = 'alice')",
         )
         .status()

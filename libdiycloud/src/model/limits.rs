@@ -443,40 +443,241 @@ impl fmt::Display for GpuList {
     }
 }
 
-// ---------------------------------------------------------------- allocation
+// ---------------------------------------------------------------- the limits
 
-/// Everything a user is allowed: what session open will apply.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Allocation {
-    pub cpu: Cpu,
-    pub memory: Size,
-    pub disk: Size,
-    pub tasks: Tasks,
-    pub gpus: GpuList,
-    /// The share of contended CPU time (`CPUWeight`).
-    pub cpu_weight: Weight,
-    /// The share of contended disk time (`IOWeight`).
-    pub io_weight: Weight,
-    /// The soft memory limit (`MemoryHigh`): above it the kernel reclaims
-    /// and slows the slice down; `memory` still kills.
-    pub memory_high: Size,
+/// One limit as every door names it: the table below ([`LIMITS`]) is the one
+/// place that lists them. `Allocation`, `LimitChanges`, the slice's
+/// properties, the store's mapping, the config's `[defaults]`, the CLI's
+/// flags and the API's fields come from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    /// Its name in the database, the config's `[defaults]`, the API, the
+    /// audit log and the user's view (`memory_high`).
+    pub key: &'static str,
+    /// The CLI's flag, without the dashes (`memory-high`).
+    pub flag: &'static str,
+    /// The CLI's name for its value (`SIZE`).
+    pub value_name: &'static str,
+    /// What it is, for `--help` and the API's schema.
+    pub help: &'static str,
+    /// The syntax its values take (the type's rule), for the schema.
+    pub syntax: &'static str,
+    /// The systemd property it sets on the user's slice, on cgroup v2 and
+    /// v1 (`None`: not a slice property: the disk quota, GPU devices).
+    pub v2: Option<&'static str>,
+    pub v1: Option<&'static str>,
 }
 
-impl Default for Allocation {
-    /// The built-in defaults for new users (DESIGN §5): 1 core, 2G, 5G, 4096
-    /// tasks, no GPU, the default weights and no soft memory limit.
-    fn default() -> Self {
-        Self {
-            cpu: Cpu::Percent(100),
-            memory: Size::Bytes(2 << 30),
-            disk: Size::Bytes(5 << 30),
-            tasks: Tasks::Count(4096),
-            gpus: GpuList::None,
-            cpu_weight: Weight::DEFAULT,
-            io_weight: Weight::DEFAULT,
-            memory_high: Size::Infinity,
-        }
+/// A limit's value type: parsed from and shown as its canonical text (what
+/// the database stores), shown in JSON as text unless it is a number.
+pub trait LimitValue: std::str::FromStr<Err = LimitError> + fmt::Display + Clone {
+    fn json(&self) -> serde_json::Value {
+        serde_json::Value::String(self.to_string())
     }
+}
+
+impl LimitValue for Cpu {}
+impl LimitValue for Size {}
+impl LimitValue for Tasks {}
+impl LimitValue for GpuList {}
+impl LimitValue for Weight {
+    /// Weights are numbers in the user's view and the audit log.
+    fn json(&self) -> serde_json::Value {
+        serde_json::Value::from(self.get())
+    }
+}
+
+/// A limit's text that breaks its rule, with the limit's key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {error}")]
+pub struct LimitTextError {
+    pub key: &'static str,
+    pub error: LimitError,
+}
+
+/// Declares the limits: for each, its field and type, its built-in
+/// default, its [`Limit`] facts and the systemd properties it sets (a
+/// function of its value per cgroup version). A macro rather than a table
+/// of trait objects: each limit keeps its own type (and with it its rule,
+/// in its `FromStr`), and what is generated is plain struct code.
+macro_rules! limits {
+    ($(
+        $(#[doc = $doc:literal])*
+        $field:ident: $ty:ty = $default:expr, flag $flag:literal, value $value:literal,
+            help $help:literal, syntax $syntax:expr
+        $(, v2 $v2:literal => $v2value:expr)?
+        $(, v1 $v1:literal => $v1value:expr)?
+        ;
+    )*) => {
+        /// Everything a user is allowed: what session open will apply.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct Allocation {
+            $( $(#[doc = $doc])* pub $field: $ty, )*
+        }
+
+        impl Default for Allocation {
+            /// The built-in defaults for new users (DESIGN §5).
+            fn default() -> Self {
+                Self { $( $field: $default, )* }
+            }
+        }
+
+        /// Some of an allocation's limits, to change: `None` keeps a limit.
+        #[derive(Debug, Clone, Default, PartialEq)]
+        pub struct LimitChanges {
+            $( pub $field: Option<$ty>, )*
+        }
+
+        /// Every limit, in the order the doors list them.
+        pub const LIMITS: &[Limit] = &[
+            $( Limit {
+                key: stringify!($field),
+                flag: $flag,
+                value_name: $value,
+                help: $help,
+                syntax: $syntax,
+                v2: limits!(@name $($v2)?),
+                v1: limits!(@name $($v1)?),
+            }, )*
+        ];
+
+        impl Allocation {
+            /// Each limit's key and canonical text, in [`LIMITS`]' order.
+            pub fn texts(&self) -> Vec<(&'static str, String)> {
+                vec![ $( (stringify!($field), self.$field.to_string()), )* ]
+            }
+
+            /// Each limit's key and value as JSON, in [`LIMITS`]' order.
+            pub fn json(&self) -> Vec<(&'static str, serde_json::Value)> {
+                vec![ $( (stringify!($field), LimitValue::json(&self.$field)), )* ]
+            }
+
+            /// Sets the limit `key` from its text; `Ok(false)`: no such limit.
+            pub fn set_text(&mut self, key: &str, text: &str) -> Result<bool, LimitTextError> {
+                match key {
+                    $( stringify!($field) => {
+                        self.$field = text.parse().map_err(|error| LimitTextError {
+                            key: stringify!($field),
+                            error,
+                        })?;
+                    } )*
+                    _ => return Ok(false),
+                }
+                Ok(true)
+            }
+
+            /// The slice properties of the limits that are slice
+            /// properties, for cgroup `version`, in [`LIMITS`]' order.
+            pub fn slice_limits(&self, version: crate::model::slice::CgroupVersion) -> Vec<(&'static str, u64)> {
+                let mut properties = Vec::new();
+                $( limits!(@property properties, version, self.$field, $ty $(, $v2 => $v2value)? $(; $v1 => $v1value)?); )*
+                properties
+            }
+        }
+
+        impl LimitChanges {
+            pub fn is_empty(&self) -> bool {
+                *self == Self::default()
+            }
+
+            /// `allocation` with these changes.
+            pub fn applied_to(&self, allocation: &Allocation) -> Allocation {
+                let mut changed = allocation.clone();
+                $( if let Some(value) = &self.$field {
+                    changed.$field = value.clone();
+                } )*
+                changed
+            }
+
+            /// Sets the change of limit `key` from its text; `Ok(false)`:
+            /// no such limit.
+            pub fn set_text(&mut self, key: &str, text: &str) -> Result<bool, LimitTextError> {
+                match key {
+                    $( stringify!($field) => {
+                        self.$field = Some(text.parse().map_err(|error| LimitTextError {
+                            key: stringify!($field),
+                            error,
+                        })?);
+                    } )*
+                    _ => return Ok(false),
+                }
+                Ok(true)
+            }
+
+            /// The changed limits' keys and canonical texts, in [`LIMITS`]' order.
+            pub fn texts(&self) -> Vec<(&'static str, String)> {
+                let mut texts = Vec::new();
+                $( if let Some(value) = &self.$field {
+                    texts.push((stringify!($field), value.to_string()));
+                } )*
+                texts
+            }
+
+            /// The changed limits' keys and values as JSON, in [`LIMITS`]' order.
+            pub fn json(&self) -> Vec<(&'static str, serde_json::Value)> {
+                let mut values = Vec::new();
+                $( if let Some(value) = &self.$field {
+                    values.push((stringify!($field), LimitValue::json(value)));
+                } )*
+                values
+            }
+        }
+    };
+    (@name) => { None };
+    (@name $name:literal) => { Some($name) };
+    (@property $out:ident, $version:ident, $value:expr, $ty:ty) => {};
+    (@property $out:ident, $version:ident, $value:expr, $ty:ty, $v2:literal => $v2value:expr $(; $v1:literal => $v1value:expr)?) => {
+        match $version {
+            crate::model::slice::CgroupVersion::V2 => {
+                let value: fn(&$ty) -> u64 = $v2value;
+                $out.push(($v2, value(&$value)));
+            }
+            crate::model::slice::CgroupVersion::V1 => {
+                $( let value: fn(&$ty) -> u64 = $v1value;
+                $out.push(($v1, value(&$value))); )?
+            }
+        }
+    };
+}
+
+limits! {
+    /// CPU time, in cores (`CPUQuota`).
+    cpu: Cpu = Cpu::Percent(100), flag "cpu", value "CORES",
+        help "CPU: cores (1.5), percent of one core (150%) or infinity", syntax CPU_RULE,
+        v2 "CPUQuotaPerSecUSec" => |c| c.quota_per_sec_usec(),
+        v1 "CPUQuotaPerSecUSec" => |c| c.quota_per_sec_usec();
+    /// Memory, the hard limit (`MemoryMax`): past it the OOM killer acts.
+    memory: Size = Size::Bytes(2 << 30), flag "memory", value "SIZE",
+        help "Memory: 512M, 2G, 1.5T (base 1024) or infinity", syntax SIZE_RULE,
+        v2 "MemoryMax" => |m| m.as_systemd_u64(),
+        v1 "MemoryMax" => |m| m.as_systemd_u64();
+    /// The soft memory limit (`MemoryHigh`): above it the kernel reclaims
+    /// and slows the slice down; `memory` still kills.
+    memory_high: Size = Size::Infinity, flag "memory-high", value "SIZE",
+        help "Soft memory limit: above it the kernel reclaims and slows the user's processes instead of killing them (--memory still kills). At most --memory; infinity for none. MemoryHigh; cgroup v2 only", syntax SIZE_RULE,
+        v2 "MemoryHigh" => |m| m.as_systemd_u64(),
+        v1 "MemoryHigh" => |m| m.as_systemd_u64();
+    /// Processes and threads (`TasksMax`).
+    tasks: Tasks = Tasks::Count(4096), flag "tasks", value "N",
+        help "Most processes and threads at once, or infinity", syntax TASKS_RULE,
+        v2 "TasksMax" => |t| t.as_systemd_u64(),
+        v1 "TasksMax" => |t| t.as_systemd_u64();
+    /// The disk quota on each configured filesystem.
+    disk: Size = Size::Bytes(5 << 30), flag "disk", value "SIZE",
+        help "Disk quota on each [quota] filesystem: 512M, 5G, 1T (base 1024; rounded up to KiB) or infinity", syntax SIZE_RULE;
+    /// The GPUs granted (device access).
+    gpus: GpuList = GpuList::None, flag "gpus", value "LIST",
+        help "GPUs: none, all, or a list of indices, GPU-UUIDs and MIG instances (MIG-GPU-UUID/GI/CI), as `slicectl gpu list` shows them", syntax GPU_RULE;
+    /// The share of contended CPU time (`CPUWeight`).
+    cpu_weight: Weight = Weight::DEFAULT, flag "cpu-weight", value "WEIGHT",
+        help "Share of contended CPU time, 1..10000 (100 is everyone's default; 300 gets three times what 100 gets while both are busy, and the whole machine while alone). CPUWeight; on cgroup v1 CPUShares = weight x 1024 / 100", syntax WEIGHT_RULE,
+        v2 "CPUWeight" => |w| w.get().into(),
+        v1 "CPUShares" => |w| w.cpu_shares();
+    /// The share of contended disk time (`IOWeight`).
+    io_weight: Weight = Weight::DEFAULT, flag "io-weight", value "WEIGHT",
+        help "Share of contended disk time, 1..10000 (default 100). IOWeight; on cgroup v1 BlockIOWeight, clamped to 10..1000. Only I/O schedulers with weights honour it (BFQ, or the io.cost controller)", syntax WEIGHT_RULE,
+        v2 "IOWeight" => |w| w.get().into(),
+        v1 "BlockIOWeight" => |w| w.block_io_weight().0;
 }
 
 pub const MEMORY_HIGH_RULE: &str = "memory-high (the soft limit, MemoryHigh) must not exceed \
@@ -540,54 +741,7 @@ const LOW_TASKS: u32 = 16;
 /// Below this share of one core, interactive use crawls.
 const LOW_CPU_PERCENT: u32 = 5;
 
-/// Some of an allocation's limits, to change: `None` keeps a limit.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct LimitChanges {
-    pub cpu: Option<Cpu>,
-    pub memory: Option<Size>,
-    pub disk: Option<Size>,
-    pub tasks: Option<Tasks>,
-    pub gpus: Option<GpuList>,
-    pub cpu_weight: Option<Weight>,
-    pub io_weight: Option<Weight>,
-    pub memory_high: Option<Size>,
-}
-
 impl LimitChanges {
-    pub fn is_empty(&self) -> bool {
-        *self == Self::default()
-    }
-
-    /// `allocation` with these changes.
-    pub fn applied_to(&self, allocation: &Allocation) -> Allocation {
-        let mut changed = allocation.clone();
-        if let Some(cpu) = self.cpu {
-            changed.cpu = cpu;
-        }
-        if let Some(memory) = self.memory {
-            changed.memory = memory;
-        }
-        if let Some(disk) = self.disk {
-            changed.disk = disk;
-        }
-        if let Some(tasks) = self.tasks {
-            changed.tasks = tasks;
-        }
-        if let Some(gpus) = &self.gpus {
-            changed.gpus = gpus.clone();
-        }
-        if let Some(weight) = self.cpu_weight {
-            changed.cpu_weight = weight;
-        }
-        if let Some(weight) = self.io_weight {
-            changed.io_weight = weight;
-        }
-        if let Some(high) = self.memory_high {
-            changed.memory_high = high;
-        }
-        changed
-    }
-
     /// Values that are valid but probably a mistake (see [`warnings`]).
     pub fn warnings(&self) -> Vec<String> {
         let mut out = warnings(self.cpu, self.memory, self.tasks, self.disk);

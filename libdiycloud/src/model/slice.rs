@@ -89,51 +89,20 @@ pub enum CgroupVersion {
 /// back as the kernel has them. v1 has no `memory.high`: systemd keeps
 /// `MemoryHigh` there but applies nothing (see [`slice_notes`]).
 pub fn slice_properties(allocation: &Allocation, version: CgroupVersion) -> Vec<SliceProperty> {
-    let prop = |name, value| SliceProperty { name, value };
-    let mut props = vec![
-        prop("CPUAccounting", PropertyValue::Bool(true)),
-        prop("MemoryAccounting", PropertyValue::Bool(true)),
-        prop("TasksAccounting", PropertyValue::Bool(true)),
-        prop(
-            "CPUQuotaPerSecUSec",
-            PropertyValue::U64(allocation.cpu.quota_per_sec_usec()),
-        ),
-        prop(
-            "MemoryMax",
-            PropertyValue::U64(allocation.memory.as_systemd_u64()),
-        ),
-        prop(
-            "MemoryHigh",
-            PropertyValue::U64(allocation.memory_high.as_systemd_u64()),
-        ),
-        prop(
-            "TasksMax",
-            PropertyValue::U64(allocation.tasks.as_systemd_u64()),
-        ),
-    ];
-    props.extend(match version {
-        CgroupVersion::V2 => [
-            prop(
-                "CPUWeight",
-                PropertyValue::U64(allocation.cpu_weight.get().into()),
-            ),
-            prop(
-                "IOWeight",
-                PropertyValue::U64(allocation.io_weight.get().into()),
-            ),
-        ],
-        CgroupVersion::V1 => [
-            prop(
-                "CPUShares",
-                PropertyValue::U64(allocation.cpu_weight.cpu_shares()),
-            ),
-            prop(
-                "BlockIOWeight",
-                PropertyValue::U64(allocation.io_weight.block_io_weight().0),
-            ),
-        ],
-    });
-    props
+    let accounting = ["CPUAccounting", "MemoryAccounting", "TasksAccounting"]
+        .into_iter()
+        .map(|name| SliceProperty {
+            name,
+            value: PropertyValue::Bool(true),
+        });
+    let limits = allocation
+        .slice_limits(version)
+        .into_iter()
+        .map(|(name, value)| SliceProperty {
+            name,
+            value: PropertyValue::U64(value),
+        });
+    accounting.chain(limits).collect()
 }
 
 /// What of `allocation` the node's cgroup version cannot apply as given,

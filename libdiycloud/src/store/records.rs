@@ -2,7 +2,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::model::limits::{Allocation, Cpu, LimitChanges, LimitError};
+use crate::model::limits::{Allocation, LimitChanges};
 use crate::model::lockout::FailureState;
 use crate::model::time::{Date, Timestamp};
 use crate::model::user::{Pending, Role, User};
@@ -94,17 +94,11 @@ pub(crate) struct RawUser {
     pub(crate) failed_logins: u32,
     pub(crate) failure_window_start: Option<i64>,
     pub(crate) locked_at: Option<i64>,
-    pub(crate) cpu: Option<f64>,
-    pub(crate) memory: String,
-    pub(crate) disk: String,
-    pub(crate) tasks: String,
-    pub(crate) gpus: String,
+    /// The `limits` column: a JSON object of each limit's canonical text.
+    pub(crate) limits: String,
     pub(crate) password_hash: String,
     pub(crate) last_logout: Option<i64>,
     pub(crate) pending: Option<String>,
-    pub(crate) cpu_weight: String,
-    pub(crate) io_weight: String,
-    pub(crate) memory_high: String,
 }
 
 impl RawUser {
@@ -118,16 +112,7 @@ impl RawUser {
             field,
             message,
         };
-        let allocation = Allocation {
-            cpu: Cpu::from_cores(self.cpu).map_err(|e| corrupt("cpu_limit", e.to_string()))?,
-            memory: limit_column(&self.memory, "mem_limit", &corrupt)?,
-            disk: limit_column(&self.disk, "disk_quota", &corrupt)?,
-            tasks: limit_column(&self.tasks, "tasks_limit", &corrupt)?,
-            gpus: limit_column(&self.gpus, "gpus", &corrupt)?,
-            cpu_weight: limit_column(&self.cpu_weight, "cpu_weight", &corrupt)?,
-            io_weight: limit_column(&self.io_weight, "io_weight", &corrupt)?,
-            memory_high: limit_column(&self.memory_high, "memory_high", &corrupt)?,
-        };
+        let allocation = allocation_of(&self.limits, &corrupt)?;
         let user =
             User {
                 username: Username::parse(&self.username)
@@ -164,48 +149,56 @@ impl RawUser {
     }
 }
 
-/// A limit `column`'s stored text, parsed by its own rule; text that breaks
-/// it is reported through `corrupt`.
-fn limit_column<T: std::str::FromStr<Err = LimitError>>(
-    text: &str,
-    column: &'static str,
+/// The allocation the `limits` column holds: each limit's canonical text
+/// by its key ([`crate::model::limits::LIMITS`]). A limit it does not name
+/// (one added since the row was written) has its built-in default; a key no
+/// limit has (written by a newer release) is left alone; text that breaks a
+/// limit's rule is reported through `corrupt`, never guessed at.
+fn allocation_of(
+    limits: &str,
     corrupt: &impl Fn(&'static str, String) -> StoreError,
-) -> Result<T, StoreError> {
-    text.parse()
-        .map_err(|e: LimitError| corrupt(column, e.to_string()))
+) -> Result<Allocation, StoreError> {
+    let texts: Map<String, Value> =
+        serde_json::from_str(limits).map_err(|e| corrupt("limits", e.to_string()))?;
+    let mut allocation = Allocation::default();
+    for (key, value) in &texts {
+        let Some(text) = value.as_str() else {
+            return Err(corrupt("limits", format!("{key}: {value} is not text")));
+        };
+        allocation
+            .set_text(key, text)
+            .map_err(|e| corrupt(e.key, e.error.to_string()))?;
+    }
+    Ok(allocation)
 }
 
-/// An allocation as every backend writes its `resource_allocations` row:
-/// `cpu_limit` in cores (`None`: infinity), then `mem_limit, disk_quota,
-/// tasks_limit, gpus, cpu_weight, io_weight, memory_high` as their canonical
-/// text, in that order.
-pub(crate) fn allocation_values(a: &Allocation) -> (Option<f64>, [String; 7]) {
-    (
-        a.cpu.cores(),
-        [
-            a.memory.to_string(),
-            a.disk.to_string(),
-            a.tasks.to_string(),
-            a.gpus.to_string(),
-            a.cpu_weight.to_string(),
-            a.io_weight.to_string(),
-            a.memory_high.to_string(),
-        ],
-    )
+/// An allocation as every backend writes its `limits` column.
+pub(crate) fn limits_text(allocation: &Allocation) -> String {
+    texts_object(allocation.texts())
+}
+
+/// `texts` (a limit's key and canonical text each) as a JSON object.
+fn texts_object(texts: Vec<(&'static str, String)>) -> String {
+    let object: Map<String, Value> = texts
+        .into_iter()
+        .map(|(key, text)| (key.to_owned(), Value::String(text)))
+        .collect();
+    Value::Object(object).to_string()
 }
 
 /// A column's new value, for any backend.
 pub(crate) enum Field {
     Text(Option<String>),
     Bool(bool),
-    Real(Option<f64>),
 }
 
-/// What [`UserChanges`] writes: the columns of `users` and of
-/// `resource_allocations`, and the audit log's record of it.
+/// What [`UserChanges`] writes: the columns of `users`, the limits to
+/// merge into `resource_allocations.limits` (a JSON object of the changed
+/// ones; the others stay as they are, whoever changes them meanwhile), and
+/// the audit log's record of it.
 pub(crate) struct ChangePlan {
     pub user: Vec<(&'static str, Field)>,
-    pub allocation: Vec<(&'static str, Field)>,
+    pub limits: Option<String>,
     pub detail: Map<String, Value>,
     /// A disabled account's API sessions end with the change.
     pub ends_sessions: bool,
@@ -215,7 +208,7 @@ impl UserChanges {
     pub(crate) fn plan(&self) -> ChangePlan {
         let mut plan = ChangePlan {
             user: Vec::new(),
-            allocation: Vec::new(),
+            limits: None,
             detail: Map::new(),
             ends_sessions: false,
         };
@@ -243,38 +236,12 @@ impl UserChanges {
             plan.detail.insert("active".into(), json!(active));
             plan.ends_sessions = !active;
         }
-        let limits = &self.limits;
-        if let Some(cpu) = limits.cpu {
-            plan.allocation
-                .push(("cpu_limit", Field::Real(cpu.cores())));
-            plan.detail.insert("cpu".into(), json!(cpu.to_string()));
+        let changed = self.limits.texts();
+        if !changed.is_empty() {
+            plan.limits = Some(texts_object(changed));
         }
-        for (column, key, value) in [
-            ("mem_limit", "memory", limits.memory.map(|v| v.to_string())),
-            ("disk_quota", "disk", limits.disk.map(|v| v.to_string())),
-            ("tasks_limit", "tasks", limits.tasks.map(|v| v.to_string())),
-            ("gpus", "gpus", limits.gpus.as_ref().map(|v| v.to_string())),
-            (
-                "memory_high",
-                "memory_high",
-                limits.memory_high.map(|v| v.to_string()),
-            ),
-        ] {
-            if let Some(value) = value {
-                plan.detail.insert(key.into(), json!(value));
-                plan.allocation.push((column, Field::Text(Some(value))));
-            }
-        }
-        // Weights are numbers in the log, as in the user's record.
-        for (column, value) in [
-            ("cpu_weight", limits.cpu_weight),
-            ("io_weight", limits.io_weight),
-        ] {
-            if let Some(weight) = value {
-                plan.detail.insert(column.into(), json!(weight.get()));
-                plan.allocation
-                    .push((column, Field::Text(Some(weight.to_string()))));
-            }
+        for (key, value) in self.limits.json() {
+            plan.detail.insert(key.into(), value);
         }
         plan
     }

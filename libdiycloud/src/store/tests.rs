@@ -69,9 +69,26 @@ pub(crate) fn test_server() -> Option<PostgresSettings> {
 
 impl Fixture {
     pub fn sqlite() -> Self {
+        let f = Self::sqlite_at(None);
+        Store::init_database(&f.db).unwrap();
+        f
+    }
+
+    /// An SQLite database at schema `version` (`None`: none yet), as an
+    /// older release left it.
+    pub fn sqlite_at(version: Option<usize>) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let db = Database::Sqlite(dir.path().join("sub/diycloud.db"));
-        Store::init_database(&db).unwrap();
+        let path = dir.path().join("sub/diycloud.db");
+        let db = Database::Sqlite(path.clone());
+        if let Some(version) = version {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            for sql in &super::sqlite::MIGRATIONS[..version] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", version as i64)
+                .unwrap();
+        }
         Self {
             name: "sqlite",
             db,
@@ -82,6 +99,12 @@ impl Fixture {
 
     /// A schema of its own on the test server, and a cache file.
     pub fn postgres(server: &PostgresSettings) -> Self {
+        Self::postgres_at(server, None)
+    }
+
+    /// [`Fixture::postgres`] at schema `version` (`None`: the current
+    /// one), as an older release left it.
+    pub fn postgres_at(server: &PostgresSettings, version: Option<usize>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let schema = format!(
             "t_{}_{}",
@@ -102,7 +125,26 @@ impl Fixture {
             ..base.clone()
         };
         let db = Database::Postgres(Box::new(settings));
-        Store::init_database(&db).unwrap();
+        match version {
+            None => {
+                Store::init_database(&db).unwrap();
+            }
+            Some(version) => {
+                let Database::Postgres(settings) = &db else {
+                    unreachable!()
+                };
+                let older = PgStore::connect(settings).unwrap();
+                for sql in &super::postgres::MIGRATIONS[..version] {
+                    older.execute_raw(sql).unwrap();
+                }
+                older
+                    .execute_raw(&format!(
+                        "CREATE TABLE diycloud_schema (version BIGINT NOT NULL); \
+                         INSERT INTO diycloud_schema (version) VALUES ({version})"
+                    ))
+                    .unwrap();
+            }
+        }
         Self {
             name: "postgresql",
             db,
@@ -326,9 +368,9 @@ fn hand_edited_nonsense_is_reported_not_guessed() {
         store
             .write(|tx| tx.insert_user(&new_user("alice"), Timestamp(1)))
             .unwrap();
-        f.execute("UPDATE resource_allocations SET mem_limit = 'lots'");
+        f.execute(r#"UPDATE resource_allocations SET limits = '{"memory": "lots"}'"#);
         let err = store.user("alice").unwrap_err().to_string();
-        assert!(err.contains("mem_limit"), "{err}");
+        assert!(err.contains("memory"), "{err}");
     });
 }
 
@@ -1016,4 +1058,93 @@ fn the_audit_log_is_pruned_by_age_then_to_its_newest_rows() {
             .unwrap();
         assert_eq!((pruned, count()), (1, 3), "{}", f.name);
     });
+}
+
+/// The allocation as schema versions before `limits` held it (SQLite 8,
+/// PostgreSQL 4: a column per limit, CPU as cores), with data, migrated
+/// into the one `limits` column with every value kept.
+#[test]
+fn the_allocation_columns_migrate_into_limits_with_their_values() {
+    // username, cpu_limit, mem_limit, memory_high, tasks_limit, disk_quota,
+    // gpus, cpu_weight, io_weight; then the CPU as it must read back.
+    let rows = [
+        (
+            "ann", "NULL", "2G", "infinity", "4096", "5G", "none", "100", "100", "infinity",
+        ),
+        (
+            "ben", "1.5", "512M", "256M", "infinity", "infinity", "0,1", "300", "50", "1.5",
+        ),
+        (
+            "cat", "0.05", "1536G", "1G", "16", "1K", "all", "1", "10000", "0.05",
+        ),
+        (
+            "dan", "2", "infinity", "infinity", "1", "8E", "none", "100", "100", "2",
+        ),
+        (
+            "eve", "12.25", "1000", "infinity", "100", "3T", "1", "100", "100", "12.25",
+        ),
+        (
+            "fay", "4096", "2G", "infinity", "4096", "5G", "none", "100", "100", "4096",
+        ),
+    ];
+    let migrate = |f: &Fixture| {
+        for (i, (name, cpu, memory, high, tasks, disk, gpus, cpu_w, io_w, _)) in
+            rows.iter().enumerate()
+        {
+            let id = i + 1;
+            f.execute(&format!(
+                "INSERT INTO users (id, username, password_hash, created_at, updated_at) \
+                 VALUES ({id}, '{name}', 'h', 1, 1); \
+                 INSERT INTO resource_allocations (user_id, cpu_limit, mem_limit, memory_high, \
+                 tasks_limit, disk_quota, gpus, cpu_weight, io_weight) \
+                 VALUES ({id}, {cpu}, '{memory}', '{high}', '{tasks}', '{disk}', '{gpus}', \
+                 '{cpu_w}', '{io_w}')"
+            ));
+        }
+        Store::init_database(&f.db).unwrap();
+        let mut store = f.open();
+        for (name, _, memory, high, tasks, disk, gpus, cpu_w, io_w, cpu) in rows {
+            let user = store.user(name).unwrap().unwrap();
+            let texts: Vec<(&str, String)> = user.allocation.texts();
+            let want = [
+                ("cpu", cpu),
+                ("memory", memory),
+                ("memory_high", high),
+                ("tasks", tasks),
+                ("disk", disk),
+                ("gpus", gpus),
+                ("cpu_weight", cpu_w),
+                ("io_weight", io_w),
+            ];
+            for (key, text) in want {
+                let read = &texts.iter().find(|(k, _)| *k == key).unwrap().1;
+                let canonical = {
+                    let mut a = Allocation::default();
+                    a.set_text(key, text).unwrap();
+                    a.texts().into_iter().find(|(k, _)| *k == key).unwrap().1
+                };
+                assert_eq!(read, &canonical, "{} {name} {key}", f.name);
+            }
+        }
+        // A change after the migration merges into the rest.
+        let changes = UserChanges {
+            limits: LimitChanges {
+                memory: Some("4G".parse().unwrap()),
+                ..LimitChanges::default()
+            },
+            ..UserChanges::default()
+        };
+        store
+            .write(|tx| tx.update_user("ben", &changes, Timestamp(2)))
+            .unwrap();
+        let ben = store.user("ben").unwrap().unwrap();
+        assert_eq!(ben.allocation.memory, Size::Bytes(4 << 30), "{}", f.name);
+        assert_eq!(ben.allocation.cpu, Cpu::Percent(150), "{}", f.name);
+        assert_eq!(ben.allocation.io_weight.get(), 50, "{}", f.name);
+    };
+    migrate(&Fixture::sqlite_at(Some(8)));
+    match test_server() {
+        Some(server) => migrate(&Fixture::postgres_at(&server, Some(4))),
+        None => eprintln!("PostgreSQL: skipped (DIYCLOUD_TEST_PG_URL is not set)"),
+    }
 }

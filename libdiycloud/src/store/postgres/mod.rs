@@ -36,11 +36,12 @@ pub(crate) use tx::PgTx;
 
 /// Numbered migrations in PostgreSQL's dialect; migration N brings
 /// `diycloud_schema.version` to N.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("0001_schema.sql"),
     include_str!("0002_limit_events.sql"),
     include_str!("0003_gpu_use.sql"),
     include_str!("0004_fair_share.sql"),
+    include_str!("0005_limits.sql"),
 ];
 
 /// The PostgreSQL schema version this build reads and writes.
@@ -52,8 +53,7 @@ const MIGRATION_LOCK: i64 = 0x4449_5943;
 pub(super) const SELECT_USER: &str = "SELECT u.username, u.uid, u.owns_system_account, u.role, \
      u.email, u.full_name, u.is_active, u.expires_on, u.created_at, u.updated_at, u.last_login, \
      u.password_changed_at, u.failed_logins, u.failure_window_start, u.locked_at, \
-     a.cpu_limit, a.mem_limit, a.disk_quota, a.tasks_limit, a.gpus, u.password_hash, \
-     u.last_logout, u.pending, a.cpu_weight, a.io_weight, a.memory_high \
+     u.password_hash, u.last_logout, u.pending, a.limits::text AS limits \
      FROM users u JOIN resource_allocations a ON a.user_id = u.id";
 
 /// Checks a `db` URL before it is used: it must parse, name a user and a
@@ -182,20 +182,20 @@ const SELECT_EVENT: &str = "SELECT u.username, e.node, e.first_at, e.at, e.kind,
      FROM limit_events e JOIN users u ON u.id = e.user_id";
 
 fn event_from_row(row: &tokio_postgres::Row) -> LimitEvent {
-    let kind: String = row.get(4);
-    let processes: String = row.get(8);
+    let kind: String = row.get("kind");
+    let processes: String = row.get("processes");
     LimitEvent {
-        username: row.get(0),
-        node: row.get(1),
-        first_at: Timestamp(row.get(2)),
-        at: Timestamp(row.get(3)),
+        username: row.get("username"),
+        node: row.get("node"),
+        first_at: Timestamp(row.get("first_at")),
+        at: Timestamp(row.get("at")),
         // The table's CHECK keeps the kinds to the three.
         kind: EventKind::parse(&kind).unwrap_or(EventKind::OomKill),
-        count: to_u64(Some(row.get(5))).unwrap_or(0),
-        throttled_usec: to_u64(Some(row.get(6))).unwrap_or(0),
-        limit: row.get(7),
+        count: to_u64(Some(row.get("count"))).unwrap_or(0),
+        throttled_usec: to_u64(Some(row.get("throttled_usec"))).unwrap_or(0),
+        limit: row.get("lim"),
         processes: event_processes(&processes),
-        shown: row.get(9),
+        shown: row.get("shown"),
     }
 }
 
@@ -600,46 +600,39 @@ fn resolve_hosts(config: &mut Config) -> Result<(), (String, std::io::Error)> {
     Ok(())
 }
 
-/// Reads one row of [`SELECT_USER`].
+/// Reads one row of [`SELECT_USER`], each column by its name.
 pub(super) fn user_from_row(row: &Row, target: &str) -> Result<(User, String), StoreError> {
     let err = |e: tokio_postgres::Error| pg(target, &e);
-    let username: String = row.try_get(0).map_err(err)?;
+    let username: String = row.try_get("username").map_err(err)?;
     let corrupt = |field: &'static str| StoreError::Corrupt {
         db: target.into(),
         username: username.clone(),
         field,
         message: "out of range".into(),
     };
-    let uid: Option<i64> = row.try_get(1).map_err(err)?;
-    let failed: i64 = row.try_get(12).map_err(err)?;
+    let uid: Option<i64> = row.try_get("uid").map_err(err)?;
+    let failed: i64 = row.try_get("failed_logins").map_err(err)?;
     let raw = RawUser {
         uid: uid
             .map(|u| u32::try_from(u).map_err(|_| corrupt("uid")))
             .transpose()?,
-        owns_system_account: row.try_get(2).map_err(err)?,
-        role: row.try_get(3).map_err(err)?,
-        email: row.try_get(4).map_err(err)?,
-        full_name: row.try_get(5).map_err(err)?,
-        active: row.try_get(6).map_err(err)?,
-        expires: row.try_get(7).map_err(err)?,
-        created_at: row.try_get(8).map_err(err)?,
-        updated_at: row.try_get(9).map_err(err)?,
-        last_login: row.try_get(10).map_err(err)?,
-        password_changed_at: row.try_get(11).map_err(err)?,
+        owns_system_account: row.try_get("owns_system_account").map_err(err)?,
+        role: row.try_get("role").map_err(err)?,
+        email: row.try_get("email").map_err(err)?,
+        full_name: row.try_get("full_name").map_err(err)?,
+        active: row.try_get("is_active").map_err(err)?,
+        expires: row.try_get("expires_on").map_err(err)?,
+        created_at: row.try_get("created_at").map_err(err)?,
+        updated_at: row.try_get("updated_at").map_err(err)?,
+        last_login: row.try_get("last_login").map_err(err)?,
+        password_changed_at: row.try_get("password_changed_at").map_err(err)?,
         failed_logins: u32::try_from(failed).map_err(|_| corrupt("failed_logins"))?,
-        failure_window_start: row.try_get(13).map_err(err)?,
-        locked_at: row.try_get(14).map_err(err)?,
-        cpu: row.try_get(15).map_err(err)?,
-        memory: row.try_get(16).map_err(err)?,
-        disk: row.try_get(17).map_err(err)?,
-        tasks: row.try_get(18).map_err(err)?,
-        gpus: row.try_get(19).map_err(err)?,
-        password_hash: row.try_get(20).map_err(err)?,
-        last_logout: row.try_get(21).map_err(err)?,
-        pending: row.try_get(22).map_err(err)?,
-        cpu_weight: row.try_get(23).map_err(err)?,
-        io_weight: row.try_get(24).map_err(err)?,
-        memory_high: row.try_get(25).map_err(err)?,
+        failure_window_start: row.try_get("failure_window_start").map_err(err)?,
+        locked_at: row.try_get("locked_at").map_err(err)?,
+        limits: row.try_get("limits").map_err(err)?,
+        password_hash: row.try_get("password_hash").map_err(err)?,
+        last_logout: row.try_get("last_logout").map_err(err)?,
+        pending: row.try_get("pending").map_err(err)?,
         username: username.clone(),
     };
     raw.into_user(target)
@@ -692,12 +685,12 @@ impl Backend for PgStore {
         let mut entries: Vec<AuditEntry> = rows
             .iter()
             .map(|row| {
-                let detail: String = row.get(4);
+                let detail: String = row.get("detail");
                 AuditEntry {
-                    at: Timestamp(row.get(0)).to_string(),
-                    actor: row.get(1),
-                    action: row.get(2),
-                    username: row.get(3),
+                    at: Timestamp(row.get("at")).to_string(),
+                    actor: row.get("actor"),
+                    action: row.get("action"),
+                    username: row.get("username"),
                     detail: serde_json::from_str(&detail)
                         .unwrap_or(serde_json::Value::String(detail)),
                 }
@@ -726,9 +719,9 @@ impl Backend for PgStore {
         let bucket = i64::try_from(bucket.max(1)).unwrap_or(i64::MAX);
         let sql = match user {
             Some(_) => {
-                "SELECT $1::text, (at / $4) * $4 AS t, max(cpu_nsec), \
-                 avg(memory_bytes)::bigint, max(tasks), max(disk_bytes), \
-                 avg(gpu_memory_bytes)::bigint \
+                "SELECT $1::text AS username, (at / $4) * $4 AS t, max(cpu_nsec) AS cpu, \
+                 avg(memory_bytes)::bigint AS memory, max(tasks) AS tasks, \
+                 max(disk_bytes) AS disk, avg(gpu_memory_bytes)::bigint AS gpu \
                  FROM usage_samples \
                  WHERE node = $5 AND user_id = (SELECT id FROM users WHERE username = $1) \
                  AND at BETWEEN $2 AND $3 \
@@ -751,13 +744,13 @@ impl Backend for PgStore {
         Ok(rows
             .iter()
             .map(|row| Sample {
-                username: row.get(0),
-                at: Timestamp(row.get(1)),
-                cpu_nsec: to_u64(row.get(2)),
-                memory_bytes: to_u64(row.get(3)),
-                tasks: to_u64(row.get(4)),
-                disk_bytes: to_u64(row.get(5)),
-                gpu_memory_bytes: to_u64(row.get(6)),
+                username: row.get("username"),
+                at: Timestamp(row.get("t")),
+                cpu_nsec: to_u64(row.get("cpu")),
+                memory_bytes: to_u64(row.get("memory")),
+                tasks: to_u64(row.get("tasks")),
+                disk_bytes: to_u64(row.get("disk")),
+                gpu_memory_bytes: to_u64(row.get("gpu")),
             })
             .collect())
     }
@@ -801,10 +794,10 @@ impl Backend for PgStore {
         Ok(rows
             .iter()
             .map(|row| GpuUse {
-                username: row.get(0),
-                node: row.get(1),
-                gpu: row.get(2),
-                granted_since: Timestamp(row.get(3)),
+                username: row.get("username"),
+                node: row.get("node"),
+                gpu: row.get("gpu"),
+                granted_since: Timestamp(row.get("granted_since")),
                 last_used: row.get::<_, Option<i64>>(4).map(Timestamp),
             })
             .collect())

@@ -17,7 +17,7 @@ use crate::model::history::{Counter, Sample};
 use crate::model::lockout::FailureState;
 use crate::model::time::Timestamp;
 use crate::model::user::{Pending, User};
-use crate::store::records::{allocation_values, processes_text, Field};
+use crate::store::records::{limits_text, processes_text, Field};
 use crate::store::{GpuUseUpdate, NewUser, StoreError, Transaction, UserChanges};
 
 type Param<'p> = &'p (dyn ToSql + Sync);
@@ -303,11 +303,11 @@ impl Transaction for PgTx<'_> {
         Ok(row.map(|r| {
             (
                 FailureState {
-                    count: u32::try_from(r.get::<_, i64>(0)).unwrap_or(u32::MAX),
+                    count: u32::try_from(r.get::<_, i64>("failed_logins")).unwrap_or(u32::MAX),
                     window_start: r.get::<_, Option<i64>>(1).map(Timestamp),
                     locked_at: r.get::<_, Option<i64>>(2).map(Timestamp),
                 },
-                r.get(3),
+                r.get("password_hash"),
             )
         }))
     }
@@ -340,23 +340,9 @@ impl Transaction for PgTx<'_> {
             return Err(StoreError::UserExists(name.into()));
         };
         let id: i64 = row.get(0);
-        let (cores, [memory, disk, tasks, gpus, cpu_weight, io_weight, memory_high]) =
-            allocation_values(&new.allocation);
         self.execute(
-            "INSERT INTO resource_allocations (user_id, cpu_limit, mem_limit, disk_quota, tasks_limit, gpus, \
-             cpu_weight, io_weight, memory_high) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            &[
-                &id,
-                &cores,
-                &memory,
-                &disk,
-                &tasks,
-                &gpus,
-                &cpu_weight,
-                &io_weight,
-                &memory_high,
-            ],
+            "INSERT INTO resource_allocations (user_id, limits) VALUES ($1, $2::text::jsonb)",
+            &[&id, &limits_text(&new.allocation)],
         )?;
         Transaction::user(self, name)
     }
@@ -377,36 +363,27 @@ impl Transaction for PgTx<'_> {
             match field {
                 Field::Text(text) => Box::new(text),
                 Field::Bool(b) => Box::new(b),
-                Field::Real(real) => Box::new(real),
             }
         };
         let mut user_sets: Vec<(&str, Box<dyn ToSql + Sync>)> =
             plan.user.into_iter().map(|(c, f)| (c, boxed(f))).collect();
         user_sets.push(("updated_at", Box::new(now.0)));
-        let alloc_sets: Vec<(&str, Box<dyn ToSql + Sync>)> = plan
-            .allocation
-            .into_iter()
-            .map(|(c, f)| (c, boxed(f)))
+        let assignments: Vec<String> = user_sets
+            .iter()
+            .enumerate()
+            .map(|(i, (col, _))| format!("{col} = ${}", i + 2))
             .collect();
-        for (table, key, sets) in [
-            ("users", "id", user_sets),
-            ("resource_allocations", "user_id", alloc_sets),
-        ] {
-            if sets.is_empty() {
-                continue;
-            }
-            let assignments: Vec<String> = sets
-                .iter()
-                .enumerate()
-                .map(|(i, (col, _))| format!("{col} = ${}", i + 2))
-                .collect();
-            let sql = format!(
-                "UPDATE {table} SET {} WHERE {key} = $1",
-                assignments.join(", ")
-            );
-            let mut params: Vec<Param<'_>> = vec![&user_id];
-            params.extend(sets.iter().map(|(_, v)| &**v as Param<'_>));
-            self.execute(&sql, &params)?;
+        let sql = format!("UPDATE users SET {} WHERE id = $1", assignments.join(", "));
+        let mut params: Vec<Param<'_>> = vec![&user_id];
+        params.extend(user_sets.iter().map(|(_, v)| &**v as Param<'_>));
+        self.execute(&sql, &params)?;
+        // The changed limits are merged into the stored ones, in the
+        // database: a limit changed meanwhile by someone else stays theirs.
+        if let Some(limits) = &plan.limits {
+            self.execute(
+                "UPDATE resource_allocations SET limits = limits || $2::text::jsonb WHERE user_id = $1",
+                &[&user_id, limits],
+            )?;
         }
         Ok(Value::Object(plan.detail))
     }
@@ -646,7 +623,7 @@ impl Transaction for PgTx<'_> {
                WHERE NOT shown AND user_id = (SELECT id FROM users WHERE username = $1) \
                RETURNING *) \
              SELECT u.username, e.node, e.first_at, e.at, e.kind, e.count, \
-               e.throttled_usec, e.lim, e.processes, false \
+               e.throttled_usec, e.lim, e.processes, false AS shown \
              FROM taken e JOIN users u ON u.id = e.user_id ORDER BY e.at, e.id",
             &[&name],
         )?;

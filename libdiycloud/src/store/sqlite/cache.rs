@@ -5,7 +5,7 @@
 use rusqlite::{params, OptionalExtension};
 use serde_json::Value;
 
-use super::super::records::allocation_values;
+use super::super::records::limits_text;
 use super::{SqliteStore, SqliteTx};
 use crate::model::time::Timestamp;
 use crate::model::user::{Pending, User};
@@ -70,12 +70,12 @@ impl SqliteStore {
             .map_err(|e| self.sqlite(e))?;
         let rows = stmt
             .query_map([], |r| {
-                let detail: String = r.get(4)?;
+                let detail: String = r.get("detail")?;
                 Ok(OfflineEvent {
-                    id: r.get(0)?,
-                    at: Timestamp(r.get(1)?),
-                    username: r.get(2)?,
-                    kind: r.get(3)?,
+                    id: r.get("id")?,
+                    at: Timestamp(r.get("at")?),
+                    username: r.get("username")?,
+                    kind: r.get("kind")?,
                     detail: serde_json::from_str(&detail).unwrap_or(Value::Null),
                 })
             })
@@ -147,29 +147,12 @@ impl SqliteTx<'_> {
                 ],
             )
             .map_err(|e| self.sqlite(e))?;
-        let (cores, [memory, disk, tasks, gpus, cpu_weight, io_weight, memory_high]) =
-            allocation_values(&user.allocation);
         self.tx
             .execute(
-                "INSERT INTO resource_allocations (user_id, cpu_limit, mem_limit, disk_quota, tasks_limit, gpus, \
-                 cpu_weight, io_weight, memory_high) \
-                 SELECT id, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 FROM users WHERE username = ?1 \
-                 ON CONFLICT (user_id) DO UPDATE SET cpu_limit = excluded.cpu_limit, \
-                 mem_limit = excluded.mem_limit, disk_quota = excluded.disk_quota, \
-                 tasks_limit = excluded.tasks_limit, gpus = excluded.gpus, \
-                 cpu_weight = excluded.cpu_weight, io_weight = excluded.io_weight, \
-                 memory_high = excluded.memory_high",
-                params![
-                    user.username.as_str(),
-                    cores,
-                    memory,
-                    disk,
-                    tasks,
-                    gpus,
-                    cpu_weight,
-                    io_weight,
-                    memory_high
-                ],
+                "INSERT INTO resource_allocations (user_id, limits) \
+                 SELECT id, ?2 FROM users WHERE username = ?1 \
+                 ON CONFLICT (user_id) DO UPDATE SET limits = excluded.limits",
+                params![user.username.as_str(), limits_text(&user.allocation)],
             )
             .map(drop)
             .map_err(|e| self.sqlite(e))

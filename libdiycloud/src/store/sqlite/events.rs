@@ -14,20 +14,20 @@ const SELECT_EVENT: &str = "SELECT u.username, e.node, e.first_at, e.at, e.kind,
      FROM limit_events e JOIN users u ON u.id = e.user_id";
 
 fn event_from_row(row: &Row<'_>) -> rusqlite::Result<LimitEvent> {
-    let kind: String = row.get(4)?;
-    let processes: String = row.get(8)?;
+    let kind: String = row.get("kind")?;
+    let processes: String = row.get("processes")?;
     Ok(LimitEvent {
-        username: row.get(0)?,
-        node: row.get(1)?,
-        first_at: Timestamp(row.get(2)?),
-        at: Timestamp(row.get(3)?),
+        username: row.get("username")?,
+        node: row.get("node")?,
+        first_at: Timestamp(row.get("first_at")?),
+        at: Timestamp(row.get("at")?),
         // The table's CHECK keeps the kinds to the three.
         kind: EventKind::parse(&kind).unwrap_or(EventKind::OomKill),
-        count: u64::try_from(row.get::<_, i64>(5)?).unwrap_or(0),
-        throttled_usec: u64::try_from(row.get::<_, i64>(6)?).unwrap_or(0),
-        limit: row.get(7)?,
+        count: u64::try_from(row.get::<_, i64>("count")?).unwrap_or(0),
+        throttled_usec: u64::try_from(row.get::<_, i64>("throttled_usec")?).unwrap_or(0),
+        limit: row.get("lim")?,
         processes: event_processes(&processes),
-        shown: row.get(9)?,
+        shown: row.get("shown")?,
     })
 }
 

@@ -77,10 +77,10 @@ impl SqliteStore {
         let rows = query
             .query_map(params![user], |row| {
                 Ok(GpuUse {
-                    username: row.get(0)?,
-                    node: row.get(1)?,
-                    gpu: row.get(2)?,
-                    granted_since: Timestamp(row.get(3)?),
+                    username: row.get("username")?,
+                    node: row.get("node")?,
+                    gpu: row.get("gpu")?,
+                    granted_since: Timestamp(row.get("granted_since")?),
                     last_used: row.get::<_, Option<i64>>(4)?.map(Timestamp),
                 })
             })

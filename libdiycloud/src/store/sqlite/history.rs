@@ -120,9 +120,9 @@ impl SqliteStore {
         // id first (the names are joined to the few buckets, not the rows).
         let sql = match user {
             Some(_) => {
-                "SELECT ?1, (at / ?4) * ?4 AS t, max(cpu_nsec), \
-                 CAST(avg(memory_bytes) AS INTEGER), max(tasks), max(disk_bytes), \
-                 CAST(avg(gpu_memory_bytes) AS INTEGER) \
+                "SELECT ?1 AS username, (at / ?4) * ?4 AS t, max(cpu_nsec) AS cpu, \
+                 CAST(avg(memory_bytes) AS INTEGER) AS memory, max(tasks) AS tasks, \
+                 max(disk_bytes) AS disk, CAST(avg(gpu_memory_bytes) AS INTEGER) AS gpu \
                  FROM usage_samples \
                  WHERE user_id = (SELECT id FROM users WHERE username = ?1) \
                  AND at BETWEEN ?2 AND ?3 \
@@ -142,13 +142,13 @@ impl SqliteStore {
         let rows = query
             .query_map(params![user, from.0, to.0, bucket], |row| {
                 Ok(Sample {
-                    username: row.get(0)?,
-                    at: Timestamp(row.get(1)?),
-                    cpu_nsec: read(row.get(2)?),
-                    memory_bytes: read(row.get(3)?),
-                    tasks: read(row.get(4)?),
-                    disk_bytes: read(row.get(5)?),
-                    gpu_memory_bytes: read(row.get(6)?),
+                    username: row.get("username")?,
+                    at: Timestamp(row.get("t")?),
+                    cpu_nsec: read(row.get("cpu")?),
+                    memory_bytes: read(row.get("memory")?),
+                    tasks: read(row.get("tasks")?),
+                    disk_bytes: read(row.get("disk")?),
+                    gpu_memory_bytes: read(row.get("gpu")?),
                 })
             })
             .map_err(|e| self.sqlite(e))?;

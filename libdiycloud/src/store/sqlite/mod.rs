@@ -38,7 +38,7 @@ use crate::model::user::{Pending, User};
 use crate::store::{AuditEntry, GpuUseUpdate, NewUser, UserChanges};
 
 /// Numbered migrations; migration N brings the schema to `PRAGMA user_version = N`.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("0001_initial.sql"),
     include_str!("0002_logout.sql"),
     include_str!("0003_intents.sql"),
@@ -47,6 +47,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0006_limit_events.sql"),
     include_str!("0007_gpu_use.sql"),
     include_str!("0008_fair_share.sql"),
+    include_str!("0009_limits.sql"),
 ];
 
 fn file_identity(path: &Path) -> Option<(u64, u64)> {

@@ -96,34 +96,36 @@ fn hand_edited_nonsense_is_reported_not_guessed() {
     store
         .write(|tx| tx.insert_user(&new_user("alice"), Timestamp(1)))
         .unwrap();
-    store
-        .conn
-        .execute("UPDATE resource_allocations SET mem_limit = 'lots'", [])
-        .unwrap();
-    let err = store.user("alice").unwrap_err().to_string();
-    assert!(err.contains("mem_limit"), "{err}");
-    for (column, value) in [
-        ("cpu_weight", "0"),
-        ("io_weight", "20000"),
-        ("memory_high", "-1"),
-    ] {
+    let set = |store: &SqliteStore, key: &str, value: &str| {
         store
             .conn
             .execute(
-                &format!("UPDATE resource_allocations SET mem_limit = '1G', {column} = ?1"),
-                [value],
+                "UPDATE resource_allocations SET limits = json_set(limits, '$.' || ?1, ?2)",
+                [key, value],
             )
+            .unwrap();
+    };
+    for (key, value, good) in [
+        ("memory", "lots", "2G"),
+        ("cpu_weight", "0", "100"),
+        ("io_weight", "20000", "100"),
+        ("memory_high", "-1", "infinity"),
+        ("cpu", "0", "1"),
+    ] {
+        set(&store, key, value);
+        let err = store.user("alice").unwrap_err().to_string();
+        assert!(err.contains(key), "{key}: {err}");
+        set(&store, key, good);
+        store.user("alice").unwrap().unwrap();
+    }
+    // Text that is no JSON object, or a limit that is no text.
+    for limits in ["lots", r#"{"memory": 2}"#] {
+        store
+            .conn
+            .execute("UPDATE resource_allocations SET limits = ?1", [limits])
             .unwrap();
         let err = store.user("alice").unwrap_err().to_string();
-        assert!(err.contains(column), "{column}: {err}");
-        store
-            .conn
-            .execute(
-                "UPDATE resource_allocations SET cpu_weight = '100', io_weight = '100', \
-                 memory_high = 'infinity'",
-                [],
-            )
-            .unwrap();
+        assert!(err.contains("limits"), "{limits}: {err}");
     }
 }
 

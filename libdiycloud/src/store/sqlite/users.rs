@@ -5,7 +5,7 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::Value;
 
-use super::super::records::{allocation_values, sample_start, Field, RawUser};
+use super::super::records::{limits_text, sample_start, Field, RawUser};
 use super::{SqliteStore, SqliteTx};
 use crate::model::lockout::FailureState;
 use crate::model::time::Timestamp;
@@ -16,39 +16,31 @@ use crate::store::{AuditEntry, NewUser, UserChanges};
 const SELECT_USER: &str = "SELECT u.username, u.uid, u.owns_system_account, u.role, u.email, \
      u.full_name, u.is_active, u.expires_on, u.created_at, u.updated_at, u.last_login, \
      u.password_changed_at, u.failed_logins, u.failure_window_start, u.locked_at, \
-     a.cpu_limit, a.mem_limit, a.disk_quota, a.tasks_limit, a.gpus, u.password_hash, u.last_logout, \
-     u.pending, a.cpu_weight, a.io_weight, a.memory_high \
+     u.password_hash, u.last_logout, u.pending, a.limits \
      FROM users u JOIN resource_allocations a ON a.user_id = u.id";
 
-/// Reads one row of `SELECT_USER`.
+/// Reads one row of `SELECT_USER`, each column by its name.
 fn raw_user(row: &Row<'_>) -> rusqlite::Result<RawUser> {
     Ok(RawUser {
-        username: row.get(0)?,
-        uid: row.get(1)?,
-        owns_system_account: row.get(2)?,
-        role: row.get(3)?,
-        email: row.get(4)?,
-        full_name: row.get(5)?,
-        active: row.get(6)?,
-        expires: row.get(7)?,
-        created_at: row.get(8)?,
-        updated_at: row.get(9)?,
-        last_login: row.get(10)?,
-        password_changed_at: row.get(11)?,
-        failed_logins: row.get(12)?,
-        failure_window_start: row.get(13)?,
-        locked_at: row.get(14)?,
-        cpu: row.get(15)?,
-        memory: row.get(16)?,
-        disk: row.get(17)?,
-        tasks: row.get(18)?,
-        gpus: row.get(19)?,
-        password_hash: row.get(20)?,
-        last_logout: row.get(21)?,
-        pending: row.get(22)?,
-        cpu_weight: row.get(23)?,
-        io_weight: row.get(24)?,
-        memory_high: row.get(25)?,
+        username: row.get("username")?,
+        uid: row.get("uid")?,
+        owns_system_account: row.get("owns_system_account")?,
+        role: row.get("role")?,
+        email: row.get("email")?,
+        full_name: row.get("full_name")?,
+        active: row.get("is_active")?,
+        expires: row.get("expires_on")?,
+        created_at: row.get("created_at")?,
+        updated_at: row.get("updated_at")?,
+        last_login: row.get("last_login")?,
+        password_changed_at: row.get("password_changed_at")?,
+        failed_logins: row.get("failed_logins")?,
+        failure_window_start: row.get("failure_window_start")?,
+        locked_at: row.get("locked_at")?,
+        limits: row.get("limits")?,
+        password_hash: row.get("password_hash")?,
+        last_logout: row.get("last_logout")?,
+        pending: row.get("pending")?,
     })
 }
 
@@ -138,12 +130,12 @@ impl SqliteStore {
             )
             .and_then(|mut stmt| {
                 stmt.query_map(params![name, limit], |row| {
-                    let detail: String = row.get(4)?;
+                    let detail: String = row.get("detail")?;
                     Ok(AuditEntry {
-                        at: Timestamp(row.get(0)?).to_string(),
-                        actor: row.get(1)?,
-                        action: row.get(2)?,
-                        username: row.get(3)?,
+                        at: Timestamp(row.get("at")?).to_string(),
+                        actor: row.get("actor")?,
+                        action: row.get("action")?,
+                        username: row.get("username")?,
                         detail: serde_json::from_str(&detail).unwrap_or(Value::String(detail)),
                     })
                 })?
@@ -174,11 +166,11 @@ impl SqliteTx<'_> {
                 stmt.query_row([name], |r| {
                     Ok((
                         FailureState {
-                            count: r.get(0)?,
+                            count: r.get("failed_logins")?,
                             window_start: r.get::<_, Option<i64>>(1)?.map(Timestamp),
                             locked_at: r.get::<_, Option<i64>>(2)?.map(Timestamp),
                         },
-                        r.get::<_, String>(3)?,
+                        r.get::<_, String>("password_hash")?,
                     ))
                 })
                 .optional()
@@ -224,14 +216,10 @@ impl SqliteTx<'_> {
                 ],
             )
             .map_err(|e| self.sqlite(e))?;
-        let (cores, [memory, disk, tasks, gpus, cpu_weight, io_weight, memory_high]) =
-            allocation_values(&new.allocation);
         self.tx
             .execute(
-                "INSERT INTO resource_allocations (user_id, cpu_limit, mem_limit, disk_quota, tasks_limit, gpus, \
-                 cpu_weight, io_weight, memory_high) \
-                 VALUES (last_insert_rowid(), ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![cores, memory, disk, tasks, gpus, cpu_weight, io_weight, memory_high],
+                "INSERT INTO resource_allocations (user_id, limits) VALUES (last_insert_rowid(), ?1)",
+                [limits_text(&new.allocation)],
             )
             .map_err(|e| self.sqlite(e))?;
         self.user(name)
@@ -256,12 +244,10 @@ impl SqliteTx<'_> {
             let value = match field {
                 Field::Text(text) => text.map_or(Sql::Null, Sql::Text),
                 Field::Bool(b) => Sql::Integer(i64::from(b)),
-                Field::Real(real) => real.map_or(Sql::Null, Sql::Real),
             };
             (column, value)
         };
         let mut user_sets: Vec<(&str, Sql)> = plan.user.into_iter().map(to_sql).collect();
-        let alloc_sets: Vec<(&str, Sql)> = plan.allocation.into_iter().map(to_sql).collect();
         let detail = plan.detail;
         user_sets.push(("updated_at", Sql::Integer(now.0)));
         let user_id: i64 = self
@@ -272,26 +258,25 @@ impl SqliteTx<'_> {
             .optional()
             .map_err(|e| self.sqlite(e))?
             .ok_or_else(|| StoreError::UserNotFound(name.into()))?;
-        for (table, key, sets) in [
-            ("users", "id", user_sets),
-            ("resource_allocations", "user_id", alloc_sets),
-        ] {
-            if sets.is_empty() {
-                continue;
-            }
-            let assignments: Vec<String> = sets
-                .iter()
-                .enumerate()
-                .map(|(i, (col, _))| format!("{col} = ?{}", i + 2))
-                .collect();
-            let sql = format!(
-                "UPDATE {table} SET {} WHERE {key} = ?1",
-                assignments.join(", ")
-            );
-            let mut values: Vec<rusqlite::types::Value> = vec![Sql::Integer(user_id)];
-            values.extend(sets.into_iter().map(|(_, v)| v));
+        let assignments: Vec<String> = user_sets
+            .iter()
+            .enumerate()
+            .map(|(i, (col, _))| format!("{col} = ?{}", i + 2))
+            .collect();
+        let sql = format!("UPDATE users SET {} WHERE id = ?1", assignments.join(", "));
+        let mut values: Vec<Sql> = vec![Sql::Integer(user_id)];
+        values.extend(user_sets.into_iter().map(|(_, v)| v));
+        self.tx
+            .execute(&sql, rusqlite::params_from_iter(values))
+            .map_err(|e| self.sqlite(e))?;
+        // The changed limits are merged into the stored ones, in the
+        // database: a limit changed meanwhile by someone else stays theirs.
+        if let Some(limits) = plan.limits {
             self.tx
-                .execute(&sql, rusqlite::params_from_iter(values))
+                .execute(
+                    "UPDATE resource_allocations SET limits = json_patch(limits, ?2) WHERE user_id = ?1",
+                    params![user_id, limits],
+                )
                 .map_err(|e| self.sqlite(e))?;
         }
         Ok(Value::Object(detail))
