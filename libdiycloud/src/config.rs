@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::model::limits::Allocation;
+use crate::model::limits::{Allocation, Limit, Scalar, LIMITS};
 use crate::model::lockout::LockoutPolicy;
 use crate::model::password::{HashParams, PasswordPolicy};
 use crate::model::quota::QuotaPolicy;
@@ -476,43 +476,11 @@ struct RawLockout {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct RawDefaults {
-    cpu: Option<NumberOrText>,
-    memory: Option<String>,
-    disk: Option<String>,
-    tasks: Option<NumberOrText>,
-    gpus: Option<String>,
-    cpu_weight: Option<NumberOrText>,
-    io_weight: Option<NumberOrText>,
-    memory_high: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 struct RawAccounts {
     shell: Option<PathBuf>,
     group: Option<String>,
     // Text: serde's own error would not name the key.
     link_from_web: Option<String>,
-}
-
-/// `cpu = 1.5` and `cpu = "150%"` are both natural in TOML.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum NumberOrText {
-    Integer(i64),
-    Float(f64),
-    Text(String),
-}
-
-impl NumberOrText {
-    fn text(&self) -> String {
-        match self {
-            NumberOrText::Integer(i) => i.to_string(),
-            NumberOrText::Float(f) => f.to_string(),
-            NumberOrText::Text(s) => s.clone(),
-        }
-    }
 }
 
 impl Config {
@@ -741,25 +709,38 @@ fn lockout_section(raw: Option<toml::Value>, lockout: &mut LockoutPolicy) -> Res
     Ok(())
 }
 
+/// `[defaults]`: one key per limit ([`LIMITS`]), each a text or, where
+/// the limit takes one, a number (`cpu = 1.5` and `cpu = "150%"` are both
+/// natural in TOML).
 fn defaults_section(raw: Option<toml::Value>, defaults: &mut Allocation) -> Result<(), String> {
-    let d: RawDefaults = section("defaults", raw)?;
+    let table = match raw {
+        None => return Ok(()),
+        Some(toml::Value::Table(table)) => table,
+        Some(_) => return Err("defaults: expected a table".into()),
+    };
     let mut a = defaults.clone();
-    default_key("defaults.cpu", d.cpu.map(|v| v.text()), &mut a.cpu)?;
-    default_key("defaults.memory", d.memory, &mut a.memory)?;
-    default_key("defaults.disk", d.disk, &mut a.disk)?;
-    default_key("defaults.tasks", d.tasks.map(|v| v.text()), &mut a.tasks)?;
-    default_key("defaults.gpus", d.gpus, &mut a.gpus)?;
-    default_key(
-        "defaults.cpu_weight",
-        d.cpu_weight.map(|v| v.text()),
-        &mut a.cpu_weight,
-    )?;
-    default_key(
-        "defaults.io_weight",
-        d.io_weight.map(|v| v.text()),
-        &mut a.io_weight,
-    )?;
-    default_key("defaults.memory_high", d.memory_high, &mut a.memory_high)?;
+    for (key, value) in &table {
+        let Some(limit) = Limit::by_key(key) else {
+            let keys: Vec<String> = LIMITS.iter().map(|l| format!("`{}`", l.key)).collect();
+            return Err(format!(
+                "defaults: unknown field `{key}`, expected one of {}",
+                keys.join(", ")
+            ));
+        };
+        let value = match value {
+            toml::Value::String(text) => Scalar::Text(text),
+            toml::Value::Integer(n) => Scalar::Integer(*n),
+            toml::Value::Float(x) => Scalar::Float(*x),
+            other => {
+                return Err(format!(
+                    "defaults.{key}: expected a text or a number, not a {}",
+                    other.type_str()
+                ))
+            }
+        };
+        a.set_scalar(limit, value)
+            .map_err(|e| format!("defaults.{e}"))?;
+    }
     a.check().map_err(|e| format!("defaults: {e}"))?;
     *defaults = a;
     Ok(())
@@ -1000,22 +981,6 @@ fn notify_at_login(value: Option<toml::Value>) -> Result<Option<bool>, String> {
     }
 }
 
-/// A `[defaults]` limit given as `text`, parsed by its own rule into
-/// `into`; an error names the `key`.
-fn default_key<T: std::str::FromStr>(
-    key: &str,
-    text: Option<String>,
-    into: &mut T,
-) -> Result<(), String>
-where
-    T::Err: std::fmt::Display,
-{
-    if let Some(text) = text {
-        *into = text.parse().map_err(|e| format!("{key}: {e}"))?;
-    }
-    Ok(())
-}
-
 /// The `interval`, `keep` and `max_rows` of a `section` that samples or
 /// watches and keeps rows of `rows` (`[history]`, `[events]`), checked the
 /// same way and written into `into`.
@@ -1197,6 +1162,25 @@ mod tests {
                 .cpu,
             Cpu::Percent(150)
         );
+    }
+
+    /// `[defaults]` takes every limit of the table by its key, and no other.
+    #[test]
+    fn defaults_take_every_limit_by_its_key() {
+        let mut toml = String::from("[defaults]\n");
+        for (key, text) in Allocation::default().texts() {
+            toml.push_str(&format!("{key} = {text:?}\n"));
+        }
+        assert_eq!(
+            Config::parse(&toml).unwrap().defaults,
+            Allocation::default()
+        );
+        let e = Config::parse("[defaults]\nmemory_swap = \"1G\"").unwrap_err();
+        assert!(e.contains("unknown field `memory_swap`"), "{e}");
+        let e = Config::parse("[defaults]\ngpus = 1").unwrap_err();
+        assert!(e.starts_with("defaults.gpus: "), "{e}");
+        let e = Config::parse("[defaults]\ncpu = true").unwrap_err();
+        assert!(e.starts_with("defaults.cpu: "), "{e}");
     }
 
     #[test]

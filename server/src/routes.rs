@@ -11,17 +11,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
 use libdiycloud::config::ApiConfig;
-use libdiycloud::model::limits::{Cpu, GpuList, Size, Tasks, Weight};
+use libdiycloud::model::limits::{Number, Scalar, LIMITS};
 use libdiycloud::model::time::{Date, Timestamp};
 use libdiycloud::model::user::Role;
 use libdiycloud::model::{LimitChanges, Username};
-use libdiycloud::store::UserChanges;
 use libdiycloud::system::SystemAdmin;
-use libdiycloud::usecases::admin::{AddUser, Admin, SystemAccount, UserView};
+use libdiycloud::usecases::admin::{AddUser, Admin, SystemAccount, UserChanges, UserView};
 use libdiycloud::usecases::auth::{self, ApiSession, Authenticator, PasswordChange, Refusal};
 use libdiycloud::usecases::history;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use zeroize::Zeroizing;
 
 use crate::client::{cookie_name, Caller, Client, DirectLocal};
@@ -286,9 +285,43 @@ async fn openapi() -> Response {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        OPENAPI,
+        openapi_document(),
     )
         .into_response()
+}
+
+/// The API's OpenAPI document: the hand-written one (`openapi.json`) with
+/// one property per limit ([`LIMITS`]) in the request bodies that take
+/// limits and in the user's view, so the schema lists what the code does.
+pub fn openapi_document() -> &'static str {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        let mut document: Value = serde_json::from_str(OPENAPI).unwrap_or_default();
+        let schemas = &mut document["components"]["schemas"];
+        for limit in LIMITS {
+            let text = json!({"type": "string"});
+            let request = match limit.number.schema_type() {
+                Some(number) => json!({"oneOf": [text, {"type": number}]}),
+                None => text,
+            };
+            let view = json!({"type": match limit.number {
+                Number::Integer => "integer",
+                Number::No | Number::Any => "string",
+            }});
+            let described = |mut schema: Value| {
+                schema["description"] = json!(format!("{} ({})", limit.help, limit.syntax));
+                schema
+            };
+            for body in ["NewUser", "UserChanges"] {
+                schemas[body]["properties"][limit.key] = described(request.clone());
+            }
+            schemas["User"]["properties"][limit.key] = described(view);
+            if let Some(required) = schemas["User"]["required"].as_array_mut() {
+                required.push(json!(limit.key));
+            }
+        }
+        document.to_string()
+    })
 }
 
 // ------------------------------------------------------------ sessions
@@ -508,91 +541,34 @@ async fn change_password(
 
 // ------------------------------------------------------------ users
 
-/// A number or a text: `"cpu": 1.5` and `"cpu": "150%"` are both natural.
-#[derive(Deserialize)]
-#[serde(untagged)]
-pub(crate) enum Scalar {
-    Integer(i64),
-    Float(f64),
-    Text(String),
-}
-
-impl Scalar {
-    fn text(&self) -> String {
-        match self {
-            Scalar::Integer(n) => n.to_string(),
-            Scalar::Float(x) => x.to_string(),
-            Scalar::Text(s) => s.clone(),
-        }
+/// A request body that may carry limits (adding or changing a user): each
+/// limit's key ([`LIMITS`]) is taken out and parsed by the limit's rule (a
+/// text, or a number where the limit takes one: `"cpu": 1.5` and `"cpu":
+/// "150%"` are both natural; `null` keeps it), and the rest is read as `T`,
+/// which refuses fields it does not know.
+fn body_with_limits<T: serde::de::DeserializeOwned>(
+    body: Result<Json<Map<String, Value>>, JsonRejection>,
+) -> Result<(T, LimitChanges), ApiError> {
+    let Json(mut body) = body?;
+    let mut limits = LimitChanges::default();
+    for limit in LIMITS {
+        let set = match body.remove(limit.key) {
+            None | Some(Value::Null) => continue,
+            Some(Value::String(text)) => limits.set_scalar(limit, Scalar::Text(&text)),
+            Some(Value::Number(n)) => match n.as_i64() {
+                Some(n) => limits.set_scalar(limit, Scalar::Integer(n)),
+                None => limits.set_scalar(limit, Scalar::Float(n.as_f64().unwrap_or(f64::NAN))),
+            },
+            Some(_) => Err(format!("{}: expected a text or a number", limit.key)),
+        };
+        set.map_err(ApiError::invalid)?;
     }
-}
-
-/// The limit fields of a request (an API body, a portal form), as given.
-#[derive(Default)]
-pub(crate) struct LimitFields {
-    pub cpu: Option<Scalar>,
-    pub memory: Option<Scalar>,
-    pub disk: Option<Scalar>,
-    pub tasks: Option<Scalar>,
-    pub gpus: Option<String>,
-    pub cpu_weight: Option<Scalar>,
-    pub io_weight: Option<Scalar>,
-    pub memory_high: Option<Scalar>,
-}
-
-impl LimitFields {
-    /// Each field parsed by the rule `slicectl` uses.
-    pub(crate) fn changes(&self) -> Result<LimitChanges, ApiError> {
-        Ok(LimitChanges {
-            cpu: field::<Cpu>("cpu", &self.cpu)?,
-            memory: field::<Size>("memory", &self.memory)?,
-            disk: field::<Size>("disk", &self.disk)?,
-            tasks: field::<Tasks>("tasks", &self.tasks)?,
-            gpus: self
-                .gpus
-                .as_ref()
-                .map(|g| {
-                    g.parse::<GpuList>()
-                        .map_err(|e| ApiError::invalid(format!("gpus: {e}")))
-                })
-                .transpose()?,
-            cpu_weight: field::<Weight>("cpu_weight", &self.cpu_weight)?,
-            io_weight: field::<Weight>("io_weight", &self.io_weight)?,
-            memory_high: field::<Size>("memory_high", &self.memory_high)?,
-        })
-    }
-}
-
-/// The [`LimitFields`] of a request body: [`AddRequest`] and
-/// [`ModifyRequest`] each name them (`deny_unknown_fields` rules out one
-/// flattened struct), alike.
-macro_rules! limit_fields {
-    ($request:expr) => {
-        LimitFields {
-            cpu: $request.cpu,
-            memory: $request.memory,
-            disk: $request.disk,
-            tasks: $request.tasks,
-            gpus: $request.gpus,
-            cpu_weight: $request.cpu_weight,
-            io_weight: $request.io_weight,
-            memory_high: $request.memory_high,
-        }
-    };
-}
-
-fn field<T: std::str::FromStr>(name: &str, value: &Option<Scalar>) -> Result<Option<T>, ApiError>
-where
-    T::Err: std::fmt::Display,
-{
-    value
-        .as_ref()
-        .map(|v| {
-            v.text()
-                .parse::<T>()
-                .map_err(|e| ApiError::invalid(format!("{name}: {e}")))
-        })
-        .transpose()
+    let request = serde_json::from_value(Value::Object(body)).map_err(|e| {
+        ApiError::invalid(format!(
+            "Failed to deserialize the JSON body into the target type: {e}"
+        ))
+    })?;
+    Ok((request, limits))
 }
 
 fn role(value: &Option<String>) -> Result<Option<Role>, ApiError> {
@@ -646,14 +622,6 @@ struct AddRequest {
     expires: Option<String>,
     /// false: only the record (like `--no-system-account`).
     system_account: Option<bool>,
-    cpu: Option<Scalar>,
-    memory: Option<Scalar>,
-    disk: Option<Scalar>,
-    tasks: Option<Scalar>,
-    gpus: Option<String>,
-    cpu_weight: Option<Scalar>,
-    io_weight: Option<Scalar>,
-    memory_high: Option<Scalar>,
 }
 
 #[derive(Deserialize)]
@@ -664,14 +632,6 @@ struct ModifyRequest {
     full_name: Option<String>,
     expires: Option<String>,
     active: Option<bool>,
-    cpu: Option<Scalar>,
-    memory: Option<Scalar>,
-    disk: Option<Scalar>,
-    tasks: Option<Scalar>,
-    gpus: Option<String>,
-    cpu_weight: Option<Scalar>,
-    io_weight: Option<Scalar>,
-    memory_high: Option<Scalar>,
 }
 
 /// An admin's view of the users; 403 for anyone else.
@@ -686,10 +646,10 @@ async fn list_users(
 async fn add_user(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    body: Result<Json<AddRequest>, JsonRejection>,
+    body: Result<Json<Map<String, Value>>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.admin()?;
-    let Json(request) = body?;
+    let (request, limits): (AddRequest, _) = body_with_limits(body)?;
     let password = Zeroizing::new(request.password.into_bytes());
     let add = AddUser {
         name: Username::parse_new(&request.username)
@@ -703,7 +663,7 @@ async fn add_user(
         )?
         .flatten(),
         expires: expires(&request.expires)?.flatten(),
-        limits: limit_fields!(request).changes()?,
+        limits,
         system_account: if request.system_account.unwrap_or(true) {
             SystemAccount::Create
         } else {
@@ -755,11 +715,11 @@ async fn modify_user(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     name: Result<Path<String>, PathRejection>,
-    body: Result<Json<ModifyRequest>, JsonRejection>,
+    body: Result<Json<Map<String, Value>>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Path(name) = name?;
     caller.admin()?;
-    let Json(request) = body?;
+    let (request, limits): (ModifyRequest, _) = body_with_limits(body)?;
     let changes = UserChanges {
         role: role(&request.role)?,
         email: text("email", &request.email, libdiycloud::model::text::email)?,
@@ -770,7 +730,7 @@ async fn modify_user(
         )?,
         expires: expires(&request.expires)?,
         active: request.active,
-        limits: limit_fields!(request).changes()?,
+        limits,
     };
     with_admin(state, &caller, move |admin| {
         let modified = admin.modify(&name, &changes)?;

@@ -482,6 +482,88 @@ fn health_and_the_openapi_document() {
     }
 }
 
+/// Every limit of the library's table is in the schema of the bodies that
+/// take limits and of the user's view, and the API takes each by its key:
+/// a limit added to the table needs nothing more here.
+#[test]
+fn every_limit_is_in_the_schema_and_the_api() {
+    use libdiycloud::model::limits::{Allocation, Number, LIMITS};
+    let server = start(100);
+    let doc = server.call("GET", "/api/v1/openapi.json", None, None);
+    let schemas = &doc.body["components"]["schemas"];
+    let required = schemas["User"]["required"].as_array().unwrap();
+    for limit in LIMITS {
+        for body in ["NewUser", "UserChanges"] {
+            let property = &schemas[body]["properties"][limit.key];
+            let types: Vec<&str> = match property["oneOf"].as_array() {
+                Some(choices) => choices.iter().filter_map(|c| c["type"].as_str()).collect(),
+                None => vec![property["type"].as_str().unwrap_or("none")],
+            };
+            let expected = match limit.number {
+                Number::No => vec!["string"],
+                Number::Integer => vec!["string", "integer"],
+                Number::Any => vec!["string", "number"],
+            };
+            assert_eq!(types, expected, "{body}.{}", limit.key);
+            assert!(property["description"]
+                .as_str()
+                .unwrap()
+                .contains(limit.help));
+        }
+        assert!(
+            schemas["User"]["properties"][limit.key].is_object(),
+            "User.{}",
+            limit.key
+        );
+        assert!(
+            required.contains(&json!(limit.key)),
+            "User.{} is required",
+            limit.key
+        );
+    }
+    // Each limit's built-in default, given back by key, is what the view shows.
+    let admin = server.token("boss", ADMIN_PASSWORD);
+    let mut body =
+        json!({"username": "lena", "password": "lena password 1", "system_account": false});
+    for (key, text) in Allocation::default().texts() {
+        body[key] = json!(text);
+    }
+    let made = server.add(&admin, body);
+    assert_eq!(made.status, 201, "{}", made.body);
+    for (key, value) in Allocation::default().json() {
+        assert_eq!(made.body["user"][key], value, "{key}");
+    }
+    // A limit that takes only text refuses a number, naming it.
+    let gpus = server.call(
+        "PATCH",
+        "/api/v1/users/lena",
+        Some(&admin),
+        Some(json!({"gpus": 0})),
+    );
+    assert_eq!(gpus.status, 422, "{}", gpus.body);
+    assert!(
+        gpus.body["detail"].as_str().unwrap().starts_with("gpus:"),
+        "{}",
+        gpus.body
+    );
+    // An unknown field is still refused.
+    let unknown = server.call(
+        "PATCH",
+        "/api/v1/users/lena",
+        Some(&admin),
+        Some(json!({"memory": "1G", "memory_swap": "1G"})),
+    );
+    assert_eq!(unknown.status, 422, "{}", unknown.body);
+    assert!(
+        unknown.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("memory_swap"),
+        "{}",
+        unknown.body
+    );
+}
+
 #[test]
 fn concurrent_reads_writes_and_logins_no_5xx_no_lost_update() {
     // Room in the queue of password checks for every login of the burst

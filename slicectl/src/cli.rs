@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use libdiycloud::model::{Cpu, Date, GpuList, Role, Size, Tasks, Username, Weight};
+use libdiycloud::model::limits::{LimitChanges, LIMITS};
+use libdiycloud::model::{Date, Role, Username};
 
 #[derive(Parser)]
 #[command(
@@ -305,32 +306,54 @@ pub struct ProfileArgs {
     pub expires: Option<Expiry>,
 }
 
-#[derive(Args)]
-pub struct LimitArgs {
-    /// CPU: cores (1.5), percent of one core (150%) or infinity
-    #[arg(long, value_parser = parse_value::<Cpu>, value_name = "CORES", allow_hyphen_values = true)]
-    pub cpu: Option<Cpu>,
-    /// Memory: 512M, 2G, 1.5T (base 1024) or infinity
-    #[arg(long, value_parser = parse_value::<Size>, value_name = "SIZE", allow_hyphen_values = true)]
-    pub memory: Option<Size>,
-    /// Disk quota on each [quota] filesystem: 512M, 5G, 1T (base 1024; rounded up to KiB) or infinity
-    #[arg(long, value_parser = parse_value::<Size>, value_name = "SIZE", allow_hyphen_values = true)]
-    pub disk: Option<Size>,
-    /// Most processes and threads at once, or infinity
-    #[arg(long, value_parser = parse_value::<Tasks>, value_name = "N", allow_hyphen_values = true)]
-    pub tasks: Option<Tasks>,
-    /// GPUs: none, all, or a list of indices, GPU-UUIDs and MIG instances (MIG-GPU-UUID/GI/CI), as `slicectl gpu list` shows them
-    #[arg(long, value_parser = parse_value::<GpuList>, value_name = "LIST", allow_hyphen_values = true)]
-    pub gpus: Option<GpuList>,
-    /// Share of contended CPU time, 1..10000 (100 is everyone's default; 300 gets three times what 100 gets while both are busy, and the whole machine while alone). CPUWeight; on cgroup v1 CPUShares = weight x 1024 / 100
-    #[arg(long, value_parser = parse_value::<Weight>, value_name = "WEIGHT", allow_hyphen_values = true)]
-    pub cpu_weight: Option<Weight>,
-    /// Share of contended disk time, 1..10000 (default 100). IOWeight; on cgroup v1 BlockIOWeight, clamped to 10..1000. Only I/O schedulers with weights honour it (BFQ, or the io.cost controller)
-    #[arg(long, value_parser = parse_value::<Weight>, value_name = "WEIGHT", allow_hyphen_values = true)]
-    pub io_weight: Option<Weight>,
-    /// Soft memory limit: above it the kernel reclaims and slows the user's processes instead of killing them (--memory still kills). At most --memory; infinity for none. MemoryHigh; cgroup v2 only
-    #[arg(long, value_parser = parse_value::<Size>, value_name = "SIZE", allow_hyphen_values = true)]
-    pub memory_high: Option<Size>,
+/// One flag per limit, from the library's table ([`LIMITS`]): its flag,
+/// value name and help, each value checked by the limit's own rule, so a
+/// bad one is a usage error that names the rule.
+#[derive(Clone, Default)]
+pub struct LimitArgs(pub LimitChanges);
+
+impl clap::Args for LimitArgs {
+    fn augment_args(command: clap::Command) -> clap::Command {
+        LIMITS.iter().fold(command, |command, limit| {
+            let key = limit.key;
+            command.arg(
+                clap::Arg::new(key)
+                    .long(limit.flag)
+                    .value_name(limit.value_name)
+                    .help(limit.help)
+                    .allow_hyphen_values(true)
+                    .value_parser(move |text: &str| {
+                        LimitChanges::default()
+                            .set_text(key, text)
+                            .map(|_| text.to_owned())
+                            .map_err(|e| e.error.to_string())
+                    }),
+            )
+        })
+    }
+
+    fn augment_args_for_update(command: clap::Command) -> clap::Command {
+        Self::augment_args(command)
+    }
+}
+
+impl clap::FromArgMatches for LimitArgs {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut args = Self::default();
+        args.update_from_arg_matches(matches)?;
+        Ok(args)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        for limit in LIMITS {
+            if let Some(text) = matches.get_one::<String>(limit.key) {
+                self.0
+                    .set_text(limit.key, text)
+                    .map_err(|e| clap::Error::raw(clap::error::ErrorKind::ValueValidation, e))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `--expires`: a day, or `never` to clear it.

@@ -1,14 +1,13 @@
 //! `slicectl user ...`: arguments in, the library's admin use cases, output
 //! out. The rules, writes and audit entries are all in `libdiycloud::usecases::admin`.
 
-use libdiycloud::model::{LimitChanges, Username};
-use libdiycloud::store::UserChanges;
-use libdiycloud::usecases::admin::{AddUser, AdminError, SystemAccount};
+use libdiycloud::model::Username;
+use libdiycloud::usecases::admin::{AddUser, AdminError, SystemAccount, UserChanges};
 use libdiycloud::usecases::apply::{ApplyReport, StepOutcome};
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use crate::cli::{AddArgs, Expiry, LimitArgs, ModArgs, ProfileArgs, UserCommand};
+use crate::cli::{AddArgs, Expiry, ModArgs, ProfileArgs, UserCommand};
 use crate::{password_input, view, Context, Failure};
 
 pub fn run(ctx: &Context, command: UserCommand) -> Result<(), Failure> {
@@ -42,19 +41,6 @@ fn non_empty(s: &Option<String>) -> Option<String> {
     s.clone().filter(|s| !s.is_empty())
 }
 
-fn limits(args: &LimitArgs) -> LimitChanges {
-    LimitChanges {
-        cpu: args.cpu,
-        memory: args.memory,
-        disk: args.disk,
-        tasks: args.tasks,
-        gpus: args.gpus.clone(),
-        cpu_weight: args.cpu_weight,
-        io_weight: args.io_weight,
-        memory_high: args.memory_high,
-    }
-}
-
 fn add(ctx: &Context, args: AddArgs) -> Result<(), Failure> {
     let request = AddUser {
         name: args.name.clone(),
@@ -65,7 +51,7 @@ fn add(ctx: &Context, args: AddArgs) -> Result<(), Failure> {
             Some(Expiry::On(date)) => Some(date),
             _ => None,
         },
-        limits: limits(&args.limits),
+        limits: args.limits.0.clone(),
         system_account: if args.no_system_account {
             SystemAccount::Link {
                 allow_service_account: args.allow_service_account,
@@ -167,7 +153,7 @@ fn changes_from(args: &ModArgs) -> UserChanges {
             (_, true) => Some(true),
             _ => None,
         },
-        limits: limits(&args.limits),
+        limits: args.limits.0.clone(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Output: one JSON document with `--json`, readable text otherwise.
 
+use libdiycloud::model::limits::{Limit, LIMITS};
 use libdiycloud::store::AuditEntry;
 use libdiycloud::usecases::admin::UserView;
 use serde_json::{json, Value};
@@ -78,45 +79,45 @@ pub fn output_error() -> Option<String> {
 }
 
 pub fn users_table(users: &[UserView]) -> String {
-    let header = [
-        "NAME",
-        "UID",
-        "ROLE",
-        "STATE",
-        "CPU",
-        "MEMORY",
-        "DISK",
-        "TASKS",
-        "GPUS",
-        "EXPIRES",
-        "LAST LOGIN",
+    let listed: Vec<&Limit> = LIMITS.iter().filter(|l| l.listed).collect();
+    let mut header = vec![
+        "NAME".to_owned(),
+        "UID".into(),
+        "ROLE".into(),
+        "STATE".into(),
     ];
-    let rows: Vec<[String; 11]> = users
+    header.extend(listed.iter().map(|l| l.label.to_uppercase()));
+    header.extend(["EXPIRES".into(), "LAST LOGIN".into()]);
+    let rows: Vec<Vec<String>> = users
         .iter()
         .map(|u| {
-            [
+            let texts = u.allocation.texts();
+            let mut row = vec![
                 u.username.clone(),
                 u.uid.map_or("-".into(), |uid| uid.to_string()),
                 u.role.to_string(),
                 u.state.clone(),
-                u.cpu.clone(),
-                u.memory.clone(),
-                u.disk.clone(),
-                u.tasks.clone(),
-                u.gpus.clone(),
-                u.expires.clone().unwrap_or_else(|| "never".into()),
-                u.last_login.clone().unwrap_or_else(|| "never".into()),
-            ]
+            ];
+            row.extend(listed.iter().filter_map(|l| {
+                texts
+                    .iter()
+                    .find(|(key, _)| *key == l.key)
+                    .map(|(_, text)| text.clone())
+            }));
+            row.push(u.expires.clone().unwrap_or_else(|| "never".into()));
+            row.push(u.last_login.clone().unwrap_or_else(|| "never".into()));
+            row
         })
         .collect();
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
     table(&header, &rows)
 }
 
 /// Rows under a header, each column padded to its widest cell.
-pub fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
+pub fn table<Row: AsRef<[String]>>(header: &[&str], rows: &[Row]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
+        for (w, cell) in widths.iter_mut().zip(row.as_ref()) {
             *w = (*w).max(cell.chars().count());
         }
     }
@@ -128,7 +129,10 @@ pub fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String
         padded.join("  ").trim_end().to_owned()
     };
     let mut out = vec![line(&mut header.iter().copied())];
-    out.extend(rows.iter().map(|r| line(&mut r.iter().map(String::as_str))));
+    out.extend(
+        rows.iter()
+            .map(|r| line(&mut r.as_ref().iter().map(String::as_str))),
+    );
     out.join("\n")
 }
 
@@ -151,15 +155,11 @@ pub fn user_text(user: &UserView, log: &[AuditEntry]) -> String {
         format!("created:       {}", user.created_at),
         format!("last login:    {}", or(&user.last_login, "never")),
         format!("password set:  {}", or(&user.password_changed_at, "-")),
-        format!("cpu:           {}", user.cpu),
-        format!("memory:        {}", user.memory),
-        format!("disk:          {}", user.disk),
-        format!("tasks:         {}", user.tasks),
-        format!("gpus:          {}", user.gpus),
-        format!("cpu weight:    {}", user.cpu_weight),
-        format!("io weight:     {}", user.io_weight),
-        format!("memory high:   {}", user.memory_high),
     ];
+    lines.extend(user.allocation.texts().into_iter().map(|(key, text)| {
+        let label = format!("{}:", key.replace('_', " "));
+        format!("{label:<15}{text}")
+    }));
     if !log.is_empty() {
         lines.push("recent changes:".into());
         lines.extend(

@@ -85,6 +85,34 @@ fn invalid_limits_roles_and_dates_are_usage_errors_naming_the_rule() {
     assert_eq!(user_count(&env), 0, "nothing was written");
 }
 
+/// Every limit of the library's table is a flag of `user add` and `user
+/// mod`, with its help, and lands in the record under its key.
+#[test]
+fn every_limit_is_a_flag() {
+    use libdiycloud::model::limits::{Allocation, LIMITS};
+    let env = env();
+    for command in ["add", "mod"] {
+        let help = env.slicectl(&["user", command, "--help"], None);
+        let help = String::from_utf8_lossy(&help.stdout).into_owned();
+        for limit in LIMITS {
+            let flag = format!("--{} <{}>", limit.flag, limit.value_name);
+            assert!(help.contains(&flag), "user {command}: {flag} in {help}");
+        }
+    }
+    let mut args = vec!["lena".to_owned()];
+    for ((key, text), limit) in Allocation::default().texts().into_iter().zip(LIMITS) {
+        assert_eq!(key, limit.key);
+        args.extend([format!("--{}", limit.flag), text]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = add(&env, &args, b"long enough 1\n");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let shown = env.slicectl_json(&["user", "show", "lena"]);
+    for (key, value) in Allocation::default().json() {
+        assert_eq!(shown[key], value, "{key}: {shown}");
+    }
+}
+
 #[test]
 fn bad_passwords_are_refused_cleanly() {
     let env = env();

@@ -445,32 +445,105 @@ impl fmt::Display for GpuList {
 
 // ---------------------------------------------------------------- the limits
 
+/// The cgroup version of the node's controllers (cgroup v1 with systemd's
+/// v2 tree beside it, "hybrid", counts as v1): the weights have other
+/// properties there, and
+/// so does a limit's property ([`Allocation::slice_limits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupVersion {
+    V1,
+    V2,
+}
+
 /// One limit as every door names it: the table below ([`LIMITS`]) is the one
 /// place that lists them. `Allocation`, `LimitChanges`, the slice's
 /// properties, the store's mapping, the config's `[defaults]`, the CLI's
-/// flags and the API's fields come from it.
+/// flags, the API's fields and schema and the portal's form come from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limit {
     /// Its name in the database, the config's `[defaults]`, the API, the
-    /// audit log and the user's view (`memory_high`).
+    /// portal's form, the audit log and the user's view (`memory_high`).
     pub key: &'static str,
     /// The CLI's flag, without the dashes (`memory-high`).
     pub flag: &'static str,
     /// The CLI's name for its value (`SIZE`).
     pub value_name: &'static str,
+    /// Its name for people, in tables and on the portal (`Soft memory`).
+    pub label: &'static str,
+    /// A value to show as an example in a form (`6G`).
+    pub example: &'static str,
+    /// Whether user lists (`slicectl user list`, the portal's) show it.
+    pub listed: bool,
     /// What it is, for `--help` and the API's schema.
     pub help: &'static str,
     /// The syntax its values take (the type's rule), for the schema.
     pub syntax: &'static str,
+    /// Whether JSON and TOML may give it as a number, and which.
+    pub number: Number,
     /// The systemd property it sets on the user's slice, on cgroup v2 and
     /// v1 (`None`: not a slice property: the disk quota, GPU devices).
     pub v2: Option<&'static str>,
     pub v1: Option<&'static str>,
 }
 
+/// Whether a limit may be written as a JSON or TOML number besides its
+/// text (`"cpu": 1.5`), and as which JSON Schema type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Number {
+    /// Text only (a GPU list).
+    No,
+    /// A whole number (weights).
+    Integer,
+    /// Any number (cores, bytes, tasks).
+    Any,
+}
+
+impl Number {
+    /// The JSON Schema type of the numbers it takes.
+    pub fn schema_type(self) -> Option<&'static str> {
+        match self {
+            Number::No => None,
+            Number::Integer => Some("integer"),
+            Number::Any => Some("number"),
+        }
+    }
+}
+
+/// A limit's value as a request or a config file wrote it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scalar<'a> {
+    Text(&'a str),
+    Integer(i64),
+    Float(f64),
+}
+
+impl Limit {
+    /// The limit whose key is `key`.
+    pub fn by_key(key: &str) -> Option<&'static Limit> {
+        LIMITS.iter().find(|l| l.key == key)
+    }
+
+    /// The text of `value` for this limit, to parse by its type's rule;
+    /// `Err`: a number where it takes only text.
+    pub fn text_of(&self, value: Scalar<'_>) -> Result<String, String> {
+        match value {
+            Scalar::Text(text) => Ok(text.to_owned()),
+            Scalar::Integer(_) | Scalar::Float(_) if self.number == Number::No => {
+                Err(format!("{}: give it as a text ({})", self.key, self.syntax))
+            }
+            Scalar::Integer(n) => Ok(n.to_string()),
+            // Rust prints 2.0 as "2", which every integer rule takes.
+            Scalar::Float(x) => Ok(x.to_string()),
+        }
+    }
+}
+
 /// A limit's value type: parsed from and shown as its canonical text (what
 /// the database stores), shown in JSON as text unless it is a number.
 pub trait LimitValue: std::str::FromStr<Err = LimitError> + fmt::Display + Clone {
+    /// Whether requests and config files may give it as a number.
+    const NUMBER: Number = Number::Any;
+
     fn json(&self) -> serde_json::Value {
         serde_json::Value::String(self.to_string())
     }
@@ -479,8 +552,12 @@ pub trait LimitValue: std::str::FromStr<Err = LimitError> + fmt::Display + Clone
 impl LimitValue for Cpu {}
 impl LimitValue for Size {}
 impl LimitValue for Tasks {}
-impl LimitValue for GpuList {}
+impl LimitValue for GpuList {
+    const NUMBER: Number = Number::No;
+}
 impl LimitValue for Weight {
+    const NUMBER: Number = Number::Integer;
+
     /// Weights are numbers in the user's view and the audit log.
     fn json(&self) -> serde_json::Value {
         serde_json::Value::from(self.get())
@@ -504,6 +581,7 @@ macro_rules! limits {
     ($(
         $(#[doc = $doc:literal])*
         $field:ident: $ty:ty = $default:expr, flag $flag:literal, value $value:literal,
+            label $label:literal, example $example:literal, listed $listed:literal,
             help $help:literal, syntax $syntax:expr
         $(, v2 $v2:literal => $v2value:expr)?
         $(, v1 $v1:literal => $v1value:expr)?
@@ -534,8 +612,12 @@ macro_rules! limits {
                 key: stringify!($field),
                 flag: $flag,
                 value_name: $value,
+                label: $label,
+                example: $example,
+                listed: $listed,
                 help: $help,
                 syntax: $syntax,
+                number: <$ty as LimitValue>::NUMBER,
                 v2: limits!(@name $($v2)?),
                 v1: limits!(@name $($v1)?),
             }, )*
@@ -568,7 +650,7 @@ macro_rules! limits {
 
             /// The slice properties of the limits that are slice
             /// properties, for cgroup `version`, in [`LIMITS`]' order.
-            pub fn slice_limits(&self, version: crate::model::slice::CgroupVersion) -> Vec<(&'static str, u64)> {
+            pub fn slice_limits(&self, version: CgroupVersion) -> Vec<(&'static str, u64)> {
                 let mut properties = Vec::new();
                 $( limits!(@property properties, version, self.$field, $ty $(, $v2 => $v2value)? $(; $v1 => $v1value)?); )*
                 properties
@@ -628,11 +710,11 @@ macro_rules! limits {
     (@property $out:ident, $version:ident, $value:expr, $ty:ty) => {};
     (@property $out:ident, $version:ident, $value:expr, $ty:ty, $v2:literal => $v2value:expr $(; $v1:literal => $v1value:expr)?) => {
         match $version {
-            crate::model::slice::CgroupVersion::V2 => {
+            CgroupVersion::V2 => {
                 let value: fn(&$ty) -> u64 = $v2value;
                 $out.push(($v2, value(&$value)));
             }
-            crate::model::slice::CgroupVersion::V1 => {
+            CgroupVersion::V1 => {
                 $( let value: fn(&$ty) -> u64 = $v1value;
                 $out.push(($v1, value(&$value))); )?
             }
@@ -643,41 +725,84 @@ macro_rules! limits {
 limits! {
     /// CPU time, in cores (`CPUQuota`).
     cpu: Cpu = Cpu::Percent(100), flag "cpu", value "CORES",
+        label "CPU", example "2 or 150%", listed true,
         help "CPU: cores (1.5), percent of one core (150%) or infinity", syntax CPU_RULE,
         v2 "CPUQuotaPerSecUSec" => |c| c.quota_per_sec_usec(),
         v1 "CPUQuotaPerSecUSec" => |c| c.quota_per_sec_usec();
     /// Memory, the hard limit (`MemoryMax`): past it the OOM killer acts.
     memory: Size = Size::Bytes(2 << 30), flag "memory", value "SIZE",
+        label "Memory", example "8G", listed true,
         help "Memory: 512M, 2G, 1.5T (base 1024) or infinity", syntax SIZE_RULE,
         v2 "MemoryMax" => |m| m.as_systemd_u64(),
         v1 "MemoryMax" => |m| m.as_systemd_u64();
     /// The soft memory limit (`MemoryHigh`): above it the kernel reclaims
     /// and slows the slice down; `memory` still kills.
     memory_high: Size = Size::Infinity, flag "memory-high", value "SIZE",
+        label "Soft memory", example "6G, at most Memory", listed false,
         help "Soft memory limit: above it the kernel reclaims and slows the user's processes instead of killing them (--memory still kills). At most --memory; infinity for none. MemoryHigh; cgroup v2 only", syntax SIZE_RULE,
         v2 "MemoryHigh" => |m| m.as_systemd_u64(),
         v1 "MemoryHigh" => |m| m.as_systemd_u64();
+    /// The disk quota on each configured filesystem.
+    disk: Size = Size::Bytes(5 << 30), flag "disk", value "SIZE",
+        label "Disk", example "50G", listed true,
+        help "Disk quota on each [quota] filesystem: 512M, 5G, 1T (base 1024; rounded up to KiB) or infinity", syntax SIZE_RULE;
     /// Processes and threads (`TasksMax`).
     tasks: Tasks = Tasks::Count(4096), flag "tasks", value "N",
+        label "Tasks", example "4096", listed true,
         help "Most processes and threads at once, or infinity", syntax TASKS_RULE,
         v2 "TasksMax" => |t| t.as_systemd_u64(),
         v1 "TasksMax" => |t| t.as_systemd_u64();
-    /// The disk quota on each configured filesystem.
-    disk: Size = Size::Bytes(5 << 30), flag "disk", value "SIZE",
-        help "Disk quota on each [quota] filesystem: 512M, 5G, 1T (base 1024; rounded up to KiB) or infinity", syntax SIZE_RULE;
     /// The GPUs granted (device access).
     gpus: GpuList = GpuList::None, flag "gpus", value "LIST",
+        label "GPUs", example "none, all or 0,1", listed true,
         help "GPUs: none, all, or a list of indices, GPU-UUIDs and MIG instances (MIG-GPU-UUID/GI/CI), as `slicectl gpu list` shows them", syntax GPU_RULE;
     /// The share of contended CPU time (`CPUWeight`).
     cpu_weight: Weight = Weight::DEFAULT, flag "cpu-weight", value "WEIGHT",
+        label "CPU weight", example "100 (the usual) or 300", listed false,
         help "Share of contended CPU time, 1..10000 (100 is everyone's default; 300 gets three times what 100 gets while both are busy, and the whole machine while alone). CPUWeight; on cgroup v1 CPUShares = weight x 1024 / 100", syntax WEIGHT_RULE,
         v2 "CPUWeight" => |w| w.get().into(),
         v1 "CPUShares" => |w| w.cpu_shares();
     /// The share of contended disk time (`IOWeight`).
     io_weight: Weight = Weight::DEFAULT, flag "io-weight", value "WEIGHT",
+        label "IO weight", example "100 (the usual)", listed false,
         help "Share of contended disk time, 1..10000 (default 100). IOWeight; on cgroup v1 BlockIOWeight, clamped to 10..1000. Only I/O schedulers with weights honour it (BFQ, or the io.cost controller)", syntax WEIGHT_RULE,
         v2 "IOWeight" => |w| w.get().into(),
         v1 "BlockIOWeight" => |w| w.block_io_weight().0;
+}
+
+/// The user's view and the audit log show an allocation as one key per
+/// limit, in [`LIMITS`]' order.
+impl serde::Serialize for Allocation {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let values = self.json();
+        let mut map = serializer.serialize_map(Some(values.len()))?;
+        for (key, value) in &values {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
+}
+
+impl Allocation {
+    /// Sets `limit` from a config file's value (`[defaults]`).
+    pub fn set_scalar(&mut self, limit: &Limit, value: Scalar<'_>) -> Result<(), String> {
+        let text = limit.text_of(value)?;
+        self.set_text(limit.key, &text)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl LimitChanges {
+    /// Sets the change of `limit` from a request's value (an API body, a
+    /// portal form).
+    pub fn set_scalar(&mut self, limit: &Limit, value: Scalar<'_>) -> Result<(), String> {
+        let text = limit.text_of(value)?;
+        self.set_text(limit.key, &text)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
 }
 
 pub const MEMORY_HIGH_RULE: &str = "memory-high (the soft limit, MemoryHigh) must not exceed \

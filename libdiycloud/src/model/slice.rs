@@ -69,14 +69,8 @@ pub fn uid_of_cgroup_file(text: &str) -> Option<u32> {
     })
 }
 
-/// The cgroup version of the node's controllers (cgroup v1 with systemd's
-/// v2 tree beside it, "hybrid", counts as v1): the weights have other
-/// properties there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CgroupVersion {
-    V1,
-    V2,
-}
+/// Declared with the limits, whose systemd properties depend on it.
+pub use super::limits::CgroupVersion;
 
 /// The properties that give a user's slice its allocation. Accounting is
 /// always on, so usage can be read back.

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::limits::Allocation;
+use super::limits::{Allocation, LimitChanges};
 use super::lockout::{FailureState, LockoutPolicy};
 use super::time::{Date, Timestamp};
 use super::username::Username;
@@ -203,5 +203,29 @@ mod tests {
         assert_eq!(u.state(&policy, now), AccountState::Disabled);
         u.pending = Some(Pending::Del);
         assert_eq!(u.state(&policy, now).as_str(), "unfinished del");
+    }
+}
+
+/// A change to a user's record, as `user mod` and the API's PATCH give it
+/// (the admin use case checks and makes it; the store writes it). A partial update: `None` leaves a field as it is; for the optional
+/// profile fields, `Some(None)` clears them.
+#[derive(Debug, Clone, Default)]
+pub struct UserChanges {
+    pub role: Option<Role>,
+    pub email: Option<Option<String>>,
+    pub full_name: Option<Option<String>>,
+    pub expires: Option<Option<Date>>,
+    pub active: Option<bool>,
+    pub limits: LimitChanges,
+}
+
+impl UserChanges {
+    pub fn is_empty(&self) -> bool {
+        self.role.is_none()
+            && self.email.is_none()
+            && self.full_name.is_none()
+            && self.expires.is_none()
+            && self.active.is_none()
+            && self.limits.is_empty()
     }
 }

@@ -31,7 +31,8 @@ use crate::model::lockout::{FailureState, LockoutPolicy};
 use crate::model::time::Timestamp;
 use crate::model::user::{Pending, User};
 
-pub use records::{AuditEntry, GpuUseUpdate, NewUser, UserChanges};
+pub use crate::model::user::UserChanges;
+pub use records::{AuditEntry, GpuUseUpdate, NewUser};
 pub use sqlite::{APPLICATION_ID, SCHEMA_VERSION};
 
 #[derive(Debug, thiserror::Error)]

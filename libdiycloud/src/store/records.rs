@@ -2,10 +2,10 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::model::limits::{Allocation, LimitChanges};
+use crate::model::limits::Allocation;
 use crate::model::lockout::FailureState;
 use crate::model::time::{Date, Timestamp};
-use crate::model::user::{Pending, Role, User};
+use crate::model::user::{Pending, Role, User, UserChanges};
 use crate::model::username::Username;
 use crate::store::StoreError;
 
@@ -41,29 +41,6 @@ impl NewUser {
             owns_system_account: false,
             pending: None,
         }
-    }
-}
-
-/// A partial update: `None` leaves a field as it is; for the optional
-/// profile fields, `Some(None)` clears them.
-#[derive(Debug, Clone, Default)]
-pub struct UserChanges {
-    pub role: Option<Role>,
-    pub email: Option<Option<String>>,
-    pub full_name: Option<Option<String>>,
-    pub expires: Option<Option<Date>>,
-    pub active: Option<bool>,
-    pub limits: LimitChanges,
-}
-
-impl UserChanges {
-    pub fn is_empty(&self) -> bool {
-        self.role.is_none()
-            && self.email.is_none()
-            && self.full_name.is_none()
-            && self.expires.is_none()
-            && self.active.is_none()
-            && self.limits.is_empty()
     }
 }
 

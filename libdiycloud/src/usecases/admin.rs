@@ -13,13 +13,15 @@ use crate::config::{Config, SessionErrorPolicy, WebLink};
 use crate::hashing::{Hasher, PasswordError};
 use crate::model::events::LimitEvent;
 use crate::model::gpu::{user_gpus, GpuUse, UserGpu};
-use crate::model::limits::{AllocationError, LimitChanges};
+use crate::model::limits::{Allocation, AllocationError, LimitChanges};
 use crate::model::slice::SliceUsage;
+/// What `modify` takes: defined in the model, which the store writes too.
+pub use crate::model::user::UserChanges;
 use crate::model::{AccountState, Date, Pending, Role, Timestamp, User, Username};
 use crate::ports::{
     AccountError, AccountPort, GpuPort, Membership, PortError, Ports, QuotaPort, SlicePort,
 };
-use crate::store::{AuditEntry, Database, NewUser, Store, StoreError, UserChanges};
+use crate::store::{AuditEntry, Database, NewUser, Store, StoreError};
 use crate::usecases::apply::{self, ApplyReport, DiskUsage};
 use crate::usecases::auth::{self, AuthError, Authenticator, PasswordChange, SetBy};
 
@@ -128,14 +130,9 @@ pub struct UserView {
     pub last_login: Option<String>,
     pub last_logout: Option<String>,
     pub password_changed_at: Option<String>,
-    pub cpu: String,
-    pub memory: String,
-    pub disk: String,
-    pub tasks: String,
-    pub gpus: String,
-    pub cpu_weight: u16,
-    pub io_weight: u16,
-    pub memory_high: String,
+    /// One key per limit ([`crate::model::limits::LIMITS`]).
+    #[serde(flatten)]
+    pub allocation: Allocation,
     /// `active`, `disabled`, `expired`, `locked`, `unfinished add|del`.
     pub state: String,
     pub pending: Option<Pending>,
@@ -143,7 +140,6 @@ pub struct UserView {
 
 impl UserView {
     pub fn of(user: &User, config: &Config, now: Timestamp) -> Self {
-        let a = &user.allocation;
         let text = |t: Option<Timestamp>| t.map(|t| t.to_string());
         Self {
             username: user.username.to_string(),
@@ -162,14 +158,7 @@ impl UserView {
             last_login: text(user.last_login),
             last_logout: text(user.last_logout),
             password_changed_at: text(user.password_changed_at),
-            cpu: a.cpu.to_string(),
-            memory: a.memory.to_string(),
-            disk: a.disk.to_string(),
-            tasks: a.tasks.to_string(),
-            gpus: a.gpus.to_string(),
-            cpu_weight: a.cpu_weight.get(),
-            io_weight: a.io_weight.get(),
-            memory_high: a.memory_high.to_string(),
+            allocation: user.allocation.clone(),
             state: user.state(&config.lockout, now).to_string(),
             pending: user.pending,
         }

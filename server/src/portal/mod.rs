@@ -21,6 +21,7 @@
 mod chart;
 mod html;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::rejection::{FormRejection, PathRejection, QueryRejection};
@@ -31,12 +32,13 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use libdiycloud::model::history::Point;
-use libdiycloud::model::limits::{Cpu, Size, Tasks};
+use libdiycloud::model::limits::{
+    Allocation, Cpu, Limit, LimitChanges, Scalar, Size, Tasks, LIMITS,
+};
 use libdiycloud::model::time::Timestamp;
 use libdiycloud::model::user::{Role, User};
 use libdiycloud::model::Username;
-use libdiycloud::store::UserChanges;
-use libdiycloud::usecases::admin::{AddUser, Admin, SystemAccount, UserView};
+use libdiycloud::usecases::admin::{AddUser, Admin, SystemAccount, UserChanges, UserView};
 use libdiycloud::usecases::auth::{self, LoginOutcome, PasswordChange, Refusal};
 use libdiycloud::usecases::history;
 use serde::Deserialize;
@@ -48,7 +50,7 @@ use crate::client::{token, Client};
 use crate::error::ApiError;
 use crate::routes::{
     as_admin, blocking, change_own_password, clear_session_cookie, end_session, hashing,
-    open_session, set_session_cookie, settle, LimitFields, Route, Scalar,
+    open_session, set_session_cookie, settle, Route,
 };
 use crate::AppState;
 
@@ -607,29 +609,35 @@ async fn home(
 }
 
 fn allocation_facts(view: &UserView) -> String {
-    facts(&[
+    let mut rows = vec![
         ("User", view.username.clone()),
         ("Role", view.role.to_string()),
         ("State", view.state.clone()),
-        ("CPU", view.cpu.clone()),
-        ("Memory", view.memory.clone()),
-        (
-            "Memory, soft limit",
-            match view.memory_high.as_str() {
-                "infinity" => "none".to_owned(),
-                high => format!("{high} (above it you are slowed down, not stopped)"),
-            },
-        ),
-        ("Disk", view.disk.clone()),
-        ("Tasks", view.tasks.clone()),
-        ("GPUs", view.gpus.clone()),
-        (
-            "Share when busy",
-            format!(
-                "CPU weight {}, IO weight {} (100 is the usual)",
-                view.cpu_weight, view.io_weight
-            ),
-        ),
+    ];
+    let a = &view.allocation;
+    for (limit, text) in limit_texts(a) {
+        // The page's own words where a bare value would not tell a user
+        // what it means for them.
+        match limit.key {
+            "memory_high" => rows.push((
+                "Memory, soft limit",
+                match text.as_str() {
+                    "infinity" => "none".to_owned(),
+                    high => format!("{high} (above it you are slowed down, not stopped)"),
+                },
+            )),
+            "cpu_weight" => rows.push((
+                "Share when busy",
+                format!(
+                    "CPU weight {}, IO weight {} (100 is the usual)",
+                    a.cpu_weight, a.io_weight
+                ),
+            )),
+            "io_weight" => {}
+            _ => rows.push((limit.label, text)),
+        }
+    }
+    rows.extend([
         (
             "Expires",
             view.expires.clone().unwrap_or_else(|| "never".into()),
@@ -638,7 +646,8 @@ fn allocation_facts(view: &UserView) -> String {
             "Last login",
             view.last_login.clone().unwrap_or_else(|| "never".into()),
         ),
-    ])
+    ]);
+    facts(&rows)
 }
 
 fn usage_now(usage: Option<&libdiycloud::usecases::admin::UserUsage>) -> String {
@@ -1065,34 +1074,27 @@ async fn admin_page(
 
     // Every user.
     body.push_str("<section class=\"card\"><h2>Users</h2><p><a class=\"button\" href=\"/portal/admin/new\">New user</a></p><div class=\"scroll\"><table class=\"users\"><thead><tr>");
-    for column in [
-        "User",
-        "Role",
-        "State",
-        "CPU",
-        "Memory",
-        "Disk",
-        "Tasks",
-        "GPUs",
-        "Memory now",
-        "Last login",
-    ] {
-        body.push_str(&format!("<th scope=\"col\">{column}</th>"));
+    let mut columns = vec!["User", "Role", "State"];
+    columns.extend(LIMITS.iter().filter(|l| l.listed).map(|l| l.label));
+    columns.extend(["Memory now", "Last login"]);
+    for column in columns {
+        body.push_str(&format!("<th scope=\"col\">{}</th>", esc(column)));
     }
     body.push_str("</tr></thead><tbody>");
     for user in &users {
         body.push_str(&format!(
-            "<tr><td><a href=\"/portal/admin/users/{}\">{}</a></td><td>{}</td><td class=\"state {}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td><a href=\"/portal/admin/users/{}\">{}</a></td><td>{}</td><td class=\"state {}\">{}</td>",
             segment(&user.username),
             esc(&user.username),
             user.role,
             esc(&user.state.replace(' ', "-")),
             esc(&user.state),
-            esc(&user.cpu),
-            esc(&user.memory),
-            esc(&user.disk),
-            esc(&user.tasks),
-            esc(&user.gpus),
+        ));
+        for (_, text) in limit_texts(&user.allocation).filter(|(limit, _)| limit.listed) {
+            body.push_str(&format!("<td>{}</td>", esc(&text)));
+        }
+        body.push_str(&format!(
+            "<td>{}</td><td>{}</td></tr>",
             memory_now(&user.username).map_or("-".into(), bytes),
             esc(user.last_login.as_deref().unwrap_or("never")),
         ));
@@ -1132,22 +1134,11 @@ struct UserForm {
     email: String,
     #[serde(default)]
     expires: String,
-    #[serde(default)]
-    cpu: String,
-    #[serde(default)]
-    memory: String,
-    #[serde(default)]
-    disk: String,
-    #[serde(default)]
-    tasks: String,
-    #[serde(default)]
-    gpus: String,
-    #[serde(default)]
-    cpu_weight: String,
-    #[serde(default)]
-    io_weight: String,
-    #[serde(default)]
-    memory_high: String,
+    /// One field per limit, by its key ([`LIMITS`]); an empty one keeps
+    /// the current (or default) value. (Other fields a browser sends land
+    /// here too, and are not read.)
+    #[serde(flatten)]
+    limits: HashMap<String, String>,
     /// A checkbox: present when ticked.
     system_account: Option<String>,
 }
@@ -1160,32 +1151,25 @@ impl UserForm {
             full_name: view.full_name.clone().unwrap_or_default(),
             email: view.email.clone().unwrap_or_default(),
             expires: view.expires.clone().unwrap_or_default(),
-            cpu: view.cpu.clone(),
-            memory: view.memory.clone(),
-            disk: view.disk.clone(),
-            tasks: view.tasks.clone(),
-            gpus: view.gpus.clone(),
-            cpu_weight: view.cpu_weight.to_string(),
-            io_weight: view.io_weight.to_string(),
-            memory_high: view.memory_high.clone(),
+            limits: limit_fields(&view.allocation),
             ..Self::default()
         }
     }
 
     /// The limits typed; an empty field keeps the current (or default) value.
-    fn limits(&self) -> Result<libdiycloud::model::LimitChanges, ApiError> {
-        let scalar = |v: &str| (!v.trim().is_empty()).then(|| Scalar::Text(v.trim().to_owned()));
-        LimitFields {
-            cpu: scalar(&self.cpu),
-            memory: scalar(&self.memory),
-            disk: scalar(&self.disk),
-            tasks: scalar(&self.tasks),
-            gpus: (!self.gpus.trim().is_empty()).then(|| self.gpus.trim().to_owned()),
-            cpu_weight: scalar(&self.cpu_weight),
-            io_weight: scalar(&self.io_weight),
-            memory_high: scalar(&self.memory_high),
+    fn limits(&self) -> Result<LimitChanges, ApiError> {
+        let mut changes = LimitChanges::default();
+        for limit in LIMITS {
+            let Some(text) = self.limits.get(limit.key).map(|t| t.trim()) else {
+                continue;
+            };
+            if !text.is_empty() {
+                changes
+                    .set_scalar(limit, Scalar::Text(text))
+                    .map_err(ApiError::invalid)?;
+            }
         }
-        .changes()
+        Ok(changes)
     }
 
     fn role(&self) -> Result<Role, ApiError> {
@@ -1238,6 +1222,23 @@ struct Profile {
     expires: Option<libdiycloud::model::Date>,
 }
 
+/// Each limit of `allocation` with its text, in [`LIMITS`]' order.
+fn limit_texts(allocation: &Allocation) -> impl Iterator<Item = (&'static Limit, String)> {
+    allocation
+        .texts()
+        .into_iter()
+        .filter_map(|(key, text)| Some((Limit::by_key(key)?, text)))
+}
+
+/// A form's limit fields, filled with `allocation`.
+fn limit_fields(allocation: &Allocation) -> HashMap<String, String> {
+    allocation
+        .texts()
+        .into_iter()
+        .map(|(key, text)| (key.to_owned(), text))
+        .collect()
+}
+
 /// The create (no `name`) or edit form.
 fn user_form(csrf: &str, form: &UserForm, name: Option<&str>) -> String {
     let action = match name {
@@ -1288,65 +1289,18 @@ fn user_form(csrf: &str, form: &UserForm, name: Option<&str>) -> String {
         &form.expires,
         "pattern=\"(\\d{4}-\\d{2}-\\d{2}|never)?\"",
     ));
-    let hint = "empty: the default";
-    out.push_str(&input(
-        "cpu",
-        &format!("CPU: cores or percent, e.g. 2 or 150% ({hint})"),
-        "text",
-        &form.cpu,
-        "",
-    ));
-    out.push_str(&input(
-        "memory",
-        &format!("Memory, e.g. 8G ({hint})"),
-        "text",
-        &form.memory,
-        "",
-    ));
-    out.push_str(&input(
-        "disk",
-        &format!("Disk, e.g. 50G ({hint})"),
-        "text",
-        &form.disk,
-        "",
-    ));
-    out.push_str(&input(
-        "tasks",
-        &format!("Tasks, e.g. 4096 ({hint})"),
-        "text",
-        &form.tasks,
-        "",
-    ));
-    out.push_str(&input(
-        "gpus",
-        &format!("GPUs: none, all, or e.g. 0,1 ({hint})"),
-        "text",
-        &form.gpus,
-        "",
-    ));
-    out.push_str(&input(
-        "cpu_weight",
-        &format!("CPU weight: share of busy CPU time, 1-10000, 100 is the usual ({hint})"),
-        "text",
-        &form.cpu_weight,
-        "",
-    ));
-    out.push_str(&input(
-        "io_weight",
-        &format!("IO weight: share of busy disk time, 1-10000 ({hint})"),
-        "text",
-        &form.io_weight,
-        "",
-    ));
-    out.push_str(&input(
-        "memory_high",
-        &format!(
-            "Soft memory limit: slowed, not killed, above it; at most Memory, or infinity ({hint})"
-        ),
-        "text",
-        &form.memory_high,
-        "",
-    ));
+    for limit in LIMITS {
+        out.push_str(&input(
+            limit.key,
+            &format!(
+                "{}, e.g. {} (empty: the default)",
+                limit.label, limit.example
+            ),
+            "text",
+            form.limits.get(limit.key).map_or("", String::as_str),
+            "",
+        ));
+    }
     if name.is_none() {
         let checked = if form.system_account.is_some() || form.username.is_empty() {
             " checked"
@@ -1375,14 +1329,7 @@ async fn new_user_page(State(state): State<Arc<AppState>>, visitor: Visitor) -> 
     let defaults = &state.config.defaults;
     let form = UserForm {
         role: "user".into(),
-        cpu: defaults.cpu.to_string(),
-        memory: defaults.memory.to_string(),
-        disk: defaults.disk.to_string(),
-        tasks: defaults.tasks.to_string(),
-        gpus: defaults.gpus.to_string(),
-        cpu_weight: defaults.cpu_weight.to_string(),
-        io_weight: defaults.io_weight.to_string(),
-        memory_high: defaults.memory_high.to_string(),
+        limits: limit_fields(defaults),
         ..UserForm::default()
     };
     page(

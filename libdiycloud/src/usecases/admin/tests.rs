@@ -100,7 +100,7 @@ fn add_records_the_user_with_the_default_allocation_and_audits() {
     let added = f.add("zed-nosys", "long enough 1").unwrap();
     assert_eq!(added.user.username, "zed-nosys");
     assert_eq!(added.user.state, "active");
-    assert_eq!(added.user.memory, "2G");
+    assert_eq!(added.user.allocation.memory.to_string(), "2G");
     assert!(!added.resumed);
     assert_eq!(added.applied.skipped(), Some("no system account"));
     assert!(matches!(
@@ -161,7 +161,7 @@ fn modify_changes_limits_and_applies_them_at_once() {
         ..UserChanges::default()
     };
     let modified = f.admin().modify("zed-nosys", &changes).unwrap();
-    assert_eq!(modified.user.memory, "512M");
+    assert_eq!(modified.user.allocation.memory.to_string(), "512M");
     assert_eq!(modified.warnings.len(), 1, "2% of a core is little");
     let applied = modified.applied.unwrap();
     match &applied.steps[0].outcome {
@@ -203,7 +203,11 @@ fn a_failed_apply_keeps_the_change() {
     let modified = f.admin().modify("zed-nosys", &changes).unwrap();
     assert!(!modified.applied.unwrap().is_complete());
     let (view, _) = f.admin().show("zed-nosys", 1).unwrap();
-    assert_eq!(view.memory, "1G", "the database is the source of truth");
+    assert_eq!(
+        view.allocation.memory.to_string(),
+        "1G",
+        "the database is the source of truth"
+    );
 }
 
 #[test]
@@ -227,11 +231,11 @@ fn fair_share_fields_are_stored_shown_and_applied_for_the_nodes_cgroup_version()
         .unwrap();
     assert_eq!(
         (
-            added.user.cpu_weight,
-            added.user.io_weight,
-            added.user.memory_high.as_str()
+            added.user.allocation.cpu_weight.get(),
+            added.user.allocation.io_weight.get(),
+            added.user.allocation.memory_high.to_string()
         ),
-        (300, 5000, "128M")
+        (300, 5000, "128M".to_owned())
     );
     let slice = &added.applied.steps[0];
     match &slice.outcome {
@@ -246,7 +250,13 @@ fn fair_share_fields_are_stored_shown_and_applied_for_the_nodes_cgroup_version()
         other => panic!("{other:?}"),
     }
     let (view, log) = f.admin().show("zed-nosys", 1).unwrap();
-    assert_eq!((view.cpu_weight, view.io_weight), (300, 5000));
+    assert_eq!(
+        (
+            view.allocation.cpu_weight.get(),
+            view.allocation.io_weight.get()
+        ),
+        (300, 5000)
+    );
     assert_eq!(log[0].detail["cpu_weight"], 300, "{:?}", log[0].detail);
 
     // On cgroup v1 the weights are v1's properties, and what v1 cannot do is said.
@@ -326,8 +336,11 @@ fn a_soft_memory_limit_above_the_hard_one_is_refused_and_nothing_is_kept() {
     );
     let (view, log) = f.admin().show("zed-nosys", 5).unwrap();
     assert_eq!(
-        (view.memory.as_str(), view.memory_high.as_str()),
-        ("2G", "1G")
+        (
+            view.allocation.memory.to_string(),
+            view.allocation.memory_high.to_string()
+        ),
+        ("2G".to_owned(), "1G".to_owned())
     );
     assert_eq!(
         log.len(),
