@@ -1175,8 +1175,8 @@ mod tests {
             Config::parse(&toml).unwrap().defaults,
             Allocation::default()
         );
-        let e = Config::parse("[defaults]\nmemory_swap = \"1G\"").unwrap_err();
-        assert!(e.contains("unknown field `memory_swap`"), "{e}");
+        let e = Config::parse("[defaults]\nmemory_typo = \"1G\"").unwrap_err();
+        assert!(e.contains("unknown field `memory_typo`"), "{e}");
         let e = Config::parse("[defaults]\ngpus = 1").unwrap_err();
         assert!(e.starts_with("defaults.gpus: "), "{e}");
         let e = Config::parse("[defaults]\ncpu = true").unwrap_err();

@@ -551,14 +551,14 @@ fn every_limit_is_in_the_schema_and_the_api() {
         "PATCH",
         "/api/v1/users/lena",
         Some(&admin),
-        Some(json!({"memory": "1G", "memory_swap": "1G"})),
+        Some(json!({"memory": "1G", "memory_typo": "1G"})),
     );
     assert_eq!(unknown.status, 422, "{}", unknown.body);
     assert!(
         unknown.body["detail"]
             .as_str()
             .unwrap()
-            .contains("memory_swap"),
+            .contains("memory_typo"),
         "{}",
         unknown.body
     );
