@@ -559,7 +559,12 @@ fn body_with_limits<T: serde::de::DeserializeOwned>(
                 Some(n) => limits.set_scalar(limit, Scalar::Integer(n)),
                 None => limits.set_scalar(limit, Scalar::Float(n.as_f64().unwrap_or(f64::NAN))),
             },
-            Some(_) => Err(format!("{}: expected a text or a number", limit.key)),
+            Some(_) => Err(match limit.number {
+                Number::No => format!("{}: expected a text", limit.key),
+                Number::Integer | Number::Any => {
+                    format!("{}: expected a text or a number", limit.key)
+                }
+            }),
         };
         set.map_err(ApiError::invalid)?;
     }
