@@ -8,6 +8,25 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+# The time of each tier, printed at the end of the run (passed or not), so
+# a tier that grows shows at once.
+tier_log=$(mktemp)
+tier_name=""
+tier_start=$SECONDS
+tier() {
+    if [ -n "$tier_name" ]; then
+        printf '%s\t%s\n' "$((SECONDS - tier_start))" "$tier_name" >>"$tier_log"
+    fi
+    tier_name="$1"
+    tier_start=$SECONDS
+    if [ -n "$1" ]; then echo "== $1"; fi
+}
+tier_times() {
+    tier ""
+    echo "== time per tier (seconds; the whole run: $SECONDS s)"
+    awk -F'\t' '{ printf "   %5d  %s\n", $1, substr($2, 1, 90) }' "$tier_log"
+    rm -f "$tier_log"
+}
 # A run from scratch writes about 15 GB (cargo's targets, the VM images and
 # the guests' disks). Say so at once rather than fail at the fifth step with
 # "No space left on device". Incremental compilation only pays for a tree
@@ -20,6 +39,7 @@ if [ "$free_gb" -lt 20 ]; then
     exit 1
 fi
 if [ "$(id -u)" = 0 ]; then
+    tier "dependencies: tests/deps.sh, and the VM images started in the background"
     tests/deps.sh
     # The VM tier's images and older build, made meanwhile (network, dpkg
     # and a compile; nothing before the benchmarks times anything). The
@@ -33,7 +53,7 @@ fi
 # the totals at the end list them, so a skip never passes for a pass.
 export DIYCLOUD_SKIP_LOG
 DIYCLOUD_SKIP_LOG=$(mktemp)
-trap 'rm -f "$DIYCLOUD_SKIP_LOG"; if [ -n "${prepare_pid:-}" ]; then kill -- "-$prepare_pid" 2>/dev/null || true; fi' EXIT
+trap 'tier_times; rm -f "$DIYCLOUD_SKIP_LOG"; if [ -n "${prepare_pid:-}" ]; then kill -- "-$prepare_pid" 2>/dev/null || true; fi' EXIT
 skipped_total() {
     local n
     n=$(wc -l <"$DIYCLOUD_SKIP_LOG")
@@ -41,30 +61,30 @@ skipped_total() {
     if [ "$n" -gt 0 ]; then sed 's/^/   /' "$DIYCLOUD_SKIP_LOG"; fi
 }
 
-echo "== lint: cargo fmt --check, cargo clippy -D warnings"
+tier "lint: cargo fmt --check, cargo clippy -D warnings"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-echo "== tier 1: cargo test --workspace"
+tier "tier 1: cargo test --workspace"
 cargo test --workspace --locked
 
-echo "== fault suite: kill -9 at random points of every writing command, full disk, read-only database"
+tier "fault suite: kill -9 at random points of every writing command, full disk, read-only database"
 cargo test -p slicectl --test fault_suite --locked -- --ignored
 
-echo "== fuzzing: a short run of every target (tests/fuzz.sh --short)"
+tier "fuzzing: a short run of every target (tests/fuzz.sh --short)"
 tests/fuzz.sh --short 20
 
-echo "== JupyterHub PAMAuthenticator"
+tier "JupyterHub PAMAuthenticator"
 cargo build --workspace --locked
 tests/system/jupyterhub.sh
 
-echo "== REST API: schemathesis checks the OpenAPI document against the running server"
+tier "REST API: schemathesis checks the OpenAPI document against the running server"
 tests/system/api-schemathesis.sh
 
-echo "== API abuse: forged X-Forwarded-For, IPv6 /64 rotation, a login flood, 1,100 slow connections, SIGTERM (tests/system/api-abuse.sh)"
+tier "API abuse: forged X-Forwarded-For, IPv6 /64 rotation, a login flood, 1,100 slow connections, SIGTERM (tests/system/api-abuse.sh)"
 tests/system/api-abuse.sh
 
-echo "== the release module exports exactly the six pam_sm_* symbols"
+tier "the release module exports exactly the six pam_sm_* symbols"
 cargo build --release --workspace --locked
 exported=$(nm -D --defined-only target/release/libpam_diycloud.so | awk '{print $3}' | sort | tr '\n' ' ')
 expected="pam_sm_acct_mgmt pam_sm_authenticate pam_sm_chauthtok pam_sm_close_session pam_sm_open_session pam_sm_setcred "
@@ -76,31 +96,31 @@ echo "ok: $exported"
 
 # The benchmarks time logins: the VM tier's preparation must be over.
 if [ -n "${prepare_pid:-}" ]; then
-    echo "== waiting for the VM tier's images and older build (target/vm/prepare.log)"
+    tier "waiting for the VM tier's images and older build (target/vm/prepare.log)"
     wait "$prepare_pid" || echo "   not ready: the system tier tries again"
     prepare_pid=""
 fi
 
-echo "== benchmark: PAM authentication vs bare argon2 verify"
+tier "benchmark: PAM authentication vs bare argon2 verify"
 target/release/bench_auth --rounds 200
 
-echo "== benchmark: failed logins take the same time whatever the reason (target: within 5%)"
+tier "benchmark: failed logins take the same time whatever the reason (target: within 5%)"
 target/release/bench_timing --rounds 100
 
-echo "== benchmark: the REST API on loopback (reads: throughput and p99; logins against cores / argon2 verify, target >= 85%)"
+tier "benchmark: the REST API on loopback (reads: throughput, p99, CPU a read; logins against bare verifies on every core measured between them, target >= 85%)"
 target/release/bench_api --seconds 5 --connections 16 --check
 
-echo "== clusters: the store on a real PostgreSQL server, two nodes through real libpam, and its benchmark (tests/system/cluster.sh)"
+tier "clusters: the store on a real PostgreSQL server, two nodes through real libpam, and its benchmark (tests/system/cluster.sh)"
 if [ "$(id -u)" = 0 ]; then
     tests/system/cluster.sh
 else
     echo "SKIPPED clusters: the module trusts only root's config and password file" | tee -a "$DIYCLOUD_SKIP_LOG"
 fi
 
-echo "== packages: the .deb and the .rpm as files (packaging/build-packages.sh, tests/system/packages-check.sh)"
+tier "packages: the .deb and the .rpm as files (packaging/build-packages.sh, tests/system/packages-check.sh)"
 tests/system/packages-check.sh
 
-echo "== system tier: Debian 12 and 13 VMs, cgroup v2 and v1 (qemu, real systemd/kernel/sshd)"
+tier "system tier: Debian 12 and 13 VMs, cgroup v2 and v1 (qemu, real systemd/kernel/sshd)"
 if [ "$(id -u)" = 0 ]; then
     tests/system/vm/run.sh
 else
