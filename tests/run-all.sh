@@ -53,7 +53,7 @@ fi
 # the totals at the end list them, so a skip never passes for a pass.
 export DIYCLOUD_SKIP_LOG
 DIYCLOUD_SKIP_LOG=$(mktemp)
-trap 'tier_times; rm -f "$DIYCLOUD_SKIP_LOG"; if [ -n "${prepare_pid:-}" ]; then kill -- "-$prepare_pid" 2>/dev/null || true; fi' EXIT
+trap 'tier_times || true; rm -f "$DIYCLOUD_SKIP_LOG"; if [ -n "${prepare_pid:-}" ]; then kill -- "-$prepare_pid" 2>/dev/null || true; fi' EXIT
 skipped_total() {
     local n
     n=$(wc -l <"$DIYCLOUD_SKIP_LOG")
