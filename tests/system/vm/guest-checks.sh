@@ -70,9 +70,10 @@ if [ -e "$stage/diycloud-new.deb" ] && [ "$cgroup_mode" = cgroup2fs ] && [ ! -e 
     loginctl terminate-user pkgalice 2>/dev/null
     out=$(DEBIAN_FRONTEND=noninteractive apt-get install -y /tmp/diycloud-new.deb 2>&1)
     check "package: the upgrade installs" "0" "$?"
+    schema=$(cat "$stage/schema-version")
     case "$out" in
-        *"migrated database"*"schema version 8"*) pass "package: the upgrade migrated the database to schema 8" ;;
-        *) fail "package: upgrade migration" "migrated ... schema version 8" "$(echo "$out" | grep -i database | oneline_q)" ;;
+        *"migrated database"*"(schema version $schema)"*) pass "package: the upgrade migrated the database to schema $schema" ;;
+        *) fail "package: upgrade migration" "migrated ... (schema version $schema)" "$(echo "$out" | grep -i database | oneline_q)" ;;
     esac
     check "package: pkgalice is still there after the upgrade" "300M" "$(slicectl --json user show pkgalice | tr -d ' \n' | grep -o '"memory":"[^"]*"' | head -1 | cut -d'"' -f4)"
     pkg_uid=$(id -u pkgalice)

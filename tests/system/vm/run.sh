@@ -43,6 +43,10 @@ cp target/release/libpam_diycloud.so "$stage/pam_diycloud.so"
 cp target/release/slicectl target/release/session_probe target/release/session_compare \
     target/release/cpu_burn "$here/guest-checks.sh" "$stage/"
 cp packaging/pam-configs/diycloud "$stage/pam-configs-diycloud"
+# The schema this build migrates to: the number of its newest SQLite
+# migration (the upgrade check expects it, whatever it is by then).
+newest=$(basename "$(ls libdiycloud/src/store/sqlite/[0-9]*_*.sql | sort | tail -1)")
+echo "$((10#${newest%%_*}))" >"$stage/schema-version"
 cp -r packaging/jupyterhub "$stage/jupyterhub"
 cp "$here/jupyterhub-checks.sh" "$here/jupyterhub_client.py" "$stage/"
 # The images and the older build (prepare.sh: built once and kept; waits
