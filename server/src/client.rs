@@ -176,7 +176,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         let token = token(&parts.headers, https).ok_or_else(ApiError::unauthorized)?;
         let state = Arc::clone(state);
         let looked_up = token.clone();
-        let user = crate::routes::blocking(move || {
+        let user = crate::work::blocking(move || {
             let store = state.store()?;
             Ok(libdiycloud::usecases::auth::session_user(
                 &store,

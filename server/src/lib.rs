@@ -13,14 +13,19 @@
 
 mod client;
 mod conn;
+mod csrf;
 mod error;
 mod hashing;
 mod limiter;
 mod metrics;
 mod portal;
+mod route;
+mod router;
 mod routes;
 mod sampler;
+mod session;
 mod watcher;
+mod work;
 
 use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -35,7 +40,7 @@ use libdiycloud::system::{self, SystemPorts};
 use libdiycloud::usecases::watch::EventTotal;
 
 pub use error::ApiError;
-pub use routes::{router, routes};
+pub use router::{router, routes};
 
 /// Where the server listens: `HOST:PORT` or a unix socket.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,61 +2,31 @@
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, State};
-use axum::handler::Handler;
+use axum::extract::State;
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{on, MethodFilter, MethodRouter};
-use axum::{Json, Router};
+use axum::Json;
 use libdiycloud::model::limits::{Number, LIMITS};
 use libdiycloud::system::SystemAdmin;
-use libdiycloud::usecases::admin::Admin;
 use serde_json::{json, Value};
 
 use crate::client::Caller;
 use crate::error::ApiError;
+use crate::route::{at, Route};
+use crate::work::{as_admin, blocking};
 use crate::AppState;
 
-mod csrf;
 mod sessions;
 mod usage;
 mod users;
 
-use csrf::same_site_only;
-pub(crate) use sessions::{
-    change_own_password, clear_session_cookie, end_session, open_session, set_session_cookie,
-    settle,
-};
 use sessions::{change_password, login, logout, me};
 use usage::{metrics, node_history, usage, user_history};
 use users::{add_user, apply_user, delete_user, list_users, modify_user, show_user, unlock_user};
 
-/// The largest request body: a user record is a few hundred bytes.
-pub const BODY_LIMIT: usize = 64 * 1024;
-
-/// The OpenAPI document of these routes.
-const OPENAPI: &str = include_str!("../openapi.json");
-
-/// One route: its method, its path and what serves it.
-pub(crate) type Route = (Method, &'static str, MethodRouter<Arc<AppState>>);
-
-/// The route of `method` on `path` to `handler`.
-pub(crate) fn at<H, T>(method: Method, path: &'static str, handler: H) -> Route
-where
-    H: Handler<T, Arc<AppState>>,
-    T: 'static,
-{
-    let filter = MethodFilter::try_from(method.clone()).unwrap_or_else(|_| {
-        unreachable!("a route's method is one of GET, POST, PUT, PATCH, DELETE")
-    });
-    (method, path, on(filter, handler))
-}
-
-/// Every route, the API's and the portal's. The router is made from this
-/// list and nothing else, and [`routes`] hands it to the tests: the CSRF
-/// matrix walks every state-changing route, so a new one cannot escape it.
-fn table() -> Vec<Route> {
-    let mut table = vec![
+/// The API's routes (the router adds the portal's: `router.rs`).
+pub(crate) fn api_routes() -> Vec<Route> {
+    vec![
         at(Method::GET, "/healthz", healthz),
         at(Method::GET, "/api/v1/openapi.json", openapi),
         at(Method::POST, "/api/v1/auth/login", login),
@@ -74,30 +44,11 @@ fn table() -> Vec<Route> {
         at(Method::GET, "/api/v1/users/{name}/history", user_history),
         at(Method::GET, "/api/v1/history", node_history),
         at(Method::GET, "/metrics", metrics),
-    ];
-    table.extend(crate::portal::routes());
-    table
+    ]
 }
 
-/// Every route the router serves: (method, path).
-pub fn routes() -> Vec<(Method, &'static str)> {
-    table()
-        .into_iter()
-        .map(|(method, path, _)| (method, path))
-        .collect()
-}
-
-pub fn router(state: Arc<AppState>) -> Router {
-    table()
-        .into_iter()
-        .fold(Router::new(), |router, (_, path, handler)| {
-            router.route(path, handler)
-        })
-        .fallback(|| async { ApiError::not_found("no such route: see /api/v1/openapi.json") })
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(axum::middleware::from_fn(same_site_only))
-        .with_state(state)
-}
+/// The OpenAPI document of these routes.
+const OPENAPI: &str = include_str!("../openapi.json");
 
 /// Runs `work` with the admin use cases as `caller`, on the blocking pool.
 async fn with_admin<T: Send + 'static>(
@@ -107,51 +58,6 @@ async fn with_admin<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     let name = caller.user.username.to_string();
     blocking(as_admin(state, caller.actor(), name, work)).await
-}
-
-/// `work` with the admin use cases as `actor` (for the audit log), for the
-/// admin whose user name is `caller`, as blocking work.
-pub(crate) fn as_admin<T>(
-    state: Arc<AppState>,
-    actor: String,
-    caller: String,
-    work: impl FnOnce(&mut SystemAdmin<'_>) -> Result<T, ApiError>,
-) -> impl FnOnce() -> Result<T, ApiError> {
-    move || {
-        let mut store = state.store()?;
-        let mut admin = Admin::new(&mut store, &state.config, &state.ports, &actor, state.now())
-            .from_the_web(&caller);
-        work(&mut admin)
-    }
-}
-
-/// Runs blocking work (argon2, SQLite, D-Bus) on tokio's blocking pool.
-pub async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(ApiError::internal)?
-}
-
-/// Runs blocking work that hashes a password (argon2) once it has a
-/// hashing slot: one hash per CPU at a time (see `hashing`).
-pub(crate) async fn hashing<T: Send + 'static>(
-    state: &AppState,
-    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let slot = state.hashing.slot().await?;
-    blocking(move || slot.run(work)).await
-}
-
-/// [`hashing`] for a login: 503 with Retry-After at once where
-/// `[api] login_queue` checks wait already.
-async fn login_hashing<T: Send + 'static>(
-    state: &AppState,
-    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let slot = state.hashing.login_slot().await?;
-    blocking(move || slot.run(work)).await
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
@@ -209,22 +115,4 @@ pub fn openapi_document() -> &'static str {
         }
         document.to_string()
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_route_list_is_the_router() {
-        let routes = routes();
-        let mut seen = std::collections::BTreeSet::new();
-        for (method, path) in &routes {
-            assert!(
-                seen.insert((method.to_string(), *path)),
-                "{method} {path} twice"
-            );
-        }
-        assert!(routes.len() >= 30, "{}", routes.len());
-    }
 }

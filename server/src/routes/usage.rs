@@ -14,9 +14,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
-use super::{blocking, with_admin};
+use super::with_admin;
 use crate::client::{Caller, DirectLocal};
 use crate::error::ApiError;
+use crate::work::blocking;
 use crate::AppState;
 
 #[derive(Deserialize)]

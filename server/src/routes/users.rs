@@ -15,9 +15,10 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use zeroize::Zeroizing;
 
-use super::{as_admin, hashing, with_admin};
+use super::with_admin;
 use crate::client::Caller;
 use crate::error::ApiError;
+use crate::work::{as_admin, hashing};
 use crate::AppState;
 
 /// A request body that may carry limits (adding or changing a user): each

@@ -1,57 +1,9 @@
 //! Cross-site request checks for every state-changing request a cookie authenticates.
 
-use axum::extract::Request;
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-
-use crate::error::ApiError;
-
-/// Refuses a state-changing request (any method but GET, HEAD, OPTIONS,
-/// TRACE) that a browser sent from another site with what it holds for this
-/// one: the session cookie, or a login that would set it (login CSRF). Runs
-/// before every route, the fallback too.
-///
-/// - A request with a bearer token passes: a page of another site cannot
-///   add one, and a bearer request ignores the cookie.
-/// - `Sec-Fetch-Site` (every current browser sends it) must be `same-origin`
-///   (or `none`: typed by the user); `same-site` is another site here (a
-///   sibling subdomain).
-/// - Without it, an `Origin` must name this server's host (`Host`, which
-///   the shipped nginx site passes on).
-/// - With neither, the request did not come from a browser's cross-site
-///   form or fetch (browsers send `Origin` with every cross-origin POST):
-///   a script or curl with a cookie jar, which passes.
-///
-/// The portal's forms carry a token of the session too: two checks, each
-/// enough alone.
-pub(super) async fn same_site_only(request: Request, next: Next) -> Response {
-    match cross_site(request.method(), request.headers(), request.uri()) {
-        None => next.run(request).await,
-        Some(why) => {
-            let path = request.uri().path();
-            eprintln!(
-                "diycloud-server: refused {} {:?}: {why}",
-                request.method(),
-                path.chars().take(80).collect::<String>()
-            );
-            if path == "/portal" || path.starts_with("/portal/") {
-                crate::portal::cross_site_page()
-            } else {
-                ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    format!(
-                        "cross-site request refused ({why}): a request that the session cookie authenticates must come from this site's own pages; a script sends Authorization: Bearer TOKEN"
-                    ),
-                )
-                .into_response()
-            }
-        }
-    }
-}
+use axum::http::{header, HeaderMap, HeaderValue, Method};
 
 /// Why a request is cross-site, or `None` where it may go on (see
-/// [`same_site_only`]).
+/// `router::same_site_only`).
 pub(crate) fn cross_site(
     method: &Method,
     headers: &HeaderMap,

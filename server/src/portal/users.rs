@@ -1,0 +1,477 @@
+//! The admin's pages over one user: create, show, edit, enable or disable, delete.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{FormRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use libdiycloud::model::history::Point;
+use libdiycloud::model::time::Timestamp;
+use libdiycloud::model::user::User;
+use libdiycloud::model::Username;
+use libdiycloud::usecases::admin::{AddUser, Admin, SystemAccount, UserChanges, UserView};
+use libdiycloud::usecases::history;
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use super::applied::{after_apply, Change};
+use super::home::{charts, done_message, limit_events, range_of, usage_now, PageQuery};
+use super::html::{csrf_field, esc, facts, notice, page, segment};
+use super::user_form::{limit_fields, user_form, UserForm};
+use super::visitor::{error_page, unreadable, FormToken, Visitor};
+use crate::error::ApiError;
+use crate::work::{as_admin, blocking, hashing};
+use crate::AppState;
+
+pub(super) async fn new_user_page(
+    State(state): State<Arc<AppState>>,
+    visitor: Visitor,
+) -> Response {
+    if let Some(refused) = visitor.not_admin() {
+        return refused;
+    }
+    let defaults = &state.config.defaults;
+    let form = UserForm {
+        role: "user".into(),
+        limits: limit_fields(defaults),
+        ..UserForm::default()
+    };
+    page(
+        StatusCode::OK,
+        "New user",
+        Some(&visitor.viewer()),
+        &format!("<h1>New user</h1>{}", user_form(&visitor.csrf, &form, None)),
+    )
+}
+
+pub(super) async fn create_user(
+    State(state): State<Arc<AppState>>,
+    visitor: Visitor,
+    form: Result<Form<UserForm>, FormRejection>,
+) -> Response {
+    if let Some(refused) = visitor.not_admin() {
+        return refused;
+    }
+    let form = match visitor.checked_form(form) {
+        Ok(form) => form,
+        Err(refused) => return *refused,
+    };
+    let again = |error: &ApiError, form: &UserForm| {
+        page(
+            error.status,
+            "New user",
+            Some(&visitor.viewer()),
+            &format!(
+                "<h1>New user</h1>{}{}",
+                notice("error", &error.detail),
+                user_form(&visitor.csrf, form, None)
+            ),
+        )
+    };
+    let request = (|| {
+        let name = Username::parse_new(form.username.trim())
+            .map_err(|e| ApiError::invalid(format!("username: {e}")))?;
+        let profile = form.profile()?;
+        Ok::<_, ApiError>(AddUser {
+            name,
+            role: form.role()?,
+            email: profile.email,
+            full_name: profile.full_name,
+            expires: profile.expires,
+            limits: form.limits()?,
+            system_account: if form.system_account.is_some() {
+                SystemAccount::Create
+            } else {
+                SystemAccount::Link {
+                    allow_service_account: false,
+                }
+            },
+        })
+    })();
+    let request = match request {
+        Ok(request) => request,
+        Err(e) => return again(&e, &form),
+    };
+    let password = Zeroizing::new(form.password.clone().into_bytes());
+    let work = as_admin(
+        Arc::clone(&state),
+        visitor.actor(),
+        visitor.user.username.to_string(),
+        move |admin| {
+            let mut source = move || Ok(password.clone());
+            Ok(admin.add(&request, &mut source)?)
+        },
+    );
+    let added = hashing(&state, work).await;
+    match added {
+        Ok(added) => after_apply(
+            &visitor.viewer(),
+            &added.user.username,
+            Change::Created,
+            Some(&added.applied),
+        ),
+        Err(e) => again(&e, &form),
+    }
+}
+
+/// One user, for an admin: the edit form, the state actions, the charts.
+pub(super) async fn user_page(
+    State(state): State<Arc<AppState>>,
+    visitor: Visitor,
+    name: Result<Path<String>, PathRejection>,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Response {
+    if let Some(refused) = visitor.not_admin() {
+        return refused;
+    }
+    let Ok(Path(name)) = name else {
+        return error_page(
+            Some(&visitor.viewer()),
+            &ApiError::bad_request("bad user name in the address"),
+        );
+    };
+    let query = query.map(|Query(q)| q).unwrap_or_default();
+    let (range, secs) = range_of(&query);
+    let now = state.now();
+    let work = Arc::clone(&state);
+    let asked = name.clone();
+    let loaded = blocking(move || {
+        let mut store = work.store()?;
+        let user = store
+            .user(&asked)?
+            .ok_or_else(|| ApiError::not_found(format!("no such user: {asked}")))?;
+        let points = history::series(
+            &store,
+            &work.config,
+            Some(&asked),
+            Timestamp(now.0 - secs),
+            now,
+        )?;
+        let admin = Admin::new(&mut store, &work.config, &work.ports, "portal", now);
+        let usage = admin
+            .usage(Some(&asked))
+            .ok()
+            .and_then(|u| u.into_iter().next());
+        Ok((user, points, usage))
+    })
+    .await;
+    let (user, points, usage) = match loaded {
+        Ok(loaded) => loaded,
+        Err(e) => return error_page(Some(&visitor.viewer()), &e),
+    };
+    let view = UserView::of(&user, &state.config, now);
+    let body = user_body(
+        &visitor,
+        &view,
+        &user,
+        None,
+        &query,
+        range,
+        &points,
+        usage.as_ref(),
+        now,
+        secs,
+    );
+    page(
+        StatusCode::OK,
+        &view.username,
+        Some(&visitor.viewer()),
+        &body,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn user_body(
+    visitor: &Visitor,
+    view: &UserView,
+    user: &User,
+    error: Option<(&ApiError, &UserForm)>,
+    query: &PageQuery,
+    range: &str,
+    points: &[Point],
+    usage: Option<&libdiycloud::usecases::admin::UserUsage>,
+    now: Timestamp,
+    secs: i64,
+) -> String {
+    let path = format!("/portal/admin/users/{}", segment(&view.username));
+    let mut body = format!(
+        "<h1>{}</h1>{}",
+        esc(&view.username),
+        done_message(query.done.as_deref())
+    );
+    let shown = match error {
+        Some((e, form)) => {
+            body.push_str(&notice("error", &e.detail));
+            user_form(&visitor.csrf, form, Some(&view.username))
+        }
+        None => user_form(&visitor.csrf, &UserForm::of(view), Some(&view.username)),
+    };
+    body.push_str(&format!(
+        "<section class=\"card\"><h2>State</h2>{}<form class=\"actions\" method=\"post\" action=\"{}/state\">{}",
+        facts(&[
+            ("State", view.state.clone()),
+            ("Failed logins", view.failed_logins.to_string()),
+            ("System account", view.uid.map_or("none".into(), |uid| format!("uid {uid}"))),
+            ("Last login", view.last_login.clone().unwrap_or_else(|| "never".into())),
+        ]),
+        esc(&path),
+        csrf_field(&visitor.csrf)
+    ));
+    if view.active {
+        body.push_str("<button type=\"submit\" name=\"action\" value=\"disable\">Disable</button>");
+    } else {
+        body.push_str("<button type=\"submit\" name=\"action\" value=\"enable\">Enable</button>");
+    }
+    if view.locked || view.failed_logins > 0 {
+        body.push_str("<button type=\"submit\" name=\"action\" value=\"unlock\">Unlock</button>");
+    }
+    body.push_str(&format!(
+        "<button type=\"submit\" name=\"action\" value=\"apply\">Apply the allocation again</button></form><p><a class=\"danger\" href=\"{}/delete\">Delete this user…</a></p></section>",
+        esc(&path)
+    ));
+    body.push_str("<section><h2>Profile and limits</h2>");
+    body.push_str(&shown);
+    body.push_str("</section><section class=\"card\"><h2>Using now</h2>");
+    body.push_str(&usage_now(usage));
+    body.push_str("</section>");
+    body.push_str(&limit_events(usage));
+    body.push_str(&charts(
+        &format!("{path}?range="),
+        range,
+        points,
+        now.0 - secs,
+        now.0,
+        Some(user),
+    ));
+    body
+}
+
+pub(super) async fn save_user(
+    State(state): State<Arc<AppState>>,
+    visitor: Visitor,
+    name: Result<Path<String>, PathRejection>,
+    form: Result<Form<UserForm>, FormRejection>,
+) -> Response {
+    if let Some(refused) = visitor.not_admin() {
+        return refused;
+    }
+    let Ok(Path(name)) = name else {
+        return unreadable(&visitor);
+    };
+    let form = match visitor.checked_form(form) {
+        Ok(form) => form,
+        Err(refused) => return *refused,
+    };
+    let changes = (|| {
+        let profile = form.profile()?;
+        let role = form.role()?;
+        Ok(UserChanges {
+            role: Some(role),
+            email: Some(profile.email),
+            full_name: Some(profile.full_name),
+            expires: Some(profile.expires),
+            active: None,
+            limits: form.limits()?,
+        })
+    })();
+    let target = name.clone();
+    let saved = match changes {
+        Ok(changes) => {
+            blocking(as_admin(
+                Arc::clone(&state),
+                visitor.actor(),
+                visitor.user.username.to_string(),
+                move |admin| Ok(admin.modify(&target, &changes)?),
+            ))
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    match saved {
+        Ok(modified) => after_apply(
+            &visitor.viewer(),
+            &name,
+            Change::Saved,
+            modified.applied.as_ref(),
+        ),
+        Err(e) => {
+            // The page again, with what was typed and what was wrong.
+            let now = state.now();
+            let work = Arc::clone(&state);
+            let asked = name.clone();
+            let user = blocking(move || Ok(work.store()?.user(&asked)?)).await;
+            match user {
+                Ok(Some(user)) => {
+                    let view = UserView::of(&user, &state.config, now);
+                    let query = PageQuery::default();
+                    let body = user_body(
+                        &visitor,
+                        &view,
+                        &user,
+                        Some((&e, &form)),
+                        &query,
+                        "hour",
+                        &[],
+                        None,
+                        now,
+                        3600,
+                    );
+                    page(e.status, &view.username, Some(&visitor.viewer()), &body)
+                }
+                _ => error_page(Some(&visitor.viewer()), &e),
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct StateForm {
+    csrf: String,
+    action: String,
+}
+
+impl FormToken for StateForm {
+    fn token(&self) -> &str {
+        &self.csrf
+    }
+}
+
+pub(super) async fn change_state(
+    State(state): State<Arc<AppState>>,
+    visitor: Visitor,
+    name: Result<Path<String>, PathRejection>,
+    form: Result<Form<StateForm>, FormRejection>,
+) -> Response {
+    if let Some(refused) = visitor.not_admin() {
+        return refused;
+    }
+    let Ok(Path(name)) = name else {
+        return unreadable(&visitor);
+    };
+    let form = match visitor.checked_form(form) {
+        Ok(form) => form,
+        Err(refused) => return *refused,
+    };
+    let action = form.action.clone();
+    let target = name.clone();
+    let done = blocking(as_admin(
+        Arc::clone(&state),
+        visitor.actor(),
+        visitor.user.username.to_string(),
+        move |admin| {
+            let active = |active| UserChanges {
+                active: Some(active),
+                ..UserChanges::default()
+            };
+            // What applying reported, for "apply".
+            let mut report = None;
+            match action.as_str() {
+                "disable" => admin.modify(&target, &active(false)).map(drop)?,
+                "enable" => admin.modify(&target, &active(true)).map(drop)?,
+                "unlock" => admin.unlock(&target).map(drop)?,
+                "apply" => report = admin.apply(Some(&target))?.into_iter().next(),
+                other => {
+                    return Err(ApiError::invalid(format!(
+                        "action: {other:?} is not one of disable, enable, unlock, apply"
+                    )))
+                }
+            }
+            let done = match action.as_str() {
+                "disable" => "disabled",
+                "enable" => "enabled",
+                "unlock" => "unlocked",
+                _ => "applied",
+            };
+            Ok((done, report))
+        },
+    ))
+    .await;
+    match done {
+        Ok(("applied", report)) => {
+            after_apply(&visitor.viewer(), &name, Change::Applied, report.as_ref())
+        }
+        Ok((done, _)) => Redirect::to(&format!(
+            "/portal/admin/users/{}?done={done}",
+            segment(&name)
+        ))
+        .into_response(),
+        Err(e) => error_page(Some(&visitor.viewer()), &e),
+    }
+}
+
+pub(super) async fn delete_page(
+    visitor: Visitor,
+    name: Result<Path<String>, PathRejection>,
+) -> Response {
+    if let Some(refused) = visitor.not_admin() {
+        return refused;
+    }
+    let Ok(Path(name)) = name else {
+        return error_page(
+            Some(&visitor.viewer()),
+            &ApiError::bad_request("bad user name in the address"),
+        );
+    };
+    let path = format!("/portal/admin/users/{}", segment(&name));
+    page(
+        StatusCode::OK,
+        "Delete user",
+        Some(&visitor.viewer()),
+        &format!(
+            "<h1>Delete {name}?</h1>{}<form class=\"card narrow\" method=\"post\" action=\"{path}/delete\">{}\
+             <label class=\"check\"><input type=\"checkbox\" name=\"remove_home\" value=\"on\"> Also remove their home directory (only for an account diycloud created)</label>\
+             <button class=\"danger\" type=\"submit\">Delete {name}</button> <a href=\"{path}\">Cancel</a></form>",
+            notice(
+                "error",
+                "The record, the allocation, the API sessions and the history go; a Linux account diycloud created is removed. This cannot be undone."
+            ),
+            csrf_field(&visitor.csrf),
+            name = esc(&name),
+            path = esc(&path),
+        ),
+    )
+}
+
+#[derive(Deserialize)]
+pub(super) struct DeleteForm {
+    csrf: String,
+    remove_home: Option<String>,
+}
+
+impl FormToken for DeleteForm {
+    fn token(&self) -> &str {
+        &self.csrf
+    }
+}
+
+pub(super) async fn delete_user(
+    State(state): State<Arc<AppState>>,
+    visitor: Visitor,
+    name: Result<Path<String>, PathRejection>,
+    form: Result<Form<DeleteForm>, FormRejection>,
+) -> Response {
+    if let Some(refused) = visitor.not_admin() {
+        return refused;
+    }
+    let Ok(Path(name)) = name else {
+        return unreadable(&visitor);
+    };
+    let form = match visitor.checked_form(form) {
+        Ok(form) => form,
+        Err(refused) => return *refused,
+    };
+    let remove_home = form.remove_home.is_some();
+    let deleted = blocking(as_admin(
+        Arc::clone(&state),
+        visitor.actor(),
+        visitor.user.username.to_string(),
+        move |admin| Ok(admin.delete(&name, remove_home)?),
+    ))
+    .await;
+    match deleted {
+        Ok(_) => Redirect::to("/portal/admin?done=deleted").into_response(),
+        Err(e) => error_page(Some(&visitor.viewer()), &e),
+    }
+}
