@@ -71,8 +71,8 @@ impl Limits {
                     .unwrap_or(usize::MAX)
                     .max(1);
                 if fit < wanted {
-                    eprintln!(
-                        "diycloud-server: [api] max_connections lowered from {wanted} to {fit}: \
+                    tracing::warn!(
+                        "[api] max_connections lowered from {wanted} to {fit}: \
                          the descriptor limit is {fds} (LimitNOFILE in the unit, ulimit -n)"
                     );
                 }
@@ -163,7 +163,7 @@ pub async fn serve(
                 ));
             }
             Err(e) if out_of_descriptors(&e) => {
-                eprintln!("diycloud-server: accept: {e}; trying again shortly");
+                tracing::warn!("accept: {e}; trying again shortly");
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
             }
             // The peer gave up before it was accepted, and the like.
@@ -177,8 +177,8 @@ pub async fn serve(
     })
     .await;
     if drained.is_err() {
-        eprintln!(
-            "diycloud-server: {} connection(s) still busy {} s after the stop: closing them",
+        tracing::warn!(
+            "{} connection(s) still busy {} s after the stop: closing them",
             connections.len(),
             limits.shutdown.as_secs()
         );

@@ -64,7 +64,7 @@ impl ApiError {
     /// Something on the server's side; the detail goes to the log, the
     /// client learns only that it failed.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
-        eprintln!("diycloud-server: error: {detail}");
+        tracing::error!("{detail}");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the server could not do this; its log says why",

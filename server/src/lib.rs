@@ -220,11 +220,30 @@ fn monotonic() -> limiter::Ticks {
     limiter::Ticks::new(move || start.elapsed())
 }
 
+/// The server's log (its messages and the access log, one line per
+/// request) on stderr, at level INFO: the journal under systemd, which
+/// stamps each line itself (`JOURNAL_STREAM` says stderr goes there), a
+/// terminal with the time otherwise. A second call (a test that serves
+/// twice) keeps the first.
+fn log_to_stderr() {
+    let format = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .with_max_level(tracing::Level::INFO);
+    let _ = if std::env::var_os("JOURNAL_STREAM").is_some() {
+        format.without_time().try_init()
+    } else {
+        format.try_init()
+    };
+}
+
 /// Serves until SIGINT or SIGTERM. Blocks the calling thread, which runs
 /// the runtime; says "listening on" on stderr once the address is bound
 /// (not before: a port in use fails without it); returns when the server
 /// has stopped, at most `[api] shutdown_timeout` after the signal.
 pub fn serve(config: Config, db: Database, listen: Listen) -> Result<(), ServeError> {
+    log_to_stderr();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,13 +1,16 @@
 //! The router: the API's routes and the portal's, from one table, behind the
 //! body limit and the cross-site check.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use tower_http::trace::TraceLayer;
 
 use crate::csrf::cross_site;
 use crate::error::ApiError;
@@ -35,15 +38,47 @@ pub fn routes() -> Vec<(Method, &'static str)> {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    table()
+    let routes = table()
         .into_iter()
         .fold(Router::new(), |router, (_, path, handler)| {
             router.route(path, handler)
         })
         .fallback(|| async { ApiError::not_found("no such route: see /api/v1/openapi.json") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(axum::middleware::from_fn(same_site_only))
-        .with_state(state)
+        .layer(axum::middleware::from_fn(same_site_only));
+    with_access_log(routes).with_state(state)
+}
+
+/// One line per request, when the request is answered: method, path (no
+/// query: it is not needed, and may carry what a client typed), status,
+/// time taken, and the peer's address (behind the shipped nginx, nginx;
+/// nginx's own log has the client).
+fn with_access_log(router: Router<Arc<AppState>>) -> Router<Arc<AppState>> {
+    router.layer(
+        TraceLayer::new_for_http()
+            .make_span_with(|request: &Request| {
+                let peer = request
+                    .extensions()
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map_or_else(String::new, |c| c.0.ip().to_string());
+                let path: String = request.uri().path().chars().take(200).collect();
+                tracing::info_span!("request", method = %request.method(), path, client = peer)
+            })
+            .on_request(())
+            .on_response(
+                |response: &Response, took: Duration, span: &tracing::Span| {
+                    tracing::info!(
+                        parent: span,
+                        status = response.status().as_u16(),
+                        ms = %format_args!("{:.2}", took.as_secs_f64() * 1000.0),
+                        "answered"
+                    );
+                },
+            )
+            .on_body_chunk(())
+            .on_eos(())
+            .on_failure(()),
+    )
 }
 
 /// Refuses a state-changing request (any method but GET, HEAD, OPTIONS,
@@ -69,8 +104,8 @@ async fn same_site_only(request: Request, next: Next) -> Response {
         None => next.run(request).await,
         Some(why) => {
             let path = request.uri().path();
-            eprintln!(
-                "diycloud-server: refused {} {:?}: {why}",
+            tracing::warn!(
+                "refused {} {:?}: {why}",
                 request.method(),
                 path.chars().take(80).collect::<String>()
             );

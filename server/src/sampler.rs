@@ -85,12 +85,12 @@ impl Said {
     /// A round worked, with these per-user `errors`.
     pub(crate) fn worked(&mut self, errors: Vec<String>) {
         if self.failing {
-            eprintln!("diycloud-server: {}: {} works again", self.what, self.doing);
+            tracing::info!("{}: {} works again", self.what, self.doing);
             self.failing = false;
         }
         if errors != self.errors {
             for error in &errors {
-                eprintln!("diycloud-server: {}: {error}", self.what);
+                tracing::warn!("{}: {error}", self.what);
             }
             self.errors = errors;
         }
@@ -99,9 +99,10 @@ impl Said {
     /// A round failed as a whole.
     pub(crate) fn failed(&mut self, error: &dyn std::fmt::Display) {
         if !self.failing {
-            eprintln!(
-                "diycloud-server: {}: {}: {error} (said once until it works again)",
-                self.what, self.cannot
+            tracing::warn!(
+                "{}: {}: {error} (said once until it works again)",
+                self.what,
+                self.cannot
             );
             self.failing = true;
         }

@@ -56,8 +56,8 @@ pub(crate) async fn open_session(
     })
     .await?;
     if let Err(refusal) = &opened {
-        eprintln!(
-            "diycloud-server: {front} login refused for {:?} from {}: {:?}",
+        tracing::info!(
+            "{front} login refused for {:?} from {}: {:?}",
             name.chars().take(40).collect::<String>(),
             client.ip,
             refusal.outcome

@@ -17,13 +17,13 @@ pub async fn watch_forever(state: Arc<AppState>) {
     let kernel = match SystemKernel::open() {
         Ok((kernel, None)) => kernel,
         Ok((kernel, Some(why))) => {
-            eprintln!(
-                "diycloud-server: limit events: {why}; OOM kills are counted without the processes' names"
+            tracing::warn!(
+                "limit events: {why}; OOM kills are counted without the processes' names"
             );
             kernel
         }
         Err(e) => {
-            eprintln!("diycloud-server: limit events: not watched: {e}");
+            tracing::warn!("limit events: not watched: {e}");
             return;
         }
     };
@@ -50,7 +50,7 @@ pub async fn watch_forever(state: Arc<AppState>) {
         let (back, result) = match round {
             Ok(done) => done,
             Err(e) => {
-                eprintln!("diycloud-server: limit events: the watcher stopped: {e}");
+                tracing::error!("limit events: the watcher stopped: {e}");
                 return;
             }
         };
@@ -58,8 +58,8 @@ pub async fn watch_forever(state: Arc<AppState>) {
         match result {
             Ok(report) => {
                 for event in &report.events {
-                    eprintln!(
-                        "diycloud-server: limit event: {} {} x{}{}",
+                    tracing::info!(
+                        "limit event: {} {} x{}{}",
                         event.username,
                         event.kind.name(),
                         event.count,

@@ -204,8 +204,8 @@ fn is_scrape_token(api: &ApiConfig, sent: &str) -> bool {
         return false;
     };
     let refuse = |why: String| {
-        eprintln!(
-            "diycloud-server: [api] metrics_token_file {}: {why}; no scrape token is accepted",
+        tracing::warn!(
+            "[api] metrics_token_file {}: {why}; no scrape token is accepted",
             path.display()
         );
         false
