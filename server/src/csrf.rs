@@ -1,4 +1,5 @@
-//! Cross-site request checks for every state-changing request a cookie authenticates.
+//! Cross-site request checks for every state-changing request a cookie
+//! authenticates.
 
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 

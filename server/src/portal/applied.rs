@@ -1,4 +1,5 @@
-//! What a change did, as the use case reported it: applied, not applied (and what to run), or nothing to apply.
+//! What a change did, as the use case reported it: applied, not applied (and
+//! what to run), or nothing to apply.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};

@@ -1,4 +1,5 @@
-//! A user's own page: their allocation, what they use now, their history and limit events, and their password.
+//! A user's own page: their allocation, what they use now, their history and
+//! limit events, and their password.
 
 use std::sync::Arc;
 

@@ -1,4 +1,5 @@
-//! The create and edit forms of a user: their fields as typed, checked into changes, and drawn.
+//! The create and edit forms of a user: their fields as typed, checked into
+//! changes, and drawn.
 
 use std::collections::HashMap;
 

@@ -1,4 +1,5 @@
-//! The admin's pages over one user: create, show, edit, enable or disable, delete.
+//! The admin's pages over one user: create, show, edit, enable or disable,
+//! delete.
 
 use std::sync::Arc;
 

@@ -1,4 +1,5 @@
-//! Who is asking: the visitor's session, role and form token, and the pages for what went wrong.
+//! Who is asking: the visitor's session, role and form token, and the pages
+//! for what went wrong.
 
 use std::sync::Arc;
 

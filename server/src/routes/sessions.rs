@@ -1,4 +1,5 @@
-//! Logins, logouts, the caller's own record and password: the API's sessions and what the portal shares of them.
+//! Logins, logouts, the caller's own record and password: the API's sessions
+//! and what the portal shares of them.
 
 use std::sync::Arc;
 

@@ -1,4 +1,5 @@
-//! The admin's routes over users: list, add, show, modify, delete, apply, unlock.
+//! The admin's routes over users: list, add, show, modify, delete, apply,
+//! unlock.
 
 use std::sync::Arc;
 
