@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::model::limits::{Allocation, Limit, Scalar, LIMITS};
+use crate::model::limits::{Allocation, Limit, LimitChanges, Scalar, LIMITS};
 use crate::model::lockout::LockoutPolicy;
 use crate::model::password::{HashParams, PasswordPolicy};
 use crate::model::quota::QuotaPolicy;
@@ -718,7 +718,7 @@ fn defaults_section(raw: Option<toml::Value>, defaults: &mut Allocation) -> Resu
         Some(toml::Value::Table(table)) => table,
         Some(_) => return Err("defaults: expected a table".into()),
     };
-    let mut a = defaults.clone();
+    let mut changes = LimitChanges::default();
     for (key, value) in &table {
         let Some(limit) = Limit::by_key(key) else {
             let keys: Vec<String> = LIMITS.iter().map(|l| format!("`{}`", l.key)).collect();
@@ -733,14 +733,17 @@ fn defaults_section(raw: Option<toml::Value>, defaults: &mut Allocation) -> Resu
             toml::Value::Float(x) => Scalar::Float(*x),
             other => {
                 return Err(format!(
-                    "defaults.{key}: expected a text or a number, not a {}",
+                    "defaults.{key}: expected {}, not a {}",
+                    limit.number.expected(),
                     other.type_str()
                 ))
             }
         };
-        a.set_scalar(limit, value)
+        changes
+            .set_scalar(limit, value)
             .map_err(|e| format!("defaults.{e}"))?;
     }
+    let a = changes.applied_to(defaults);
     a.check().map_err(|e| format!("defaults: {e}"))?;
     *defaults = a;
     Ok(())

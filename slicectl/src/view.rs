@@ -1,6 +1,6 @@
 //! Output: one JSON document with `--json`, readable text otherwise.
 
-use libdiycloud::model::limits::{Limit, LIMITS};
+use libdiycloud::model::limits::LIMITS;
 use libdiycloud::store::AuditEntry;
 use libdiycloud::usecases::admin::UserView;
 use serde_json::{json, Value};
@@ -79,31 +79,34 @@ pub fn output_error() -> Option<String> {
 }
 
 pub fn users_table(users: &[UserView]) -> String {
-    let listed: Vec<&Limit> = LIMITS.iter().filter(|l| l.listed).collect();
     let mut header = vec![
         "NAME".to_owned(),
         "UID".into(),
         "ROLE".into(),
         "STATE".into(),
     ];
-    header.extend(listed.iter().map(|l| l.label.to_uppercase()));
+    header.extend(
+        LIMITS
+            .iter()
+            .filter(|l| l.listed)
+            .map(|l| l.label.to_uppercase()),
+    );
     header.extend(["EXPIRES".into(), "LAST LOGIN".into()]);
     let rows: Vec<Vec<String>> = users
         .iter()
         .map(|u| {
-            let texts = u.allocation.texts();
             let mut row = vec![
                 u.username.clone(),
                 u.uid.map_or("-".into(), |uid| uid.to_string()),
                 u.role.to_string(),
                 u.state.clone(),
             ];
-            row.extend(listed.iter().filter_map(|l| {
-                texts
-                    .iter()
-                    .find(|(key, _)| *key == l.key)
-                    .map(|(_, text)| text.clone())
-            }));
+            row.extend(
+                u.allocation
+                    .limit_texts()
+                    .filter(|(limit, _)| limit.listed)
+                    .map(|(_, text)| text),
+            );
             row.push(u.expires.clone().unwrap_or_else(|| "never".into()));
             row.push(u.last_login.clone().unwrap_or_else(|| "never".into()));
             row

@@ -499,6 +499,15 @@ pub enum Number {
 }
 
 impl Number {
+    /// What a value of such a limit may be, for an error about one that is
+    /// neither (`"gpus": true`).
+    pub fn expected(self) -> &'static str {
+        match self {
+            Number::No => "a text",
+            Number::Integer | Number::Any => "a text or a number",
+        }
+    }
+
     /// The JSON Schema type of the numbers it takes.
     pub fn schema_type(self) -> Option<&'static str> {
         match self {
@@ -785,18 +794,20 @@ impl serde::Serialize for Allocation {
 }
 
 impl Allocation {
-    /// Sets `limit` from a config file's value (`[defaults]`).
-    pub fn set_scalar(&mut self, limit: &Limit, value: Scalar<'_>) -> Result<(), String> {
-        let text = limit.text_of(value)?;
-        self.set_text(limit.key, &text)
-            .map(drop)
-            .map_err(|e| e.to_string())
+    /// Each limit with its canonical text, in [`LIMITS`]' order: what a
+    /// door shows under the limit's label.
+    pub fn limit_texts(&self) -> impl Iterator<Item = (&'static Limit, String)> {
+        // `texts` and `LIMITS` come from the same list, in its order.
+        LIMITS.iter().zip(self.texts()).map(|(limit, (key, text))| {
+            debug_assert_eq!(limit.key, key);
+            (limit, text)
+        })
     }
 }
 
 impl LimitChanges {
-    /// Sets the change of `limit` from a request's value (an API body, a
-    /// portal form).
+    /// Sets the change of `limit` from a value as a request (an API body,
+    /// a portal form) or a config file (`[defaults]`) wrote it.
     pub fn set_scalar(&mut self, limit: &Limit, value: Scalar<'_>) -> Result<(), String> {
         let text = limit.text_of(value)?;
         self.set_text(limit.key, &text)

@@ -13,7 +13,6 @@ use libdiycloud::usecases::history;
 
 use super::home::{charts, done_message, range_of, PageQuery};
 use super::html::{bytes, esc, facts, page, segment};
-use super::user_form::limit_texts;
 use super::visitor::{error_page, Visitor};
 use crate::work::blocking;
 use crate::AppState;
@@ -191,7 +190,11 @@ pub(super) async fn admin_page(
             esc(&user.state.replace(' ', "-")),
             esc(&user.state),
         ));
-        for (_, text) in limit_texts(&user.allocation).filter(|(limit, _)| limit.listed) {
+        for (_, text) in user
+            .allocation
+            .limit_texts()
+            .filter(|(limit, _)| limit.listed)
+        {
             body.push_str(&format!("<td>{}</td>", esc(&text)));
         }
         body.push_str(&format!(

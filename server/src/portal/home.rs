@@ -20,7 +20,6 @@ use zeroize::Zeroizing;
 
 use super::chart::Chart;
 use super::html::{bytes, csrf_field, esc, facts, input, notice, page};
-use super::user_form::limit_texts;
 use super::visitor::{error_page, Visitor};
 use crate::error::ApiError;
 use crate::session::change_own_password;
@@ -134,7 +133,7 @@ fn allocation_facts(view: &UserView) -> String {
         ("State", view.state.clone()),
     ];
     let a = &view.allocation;
-    for (limit, text) in limit_texts(a) {
+    for (limit, text) in a.limit_texts() {
         // The page's own words where a bare value would not tell a user
         // what it means for them.
         match limit.key {

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use libdiycloud::model::limits::{Allocation, Limit, LimitChanges, Scalar, LIMITS};
+use libdiycloud::model::limits::{Allocation, LimitChanges, Scalar, LIMITS};
 use libdiycloud::model::user::Role;
 use libdiycloud::usecases::admin::UserView;
 use serde::Deserialize;
@@ -115,16 +115,6 @@ pub(super) struct Profile {
     pub(super) full_name: Option<String>,
     pub(super) email: Option<String>,
     pub(super) expires: Option<libdiycloud::model::Date>,
-}
-
-/// Each limit of `allocation` with its text, in [`LIMITS`]' order.
-pub(super) fn limit_texts(
-    allocation: &Allocation,
-) -> impl Iterator<Item = (&'static Limit, String)> {
-    allocation
-        .texts()
-        .into_iter()
-        .filter_map(|(key, text)| Some((Limit::by_key(key)?, text)))
 }
 
 /// A form's limit fields, filled with `allocation`.

@@ -7,7 +7,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use libdiycloud::model::limits::{Number, Scalar, LIMITS};
+use libdiycloud::model::limits::{Scalar, LIMITS};
 use libdiycloud::model::time::Date;
 use libdiycloud::model::user::Role;
 use libdiycloud::model::{LimitChanges, Username};
@@ -40,12 +40,11 @@ fn body_with_limits<T: serde::de::DeserializeOwned>(
                 Some(n) => limits.set_scalar(limit, Scalar::Integer(n)),
                 None => limits.set_scalar(limit, Scalar::Float(n.as_f64().unwrap_or(f64::NAN))),
             },
-            Some(_) => Err(match limit.number {
-                Number::No => format!("{}: expected a text", limit.key),
-                Number::Integer | Number::Any => {
-                    format!("{}: expected a text or a number", limit.key)
-                }
-            }),
+            Some(_) => Err(format!(
+                "{}: expected {}",
+                limit.key,
+                limit.number.expected()
+            )),
         };
         set.map_err(ApiError::invalid)?;
     }
