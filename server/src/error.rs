@@ -7,7 +7,6 @@ use axum::Json;
 use libdiycloud::store::StoreError;
 use libdiycloud::usecases::admin::{AdminError, ErrorKind};
 use libdiycloud::usecases::auth::AuthError;
-use serde_json::json;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -89,9 +88,23 @@ impl ApiError {
     }
 }
 
+/// What every error of the API answers (`Error` in the OpenAPI document).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// The status's short name: `bad_request`, `unauthorized`, `forbidden`,
+    /// `not_found`, `conflict`, `invalid`, `too_many_requests`, ...
+    pub error: &'static str,
+    /// What was wrong, for a person.
+    pub detail: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(json!({"error": self.code(), "detail": self.detail}));
+        let body = Json(ErrorBody {
+            error: self.code(),
+            detail: self.detail,
+        });
         let mut response = (self.status, body).into_response();
         if let Some(seconds) = self.retry_after {
             response

@@ -461,7 +461,7 @@ fn health_and_the_openapi_document() {
     );
     let doc = server.call("GET", "/api/v1/openapi.json", None, None);
     assert_eq!(doc.status, 200);
-    assert_eq!(doc.body["openapi"], "3.0.3");
+    assert_eq!(doc.body["openapi"], "3.1.0");
     let paths = doc.body["paths"].as_object().unwrap();
     for path in [
         "/api/v1/auth/login",

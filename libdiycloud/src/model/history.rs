@@ -20,7 +20,10 @@ pub struct Sample {
 
 /// One point of a chart.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Point {
+    /// Unix seconds.
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub at: Timestamp,
     /// CPU time so far, in seconds (the counter as sampled).
     pub cpu_seconds: Option<f64>,

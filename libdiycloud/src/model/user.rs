@@ -11,6 +11,7 @@ use super::username::Username;
 pub const ROLE_RULE: &str = "a role is 'user' or 'admin'";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     User,
@@ -45,6 +46,7 @@ impl fmt::Display for Role {
 /// A change that spans the database and the system's account files, begun
 /// and not yet finished (the command that began it was interrupted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Pending {
     /// `user add`: the record exists, the system account may not yet.

@@ -46,11 +46,14 @@ impl NewUser {
 
 /// One line of the audit log.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     pub at: String,
     pub actor: String,
     pub action: String,
     pub username: String,
+    /// What changed, as the action records it.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub detail: Value,
 }
 

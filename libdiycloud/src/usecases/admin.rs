@@ -110,8 +110,11 @@ impl AdminError {
 /// prompt must not come before "user already exists").
 pub type PasswordSource<'p> = &'p mut dyn FnMut() -> Result<Zeroizing<Vec<u8>>, AdminError>;
 
+// The API's schema of it is derived from here (feature `openapi`), with
+// one property per limit of `LIMITS` added by the server.
 /// A user as every front door shows them; field names follow the CLI flags.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = User))]
 pub struct UserView {
     pub username: String,
     pub uid: Option<u32>,
@@ -132,6 +135,7 @@ pub struct UserView {
     pub password_changed_at: Option<String>,
     /// One key per limit ([`crate::model::limits::LIMITS`]).
     #[serde(flatten)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
     pub allocation: Allocation,
     /// `active`, `disabled`, `expired`, `locked`, `unfinished add|del`.
     pub state: String,
@@ -243,6 +247,7 @@ pub struct Modified {
 
 /// What `delete` did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Deleted {
     pub system_account_removed: bool,
     pub home_removed: bool,

@@ -29,6 +29,7 @@ use crate::ports::{AccountPort, GpuPort, PortError, Ports, QuotaPort, SliceLink,
 
 /// The outside systems a user is brought to their allocation on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Step {
     /// CPU, memory and tasks on `user-UID.slice`.
@@ -42,6 +43,7 @@ pub enum Step {
 
 /// What one step came to.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "result", rename_all = "lowercase")]
 pub enum StepOutcome {
     /// `target` (the unit, the filesystem) now has `settings`; `changed`
@@ -64,6 +66,7 @@ pub enum StepOutcome {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StepReport {
     pub step: Step,
     #[serde(flatten)]
@@ -73,6 +76,7 @@ pub struct StepReport {
 /// What applying a user's allocation did, step by step, and what the
 /// session needs beyond that.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApplyReport {
     pub username: String,
     pub uid: Option<u32>,

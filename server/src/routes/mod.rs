@@ -6,9 +6,9 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use libdiycloud::model::limits::{Number, LIMITS};
 use libdiycloud::system::SystemAdmin;
-use serde_json::{json, Value};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::client::Caller;
 use crate::error::ApiError;
@@ -16,9 +16,13 @@ use crate::route::{at, Route};
 use crate::work::{as_admin, blocking};
 use crate::AppState;
 
+mod extract;
+mod openapi;
 mod sessions;
 mod usage;
 mod users;
+
+pub use openapi::openapi_document;
 
 use sessions::{change_password, login, logout, me};
 use usage::{metrics, node_history, usage, user_history};
@@ -47,9 +51,6 @@ pub(crate) fn api_routes() -> Vec<Route> {
     ]
 }
 
-/// The OpenAPI document of these routes.
-const OPENAPI: &str = include_str!("../openapi.json");
-
 /// Runs `work` with the admin use cases as `caller`, on the blocking pool.
 async fn with_admin<T: Send + 'static>(
     state: Arc<AppState>,
@@ -60,18 +61,46 @@ async fn with_admin<T: Send + 'static>(
     blocking(as_admin(state, caller.actor(), name, work)).await
 }
 
-async fn healthz(State(state): State<Arc<AppState>>) -> Response {
-    let db = blocking(move || Ok(state.store().map(|_| ())?)).await;
-    match db {
-        Ok(()) => Json(json!({"status": "ok"})).into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable", "detail": e.detail})),
-        )
-            .into_response(),
-    }
+/// Whether the server can open the database.
+#[derive(Serialize, ToSchema)]
+struct Health {
+    /// `ok` or `unavailable`.
+    status: &'static str,
+    /// Why not (when unavailable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "server", operation_id = "healthz",
+    summary = "Whether the server can open the database",
+    responses(
+        (status = 200, description = "healthy", body = Health),
+        (status = 503, description = "the database cannot be opened", body = Health),
+    ))]
+async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    let db = blocking(move || Ok(state.store().map(|_| ())?)).await;
+    let (status, health) = match db {
+        Ok(()) => (
+            StatusCode::OK,
+            Health {
+                status: "ok",
+                detail: None,
+            },
+        ),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Health {
+                status: "unavailable",
+                detail: Some(e.detail),
+            },
+        ),
+    };
+    (status, Json(health)).into_response()
+}
+
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "server", operation_id = "openapi",
+    summary = "This document",
+    responses((status = 200, description = "the OpenAPI document", body = Object)))]
 async fn openapi() -> Response {
     (
         [(
@@ -81,38 +110,4 @@ async fn openapi() -> Response {
         openapi_document(),
     )
         .into_response()
-}
-
-/// The API's OpenAPI document: the hand-written one (`openapi.json`) with
-/// one property per limit ([`LIMITS`]) in the request bodies that take
-/// limits and in the user's view, so the schema lists what the code does.
-pub fn openapi_document() -> &'static str {
-    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DOCUMENT.get_or_init(|| {
-        let mut document: Value = serde_json::from_str(OPENAPI).unwrap_or_default();
-        let schemas = &mut document["components"]["schemas"];
-        for limit in LIMITS {
-            let text = json!({"type": "string"});
-            let request = match limit.number.schema_type() {
-                Some(number) => json!({"oneOf": [text, {"type": number}]}),
-                None => text,
-            };
-            let view = json!({"type": match limit.number {
-                Number::Integer => "integer",
-                Number::No | Number::Any => "string",
-            }});
-            let described = |mut schema: Value| {
-                schema["description"] = json!(format!("{} ({})", limit.help, limit.syntax));
-                schema
-            };
-            for body in ["NewUser", "UserChanges"] {
-                schemas[body]["properties"][limit.key] = described(request.clone());
-            }
-            schemas["User"]["properties"][limit.key] = described(view);
-            if let Some(required) = schemas["User"]["required"].as_array_mut() {
-                required.push(json!(limit.key));
-            }
-        }
-        document.to_string()
-    })
 }

@@ -3,17 +3,18 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use libdiycloud::usecases::admin::UserView;
 use libdiycloud::usecases::auth::PasswordChange;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use zeroize::Zeroizing;
 
+use super::extract::Body;
+use super::openapi::Failure;
 use crate::client::{Caller, Client};
 use crate::error::ApiError;
 use crate::session::{
@@ -22,19 +23,38 @@ use crate::session::{
 };
 use crate::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Login)]
 pub(super) struct LoginRequest {
     username: String,
     password: String,
 }
 
+/// A login's answer: the token is also set as the session cookie.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Session<'a> {
+    token: &'a str,
+    /// Seconds the session lasts without use.
+    expires_in: u64,
+    user: UserView,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "sessions", operation_id = "login",
+    summary = "Log in: a token, also set as an HttpOnly, SameSite=Strict cookie",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "logged in", body = Session),
+        (status = 400, response = Failure), (status = 401, response = Failure),
+        (status = 413, response = Failure), (status = 415, response = Failure),
+        (status = 422, response = Failure), (status = 429, response = Failure),
+        (status = 503, response = Failure),
+    ))]
 pub(super) async fn login(
     State(state): State<Arc<AppState>>,
     client: Client,
-    body: Result<Json<LoginRequest>, JsonRejection>,
+    Body(request): Body<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let Json(request) = body?;
     let password = Zeroizing::new(request.password);
     let now = state.now();
     // A token of the client's bucket; a failure keeps it (see `limiter`).
@@ -54,9 +74,12 @@ pub(super) async fn login(
     match opened {
         Ok(session) => {
             let user = UserView::of(&session.user, &state.config, now);
-            let mut response =
-                Json(json!({"token": *session.token, "expires_in": ttl, "user": user}))
-                    .into_response();
+            let mut response = Json(Session {
+                token: &session.token,
+                expires_in: ttl,
+                user,
+            })
+            .into_response();
             set_session_cookie(&mut response, &session.token, ttl, client.https);
             Ok(response)
         }
@@ -68,6 +91,10 @@ pub(super) async fn login(
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "sessions", operation_id = "logout",
+    summary = "End this session",
+    security(("bearer" = []), ("cookie" = [])),
+    responses((status = 204, description = "logged out"), (status = 401, response = Failure)))]
 pub(super) async fn logout(
     State(state): State<Arc<AppState>>,
     client: Client,
@@ -80,12 +107,20 @@ pub(super) async fn logout(
     Ok(response)
 }
 
+#[utoipa::path(get, path = "/api/v1/me", tag = "sessions", operation_id = "me",
+    summary = "The caller's own record",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "the caller", body = UserView),
+        (status = 401, response = Failure),
+    ))]
 pub(super) async fn me(State(state): State<Arc<AppState>>, caller: Caller) -> Json<UserView> {
     Json(UserView::of(&caller.user, &state.config, state.now()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = PasswordChange)]
 pub(super) struct PasswordRequest {
     current_password: String,
     new_password: String,
@@ -94,12 +129,22 @@ pub(super) struct PasswordRequest {
 /// A user's own password change: the current password is checked like a
 /// login (a wrong one counts toward the lockout); every session of the
 /// user ends, this one too.
+#[utoipa::path(put, path = "/api/v1/me/password", tag = "sessions", operation_id = "changePassword",
+    summary = "Change one's own password (ends every session of the user)",
+    security(("bearer" = []), ("cookie" = [])),
+    request_body = PasswordRequest,
+    responses(
+        (status = 204, description = "changed"),
+        (status = 400, response = Failure), (status = 401, response = Failure),
+        (status = 403, response = Failure), (status = 413, response = Failure),
+        (status = 415, response = Failure), (status = 422, response = Failure),
+        (status = 503, response = Failure),
+    ))]
 pub(super) async fn change_password(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    body: Result<Json<PasswordRequest>, JsonRejection>,
+    Body(request): Body<PasswordRequest>,
 ) -> Result<StatusCode, ApiError> {
-    let Json(request) = body?;
     let (old, new) = (
         Zeroizing::new(request.current_password),
         Zeroizing::new(request.new_password),

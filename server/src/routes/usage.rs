@@ -2,37 +2,51 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use libdiycloud::config::ApiConfig;
+use libdiycloud::model::history::Point;
 use libdiycloud::model::time::Timestamp;
 use libdiycloud::usecases::history;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 use zeroize::Zeroizing;
 
+use super::extract::{AdminCaller, Params, UserPath};
+use super::openapi::Failure;
 use super::with_admin;
 use crate::client::{Caller, DirectLocal};
 use crate::error::ApiError;
 use crate::work::blocking;
 use crate::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct UsageQuery {
+    /// Only this user (an admin; a user may name only themself).
     user: Option<String>,
 }
 
 /// Usage: an admin's of everyone (or `?user=NAME`), a user's of themself.
+#[utoipa::path(get, path = "/api/v1/usage", tag = "usage", operation_id = "usage",
+    summary = "CPU, memory, tasks, disk and GPU use, limit events and idle GPU grants (admin: everyone or ?user=NAME; a user: themself)",
+    security(("bearer" = []), ("cookie" = [])),
+    params(UsageQuery),
+    responses(
+        (status = 200, description = "one entry per user", body = Vec<Object>),
+        (status = 400, response = Failure), (status = 401, response = Failure),
+        (status = 403, response = Failure), (status = 404, response = Failure),
+        (status = 500, response = Failure),
+    ))]
 pub(super) async fn usage(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    query: Result<Query<UsageQuery>, QueryRejection>,
+    Params(query): Params<UsageQuery>,
 ) -> Result<Json<Vec<Value>>, ApiError> {
-    let Query(query) = query?;
     let me = caller.user.username.as_str().to_owned();
     let name = match (caller.is_admin(), query.user) {
         (true, name) => name,
@@ -47,10 +61,13 @@ pub(super) async fn usage(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct RangeQuery {
+    /// unix seconds; default: an hour before `to`
     from: Option<i64>,
+    /// unix seconds; default: now
     to: Option<i64>,
 }
 
@@ -65,31 +82,57 @@ fn range(query: &RangeQuery, now: Timestamp) -> Result<(Timestamp, Timestamp), A
     Ok((Timestamp(from), Timestamp(to)))
 }
 
-fn history_document(
-    state: &AppState,
-    user: Option<&str>,
+/// A usage history: at most 300 points from `from` to `to`, each standing
+/// for a bucket of samples.
+#[derive(Serialize, ToSchema)]
+pub(super) struct History {
+    /// null: the node
+    username: Option<String>,
+    /// Unix seconds.
+    #[schema(value_type = i64)]
     from: Timestamp,
+    /// Unix seconds.
+    #[schema(value_type = i64)]
     to: Timestamp,
-    points: Vec<libdiycloud::model::history::Point>,
-) -> Value {
-    json!({
-        "username": user,
-        "from": from,
-        "to": to,
-        "interval": state.config.history.interval,
-        "points": points,
-    })
+    /// seconds between samples ([history] interval)
+    interval: u64,
+    points: Vec<Point>,
+}
+
+impl History {
+    fn of(
+        state: &AppState,
+        username: Option<String>,
+        (from, to): (Timestamp, Timestamp),
+        points: Vec<Point>,
+    ) -> Self {
+        Self {
+            username,
+            from,
+            to,
+            interval: state.config.history.interval,
+            points,
+        }
+    }
 }
 
 /// A user's usage history: an admin's of anyone, a user's of themself.
+#[utoipa::path(get, path = "/api/v1/users/{name}/history", tag = "usage", operation_id = "userHistory",
+    summary = "A user's usage history (admin: anyone; a user: themself)",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("name" = String, Path), RangeQuery),
+    responses(
+        (status = 200, description = "the history", body = History),
+        (status = 400, response = Failure), (status = 401, response = Failure),
+        (status = 403, response = Failure), (status = 404, response = Failure),
+        (status = 422, response = Failure), (status = 500, response = Failure),
+    ))]
 pub(super) async fn user_history(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    name: Result<Path<String>, PathRejection>,
-    query: Result<Query<RangeQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let Path(name) = name?;
-    let Query(query) = query?;
+    UserPath(name): UserPath,
+    Params(query): Params<RangeQuery>,
+) -> Result<Json<History>, ApiError> {
     if !caller.is_admin() && caller.user.username.as_str() != name {
         return Err(ApiError::forbidden());
     }
@@ -100,30 +143,32 @@ pub(super) async fn user_history(
             return Err(ApiError::not_found(format!("no such user: {name}")));
         }
         let points = history::series(&store, &state.config, Some(&name), from, to)?;
-        Ok(Json(history_document(
-            &state,
-            Some(&name),
-            from,
-            to,
-            points,
-        )))
+        Ok(Json(History::of(&state, Some(name), (from, to), points)))
     })
     .await
 }
 
 /// The node's usage history (every user's added up): admins only.
+#[utoipa::path(get, path = "/api/v1/history", tag = "usage", operation_id = "nodeHistory",
+    summary = "The node's usage history: every user's added up (admin)",
+    security(("bearer" = []), ("cookie" = [])),
+    params(RangeQuery),
+    responses(
+        (status = 200, description = "the history", body = History),
+        (status = 400, response = Failure), (status = 401, response = Failure),
+        (status = 403, response = Failure), (status = 422, response = Failure),
+        (status = 500, response = Failure),
+    ))]
 pub(super) async fn node_history(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
-    query: Result<Query<RangeQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let Query(query) = query?;
-    caller.admin()?;
+    AdminCaller(_): AdminCaller,
+    Params(query): Params<RangeQuery>,
+) -> Result<Json<History>, ApiError> {
     let (from, to) = range(&query, state.now())?;
     blocking(move || {
         let store = state.store()?;
         let points = history::series(&store, &state.config, None, from, to)?;
-        Ok(Json(history_document(&state, None, from, to, points)))
+        Ok(Json(History::of(&state, None, (from, to), points)))
     })
     .await
 }
@@ -134,6 +179,14 @@ pub(super) async fn node_history(
 /// process gets the series that name no user; anyone else needs a
 /// credential (401). A credential that is not good is 401 (403 for a user's
 /// session), never quietly answered with less.
+#[utoipa::path(get, path = "/metrics", tag = "usage", operation_id = "metrics",
+    summary = "Prometheus metrics, text format 0.0.4: users, their usage and GPUs, limit events, logins and lockouts (a direct local client, or an admin's token)",
+    security((), ("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "the metrics", content_type = "text/plain", body = String),
+        (status = 401, response = Failure), (status = 403, response = Failure),
+        (status = 500, response = Failure),
+    ))]
 pub(super) async fn metrics(
     State(state): State<Arc<AppState>>,
     local: DirectLocal,
