@@ -11,6 +11,7 @@ use super::time::Timestamp;
 
 /// What the kernel did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     /// A process was killed for memory over `MemoryMax` (`oom_kill`).

@@ -399,6 +399,7 @@ pub struct GpuProcess {
 
 /// One user's share of one GPU.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserGpu {
     pub index: u32,
     pub uuid: String,
@@ -413,6 +414,7 @@ pub struct UserGpu {
 
 /// One of a user's processes on a GPU.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserGpuProcess {
     pub pid: u32,
     pub name: Option<String>,

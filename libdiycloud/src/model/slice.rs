@@ -150,6 +150,7 @@ pub fn device_properties(rules: &[DeviceRule]) -> Vec<SliceProperty> {
 /// What systemd reports about a slice. `None` where systemd does not know
 /// (it says `u64::MAX`, e.g. before the slice has started).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SliceUsage {
     pub unit: String,
     pub active_state: String,

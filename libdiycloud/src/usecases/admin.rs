@@ -25,6 +25,10 @@ use crate::store::{AuditEntry, Database, NewUser, Store, StoreError};
 use crate::usecases::apply::{self, ApplyReport, DiskUsage};
 use crate::usecases::auth::{self, AuthError, Authenticator, PasswordChange, SetBy};
 
+mod usage;
+
+pub use usage::{DiskEntry, EventEntry, SliceFigures, UsageEntry};
+
 /// Who is to blame for a failure, which decides the exit status and the
 /// HTTP status: the caller (a bad request) or the system.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -278,6 +282,7 @@ pub struct UserUsage {
 
 /// A GPU granted by name that its user has not used for a while.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IdleGpu {
     /// Its UUID (`index N` where the node does not know it).
     pub gpu: String,
@@ -306,39 +311,6 @@ pub fn idle_gpus(uses: &[GpuUse], node: &str, now: Timestamp, idle_after: u64) -
 
 /// How many limit events `usage` shows per user.
 pub const USAGE_EVENTS: u32 = 20;
-
-/// A limit event as every front door shows it: times in RFC 3339.
-pub fn event_document(event: &LimitEvent) -> serde_json::Value {
-    serde_json::json!({
-        "kind": event.kind,
-        "node": event.node,
-        "first_at": event.first_at.to_string(),
-        "at": event.at.to_string(),
-        "count": event.count,
-        "throttled_seconds": event.throttled_usec as f64 / 1e6,
-        "limit": event.limit,
-        "processes": event.processes,
-        "shown": event.shown,
-    })
-}
-
-impl UserUsage {
-    /// As every front door shows it: the slice's figures (`unit: null`
-    /// without a system account), `disk` and `gpus`.
-    pub fn document(&self) -> serde_json::Value {
-        let mut entry = match &self.usage {
-            Some(usage) => serde_json::json!(usage),
-            None => serde_json::json!({"unit": null}),
-        };
-        entry["username"] = serde_json::json!(self.username);
-        entry["disk"] = self.disk.iter().map(DiskUsage::document).collect();
-        entry["gpus"] = serde_json::json!(self.gpus);
-        entry["events"] = self.events.iter().map(event_document).collect();
-        entry["idle_gpus"] = serde_json::json!(self.idle_gpus);
-        entry["gpu_unavailable"] = serde_json::json!(self.gpu_unavailable);
-        entry
-    }
-}
 
 /// The admin use cases over one store, acting as `actor` at `now`.
 pub struct Admin<'a, S, A, Q, G> {

@@ -524,26 +524,6 @@ pub struct DiskUsage {
     pub quota: Result<QuotaState, String>,
 }
 
-impl DiskUsage {
-    /// As every front door shows it: the kernel's figures in bytes and
-    /// files (limits `null` where there is none), or the error.
-    pub fn document(&self) -> serde_json::Value {
-        let filesystem = self.filesystem.display().to_string();
-        match &self.quota {
-            Ok(q) => serde_json::json!({
-                "filesystem": filesystem,
-                "used_bytes": q.used_bytes,
-                "soft_limit_bytes": q.limits.soft_bytes(),
-                "limit_bytes": q.limits.hard_bytes(),
-                "used_inodes": q.used_inodes,
-                "soft_inode_limit": q.limits.soft_inodes(),
-                "inode_limit": q.limits.hard_inodes(),
-            }),
-            Err(error) => serde_json::json!({"filesystem": filesystem, "error": error}),
-        }
-    }
-}
-
 /// `user`'s usage and quota on every configured filesystem; empty when
 /// they have no system account.
 pub fn disk_usage<S, A: AccountPort, Q: QuotaPort, G>(

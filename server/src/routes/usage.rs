@@ -9,9 +9,9 @@ use axum::Json;
 use libdiycloud::config::ApiConfig;
 use libdiycloud::model::history::Point;
 use libdiycloud::model::time::Timestamp;
+use libdiycloud::usecases::admin::UsageEntry;
 use libdiycloud::usecases::history;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use zeroize::Zeroizing;
 
@@ -37,7 +37,7 @@ pub(super) struct UsageQuery {
     security(("bearer" = []), ("cookie" = [])),
     params(UsageQuery),
     responses(
-        (status = 200, description = "one entry per user", body = Vec<Object>),
+        (status = 200, description = "one entry per user", body = Vec<UsageEntry>),
         (status = 400, response = Failure), (status = 401, response = Failure),
         (status = 403, response = Failure), (status = 404, response = Failure),
         (status = 500, response = Failure),
@@ -46,7 +46,7 @@ pub(super) async fn usage(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Params(query): Params<UsageQuery>,
-) -> Result<Json<Vec<Value>>, ApiError> {
+) -> Result<Json<Vec<UsageEntry>>, ApiError> {
     let me = caller.user.username.as_str().to_owned();
     let name = match (caller.is_admin(), query.user) {
         (true, name) => name,
@@ -56,7 +56,7 @@ pub(super) async fn usage(
     };
     with_admin(state, &caller, move |admin| {
         let rows = admin.usage(name.as_deref())?;
-        Ok(Json(rows.iter().map(|row| row.document()).collect()))
+        Ok(Json(rows.iter().map(|row| row.entry()).collect()))
     })
     .await
 }
