@@ -61,11 +61,8 @@ fn parallel_logins_during_admin_changes() {
             cmd.stdin(std::process::Stdio::piped())
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped());
-            // Spawns 2 ms apart: pam_wrapper's choice of its /tmp/pam.X
-            // directory races between processes that start at the same
-            // instant. The logins (20 ms and more each) still all overlap.
-            std::thread::sleep(std::time::Duration::from_millis(2));
-            let mut child = cmd.spawn().expect("pamtester");
+            // One past pam_wrapper's choice of its directory at a time.
+            let mut child = diycloud_tests::spawn_pamtester(&mut cmd);
             use std::io::Write;
             child
                 .stdin

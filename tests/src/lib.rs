@@ -335,6 +335,43 @@ impl Env {
     }
 }
 
+/// Starts a pamtester command made by [`Env::pamtester_cmd`] and returns
+/// once pam_wrapper has made its `/tmp/pam.X` directory (one that was not
+/// there before the start appears), or the child has ended, or 2 s have
+/// passed. pam_wrapper picks that directory with lstat then mkdir, so two
+/// children in that step at once can share one (the owner deletes it on
+/// exit under the other): a fixed delay between starts is not enough on a
+/// busy machine, where a child may wait long for the CPU in that step.
+/// The logins themselves (tens of ms each) still overlap.
+pub fn spawn_pamtester(cmd: &mut Command) -> std::process::Child {
+    use std::os::unix::fs::MetadataExt;
+    // (name, inode, ctime): a name freed and taken again is a new one.
+    let pam_dirs = || -> std::collections::HashSet<(std::ffi::OsString, u64, i64, i64)> {
+        std::fs::read_dir("/tmp")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("pam."))
+            .filter_map(|e| {
+                let m = e.metadata().ok()?;
+                Some((e.file_name(), m.ino(), m.ctime(), m.ctime_nsec()))
+            })
+            .collect()
+    };
+    let before = pam_dirs();
+    let mut child = cmd.spawn().expect("pamtester");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while std::time::Instant::now() < deadline {
+        if pam_dirs().difference(&before).next().is_some()
+            || matches!(child.try_wait(), Ok(Some(_)))
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    child
+}
+
 pub fn run(mut cmd: Command, stdin: Option<&[u8]>) -> Output {
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
