@@ -3,7 +3,8 @@
 # checks and debug assertions on): the targets are in fuzz/fuzz_targets.
 #
 #   tests/fuzz.sh --short [SECONDS] [TARGET...]
-#       each target for SECONDS (default 20): what CI runs
+#       each target for SECONDS (default 20): what CI runs. Targets run
+#       side by side, one per core (FUZZ_JOBS=N sets how many).
 #   tests/fuzz.sh --long [LIMIT...] [TARGET...]
 #       each target until 10^7 executions or one hour, whichever comes
 #       first. A LIMIT replaces the default of its kind: a whole number is
@@ -152,9 +153,10 @@ final_stat() { # LOG NAME: libFuzzer's "stat::NAME: VALUE" (-print_final_stats)
     sed -n "s/^stat::$2: *//p" "$1" | tail -n 1
 }
 
-summary=()
-failed=0
-for target in "${targets[@]}"; do
+# One target's run: its report (the summary line last) in $work/TARGET.out,
+# its status in $work/TARGET.rc.
+fuzz_one() { # TARGET
+    local target=$1 corpus log dirs flags start rc wall execs per_sec status cov corp files artifact verdict crashes line
     corpus=fuzz/corpus/$target
     log=fuzz/target/logs/$target.log
     mkdir -p "$corpus" "fuzz/artifacts/$target"
@@ -184,7 +186,6 @@ for target in "${targets[@]}"; do
     else
         verdict=FAILED
         crashes=1
-        failed=1
         echo "!! $target failed (exit $rc); full output: $log"
         if [ -n "$artifact" ]; then
             echo "!! input: $artifact ($(wc -c <"$artifact") bytes), in hex:"
@@ -199,7 +200,29 @@ for target in "${targets[@]}"; do
         "$target" "$verdict" "${execs:-?}" "${wall}s" "${per_sec:-?}" "${corp:-?}" "$files" "${cov:-?}" "$crashes")
     [ -n "$artifact" ] && line+=" artifact=$artifact"
     echo "$line"
-    summary+=("$line")
+    echo "$rc" >"$work/$target.rc"
+}
+
+# libFuzzer runs one thread: the targets run side by side, one per core
+# (FUZZ_JOBS), each for its own time; their reports print in order.
+jobs=${FUZZ_JOBS:-$(nproc)}
+running=0
+for target in "${targets[@]}"; do
+    if [ "$running" -ge "$jobs" ]; then
+        wait -n || true
+        running=$((running - 1))
+    fi
+    fuzz_one "$target" >"$work/$target.out" 2>&1 &
+    running=$((running + 1))
+done
+wait || true
+
+summary=()
+failed=0
+for target in "${targets[@]}"; do
+    cat "$work/$target.out"
+    summary+=("$(tail -n 1 "$work/$target.out")")
+    [ "$(cat "$work/$target.rc" 2>/dev/null || echo 1)" = 0 ] || failed=1
 done
 
 echo "== summary (${mode#--}: ${runs:+at most $runs executions, }${max_time:+at most ${max_time}s} per target)"
