@@ -8,6 +8,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use libdiycloud::usecases::auth::{LoginOutcome, Refusal};
+use maud::html;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
@@ -24,16 +25,26 @@ pub(super) struct LoginForm {
 }
 
 fn login_form(status: StatusCode, message: Option<&str>, username: &str) -> Response {
-    let message = message.map(|m| notice("error", m)).unwrap_or_default();
     page(
         status,
         "Log in",
         None,
-        &format!(
-            "<h1>Log in</h1>{message}<form class=\"card narrow\" method=\"post\" action=\"/portal/login\">{}{}<button type=\"submit\">Log in</button></form>",
-            input("username", "Username", "text", username, "autocomplete=\"username\" required autofocus"),
-            input("password", "Password", "password", "", "autocomplete=\"current-password\" required"),
-        ),
+        html! {
+            h1 { "Log in" }
+            @if let Some(message) = message {
+                (notice("error", message))
+            }
+            form class="card narrow" method="post" action="/portal/login" {
+                (input("username", "Username", "text", username)
+                    .autocomplete("username")
+                    .required()
+                    .autofocus())
+                (input("password", "Password", "password", "")
+                    .autocomplete("current-password")
+                    .required())
+                button type="submit" { "Log in" }
+            }
+        },
     )
 }
 

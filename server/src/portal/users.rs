@@ -14,12 +14,13 @@ use libdiycloud::model::user::User;
 use libdiycloud::model::Username;
 use libdiycloud::usecases::admin::{AddUser, Admin, SystemAccount, UserChanges, UserView};
 use libdiycloud::usecases::history;
+use maud::{html, Markup};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::applied::{after_apply, Change};
 use super::home::{charts, done_message, limit_events, range_of, usage_now, PageQuery};
-use super::html::{csrf_field, esc, facts, notice, page, segment};
+use super::html::{csrf_field, facts, notice, page, segment};
 use super::user_form::{limit_fields, user_form, UserForm};
 use super::visitor::{error_page, unreadable, FormToken, Visitor};
 use crate::error::ApiError;
@@ -43,7 +44,10 @@ pub(super) async fn new_user_page(
         StatusCode::OK,
         "New user",
         Some(&visitor.viewer()),
-        &format!("<h1>New user</h1>{}", user_form(&visitor.csrf, &form, None)),
+        html! {
+            h1 { "New user" }
+            (user_form(&visitor.csrf, &form, None))
+        },
     )
 }
 
@@ -64,11 +68,11 @@ pub(super) async fn create_user(
             error.status,
             "New user",
             Some(&visitor.viewer()),
-            &format!(
-                "<h1>New user</h1>{}{}",
-                notice("error", &error.detail),
-                user_form(&visitor.csrf, form, None)
-            ),
+            html! {
+                h1 { "New user" }
+                (notice("error", &error.detail))
+                (user_form(&visitor.csrf, form, None))
+            },
         )
     };
     let request = (|| {
@@ -179,7 +183,7 @@ pub(super) async fn user_page(
         StatusCode::OK,
         &view.username,
         Some(&visitor.viewer()),
-        &body,
+        body,
     )
 }
 
@@ -195,58 +199,58 @@ fn user_body(
     usage: Option<&libdiycloud::usecases::admin::UserUsage>,
     now: Timestamp,
     secs: i64,
-) -> String {
+) -> Markup {
     let path = format!("/portal/admin/users/{}", segment(&view.username));
-    let mut body = format!(
-        "<h1>{}</h1>{}",
-        esc(&view.username),
-        done_message(query.done.as_deref())
-    );
-    let shown = match error {
-        Some((e, form)) => {
-            body.push_str(&notice("error", &e.detail));
-            user_form(&visitor.csrf, form, Some(&view.username))
+    let name = Some(view.username.as_str());
+    let state = facts(&[
+        ("State", view.state.clone()),
+        ("Failed logins", view.failed_logins.to_string()),
+        (
+            "System account",
+            view.uid.map_or("none".into(), |uid| format!("uid {uid}")),
+        ),
+        (
+            "Last login",
+            view.last_login.clone().unwrap_or_else(|| "never".into()),
+        ),
+    ]);
+    html! {
+        h1 { (view.username) }
+        (done_message(query.done.as_deref()))
+        @if let Some((e, _)) = error {
+            (notice("error", &e.detail))
         }
-        None => user_form(&visitor.csrf, &UserForm::of(view), Some(&view.username)),
-    };
-    body.push_str(&format!(
-        "<section class=\"card\"><h2>State</h2>{}<form class=\"actions\" method=\"post\" action=\"{}/state\">{}",
-        facts(&[
-            ("State", view.state.clone()),
-            ("Failed logins", view.failed_logins.to_string()),
-            ("System account", view.uid.map_or("none".into(), |uid| format!("uid {uid}"))),
-            ("Last login", view.last_login.clone().unwrap_or_else(|| "never".into())),
-        ]),
-        esc(&path),
-        csrf_field(&visitor.csrf)
-    ));
-    if view.active {
-        body.push_str("<button type=\"submit\" name=\"action\" value=\"disable\">Disable</button>");
-    } else {
-        body.push_str("<button type=\"submit\" name=\"action\" value=\"enable\">Enable</button>");
+        section class="card" {
+            h2 { "State" }
+            (state)
+            form class="actions" method="post" action={ (path) "/state" } {
+                (csrf_field(&visitor.csrf))
+                @if view.active {
+                    button type="submit" name="action" value="disable" { "Disable" }
+                } @else {
+                    button type="submit" name="action" value="enable" { "Enable" }
+                }
+                @if view.locked || view.failed_logins > 0 {
+                    button type="submit" name="action" value="unlock" { "Unlock" }
+                }
+                button type="submit" name="action" value="apply" { "Apply the allocation again" }
+            }
+            p { a class="danger" href={ (path) "/delete" } { "Delete this user…" } }
+        }
+        section {
+            h2 { "Profile and limits" }
+            @match error {
+                Some((_, form)) => (user_form(&visitor.csrf, form, name)),
+                None => (user_form(&visitor.csrf, &UserForm::of(view), name)),
+            }
+        }
+        section class="card" {
+            h2 { "Using now" }
+            (usage_now(usage))
+        }
+        (limit_events(usage))
+        (charts(&format!("{path}?range="), range, points, now.0 - secs, now.0, Some(user)))
     }
-    if view.locked || view.failed_logins > 0 {
-        body.push_str("<button type=\"submit\" name=\"action\" value=\"unlock\">Unlock</button>");
-    }
-    body.push_str(&format!(
-        "<button type=\"submit\" name=\"action\" value=\"apply\">Apply the allocation again</button></form><p><a class=\"danger\" href=\"{}/delete\">Delete this user…</a></p></section>",
-        esc(&path)
-    ));
-    body.push_str("<section><h2>Profile and limits</h2>");
-    body.push_str(&shown);
-    body.push_str("</section><section class=\"card\"><h2>Using now</h2>");
-    body.push_str(&usage_now(usage));
-    body.push_str("</section>");
-    body.push_str(&limit_events(usage));
-    body.push_str(&charts(
-        &format!("{path}?range="),
-        range,
-        points,
-        now.0 - secs,
-        now.0,
-        Some(user),
-    ));
-    body
 }
 
 pub(super) async fn save_user(
@@ -319,7 +323,7 @@ pub(super) async fn save_user(
                         now,
                         3600,
                     );
-                    page(e.status, &view.username, Some(&visitor.viewer()), &body)
+                    page(e.status, &view.username, Some(&visitor.viewer()), body)
                 }
                 _ => error_page(Some(&visitor.viewer()), &e),
             }
@@ -420,18 +424,23 @@ pub(super) async fn delete_page(
         StatusCode::OK,
         "Delete user",
         Some(&visitor.viewer()),
-        &format!(
-            "<h1>Delete {name}?</h1>{}<form class=\"card narrow\" method=\"post\" action=\"{path}/delete\">{}\
-             <label class=\"check\"><input type=\"checkbox\" name=\"remove_home\" value=\"on\"> Also remove their home directory (only for an account diycloud created)</label>\
-             <button class=\"danger\" type=\"submit\">Delete {name}</button> <a href=\"{path}\">Cancel</a></form>",
-            notice(
+        html! {
+            h1 { "Delete " (name) "?" }
+            (notice(
                 "error",
-                "The record, the allocation, the API sessions and the history go; a Linux account diycloud created is removed. This cannot be undone."
-            ),
-            csrf_field(&visitor.csrf),
-            name = esc(&name),
-            path = esc(&path),
-        ),
+                "The record, the allocation, the API sessions and the history go; a Linux account diycloud created is removed. This cannot be undone.",
+            ))
+            form class="card narrow" method="post" action={ (path) "/delete" } {
+                (csrf_field(&visitor.csrf))
+                label class="check" {
+                    input type="checkbox" name="remove_home" value="on";
+                    " Also remove their home directory (only for an account diycloud created)"
+                }
+                button class="danger" type="submit" { "Delete " (name) }
+                " "
+                a href=(path) { "Cancel" }
+            }
+        },
     )
 }
 

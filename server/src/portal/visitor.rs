@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use libdiycloud::model::user::{Role, User};
 use libdiycloud::usecases::auth;
+use maud::html;
 
 use super::html::{notice, page, Viewer};
 use crate::client::{token, Client};
@@ -56,13 +57,13 @@ impl Visitor {
                 StatusCode::FORBIDDEN,
                 "Form expired",
                 Some(&self.viewer()),
-                &format!(
-                    "<h1>This form has expired</h1>{}",
-                    notice(
+                html! {
+                    h1 { "This form has expired" }
+                    (notice(
                         "error",
-                        "The form did not come from this session (it is older than your login, or from another site). Nothing was changed: go back, reload the page and try again."
-                    )
-                ),
+                        "The form did not come from this session (it is older than your login, or from another site). Nothing was changed: go back, reload the page and try again.",
+                    ))
+                },
             ))
         }
     }
@@ -91,10 +92,11 @@ impl Visitor {
                 StatusCode::FORBIDDEN,
                 "Admins only",
                 Some(&self.viewer()),
-                &format!(
-                    "<h1>Admins only</h1>{}<p><a href=\"/portal/\">Back to your account</a></p>",
-                    notice("error", "This page needs the admin role.")
-                ),
+                html! {
+                    h1 { "Admins only" }
+                    (notice("error", "This page needs the admin role."))
+                    p { a href="/portal/" { "Back to your account" } }
+                },
             ))
         }
     }
@@ -154,9 +156,10 @@ pub(super) fn error_page(viewer: Option<&Viewer<'_>>, error: &ApiError) -> Respo
         error.status,
         "Error",
         viewer,
-        &format!(
-            "<h1>That did not work</h1>{}<p><a href=\"/portal/\">Back to your account</a></p>",
-            notice("error", &error.detail)
-        ),
+        html! {
+            h1 { "That did not work" }
+            (notice("error", &error.detail))
+            p { a href="/portal/" { "Back to your account" } }
+        },
     )
 }
