@@ -14,18 +14,15 @@ use maud::html;
 
 use super::home::{charts, done_message, range_of, PageQuery};
 use super::html::{bytes, facts, page, table, user_link};
-use super::visitor::{error_page, Visitor};
+use super::visitor::{error_page, AdminVisitor};
 use crate::work::blocking;
 use crate::AppState;
 
 pub(super) async fn admin_page(
     State(state): State<Arc<AppState>>,
-    visitor: Visitor,
+    AdminVisitor(visitor): AdminVisitor,
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Response {
-    if let Some(refused) = visitor.not_admin() {
-        return refused;
-    }
     let query = query.map(|Query(q)| q).unwrap_or_default();
     let (range, secs) = range_of(&query);
     let now = state.now();

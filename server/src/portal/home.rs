@@ -3,11 +3,10 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use libdiycloud::model::history::Point;
 use libdiycloud::model::limits::{Cpu, Size, Tasks};
 use libdiycloud::model::time::Timestamp;
@@ -21,7 +20,7 @@ use zeroize::Zeroizing;
 
 use super::chart::Chart;
 use super::html::{bytes, csrf_field, facts, input, notice, page, table};
-use super::visitor::{error_page, Visitor};
+use super::visitor::{error_page, CheckedForm, FormToken, Visitor};
 use crate::error::ApiError;
 use crate::session::change_own_password;
 use crate::work::blocking;
@@ -382,20 +381,24 @@ pub(super) struct PasswordForm {
     confirm_password: String,
 }
 
+impl FormToken for PasswordForm {
+    fn token(&self) -> &str {
+        &self.csrf
+    }
+
+    fn unreadable(visitor: &Visitor) -> Response {
+        error_page(
+            Some(&visitor.viewer()),
+            &ApiError::bad_request("the form was incomplete"),
+        )
+    }
+}
+
 pub(super) async fn change_password(
     State(state): State<Arc<AppState>>,
     visitor: Visitor,
-    form: Result<Form<PasswordForm>, FormRejection>,
+    CheckedForm(form): CheckedForm<PasswordForm>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return error_page(
-            Some(&visitor.viewer()),
-            &ApiError::bad_request("the form was incomplete"),
-        );
-    };
-    if let Some(refused) = visitor.wrong_form_token(&form.csrf) {
-        return refused;
-    }
     let (old, new, again) = (
         Zeroizing::new(form.current_password),
         Zeroizing::new(form.new_password),

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::html::{input, notice, page};
-use super::visitor::Visitor;
+use super::visitor::{CheckedForm, FormToken, Visitor};
 use crate::client::Client;
 use crate::session::{clear_session_cookie, end_session, open_session, set_session_cookie, settle};
 use crate::AppState;
@@ -157,16 +157,24 @@ pub(super) struct CsrfForm {
     csrf: String,
 }
 
+impl FormToken for CsrfForm {
+    fn token(&self) -> &str {
+        &self.csrf
+    }
+
+    /// A logout without a readable token is refused as one with the wrong
+    /// token.
+    fn unreadable(visitor: &Visitor) -> Response {
+        visitor.expired_form()
+    }
+}
+
 pub(super) async fn logout(
     State(state): State<Arc<AppState>>,
     client: Client,
     visitor: Visitor,
-    form: Result<Form<CsrfForm>, FormRejection>,
+    _: CheckedForm<CsrfForm>,
 ) -> Response {
-    let sent = form.map(|Form(f)| f.csrf).unwrap_or_default();
-    if let Some(refused) = visitor.wrong_form_token(&sent) {
-        return refused;
-    }
     let actor = visitor.actor();
     let _ = end_session(state, visitor.token, actor).await;
     let mut response = Redirect::to("/portal/login").into_response();

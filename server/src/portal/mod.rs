@@ -8,6 +8,10 @@
 //! - Pages are maud templates (`html.rs` has the frame and the shared
 //!   pieces): every value spliced in is escaped unless it is markup
 //!   already; no page is put together from strings.
+//! - A handler's arguments are its checks (the extractors of
+//!   `visitor.rs`): logged in, an admin, the user in the address, the form
+//!   and its token, in that order; a refused request never reaches the
+//!   handler.
 //! - CSRF: the session cookie is `SameSite=Strict` (and `__Host-` over
 //!   HTTPS), every POST from another site is refused before it reaches a
 //!   page (`Origin`/`Sec-Fetch-Site`, the login form's too: see

@@ -3,11 +3,10 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::{FormRejection, PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use libdiycloud::model::history::Point;
 use libdiycloud::model::time::Timestamp;
 use libdiycloud::model::user::User;
@@ -22,18 +21,15 @@ use super::applied::{after_apply, Change};
 use super::home::{charts, done_message, limit_events, range_of, usage_now, PageQuery};
 use super::html::{csrf_field, facts, notice, page, segment};
 use super::user_form::{limit_fields, user_form, UserForm};
-use super::visitor::{error_page, unreadable, FormToken, Visitor};
+use super::visitor::{error_page, AdminVisitor, CheckedForm, FormToken, UserPath, Visitor};
 use crate::error::ApiError;
 use crate::work::{as_admin, blocking, hashing};
 use crate::AppState;
 
 pub(super) async fn new_user_page(
     State(state): State<Arc<AppState>>,
-    visitor: Visitor,
+    AdminVisitor(visitor): AdminVisitor,
 ) -> Response {
-    if let Some(refused) = visitor.not_admin() {
-        return refused;
-    }
     let defaults = &state.config.defaults;
     let form = UserForm {
         role: "user".into(),
@@ -53,16 +49,9 @@ pub(super) async fn new_user_page(
 
 pub(super) async fn create_user(
     State(state): State<Arc<AppState>>,
-    visitor: Visitor,
-    form: Result<Form<UserForm>, FormRejection>,
+    AdminVisitor(visitor): AdminVisitor,
+    CheckedForm(form): CheckedForm<UserForm>,
 ) -> Response {
-    if let Some(refused) = visitor.not_admin() {
-        return refused;
-    }
-    let form = match visitor.checked_form(form) {
-        Ok(form) => form,
-        Err(refused) => return *refused,
-    };
     let again = |error: &ApiError, form: &UserForm| {
         page(
             error.status,
@@ -124,19 +113,10 @@ pub(super) async fn create_user(
 /// One user, for an admin: the edit form, the state actions, the charts.
 pub(super) async fn user_page(
     State(state): State<Arc<AppState>>,
-    visitor: Visitor,
-    name: Result<Path<String>, PathRejection>,
+    AdminVisitor(visitor): AdminVisitor,
+    UserPath(name): UserPath,
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Response {
-    if let Some(refused) = visitor.not_admin() {
-        return refused;
-    }
-    let Ok(Path(name)) = name else {
-        return error_page(
-            Some(&visitor.viewer()),
-            &ApiError::bad_request("bad user name in the address"),
-        );
-    };
     let query = query.map(|Query(q)| q).unwrap_or_default();
     let (range, secs) = range_of(&query);
     let now = state.now();
@@ -255,20 +235,10 @@ fn user_body(
 
 pub(super) async fn save_user(
     State(state): State<Arc<AppState>>,
-    visitor: Visitor,
-    name: Result<Path<String>, PathRejection>,
-    form: Result<Form<UserForm>, FormRejection>,
+    AdminVisitor(visitor): AdminVisitor,
+    UserPath(name): UserPath,
+    CheckedForm(form): CheckedForm<UserForm>,
 ) -> Response {
-    if let Some(refused) = visitor.not_admin() {
-        return refused;
-    }
-    let Ok(Path(name)) = name else {
-        return unreadable(&visitor);
-    };
-    let form = match visitor.checked_form(form) {
-        Ok(form) => form,
-        Err(refused) => return *refused,
-    };
     let changes = (|| {
         let profile = form.profile()?;
         let role = form.role()?;
@@ -345,20 +315,10 @@ impl FormToken for StateForm {
 
 pub(super) async fn change_state(
     State(state): State<Arc<AppState>>,
-    visitor: Visitor,
-    name: Result<Path<String>, PathRejection>,
-    form: Result<Form<StateForm>, FormRejection>,
+    AdminVisitor(visitor): AdminVisitor,
+    UserPath(name): UserPath,
+    CheckedForm(form): CheckedForm<StateForm>,
 ) -> Response {
-    if let Some(refused) = visitor.not_admin() {
-        return refused;
-    }
-    let Ok(Path(name)) = name else {
-        return unreadable(&visitor);
-    };
-    let form = match visitor.checked_form(form) {
-        Ok(form) => form,
-        Err(refused) => return *refused,
-    };
     let action = form.action.clone();
     let target = name.clone();
     let done = blocking(as_admin(
@@ -407,18 +367,9 @@ pub(super) async fn change_state(
 }
 
 pub(super) async fn delete_page(
-    visitor: Visitor,
-    name: Result<Path<String>, PathRejection>,
+    AdminVisitor(visitor): AdminVisitor,
+    UserPath(name): UserPath,
 ) -> Response {
-    if let Some(refused) = visitor.not_admin() {
-        return refused;
-    }
-    let Ok(Path(name)) = name else {
-        return error_page(
-            Some(&visitor.viewer()),
-            &ApiError::bad_request("bad user name in the address"),
-        );
-    };
     let path = format!("/portal/admin/users/{}", segment(&name));
     page(
         StatusCode::OK,
@@ -458,20 +409,10 @@ impl FormToken for DeleteForm {
 
 pub(super) async fn delete_user(
     State(state): State<Arc<AppState>>,
-    visitor: Visitor,
-    name: Result<Path<String>, PathRejection>,
-    form: Result<Form<DeleteForm>, FormRejection>,
+    AdminVisitor(visitor): AdminVisitor,
+    UserPath(name): UserPath,
+    CheckedForm(form): CheckedForm<DeleteForm>,
 ) -> Response {
-    if let Some(refused) = visitor.not_admin() {
-        return refused;
-    }
-    let Ok(Path(name)) = name else {
-        return unreadable(&visitor);
-    };
-    let form = match visitor.checked_form(form) {
-        Ok(form) => form,
-        Err(refused) => return *refused,
-    };
     let remove_home = form.remove_home.is_some();
     let deleted = blocking(as_admin(
         Arc::clone(&state),
