@@ -1,5 +1,5 @@
 //! Cross-site request checks for every state-changing request a cookie
-//! authenticates.
+//! authenticates, and the portal's form token check.
 
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 
@@ -52,6 +52,16 @@ pub(crate) fn cross_site(
     }
 }
 
+/// Whether a form carries the session's form token (`expected`, from
+/// `auth::form_token`): compared in constant time, so a guess learns
+/// nothing from how long the refusal took.
+pub(crate) fn same_form_token(sent: &str, expected: &str) -> bool {
+    bool::from(subtle::ConstantTimeEq::ct_eq(
+        sent.as_bytes(),
+        expected.as_bytes(),
+    ))
+}
+
 /// An `Origin` header's scheme and `host[:port]`; `None` for `null` and
 /// anything else that is not `scheme://authority`.
 fn origin_authority(origin: &str) -> Option<(&str, String)> {
@@ -85,6 +95,21 @@ mod tests {
             headers.append(*name, HeaderValue::from_str(value).unwrap());
         }
         cross_site(&method, &headers, &axum::http::Uri::from_static("/x"))
+    }
+
+    #[test]
+    fn a_form_token_is_the_sessions_or_refused() {
+        let expected = "ab".repeat(32);
+        assert!(same_form_token(&expected, &expected));
+        for sent in [
+            "",
+            "ab",
+            &"ab".repeat(31),
+            &format!("{expected}a"),
+            &"ba".repeat(32),
+        ] {
+            assert!(!same_form_token(sent, &expected), "{sent}");
+        }
     }
 
     #[test]

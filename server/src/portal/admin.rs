@@ -10,21 +10,19 @@ use libdiycloud::model::limits::LIMITS;
 use libdiycloud::model::time::Timestamp;
 use libdiycloud::usecases::admin::Admin;
 use libdiycloud::usecases::history;
+use maud::html;
 
 use super::home::{charts, done_message, range_of, PageQuery};
-use super::html::{bytes, esc, facts, page, segment};
-use super::visitor::{error_page, Visitor};
+use super::html::{bytes, facts, page, table, user_link};
+use super::visitor::{error_page, AdminVisitor};
 use crate::work::blocking;
 use crate::AppState;
 
 pub(super) async fn admin_page(
     State(state): State<Arc<AppState>>,
-    visitor: Visitor,
+    AdminVisitor(visitor): AdminVisitor,
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Response {
-    if let Some(refused) = visitor.not_admin() {
-        return refused;
-    }
     let query = query.map(|Query(q)| q).unwrap_or_default();
     let (range, secs) = range_of(&query);
     let now = state.now();
@@ -47,10 +45,6 @@ pub(super) async fn admin_page(
         Ok(loaded) => loaded,
         Err(e) => return error_page(Some(&visitor.viewer()), &e),
     };
-    let mut body = format!(
-        "<h1>Users and node</h1>{}",
-        done_message(query.done.as_deref())
-    );
 
     // The node at a glance.
     let memory_now = |name: &str| {
@@ -67,8 +61,7 @@ pub(super) async fn admin_page(
         .iter()
         .filter(|u| memory_now(&u.username).is_some())
         .count();
-    body.push_str("<section class=\"card\"><h2>Node</h2>");
-    body.push_str(&facts(&[
+    let node_facts = facts(&[
         ("Users", users.len().to_string()),
         (
             "Active / disabled / locked / expired",
@@ -82,7 +75,7 @@ pub(super) async fn admin_page(
         ),
         ("Users with something running", running.to_string()),
         ("Memory held by users now", bytes(total_memory)),
-    ]));
+    ]);
     // Top users over the last hour.
     let mut top: Vec<(String, f64, u64)> = recent
         .iter()
@@ -97,118 +90,117 @@ pub(super) async fn admin_page(
         })
         .collect();
     top.sort_by(|a, b| b.1.total_cmp(&a.1).then(b.2.cmp(&a.2)));
-    body.push_str("<h3>Top users, last hour</h3>");
-    if top.is_empty() {
-        body.push_str("<p>No samples in the last hour.</p>");
-    } else {
-        body.push_str("<div class=\"scroll\"><table><thead><tr><th scope=\"col\">User</th><th scope=\"col\">CPU (mean cores)</th><th scope=\"col\">Memory (peak)</th></tr></thead><tbody>");
-        for (name, cpu, memory) in top.iter().take(5) {
-            body.push_str(&format!(
-                "<tr><td><a href=\"/portal/admin/users/{}\">{}</a></td><td>{cpu:.2}</td><td>{}</td></tr>",
-                segment(name),
-                esc(name),
-                bytes(*memory)
-            ));
-        }
-        body.push_str("</tbody></table></div>");
-    }
-    body.push_str("<h3>GPUs</h3>");
-    match &gpus {
-        Some(gpus) if !gpus.is_empty() => {
-            body.push_str("<div class=\"scroll\"><table><thead><tr><th scope=\"col\">GPU</th><th scope=\"col\">UUID</th><th scope=\"col\">Busy</th><th scope=\"col\">Memory used</th><th scope=\"col\">Processes</th></tr></thead><tbody>");
-            for gpu in gpus {
-                body.push_str(&format!(
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} of {}</td><td>{}</td></tr>",
-                    gpu.index,
-                    esc(&gpu.uuid),
-                    gpu.utilization_percent
-                        .map_or("unknown".into(), |p| format!("{p}%")),
-                    gpu.memory_used_bytes.map_or("unknown".into(), bytes),
-                    gpu.memory_total_bytes.map_or("unknown".into(), bytes),
-                    gpu.processes.len()
-                ));
-            }
-            body.push_str("</tbody></table></div>");
-        }
-        _ => match usage.iter().find_map(|u| u.gpu_unavailable.as_deref()) {
-            Some(why) => body.push_str(&format!(
-                "<p>GPU figures unavailable: {}. The other figures are complete.</p>",
-                esc(why)
-            )),
-            None => {
-                body.push_str("<p>No GPU figures on this node (no NVIDIA driver, or no GPUs).</p>")
-            }
-        },
-    }
+    let gpus = gpus.filter(|g| !g.is_empty());
+    let gpu_unavailable = usage.iter().find_map(|u| u.gpu_unavailable.as_deref());
     let idle: Vec<(&str, &libdiycloud::usecases::admin::IdleGpu)> = usage
         .iter()
         .flat_map(|u| u.idle_gpus.iter().map(move |g| (u.username.as_str(), g)))
         .collect();
-    if !idle.is_empty() {
-        body.push_str(&format!(
-            "<h3>Granted but idle</h3><p>GPUs granted by name with no process of their user's for {} or more: others could use them.</p>\
-             <div class=\"scroll\"><table><thead><tr><th scope=\"col\">User</th><th scope=\"col\">GPU</th><th scope=\"col\">Idle for</th><th scope=\"col\">Last used</th></tr></thead><tbody>",
-            esc(&libdiycloud::model::time::format_elapsed(state.config.gpus.idle_after))
-        ));
-        for (name, gpu) in idle {
-            body.push_str(&format!(
-                "<tr><td><a href=\"/portal/admin/users/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(name),
-                esc(name),
-                esc(&gpu.gpu),
-                esc(&libdiycloud::model::time::format_elapsed(gpu.idle_seconds)),
-                esc(gpu.last_used.as_deref().unwrap_or("never"))
-            ));
-        }
-        body.push_str("</tbody></table></div>");
-    }
-    body.push_str("</section>");
-    body.push_str(&charts(
-        "/portal/admin?range=",
-        range,
-        &node,
-        now.0 - secs,
-        now.0,
-        None,
-    ));
-
-    // Every user.
-    body.push_str("<section class=\"card\"><h2>Users</h2><p><a class=\"button\" href=\"/portal/admin/new\">New user</a></p><div class=\"scroll\"><table class=\"users\"><thead><tr>");
+    let elapsed = libdiycloud::model::time::format_elapsed;
+    let or_unknown = |figure: Option<u64>| figure.map_or("unknown".into(), bytes);
     let mut columns = vec!["User", "Role", "State"];
     columns.extend(LIMITS.iter().filter(|l| l.listed).map(|l| l.label));
     columns.extend(["Memory now", "Last login"]);
-    for column in columns {
-        body.push_str(&format!("<th scope=\"col\">{}</th>", esc(column)));
-    }
-    body.push_str("</tr></thead><tbody>");
-    for user in &users {
-        body.push_str(&format!(
-            "<tr><td><a href=\"/portal/admin/users/{}\">{}</a></td><td>{}</td><td class=\"state {}\">{}</td>",
-            segment(&user.username),
-            esc(&user.username),
-            user.role,
-            esc(&user.state.replace(' ', "-")),
-            esc(&user.state),
-        ));
-        for (_, text) in user
-            .allocation
-            .limit_texts()
-            .filter(|(limit, _)| limit.listed)
-        {
-            body.push_str(&format!("<td>{}</td>", esc(&text)));
+
+    let top_users = html! {
+        @for (name, cpu, memory) in top.iter().take(5) {
+            tr {
+                td { (user_link(name)) }
+                td { (format!("{cpu:.2}")) }
+                td { (bytes(*memory)) }
+            }
         }
-        body.push_str(&format!(
-            "<td>{}</td><td>{}</td></tr>",
-            memory_now(&user.username).map_or("-".into(), bytes),
-            esc(user.last_login.as_deref().unwrap_or("never")),
-        ));
-    }
-    body.push_str("</tbody></table></div></section>");
+    };
+    let gpu_rows = |gpus: &[libdiycloud::model::gpu::GpuUsage]| {
+        html! {
+            @for gpu in gpus {
+                tr {
+                    td { (gpu.index) }
+                    td { (gpu.uuid) }
+                    td { (gpu.utilization_percent.map_or("unknown".into(), |p| format!("{p}%"))) }
+                    td {
+                        (or_unknown(gpu.memory_used_bytes))
+                        " of "
+                        (or_unknown(gpu.memory_total_bytes))
+                    }
+                    td { (gpu.processes.len()) }
+                }
+            }
+        }
+    };
+    let idle_rows = html! {
+        @for (name, gpu) in &idle {
+            tr {
+                td { (user_link(name)) }
+                td { (gpu.gpu) }
+                td { (elapsed(gpu.idle_seconds)) }
+                td { (gpu.last_used.as_deref().unwrap_or("never")) }
+            }
+        }
+    };
+    let user_rows = html! {
+        @for user in &users {
+            tr {
+                td { (user_link(&user.username)) }
+                td { (user.role) }
+                td class={ "state " (user.state.replace(' ', "-")) } { (user.state) }
+                @for (_, text) in user.allocation.limit_texts().filter(|(l, _)| l.listed) {
+                    td { (text) }
+                }
+                td { (memory_now(&user.username).map_or("-".into(), bytes)) }
+                td { (user.last_login.as_deref().unwrap_or("never")) }
+            }
+        }
+    };
+
+    let body = html! {
+        h1 { "Users and node" }
+        (done_message(query.done.as_deref()))
+        section class="card" {
+            h2 { "Node" }
+            (node_facts)
+            h3 { "Top users, last hour" }
+            @if top.is_empty() {
+                p { "No samples in the last hour." }
+            } @else {
+                (table(None, &["User", "CPU (mean cores)", "Memory (peak)"], top_users))
+            }
+            h3 { "GPUs" }
+            @if let Some(gpus) = &gpus {
+                (table(
+                    None,
+                    &["GPU", "UUID", "Busy", "Memory used", "Processes"],
+                    gpu_rows(gpus),
+                ))
+            } @else if let Some(why) = gpu_unavailable {
+                p { "GPU figures unavailable: " (why) ". The other figures are complete." }
+            } @else {
+                p { "No GPU figures on this node (no NVIDIA driver, or no GPUs)." }
+            }
+            @if !idle.is_empty() {
+                h3 { "Granted but idle" }
+                p {
+                    "GPUs granted by name with no process of their user's for "
+                    (elapsed(state.config.gpus.idle_after))
+                    " or more: others could use them."
+                }
+                (table(None, &["User", "GPU", "Idle for", "Last used"], idle_rows))
+            }
+        }
+        (charts("/portal/admin?range=", range, &node, now.0 - secs, now.0, None))
+
+        // Every user.
+        section class="card" {
+            h2 { "Users" }
+            p { a class="button" href="/portal/admin/new" { "New user" } }
+            (table(Some("users"), &columns, user_rows))
+        }
+    };
     page(
         StatusCode::OK,
         "Users and node",
         Some(&visitor.viewer()),
-        &body,
+        body,
     )
 }
 

@@ -3,8 +3,9 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use maud::html;
 
-use super::html::{esc, notice, page, segment, Viewer};
+use super::html::{notice, page, segment, Viewer};
 
 /// A change through the portal that applies the allocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,26 +53,27 @@ pub(super) fn after_apply(
             StatusCode::CONFLICT,
             notice(
                 "error",
-                &format!("Nothing was applied: {reason}, so there is nothing to apply on this node."),
+                &format!(
+                    "Nothing was applied: {reason}, so there is nothing to apply on this node."
+                ),
             ),
         ),
         (None, Some(reason), _) => (
             StatusCode::OK,
-            format!(
-                "{}{}",
-                notice(
+            html! {
+                (notice(
                     "ok",
                     if change == Change::Created {
                         "The user was created."
                     } else {
                         "Saved."
-                    }
-                ),
-                notice(
+                    },
+                ))
+                (notice(
                     "error",
                     &format!("Nothing was applied: {reason}. The limits are applied when the user logs in on a node where they have a Linux account."),
-                )
-            ),
+                ))
+            },
         ),
         (None, None, _) => {
             let done = match change {
@@ -86,11 +88,11 @@ pub(super) fn after_apply(
         status,
         name,
         Some(viewer),
-        &format!(
-            "<h1>{}</h1>{notices}<p><a href=\"{}\">Back to the user's page</a></p>",
-            esc(name),
-            esc(&link)
-        ),
+        html! {
+            h1 { (name) }
+            (notices)
+            p { a href=(link) { "Back to the user's page" } }
+        },
     )
 }
 

@@ -6,10 +6,13 @@
 //! part of the page as it arrives: readable without JavaScript, printable,
 //! and testable by reading the markup. The charts here are simple (one
 //! series, a time axis, an optional limit line), which a hundred lines draw.
+//!
+//! The SVG is written here as text, and every text in it goes through
+//! [`esc`]: a page splices a [`Chart`] in as markup.
 
 use std::fmt::Write;
 
-use super::html::esc;
+use maud::Render;
 
 const WIDTH: f64 = 640.0;
 const HEIGHT: f64 = 180.0;
@@ -137,6 +140,14 @@ impl Chart<'_> {
     }
 }
 
+/// A chart is spliced into a page as it is: [`Chart::svg`] escapes what it
+/// embeds.
+impl Render for Chart<'_> {
+    fn render_to(&self, buffer: &mut String) {
+        buffer.push_str(&self.svg());
+    }
+}
+
 /// A time on the axis: the clock (UTC) for a range under two days, the
 /// date and hour beyond.
 fn time_label(t: i64, range: i64) -> String {
@@ -149,6 +160,14 @@ fn time_label(t: i64, range: i64) -> String {
         let (_, month, d) = civil(day);
         format!("{month:02}-{d:02} {h:02}h")
     }
+}
+
+/// `text` safe inside an element or a double-quoted attribute: maud's
+/// escaping, as every other splice of the pages gets.
+fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    text.render_to(&mut out);
+    out
 }
 
 /// The (year, month, day) of a day number since 1970-01-01 (Howard

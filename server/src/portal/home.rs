@@ -3,11 +3,10 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use libdiycloud::model::history::Point;
 use libdiycloud::model::limits::{Cpu, Size, Tasks};
 use libdiycloud::model::time::Timestamp;
@@ -15,12 +14,13 @@ use libdiycloud::model::user::User;
 use libdiycloud::usecases::admin::{Admin, UserView};
 use libdiycloud::usecases::auth::PasswordChange;
 use libdiycloud::usecases::history;
+use maud::{html, Markup};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::chart::Chart;
-use super::html::{bytes, csrf_field, esc, facts, input, notice, page};
-use super::visitor::{error_page, Visitor};
+use super::html::{bytes, csrf_field, facts, input, notice, page, table};
+use super::visitor::{error_page, CheckedForm, FormToken, Visitor};
 use crate::error::ApiError;
 use crate::session::change_own_password;
 use crate::work::blocking;
@@ -49,7 +49,7 @@ pub(super) fn range_of(query: &PageQuery) -> (&'static str, i64) {
 
 /// The messages a redirect after a change may ask for (`?done=`): fixed
 /// texts, so a link cannot put words on the page.
-pub(super) fn done_message(done: Option<&str>) -> String {
+pub(super) fn done_message(done: Option<&str>) -> Markup {
     let text = match done {
         Some("password") => "Your password was changed. Log in again on your other devices.",
         Some("created") => "The user was created and their allocation applied.",
@@ -59,7 +59,7 @@ pub(super) fn done_message(done: Option<&str>) -> String {
         Some("unlocked") => "The account is unlocked.",
         Some("applied") => "The allocation was applied again.",
         Some("deleted") => "The user was deleted.",
-        _ => return String::new(),
+        _ => return html! {},
     };
     notice("ok", text)
 }
@@ -96,37 +96,40 @@ pub(super) async fn home(
         Err(e) => return error_page(Some(&visitor.viewer()), &e),
     };
     let view = UserView::of(&visitor.user, &state.config, now);
-    let mut body = format!(
-        "<h1>{}</h1>{}",
-        esc(view.full_name.as_deref().unwrap_or(&view.username)),
-        done_message(query.done.as_deref())
-    );
-    body.push_str("<section class=\"card\"><h2>Your allocation</h2>");
-    body.push_str(&allocation_facts(&view));
-    body.push_str("</section><section class=\"card\"><h2>Using now</h2>");
-    body.push_str(&usage_now(usage.as_ref()));
-    body.push_str("</section>");
-    body.push_str(&limit_events(usage.as_ref()));
-    body.push_str(&charts(
-        "/portal/?range=",
-        range,
-        &points,
-        now.0 - secs,
-        now.0,
-        Some(&visitor.user),
-    ));
-    body.push_str(&format!(
-        "<section class=\"card narrow\"><h2>Change your password</h2>\
-         <form method=\"post\" action=\"/portal/password\">{}{}{}{}<button type=\"submit\">Change password</button></form></section>",
-        csrf_field(&visitor.csrf),
-        input("current_password", "Current password", "password", "", "autocomplete=\"current-password\" required"),
-        input("new_password", "New password", "password", "", "autocomplete=\"new-password\" required"),
-        input("confirm_password", "New password again", "password", "", "autocomplete=\"new-password\" required"),
-    ));
-    page(StatusCode::OK, "My account", Some(&visitor.viewer()), &body)
+    let body = html! {
+        h1 { (view.full_name.as_deref().unwrap_or(&view.username)) }
+        (done_message(query.done.as_deref()))
+        section class="card" {
+            h2 { "Your allocation" }
+            (allocation_facts(&view))
+        }
+        section class="card" {
+            h2 { "Using now" }
+            (usage_now(usage.as_ref()))
+        }
+        (limit_events(usage.as_ref()))
+        (charts("/portal/?range=", range, &points, now.0 - secs, now.0, Some(&visitor.user)))
+        section class="card narrow" {
+            h2 { "Change your password" }
+            form method="post" action="/portal/password" {
+                (csrf_field(&visitor.csrf))
+                (input("current_password", "Current password", "password", "")
+                    .autocomplete("current-password")
+                    .required())
+                (input("new_password", "New password", "password", "")
+                    .autocomplete("new-password")
+                    .required())
+                (input("confirm_password", "New password again", "password", "")
+                    .autocomplete("new-password")
+                    .required())
+                button type="submit" { "Change password" }
+            }
+        }
+    };
+    page(StatusCode::OK, "My account", Some(&visitor.viewer()), body)
 }
 
-fn allocation_facts(view: &UserView) -> String {
+fn allocation_facts(view: &UserView) -> Markup {
     let mut rows = vec![
         ("User", view.username.clone()),
         ("Role", view.role.to_string()),
@@ -168,12 +171,14 @@ fn allocation_facts(view: &UserView) -> String {
     facts(&rows)
 }
 
-pub(super) fn usage_now(usage: Option<&libdiycloud::usecases::admin::UserUsage>) -> String {
+pub(super) fn usage_now(usage: Option<&libdiycloud::usecases::admin::UserUsage>) -> Markup {
     let Some(slice) = usage.and_then(|u| u.usage.as_ref()) else {
-        return "<p>No figures: there is no system account, or the node's systemd cannot be reached.</p>".into();
+        return html! {
+            p { "No figures: there is no system account, or the node's systemd cannot be reached." }
+        };
     };
     if slice.active_state != "active" {
-        return "<p>Nothing running: you have no session or process on this node.</p>".into();
+        return html! { p { "Nothing running: you have no session or process on this node." } };
     }
     let disk: u64 = usage
         .map(|u| {
@@ -236,40 +241,40 @@ fn gpus_in_use(gpus: &[libdiycloud::model::gpu::UserGpu]) -> String {
 }
 
 /// The card of a user's latest limit events; none where there are none.
-pub(super) fn limit_events(usage: Option<&libdiycloud::usecases::admin::UserUsage>) -> String {
+pub(super) fn limit_events(usage: Option<&libdiycloud::usecases::admin::UserUsage>) -> Markup {
     use libdiycloud::model::events::EventKind;
     let events = usage.map(|u| u.events.as_slice()).unwrap_or_default();
     if events.is_empty() {
-        return String::new();
+        return html! {};
     }
-    let mut out = String::from(
-        "<section class=\"card\"><h2>Limits enforced</h2>\
-         <p>When the kernel held processes to the allocation, newest first.</p>\
-         <div class=\"scroll\"><table><thead><tr><th scope=\"col\">Last seen</th>\
-         <th scope=\"col\">What</th><th scope=\"col\">Times</th><th scope=\"col\">Limit</th>\
-         <th scope=\"col\">Processes</th><th scope=\"col\">Node</th></tr></thead><tbody>",
-    );
-    for event in events {
-        let what = match event.kind {
-            EventKind::OomKill => "Stopped for memory over the limit".to_owned(),
-            EventKind::MemoryHigh => "Slowed down over the soft memory limit".to_owned(),
-            EventKind::CpuThrottled => format!(
-                "Held to the CPU quota, waited {:.1} s",
-                event.throttled_usec as f64 / 1e6
-            ),
-        };
-        out.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&event.at.to_string()),
-            esc(&what),
-            event.count,
-            esc(event.limit.as_deref().unwrap_or("-")),
-            esc(&event.processes.join(", ")),
-            esc(&event.node)
-        ));
+    let what = |event: &libdiycloud::model::events::LimitEvent| match event.kind {
+        EventKind::OomKill => "Stopped for memory over the limit".to_owned(),
+        EventKind::MemoryHigh => "Slowed down over the soft memory limit".to_owned(),
+        EventKind::CpuThrottled => format!(
+            "Held to the CPU quota, waited {:.1} s",
+            event.throttled_usec as f64 / 1e6
+        ),
+    };
+    let columns = ["Last seen", "What", "Times", "Limit", "Processes", "Node"];
+    let rows = html! {
+        @for event in events {
+            tr {
+                td { (event.at) }
+                td { (what(event)) }
+                td { (event.count) }
+                td { (event.limit.as_deref().unwrap_or("-")) }
+                td { (event.processes.join(", ")) }
+                td { (event.node) }
+            }
+        }
+    };
+    html! {
+        section class="card" {
+            h2 { "Limits enforced" }
+            p { "When the kernel held processes to the allocation, newest first." }
+            (table(None, &columns, rows))
+        }
     }
-    out.push_str("</tbody></table></div></section>");
-    out
 }
 
 /// The charts of one user's (`limits_of`) or the node's history, with
@@ -281,16 +286,7 @@ pub(super) fn charts(
     from: i64,
     to: i64,
     limits_of: Option<&User>,
-) -> String {
-    let mut out = String::from("<section class=\"card\"><h2>History</h2><p class=\"ranges\">");
-    for (key, label, _) in RANGES {
-        if key == range {
-            out.push_str(&format!("<strong aria-current=\"page\">{label}</strong>"));
-        } else {
-            out.push_str(&format!("<a href=\"{}{key}\">{label}</a>", esc(link)));
-        }
-    }
-    out.push_str("</p><div class=\"charts\">");
+) -> Markup {
     let allocation = limits_of.map(|u| &u.allocation);
     let series = |f: fn(&Point) -> Option<f64>| -> Vec<(i64, Option<f64>)> {
         points.iter().map(|p| (p.at.0, f(p))).collect()
@@ -298,8 +294,8 @@ pub(super) fn charts(
     let cores = |v: f64| format!("{v:.2}");
     let size = |v: f64| bytes(v as u64);
     let count = |v: f64| format!("{v:.0}");
-    out.push_str(
-        &Chart {
+    let mut shown = vec![
+        Chart {
             title: "CPU (cores busy)",
             values: series(|p| p.cpu_cores),
             from,
@@ -309,11 +305,8 @@ pub(super) fn charts(
                 Cpu::Infinity => None,
             }),
             label: &cores,
-        }
-        .svg(),
-    );
-    out.push_str(
-        &Chart {
+        },
+        Chart {
             title: "Memory",
             values: series(|p| p.memory_bytes.map(|v| v as f64)),
             from,
@@ -323,11 +316,8 @@ pub(super) fn charts(
                 Size::Infinity => None,
             }),
             label: &size,
-        }
-        .svg(),
-    );
-    out.push_str(
-        &Chart {
+        },
+        Chart {
             title: "Tasks",
             values: series(|p| p.tasks.map(|v| v as f64)),
             from,
@@ -337,40 +327,50 @@ pub(super) fn charts(
                 Tasks::Infinity => None,
             }),
             label: &count,
-        }
-        .svg(),
-    );
+        },
+    ];
     if points.iter().any(|p| p.disk_bytes.is_some()) {
-        out.push_str(
-            &Chart {
-                title: "Disk",
-                values: series(|p| p.disk_bytes.map(|v| v as f64)),
-                from,
-                to,
-                limit: allocation.and_then(|a| match a.disk {
-                    Size::Bytes(b) => Some(b as f64),
-                    Size::Infinity => None,
-                }),
-                label: &size,
-            }
-            .svg(),
-        );
+        shown.push(Chart {
+            title: "Disk",
+            values: series(|p| p.disk_bytes.map(|v| v as f64)),
+            from,
+            to,
+            limit: allocation.and_then(|a| match a.disk {
+                Size::Bytes(b) => Some(b as f64),
+                Size::Infinity => None,
+            }),
+            label: &size,
+        });
     }
     if points.iter().any(|p| p.gpu_memory_bytes.is_some()) {
-        out.push_str(
-            &Chart {
-                title: "GPU memory",
-                values: series(|p| p.gpu_memory_bytes.map(|v| v as f64)),
-                from,
-                to,
-                limit: None,
-                label: &size,
-            }
-            .svg(),
-        );
+        shown.push(Chart {
+            title: "GPU memory",
+            values: series(|p| p.gpu_memory_bytes.map(|v| v as f64)),
+            from,
+            to,
+            limit: None,
+            label: &size,
+        });
     }
-    out.push_str("</div></section>");
-    out
+    html! {
+        section class="card" {
+            h2 { "History" }
+            p class="ranges" {
+                @for (key, label, _) in RANGES {
+                    @if key == range {
+                        strong aria-current="page" { (label) }
+                    } @else {
+                        a href={ (link) (key) } { (label) }
+                    }
+                }
+            }
+            div class="charts" {
+                @for chart in &shown {
+                    (chart)
+                }
+            }
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -381,20 +381,24 @@ pub(super) struct PasswordForm {
     confirm_password: String,
 }
 
+impl FormToken for PasswordForm {
+    fn token(&self) -> &str {
+        &self.csrf
+    }
+
+    fn unreadable(visitor: &Visitor) -> Response {
+        error_page(
+            Some(&visitor.viewer()),
+            &ApiError::bad_request("the form was incomplete"),
+        )
+    }
+}
+
 pub(super) async fn change_password(
     State(state): State<Arc<AppState>>,
     visitor: Visitor,
-    form: Result<Form<PasswordForm>, FormRejection>,
+    CheckedForm(form): CheckedForm<PasswordForm>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return error_page(
-            Some(&visitor.viewer()),
-            &ApiError::bad_request("the form was incomplete"),
-        );
-    };
-    if let Some(refused) = visitor.wrong_form_token(&form.csrf) {
-        return refused;
-    }
     let (old, new, again) = (
         Zeroizing::new(form.current_password),
         Zeroizing::new(form.new_password),
@@ -405,10 +409,11 @@ pub(super) async fn change_password(
             status,
             "Change password",
             Some(&visitor.viewer()),
-            &format!(
-                "<h1>Change your password</h1>{}<p><a href=\"/portal/\">Back to your account</a></p>",
-                notice("error", text)
-            ),
+            html! {
+                h1 { "Change your password" }
+                (notice("error", text))
+                p { a href="/portal/" { "Back to your account" } }
+            },
         )
     };
     if *new != *again {

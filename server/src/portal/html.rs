@@ -1,31 +1,19 @@
-//! The portal's markup: escaping, the page frame and the form pieces.
+//! The portal's markup: the page frame and the pieces the pages share.
 //!
-//! Every text that did not come from this file goes through [`esc`]; the
-//! pages carry no script, so the Content-Security-Policy allows none.
+//! Every page is a maud template (`html!`), checked when the server is
+//! compiled: a value spliced into it is escaped, unless it is marked as
+//! markup already (`Markup` from another template, or a chart, whose SVG
+//! [`super::chart`] escapes itself). No page is put together from strings.
+//! The pages carry no script, so the Content-Security-Policy allows none.
 
 use std::fmt::Write;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-
-/// `text` safe inside an element or a double-quoted attribute.
-pub fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use maud::{html, Markup, Render, DOCTYPE};
 
 /// `text` as one path segment of a link (user names are plain, but a link
-/// never trusts that).
+/// never trusts that). maud escapes for HTML; it does not percent-encode.
 pub fn segment(text: &str) -> String {
     let mut out = String::new();
     for b in text.bytes() {
@@ -38,6 +26,25 @@ pub fn segment(text: &str) -> String {
     out
 }
 
+/// A text someone typed, or a message that may quote it, escaped as maud
+/// escapes every splice (`&`, `<`, `>`, `"`) and with `'` as `&#39;` too:
+/// the shared pieces below carry such texts, and they read the same in an
+/// attribute whichever quote it is in.
+struct Typed<'a>(&'a str);
+
+impl Render for Typed<'_> {
+    fn render_to(&self, buffer: &mut String) {
+        let mut pieces = self.0.split('\'');
+        if let Some(first) = pieces.next() {
+            first.render_to(buffer);
+        }
+        for piece in pieces {
+            buffer.push_str("&#39;");
+            piece.render_to(buffer);
+        }
+    }
+}
+
 /// Who the page is for: their name and whether they are an admin, and the
 /// form token their POSTs must carry. `None` on the login page.
 pub struct Viewer<'a> {
@@ -47,28 +54,44 @@ pub struct Viewer<'a> {
 }
 
 /// A whole page.
-pub fn page(status: StatusCode, title: &str, viewer: Option<&Viewer<'_>>, body: &str) -> Response {
-    let mut nav = String::new();
-    if let Some(v) = viewer {
-        nav.push_str("<nav aria-label=\"main\"><a href=\"/portal/\">My account</a>");
-        if v.admin {
-            nav.push_str("<a href=\"/portal/admin\">Users and node</a><a href=\"/portal/admin/new\">New user</a>");
+pub fn page(
+    status: StatusCode,
+    title: &str,
+    viewer: Option<&Viewer<'_>>,
+    body: Markup,
+) -> Response {
+    let html = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · diycloud" }
+                link rel="stylesheet" href="/portal/style.css";
+            }
+            body {
+                header {
+                    a class="brand" href="/portal/" { "diycloud" }
+                    @if let Some(v) = viewer {
+                        nav aria-label="main" {
+                            a href="/portal/" { "My account" }
+                            @if v.admin {
+                                a href="/portal/admin" { "Users and node" }
+                                a href="/portal/admin/new" { "New user" }
+                            }
+                        }
+                        form class="logout" method="post" action="/portal/logout" {
+                            (csrf_field(v.csrf))
+                            span { (v.name) }
+                            " "
+                            button type="submit" { "Log out" }
+                        }
+                    }
+                }
+                main { (body) }
+            }
         }
-        let _ = write!(
-            nav,
-            "</nav><form class=\"logout\" method=\"post\" action=\"/portal/logout\">{}<span>{}</span> <button type=\"submit\">Log out</button></form>",
-            csrf_field(v.csrf),
-            esc(v.name)
-        );
-    }
-    let html = format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{} · diycloud</title><link rel=\"stylesheet\" href=\"/portal/style.css\"></head>\
-         <body><header><a class=\"brand\" href=\"/portal/\">diycloud</a>{nav}</header>\
-         <main>{body}</main></body></html>\n",
-        esc(title)
-    );
+    };
     (
         status,
         [
@@ -94,44 +117,134 @@ pub fn page(status: StatusCode, title: &str, viewer: Option<&Viewer<'_>>, body: 
                 HeaderValue::from_static("nosniff"),
             ),
         ],
-        html,
+        html.into_string(),
     )
         .into_response()
 }
 
-pub fn csrf_field(token: &str) -> String {
-    format!(
-        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
-        esc(token)
-    )
+/// The hidden field of a form that carries the session's form token.
+pub fn csrf_field(token: &str) -> Markup {
+    html! { input type="hidden" name="csrf" value=(token); }
 }
 
 /// A message box: `kind` is `ok` or `error`.
-pub fn notice(kind: &str, text: &str) -> String {
+pub fn notice(kind: &str, text: &str) -> Markup {
     let role = if kind == "error" { "alert" } else { "status" };
-    format!(
-        "<p class=\"notice {kind}\" role=\"{role}\">{}</p>",
-        esc(text)
-    )
+    html! { p class={ "notice " (kind) } role=(role) { (Typed(text)) } }
 }
 
-/// A labelled text input.
-pub fn input(name: &str, label: &str, kind: &str, value: &str, extra: &str) -> String {
-    format!(
-        "<label for=\"f-{name}\">{}</label><input id=\"f-{name}\" name=\"{name}\" type=\"{kind}\" value=\"{}\" {extra}>",
-        esc(label),
-        esc(value)
-    )
+/// A labelled input (`id` `f-NAME`), with the attributes its field needs:
+/// `input(name, label, type, value).required()`.
+pub fn input<'a>(name: &'a str, label: &'a str, kind: &'a str, value: &'a str) -> Input<'a> {
+    Input {
+        name,
+        label,
+        kind,
+        value,
+        autocomplete: None,
+        required: false,
+        autofocus: false,
+        pattern: None,
+        maxlength: None,
+    }
+}
+
+/// See [`input`].
+pub struct Input<'a> {
+    name: &'a str,
+    label: &'a str,
+    kind: &'a str,
+    value: &'a str,
+    autocomplete: Option<&'a str>,
+    required: bool,
+    autofocus: bool,
+    pattern: Option<&'a str>,
+    maxlength: Option<u32>,
+}
+
+impl<'a> Input<'a> {
+    pub fn autocomplete(self, autocomplete: &'a str) -> Self {
+        Self {
+            autocomplete: Some(autocomplete),
+            ..self
+        }
+    }
+
+    pub fn required(self) -> Self {
+        Self {
+            required: true,
+            ..self
+        }
+    }
+
+    pub fn autofocus(self) -> Self {
+        Self {
+            autofocus: true,
+            ..self
+        }
+    }
+
+    pub fn pattern(self, pattern: &'a str) -> Self {
+        Self {
+            pattern: Some(pattern),
+            ..self
+        }
+    }
+
+    pub fn maxlength(self, maxlength: u32) -> Self {
+        Self {
+            maxlength: Some(maxlength),
+            ..self
+        }
+    }
+}
+
+impl Render for Input<'_> {
+    fn render(&self) -> Markup {
+        html! {
+            label for={ "f-" (self.name) } { (self.label) }
+            input id={ "f-" (self.name) } name=(self.name) type=(self.kind)
+                value=(Typed(self.value)) autocomplete=[self.autocomplete]
+                required[self.required] autofocus[self.autofocus]
+                pattern=[self.pattern] maxlength=[self.maxlength];
+        }
+    }
 }
 
 /// A table of `label: value` rows.
-pub fn facts(rows: &[(&str, String)]) -> String {
-    let mut out = String::from("<dl class=\"facts\">");
-    for (label, value) in rows {
-        let _ = write!(out, "<dt>{}</dt><dd>{}</dd>", esc(label), esc(value));
+pub fn facts(rows: &[(&str, String)]) -> Markup {
+    html! {
+        dl class="facts" {
+            @for (label, value) in rows {
+                dt { (label) }
+                dd { (Typed(value)) }
+            }
+        }
     }
-    out.push_str("</dl>");
-    out
+}
+
+/// A table in a box that scrolls sideways at phone width: a header row of
+/// `columns`, then `rows` (`tr` elements).
+pub fn table(class: Option<&str>, columns: &[&str], rows: Markup) -> Markup {
+    html! {
+        div class="scroll" {
+            table class=[class] {
+                thead {
+                    tr {
+                        @for column in columns {
+                            th scope="col" { (column) }
+                        }
+                    }
+                }
+                tbody { (rows) }
+            }
+        }
+    }
+}
+
+/// A link to a user's page, for an admin.
+pub fn user_link(name: &str) -> Markup {
+    html! { a href={ "/portal/admin/users/" (segment(name)) } { (name) } }
 }
 
 /// Bytes as people read them (binary units, like the limits).
@@ -156,9 +269,15 @@ mod tests {
 
     #[test]
     fn markup_is_escaped() {
+        let typed = "<script>alert('x') & \"y\"</script>";
         assert_eq!(
-            esc("<script>alert('x') & \"y\"</script>"),
+            html! { (Typed(typed)) }.into_string(),
             "&lt;script&gt;alert(&#39;x&#39;) &amp; &quot;y&quot;&lt;/script&gt;"
+        );
+        assert_eq!(
+            input("n", "<b>", "text", typed).render().into_string(),
+            "<label for=\"f-n\">&lt;b&gt;</label><input id=\"f-n\" name=\"n\" type=\"text\" \
+             value=\"&lt;script&gt;alert(&#39;x&#39;) &amp; &quot;y&quot;&lt;/script&gt;\">"
         );
         assert_eq!(segment("a b/../c"), "a%20b%2F..%2Fc");
         assert_eq!(segment("alice-1_x"), "alice-1_x");

@@ -8,11 +8,12 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use libdiycloud::usecases::auth::{LoginOutcome, Refusal};
+use maud::html;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::html::{input, notice, page};
-use super::visitor::Visitor;
+use super::visitor::{CheckedForm, FormToken, Visitor};
 use crate::client::Client;
 use crate::session::{clear_session_cookie, end_session, open_session, set_session_cookie, settle};
 use crate::AppState;
@@ -24,16 +25,26 @@ pub(super) struct LoginForm {
 }
 
 fn login_form(status: StatusCode, message: Option<&str>, username: &str) -> Response {
-    let message = message.map(|m| notice("error", m)).unwrap_or_default();
     page(
         status,
         "Log in",
         None,
-        &format!(
-            "<h1>Log in</h1>{message}<form class=\"card narrow\" method=\"post\" action=\"/portal/login\">{}{}<button type=\"submit\">Log in</button></form>",
-            input("username", "Username", "text", username, "autocomplete=\"username\" required autofocus"),
-            input("password", "Password", "password", "", "autocomplete=\"current-password\" required"),
-        ),
+        html! {
+            h1 { "Log in" }
+            @if let Some(message) = message {
+                (notice("error", message))
+            }
+            form class="card narrow" method="post" action="/portal/login" {
+                (input("username", "Username", "text", username)
+                    .autocomplete("username")
+                    .required()
+                    .autofocus())
+                (input("password", "Password", "password", "")
+                    .autocomplete("current-password")
+                    .required())
+                button type="submit" { "Log in" }
+            }
+        },
     )
 }
 
@@ -146,16 +157,24 @@ pub(super) struct CsrfForm {
     csrf: String,
 }
 
+impl FormToken for CsrfForm {
+    fn token(&self) -> &str {
+        &self.csrf
+    }
+
+    /// A logout without a readable token is refused as one with the wrong
+    /// token.
+    fn unreadable(visitor: &Visitor) -> Response {
+        visitor.expired_form()
+    }
+}
+
 pub(super) async fn logout(
     State(state): State<Arc<AppState>>,
     client: Client,
     visitor: Visitor,
-    form: Result<Form<CsrfForm>, FormRejection>,
+    _: CheckedForm<CsrfForm>,
 ) -> Response {
-    let sent = form.map(|Form(f)| f.csrf).unwrap_or_default();
-    if let Some(refused) = visitor.wrong_form_token(&sent) {
-        return refused;
-    }
     let actor = visitor.actor();
     let _ = end_session(state, visitor.token, actor).await;
     let mut response = Redirect::to("/portal/login").into_response();

@@ -5,6 +5,13 @@
 //! - No script: forms post and the server answers with a redirect (after a
 //!   change) or the page again (with what was wrong). Keyboard use is the
 //!   browser's own; the layout folds to one column at phone width.
+//! - Pages are maud templates (`html.rs` has the frame and the shared
+//!   pieces): every value spliced in is escaped unless it is markup
+//!   already; no page is put together from strings.
+//! - A handler's arguments are its checks (the extractors of
+//!   `visitor.rs`): logged in, an admin, the user in the address, the form
+//!   and its token, in that order; a refused request never reaches the
+//!   handler.
 //! - CSRF: the session cookie is `SameSite=Strict` (and `__Host-` over
 //!   HTTPS), every POST from another site is refused before it reaches a
 //!   page (`Origin`/`Sec-Fetch-Site`, the login form's too: see
@@ -31,6 +38,7 @@ mod visitor;
 use axum::http::Method;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use maud::html;
 
 use self::html::{notice, page};
 use crate::route::Route;
@@ -87,13 +95,14 @@ pub(crate) fn cross_site_page() -> Response {
         StatusCode::FORBIDDEN,
         "Refused",
         None,
-        &format!(
-            "<h1>Refused</h1>{}<p><a href=\"/portal/\">Go to the portal</a></p>",
-            notice(
+        html! {
+            h1 { "Refused" }
+            (notice(
                 "error",
-                "Cross-site request refused: the form was sent from another site, or from another address of this one. Nothing was done. Open the portal at its own address and use its pages."
-            )
-        ),
+                "Cross-site request refused: the form was sent from another site, or from another address of this one. Nothing was done. Open the portal at its own address and use its pages.",
+            ))
+            p { a href="/portal/" { "Go to the portal" } }
+        },
     )
 }
 

@@ -3,12 +3,13 @@
 
 use std::collections::HashMap;
 
-use libdiycloud::model::limits::{Allocation, LimitChanges, Scalar, LIMITS};
+use libdiycloud::model::limits::{Allocation, Limit, LimitChanges, Scalar, LIMITS};
 use libdiycloud::model::user::Role;
 use libdiycloud::usecases::admin::UserView;
+use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::html::{csrf_field, esc, input, segment};
+use super::html::{csrf_field, input, segment};
 use super::visitor::FormToken;
 use crate::error::ApiError;
 
@@ -127,84 +128,59 @@ pub(super) fn limit_fields(allocation: &Allocation) -> HashMap<String, String> {
 }
 
 /// The create (no `name`) or edit form.
-pub(super) fn user_form(csrf: &str, form: &UserForm, name: Option<&str>) -> String {
+pub(super) fn user_form(csrf: &str, form: &UserForm, name: Option<&str>) -> Markup {
     let action = match name {
         Some(name) => format!("/portal/admin/users/{}", segment(name)),
         None => "/portal/admin/new".into(),
     };
-    let mut out = format!(
-        "<form class=\"card grid\" method=\"post\" action=\"{}\">{}",
-        esc(&action),
-        csrf_field(csrf)
-    );
-    if name.is_none() {
-        out.push_str(&input(
-            "username",
-            "Username",
-            "text",
-            &form.username,
-            "required autocomplete=\"off\" pattern=\"[a-z_][a-z0-9_-]*\" maxlength=\"32\"",
-        ));
-        out.push_str(&input(
-            "password",
-            "Password",
-            "password",
-            "",
-            "required autocomplete=\"new-password\"",
-        ));
-    }
-    out.push_str("<label for=\"f-role\">Role</label><select id=\"f-role\" name=\"role\">");
-    for role in ["user", "admin"] {
-        let selected = if form.role == role { " selected" } else { "" };
-        out.push_str(&format!(
-            "<option value=\"{role}\"{selected}>{role}</option>"
-        ));
-    }
-    out.push_str("</select>");
-    out.push_str(&input(
-        "full_name",
-        "Full name",
-        "text",
-        &form.full_name,
-        "",
-    ));
-    out.push_str(&input("email", "Email", "email", &form.email, ""));
-    out.push_str(&input(
-        "expires",
-        "Expires (YYYY-MM-DD, empty: never)",
-        "text",
-        &form.expires,
-        "pattern=\"(\\d{4}-\\d{2}-\\d{2}|never)?\"",
-    ));
-    for limit in LIMITS {
-        out.push_str(&input(
-            limit.key,
-            &format!(
-                "{}, e.g. {} (empty: the default)",
-                limit.label, limit.example
-            ),
-            "text",
-            form.limits.get(limit.key).map_or("", String::as_str),
-            "",
-        ));
-    }
-    if name.is_none() {
-        let checked = if form.system_account.is_some() || form.username.is_empty() {
-            " checked"
-        } else {
-            ""
-        };
-        out.push_str(&format!(
-            "<label class=\"check\"><input type=\"checkbox\" name=\"system_account\" value=\"on\"{checked}> Create the Linux account (untick to link an account that exists)</label>"
-        ));
-    }
-    out.push_str(&format!(
-        "<button type=\"submit\">{}</button></form>",
-        if name.is_some() {
-            "Save"
-        } else {
-            "Create user"
+    let creating = name.is_none();
+    let limit_label = |limit: &Limit| {
+        format!(
+            "{}, e.g. {} (empty: the default)",
+            limit.label, limit.example
+        )
+    };
+    html! {
+        form class="card grid" method="post" action=(action) {
+            (csrf_field(csrf))
+            @if creating {
+                (input("username", "Username", "text", &form.username)
+                    .autocomplete("off")
+                    .required()
+                    .pattern("[a-z_][a-z0-9_-]*")
+                    .maxlength(32))
+                (input("password", "Password", "password", "")
+                    .autocomplete("new-password")
+                    .required())
+            }
+            label for="f-role" { "Role" }
+            select id="f-role" name="role" {
+                @for role in ["user", "admin"] {
+                    option value=(role) selected[form.role == role] { (role) }
+                }
+            }
+            (input("full_name", "Full name", "text", &form.full_name))
+            (input("email", "Email", "email", &form.email))
+            (input("expires", "Expires (YYYY-MM-DD, empty: never)", "text", &form.expires)
+                .pattern(r"(\d{4}-\d{2}-\d{2}|never)?"))
+            @for limit in LIMITS {
+                (input(
+                    limit.key,
+                    &limit_label(limit),
+                    "text",
+                    form.limits.get(limit.key).map_or("", String::as_str),
+                ))
+            }
+            @if creating {
+                label class="check" {
+                    input type="checkbox" name="system_account" value="on"
+                        checked[form.system_account.is_some() || form.username.is_empty()];
+                    " Create the Linux account (untick to link an account that exists)"
+                }
+            }
+            button type="submit" {
+                @if creating { "Create user" } @else { "Save" }
+            }
         }
-    ));
-    out
+    }
 }

@@ -3,36 +3,33 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::{FormRejection, PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use libdiycloud::model::history::Point;
 use libdiycloud::model::time::Timestamp;
 use libdiycloud::model::user::User;
 use libdiycloud::model::Username;
 use libdiycloud::usecases::admin::{AddUser, Admin, SystemAccount, UserChanges, UserView};
 use libdiycloud::usecases::history;
+use maud::{html, Markup};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::applied::{after_apply, Change};
 use super::home::{charts, done_message, limit_events, range_of, usage_now, PageQuery};
-use super::html::{csrf_field, esc, facts, notice, page, segment};
+use super::html::{csrf_field, facts, notice, page, segment};
 use super::user_form::{limit_fields, user_form, UserForm};
-use super::visitor::{error_page, unreadable, FormToken, Visitor};
+use super::visitor::{error_page, AdminVisitor, CheckedForm, FormToken, UserPath, Visitor};
 use crate::error::ApiError;
 use crate::work::{as_admin, blocking, hashing};
 use crate::AppState;
 
 pub(super) async fn new_user_page(
     State(state): State<Arc<AppState>>,
-    visitor: Visitor,
+    AdminVisitor(visitor): AdminVisitor,
 ) -> Response {
-    if let Some(refused) = visitor.not_admin() {
-        return refused;
-    }
     let defaults = &state.config.defaults;
     let form = UserForm {
         role: "user".into(),
@@ -43,32 +40,28 @@ pub(super) async fn new_user_page(
         StatusCode::OK,
         "New user",
         Some(&visitor.viewer()),
-        &format!("<h1>New user</h1>{}", user_form(&visitor.csrf, &form, None)),
+        html! {
+            h1 { "New user" }
+            (user_form(&visitor.csrf, &form, None))
+        },
     )
 }
 
 pub(super) async fn create_user(
     State(state): State<Arc<AppState>>,
-    visitor: Visitor,
-    form: Result<Form<UserForm>, FormRejection>,
+    AdminVisitor(visitor): AdminVisitor,
+    CheckedForm(form): CheckedForm<UserForm>,
 ) -> Response {
-    if let Some(refused) = visitor.not_admin() {
-        return refused;
-    }
-    let form = match visitor.checked_form(form) {
-        Ok(form) => form,
-        Err(refused) => return *refused,
-    };
     let again = |error: &ApiError, form: &UserForm| {
         page(
             error.status,
             "New user",
             Some(&visitor.viewer()),
-            &format!(
-                "<h1>New user</h1>{}{}",
-                notice("error", &error.detail),
-                user_form(&visitor.csrf, form, None)
-            ),
+            html! {
+                h1 { "New user" }
+                (notice("error", &error.detail))
+                (user_form(&visitor.csrf, form, None))
+            },
         )
     };
     let request = (|| {
@@ -120,19 +113,10 @@ pub(super) async fn create_user(
 /// One user, for an admin: the edit form, the state actions, the charts.
 pub(super) async fn user_page(
     State(state): State<Arc<AppState>>,
-    visitor: Visitor,
-    name: Result<Path<String>, PathRejection>,
+    AdminVisitor(visitor): AdminVisitor,
+    UserPath(name): UserPath,
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Response {
-    if let Some(refused) = visitor.not_admin() {
-        return refused;
-    }
-    let Ok(Path(name)) = name else {
-        return error_page(
-            Some(&visitor.viewer()),
-            &ApiError::bad_request("bad user name in the address"),
-        );
-    };
     let query = query.map(|Query(q)| q).unwrap_or_default();
     let (range, secs) = range_of(&query);
     let now = state.now();
@@ -179,7 +163,7 @@ pub(super) async fn user_page(
         StatusCode::OK,
         &view.username,
         Some(&visitor.viewer()),
-        &body,
+        body,
     )
 }
 
@@ -195,76 +179,66 @@ fn user_body(
     usage: Option<&libdiycloud::usecases::admin::UserUsage>,
     now: Timestamp,
     secs: i64,
-) -> String {
+) -> Markup {
     let path = format!("/portal/admin/users/{}", segment(&view.username));
-    let mut body = format!(
-        "<h1>{}</h1>{}",
-        esc(&view.username),
-        done_message(query.done.as_deref())
-    );
-    let shown = match error {
-        Some((e, form)) => {
-            body.push_str(&notice("error", &e.detail));
-            user_form(&visitor.csrf, form, Some(&view.username))
+    let name = Some(view.username.as_str());
+    let state = facts(&[
+        ("State", view.state.clone()),
+        ("Failed logins", view.failed_logins.to_string()),
+        (
+            "System account",
+            view.uid.map_or("none".into(), |uid| format!("uid {uid}")),
+        ),
+        (
+            "Last login",
+            view.last_login.clone().unwrap_or_else(|| "never".into()),
+        ),
+    ]);
+    html! {
+        h1 { (view.username) }
+        (done_message(query.done.as_deref()))
+        @if let Some((e, _)) = error {
+            (notice("error", &e.detail))
         }
-        None => user_form(&visitor.csrf, &UserForm::of(view), Some(&view.username)),
-    };
-    body.push_str(&format!(
-        "<section class=\"card\"><h2>State</h2>{}<form class=\"actions\" method=\"post\" action=\"{}/state\">{}",
-        facts(&[
-            ("State", view.state.clone()),
-            ("Failed logins", view.failed_logins.to_string()),
-            ("System account", view.uid.map_or("none".into(), |uid| format!("uid {uid}"))),
-            ("Last login", view.last_login.clone().unwrap_or_else(|| "never".into())),
-        ]),
-        esc(&path),
-        csrf_field(&visitor.csrf)
-    ));
-    if view.active {
-        body.push_str("<button type=\"submit\" name=\"action\" value=\"disable\">Disable</button>");
-    } else {
-        body.push_str("<button type=\"submit\" name=\"action\" value=\"enable\">Enable</button>");
+        section class="card" {
+            h2 { "State" }
+            (state)
+            form class="actions" method="post" action={ (path) "/state" } {
+                (csrf_field(&visitor.csrf))
+                @if view.active {
+                    button type="submit" name="action" value="disable" { "Disable" }
+                } @else {
+                    button type="submit" name="action" value="enable" { "Enable" }
+                }
+                @if view.locked || view.failed_logins > 0 {
+                    button type="submit" name="action" value="unlock" { "Unlock" }
+                }
+                button type="submit" name="action" value="apply" { "Apply the allocation again" }
+            }
+            p { a class="danger" href={ (path) "/delete" } { "Delete this user…" } }
+        }
+        section {
+            h2 { "Profile and limits" }
+            @match error {
+                Some((_, form)) => (user_form(&visitor.csrf, form, name)),
+                None => (user_form(&visitor.csrf, &UserForm::of(view), name)),
+            }
+        }
+        section class="card" {
+            h2 { "Using now" }
+            (usage_now(usage))
+        }
+        (limit_events(usage))
+        (charts(&format!("{path}?range="), range, points, now.0 - secs, now.0, Some(user)))
     }
-    if view.locked || view.failed_logins > 0 {
-        body.push_str("<button type=\"submit\" name=\"action\" value=\"unlock\">Unlock</button>");
-    }
-    body.push_str(&format!(
-        "<button type=\"submit\" name=\"action\" value=\"apply\">Apply the allocation again</button></form><p><a class=\"danger\" href=\"{}/delete\">Delete this user…</a></p></section>",
-        esc(&path)
-    ));
-    body.push_str("<section><h2>Profile and limits</h2>");
-    body.push_str(&shown);
-    body.push_str("</section><section class=\"card\"><h2>Using now</h2>");
-    body.push_str(&usage_now(usage));
-    body.push_str("</section>");
-    body.push_str(&limit_events(usage));
-    body.push_str(&charts(
-        &format!("{path}?range="),
-        range,
-        points,
-        now.0 - secs,
-        now.0,
-        Some(user),
-    ));
-    body
 }
 
 pub(super) async fn save_user(
     State(state): State<Arc<AppState>>,
-    visitor: Visitor,
-    name: Result<Path<String>, PathRejection>,
-    form: Result<Form<UserForm>, FormRejection>,
+    AdminVisitor(visitor): AdminVisitor,
+    UserPath(name): UserPath,
+    CheckedForm(form): CheckedForm<UserForm>,
 ) -> Response {
-    if let Some(refused) = visitor.not_admin() {
-        return refused;
-    }
-    let Ok(Path(name)) = name else {
-        return unreadable(&visitor);
-    };
-    let form = match visitor.checked_form(form) {
-        Ok(form) => form,
-        Err(refused) => return *refused,
-    };
     let changes = (|| {
         let profile = form.profile()?;
         let role = form.role()?;
@@ -319,7 +293,7 @@ pub(super) async fn save_user(
                         now,
                         3600,
                     );
-                    page(e.status, &view.username, Some(&visitor.viewer()), &body)
+                    page(e.status, &view.username, Some(&visitor.viewer()), body)
                 }
                 _ => error_page(Some(&visitor.viewer()), &e),
             }
@@ -341,20 +315,10 @@ impl FormToken for StateForm {
 
 pub(super) async fn change_state(
     State(state): State<Arc<AppState>>,
-    visitor: Visitor,
-    name: Result<Path<String>, PathRejection>,
-    form: Result<Form<StateForm>, FormRejection>,
+    AdminVisitor(visitor): AdminVisitor,
+    UserPath(name): UserPath,
+    CheckedForm(form): CheckedForm<StateForm>,
 ) -> Response {
-    if let Some(refused) = visitor.not_admin() {
-        return refused;
-    }
-    let Ok(Path(name)) = name else {
-        return unreadable(&visitor);
-    };
-    let form = match visitor.checked_form(form) {
-        Ok(form) => form,
-        Err(refused) => return *refused,
-    };
     let action = form.action.clone();
     let target = name.clone();
     let done = blocking(as_admin(
@@ -403,35 +367,31 @@ pub(super) async fn change_state(
 }
 
 pub(super) async fn delete_page(
-    visitor: Visitor,
-    name: Result<Path<String>, PathRejection>,
+    AdminVisitor(visitor): AdminVisitor,
+    UserPath(name): UserPath,
 ) -> Response {
-    if let Some(refused) = visitor.not_admin() {
-        return refused;
-    }
-    let Ok(Path(name)) = name else {
-        return error_page(
-            Some(&visitor.viewer()),
-            &ApiError::bad_request("bad user name in the address"),
-        );
-    };
     let path = format!("/portal/admin/users/{}", segment(&name));
     page(
         StatusCode::OK,
         "Delete user",
         Some(&visitor.viewer()),
-        &format!(
-            "<h1>Delete {name}?</h1>{}<form class=\"card narrow\" method=\"post\" action=\"{path}/delete\">{}\
-             <label class=\"check\"><input type=\"checkbox\" name=\"remove_home\" value=\"on\"> Also remove their home directory (only for an account diycloud created)</label>\
-             <button class=\"danger\" type=\"submit\">Delete {name}</button> <a href=\"{path}\">Cancel</a></form>",
-            notice(
+        html! {
+            h1 { "Delete " (name) "?" }
+            (notice(
                 "error",
-                "The record, the allocation, the API sessions and the history go; a Linux account diycloud created is removed. This cannot be undone."
-            ),
-            csrf_field(&visitor.csrf),
-            name = esc(&name),
-            path = esc(&path),
-        ),
+                "The record, the allocation, the API sessions and the history go; a Linux account diycloud created is removed. This cannot be undone.",
+            ))
+            form class="card narrow" method="post" action={ (path) "/delete" } {
+                (csrf_field(&visitor.csrf))
+                label class="check" {
+                    input type="checkbox" name="remove_home" value="on";
+                    " Also remove their home directory (only for an account diycloud created)"
+                }
+                button class="danger" type="submit" { "Delete " (name) }
+                " "
+                a href=(path) { "Cancel" }
+            }
+        },
     )
 }
 
@@ -449,20 +409,10 @@ impl FormToken for DeleteForm {
 
 pub(super) async fn delete_user(
     State(state): State<Arc<AppState>>,
-    visitor: Visitor,
-    name: Result<Path<String>, PathRejection>,
-    form: Result<Form<DeleteForm>, FormRejection>,
+    AdminVisitor(visitor): AdminVisitor,
+    UserPath(name): UserPath,
+    CheckedForm(form): CheckedForm<DeleteForm>,
 ) -> Response {
-    if let Some(refused) = visitor.not_admin() {
-        return refused;
-    }
-    let Ok(Path(name)) = name else {
-        return unreadable(&visitor);
-    };
-    let form = match visitor.checked_form(form) {
-        Ok(form) => form,
-        Err(refused) => return *refused,
-    };
     let remove_home = form.remove_home.is_some();
     let deleted = blocking(as_admin(
         Arc::clone(&state),

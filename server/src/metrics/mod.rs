@@ -6,7 +6,10 @@
 //! token of `[api] metrics_token_file` or an admin's session; or, with the
 //! explicit opt-out `[api] metrics_public`, to every process on the node
 //! that asks directly. Any other local process gets the rest, which names
-//! no user ([`aggregates_only`]). The shipped nginx site does not pass it on.
+//! no user ([`aggregates_only`], in `withheld.rs`). The shipped nginx site
+//! does not pass it on.
+
+mod withheld;
 
 use std::fmt::Write;
 
@@ -19,6 +22,8 @@ use libdiycloud::model::user::{AccountState, Pending, User};
 use libdiycloud::store::{Store, StoreError};
 use libdiycloud::usecases::history::read_usage;
 use libdiycloud::usecases::watch::EventTotal;
+
+pub use withheld::{aggregates_only, per_user_family};
 
 /// The figures of one scrape.
 pub struct Scrape {
@@ -281,48 +286,6 @@ fn user_counts(out: &mut String, scrape: &Scrape, config: &Config, now: Timestam
     }
 }
 
-/// The family that says whether a scrape has the per-user series.
-pub fn per_user_family(out: &mut String, per_user: bool) {
-    family(
-        out,
-        "diycloud_metrics_per_user",
-        "gauge",
-        "1 when this scrape has the per-user series, 0 when they were withheld (no scrape credential: see [api] metrics_token_file).",
-    );
-    let _ = writeln!(out, "diycloud_metrics_per_user {}", u8::from(per_user));
-}
-
-/// `text` (a [`render`]ed scrape) without every family that names a user:
-/// those called `diycloud_user_*` and any with a `user` label. Decided on
-/// the text, so a per-user family added later is withheld too.
-pub fn aggregates_only(text: &str) -> String {
-    let names_a_user = |line: &str| {
-        line.starts_with("diycloud_user_")
-            || line.split_once('{').is_some_and(|(_, labels)| {
-                labels.starts_with("user=\"") || labels.contains(",user=\"")
-            })
-    };
-    let mut out = String::new();
-    let mut block = String::new();
-    let mut withheld = false;
-    for line in text.lines() {
-        if let Some(help) = line.strip_prefix("# HELP ") {
-            if !withheld {
-                out.push_str(&block);
-            }
-            block.clear();
-            withheld = help.starts_with("diycloud_user_");
-        }
-        withheld |= !line.starts_with('#') && names_a_user(line);
-        block.push_str(line);
-        block.push('\n');
-    }
-    if !withheld {
-        out.push_str(&block);
-    }
-    out
-}
-
 /// The limit events' counters: every user with any, since the server
 /// started (a restart starts them over, as Prometheus expects of counters).
 fn limit_events(out: &mut String, totals: &crate::LimitTotals) {
@@ -475,31 +438,6 @@ mod tests {
                 "diycloud_user_gpu_utilization_percent{user=\"alice\",gpu=\"1\",uuid=\"GPU-1\"} 75\n"
             ),
             "{text}"
-        );
-    }
-
-    #[test]
-    fn without_a_credential_no_family_names_a_user() {
-        let text = "# HELP diycloud_users Users.\n# TYPE diycloud_users gauge\n\
-                    diycloud_users{state=\"locked\"} 1\n\
-                    # HELP diycloud_user_info Info.\n# TYPE diycloud_user_info gauge\n\
-                    diycloud_user_info{user=\"boss\",role=\"admin\",state=\"active\"} 1\n\
-                    # HELP diycloud_user_oom_kills_total None yet.\n# TYPE diycloud_user_oom_kills_total counter\n\
-                    # HELP diycloud_new_thing A later family with a user label.\n# TYPE diycloud_new_thing gauge\n\
-                    diycloud_new_thing{gpu=\"0\",user=\"carol\"} 2\n\
-                    # HELP diycloud_gpu_unavailable_info Why.\n# TYPE diycloud_gpu_unavailable_info gauge\n\
-                    diycloud_gpu_unavailable_info{reason=\"a,user=\\\"x\\\" in a value\"} 1\n\
-                    # HELP diycloud_lockouts_total Locks.\n# TYPE diycloud_lockouts_total counter\n\
-                    diycloud_lockouts_total 1\n";
-        let kept = aggregates_only(text);
-        assert_eq!(
-            kept,
-            "# HELP diycloud_users Users.\n# TYPE diycloud_users gauge\n\
-             diycloud_users{state=\"locked\"} 1\n\
-             # HELP diycloud_gpu_unavailable_info Why.\n# TYPE diycloud_gpu_unavailable_info gauge\n\
-             diycloud_gpu_unavailable_info{reason=\"a,user=\\\"x\\\" in a value\"} 1\n\
-             # HELP diycloud_lockouts_total Locks.\n# TYPE diycloud_lockouts_total counter\n\
-             diycloud_lockouts_total 1\n"
         );
     }
 }
