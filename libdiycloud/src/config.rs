@@ -192,6 +192,9 @@ pub struct ApiConfig {
     /// answered 503 with Retry-After at once (a session's password change
     /// or new user always waits its turn).
     pub login_queue: u32,
+    /// Seconds a login waits in that queue before it is answered 503 with
+    /// Retry-After (a login never hangs behind a flood).
+    pub login_wait: u64,
     /// Seconds a stop (SIGTERM) waits for requests in progress before the
     /// server exits anyway.
     pub shutdown_timeout: u64,
@@ -211,6 +214,7 @@ impl Default for ApiConfig {
             idle_timeout: 60,
             max_connections: 4096,
             login_queue: 64,
+            login_wait: 1,
             shutdown_timeout: 10,
         }
     }
@@ -440,6 +444,7 @@ struct RawApi {
     idle_timeout: Option<String>,
     max_connections: Option<u32>,
     login_queue: Option<u32>,
+    login_wait: Option<String>,
     shutdown_timeout: Option<String>,
 }
 
@@ -933,6 +938,12 @@ fn api_config(raw: RawApi) -> Result<ApiConfig, String> {
     if let Some(queue) = raw.login_queue {
         api.login_queue = queue;
     }
+    if let Some(wait) = raw.login_wait {
+        api.login_wait = parse_duration(&wait).map_err(|e| format!("api.login_wait: {e}"))?;
+        if api.login_wait == 0 {
+            return Err("api.login_wait: must be longer than 0s".into());
+        }
+    }
     if let Some(file) = raw.metrics_token_file {
         if !file.is_absolute() {
             return Err(format!(
@@ -1096,6 +1107,7 @@ mod tests {
             idle_timeout = "30s"
             max_connections = 100
             login_queue = 0
+            login_wait = "5s"
             shutdown_timeout = "3s"
             "#,
         )
@@ -1114,9 +1126,10 @@ mod tests {
                 c.api.idle_timeout,
                 c.api.max_connections,
                 c.api.login_queue,
+                c.api.login_wait,
                 c.api.shutdown_timeout
             ),
-            (5, 120, 30, 100, 0, 3)
+            (5, 120, 30, 100, 0, 5, 3)
         );
         assert_eq!(c.db, Database::Sqlite(PathBuf::from("/srv/users.db")));
         assert_eq!(
@@ -1311,6 +1324,7 @@ mod tests {
             ("[api]\nlisten = \"run/api.sock\"", "api.listen"),
             ("[api]\nsession_ttl = \"0\"", "api.session_ttl"),
             ("[api]\nsession_ttl = \"soon\"", "api.session_ttl"),
+            ("[api]\nlogin_wait = \"0s\"", "api.login_wait"),
             ("[api]\nlogin_rate = 0", "api.login_rate"),
             (
                 "[api]\ntrusted_proxies = [\"nginx\"]",

@@ -19,7 +19,7 @@
 //!
 //! The wait is bounded: while `[api] login_queue` hashes wait for a slot, a
 //! login is answered 503 with Retry-After at once, and a login that waited
-//! [`LOGIN_WAIT`] gets 503 then. A flood of logins (240 at once made a
+//! `[api] login_wait` (1 s) gets 503 then. A flood of logins (240 at once made a
 //! login wait 6.7 s) cannot make a login hang. The work of a session
 //! (a password change, a new user) always waits its turn (the semaphore is
 //! fair: behind at most that queue).
@@ -37,13 +37,12 @@ use crate::ApiError;
 /// hashes takes well under that.
 pub const RETRY_AFTER: u64 = 1;
 
-/// The longest a login waits for a hashing slot before 503.
-pub const LOGIN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
-
 pub struct Hashing {
     permits: Arc<Semaphore>,
     /// How many may wait for a slot, and how many do.
     queue: u32,
+    /// The longest a login waits for a slot before 503.
+    wait: std::time::Duration,
     waiting: Arc<AtomicU32>,
     /// The CPUs no hash runs on now (empty where they cannot be known).
     free: Arc<Mutex<Vec<usize>>>,
@@ -52,8 +51,8 @@ pub struct Hashing {
 impl Hashing {
     /// One slot per CPU the process may use, at most as many as
     /// `available_parallelism` (which heeds a CPU quota); at most `queue`
-    /// waiting for one.
-    pub fn new(queue: u32) -> Self {
+    /// logins waiting for one, each at most `wait`.
+    pub fn new(queue: u32, wait: std::time::Duration) -> Self {
         let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut cpus = allowed_cpus();
         cpus.truncate(parallelism);
@@ -65,6 +64,7 @@ impl Hashing {
         Self {
             permits: Arc::new(Semaphore::new(slots)),
             queue,
+            wait,
             waiting: Arc::new(AtomicU32::new(0)),
             free: Arc::new(Mutex::new(cpus)),
         }
@@ -78,9 +78,9 @@ impl Hashing {
     }
 
     /// A slot for a login: with `[api] login_queue` waiting already, 503
-    /// with Retry-After at once; after [`LOGIN_WAIT`] in the queue, 503.
+    /// with Retry-After at once; after `[api] login_wait` in the queue, 503.
     pub async fn login_slot(&self) -> Result<HashSlot, ApiError> {
-        self.take(self.queue, Some(LOGIN_WAIT)).await
+        self.take(self.queue, Some(self.wait)).await
     }
 
     async fn take(
@@ -227,9 +227,11 @@ mod tests {
             .collect()
     }
 
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
     #[tokio::test]
     async fn a_hash_runs_on_its_slots_cpu_and_the_thread_gets_its_cpus_back() {
-        let hashing = Hashing::new(8);
+        let hashing = Hashing::new(8, WAIT);
         let slot = hashing.slot().await.unwrap();
         let cpu = slot.cpu.expect("a CPU from the affinity mask");
         let before = tokio::task::spawn_blocking(affinity).await.unwrap();
@@ -245,7 +247,7 @@ mod tests {
 
     #[tokio::test]
     async fn no_more_slots_than_cpus_and_each_on_another_cpu() {
-        let hashing = Hashing::new(8);
+        let hashing = Hashing::new(8, WAIT);
         let cpus = allowed_cpus()
             .len()
             .min(std::thread::available_parallelism().unwrap().get());
@@ -267,7 +269,7 @@ mod tests {
 
     #[tokio::test]
     async fn past_the_queue_a_request_is_shed_at_once_with_retry_after() {
-        let hashing = Arc::new(Hashing::new(3));
+        let hashing = Arc::new(Hashing::new(3, WAIT));
         let slots = hashing.permits.available_permits();
         let mut held = Vec::new();
         for _ in 0..slots {
@@ -290,12 +292,12 @@ mod tests {
         assert_eq!(shed.retry_after, Some(RETRY_AFTER));
         // A login that waited its longest gets 503 too.
         let waited = tokio::time::Instant::now();
-        let late = hashing.take(u32::MAX, Some(LOGIN_WAIT / 10)).await;
+        let late = hashing.take(u32::MAX, Some(WAIT / 10)).await;
         assert_eq!(
             late.err().map(|e| e.status),
             Some(axum::http::StatusCode::SERVICE_UNAVAILABLE)
         );
-        assert!(waited.elapsed() >= LOGIN_WAIT / 10);
+        assert!(waited.elapsed() >= WAIT / 10);
         // A session's work (a new user, a password change) waits its turn.
         let session_work = {
             let hashing = Arc::clone(&hashing);

@@ -174,7 +174,10 @@ impl AppState {
         ticks: limiter::Ticks,
     ) -> Self {
         let limiter = limiter::Limiter::new(config.api.login_rate, ticks);
-        let hashing = hashing::Hashing::new(config.api.login_queue);
+        let hashing = hashing::Hashing::new(
+            config.api.login_queue,
+            std::time::Duration::from_secs(config.api.login_wait),
+        );
         Self {
             config,
             db,

@@ -132,7 +132,7 @@ impl<K: KernelPort> Watcher<K> {
         let events = &report.events;
         // A quiet round writes nothing; the bounds are applied with events,
         // and every PRUNE_EVERY rounds.
-        let prune = self.rounds % PRUNE_EVERY == 0;
+        let prune = self.rounds.is_multiple_of(PRUNE_EVERY);
         let (recorded, pruned) = match events.is_empty() && !prune {
             true => (0, 0),
             false => store.write(|tx| {
