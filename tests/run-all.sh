@@ -4,8 +4,7 @@
 # system accounts when run as root), JupyterHub's PAMAuthenticator, the REST
 # API under schemathesis, the authentication benchmark, the cluster store on
 # a real PostgreSQL server, and the system tier (Debian VMs under qemu with
-# real systemd, kernel and sshd), which runs in the background beside the
-# tiers after the packages. Run as root on Debian 12: tests/run-all.sh
+# real systemd, kernel and sshd). Run as root on Debian 12: tests/run-all.sh
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -54,7 +53,7 @@ fi
 # the totals at the end list them, so a skip never passes for a pass.
 export DIYCLOUD_SKIP_LOG
 DIYCLOUD_SKIP_LOG=$(mktemp)
-trap 'tier_times || true; rm -f "$DIYCLOUD_SKIP_LOG"; for pid in ${prepare_pid:-} ${system_pid:-}; do kill -- "-$pid" 2>/dev/null || true; done' EXIT
+trap 'tier_times || true; rm -f "$DIYCLOUD_SKIP_LOG"; if [ -n "${prepare_pid:-}" ]; then kill -- "-$prepare_pid" 2>/dev/null || true; fi' EXIT
 skipped_total() {
     local n
     n=$(wc -l <"$DIYCLOUD_SKIP_LOG")
@@ -68,36 +67,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 tier "tier 1: cargo test --workspace"
 cargo test --workspace --locked
-
-tier "the release module exports exactly the six pam_sm_* symbols"
-cargo build --release --workspace --locked
-exported=$(nm -D --defined-only target/release/libpam_diycloud.so | awk '{print $3}' | sort | tr '\n' ' ')
-expected="pam_sm_acct_mgmt pam_sm_authenticate pam_sm_chauthtok pam_sm_close_session pam_sm_open_session pam_sm_setcred "
-if [ "$exported" != "$expected" ]; then
-    echo "FAIL: exported symbols: expected [$expected], saw [$exported]"
-    exit 1
-fi
-echo "ok: $exported"
-
-tier "packages: the .deb and the .rpm as files (packaging/build-packages.sh, tests/system/packages-check.sh)"
-tests/system/packages-check.sh
-
-# The system tier runs beside the tiers below: its guests run under TCG,
-# about one core of the two, and wait on real time between their checks,
-# while the tiers below are mostly one process at a time. Its own output
-# goes to target/vm/system.log and is printed (and counted) at the end.
-# Every gate below compares against a baseline measured in the same moment,
-# so sharing the machine is what they are built for.
-system_pid=""
-if [ "$(id -u)" = 0 ]; then
-    echo "== system tier: Debian 12 and 13 VMs, cgroup v2 and v1 (qemu, real systemd/kernel/sshd), started in the background (target/vm/system.log)"
-    mkdir -p target/vm
-    system_start=$SECONDS
-    setsid tests/system/vm/run.sh > target/vm/system.log 2>&1 &
-    system_pid=$!
-else
-    echo "SKIPPED system tier: it needs root (debootstrap, loop images)" | tee -a "$DIYCLOUD_SKIP_LOG"
-fi
 
 tier "fault suite: kill -9 at random points of every writing command, full disk, read-only database"
 cargo test -p slicectl --test fault_suite --locked -- --ignored
@@ -115,6 +84,23 @@ tests/system/api-schemathesis.sh
 tier "API abuse: forged X-Forwarded-For, IPv6 /64 rotation, a login flood, 1,100 slow connections, SIGTERM (tests/system/api-abuse.sh)"
 tests/system/api-abuse.sh
 
+tier "the release module exports exactly the six pam_sm_* symbols"
+cargo build --release --workspace --locked
+exported=$(nm -D --defined-only target/release/libpam_diycloud.so | awk '{print $3}' | sort | tr '\n' ' ')
+expected="pam_sm_acct_mgmt pam_sm_authenticate pam_sm_chauthtok pam_sm_close_session pam_sm_open_session pam_sm_setcred "
+if [ "$exported" != "$expected" ]; then
+    echo "FAIL: exported symbols: expected [$expected], saw [$exported]"
+    exit 1
+fi
+echo "ok: $exported"
+
+# The benchmarks time logins: the VM tier's preparation must be over.
+if [ -n "${prepare_pid:-}" ]; then
+    tier "waiting for the VM tier's images and older build (target/vm/prepare.log)"
+    wait "$prepare_pid" || echo "   not ready: the system tier tries again"
+    prepare_pid=""
+fi
+
 tier "benchmark: PAM authentication vs bare argon2 verify"
 target/release/bench_auth --rounds 200
 
@@ -131,17 +117,14 @@ else
     echo "SKIPPED clusters: the module trusts only root's config and password file" | tee -a "$DIYCLOUD_SKIP_LOG"
 fi
 
-if [ -n "$system_pid" ]; then
-    tier "system tier: waiting for it (it began at $system_start s)"
-    system_rc=0
-    wait "$system_pid" || system_rc=$?
-    system_pid=""
-    printf '%s\t%s\n' "$((SECONDS - system_start))" "system tier, in the background from $system_start s" >>"$tier_log"
-    cat target/vm/system.log
-    if [ "$system_rc" != 0 ]; then
-        echo "FAIL: the system tier (its output above; target/vm/system.log)"
-        exit 1
-    fi
+tier "packages: the .deb and the .rpm as files (packaging/build-packages.sh, tests/system/packages-check.sh)"
+tests/system/packages-check.sh
+
+tier "system tier: Debian 12 and 13 VMs, cgroup v2 and v1 (qemu, real systemd/kernel/sshd)"
+if [ "$(id -u)" = 0 ]; then
+    tests/system/vm/run.sh
+else
+    echo "SKIPPED system tier: it needs root (debootstrap, loop images)" | tee -a "$DIYCLOUD_SKIP_LOG"
 fi
 
 skipped_total
