@@ -12,6 +12,7 @@
 #![deny(unsafe_code)]
 
 pub mod api_process;
+pub mod guest;
 // The libpam client calls (pam_start and friends): the harness's one FFI.
 #[allow(unsafe_code)]
 pub mod pam_client;

@@ -6,7 +6,9 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::model::events::{parse_cpu_stat, parse_memory_events, parse_oom_control, SliceCounters};
+use crate::model::events::{
+    parse_cpu_stat, parse_cpu_usage, parse_memory_events, parse_oom_control, SliceCounters,
+};
 use crate::model::slice::{user_slice, CgroupVersion};
 
 /// How the machine mounts cgroups.
@@ -122,6 +124,27 @@ pub fn slice_counters_at(
     }))
 }
 
+/// The directory of user `uid`'s slice under `root` (normally
+/// `/sys/fs/cgroup`) that holds `controller`'s files: on cgroup v2 the one
+/// tree, on v1 the controller's own (`memory`, `cpu`, `cpuacct`, `pids`...).
+pub fn slice_path_at(root: &Path, hierarchy: Hierarchy, uid: u32, controller: &str) -> PathBuf {
+    match hierarchy {
+        Hierarchy::Unified => slice_dir(root, None, uid),
+        Hierarchy::Hybrid | Hierarchy::Legacy => slice_dir(root, Some(controller), uid),
+    }
+}
+
+/// The CPU time user `uid`'s slice under `root` has used, in nanoseconds
+/// (v2 `cpu.stat`'s `usage_usec`; v1 `cpuacct.usage`, as v1's `cpu.stat`
+/// has no usage). `None` where the slice has no cgroup.
+pub fn slice_cpu_usage_at(root: &Path, hierarchy: Hierarchy, uid: u32) -> io::Result<Option<u64>> {
+    let file = match hierarchy {
+        Hierarchy::Unified => slice_path_at(root, hierarchy, uid, "cpu").join("cpu.stat"),
+        _ => slice_path_at(root, hierarchy, uid, "cpuacct").join("cpuacct.usage"),
+    };
+    Ok(read_optional(&file)?.and_then(|text| parse_cpu_usage(&text)))
+}
+
 /// The limit the kernel holds for user `uid`'s slice under `root`:
 /// `controller` "memory" (bytes: `memory.max`, v1 `memory.limit_in_bytes`)
 /// or "pids" (`pids.max`). `None` where there is none (`max`, v1's huge
@@ -208,6 +231,38 @@ mod tests {
         assert_eq!(
             (found.nr_throttled, found.throttled_usec),
             (Some(2), Some(3000))
+        );
+    }
+
+    #[test]
+    fn cpu_time_of_a_slice() {
+        let root = tempfile::tempdir().unwrap();
+        assert_eq!(
+            slice_cpu_usage_at(root.path(), Hierarchy::Unified, 9).unwrap(),
+            None,
+            "no session"
+        );
+        write(
+            &root.path().join("user.slice/user-9.slice/cpu.stat"),
+            "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n",
+        );
+        assert_eq!(
+            slice_cpu_usage_at(root.path(), Hierarchy::Unified, 9).unwrap(),
+            Some(1_500_000)
+        );
+        write(
+            &root
+                .path()
+                .join("cpuacct/user.slice/user-9.slice/cpuacct.usage"),
+            "987654321\n",
+        );
+        assert_eq!(
+            slice_cpu_usage_at(root.path(), Hierarchy::Hybrid, 9).unwrap(),
+            Some(987_654_321)
+        );
+        assert_eq!(
+            slice_path_at(root.path(), Hierarchy::Legacy, 9, "memory"),
+            root.path().join("memory/user.slice/user-9.slice")
         );
     }
 

@@ -161,6 +161,14 @@ pub fn parse_cpu_stat(text: &str) -> (Option<u64>, Option<u64>) {
     (flat_key(text, "nr_throttled"), usec)
 }
 
+/// The CPU time a cgroup has used, in nanoseconds: v2 `cpu.stat`'s
+/// `usage_usec`, or v1 `cpuacct.usage` (a bare number of nanoseconds).
+pub fn parse_cpu_usage(text: &str) -> Option<u64> {
+    flat_key(text, "usage_usec")
+        .map(|usec| usec.saturating_mul(1000))
+        .or_else(|| text.trim().parse().ok())
+}
+
 // --------------------------------------------------------------- kernel log
 
 /// One OOM kill as the kernel logs it.
@@ -399,6 +407,13 @@ mod tests {
         assert_eq!(parse_cpu_stat(stat1), (Some(3), Some(2500)));
         // No quota on v2: only the usage keys.
         assert_eq!(parse_cpu_stat("usage_usec 9000\n"), (None, None));
+        assert_eq!(parse_cpu_usage(stat2), Some(9_000_000));
+        assert_eq!(
+            parse_cpu_usage("123456789\n"),
+            Some(123_456_789),
+            "v1 cpuacct.usage"
+        );
+        assert_eq!(parse_cpu_usage("nr_periods 5\n"), None);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-# Sourced by guest-checks.sh (its pass/fail/check helpers and counters) on
+# shellcheck shell=bash disable=SC2154 # $stage: set by the guest_checks binary before sourcing
+# Run by the guest_checks binary (section 13), with guest-lib.sh's helpers, on
 # the boot run.sh marks with $stage/jupyterhub-boot, whose image has JupyterHub,
 # SystemdSpawner and Jupyter Server installed from PyPI wheels in
 # /opt/jupyterhub, and Debian's configurable-http-proxy. The guest has no
@@ -14,7 +15,7 @@
 hub_py=/opt/jupyterhub/bin/python
 hub_client() { HUB_TOKEN=$hub_token "$hub_py" "$stage/jupyterhub_client.py" "$@" 2>&1 | tail -1; }
 
-# Fake GPU nodes as in section 8: opening one the slice allows gives ENXIO.
+# Fake GPU nodes as in section 10: opening one the slice allows gives ENXIO.
 mknod -m 666 /dev/nvidia0 c 195 0
 mknod -m 666 /dev/nvidia1 c 195 1
 mknod -m 666 /dev/nvidiactl c 195 255
