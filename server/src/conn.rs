@@ -32,16 +32,17 @@ use std::time::Duration;
 use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Json, Router};
+use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use libdiycloud::config::ApiConfig;
-use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower_service::Service;
+
+use crate::error::ApiError;
 
 /// Descriptors kept for everything but connections: the database's files,
 /// the listening socket, D-Bus, NVML, the blocking pool's work.
@@ -249,17 +250,14 @@ async fn connection(
 
 /// 503 for a request that ran out of time.
 fn timed_out(limit: Duration) -> Response {
-    let mut response = (
+    let mut response = ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({
-            "error": "unavailable",
-            "detail": format!(
-                "the request took longer than {} s ([api] request_timeout)",
-                limit.as_secs()
-            ),
-        })),
+        format!(
+            "the request took longer than {} s ([api] request_timeout)",
+            limit.as_secs()
+        ),
     )
-        .into_response();
+    .into_response();
     response
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));

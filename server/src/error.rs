@@ -83,6 +83,7 @@ impl ApiError {
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
             StatusCode::UNPROCESSABLE_ENTITY => "invalid",
             StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
+            StatusCode::SERVICE_UNAVAILABLE => "unavailable",
             _ => "internal",
         }
     }
@@ -93,7 +94,8 @@ impl ApiError {
 #[schema(as = Error)]
 pub struct ErrorBody {
     /// The status's short name: `bad_request`, `unauthorized`, `forbidden`,
-    /// `not_found`, `conflict`, `invalid`, `too_many_requests`, ...
+    /// `not_found`, `conflict`, `invalid`, `too_many_requests`,
+    /// `unavailable`, ...
     pub error: &'static str,
     /// What was wrong, for a person.
     pub detail: String,

@@ -123,21 +123,6 @@ pub fn busy() -> ApiError {
     }
 }
 
-/// A 503 as the API answers it: `{"error": "unavailable", ...}` with its
-/// Retry-After.
-pub fn unavailable(e: ApiError) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let body = axum::Json(serde_json::json!({"error": "unavailable", "detail": e.detail}));
-    let mut response = (e.status, body).into_response();
-    if let Some(seconds) = e.retry_after {
-        response.headers_mut().insert(
-            axum::http::header::RETRY_AFTER,
-            axum::http::HeaderValue::from(seconds),
-        );
-    }
-    response
-}
-
 /// A place in the queue, left when dropped (also when the waiting request
 /// is dropped because its client went away).
 struct Waiting(Arc<AtomicU32>);

@@ -21,6 +21,13 @@ struct Conformance<'a> {
 }
 
 impl<'a> Conformance<'a> {
+    fn new(doc: &'a Value) -> Self {
+        Self {
+            doc,
+            problems: Vec::new(),
+        }
+    }
+
     fn resolve(&self, schema: &'a Value) -> &'a Value {
         match schema["$ref"].as_str() {
             Some(reference) => {
@@ -70,10 +77,7 @@ impl<'a> Conformance<'a> {
                 let fits = r.iter().all(|name| map.contains_key(*name))
                     && p.iter().all(|(name, property)| match map.get(*name) {
                         Some(item) => {
-                            let mut trial = Conformance {
-                                doc: self.doc,
-                                problems: Vec::new(),
-                            };
+                            let mut trial = Conformance::new(self.doc);
                             trial.check(name, property, item);
                             trial.problems.is_empty()
                         }
@@ -94,10 +98,7 @@ impl<'a> Conformance<'a> {
         if let Some(choices) = schema["oneOf"].as_array() {
             // The variant that takes the value without a problem.
             for choice in choices {
-                let mut trial = Conformance {
-                    doc: self.doc,
-                    problems: Vec::new(),
-                };
+                let mut trial = Conformance::new(self.doc);
                 trial.check(at, choice, value);
                 if trial.problems.is_empty() {
                     return;
@@ -224,10 +225,7 @@ fn every_answer_is_as_documented() {
                       status: u16| {
         let reply = server.call(method, path, token, body);
         assert_eq!(reply.status, status, "{method} {path}: {}", reply.body);
-        let mut walk = Conformance {
-            doc: &doc,
-            problems: Vec::new(),
-        };
+        let mut walk = Conformance::new(&doc);
         walk.check(
             &format!("{method} {path}"),
             response_schema(&doc, method, documented, status),
@@ -384,10 +382,7 @@ fn the_checker_can_fail() {
         (&reference, json!({"a": "one"}), 1),
         (&any, json!({"a": 1}), 1),
     ] {
-        let mut walk = Conformance {
-            doc: &doc,
-            problems: Vec::new(),
-        };
+        let mut walk = Conformance::new(&doc);
         walk.check("x", schema, &value);
         assert_eq!(
             walk.problems.len(),

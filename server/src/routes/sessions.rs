@@ -65,13 +65,8 @@ pub(super) async fn login(
     let ttl = state.config.api.session_ttl;
     let opened = open_session(&state, client, "api", request.username, password, now).await;
     settle(attempt, &opened);
-    let opened = match opened {
-        Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE => {
-            return Ok(crate::hashing::unavailable(e))
-        }
-        opened => opened?,
-    };
-    match opened {
+    // A full hashing queue is the error's own 503 with Retry-After.
+    match opened? {
         Ok(session) => {
             let user = UserView::of(&session.user, &state.config, now);
             let mut response = Json(Session {
