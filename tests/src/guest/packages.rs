@@ -93,22 +93,8 @@ pub fn run(g: &Guest) {
             "no"
         },
     );
-    Cmd::new(&["pam-auth-update", "--enable", "diycloud"])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .run();
-    g.slicectl_input(
-        &[
-            "user",
-            "add",
-            "pkgalice",
-            "--password-stdin",
-            "--cpu",
-            "0.5",
-            "--memory",
-            "200M",
-        ],
-        alice_pw,
-    );
+    enable_profile();
+    add_pkgalice(g, alice_pw, "200M");
     let uid = uid_of("pkgalice").unwrap_or(0);
     let slice = format!("user-{uid}.slice");
     let cg = g.ssh("pkgalice", alice_pw, "cat /proc/self/cgroup").stdout;
@@ -144,22 +130,8 @@ pub fn run(g: &Guest) {
         "0",
         &status_of(&out),
     );
-    Cmd::new(&["pam-auth-update", "--enable", "diycloud"])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .run();
-    g.slicectl_input(
-        &[
-            "user",
-            "add",
-            "pkgalice",
-            "--password-stdin",
-            "--cpu",
-            "0.5",
-            "--memory",
-            "300M",
-        ],
-        alice_pw,
-    );
+    enable_profile();
+    add_pkgalice(g, alice_pw, "300M");
     Cmd::new(&["useradd", "-m", "-s", "/bin/bash", "localdave"]).run();
     Cmd::new(&["chpasswd"])
         .input("localdave:Local-dave-pw-77\n")
@@ -319,6 +291,30 @@ pub fn run(g: &Guest) {
     for deb in ["diycloud-old.deb", "diycloud-new.deb"] {
         let _ = std::fs::remove_file(format!("/tmp/{deb}"));
     }
+}
+
+/// The shipped PAM profile switched on, as an admin does after install.
+fn enable_profile() {
+    Cmd::new(&["pam-auth-update", "--enable", "diycloud"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .run();
+}
+
+/// pkgalice, half a core and `memory`, made by the installed slicectl.
+fn add_pkgalice(g: &Guest, password: &str, memory: &str) {
+    g.slicectl_input(
+        &[
+            "user",
+            "add",
+            "pkgalice",
+            "--password-stdin",
+            "--cpu",
+            "0.5",
+            "--memory",
+            memory,
+        ],
+        password,
+    );
 }
 
 fn gone(paths: &[&str]) -> &'static str {
