@@ -311,10 +311,7 @@ pub(super) fn charts(
             values: series(|p| p.memory_bytes.map(|v| v as f64)),
             from,
             to,
-            limit: allocation.and_then(|a| match a.memory {
-                Size::Bytes(b) => Some(b as f64),
-                Size::Infinity => None,
-            }),
+            limit: allocation.and_then(|a| size_limit(a.memory)),
             label: &size,
         },
         Chart {
@@ -335,10 +332,7 @@ pub(super) fn charts(
             values: series(|p| p.disk_bytes.map(|v| v as f64)),
             from,
             to,
-            limit: allocation.and_then(|a| match a.disk {
-                Size::Bytes(b) => Some(b as f64),
-                Size::Infinity => None,
-            }),
+            limit: allocation.and_then(|a| size_limit(a.disk)),
             label: &size,
         });
     }
@@ -435,5 +429,13 @@ pub(super) async fn change_password(
             &format!("The new password is refused: {violation}."),
         ),
         Err(e) => error_page(Some(&visitor.viewer()), &e),
+    }
+}
+
+/// A size limit as a chart's line: none where it is infinity.
+fn size_limit(size: Size) -> Option<f64> {
+    match size {
+        Size::Bytes(b) => Some(b as f64),
+        Size::Infinity => None,
     }
 }
