@@ -36,7 +36,7 @@ done
 stage="$out/stage"
 
 if [ -n "$build" ]; then
-    cargo build --release --locked -p pam_diycloud -p slicectl
+    packaging/build-release.sh
 fi
 [ -n "$version" ] || version=$(cargo metadata --no-deps --format-version 1 |
     python3 -c 'import json, sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"] == "slicectl"))')

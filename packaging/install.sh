@@ -12,7 +12,7 @@ if ! dpkg-query -W -f='${Status}' libpam0g-dev 2>/dev/null | grep -q "ok install
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libpam0g-dev >/dev/null
 fi
-cargo build --release --locked -p pam_diycloud -p slicectl
+packaging/build-release.sh
 
 arch=$(uname -m)
 if [ -d "/lib/$arch-linux-gnu/security" ]; then
