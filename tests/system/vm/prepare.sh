@@ -36,7 +36,11 @@ old_build() {
     echo "== building the older binaries ($old_commit) for the package upgrade check"
     rm -rf "$old" && mkdir -p "$old/src"
     git -C "$root" archive "$old_commit" | tar -x -C "$old/src"
-    CARGO_TARGET_DIR="$old/target" cargo build --release --locked --quiet \
+    # Without the release profile's LTO and single codegen unit: the
+    # upgrade check needs the older build's behaviour, not its size, and
+    # this compile shares the CPU with the tiers before the benchmarks.
+    CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+        CARGO_TARGET_DIR="$old/target" cargo build --release --locked --quiet \
         --manifest-path "$old/src/Cargo.toml" -p pam_diycloud -p slicectl
 }
 
