@@ -17,7 +17,9 @@
 #
 # VARIANT is RELEASE-CGROUP: bookworm (systemd 252) or trixie (systemd 257),
 # v2 (unified) or v1 (systemd.unified_cgroup_hierarchy=0; systemd 256+ has
-# no v1, so trixie-v1 does not exist). Images are built once and cached in
+# no v1, so trixie-v1 does not exist). The guests boot two at a time
+# ($DIYCLOUD_VM_JOBS, default 2), the first two named first; each one's
+# lines are printed when it ends. Images are built once and cached in
 # $DIYCLOUD_VM_CACHE (default /var/cache/diycloud-vm). Each guest's console
 # log is kept in target/vm/VARIANT-console.log. Needs root.
 #
@@ -94,21 +96,26 @@ mkdir -p "$logs/portal"
 # stopped it during JupyterHub.
 guest_limit=${DIYCLOUD_GUEST_LIMIT:-2400}
 
-passed=0
-failed=0
-for variant in "${variants[@]}"; do
+# How many guests run at once. A guest under TCG keeps about one host core
+# busy (its checks run one command at a time), so on a 2-core host two side
+# by side take little longer than one alone.
+jobs=${DIYCLOUD_VM_JOBS:-2}
+[[ "$jobs" =~ ^[1-9][0-9]*$ ]] || { echo "DIYCLOUD_VM_JOBS: a whole number from 1, not '$jobs'" >&2; exit 2; }
+
+# One boot: VARIANT's guest, run to its end (a boot that panicked before
+# any check is tried again, once). Writes what it reports to
+# $logs/VARIANT.report and its counts to $logs/VARIANT.counts.
+boot() {
+    local variant=$1 release cgroup cmdline image console portal nic attempt work vstage start qemu results
     release=${variant%-*}
     cgroup=${variant##*-}
     case "$variant" in
         bookworm-v2|trixie-v2) cmdline="" ;;
         bookworm-v1) cmdline="systemd.unified_cgroup_hierarchy=0 SYSTEMD_CGROUP_ENABLE_LEGACY_FORCE=1" ;;
-        *) echo "unknown variant $variant" >&2; exit 2 ;;
+        *) echo "unknown variant $variant" >&2; return 2 ;;
     esac
     image="$cache/$release"
     console="$logs/$variant-console.log"
-    # Under TCG the guest kernel very rarely panics while booting (seen once
-    # in the scheduler, 24 s in, before any check ran). Such a boot is tried
-    # again, once: a panic after the checks began still fails.
     # One boot also runs the portal's checks: its guest serves on a port
     # forwarded to the host, where a browser, the history and /metrics
     # checks run (tests/system/portal/host-checks.sh).
@@ -118,15 +125,20 @@ for variant in "${variants[@]}"; do
         portal=yes
         nic=(-nic "user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:$portal_port-10.0.2.15:8480")
     fi
+    # This boot's stage: the shared one (hard links) and its markers.
+    vstage="$logs/stage-$variant"
+    rm -rf "$vstage" && cp -al "$stage" "$vstage"
+    if [ -n "$portal" ]; then touch "$vstage/portal-browser"; fi
+    if [ "$variant" = "$jupyterhub_variant" ]; then touch "$vstage/jupyterhub-boot"; fi
+    if [ -n "$only" ]; then touch "$vstage/only-$only"; fi
+    # Under TCG the guest kernel very rarely panics while booting (seen once
+    # in the scheduler, 24 s in, before any check ran). Such a boot is tried
+    # again, once: a panic after the checks began still fails.
     for attempt in 1 2; do
         work=$(mktemp -d)
         qemu-img create -q -f qcow2 -b "$image/root.img" -F raw "$work/root.qcow2"
         truncate -s 64M "$work/stage.img"
-        if [ -n "$portal" ]; then touch "$stage/portal-browser"; fi
-        if [ "$variant" = "$jupyterhub_variant" ]; then touch "$stage/jupyterhub-boot"; fi
-        if [ -n "$only" ]; then touch "$stage/only-$only"; fi
-        mkfs.ext4 -q -F -d "$stage" "$work/stage.img"
-        rm -f "$stage/portal-browser" "$stage/jupyterhub-boot" "$stage/only-$only"
+        mkfs.ext4 -q -F -d "$vstage" "$work/stage.img"
         # Blank (sparse) disks for the quota checks: ext4 and XFS (300M at least).
         truncate -s 512M "$work/quota-ext4.img" "$work/quota-xfs.img"
         # A console log of an earlier boot must not be read as this one's.
@@ -158,12 +170,12 @@ for variant in "${variants[@]}"; do
         rm -rf "$work"
         if [ "$attempt" = 1 ] && grep -aq 'Kernel panic' "$console" && ! grep -aq 'DIYCLOUD ' "$console"; then
             cp "$console" "$console.panic"
-            echo "   the guest kernel panicked while booting (kept in ${console#"$root"/}.panic); booting again"
+            echo "   $variant: the guest kernel panicked while booting (kept in ${console#"$root"/}.panic); booting again"
             continue
         fi
         break
     done
-    echo "   guest ran $(( $(date +%s) - start ))s"
+    rm -rf "$vstage"
     # Lines may come after terminal escapes on the console: match anywhere.
     results=$(tr -d '\r' < "$console" | grep -ao 'DIYCLOUD .*' || true)
     if [ -n "$portal" ]; then
@@ -171,20 +183,43 @@ for variant in "${variants[@]}"; do
         [ -n "$host_results" ] || host_results="DIYCLOUD FAIL portal: the host's checks ran: expected results; saw none (see ${portal_log#"$root"/})"
         results=$(printf '%s\n%s' "$results" "$host_results")
     fi
-    echo "$results" | while read -r _ kind rest; do
-        case "$kind" in
-            PASS) echo "   pass  $rest" ;;
-            FAIL) echo "   FAIL  $rest" ;;
-            BENCH) echo "   bench $rest" ;;
-            INFO) echo "   info  $rest" ;;
-        esac
-    done
-    p=$(echo "$results" | grep -c '^DIYCLOUD PASS' || true)
-    f=$(echo "$results" | grep -c '^DIYCLOUD FAIL' || true)
     if ! echo "$results" | grep -q '^DIYCLOUD DONE'; then
-        echo "   FAIL  $variant: the guest did not finish (see ${console#"$root"/})"
-        f=$((f + 1))
+        results=$(printf '%s\n%s' "$results" "DIYCLOUD FAIL $variant: the guest did not finish (see ${console#"$root"/})")
     fi
+    {
+        echo "== $variant: the guest ran $(( $(date +%s) - start )) s"
+        echo "$results" | while read -r _ kind rest; do
+            case "$kind" in
+                PASS) echo "   pass  $rest" ;;
+                FAIL) echo "   FAIL  $rest" ;;
+                BENCH) echo "   bench $rest" ;;
+                INFO) echo "   info  $rest" ;;
+            esac
+        done
+    } > "$logs/$variant.report"
+    printf '%s %s\n' "$(echo "$results" | grep -c '^DIYCLOUD PASS' || true)" \
+        "$(echo "$results" | grep -c '^DIYCLOUD FAIL' || true)" > "$logs/$variant.counts"
+}
+
+# The boots, $jobs at a time, in the order given (the longest first, by
+# default), each with its own console log, stage and report; each report is
+# printed whole once its boot is over.
+report() { # VARIANT
+    cat "$logs/$1.report" 2>/dev/null || echo "   FAIL  $1: no report (see ${logs#"$root"/}/$1-console.log)"
+}
+declare -A pid_of=()
+for variant in "${variants[@]}"; do
+    rm -f "$logs/$variant.report" "$logs/$variant.counts"
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+    boot "$variant" &
+    pid_of[$variant]=$!
+done
+passed=0
+failed=0
+for variant in "${variants[@]}"; do
+    wait "${pid_of[$variant]}" || true
+    report "$variant"
+    read -r p f < "$logs/$variant.counts" 2>/dev/null || { p=0; f=1; }
     passed=$((passed + p))
     failed=$((failed + f))
 done
