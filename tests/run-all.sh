@@ -69,7 +69,9 @@ tier "tier 1: cargo test --workspace"
 cargo test --workspace --locked
 
 tier "fault suite: kill -9 at random points of every writing command, full disk, read-only database"
-cargo test -p slicectl --test fault_suite --locked -- --ignored
+# --workspace: tier 1's features, so its build serves (-p slicectl alone
+# unifies other features and compiles the tree again).
+cargo test --workspace --test fault_suite --locked -- --ignored
 
 tier "fuzzing: a short run of every target (tests/fuzz.sh --short)"
 tests/fuzz.sh --short 20
