@@ -29,11 +29,13 @@ pub fn run(g: &Guest) {
             return;
         }
     };
-    // A watchdog: the checks get ten minutes, then their group is killed.
+    // A watchdog: the checks get half an hour (about 170 s on a quiet host;
+    // 600 s was not enough beside a second guest and two busy processes),
+    // then their group is killed.
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(0));
     let (done, finished) = std::sync::mpsc::channel::<()>();
     let watchdog = std::thread::spawn(move || {
-        if finished.recv_timeout(Duration::from_secs(600)).is_err() {
+        if finished.recv_timeout(LIMIT).is_err() {
             let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
             return true;
         }
@@ -61,8 +63,18 @@ pub fn run(g: &Guest) {
     if watchdog.join().unwrap_or(false) {
         g.fail(
             "the JupyterHub checks",
-            "an end within 600 s",
+            &format!("an end within {} s", LIMIT.as_secs()),
             "they were killed",
         );
+        // What they left would fail the next sections for another reason.
+        super::Cmd::shell(&format!(
+            ". {}/guest-lib.sh; jupyterhub_cleanup",
+            g.stage.display()
+        ))
+        .timeout(120)
+        .run();
     }
 }
+
+/// How long the JupyterHub checks may run.
+const LIMIT: Duration = Duration::from_secs(1800);

@@ -121,8 +121,4 @@ print(r.status_code)' 2>&1)
     check "... and no server of hers runs" "inactive" "$(systemctl is-active "$server_unit")"
 fi
 say "INFO the hub's diycloud lines: $(journalctl -u jupyterhub --no-pager | grep -a "diycloud:" | sed "s/.*diycloud: /diycloud: /" | cut -c1-160 | oneline_q)"
-systemctl stop jupyterhub "jupyter-carol-singleuser.service" 2>/dev/null
-loginctl terminate-user carol 2>/dev/null
-for _ in $(seq 60); do pgrep -u carol >/dev/null || break; sleep 0.5; done
-slicectl user del carol --remove-home >/dev/null 2>&1
-rm -f /dev/nvidia0 /dev/nvidia1 /dev/nvidiactl
+jupyterhub_cleanup
