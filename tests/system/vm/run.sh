@@ -42,6 +42,16 @@ logs="$root/target/vm"
 variants=("$@")
 [ ${#variants[@]} -gt 0 ] || variants=(bookworm-v2 trixie-v2 bookworm-v1)
 [ "$(id -u)" = 0 ] || { echo "run.sh: needs root (debootstrap, images)" >&2; exit 1; }
+# The guest kernel's extra command line of VARIANT; fails on an unknown
+# one, which is refused here, before anything is built.
+kernel_cmdline() {
+    case "$1" in
+        bookworm-v2|trixie-v2) echo "" ;;
+        bookworm-v1) echo "systemd.unified_cgroup_hierarchy=0 SYSTEMD_CGROUP_ENABLE_LEGACY_FORCE=1" ;;
+        *) echo "unknown variant $1" >&2; return 2 ;;
+    esac
+}
+for variant in "${variants[@]}"; do kernel_cmdline "$variant" >/dev/null || exit 2; done
 
 # Every tool, installed in one transaction (see tests/deps.sh for why).
 "$root/tests/deps.sh" >/dev/null || { echo "run.sh: tests/deps.sh could not provide the tools" >&2; exit 1; }
@@ -111,11 +121,7 @@ boot() {
     local variant=$1 release cgroup cmdline image console portal nic attempt work vstage start qemu results
     release=${variant%-*}
     cgroup=${variant##*-}
-    case "$variant" in
-        bookworm-v2|trixie-v2) cmdline="" ;;
-        bookworm-v1) cmdline="systemd.unified_cgroup_hierarchy=0 SYSTEMD_CGROUP_ENABLE_LEGACY_FORCE=1" ;;
-        *) echo "unknown variant $variant" >&2; return 2 ;;
-    esac
+    cmdline=$(kernel_cmdline "$variant")
     image="$cache/$release"
     console="$logs/$variant-console.log"
     # One boot also runs the portal's checks: its guest serves on a port
