@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use std::path::Path as FsPath;
 
@@ -389,17 +390,39 @@ pub fn privileged_groups_of(name: &str) -> Result<Vec<String>, AccountError> {
     Ok(found)
 }
 
+/// How long account commands wait out another one's lock on the files.
+const LOCK_PATIENCE: Duration = Duration::from_secs(15);
+
+/// Whether a shadow tool refused because another one held a lock file
+/// ("cannot lock /etc/group; try again later."): it changed nothing.
+fn refused_for_lock(stderr: &[u8]) -> bool {
+    String::from_utf8_lossy(stderr).contains("try again later")
+}
+
 fn run(cmd: &mut Command, program: &str) -> Result<(), AccountError> {
     // useradd/userdel live in /usr/sbin, which a non-login root shell may lack.
     let path = std::env::var("PATH").unwrap_or_default();
     cmd.env("PATH", format!("/usr/sbin:/sbin:{path}"));
-    let out = cmd.output().map_err(|source| AccountError::Spawn {
-        program: program.into(),
-        source,
-    })?;
-    if out.status.success() {
-        return Ok(());
-    }
+    // Shadow's tools take /etc/passwd's and /etc/group's lock files without
+    // waiting: a second admin's command (or a plain useradd) at the same
+    // moment makes them refuse with "try again later", before they change
+    // anything. So try again, for a while.
+    let mut pause = Duration::from_millis(20);
+    let give_up = Instant::now() + LOCK_PATIENCE;
+    let out = loop {
+        let out = cmd.output().map_err(|source| AccountError::Spawn {
+            program: program.into(),
+            source,
+        })?;
+        if out.status.success() {
+            return Ok(());
+        }
+        if !refused_for_lock(&out.stderr) || Instant::now() + pause > give_up {
+            break out;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(500));
+    };
     Err(AccountError::Failed {
         program: program.into(),
         status: out.status.to_string(),
@@ -410,6 +433,17 @@ fn run(cmd: &mut Command, program: &str) -> Result<(), AccountError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lock_refusals_are_told_from_other_failures() {
+        let busy = b"useradd: lock /etc/group.lock already used by PID 21191\nuseradd: cannot lock /etc/group; try again later.\n";
+        assert!(refused_for_lock(busy));
+        assert!(refused_for_lock(
+            b"gpasswd: cannot lock /etc/group; try again later.\n"
+        ));
+        assert!(!refused_for_lock(b"useradd: user 'alice' already exists\n"));
+        assert!(!refused_for_lock(b""));
+    }
 
     #[test]
     fn families_from_os_release() {
