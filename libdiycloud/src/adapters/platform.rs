@@ -399,6 +399,9 @@ fn refused_for_lock(stderr: &[u8]) -> bool {
     String::from_utf8_lossy(stderr).contains("try again later")
 }
 
+// The clock and the pause: these commands run only for the admin use cases
+// (slicectl, the server), never inside a PAM hook, and only on a lock.
+#[allow(clippy::disallowed_methods)]
 fn run(cmd: &mut Command, program: &str) -> Result<(), AccountError> {
     // useradd/userdel live in /usr/sbin, which a non-login root shell may lack.
     let path = std::env::var("PATH").unwrap_or_default();
