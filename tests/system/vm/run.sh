@@ -83,7 +83,7 @@ packaging/build-packages.sh --no-build >/dev/null
 cp target/packages/diycloud_*_"$(dpkg --print-architecture)".deb "$stage/diycloud-new.deb"
 old="$logs/old-${DIYCLOUD_OLD_COMMIT:-7b4108d}"
 [ -e "$old/packages/diycloud_0.0.9_$(dpkg --print-architecture).deb" ] ||
-    packaging/build-packages.sh --binaries "$old/target/release" --source "$old/src" \
+    packaging/build-packages.sh --binaries "$old/target/debug" --source "$old/src" \
         --version 0.0.9 --out "$old/packages" >/dev/null
 cp "$old/packages/diycloud_0.0.9_$(dpkg --print-architecture).deb" "$stage/diycloud-old.deb"
 
