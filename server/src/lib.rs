@@ -16,6 +16,7 @@ mod conn;
 mod csrf;
 mod error;
 mod hashing;
+pub mod helper;
 mod limiter;
 mod metrics;
 mod portal;
