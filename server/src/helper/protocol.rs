@@ -6,7 +6,10 @@
 
 use std::net::IpAddr;
 
+use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
 
 /// The protocol's version; a peer speaking another is refused with both
 /// numbers named.
@@ -56,6 +59,47 @@ pub enum Request {
     Logout {},
     /// The token's user changes their own password.
     ChangeOwnPassword { current: String, new: String },
+}
+
+/// A use case's refusal or failure as the client is to hear it: the
+/// helper decides the status and the words, the web process only relays
+/// them (an internal error's cause stays in the helper's log).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Failure {
+    pub status: u16,
+    pub detail: String,
+    /// Seconds, for 429 and 503.
+    #[serde(default)]
+    pub retry_after: Option<u64>,
+}
+
+impl From<ApiError> for Failure {
+    fn from(e: ApiError) -> Self {
+        Self {
+            status: e.status.as_u16(),
+            detail: e.detail,
+            retry_after: e.retry_after,
+        }
+    }
+}
+
+impl From<Failure> for ApiError {
+    /// A status that is not an error's (a broken helper) is an internal
+    /// error, never passed on as it came.
+    fn from(f: Failure) -> Self {
+        match StatusCode::from_u16(f.status) {
+            Ok(status) if status.is_client_error() || status.is_server_error() => ApiError {
+                status,
+                detail: f.detail,
+                retry_after: f.retry_after,
+            },
+            _ => ApiError::internal(format!(
+                "the helper answered a failure with status {}: {}",
+                f.status, f.detail
+            )),
+        }
+    }
 }
 
 /// Why the helper refused a message before any use case ran.
@@ -139,6 +183,27 @@ mod tests {
                 matches!(decode(bad.as_bytes()), Err(Refusal::Malformed { .. })),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn failures_keep_their_status_and_words_and_only_errors_pass() {
+        let locked = ApiError::too_many(30);
+        let back = ApiError::from(Failure::from(locked.clone()));
+        assert_eq!(back, locked);
+        for status in [200, 302, 99, 1000] {
+            let odd = Failure {
+                status,
+                detail: "secret detail".into(),
+                retry_after: None,
+            };
+            let answered = ApiError::from(odd);
+            assert_eq!(
+                answered.status,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "{status}"
+            );
+            assert!(!answered.detail.contains("secret"), "{status}");
         }
     }
 
