@@ -17,6 +17,8 @@ pub fn run(g: &Guest) {
     );
     let child = Command::new("bash")
         .args(["-c", &script])
+        // Its SSH login uses the options of every other login here.
+        .env("DIYCLOUD_SSH_OPTIONS", super::SSH_OPTIONS.join(" "))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

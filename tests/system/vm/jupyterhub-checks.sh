@@ -97,7 +97,8 @@ else
         "$(hub_client run carol 'python3 -c "b = b\"x\" * (400 << 20); print(\"held\")"')"
 
     # Her SSH sessions share the slice; logging out leaves the server be.
-    hub_ssh=(-o KexAlgorithms=curve25519-sha256 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=60)
+    # The guest_checks binary's SSH options (guest::SSH_OPTIONS), one word each.
+    read -ra hub_ssh <<<"${DIYCLOUD_SSH_OPTIONS:?set by the guest_checks binary}"
     out=$(sshpass -p "$carol_pw" ssh "${hub_ssh[@]}" carol@127.0.0.1 cat /proc/self/cgroup 2>&1)
     case "$out" in
         "0::/user.slice/$carol_slice/session-"*) pass "her SSH session shares $carol_slice with her server" ;;
