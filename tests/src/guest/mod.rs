@@ -37,8 +37,8 @@ pub use cmd::{last_line, oneline, Cmd, Out};
 /// SSH options of every login here: no host keys kept, errors only, a
 /// connect timeout long enough for an emulated guest, and the classic
 /// X25519 key exchange (the post-quantum hybrids that OpenSSH 9 and 10
-/// prefer cost the emulated client far more, and these checks are about
-/// PAM and the session, not the transport).
+/// prefer do more work per login, not measured apart here, and these
+/// checks are about PAM and the session, not the transport).
 pub const SSH_OPTIONS: &[&str] = &[
     "-o",
     "KexAlgorithms=curve25519-sha256",
